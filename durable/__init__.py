@@ -1,0 +1,75 @@
+"""durable: durable, resumable workflows you can test with a time-travel clock."""
+
+from durable._default import (
+    cancel,
+    configure,
+    default_engine,
+    drain,
+    get_execution,
+    list_executions,
+    run_worker,
+    start,
+)
+from durable.clock import Clock, SystemClock
+from durable.dsl import StepDef, WorkflowDef, get_workflow, step, workflow
+from durable.durations import days, hours, minutes, seconds
+from durable.engine import Engine
+from durable.errors import (
+    ConfigError,
+    ContextError,
+    DurableError,
+    ExecutionNotFound,
+    InvalidState,
+    LeaseLost,
+    SerializationError,
+    StepTimeout,
+    StoreError,
+    WorkflowNotFound,
+    WorkflowTimeout,
+)
+from durable.models import Execution, Status, StepExecution, StepStatus
+from durable.plugins import hookimpl
+from durable.retry import Retry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Clock",
+    "ConfigError",
+    "ContextError",
+    "DurableError",
+    "Engine",
+    "Execution",
+    "ExecutionNotFound",
+    "InvalidState",
+    "LeaseLost",
+    "Retry",
+    "SerializationError",
+    "Status",
+    "StepDef",
+    "StepExecution",
+    "StepStatus",
+    "StepTimeout",
+    "StoreError",
+    "SystemClock",
+    "WorkflowDef",
+    "WorkflowNotFound",
+    "WorkflowTimeout",
+    "__version__",
+    "cancel",
+    "configure",
+    "days",
+    "default_engine",
+    "drain",
+    "get_execution",
+    "get_workflow",
+    "hookimpl",
+    "hours",
+    "list_executions",
+    "minutes",
+    "run_worker",
+    "seconds",
+    "start",
+    "step",
+    "workflow",
+]

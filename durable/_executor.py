@@ -1,0 +1,301 @@
+"""Running one claimed execution: its steps in order until it ends, waits or is released.
+
+Every state change goes through one store transition, fenced by the claim's token. The
+executor keeps nothing that matters in memory: attempt numbers, the retry budget in force,
+the context and the step pointer are all in the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from durable._json import to_json
+from durable._invoke import AsyncRunner, invoke
+from durable._runtime import StepRun
+from durable.clock import Clock
+from durable.dsl import StepDef, WorkflowDef, get_workflow
+from durable.errors import LeaseLost, SerializationError, StepTimeout, WorkflowTimeout
+from durable.models import Status, StepExecution, StepStatus
+from durable.stores.base import ExecutionRow, Store
+
+if TYPE_CHECKING:
+    from durable.plugins import PluginHost
+
+log = logging.getLogger("durable.executor")
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    """An exception as stored: type, message and traceback."""
+    cls = type(exc)
+    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return {
+        "type": name,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+@dataclass(slots=True)
+class Claim:
+    """A claim held by this process; ``lost`` is set when a heartbeat finds it stale."""
+
+    execution_id: str
+    token: int
+    lost: bool = False
+
+
+class Executor:
+    """Runs claimed executions for one engine."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        plugins: PluginHost,
+        runner: AsyncRunner,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.plugins = plugins
+        self.runner = runner
+
+    # -- observers -----------------------------------------------------------------------
+
+    def _notify(self, hook: str, execution_id: str, **kwargs: Any) -> None:
+        if not self.plugins.has_observers(hook):
+            return
+        row = self.store.get(execution_id)
+        if row is not None:
+            self.plugins.notify(hook, execution=row.to_execution(), **kwargs)
+
+    # -- the step loop -------------------------------------------------------------------
+
+    def run(
+        self, row: ExecutionRow, claim: Claim, should_stop: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Run ``row`` (just claimed) until it finishes, is rescheduled or is released.
+
+        ``should_stop`` is asked between steps: when true the claim is released rather than
+        the next step begun (a worker shutting down gracefully)."""
+        try:
+            self._run(row, claim, should_stop)
+        except LeaseLost as exc:
+            log.warning("durable: %s; this worker stops working on it", exc)
+
+    def _run(self, row: ExecutionRow, claim: Claim, should_stop: Callable[[], bool]) -> None:
+        wdef = get_workflow(row.workflow)
+        eid, token = row.id, row.token
+        context = row.context
+        index = row.step_index
+        attempt = row.attempt
+        in_flight_since = row.attempt_started_at  # set: the last worker died mid-attempt
+        begun = False  # whether we began the current attempt ourselves
+
+        if index == 0 and attempt == 0 and in_flight_since is None:
+            self._notify("durable_workflow_started", eid)
+
+        while True:
+            now = self.clock.now()
+            sdef = wdef.steps[index]
+            policy = sdef.policy(wdef.default_retry)
+
+            if claim.lost:
+                raise LeaseLost(f"heartbeat found the claim on {eid} taken over")
+            if row.cancel_requested and not begun:
+                self.store.finish(eid, token, now=now, status=Status.CANCELLED, error=None)
+                self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
+                return
+            if row.deadline is not None and now >= row.deadline:
+                record = None
+                if in_flight_since is not None and not begun:
+                    record = self._record(sdef, index, attempt, in_flight_since, now,
+                                          StepStatus.FAILED, _worker_lost(), [], policy.max_attempts)
+                self._timeout_workflow(eid, token, now, record)
+                return
+            if in_flight_since is not None and not begun:
+                record = self._record(sdef, index, attempt, in_flight_since, now,
+                                      StepStatus.FAILED, _worker_lost(), [], policy.max_attempts)
+                self._failed(row, sdef, record, policy.max_attempts, policy.delay_ms(attempt), now)
+                return
+            if not begun:
+                if should_stop():
+                    self.store.release(eid, token, now=now)
+                    return
+                attempt = self.store.begin_attempt(eid, token, now=now)
+                in_flight_since = now
+                begun = True
+
+            started = in_flight_since
+            assert started is not None
+            if self.plugins.has_observers("durable_step_started"):
+                rec = self._record(sdef, index, attempt, started, None, StepStatus.RUNNING,
+                                   None, [], policy.max_attempts)
+                self._notify("durable_step_started", eid, step=rec)
+
+            until = self._until(sdef, started, row.deadline)
+            run = StepRun(eid, wdef.name, sdef.name, attempt, row.input,
+                          json.loads(json.dumps(context)), self.clock)
+            outcome = invoke(partial(sdef.fn, wdef.cls()), run, is_async=sdef.is_async,
+                             until=until, clock=self.clock, runner=self.runner)
+            now = self.clock.now()
+            error: dict[str, Any] | None = None
+            if outcome.timed_out:
+                if row.deadline is not None and now >= row.deadline:
+                    record = self._record(sdef, index, attempt, started, now, StepStatus.FAILED,
+                                          _timeout_error(row, wdef), run.logs, policy.max_attempts)
+                    self._timeout_workflow(eid, token, now, record)
+                    return
+                error = error_info(StepTimeout(
+                    f"step {sdef.name!r} attempt {attempt} ran past its timeout of "
+                    f"{sdef.timeout} ms; its result was discarded"))
+            elif outcome.error is not None:
+                error = error_info(outcome.error)
+            else:
+                try:
+                    new_context = json.loads(_dump_context(run.context, sdef.name))
+                except SerializationError as exc:
+                    error = error_info(exc)
+            if error is not None:
+                record = self._record(sdef, index, attempt, started, now, StepStatus.FAILED,
+                                      error, run.logs, policy.max_attempts)
+                self._failed(row, sdef, record, policy.max_attempts,
+                             policy.delay_ms(attempt), now)
+                return
+
+            record = self._record(sdef, index, attempt, started, now, StepStatus.COMPLETED,
+                                  None, run.logs, policy.max_attempts)
+            last = index + 1 >= len(wdef.steps)
+            next_step = None if last else (index + 1, wdef.steps[index + 1].name)
+            start_next = (
+                not last
+                and not should_stop()
+                and not claim.lost
+                and (row.deadline is None or now < row.deadline)
+            )
+            status = self.store.complete_step(eid, token, now=now, record=record,
+                                              context=new_context, next_step=next_step,
+                                              start_next=start_next)
+            if status == Status.CANCELLED:
+                self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
+                return
+            self._notify("durable_step_completed", eid, step=record)
+            if status == Status.COMPLETED:
+                self._notify("durable_workflow_completed", eid)
+                return
+            context = new_context
+            index += 1
+            attempt = 1 if start_next else 0
+            in_flight_since = now if start_next else None
+            begun = start_next
+            # A cancel requested meanwhile is seen by the store at the next checkpoint.
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _until(sdef: StepDef, started: datetime, deadline: datetime | None) -> datetime | None:
+        until = deadline
+        if sdef.timeout is not None:
+            step_until = started + timedelta(milliseconds=sdef.timeout)
+            until = step_until if until is None else min(until, step_until)
+        return until
+
+    @staticmethod
+    def _record(
+        sdef: StepDef,
+        index: int,
+        attempt: int,
+        started: datetime,
+        ended: datetime | None,
+        status: StepStatus,
+        error: dict[str, Any] | None,
+        logs: list[dict[str, Any]],
+        max_attempts: int,
+        retry_at: datetime | None = None,
+    ) -> StepExecution:
+        return StepExecution(
+            name=sdef.name,
+            status=status,
+            attempt=attempt,
+            started_at=started,
+            completed_at=ended,
+            error=error,
+            logs=logs,
+            index=index,
+            max_attempts=max_attempts,
+            retry_at=retry_at,
+        )
+
+    def _failed(
+        self,
+        row: ExecutionRow,
+        sdef: StepDef,
+        record: StepExecution,
+        max_attempts: int,
+        delay_ms: int,
+        now: datetime,
+    ) -> None:
+        eid, token = row.id, row.token
+        if record.attempt < max_attempts:
+            retry_at = now + timedelta(milliseconds=delay_ms)
+            if row.deadline is not None:
+                retry_at = min(retry_at, row.deadline)
+            record = dataclasses.replace(record, retry_at=retry_at)
+            status = self.store.fail_attempt(eid, token, now=now, record=record,
+                                             retry_at=retry_at, error=None)
+            if status == Status.CANCELLED:
+                self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
+            else:
+                self._notify("durable_step_retrying", eid, step=record, retry_at=retry_at)
+            return
+        assert record.error is not None
+        error = {**record.error, "step": sdef.name, "attempt": record.attempt}
+        status = self.store.fail_attempt(eid, token, now=now, record=record,
+                                         retry_at=None, error=error)
+        if status == Status.CANCELLED:
+            self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
+            return
+        self._notify("durable_step_failed", eid, step=record)
+        self._notify("durable_workflow_failed", eid, error=error)
+
+    def _timeout_workflow(
+        self, eid: str, token: int, now: datetime, record: StepExecution | None
+    ) -> None:
+        row = self.store.get(eid)
+        assert row is not None
+        wdef = get_workflow(row.workflow)
+        error = _timeout_error(row, wdef)
+        self.store.finish(eid, token, now=now, status=Status.FAILED, error=error, record=record)
+        if record is not None:
+            self._notify("durable_step_failed", eid, step=record)
+        self._notify("durable_workflow_failed", eid, error=error)
+
+
+def _dump_context(context: dict[str, Any], step: str) -> str:
+    return to_json(context, f"the context after step {step!r}")
+
+
+def _worker_lost() -> dict[str, Any]:
+    return {
+        "type": "WorkerLost",
+        "message": "the worker running this attempt stopped renewing its lease "
+        "(crashed, killed or partitioned); the attempt counts as failed",
+        "traceback": "",
+    }
+
+
+def _timeout_error(row: ExecutionRow, wdef: WorkflowDef) -> dict[str, Any]:
+    exc = WorkflowTimeout(
+        f"workflow {wdef.name!r} ran past its timeout of {wdef.timeout} ms "
+        f"(deadline {row.deadline.isoformat() if row.deadline else '?'})"
+    )
+    info = error_info(exc)
+    info["traceback"] = ""
+    return info

@@ -1,0 +1,114 @@
+"""Calling one step attempt, sync or async, bounded by a deadline on the engine's clock."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from durable._runtime import StepRun, current
+from durable.clock import Clock
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an attempt ended: ``error`` is None on success; ``timed_out`` when the clock
+    reached the deadline first (any late result is discarded)."""
+
+    error: BaseException | None = None
+    timed_out: bool = False
+
+
+class AsyncRunner:
+    """One event loop in a daemon thread that runs every async step of an engine."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="durable-async-steps", daemon=True
+                )
+                thread.start()
+                self._loop = loop
+            return self._loop
+
+    def close(self) -> None:
+        with self._lock:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._loop = None
+
+
+def invoke(
+    fn: Callable[[], Any],
+    run: StepRun,
+    *,
+    is_async: bool,
+    until: datetime | None,
+    clock: Clock,
+    runner: AsyncRunner,
+) -> Outcome:
+    """Run ``fn`` as the attempt ``run``.
+
+    Without a deadline a sync step runs inline in the calling thread. With one it runs in
+    its own thread while this thread waits on the clock; a sync step cannot be interrupted,
+    so on timeout it is abandoned and whatever it still writes goes to a discarded
+    ``StepRun``. Async steps run on the engine's loop and are cancelled on timeout.
+    """
+    if not is_async and until is None:
+        token = current.set(run)
+        try:
+            fn()
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            return Outcome(error=exc)
+        finally:
+            current.reset(token)
+        return Outcome()
+
+    done = threading.Event()
+    box: list[BaseException | None] = []
+
+    if is_async:
+
+        async def task() -> None:
+            current.set(run)
+            coro: Coroutine[Any, Any, Any] = fn()
+            await coro
+
+        future = asyncio.run_coroutine_threadsafe(task(), runner.loop())
+
+        def finished(f: Any) -> None:
+            box.append(asyncio.CancelledError() if f.cancelled() else f.exception())
+            done.set()
+
+        future.add_done_callback(finished)
+    else:
+
+        def target() -> None:
+            current.set(run)
+            try:
+                fn()
+                box.append(None)
+            except BaseException as exc:
+                box.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"durable-step-{run.step}", daemon=True).start()
+
+    clock.wait_until(until, done)
+    if not done.is_set() or (until is not None and clock.now() >= until):
+        if is_async:
+            future.cancel()
+        return Outcome(timed_out=True)
+    return Outcome(error=box[0] if box else None)

@@ -1,0 +1,160 @@
+"""Workers: the claim loop, the heartbeat that keeps claims alive, and graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from durable._executor import Claim
+from durable.errors import DurableError
+from durable.stores.base import ExecutionRow
+
+if TYPE_CHECKING:
+    from durable.engine import Engine
+
+log = logging.getLogger("durable.worker")
+
+
+class Heartbeat:
+    """Renews the leases of every claim the engine holds, every third of a lease."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._claims: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, row: ExecutionRow) -> Claim:
+        claim = Claim(row.id, row.token)
+        with self._lock:
+            self._claims[row.id] = claim
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="durable-heartbeat", daemon=True
+                )
+                self._thread.start()
+        return claim
+
+    def drop(self, claim: Claim) -> None:
+        with self._lock:
+            if self._claims.get(claim.execution_id) is claim:
+                del self._claims[claim.execution_id]
+
+    def _loop(self) -> None:
+        engine = self._engine
+        every = timedelta(milliseconds=max(engine.lease_ms // 3, 1))
+        while not self._stop.is_set():
+            engine.clock.wait_until(engine.clock.now() + every, self._stop)
+            if self._stop.is_set():
+                return
+            with self._lock:
+                claims = list(self._claims.values())
+            if not claims:
+                continue
+            try:
+                lost = set(
+                    engine.store.heartbeat(
+                        [(c.execution_id, c.token) for c in claims],
+                        now=engine.clock.now(),
+                        lease_ms=engine.lease_ms,
+                    )
+                )
+            except Exception:
+                log.exception("durable: heartbeat failed; retrying at the next beat")
+                continue
+            for c in claims:
+                if c.execution_id in lost:
+                    c.lost = True
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class Worker:
+    """Claims executions from the store and runs up to ``concurrency`` of them at once."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        queues: Sequence[str] | None,
+        concurrency: int,
+        poll_ms: int,
+    ) -> None:
+        self.engine = engine
+        self.queues = None if queues is None else list(queues)
+        self.concurrency = concurrency
+        self.poll = timedelta(milliseconds=poll_ms)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._inflight = 0
+        self._lock = threading.Lock()
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop() was called."""
+        return self._stop.is_set()
+
+    def wake(self) -> None:
+        """Look for work now (something was started or became due)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming; running executions release their claim after their current step."""
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Claim and run until stop() is called, then wait for the running steps to end."""
+        engine = self.engine
+        clock = engine.clock
+        engine._add_worker(self)
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="durable-worker")
+        backoff_ms = 100
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                with self._lock:
+                    free = self.concurrency - self._inflight
+                if free > 0:
+                    try:
+                        rows = engine._claim(self.queues, limit=free)
+                        backoff_ms = 100
+                    except Exception as exc:
+                        level = logging.WARNING if isinstance(exc, DurableError) else logging.ERROR
+                        log.log(level, "durable: claiming failed (%r); retrying in %d ms",
+                                exc, backoff_ms, exc_info=level == logging.ERROR)
+                        clock.wait_until(clock.now() + timedelta(milliseconds=backoff_ms),
+                                         self._stop)
+                        backoff_ms = min(backoff_ms * 2, 30_000)
+                        continue
+                    if rows:
+                        with self._lock:
+                            self._inflight += len(rows)
+                        for row in rows:
+                            pool.submit(self._run_one, row)
+                        continue
+                until = clock.now() + self.poll
+                if free > 0:
+                    due = engine.store.next_due(queues=self.queues, workflows=None)
+                    if due is not None and due < until:
+                        until = due
+                clock.wait_until(until, self._wake)
+        finally:
+            pool.shutdown(wait=True)
+            engine._remove_worker(self)
+
+    def _run_one(self, row: ExecutionRow) -> None:
+        try:
+            self.engine._execute(row, should_stop=self._stop.is_set)
+        except Exception:
+            log.exception("durable: execution %s crashed the worker loop", row.id)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+            self._wake.set()

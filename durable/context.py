@@ -1,0 +1,127 @@
+"""The context API, callable inside a running step.
+
+Reads see the context as committed by earlier steps plus this attempt's own writes. Writes
+are kept with the attempt and committed atomically with the step's completion; a failed or
+timed-out attempt's writes are discarded. Every value must be JSON: a value that is not raises
+:class:`~durable.SerializationError` at the call that put it, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from durable._json import normalise
+from durable._runtime import StepRun, current
+from durable.errors import ContextError, SerializationError
+
+__all__ = [
+    "append_context",
+    "context",
+    "delete_context",
+    "get_context",
+    "increment_context",
+    "input",
+    "put_context",
+    "update_context",
+    "workflow_id",
+]
+
+_MISSING = object()
+
+
+def _run(fn: str) -> StepRun:
+    run = current.get()
+    if run is None:
+        raise ContextError(
+            f"{fn}() was called outside a running step; call it from a @step method "
+            "while the engine runs the workflow"
+        )
+    return run
+
+
+def _key(key: object, fn: str) -> str:
+    if not isinstance(key, str):
+        raise SerializationError(f"{fn}() context keys must be str, got {type(key).__name__}")
+    return key
+
+
+def context() -> dict[str, Any]:
+    """The whole context, as a copy."""
+    return copy.deepcopy(_run("context").context)
+
+
+def get_context(key: str, default: Any = None) -> Any:
+    """The value under ``key``, or ``default`` when it is not set."""
+    return _run("get_context").context.get(key, default)
+
+
+def input() -> Any:  # noqa: A001 - the pinned name mirrors the seed's input()
+    """The input the execution was started with."""
+    return _run("input").input
+
+
+def workflow_id() -> str:
+    """The id of the running execution."""
+    return _run("workflow_id").execution_id
+
+
+def put_context(key: str | Mapping[str, Any], value: Any = _MISSING) -> None:
+    """Set one key, or merge a mapping: ``put_context("k", v)`` or ``put_context({"k": v})``."""
+    run = _run("put_context")
+    if value is _MISSING:
+        if not isinstance(key, Mapping):
+            raise ContextError(
+                "put_context() takes a key and a value, or one mapping to merge; "
+                f"got only {type(key).__name__}"
+            )
+        items = {_key(k, "put_context"): normalise(v, f"context key {k!r}") for k, v in key.items()}
+        run.context.update(items)
+        return
+    k = _key(key, "put_context")
+    run.context[k] = normalise(value, f"context key {k!r}")
+
+
+def update_context(key: str, fn: Callable[[Any], Any]) -> Any:
+    """Replace the value under ``key`` with ``fn(old)`` (``old`` is None when unset)."""
+    run = _run("update_context")
+    k = _key(key, "update_context")
+    new = normalise(fn(copy.deepcopy(run.context.get(k))), f"context key {k!r}")
+    run.context[k] = new
+    return new
+
+
+def delete_context(key: str) -> None:
+    """Remove ``key``; nothing happens when it is not set."""
+    _run("delete_context").context.pop(_key(key, "delete_context"), None)
+
+
+def append_context(key: str, value: Any) -> list[Any]:
+    """Append to the list under ``key``, creating it when unset."""
+    run = _run("append_context")
+    k = _key(key, "append_context")
+    old = run.context.get(k, [])
+    if not isinstance(old, list):
+        raise ContextError(
+            f"append_context({k!r}) needs a list there, but it holds {type(old).__name__}"
+        )
+    new = [*old, normalise(value, f"context key {k!r}")]
+    run.context[k] = new
+    return new
+
+
+def increment_context(key: str, by: int | float = 1) -> int | float:
+    """Add ``by`` to the number under ``key`` (0 when unset) and return the new value."""
+    run = _run("increment_context")
+    k = _key(key, "increment_context")
+    old = run.context.get(k, 0)
+    if isinstance(old, bool) or not isinstance(old, int | float):
+        raise ContextError(
+            f"increment_context({k!r}) needs a number there, but it holds {type(old).__name__}"
+        )
+    if isinstance(by, bool) or not isinstance(by, int | float):
+        raise ContextError(f"increment_context() by= must be a number, got {type(by).__name__}")
+    new = old + by
+    run.context[k] = new
+    return new

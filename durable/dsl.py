@@ -1,0 +1,203 @@
+"""The workflow DSL: ``@workflow`` classes whose ``@step`` methods run in written order.
+
+A workflow's shape is static: it is read from the class at definition time, so it can be
+validated, listed and drawn without running anything.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from durable.durations import to_ms
+from durable.errors import ConfigError, WorkflowNotFound
+from durable.retry import Retry
+
+__all__ = ["StepDef", "WorkflowDef", "get_workflow", "registered_workflows", "step", "workflow"]
+
+_STEP_ATTR = "__durable_step__"
+_WORKFLOW_ATTR = "__durable_workflow__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+C = TypeVar("C", bound=type)
+
+
+@dataclass(frozen=True, slots=True)
+class StepDef:
+    """A step as declared: its method, retry policy and timeout (ms)."""
+
+    name: str
+    fn: Callable[..., Any]
+    retry: Retry | None = None
+    timeout: int | None = None
+    is_async: bool = False
+
+    def policy(self, default: Retry | None) -> Retry:
+        """The retry policy in force: the step's own, else the workflow default, else one try."""
+        return self.retry or default or Retry(max_attempts=1)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowDef:
+    """A registered workflow: its name, options and ordered steps."""
+
+    name: str
+    cls: type
+    steps: tuple[StepDef, ...]
+    timeout: int | None = None
+    max_retries: int | None = None
+    queue: str = "default"
+    default_retry: Retry | None = field(default=None)
+
+    def step_index(self, name: str) -> int:
+        """Position of the named step."""
+        for i, s in enumerate(self.steps):
+            if s.name == name:
+                return i
+        raise KeyError(name)
+
+
+@overload
+def step(fn: F, /) -> F: ...
+@overload
+def step(
+    *,
+    retry: Retry | Mapping[str, Any] | None = None,
+    timeout: int | Any | None = None,
+    name: str | None = None,
+) -> Callable[[F], F]: ...
+
+
+def step(
+    fn: F | None = None,
+    /,
+    *,
+    retry: Retry | Mapping[str, Any] | None = None,
+    timeout: int | Any | None = None,
+    name: str | None = None,
+) -> F | Callable[[F], F]:
+    """Mark a method of a ``@workflow`` class as a step. Works bare or with options.
+
+    ``retry``: a :class:`Retry` or a dict of its keys. ``timeout``: ms or timedelta; an
+    attempt that runs longer counts as failed and its result is discarded.
+    """
+    policy = Retry.coerce(retry)
+    timeout_ms = None if timeout is None else to_ms(timeout, what="step timeout", allow_zero=False)
+
+    def mark(f: F) -> F:
+        if not callable(f):
+            raise ConfigError(f"@step decorates a method, got {type(f).__name__}")
+        sdef = StepDef(
+            name=name or f.__name__,
+            fn=f,
+            retry=policy,
+            timeout=timeout_ms,
+            is_async=inspect.iscoroutinefunction(f),
+        )
+        setattr(f, _STEP_ATTR, sdef)
+        return f
+
+    if fn is not None:
+        return mark(fn)
+    return mark
+
+
+_registry: dict[str, WorkflowDef] = {}
+_registry_lock = threading.Lock()
+
+
+def workflow(
+    name: str,
+    *,
+    timeout: int | Any | None = None,
+    max_retries: int | None = None,
+    queue: str = "default",
+) -> Callable[[C], C]:
+    """Declare a workflow class and register it under ``name``.
+
+    ``timeout`` (ms or timedelta) bounds the whole execution from its first start.
+    ``max_retries`` is the retry budget of steps that set no ``retry``: that many retries
+    after the first attempt, with exponential backoff. ``queue`` is the default queue.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"@workflow needs a non-empty name, got {name!r}")
+    timeout_ms = None if timeout is None else to_ms(timeout, what="workflow timeout", allow_zero=False)
+    if max_retries is not None and (
+        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
+    ):
+        raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    if not isinstance(queue, str) or not queue:
+        raise ConfigError(f"queue must be a non-empty str, got {queue!r}")
+
+    def register(cls: C) -> C:
+        if not isinstance(cls, type):
+            raise ConfigError(f"@workflow decorates a class, got {type(cls).__name__}")
+        found: dict[str, StepDef] = {}
+        for klass in reversed(cls.__mro__):
+            for attr in vars(klass).values():
+                sdef = getattr(attr, _STEP_ATTR, None)
+                if isinstance(sdef, StepDef):
+                    found[sdef.name] = sdef
+        if not found:
+            raise ConfigError(f"workflow {name!r} ({cls.__qualname__}) has no @step methods")
+        default_retry = (
+            Retry(max_attempts=max_retries + 1, backoff="exponential")
+            if max_retries is not None
+            else None
+        )
+        wdef = WorkflowDef(
+            name=name,
+            cls=cls,
+            steps=tuple(found.values()),
+            timeout=timeout_ms,
+            max_retries=max_retries,
+            queue=queue,
+            default_retry=default_retry,
+        )
+        with _registry_lock:
+            prior = _registry.get(name)
+            if prior is not None and _origin(prior.cls) != _origin(cls):
+                raise ConfigError(
+                    f"workflow name {name!r} is already registered by {_origin(prior.cls)}; "
+                    f"{_origin(cls)} needs another name"
+                )
+            _registry[name] = wdef
+        setattr(cls, _WORKFLOW_ATTR, wdef)
+        return cls
+
+    return register
+
+
+def _origin(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def get_workflow(ref: str | type | WorkflowDef) -> WorkflowDef:
+    """Resolve a workflow class, name or definition to its definition."""
+    if isinstance(ref, WorkflowDef):
+        return ref
+    if isinstance(ref, type):
+        wdef = getattr(ref, _WORKFLOW_ATTR, None)
+        if not isinstance(wdef, WorkflowDef):
+            raise WorkflowNotFound(
+                f"{ref.__qualname__} is not a workflow: decorate it with @workflow(\"name\")"
+            )
+        return wdef
+    if isinstance(ref, str):
+        with _registry_lock:
+            wdef = _registry.get(ref)
+            known = sorted(_registry)
+        if wdef is None:
+            hint = ", ".join(known[:20]) if known else "none; import the module that defines it"
+            raise WorkflowNotFound(f"no workflow named {ref!r}; registered: {hint}")
+        return wdef
+    raise WorkflowNotFound(f"expected a workflow class or name, got {type(ref).__name__}")
+
+
+def registered_workflows() -> dict[str, WorkflowDef]:
+    """A copy of the registry: name to definition."""
+    with _registry_lock:
+        return dict(_registry)

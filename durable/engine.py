@@ -1,0 +1,340 @@
+"""The Engine: starts, queries and cancels executions, and runs them (drain or workers)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from durable._executor import Executor
+from durable._invoke import AsyncRunner
+from durable._json import normalise
+from durable._runtime import install_log_capture
+from durable._worker import Heartbeat, Worker
+from durable.clock import Clock, utc
+from durable.dsl import WorkflowDef, get_workflow, registered_workflows
+from durable.durations import seconds, to_ms
+from durable.errors import ConfigError, ExecutionNotFound
+from durable.models import Execution, Status, StepExecution, StepStatus
+from durable.plugins import PluginHost
+from durable.stores.base import ExecutionRow, Store
+
+__all__ = ["DEFAULT_STORE", "Engine"]
+
+DEFAULT_STORE = "sqlite:///durable.db"
+
+WorkflowRef = str | type | WorkflowDef
+
+
+class Engine:
+    """A workflow engine on one store and one clock.
+
+    ``store``: a URL (``memory://``, ``sqlite:///path``, ``postgresql://...``, or any scheme
+    a plugin registers) or a :class:`~durable.stores.Store`; None means ``DURABLE_STORE`` or
+    ``sqlite:///durable.db``. ``clock``: None for the system clock, a registered clock name,
+    or a clock object (such as ``durable_testing.TimeTravelClock``). ``lease``: how long a
+    claim lasts without a heartbeat. ``migrate``: create or upgrade the schema on first use.
+    ``plugins``: extra plugin objects for this engine only (observers, stores, clocks).
+    """
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        clock: Clock | str | None = None,
+        lease: int | Any = seconds(30),
+        migrate: bool = True,
+        *,
+        plugins: Sequence[object] = (),
+        worker_id: str | None = None,
+    ) -> None:
+        self.plugins = PluginHost(plugins)
+        self.lease_ms = to_ms(lease, what="lease", allow_zero=False)
+        if clock is None or isinstance(clock, str):
+            self.clock: Clock = self.plugins.make_clock(clock or "system")
+        elif isinstance(clock, Clock):
+            self.clock = clock
+        else:
+            raise ConfigError(
+                f"clock must be None, a clock name or an object with now() and wait_until(), "
+                f"got {type(clock).__name__}"
+            )
+        if store is None:
+            store = os.environ.get("DURABLE_STORE") or DEFAULT_STORE
+        if isinstance(store, str):
+            self.store_url: str | None = store
+            self.store: Store = self.plugins.make_store(store)
+        elif isinstance(store, Store):
+            self.store_url = None
+            self.store = store
+        else:
+            raise ConfigError(f"store must be a URL or a Store, got {type(store).__name__}")
+        migrator = getattr(self.store, "migrate", None)
+        if migrate and callable(migrator):
+            migrator()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._runner = AsyncRunner()
+        self._executor = Executor(self.store, self.clock, self.plugins, self._runner)
+        self._heartbeat = Heartbeat(self)
+        self._workers: list[Worker] = []
+        self._workers_lock = threading.Lock()
+        install_log_capture()
+
+    def __repr__(self) -> str:
+        return f"Engine(store={self.store_url or self.store!r}, clock={self.clock!r})"
+
+    # -- starting ------------------------------------------------------------------------
+
+    def start(
+        self,
+        workflow: WorkflowRef,
+        input: Any = None,
+        *,
+        queue: str | None = None,
+        priority: int = 0,
+        scheduled_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Start ``workflow`` (a class or registered name) with ``input``; return its id.
+
+        Higher ``priority`` runs first within a queue. ``scheduled_at`` delays the start
+        (naive datetimes are UTC). An ``idempotency_key`` already used returns the existing
+        execution's id and starts nothing.
+        """
+        wdef = get_workflow(workflow)
+        value = normalise(input, "the workflow input")
+        queue = wdef.queue if queue is None else queue
+        if not isinstance(queue, str) or not queue:
+            raise ConfigError(f"queue must be a non-empty str, got {queue!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
+            raise ConfigError(f"priority must be an int >= 0 (higher runs first), got {priority!r}")
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            raise ConfigError(f"idempotency_key must be a non-empty str, got {idempotency_key!r}")
+        if scheduled_at is not None and not isinstance(scheduled_at, datetime):
+            raise ConfigError(
+                f"scheduled_at must be a datetime, got {type(scheduled_at).__name__}"
+            )
+        now = self.clock.now()
+        when = now if scheduled_at is None else utc(scheduled_at)
+        row = ExecutionRow(
+            id=str(uuid.uuid4()),
+            workflow=wdef.name,
+            status=Status.PENDING,
+            queue=queue,
+            priority=priority,
+            input=value,
+            context={},
+            created_at=now,
+            scheduled_at=when,
+            run_at=when,
+            timeout_ms=wdef.timeout,
+            idempotency_key=idempotency_key,
+            step_name=wdef.steps[0].name,
+        )
+        stored, _ = self.store.create(row)
+        self._wake_workers()
+        return stored.id
+
+    # -- querying ------------------------------------------------------------------------
+
+    def get_execution(self, execution_id: str, include_steps: bool = False) -> Execution:
+        """The execution with this id; with ``include_steps`` every step attempt too."""
+        row = self.store.get(execution_id)
+        if row is None:
+            raise ExecutionNotFound(
+                f"no execution with id {execution_id!r} in {self.store_url or self.store!r}"
+            )
+        steps: list[StepExecution] | None = None
+        if include_steps:
+            steps = self.store.steps(execution_id)
+            if row.status == Status.RUNNING and row.attempt_started_at is not None:
+                steps.append(
+                    StepExecution(
+                        name=row.step_name or "?",
+                        status=StepStatus.RUNNING,
+                        attempt=row.attempt,
+                        started_at=row.attempt_started_at,
+                        index=row.step_index,
+                    )
+                )
+        return row.to_execution(steps)
+
+    def list_executions(
+        self,
+        workflow: WorkflowRef | Sequence[WorkflowRef] | None = None,
+        status: str | Status | Sequence[str | Status] | None = None,
+        queue: str | Sequence[str] | None = None,
+        limit: int = 100,
+    ) -> list[Execution]:
+        """Executions matching every filter given, newest first, at most ``limit``."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise ConfigError(f"limit must be an int from 1 to 10000, got {limit!r}")
+        workflows = None
+        if workflow is not None:
+            refs = [workflow] if isinstance(workflow, str | type | WorkflowDef) else workflow
+            workflows = [_workflow_name(w) for w in refs]
+        statuses = None
+        if status is not None:
+            raw = [status] if isinstance(status, str) else list(status)
+            statuses = [_status(s) for s in raw]
+        queues = None if queue is None else ([queue] if isinstance(queue, str) else list(queue))
+        rows = self.store.list(
+            workflows=workflows, statuses=statuses, queues=queues, limit=limit
+        )
+        return [r.to_execution() for r in rows]
+
+    def next_due(self, queues: Sequence[str] | None = None) -> datetime | None:
+        """When the next scheduled work (a start, a retry, a lease expiry) falls due."""
+        return self.store.next_due(queues=queues, workflows=None)
+
+    # -- controlling ---------------------------------------------------------------------
+
+    def cancel(self, execution_id: str, reason: str | None = None) -> Execution:
+        """Cancel an execution.
+
+        Pending or waiting: cancelled at once. Running: it stops at its next checkpoint
+        and the running step's result is discarded. Finished: raises InvalidState.
+        """
+        row = self.store.request_cancel(execution_id, now=self.clock.now(), reason=reason)
+        if row.status == Status.CANCELLED and self.plugins.has_observers(
+            "durable_workflow_cancelled"
+        ):
+            self.plugins.notify(
+                "durable_workflow_cancelled", execution=row.to_execution(), reason=reason
+            )
+        return row.to_execution()
+
+    # -- running -------------------------------------------------------------------------
+
+    def _claim(self, queues: Sequence[str] | None, *, limit: int) -> list[ExecutionRow]:
+        return self.store.claim(
+            queues=queues,
+            workflows=list(registered_workflows()),
+            worker_id=self.worker_id,
+            now=self.clock.now(),
+            lease_ms=self.lease_ms,
+            limit=limit,
+        )
+
+    def _execute(
+        self, row: ExecutionRow, should_stop: Callable[[], bool] = lambda: False
+    ) -> None:
+        claim = self._heartbeat.hold(row)
+        try:
+            self._executor.run(row, claim, should_stop)
+        finally:
+            self._heartbeat.drop(claim)
+
+    def drain(self, queues: Sequence[str] | None = None) -> int:
+        """Run everything runnable now, in this thread, then return how many claims ran.
+
+        Work that falls due later (a retry's backoff, a scheduled start) is left for a later
+        ``drain()`` or a worker: advance a test clock to reach it.
+        """
+        ran = 0
+        while True:
+            rows = self._claim(queues, limit=1)
+            if not rows:
+                return ran
+            self._execute(rows[0])
+            ran += 1
+
+    def run_worker(
+        self,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        *,
+        poll_interval: int | Any = seconds(1),
+    ) -> None:
+        """Run a worker in this thread until it is stopped (SIGINT or SIGTERM in the main
+        thread, or ``engine.close()``). ``queues=None`` takes work from every queue."""
+        worker = self._make_worker(queues, concurrency, poll_interval)
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda *_: worker.stop())
+        try:
+            worker.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    @contextlib.contextmanager
+    def worker(
+        self,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 10,
+        *,
+        poll_interval: int | Any = seconds(1),
+    ) -> Iterator[Worker]:
+        """Run a worker in a background thread for the duration of the ``with`` block."""
+        worker = self._make_worker(queues, concurrency, poll_interval)
+        thread = threading.Thread(target=worker.run, name="durable-worker-loop", daemon=True)
+        thread.start()
+        try:
+            yield worker
+        finally:
+            worker.stop()
+            thread.join()
+
+    def _make_worker(
+        self, queues: Sequence[str] | None, concurrency: int, poll_interval: int | Any
+    ) -> Worker:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if isinstance(queues, str):
+            raise ConfigError(f"queues takes a list of queue names, got the str {queues!r}")
+        poll_ms = to_ms(poll_interval, what="poll_interval", allow_zero=False)
+        return Worker(self, queues=queues, concurrency=concurrency, poll_ms=poll_ms)
+
+    def _add_worker(self, worker: Worker) -> None:
+        with self._workers_lock:
+            self._workers.append(worker)
+
+    def _remove_worker(self, worker: Worker) -> None:
+        with self._workers_lock:
+            if worker in self._workers:
+                self._workers.remove(worker)
+
+    def _wake_workers(self) -> None:
+        with self._workers_lock:
+            for w in self._workers:
+                w.wake()
+
+    def close(self) -> None:
+        """Stop this engine's workers and heartbeat and close the store."""
+        with self._workers_lock:
+            workers = list(self._workers)
+        for w in workers:
+            w.stop()
+        self._heartbeat.stop()
+        self._runner.close()
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _workflow_name(ref: WorkflowRef) -> str:
+    if isinstance(ref, str):
+        return ref
+    return get_workflow(ref).name
+
+
+def _status(value: str | Status) -> Status:
+    try:
+        return Status(value)
+    except ValueError:
+        raise ConfigError(
+            f"unknown status {value!r}; use one of {', '.join(s.value for s in Status)}"
+        ) from None

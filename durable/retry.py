@@ -1,0 +1,80 @@
+"""Retry policies: how many attempts a step gets and how long to wait between them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from durable.durations import to_ms
+from durable.errors import ConfigError
+
+__all__ = ["BACKOFFS", "Retry"]
+
+Backoff = Literal["exponential", "linear", "constant"]
+BACKOFFS: tuple[str, ...] = ("exponential", "linear", "constant")
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How a failed step is retried.
+
+    The delay before attempt ``n + 1``, after attempt ``n`` failed, in milliseconds:
+    exponential ``base**n * 1000``, linear ``n * base * 1000``, constant ``base * 1000``;
+    capped at ``max_backoff``. With ``jitter=True`` the delay is drawn uniformly from
+    ``[delay / 2, delay]``.
+    """
+
+    max_attempts: int = 3
+    backoff: Backoff = "exponential"
+    base: float = 2
+    max_backoff: int | None = None
+    jitter: bool = False
+
+    def __post_init__(self) -> None:
+        ma = self.max_attempts
+        if isinstance(ma, bool) or not isinstance(ma, int) or ma < 1:
+            raise ConfigError(f"Retry max_attempts must be an int >= 1, got {ma!r}")
+        if self.backoff not in BACKOFFS:
+            raise ConfigError(
+                f"Retry backoff must be one of {', '.join(BACKOFFS)}, got {self.backoff!r}"
+            )
+        base = self.base
+        if isinstance(base, bool) or not isinstance(base, int | float) or base < 0:
+            raise ConfigError(f"Retry base must be a number >= 0, got {base!r}")
+        if self.max_backoff is not None:
+            object.__setattr__(
+                self, "max_backoff", to_ms(self.max_backoff, what="Retry max_backoff")
+            )
+        if not isinstance(self.jitter, bool):
+            raise ConfigError(f"Retry jitter must be True or False, got {self.jitter!r}")
+
+    @classmethod
+    def coerce(cls, value: Retry | Mapping[str, Any] | None) -> Retry | None:
+        """Accept a Retry, a dict with Retry's keys, or None."""
+        if value is None or isinstance(value, Retry):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"max_attempts", "backoff", "base", "max_backoff", "jitter"}
+            if unknown:
+                raise ConfigError(
+                    f"unknown retry option(s) {sorted(unknown)}; "
+                    "use max_attempts, backoff, base, max_backoff, jitter"
+                )
+            return cls(**value)
+        raise ConfigError(f"retry= takes a Retry or a dict, got {type(value).__name__}")
+
+    def delay_ms(self, attempt: int, rng: random.Random | None = None) -> int:
+        """Milliseconds to wait after attempt number ``attempt`` (1-based) failed."""
+        if self.backoff == "exponential":
+            delay = self.base**attempt * 1000
+        elif self.backoff == "linear":
+            delay = attempt * self.base * 1000
+        else:
+            delay = self.base * 1000
+        if self.max_backoff is not None:
+            delay = min(delay, self.max_backoff)
+        if self.jitter:
+            delay = (rng or random).uniform(delay / 2, delay)
+        return round(delay)

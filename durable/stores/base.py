@@ -1,0 +1,217 @@
+"""The store interface: the state transitions a workflow store must make atomically.
+
+Every method is one transaction. Methods that act on behalf of a claim take the claim's
+``token`` (fencing token) and raise :class:`~durable.errors.LeaseLost` when it is no longer
+the execution's current token or the execution is no longer running: a worker that lost its
+lease can write nothing. Every time comparison uses the ``now`` passed in, never the store's
+own clock, so a test clock controls stores exactly as it controls the engine.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from durable.models import Execution, Status, StepExecution
+
+__all__ = ["ExecutionRow", "Store"]
+
+
+@dataclass(slots=True)
+class ExecutionRow:
+    """An execution as a store holds it, including the claim and the step pointer."""
+
+    id: str
+    workflow: str
+    status: Status
+    queue: str
+    priority: int
+    input: Any
+    context: dict[str, Any]
+    created_at: datetime
+    scheduled_at: datetime
+    run_at: datetime | None
+    timeout_ms: int | None = None
+    idempotency_key: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    deadline: datetime | None = None
+    step_index: int = 0
+    step_name: str | None = None
+    attempt: int = 0  # number of the latest attempt of the current step
+    attempt_started_at: datetime | None = None  # set while an attempt is in flight
+    error: dict[str, Any] | None = None
+    token: int = 0
+    worker_id: str | None = None
+    lease_expires_at: datetime | None = None
+    cancel_requested: bool = False
+    cancel_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_execution(self, steps: list[StepExecution] | None = None) -> Execution:
+        """The public snapshot (context and input deep-copied)."""
+        return Execution(
+            id=self.id,
+            workflow=self.workflow,
+            status=Status(self.status),
+            input=copy.deepcopy(self.input),
+            context=copy.deepcopy(self.context),
+            queue=self.queue,
+            priority=self.priority,
+            created_at=self.created_at,
+            scheduled_at=self.scheduled_at,
+            run_at=self.run_at,
+            started_at=self.started_at,
+            completed_at=self.completed_at,
+            deadline=self.deadline,
+            current_step=self.step_name,
+            attempt=self.attempt,
+            error=copy.deepcopy(self.error),
+            idempotency_key=self.idempotency_key,
+            cancel_requested=self.cancel_requested,
+            cancel_reason=self.cancel_reason,
+            steps=steps,
+        )
+
+
+class Store(abc.ABC):
+    """A workflow store. Implement every method as one transaction."""
+
+    # -- starting and reading ------------------------------------------------------------
+
+    @abc.abstractmethod
+    def create(self, row: ExecutionRow) -> tuple[ExecutionRow, bool]:
+        """Insert a new pending execution. When ``row.idempotency_key`` is already used,
+        insert nothing and return ``(existing, False)``; else ``(row, True)``."""
+
+    @abc.abstractmethod
+    def get(self, execution_id: str) -> ExecutionRow | None:
+        """The execution, or None."""
+
+    @abc.abstractmethod
+    def steps(self, execution_id: str) -> list[StepExecution]:
+        """Every recorded step attempt of the execution, in the order they started."""
+
+    @abc.abstractmethod
+    def list(
+        self,
+        *,
+        workflows: Sequence[str] | None,
+        statuses: Sequence[Status] | None,
+        queues: Sequence[str] | None,
+        limit: int,
+    ) -> list[ExecutionRow]:
+        """Executions matching every given filter, newest first, at most ``limit``."""
+
+    @abc.abstractmethod
+    def next_due(
+        self, *, queues: Sequence[str] | None, workflows: Sequence[str] | None
+    ) -> datetime | None:
+        """The earliest time at which something becomes claimable: a pending execution's
+        ``run_at`` or a running one's lease expiry. None when nothing is scheduled."""
+
+    # -- claims --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim(
+        self,
+        *,
+        queues: Sequence[str] | None,
+        workflows: Sequence[str],
+        worker_id: str,
+        now: datetime,
+        lease_ms: int,
+        limit: int,
+    ) -> list[ExecutionRow]:
+        """Claim up to ``limit`` executions that are pending with ``run_at <= now`` or running
+        with ``lease_expires_at <= now``, in the given queues (None: any) and of the given workflows,
+        highest priority first, then earliest ``scheduled_at``, then earliest creation.
+
+        Each claimed row becomes ``running`` with a new token (one more than before),
+        ``worker_id`` and ``lease_expires_at = now + lease``; ``started_at`` and (from
+        ``timeout_ms``) ``deadline`` are set on the first claim. Returns the claimed rows.
+        """
+
+    @abc.abstractmethod
+    def heartbeat(
+        self, claims: Sequence[tuple[str, int]], *, now: datetime, lease_ms: int
+    ) -> list[str]:
+        """Extend the leases of ``(execution_id, token)`` claims to ``now + lease``.
+        Returns the ids whose claims were lost (stale token or no longer running)."""
+
+    @abc.abstractmethod
+    def begin_attempt(self, execution_id: str, token: int, *, now: datetime) -> int:
+        """Record that the next attempt of the current step starts at ``now``: ``attempt``
+        grows by one and ``attempt_started_at = now``. Returns the attempt number."""
+
+    @abc.abstractmethod
+    def release(self, execution_id: str, token: int, *, now: datetime) -> None:
+        """Give a claim back between steps (a worker shutting down): the execution becomes
+        ``pending`` with ``run_at = now``, claimable by any worker at once."""
+
+    @abc.abstractmethod
+    def complete_step(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution,
+        context: dict[str, Any],
+        next_step: tuple[int, str] | None,
+        start_next: bool,
+    ) -> Status:
+        """Commit a completed attempt: its record, the new context and the step pointer.
+
+        ``next_step`` is ``(index, name)`` of the step to run next, or None when the
+        workflow is done (status ``completed``). With ``start_next`` the next step's first
+        attempt is begun in the same transaction. When a cancel was requested, the result is
+        discarded instead: the record is stored as ``cancelled`` with the old context and
+        the execution becomes ``cancelled``. Returns the execution's new status.
+        """
+
+    @abc.abstractmethod
+    def fail_attempt(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution | None,
+        retry_at: datetime | None,
+        error: dict[str, Any] | None,
+    ) -> Status:
+        """Commit a failed attempt. With ``retry_at`` the execution becomes ``pending`` with
+        ``run_at = retry_at`` and the claim is released; without it the execution becomes
+        ``failed`` with ``error``. A requested cancel wins (``cancelled``). Returns the new
+        status."""
+
+    @abc.abstractmethod
+    def finish(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        status: Status,
+        error: dict[str, Any] | None,
+        record: StepExecution | None = None,
+    ) -> None:
+        """End a claimed execution with a final ``status`` (a workflow timeout, or a cancel
+        seen at a checkpoint), storing ``record`` (the attempt it interrupted) if given."""
+
+    @abc.abstractmethod
+    def request_cancel(
+        self, execution_id: str, *, now: datetime, reason: str | None
+    ) -> ExecutionRow:
+        """Cancel: a pending or waiting execution, or a running one whose lease expired,
+        becomes ``cancelled`` at once; a running one is marked ``cancel_requested`` and
+        stops at its next checkpoint. Raises ExecutionNotFound, or InvalidState when it
+        already finished. Returns the row after the change."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release connections."""

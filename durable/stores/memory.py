@@ -1,0 +1,382 @@
+"""The in-memory store: one process, no durability; for tests and demos.
+
+``memory://`` gives each engine a fresh store; ``memory://NAME`` shares one store per name
+within the process, so several engines (workers) can run against it.
+"""
+
+from __future__ import annotations
+
+import copy
+import heapq
+import itertools
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from durable.errors import ConfigError, ExecutionNotFound, InvalidState, LeaseLost
+from durable.models import FINISHED, Status, StepExecution, StepStatus
+from durable.plugins import StoreRegistry, hookimpl
+from durable.stores.base import ExecutionRow, Store
+
+__all__ = ["MemoryStore"]
+
+_named: dict[str, MemoryStore] = {}
+_named_lock = threading.Lock()
+
+
+class MemoryStore(Store):
+    """A store held in this process's memory, with the same semantics as the SQL stores.
+
+    Claimable rows are indexed by two heaps (due time, then claim order) with lazy
+    deletion, so a claim costs O(log n) however many executions are held.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._rows: dict[str, ExecutionRow] = {}
+        self._steps: dict[str, list[StepExecution]] = {}
+        self._keys: dict[str, str] = {}
+        self._version: dict[str, int] = {}
+        self._seq = itertools.count()
+        # (due, seq, id, version): pending rows by run_at, running rows by lease expiry
+        self._timed: list[tuple[datetime, int, str, int]] = []
+        # per queue: (-priority, scheduled_at, created_at, seq, id, version) of due rows
+        self._ready: dict[str, list[tuple[int, datetime, datetime, int, str, int]]] = {}
+
+    # -- index upkeep --------------------------------------------------------------------
+
+    def _touch(self, row: ExecutionRow) -> None:
+        """Call after every change of a row: re-index it under a new version."""
+        v = self._version.get(row.id, 0) + 1
+        self._version[row.id] = v
+        due = None
+        if row.status == Status.PENDING:
+            due = row.run_at
+        elif row.status == Status.RUNNING:
+            due = row.lease_expires_at
+        if due is not None:
+            heapq.heappush(self._timed, (due, next(self._seq), row.id, v))
+
+    def _promote(self, now: datetime) -> None:
+        timed = self._timed
+        while timed and timed[0][0] <= now:
+            _, _, rid, v = heapq.heappop(timed)
+            if self._version.get(rid) != v:
+                continue
+            row = self._rows[rid]
+            heap = self._ready.setdefault(row.queue, [])
+            heapq.heappush(
+                heap,
+                (-row.priority, row.scheduled_at, row.created_at, next(self._seq), rid, v),
+            )
+
+    def _row(self, execution_id: str) -> ExecutionRow:
+        row = self._rows.get(execution_id)
+        if row is None:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r}")
+        return row
+
+    def _fenced(self, execution_id: str, token: int) -> ExecutionRow:
+        row = self._row(execution_id)
+        if row.token != token or row.status != Status.RUNNING:
+            raise LeaseLost(
+                f"execution {execution_id} is no longer claimed by this worker "
+                f"(token {token}, current token {row.token}, status {row.status})"
+            )
+        return row
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def create(self, row: ExecutionRow) -> tuple[ExecutionRow, bool]:
+        with self._lock:
+            key = row.idempotency_key
+            if key is not None and key in self._keys:
+                return copy.deepcopy(self._rows[self._keys[key]]), False
+            if row.id in self._rows:
+                raise InvalidState(f"an execution with id {row.id!r} already exists")
+            stored = copy.deepcopy(row)
+            self._rows[row.id] = stored
+            self._steps[row.id] = []
+            if key is not None:
+                self._keys[key] = row.id
+            self._touch(stored)
+            return copy.deepcopy(stored), True
+
+    def get(self, execution_id: str) -> ExecutionRow | None:
+        with self._lock:
+            row = self._rows.get(execution_id)
+            return None if row is None else copy.deepcopy(row)
+
+    def steps(self, execution_id: str) -> list[StepExecution]:
+        with self._lock:
+            return copy.deepcopy(self._steps.get(execution_id, []))
+
+    def list(
+        self,
+        *,
+        workflows: Sequence[str] | None,
+        statuses: Sequence[Status] | None,
+        queues: Sequence[str] | None,
+        limit: int,
+    ) -> list[ExecutionRow]:
+        with self._lock:
+            out = [
+                r
+                for r in self._rows.values()
+                if (workflows is None or r.workflow in workflows)
+                and (statuses is None or r.status in statuses)
+                and (queues is None or r.queue in queues)
+            ]
+            out.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+            return copy.deepcopy(out[:limit])
+
+    def next_due(
+        self, *, queues: Sequence[str] | None, workflows: Sequence[str] | None
+    ) -> datetime | None:
+        with self._lock:
+            best: datetime | None = None
+            for r in self._rows.values():
+                if (queues is not None and r.queue not in queues) or (
+                    workflows is not None and r.workflow not in workflows
+                ):
+                    continue
+                due = (
+                    r.run_at
+                    if r.status == Status.PENDING
+                    else r.lease_expires_at
+                    if r.status == Status.RUNNING
+                    else None
+                )
+                if due is not None and (best is None or due < best):
+                    best = due
+            return best
+
+    # -- claims --------------------------------------------------------------------------
+
+    def claim(
+        self,
+        *,
+        queues: Sequence[str] | None,
+        workflows: Sequence[str],
+        worker_id: str,
+        now: datetime,
+        lease_ms: int,
+        limit: int,
+    ) -> list[ExecutionRow]:
+        wanted = set(workflows)
+        claimed: list[ExecutionRow] = []
+        with self._lock:
+            self._promote(now)
+            queues = list(self._ready) if queues is None else queues
+            set_aside: list[tuple[str, tuple[int, datetime, datetime, int, str, int]]] = []
+            while len(claimed) < limit:
+                best_q = None
+                for q in queues:
+                    heap = self._ready.get(q)
+                    while heap and self._version.get(heap[0][4]) != heap[0][5]:
+                        heapq.heappop(heap)
+                    if heap and (best_q is None or heap[0] < self._ready[best_q][0]):
+                        best_q = q
+                if best_q is None:
+                    break
+                entry = heapq.heappop(self._ready[best_q])
+                row = self._rows[entry[4]]
+                if row.workflow not in wanted:
+                    set_aside.append((best_q, entry))
+                    continue
+                row.status = Status.RUNNING
+                row.token += 1
+                row.worker_id = worker_id
+                row.lease_expires_at = now + timedelta(milliseconds=lease_ms)
+                row.run_at = None
+                if row.started_at is None:
+                    row.started_at = now
+                if row.deadline is None and row.timeout_ms is not None:
+                    row.deadline = now + timedelta(milliseconds=row.timeout_ms)
+                self._touch(row)
+                claimed.append(copy.copy(row))
+            for q, entry in set_aside:
+                heapq.heappush(self._ready[q], entry)
+        return claimed
+
+    def heartbeat(
+        self, claims: Sequence[tuple[str, int]], *, now: datetime, lease_ms: int
+    ) -> list[str]:
+        lost = []
+        with self._lock:
+            for eid, token in claims:
+                row = self._rows.get(eid)
+                if row is None or row.token != token or row.status != Status.RUNNING:
+                    lost.append(eid)
+                    continue
+                row.lease_expires_at = now + timedelta(milliseconds=lease_ms)
+                self._touch(row)
+        return lost
+
+    def begin_attempt(self, execution_id: str, token: int, *, now: datetime) -> int:
+        with self._lock:
+            row = self._fenced(execution_id, token)
+            row.attempt += 1
+            row.attempt_started_at = now
+            self._touch(row)
+            return row.attempt
+
+    def release(self, execution_id: str, token: int, *, now: datetime) -> None:
+        with self._lock:
+            row = self._fenced(execution_id, token)
+            row.status = Status.PENDING
+            row.run_at = now
+            row.lease_expires_at = None
+            row.worker_id = None
+            self._touch(row)
+
+    def _record(self, row: ExecutionRow, record: StepExecution | None) -> None:
+        if record is not None:
+            self._steps[row.id].append(record)
+
+    def _end(self, row: ExecutionRow, status: Status, now: datetime) -> None:
+        row.status = status
+        row.completed_at = now
+        row.run_at = None
+        row.lease_expires_at = None
+        row.worker_id = None
+        row.attempt_started_at = None
+
+    def _cancel_at_checkpoint(
+        self, row: ExecutionRow, record: StepExecution | None, now: datetime
+    ) -> Status:
+        if record is not None:
+            record = _as_cancelled(record, now)
+        self._record(row, record)
+        self._end(row, Status.CANCELLED, now)
+        self._touch(row)
+        return Status.CANCELLED
+
+    def complete_step(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution,
+        context: dict[str, Any],
+        next_step: tuple[int, str] | None,
+        start_next: bool,
+    ) -> Status:
+        with self._lock:
+            row = self._fenced(execution_id, token)
+            if row.cancel_requested:
+                return self._cancel_at_checkpoint(row, record, now)
+            self._record(row, record)
+            row.context = context
+            if next_step is None:
+                self._end(row, Status.COMPLETED, now)
+            else:
+                row.step_index, row.step_name = next_step
+                row.attempt = 1 if start_next else 0
+                row.attempt_started_at = now if start_next else None
+            self._touch(row)
+            return row.status
+
+    def fail_attempt(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution | None,
+        retry_at: datetime | None,
+        error: dict[str, Any] | None,
+    ) -> Status:
+        with self._lock:
+            row = self._fenced(execution_id, token)
+            if row.cancel_requested:
+                return self._cancel_at_checkpoint(row, record, now)
+            self._record(row, record)
+            row.attempt_started_at = None
+            if retry_at is not None:
+                row.status = Status.PENDING
+                row.run_at = retry_at
+                row.lease_expires_at = None
+                row.worker_id = None
+            else:
+                row.error = error
+                self._end(row, Status.FAILED, now)
+            self._touch(row)
+            return row.status
+
+    def finish(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        status: Status,
+        error: dict[str, Any] | None,
+        record: StepExecution | None = None,
+    ) -> None:
+        if status not in FINISHED:
+            raise ValueError(f"finish() needs a final status, got {status}")
+        with self._lock:
+            row = self._fenced(execution_id, token)
+            self._record(row, record)
+            row.error = error
+            self._end(row, status, now)
+            self._touch(row)
+
+    def request_cancel(
+        self, execution_id: str, *, now: datetime, reason: str | None
+    ) -> ExecutionRow:
+        with self._lock:
+            row = self._row(execution_id)
+            if row.status in FINISHED:
+                raise InvalidState(
+                    f"execution {execution_id} already finished with status "
+                    f"{row.status.value}; only pending, waiting or running executions "
+                    "can be cancelled"
+                )
+            row.cancel_reason = reason
+            lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
+            if row.status == Status.RUNNING and lease_live:
+                row.cancel_requested = True
+            else:
+                row.cancel_requested = True
+                self._end(row, Status.CANCELLED, now)
+            self._touch(row)
+            return copy.deepcopy(row)
+
+
+def _as_cancelled(record: StepExecution, now: datetime) -> StepExecution:
+    return StepExecution(
+        name=record.name,
+        status=StepStatus.CANCELLED,
+        attempt=record.attempt,
+        started_at=record.started_at,
+        completed_at=record.completed_at or now,
+        error={"type": "Cancelled", "message": "cancelled; the attempt's result was discarded"},
+        logs=record.logs,
+        index=record.index,
+        max_attempts=record.max_attempts,
+    )
+
+
+def _open(url: str) -> MemoryStore:
+    parts = urlsplit(url)
+    name = (parts.netloc + parts.path).strip("/")
+    if parts.query:
+        raise ConfigError(f"memory:// takes no options, got {url!r}")
+    if not name:
+        return MemoryStore()
+    with _named_lock:
+        store = _named.get(name)
+        if store is None:
+            store = _named[name] = MemoryStore()
+        return store
+
+
+@hookimpl
+def durable_register_stores(registry: StoreRegistry) -> None:
+    """Register ``memory://``."""
+    registry.add("memory", _open)
