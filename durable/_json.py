@@ -21,7 +21,9 @@ def _explain(value: Any) -> str:
         elif isinstance(v, list | tuple):
             stack.extend((f"{path}[{i}]", item) for i, item in enumerate(v))
         elif v is not None and not isinstance(v, str | int | float | bool):
-            return f"{path or 'the value'} is {type(v).__module__}.{type(v).__qualname__}"
+            t = type(v)
+            name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+            return f"{path or 'the value'} is {name}"
         elif isinstance(v, float) and v != v:
             return f"{path or 'the value'} is NaN"
     return "it is not JSON"

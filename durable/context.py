@@ -18,6 +18,7 @@ from durable.errors import ContextError, SerializationError
 
 __all__ = [
     "append_context",
+    "attempt",
     "context",
     "delete_context",
     "get_context",
@@ -65,6 +66,11 @@ def input() -> Any:  # noqa: A001 - the pinned name mirrors the seed's input()
 def workflow_id() -> str:
     """The id of the running execution."""
     return _run("workflow_id").execution_id
+
+
+def attempt() -> int:
+    """The number of the running attempt of this step (1 for the first)."""
+    return _run("attempt").attempt
 
 
 def put_context(key: str | Mapping[str, Any], value: Any = _MISSING) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -50,7 +50,7 @@ class ExecutionRow:
     lease_expires_at: datetime | None = None
     cancel_requested: bool = False
     cancel_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    seq: int = 0  # assigned by the store at create: creation order, for stable ordering
 
     def to_execution(self, steps: list[StepExecution] | None = None) -> Execution:
         """The public snapshot (context and input deep-copied)."""
@@ -85,7 +85,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def create(self, row: ExecutionRow) -> tuple[ExecutionRow, bool]:
-        """Insert a new pending execution. When ``row.idempotency_key`` is already used,
+        """Insert a new pending execution, assigning ``seq`` (creation order). When ``row.idempotency_key`` is already used,
         insert nothing and return ``(existing, False)``; else ``(row, True)``."""
 
     @abc.abstractmethod
@@ -105,7 +105,8 @@ class Store(abc.ABC):
         queues: Sequence[str] | None,
         limit: int,
     ) -> list[ExecutionRow]:
-        """Executions matching every given filter, newest first, at most ``limit``."""
+        """Executions matching every given filter, newest first (by ``created_at`` then
+        ``seq``), at most ``limit``."""
 
     @abc.abstractmethod
     def next_due(
@@ -129,7 +130,7 @@ class Store(abc.ABC):
     ) -> list[ExecutionRow]:
         """Claim up to ``limit`` executions that are pending with ``run_at <= now`` or running
         with ``lease_expires_at <= now``, in the given queues (None: any) and of the given workflows,
-        highest priority first, then earliest ``scheduled_at``, then earliest creation.
+        highest priority first, then earliest ``scheduled_at``, then earliest creation (``created_at``, ``seq``).
 
         Each claimed row becomes ``running`` with a new token (one more than before),
         ``worker_id`` and ``lease_expires_at = now + lease``; ``started_at`` and (from

@@ -69,7 +69,7 @@ class MemoryStore(Store):
             heap = self._ready.setdefault(row.queue, [])
             heapq.heappush(
                 heap,
-                (-row.priority, row.scheduled_at, row.created_at, next(self._seq), rid, v),
+                (-row.priority, row.scheduled_at, row.created_at, row.seq, rid, v),
             )
 
     def _row(self, execution_id: str) -> ExecutionRow:
@@ -97,6 +97,7 @@ class MemoryStore(Store):
             if row.id in self._rows:
                 raise InvalidState(f"an execution with id {row.id!r} already exists")
             stored = copy.deepcopy(row)
+            stored.seq = next(self._seq)
             self._rows[row.id] = stored
             self._steps[row.id] = []
             if key is not None:
@@ -129,7 +130,7 @@ class MemoryStore(Store):
                 and (statuses is None or r.status in statuses)
                 and (queues is None or r.queue in queues)
             ]
-            out.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+            out.sort(key=lambda r: (r.created_at, r.seq), reverse=True)
             return copy.deepcopy(out[:limit])
 
     def next_due(
