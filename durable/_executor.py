@@ -49,6 +49,7 @@ class Claim:
 
     execution_id: str
     token: int
+    expires: datetime | None = None
     lost: bool = False
 
 

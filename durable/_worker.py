@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from durable._executor import Claim
@@ -20,24 +20,28 @@ log = logging.getLogger("durable.worker")
 
 
 class Heartbeat:
-    """Renews the leases of every claim the engine holds, every third of a lease."""
+    """Renews every claim the engine holds once a third of its lease has passed, so a
+    claim survives a missed beat."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._claims: dict[str, Claim] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._signal = threading.Event()  # claims changed, or stop
+        self._stopped = False
         self._thread: threading.Thread | None = None
 
     def hold(self, row: ExecutionRow) -> Claim:
-        claim = Claim(row.id, row.token)
+        """Keep ``row``'s claim alive until drop()."""
+        claim = Claim(row.id, row.token, expires=row.lease_expires_at)
         with self._lock:
             self._claims[row.id] = claim
-            if self._thread is None:
+            if self._thread is None and not self._stopped:
                 self._thread = threading.Thread(
                     target=self._loop, name="durable-heartbeat", daemon=True
                 )
                 self._thread.start()
+        self._signal.set()
         return claim
 
     def drop(self, claim: Claim) -> None:
@@ -45,34 +49,50 @@ class Heartbeat:
             if self._claims.get(claim.execution_id) is claim:
                 del self._claims[claim.execution_id]
 
+    def _next_beat(self) -> datetime | None:
+        lease = timedelta(milliseconds=self._engine.lease_ms)
+        with self._lock:
+            expiries = [c.expires for c in self._claims.values() if c.expires is not None]
+        return min(expiries) - lease * 2 / 3 if expiries else None
+
     def _loop(self) -> None:
         engine = self._engine
-        every = timedelta(milliseconds=max(engine.lease_ms // 3, 1))
-        while not self._stop.is_set():
-            engine.clock.wait_until(engine.clock.now() + every, self._stop)
-            if self._stop.is_set():
+        while not self._stopped:
+            self._engine.clock.wait_until(self._next_beat(), self._signal)
+            self._signal.clear()
+            if self._stopped:
                 return
+            due = self._next_beat()
+            now = engine.clock.now()
+            if due is None or due > now:
+                continue
             with self._lock:
                 claims = list(self._claims.values())
-            if not claims:
-                continue
             try:
                 lost = set(
                     engine.store.heartbeat(
                         [(c.execution_id, c.token) for c in claims],
-                        now=engine.clock.now(),
+                        now=now,
                         lease_ms=engine.lease_ms,
                     )
                 )
             except Exception:
                 log.exception("durable: heartbeat failed; retrying at the next beat")
+                backoff = now + timedelta(milliseconds=max(engine.lease_ms // 30, 1))
+                engine.clock.wait_until(backoff, self._signal)
                 continue
+            expires = now + timedelta(milliseconds=engine.lease_ms)
             for c in claims:
                 if c.execution_id in lost:
                     c.lost = True
+                    self.drop(c)
+                else:
+                    c.expires = expires
 
     def stop(self) -> None:
-        self._stop.set()
+        """Stop renewing (the engine is closing)."""
+        self._stopped = True
+        self._signal.set()
 
 
 class Worker:
