@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from durable._json import to_json
 from durable._invoke import AsyncRunner, invoke
+from durable._json import to_json
 from durable._runtime import StepRun
 from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
@@ -35,7 +35,9 @@ log = logging.getLogger("durable.executor")
 def error_info(exc: BaseException) -> dict[str, Any]:
     """An exception as stored: type, message and traceback."""
     cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
     return {
         "type": name,
         "message": str(exc),
@@ -117,13 +119,31 @@ class Executor:
             if row.deadline is not None and now >= row.deadline:
                 record = None
                 if in_flight_since is not None and not begun:
-                    record = self._record(sdef, index, attempt, in_flight_since, now,
-                                          StepStatus.FAILED, _worker_lost(), [], policy.max_attempts)
+                    record = self._record(
+                        sdef,
+                        index,
+                        attempt,
+                        in_flight_since,
+                        now,
+                        StepStatus.FAILED,
+                        _worker_lost(),
+                        [],
+                        policy.max_attempts,
+                    )
                 self._timeout_workflow(eid, token, now, record)
                 return
             if in_flight_since is not None and not begun:
-                record = self._record(sdef, index, attempt, in_flight_since, now,
-                                      StepStatus.FAILED, _worker_lost(), [], policy.max_attempts)
+                record = self._record(
+                    sdef,
+                    index,
+                    attempt,
+                    in_flight_since,
+                    now,
+                    StepStatus.FAILED,
+                    _worker_lost(),
+                    [],
+                    policy.max_attempts,
+                )
                 self._failed(row, sdef, record, policy.max_attempts, policy.delay_ms(attempt), now)
                 return
             if not begun:
@@ -137,26 +157,60 @@ class Executor:
             started = in_flight_since
             assert started is not None
             if self.plugins.has_observers("durable_step_started"):
-                rec = self._record(sdef, index, attempt, started, None, StepStatus.RUNNING,
-                                   None, [], policy.max_attempts)
+                rec = self._record(
+                    sdef,
+                    index,
+                    attempt,
+                    started,
+                    None,
+                    StepStatus.RUNNING,
+                    None,
+                    [],
+                    policy.max_attempts,
+                )
                 self._notify("durable_step_started", eid, step=rec)
 
             until = self._until(sdef, started, row.deadline)
-            run = StepRun(eid, wdef.name, sdef.name, attempt, row.input,
-                          json.loads(json.dumps(context)), self.clock)
-            outcome = invoke(partial(sdef.fn, wdef.cls()), run, is_async=sdef.is_async,
-                             until=until, clock=self.clock, runner=self.runner)
+            run = StepRun(
+                eid,
+                wdef.name,
+                sdef.name,
+                attempt,
+                row.input,
+                json.loads(json.dumps(context)),
+                self.clock,
+            )
+            outcome = invoke(
+                partial(sdef.fn, wdef.cls()),
+                run,
+                is_async=sdef.is_async,
+                until=until,
+                clock=self.clock,
+                runner=self.runner,
+            )
             now = self.clock.now()
             error: dict[str, Any] | None = None
             if outcome.timed_out:
                 if row.deadline is not None and now >= row.deadline:
-                    record = self._record(sdef, index, attempt, started, now, StepStatus.FAILED,
-                                          _timeout_error(row, wdef), run.logs, policy.max_attempts)
+                    record = self._record(
+                        sdef,
+                        index,
+                        attempt,
+                        started,
+                        now,
+                        StepStatus.FAILED,
+                        _timeout_error(row, wdef),
+                        run.logs,
+                        policy.max_attempts,
+                    )
                     self._timeout_workflow(eid, token, now, record)
                     return
-                error = error_info(StepTimeout(
-                    f"step {sdef.name!r} attempt {attempt} ran past its timeout of "
-                    f"{sdef.timeout} ms; its result was discarded"))
+                error = error_info(
+                    StepTimeout(
+                        f"step {sdef.name!r} attempt {attempt} ran past its timeout of "
+                        f"{sdef.timeout} ms; its result was discarded"
+                    )
+                )
             elif outcome.error is not None:
                 error = error_info(outcome.error)
             else:
@@ -165,14 +219,31 @@ class Executor:
                 except SerializationError as exc:
                     error = error_info(exc)
             if error is not None:
-                record = self._record(sdef, index, attempt, started, now, StepStatus.FAILED,
-                                      error, run.logs, policy.max_attempts)
-                self._failed(row, sdef, record, policy.max_attempts,
-                             policy.delay_ms(attempt), now)
+                record = self._record(
+                    sdef,
+                    index,
+                    attempt,
+                    started,
+                    now,
+                    StepStatus.FAILED,
+                    error,
+                    run.logs,
+                    policy.max_attempts,
+                )
+                self._failed(row, sdef, record, policy.max_attempts, policy.delay_ms(attempt), now)
                 return
 
-            record = self._record(sdef, index, attempt, started, now, StepStatus.COMPLETED,
-                                  None, run.logs, policy.max_attempts)
+            record = self._record(
+                sdef,
+                index,
+                attempt,
+                started,
+                now,
+                StepStatus.COMPLETED,
+                None,
+                run.logs,
+                policy.max_attempts,
+            )
             last = index + 1 >= len(wdef.steps)
             next_step = None if last else (index + 1, wdef.steps[index + 1].name)
             start_next = (
@@ -181,9 +252,15 @@ class Executor:
                 and not claim.lost
                 and (row.deadline is None or now < row.deadline)
             )
-            status = self.store.complete_step(eid, token, now=now, record=record,
-                                              context=new_context, next_step=next_step,
-                                              start_next=start_next)
+            status = self.store.complete_step(
+                eid,
+                token,
+                now=now,
+                record=record,
+                context=new_context,
+                next_step=next_step,
+                start_next=start_next,
+            )
             if status == Status.CANCELLED:
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
                 return
@@ -249,8 +326,9 @@ class Executor:
             if row.deadline is not None:
                 retry_at = min(retry_at, row.deadline)
             record = dataclasses.replace(record, retry_at=retry_at)
-            status = self.store.fail_attempt(eid, token, now=now, record=record,
-                                             retry_at=retry_at, error=None)
+            status = self.store.fail_attempt(
+                eid, token, now=now, record=record, retry_at=retry_at, error=None
+            )
             if status == Status.CANCELLED:
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
             else:
@@ -258,8 +336,9 @@ class Executor:
             return
         assert record.error is not None
         error = {**record.error, "step": sdef.name, "attempt": record.attempt}
-        status = self.store.fail_attempt(eid, token, now=now, record=record,
-                                         retry_at=None, error=error)
+        status = self.store.fail_attempt(
+            eid, token, now=now, record=record, retry_at=None, error=error
+        )
         if status == Status.CANCELLED:
             self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from durable.errors import SerializationError
@@ -22,9 +23,11 @@ def _explain(value: Any) -> str:
             stack.extend((f"{path}[{i}]", item) for i, item in enumerate(v))
         elif v is not None and not isinstance(v, str | int | float | bool):
             t = type(v)
-            name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+            name = (
+                t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+            )
             return f"{path or 'the value'} is {name}"
-        elif isinstance(v, float) and v != v:
+        elif isinstance(v, float) and math.isnan(v):
             return f"{path or 'the value'} is NaN"
     return "it is not JSON"
 

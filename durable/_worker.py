@@ -147,10 +147,16 @@ class Worker:
                         backoff_ms = 100
                     except Exception as exc:
                         level = logging.WARNING if isinstance(exc, DurableError) else logging.ERROR
-                        log.log(level, "durable: claiming failed (%r); retrying in %d ms",
-                                exc, backoff_ms, exc_info=level == logging.ERROR)
-                        clock.wait_until(clock.now() + timedelta(milliseconds=backoff_ms),
-                                         self._stop)
+                        log.log(
+                            level,
+                            "durable: claiming failed (%r); retrying in %d ms",
+                            exc,
+                            backoff_ms,
+                            exc_info=level == logging.ERROR,
+                        )
+                        clock.wait_until(
+                            clock.now() + timedelta(milliseconds=backoff_ms), self._stop
+                        )
                         backoff_ms = min(backoff_ms * 2, 30_000)
                         continue
                     if rows:

@@ -58,7 +58,7 @@ def get_context(key: str, default: Any = None) -> Any:
     return _run("get_context").context.get(key, default)
 
 
-def input() -> Any:  # noqa: A001 - the pinned name mirrors the seed's input()
+def input() -> Any:
     """The input the execution was started with."""
     return _run("input").input
 

@@ -6,6 +6,7 @@ validated, listed and drawn without running anything.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import threading
 from collections.abc import Callable, Mapping
@@ -124,7 +125,9 @@ def workflow(
     """
     if not isinstance(name, str) or not name:
         raise ConfigError(f"@workflow needs a non-empty name, got {name!r}")
-    timeout_ms = None if timeout is None else to_ms(timeout, what="workflow timeout", allow_zero=False)
+    timeout_ms = (
+        None if timeout is None else to_ms(timeout, what="workflow timeout", allow_zero=False)
+    )
     if max_retries is not None and (
         isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
     ):
@@ -183,7 +186,7 @@ def get_workflow(ref: str | type | WorkflowDef) -> WorkflowDef:
         wdef = getattr(ref, _WORKFLOW_ATTR, None)
         if not isinstance(wdef, WorkflowDef):
             raise WorkflowNotFound(
-                f"{ref.__qualname__} is not a workflow: decorate it with @workflow(\"name\")"
+                f'{ref.__qualname__} is not a workflow: decorate it with @workflow("name")'
             )
         return wdef
     if isinstance(ref, str):
@@ -191,8 +194,17 @@ def get_workflow(ref: str | type | WorkflowDef) -> WorkflowDef:
             wdef = _registry.get(ref)
             known = sorted(_registry)
         if wdef is None:
-            hint = ", ".join(known[:20]) if known else "none; import the module that defines it"
-            raise WorkflowNotFound(f"no workflow named {ref!r}; registered: {hint}")
+            close = difflib.get_close_matches(ref, known, n=3)
+            if close:
+                hint = f"did you mean {' or '.join(map(repr, close))}?"
+            elif known:
+                more = f" and {len(known) - 10} more" if len(known) > 10 else ""
+                hint = f"registered: {', '.join(known[:10])}{more}"
+            else:
+                hint = "none is registered"
+            raise WorkflowNotFound(
+                f"no workflow named {ref!r}; {hint} (import the module that defines it)"
+            )
         return wdef
     raise WorkflowNotFound(f"expected a workflow class or name, got {type(ref).__name__}")
 

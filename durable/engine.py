@@ -28,6 +28,8 @@ from durable.stores.base import ExecutionRow, Store
 __all__ = ["DEFAULT_STORE", "Engine"]
 
 DEFAULT_STORE = "sqlite:///durable.db"
+DEFAULT_LEASE = seconds(30)
+DEFAULT_POLL = seconds(1)
 
 WorkflowRef = str | type | WorkflowDef
 
@@ -47,7 +49,7 @@ class Engine:
         self,
         store: str | Store | None = None,
         clock: Clock | str | None = None,
-        lease: int | Any = seconds(30),
+        lease: int | Any = DEFAULT_LEASE,
         migrate: bool = True,
         *,
         plugins: Sequence[object] = (),
@@ -118,9 +120,7 @@ class Engine:
         ):
             raise ConfigError(f"idempotency_key must be a non-empty str, got {idempotency_key!r}")
         if scheduled_at is not None and not isinstance(scheduled_at, datetime):
-            raise ConfigError(
-                f"scheduled_at must be a datetime, got {type(scheduled_at).__name__}"
-            )
+            raise ConfigError(f"scheduled_at must be a datetime, got {type(scheduled_at).__name__}")
         now = self.clock.now()
         when = now if scheduled_at is None else utc(scheduled_at)
         row = ExecutionRow(
@@ -185,7 +185,7 @@ class Engine:
             raw = [status] if isinstance(status, str) else list(status)
             statuses = [_status(s) for s in raw]
         queues = None if queue is None else ([queue] if isinstance(queue, str) else list(queue))
-        rows = self.store.list(
+        rows = self.store.list_executions(
             workflows=workflows, statuses=statuses, queues=queues, limit=limit
         )
         return [r.to_execution() for r in rows]
@@ -223,9 +223,7 @@ class Engine:
             limit=limit,
         )
 
-    def _execute(
-        self, row: ExecutionRow, should_stop: Callable[[], bool] = lambda: False
-    ) -> None:
+    def _execute(self, row: ExecutionRow, should_stop: Callable[[], bool] = lambda: False) -> None:
         claim = self._heartbeat.hold(row)
         try:
             self._executor.run(row, claim, should_stop)
@@ -251,12 +249,12 @@ class Engine:
         queues: Sequence[str] | None = None,
         concurrency: int = 10,
         *,
-        poll_interval: int | Any = seconds(1),
+        poll_interval: int | Any = DEFAULT_POLL,
     ) -> None:
         """Run a worker in this thread until it is stopped (SIGINT or SIGTERM in the main
         thread, or ``engine.close()``). ``queues=None`` takes work from every queue."""
         worker = self._make_worker(queues, concurrency, poll_interval)
-        previous: dict[int, Any] = {}
+        previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: worker.stop())
@@ -272,7 +270,7 @@ class Engine:
         queues: Sequence[str] | None = None,
         concurrency: int = 10,
         *,
-        poll_interval: int | Any = seconds(1),
+        poll_interval: int | Any = DEFAULT_POLL,
     ) -> Iterator[Worker]:
         """Run a worker in a background thread for the duration of the ``with`` block."""
         worker = self._make_worker(queues, concurrency, poll_interval)

@@ -40,9 +40,7 @@ class TimeTravelClock:
         self._freezer: Any = None
         self._frozen: Any = None
         if freeze:
-            self._freezer = freeze_time(
-                self._now, ignore=_REAL_TIME_MODULES, real_asyncio=True
-            )
+            self._freezer = freeze_time(self._now, ignore=_REAL_TIME_MODULES, real_asyncio=True)
             self._frozen = self._freezer.start()
 
     def now(self) -> datetime:

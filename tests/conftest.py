@@ -52,7 +52,9 @@ class Recorder:
         self._add("cancelled", execution, reason)
 
     @durable.hookimpl
-    def durable_step_started(self, execution: durable.Execution, step: durable.StepExecution) -> None:
+    def durable_step_started(
+        self, execution: durable.Execution, step: durable.StepExecution
+    ) -> None:
         self._add("step_started", execution, (step.name, step.attempt))
 
     @durable.hookimpl
@@ -68,7 +70,9 @@ class Recorder:
         self._add("step_retrying", execution, (step.name, step.attempt, retry_at))
 
     @durable.hookimpl
-    def durable_step_failed(self, execution: durable.Execution, step: durable.StepExecution) -> None:
+    def durable_step_failed(
+        self, execution: durable.Execution, step: durable.StepExecution
+    ) -> None:
         self._add("step_failed", execution, (step.name, step.attempt))
 
 
@@ -78,7 +82,9 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def engine(durable_clock: Any, durable_store_url: str, recorder: Recorder) -> Iterator[durable.Engine]:
+def engine(
+    durable_clock: Any, durable_store_url: str, recorder: Recorder
+) -> Iterator[durable.Engine]:
     """Like durable_engine, with the recorder observing."""
     eng = durable.Engine(store=durable_store_url, clock=durable_clock, plugins=[recorder])
     try:

@@ -9,6 +9,7 @@ import pytest
 import durable
 from durable import Retry, seconds, step, workflow
 from durable.context import put_context, workflow_id
+
 from workflows import ORDER, OrderWorkflow, RecordWorkflow
 
 engines: dict[str, durable.Engine] = {}
@@ -26,8 +27,9 @@ def test_cancel_pending_is_immediate(engine, recorder, durable_clock):
 
 
 def test_cancel_scheduled_is_immediate(engine, durable_clock):
-    wid = engine.start(RecordWorkflow, {"name": "x"},
-                       scheduled_at=durable_clock.now() + timedelta(days=1))
+    wid = engine.start(
+        RecordWorkflow, {"name": "x"}, scheduled_at=durable_clock.now() + timedelta(days=1)
+    )
     assert engine.cancel(wid).status == "cancelled"
     durable_clock.advance(timedelta(days=2))
     assert engine.drain() == 0

@@ -33,7 +33,8 @@ def test_all_is_sorted_and_complete():
         names = module.__all__
         assert names == sorted(names), module.__name__
         public = {
-            name for name, value in vars(module).items()
+            name
+            for name, value in vars(module).items()
             if not name.startswith("_") and not isinstance(value, types.ModuleType)
         }
         assert public - set(names) == set(), module.__name__
@@ -55,6 +56,12 @@ def test_pinned_imports():
     )
 
     assert (seconds(30), minutes(5), hours(2), days(7)) == (30_000, 300_000, 7_200_000, 604_800_000)
-    for name in ("ConfigError", "ContextError", "ExecutionNotFound", "InvalidState",
-                 "SerializationError", "WorkflowNotFound"):
+    for name in (
+        "ConfigError",
+        "ContextError",
+        "ExecutionNotFound",
+        "InvalidState",
+        "SerializationError",
+        "WorkflowNotFound",
+    ):
         assert issubclass(getattr(durable, name), durable.DurableError)

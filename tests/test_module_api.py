@@ -6,6 +6,7 @@ import pytest
 
 import durable
 import durable._default
+
 from workflows import ORDER, OrderWorkflow
 
 
@@ -22,8 +23,9 @@ def test_configure_then_module_level_calls(durable_clock):
     engine = durable.configure(store="memory://", clock=durable_clock)
     assert durable.default_engine() is engine
     wid = durable.start(OrderWorkflow, ORDER)
-    other = durable.start("process_order", ORDER, queue="high_priority", priority=10,
-                          idempotency_key="o-42")
+    other = durable.start(
+        "process_order", ORDER, queue="high_priority", priority=10, idempotency_key="o-42"
+    )
     assert durable.start(OrderWorkflow, ORDER, idempotency_key="o-42") == other
     assert durable.drain() == 2
     ex = durable.get_execution(wid, include_steps=True)

@@ -95,7 +95,7 @@ def durable_workflow_completed(execution):
     _log("completed", execution)
 '''
 
-SCRIPT = '''
+SCRIPT = """
 import json, durable
 from durable import step, workflow
 from durable.context import put_context
@@ -112,14 +112,15 @@ engine.drain()
 print(json.dumps({"store": type(engine.store).__module__ + "." + type(engine.store).__name__,
                   "url": engine.store.url, "id": wid,
                   "status": engine.get_execution(wid).status}))
-'''
+"""
 
 
 def test_a_throwaway_plugin_distribution_is_found_and_used(tmp_path):
     project = tmp_path / "durable-myplugin"
     project.mkdir()
     (project / "durable_myplugin.py").write_text(PLUGIN_SOURCE)
-    (project / "pyproject.toml").write_text(textwrap.dedent('''
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent("""
         [build-system]
         requires = ["setuptools>=68"]
         build-backend = "setuptools.build_meta"
@@ -133,30 +134,53 @@ def test_a_throwaway_plugin_distribution_is_found_and_used(tmp_path):
 
         [tool.setuptools]
         py-modules = ["durable_myplugin"]
-    '''))
+    """)
+    )
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-         "--no-build-isolation", "--target", str(site), str(project)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(project),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     assert list(site.glob("durable_myplugin-0.0.1.dist-info/entry_points.txt"))
     log = tmp_path / "events.jsonl"
     env = {**os.environ, "PYTHONPATH": str(site), "MYPLUGIN_LOG": str(log)}
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     result = json.loads(out.stdout)
     assert result["store"] == "durable_myplugin.MyStore"
     assert result["url"] == "myscheme://anything"
     assert result["status"] == "completed"
     events = [json.loads(line) for line in log.read_text().splitlines()]
-    assert events == [["started", result["id"], "running"],
-                      ["completed", result["id"], "completed"]]
+    assert events == [
+        ["started", result["id"], "running"],
+        ["completed", result["id"], "completed"],
+    ]
 
     # and without the distribution on the path, the scheme is unknown, clearly
     env.pop("PYTHONPATH")
-    bad = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode != 0
-    assert re.search(r"no store is registered for scheme 'myscheme'.*installed schemes: memory",
-                     bad.stderr)
+    assert re.search(
+        r"no store is registered for scheme 'myscheme'.*installed schemes: memory", bad.stderr
+    )

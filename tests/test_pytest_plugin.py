@@ -21,7 +21,7 @@ def test_plugin_loaded_by_entry_point_in_this_session(request):
     assert plugin.__name__ == "durable_testing.plugin"
 
 
-USER_TESTS = '''
+USER_TESTS = """
 import datetime, time
 from durable import Retry, minutes, seconds, step, workflow
 from durable.context import attempt, put_context
@@ -50,7 +50,7 @@ def test_step_code_sees_travelled_time(durable_engine, durable_clock):
 
 def test_store_option(durable_engine, request):
     assert durable_engine.store_url == (request.config.getoption("durable_store") or "memory://")
-'''
+"""
 
 
 def test_user_suite_with_the_fixtures(pytester):

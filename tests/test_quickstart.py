@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import durable
 from durable import seconds
+
 from workflows import ORDER, MixedWorkflow, OrderWorkflow
 
 
@@ -37,8 +38,14 @@ def test_steps_run_in_written_order_and_are_recorded(engine):
     assert all(isinstance(s, durable.StepExecution) for s in ex.steps)
     # the pinned positional shape
     name, status, attempt, started_at, completed_at, error, logs = (
-        ex.steps[0].name, ex.steps[0].status, ex.steps[0].attempt, ex.steps[0].started_at,
-        ex.steps[0].completed_at, ex.steps[0].error, ex.steps[0].logs)
+        ex.steps[0].name,
+        ex.steps[0].status,
+        ex.steps[0].attempt,
+        ex.steps[0].started_at,
+        ex.steps[0].completed_at,
+        ex.steps[0].error,
+        ex.steps[0].logs,
+    )
     assert (name, status, attempt, error, logs) == ("validate", "completed", 1, None, [])
     assert started_at <= completed_at
 
@@ -96,10 +103,15 @@ def test_observer_hooks_fire_in_order(engine, recorder, durable_clock):
     engine.drain()
     assert recorder.hooks(wid) == [
         "started",
-        "step_started", "step_completed",
-        "step_started", "step_completed",
-        "step_started", "step_retrying",
-        "step_started", "step_completed",
-        "step_started", "step_completed",
+        "step_started",
+        "step_completed",
+        "step_started",
+        "step_completed",
+        "step_started",
+        "step_retrying",
+        "step_started",
+        "step_completed",
+        "step_started",
+        "step_completed",
         "completed",
     ]

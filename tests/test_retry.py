@@ -70,8 +70,10 @@ STRATEGIES = {
     "exponential": (Retry(max_attempts=4, backoff="exponential", base=2), [2000, 4000, 8000]),
     "linear": (Retry(max_attempts=4, backoff="linear", base=2), [2000, 4000, 6000]),
     "constant": (Retry(max_attempts=4, backoff="constant", base=3), [3000, 3000, 3000]),
-    "capped": (Retry(max_attempts=4, backoff="exponential", base=3, max_backoff=seconds(20)),
-               [3000, 9000, 20000]),
+    "capped": (
+        Retry(max_attempts=4, backoff="exponential", base=3, max_backoff=seconds(20)),
+        [3000, 9000, 20000],
+    ),
 }
 
 
@@ -113,7 +115,10 @@ def test_attempt_runs_exactly_when_due_not_1ms_before(engine, durable_clock, str
     assert ex.status == "completed"
     assert ex.context == {"succeeded_on": 4}
     assert [(s.attempt, s.status) for s in ex.steps] == [
-        (1, "failed"), (2, "failed"), (3, "failed"), (4, "completed")
+        (1, "failed"),
+        (2, "failed"),
+        (3, "failed"),
+        (4, "completed"),
     ]
     assert all(s.max_attempts == 4 for s in ex.steps)
 

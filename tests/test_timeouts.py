@@ -55,9 +55,7 @@ class SlowVirtual:
         clock_box["clock"].advance(took)  # type: ignore[attr-defined]
 
 
-def test_timed_out_attempt_is_a_failed_attempt_and_its_result_is_discarded(
-    engine, durable_clock
-):
+def test_timed_out_attempt_is_a_failed_attempt_and_its_result_is_discarded(engine, durable_clock):
     clock_box["clock"] = durable_clock
     wid = engine.start(SlowVirtual, {"takes_ms": [minutes(6), minutes(1)]})
     engine.drain()

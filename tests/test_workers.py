@@ -12,6 +12,7 @@ import durable
 from durable import Retry, seconds, step, workflow
 from durable.context import attempt, put_context, workflow_id
 from durable.models import StepExecution, StepStatus
+
 from helpers import eventually
 from workflows import ORDER, OrderWorkflow
 
@@ -38,11 +39,19 @@ def test_worker_runs_everything_with_concurrency(engine, recorder):
 def test_worker_picks_up_retries_when_the_clock_reaches_them(engine, recorder, durable_clock):
     wid = engine.start(OrderWorkflow, {**ORDER, "fail_payment": 2})
     with engine.worker(concurrency=2):
-        assert eventually(lambda: engine.get_execution(wid).attempt == 1
-                          and engine.get_execution(wid).status == "pending")
+        assert eventually(
+            lambda: (
+                engine.get_execution(wid).attempt == 1
+                and engine.get_execution(wid).status == "pending"
+            )
+        )
         durable_clock.advance(seconds(2))
-        assert eventually(lambda: engine.get_execution(wid).attempt == 2
-                          and engine.get_execution(wid).status == "pending")
+        assert eventually(
+            lambda: (
+                engine.get_execution(wid).attempt == 2
+                and engine.get_execution(wid).status == "pending"
+            )
+        )
         durable_clock.advance(seconds(4))
         assert recorder.wait_done(1)
     assert engine.get_execution(wid).context["charge_id"] == "ch_1"
@@ -67,7 +76,9 @@ def test_heartbeats_keep_a_long_step_claimed(engine, durable_clock, recorder):
             durable_clock.advance(engine.lease_ms // 3)
             target = durable_clock.now() + lease
             assert eventually(lambda t=target: engine.store.get(wid).lease_expires_at == t), (
-                engine.store.get(wid), target)
+                engine.store.get(wid),
+                target,
+            )
             assert other.drain() == 0  # the claim is alive: nobody else can take it
         gate.set()
         assert recorder.wait_done(1)
@@ -107,7 +118,6 @@ def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_counts(durable
     assert ex.error["step"] == "first"
 
 
-
 def test_lost_attempt_with_budget_left_is_retried_and_completed_steps_do_not_rerun(
     durable_clock,
 ):
@@ -120,9 +130,13 @@ def test_lost_attempt_with_budget_left_is_retried_and_completed_steps_do_not_rer
     crashed.store.begin_attempt(wid, row.token, now=durable_clock.now())
     now = durable_clock.now()
     crashed.store.complete_step(
-        wid, row.token, now=now,
+        wid,
+        row.token,
+        now=now,
         record=StepExecution("first", StepStatus.COMPLETED, 1, now, now),
-        context={"first": 1}, next_step=(1, "second"), start_next=True,
+        context={"first": 1},
+        next_step=(1, "second"),
+        start_next=True,
     )
     durable_clock.advance(seconds(30))
     survivor.drain()
@@ -184,12 +198,13 @@ def test_stale_tokens_are_refused_by_every_claimed_write(durable_clock):
     rec = StepExecution("validate", StepStatus.COMPLETED, 1, now, now)
     writes = [
         lambda: eng.store.begin_attempt(wid, old.token, now=now),
-        lambda: eng.store.complete_step(wid, old.token, now=now, record=rec, context={},
-                                        next_step=None, start_next=False),
-        lambda: eng.store.fail_attempt(wid, old.token, now=now, record=rec, retry_at=None,
-                                       error={"type": "x"}),
-        lambda: eng.store.finish(wid, old.token, now=now, status=durable.Status.FAILED,
-                                 error=None),
+        lambda: eng.store.complete_step(
+            wid, old.token, now=now, record=rec, context={}, next_step=None, start_next=False
+        ),
+        lambda: eng.store.fail_attempt(
+            wid, old.token, now=now, record=rec, retry_at=None, error={"type": "x"}
+        ),
+        lambda: eng.store.finish(wid, old.token, now=now, status=durable.Status.FAILED, error=None),
         lambda: eng.store.release(wid, old.token, now=now),
     ]
     for write in writes:

@@ -45,8 +45,9 @@ class OrderWorkflow:
 
     @step(retry=Retry(max_attempts=3, backoff="exponential"))
     def charge_payment(self) -> None:
-        result = charge(get_context("order_id"), get_context("total"),
-                        input().get("fail_payment", 0))
+        result = charge(
+            get_context("order_id"), get_context("total"), input().get("fail_payment", 0)
+        )
         put_context("charge_id", result["id"])
 
     @step(timeout=minutes(5))

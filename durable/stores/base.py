@@ -85,8 +85,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def create(self, row: ExecutionRow) -> tuple[ExecutionRow, bool]:
-        """Insert a new pending execution, assigning ``seq`` (creation order). When ``row.idempotency_key`` is already used,
-        insert nothing and return ``(existing, False)``; else ``(row, True)``."""
+        """Insert a new pending execution, assigning ``seq`` (creation order).
+
+        When ``row.idempotency_key`` is already used, insert nothing and return
+        ``(existing, False)``; else ``(stored row, True)``."""
 
     @abc.abstractmethod
     def get(self, execution_id: str) -> ExecutionRow | None:
@@ -97,7 +99,7 @@ class Store(abc.ABC):
         """Every recorded step attempt of the execution, in the order they started."""
 
     @abc.abstractmethod
-    def list(
+    def list_executions(
         self,
         *,
         workflows: Sequence[str] | None,
@@ -129,8 +131,9 @@ class Store(abc.ABC):
         limit: int,
     ) -> list[ExecutionRow]:
         """Claim up to ``limit`` executions that are pending with ``run_at <= now`` or running
-        with ``lease_expires_at <= now``, in the given queues (None: any) and of the given workflows,
-        highest priority first, then earliest ``scheduled_at``, then earliest creation (``created_at``, ``seq``).
+        with ``lease_expires_at <= now``, in the given queues (None: any) and of the given
+        workflows; highest priority first, then earliest ``scheduled_at``, then earliest
+        creation (``created_at``, then ``seq``).
 
         Each claimed row becomes ``running`` with a new token (one more than before),
         ``worker_id`` and ``lease_expires_at = now + lease``; ``started_at`` and (from

@@ -114,7 +114,7 @@ class MemoryStore(Store):
         with self._lock:
             return copy.deepcopy(self._steps.get(execution_id, []))
 
-    def list(
+    def list_executions(
         self,
         *,
         workflows: Sequence[str] | None,

@@ -1,0 +1,248 @@
+"""The ``durable`` command line."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from durable.engine import Engine
+from durable.errors import DurableError
+from durable.models import Execution, Status
+
+__all__ = ["format_execution", "main"]
+
+
+def _fmt_time(dt: datetime | None) -> str:
+    return "-" if dt is None else dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def format_execution(ex: Execution) -> str:
+    """A human-readable account of an execution and, if loaded, its step attempts."""
+    lines = [
+        f"execution {ex.id}",
+        f"  workflow   {ex.workflow}",
+        f"  status     {ex.status.value}",
+        f"  queue      {ex.queue} (priority {ex.priority})",
+        f"  created    {_fmt_time(ex.created_at)}",
+        f"  started    {_fmt_time(ex.started_at)}",
+        f"  finished   {_fmt_time(ex.completed_at)}",
+    ]
+    if ex.status == Status.PENDING and ex.run_at is not None:
+        lines.append(f"  runs at    {_fmt_time(ex.run_at)} (step {ex.current_step})")
+    if ex.error:
+        lines.append(f"  error      {ex.error.get('type')}: {ex.error.get('message')}")
+    if ex.cancel_reason:
+        lines.append(f"  reason     {ex.cancel_reason}")
+    lines.append(f"  input      {json.dumps(ex.input)}")
+    lines.append(f"  context    {json.dumps(ex.context)}")
+    if ex.steps is not None:
+        lines.append("  steps")
+        header = f"    {'step':<22}{'attempt':>8}  {'status':<10}{'started':<25}{'took':>9}  note"
+        lines.append(header)
+        for s in ex.steps:
+            took = "" if s.duration_ms is None else f"{s.duration_ms} ms"
+            note = ""
+            if s.error:
+                note = f"{s.error.get('type')}: {s.error.get('message')}"
+            if s.retry_at is not None:
+                note += f" -> retry at {_fmt_time(s.retry_at)}"
+            lines.append(
+                f"    {s.name:<22}{f'{s.attempt}/{s.max_attempts}':>8}  {s.status.value:<10}"
+                f"{_fmt_time(s.started_at):<25}{took:>9}  {note}".rstrip()
+            )
+            lines.extend(f"{'':<6}log {entry['level']} {entry['message']}" for entry in s.logs)
+    return "\n".join(lines)
+
+
+def _import(modules: Sequence[str]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise click.ClickException(f"cannot import workflow module {name!r}: {exc}") from exc
+
+
+def _engine(ctx: click.Context) -> Engine:
+    obj: dict[str, Any] = ctx.ensure_object(dict)
+    if "engine" not in obj:
+        _import(obj["imports"])
+        try:
+            obj["engine"] = Engine(store=obj["store"])
+        except DurableError as exc:
+            raise click.ClickException(str(exc)) from exc
+        ctx.call_on_close(obj["engine"].close)
+    engine: Engine = obj["engine"]
+    return engine
+
+
+@click.group()
+@click.option(
+    "--store",
+    envvar="DURABLE_STORE",
+    default=None,
+    metavar="URL",
+    help="Store URL (env DURABLE_STORE; default sqlite:///durable.db).",
+)
+@click.option(
+    "--import",
+    "-i",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Import this module to register its workflows (repeatable).",
+)
+@click.version_option(package_name="durable-engine")
+@click.pass_context
+def main(ctx: click.Context, store: str | None, imports: tuple[str, ...]) -> None:
+    """durable: durable, resumable workflows."""
+    ctx.ensure_object(dict).update(store=store, imports=list(imports))
+
+
+@main.command()
+@click.option(
+    "--store",
+    "demo_store",
+    default="memory://",
+    show_default=True,
+    metavar="URL",
+    help="Store to run the demo on.",
+)
+def demo(demo_store: str) -> None:
+    """Run the quick start's order workflow and print the execution and its steps."""
+    from durable import _demo
+
+    with Engine(store=demo_store) as engine:
+        before = engine.list_executions(workflow="process_order", limit=10_000)
+        wid = engine.start(_demo.OrderWorkflow, _demo.ORDER)
+        click.echo(f"started process_order as {wid} on {demo_store}")
+        idle = threading.Event()
+        while True:
+            engine.drain()
+            ex = engine.get_execution(wid)
+            if ex.finished:
+                break
+            due = engine.next_due()
+            click.echo(f"  {ex.current_step}: waiting for the retry at {_fmt_time(due)}")
+            engine.clock.wait_until(due, idle)
+        click.echo("")
+        click.echo(format_execution(engine.get_execution(wid, include_steps=True)))
+        if before:
+            click.echo(f"\n{len(before)} earlier demo execution(s) are still in {demo_store}")
+
+
+@main.command()
+@click.argument("workflow")
+@click.option("--input", "input_json", default="null", help="Input as JSON.")
+@click.option("--queue", default=None)
+@click.option("--priority", default=0, type=int)
+@click.option(
+    "--scheduled-at", type=click.DateTime(), default=None, help="Start no earlier than this (UTC)."
+)
+@click.option("--idempotency-key", default=None)
+@click.pass_context
+def start(
+    ctx: click.Context,
+    workflow: str,
+    input_json: str,
+    queue: str | None,
+    priority: int,
+    scheduled_at: datetime | None,
+    idempotency_key: str | None,
+) -> None:
+    """Start WORKFLOW (a registered name) and print its execution id."""
+    try:
+        value = json.loads(input_json)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--input") from exc
+    try:
+        wid = _engine(ctx).start(
+            workflow,
+            value,
+            queue=queue,
+            priority=priority,
+            scheduled_at=scheduled_at,
+            idempotency_key=idempotency_key,
+        )
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(wid)
+
+
+@main.command(name="list")
+@click.option("--workflow", default=None)
+@click.option("--status", type=click.Choice([s.value for s in Status]), default=None)
+@click.option("--queue", default=None)
+@click.option("--limit", default=50, show_default=True, type=int)
+@click.pass_context
+def list_(
+    ctx: click.Context, workflow: str | None, status: str | None, queue: str | None, limit: int
+) -> None:
+    """List executions, newest first."""
+    try:
+        rows = _engine(ctx).list_executions(
+            workflow=workflow, status=status, queue=queue, limit=limit
+        )
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for ex in rows:
+        click.echo(
+            f"{ex.id}  {ex.workflow:<24} {ex.status.value:<12} "
+            f"{_fmt_time(ex.created_at)}  {ex.current_step or ''}"
+        )
+
+
+@main.command()
+@click.argument("execution_id")
+@click.pass_context
+def show(ctx: click.Context, execution_id: str) -> None:
+    """Show an execution with its step attempts."""
+    try:
+        ex = _engine(ctx).get_execution(execution_id, include_steps=True)
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(format_execution(ex))
+
+
+@main.command()
+@click.argument("execution_id")
+@click.option("--reason", default=None)
+@click.pass_context
+def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
+    """Cancel an execution."""
+    try:
+        ex = _engine(ctx).cancel(execution_id, reason)
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    state = "cancelled" if ex.status == Status.CANCELLED else "cancel requested (running)"
+    click.echo(f"{execution_id}: {state}")
+
+
+@main.command()
+@click.option(
+    "--queue",
+    "queues",
+    multiple=True,
+    help="Queue to take work from (repeatable; default: every queue).",
+)
+@click.option("--concurrency", default=10, show_default=True, type=int)
+@click.pass_context
+def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int) -> None:
+    """Run a worker until SIGINT or SIGTERM."""
+    engine = _engine(ctx)
+    click.echo(
+        f"worker {engine.worker_id} on {engine.store_url}, queues "
+        f"{', '.join(queues) or 'all'}, concurrency {concurrency}",
+        err=True,
+    )
+    engine.run_worker(list(queues) or None, concurrency)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
