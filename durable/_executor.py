@@ -18,12 +18,20 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from durable._invoke import AsyncRunner, invoke
-from durable._json import to_json
+from durable._json import clone, to_json
 from durable._runtime import StepRun
 from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
-from durable.errors import LeaseLost, SerializationError, StepTimeout, WorkflowTimeout
+from durable.errors import (
+    LeaseLost,
+    SerializationError,
+    StepNotFound,
+    StepTimeout,
+    StoreError,
+    WorkflowTimeout,
+)
 from durable.models import Status, StepExecution, StepStatus
+from durable.retry import Retry
 from durable.stores.base import ExecutionRow, Store
 
 if TYPE_CHECKING:
@@ -92,12 +100,35 @@ class Executor:
             self._run(row, claim, should_stop)
         except LeaseLost as exc:
             log.warning("durable: %s; this worker stops working on it", exc)
+        except StepNotFound as exc:
+            log.error("durable: %s", exc)
+            self.store.finish(
+                row.id, row.token, now=self.clock.now(), status=Status.FAILED, error=error_info(exc)
+            )
+        except StoreError as exc:
+            # The claim stays; once its lease expires any worker resumes the execution.
+            log.warning(
+                "durable: store error while running %s (%r); it resumes after its lease expires",
+                row.id,
+                exc,
+            )
+        except Exception as exc:
+            # A bug must not leave the execution running forever: fail it, visibly.
+            log.exception("durable: internal error while running %s", row.id)
+            error = error_info(exc)
+            error["type"] = f"InternalError: {error['type']}"
+            try:
+                self.store.finish(
+                    row.id, row.token, now=self.clock.now(), status=Status.FAILED, error=error
+                )
+            except Exception:
+                log.exception("durable: could not record the internal error of %s", row.id)
 
     def _run(self, row: ExecutionRow, claim: Claim, should_stop: Callable[[], bool]) -> None:
         wdef = get_workflow(row.workflow)
         eid, token = row.id, row.token
         context = row.context
-        index = row.step_index
+        index = _resolve_step(wdef, row)
         attempt = row.attempt
         in_flight_since = row.attempt_started_at  # set: the last worker died mid-attempt
         begun = False  # whether we began the current attempt ourselves
@@ -110,41 +141,44 @@ class Executor:
             sdef = wdef.steps[index]
             policy = sdef.policy(wdef.default_retry)
 
+            def record(
+                status: StepStatus,
+                started: datetime,
+                ended: datetime | None,
+                error: dict[str, Any] | None = None,
+                logs: list[dict[str, Any]] | None = None,
+                *,
+                sdef: StepDef = sdef,
+                index: int = index,
+                attempt: int = attempt,
+                max_attempts: int = policy.max_attempts,
+            ) -> StepExecution:
+                return StepExecution(
+                    sdef.name,
+                    status,
+                    attempt,
+                    started,
+                    ended,
+                    error,
+                    list(logs or ()),
+                    index,
+                    max_attempts,
+                )
+
             if claim.lost:
                 raise LeaseLost(f"heartbeat found the claim on {eid} taken over")
             if row.cancel_requested and not begun:
                 self.store.finish(eid, token, now=now, status=Status.CANCELLED, error=None)
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
                 return
-            if row.deadline is not None and now >= row.deadline:
-                record = None
-                if in_flight_since is not None and not begun:
-                    record = self._record(
-                        sdef,
-                        index,
-                        attempt,
-                        in_flight_since,
-                        now,
-                        StepStatus.FAILED,
-                        _worker_lost(),
-                        [],
-                        policy.max_attempts,
-                    )
-                self._timeout_workflow(eid, token, now, record)
-                return
+            lost = None
             if in_flight_since is not None and not begun:
-                record = self._record(
-                    sdef,
-                    index,
-                    attempt,
-                    in_flight_since,
-                    now,
-                    StepStatus.FAILED,
-                    _worker_lost(),
-                    [],
-                    policy.max_attempts,
-                )
-                self._failed(row, sdef, record, policy.max_attempts, policy.delay_ms(attempt), now)
+                lost = record(StepStatus.FAILED, in_flight_since, now, _worker_lost())
+            if row.deadline is not None and now >= row.deadline:
+                self._timeout_workflow(eid, token, now, lost)
+                return
+            if lost is not None:
+                self._failed(row, sdef, lost, policy, now)
                 return
             if not begun:
                 if should_stop():
@@ -157,53 +191,46 @@ class Executor:
             started = in_flight_since
             assert started is not None
             if self.plugins.has_observers("durable_step_started"):
-                rec = self._record(
-                    sdef,
-                    index,
-                    attempt,
-                    started,
-                    None,
-                    StepStatus.RUNNING,
-                    None,
-                    [],
-                    policy.max_attempts,
-                )
-                self._notify("durable_step_started", eid, step=rec)
+                running = record(StepStatus.RUNNING, started, None, attempt=attempt)
+                self._notify("durable_step_started", eid, step=running)
 
-            until = self._until(sdef, started, row.deadline)
             run = StepRun(
                 eid,
                 wdef.name,
                 sdef.name,
                 attempt,
-                row.input,
-                json.loads(json.dumps(context)),
+                clone(row.input),
+                clone(context),
                 self.clock,
             )
             outcome = invoke(
-                partial(sdef.fn, wdef.cls()),
+                partial(_call_step, wdef, sdef),
                 run,
                 is_async=sdef.is_async,
-                until=until,
+                until=self._until(sdef, started, row.deadline),
                 clock=self.clock,
                 runner=self.runner,
             )
+            run.closed = True  # an abandoned attempt can no longer add logs
+            if outcome.interrupted:
+                # Shutting down: hand the execution back with the attempt still marked in
+                # flight, so the next owner counts it as lost at once, without a lease wait.
+                self.store.release(eid, token, now=self.clock.now())
+                return
+            logs = list(run.logs)
             now = self.clock.now()
             error: dict[str, Any] | None = None
             if outcome.timed_out:
                 if row.deadline is not None and now >= row.deadline:
-                    record = self._record(
-                        sdef,
-                        index,
-                        attempt,
+                    failed = record(
+                        StepStatus.FAILED,
                         started,
                         now,
-                        StepStatus.FAILED,
                         _timeout_error(row, wdef),
-                        run.logs,
-                        policy.max_attempts,
+                        logs,
+                        attempt=attempt,
                     )
-                    self._timeout_workflow(eid, token, now, record)
+                    self._timeout_workflow(eid, token, now, failed)
                     return
                 error = error_info(
                     StepTimeout(
@@ -215,35 +242,17 @@ class Executor:
                 error = error_info(outcome.error)
             else:
                 try:
-                    new_context = json.loads(_dump_context(run.context, sdef.name))
+                    new_context = json.loads(
+                        to_json(run.context, f"the context after step {sdef.name!r}")
+                    )
                 except SerializationError as exc:
                     error = error_info(exc)
             if error is not None:
-                record = self._record(
-                    sdef,
-                    index,
-                    attempt,
-                    started,
-                    now,
-                    StepStatus.FAILED,
-                    error,
-                    run.logs,
-                    policy.max_attempts,
-                )
-                self._failed(row, sdef, record, policy.max_attempts, policy.delay_ms(attempt), now)
+                failed = record(StepStatus.FAILED, started, now, error, logs, attempt=attempt)
+                self._failed(row, sdef, failed, policy, now)
                 return
 
-            record = self._record(
-                sdef,
-                index,
-                attempt,
-                started,
-                now,
-                StepStatus.COMPLETED,
-                None,
-                run.logs,
-                policy.max_attempts,
-            )
+            done = record(StepStatus.COMPLETED, started, now, None, logs, attempt=attempt)
             last = index + 1 >= len(wdef.steps)
             next_step = None if last else (index + 1, wdef.steps[index + 1].name)
             start_next = (
@@ -256,7 +265,7 @@ class Executor:
                 eid,
                 token,
                 now=now,
-                record=record,
+                record=done,
                 context=new_context,
                 next_step=next_step,
                 start_next=start_next,
@@ -264,7 +273,7 @@ class Executor:
             if status == Status.CANCELLED:
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
                 return
-            self._notify("durable_step_completed", eid, step=record)
+            self._notify("durable_step_completed", eid, step=done)
             if status == Status.COMPLETED:
                 self._notify("durable_workflow_completed", eid)
                 return
@@ -273,7 +282,6 @@ class Executor:
             attempt = 1 if start_next else 0
             in_flight_since = now if start_next else None
             begun = start_next
-            # A cancel requested meanwhile is seen by the store at the next checkpoint.
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -285,44 +293,17 @@ class Executor:
             until = step_until if until is None else min(until, step_until)
         return until
 
-    @staticmethod
-    def _record(
-        sdef: StepDef,
-        index: int,
-        attempt: int,
-        started: datetime,
-        ended: datetime | None,
-        status: StepStatus,
-        error: dict[str, Any] | None,
-        logs: list[dict[str, Any]],
-        max_attempts: int,
-        retry_at: datetime | None = None,
-    ) -> StepExecution:
-        return StepExecution(
-            name=sdef.name,
-            status=status,
-            attempt=attempt,
-            started_at=started,
-            completed_at=ended,
-            error=error,
-            logs=logs,
-            index=index,
-            max_attempts=max_attempts,
-            retry_at=retry_at,
-        )
-
     def _failed(
         self,
         row: ExecutionRow,
         sdef: StepDef,
         record: StepExecution,
-        max_attempts: int,
-        delay_ms: int,
+        policy: Retry,
         now: datetime,
     ) -> None:
         eid, token = row.id, row.token
-        if record.attempt < max_attempts:
-            retry_at = now + timedelta(milliseconds=delay_ms)
+        if record.attempt < policy.max_attempts:
+            retry_at = now + timedelta(milliseconds=policy.delay_ms(record.attempt))
             if row.deadline is not None:
                 retry_at = min(retry_at, row.deadline)
             record = dataclasses.replace(record, retry_at=retry_at)
@@ -358,8 +339,24 @@ class Executor:
         self._notify("durable_workflow_failed", eid, error=error)
 
 
-def _dump_context(context: dict[str, Any], step: str) -> str:
-    return to_json(context, f"the context after step {step!r}")
+def _call_step(wdef: WorkflowDef, sdef: StepDef) -> Any:
+    # The instance is made inside the attempt, so a failing __init__ is a failed attempt.
+    return sdef.fn(wdef.cls())
+
+
+def _resolve_step(wdef: WorkflowDef, row: ExecutionRow) -> int:
+    """The current step's index, found by its stored name: a redeploy may have added,
+    removed or moved steps, and the stored name is what was running."""
+    if row.step_name is None:
+        return row.step_index
+    try:
+        return wdef.step_index(row.step_name)
+    except KeyError:
+        raise StepNotFound(
+            f"execution {row.id} is at step {row.step_name!r}, which workflow "
+            f"{wdef.name!r} no longer has (steps now: {[s.name for s in wdef.steps]}); "
+            "deploy code that still has that step to resume it"
+        ) from None
 
 
 def _worker_lost() -> dict[str, Any]:

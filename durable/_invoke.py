@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from durable.clock import Clock
 @dataclass(slots=True)
 class Outcome:
     """How an attempt ended: ``error`` is None on success; ``timed_out`` when the clock
-    reached the deadline first (any late result is discarded)."""
+    reached the deadline first (any late result is discarded); ``interrupted`` when the
+    engine closed under it."""
 
     error: BaseException | None = None
     timed_out: bool = False
+    interrupted: bool = False  # the engine shut down under the attempt
 
 
 class AsyncRunner:
@@ -28,23 +31,52 @@ class AsyncRunner:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        self.closing = False
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
+                if self.closing:
+                    raise RuntimeError("the engine is closed: async steps cannot start")
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="durable-async-steps", daemon=True
-                )
+
+                def serve() -> None:
+                    loop.run_forever()
+                    loop.close()
+
+                thread = threading.Thread(target=serve, name="durable-async-steps", daemon=True)
                 thread.start()
                 self._loop = loop
             return self._loop
 
     def close(self) -> None:
+        """Cancel the async steps still running (their waiters wake) and stop the loop."""
         with self._lock:
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._loop = None
+            self.closing = True
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+
+        async def shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Stop only after the tasks' done-callbacks (which wake their waiters) ran.
+            loop.call_soon(loop.stop)
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop)
+
+
+def _no_awaitable(result: Any, run: StepRun) -> None:
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise TypeError(
+            f"step {run.step!r} returned an awaitable but is not an async def step "
+            "(a decorator hides it?); declare it `async def` or keep __wrapped__ on the "
+            "wrapper (functools.wraps)"
+        )
 
 
 def invoke(
@@ -66,7 +98,7 @@ def invoke(
     if not is_async and until is None:
         token = current.set(run)
         try:
-            fn()
+            _no_awaitable(fn(), run)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
@@ -97,7 +129,7 @@ def invoke(
         def target() -> None:
             current.set(run)
             try:
-                fn()
+                _no_awaitable(fn(), run)
                 box.append(None)
             except BaseException as exc:
                 box.append(exc)
@@ -111,4 +143,7 @@ def invoke(
         if is_async:
             future.cancel()
         return Outcome(timed_out=True)
-    return Outcome(error=box[0] if box else None)
+    error = box[0] if box else None
+    if is_async and isinstance(error, asyncio.CancelledError) and runner.closing:
+        return Outcome(interrupted=True)
+    return Outcome(error=error)

@@ -24,6 +24,7 @@ class StepRun:
     context: dict[str, Any]
     clock: Clock
     logs: list[dict[str, Any]] = field(default_factory=list)
+    closed: bool = False  # set when the attempt ended; an abandoned thread logs no more
 
 
 current: ContextVar[StepRun | None] = ContextVar("durable_step_run", default=None)
@@ -34,7 +35,7 @@ class _StepLogHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         run = current.get()
-        if run is None:
+        if run is None or run.closed:
             return
         try:
             message = record.getMessage()

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durable.worker")
 
+_MIN_IDLE = timedelta(milliseconds=20)
+
 
 class Heartbeat:
     """Renews every claim the engine holds once a third of its lease has passed, so a
@@ -58,36 +60,42 @@ class Heartbeat:
     def _loop(self) -> None:
         engine = self._engine
         while not self._stopped:
-            self._engine.clock.wait_until(self._next_beat(), self._signal)
+            engine.clock.wait_until(self._next_beat(), self._signal)
             self._signal.clear()
             if self._stopped:
                 return
-            due = self._next_beat()
-            now = engine.clock.now()
-            if due is None or due > now:
-                continue
-            with self._lock:
-                claims = list(self._claims.values())
             try:
-                lost = set(
-                    engine.store.heartbeat(
-                        [(c.execution_id, c.token) for c in claims],
-                        now=now,
-                        lease_ms=engine.lease_ms,
-                    )
-                )
+                self.beat()
             except Exception:
-                log.exception("durable: heartbeat failed; retrying at the next beat")
-                backoff = now + timedelta(milliseconds=max(engine.lease_ms // 30, 1))
+                log.exception("durable: heartbeat failed; retrying shortly")
+                backoff = engine.clock.now() + timedelta(milliseconds=max(engine.lease_ms // 30, 1))
                 engine.clock.wait_until(backoff, self._signal)
-                continue
-            expires = now + timedelta(milliseconds=engine.lease_ms)
-            for c in claims:
-                if c.execution_id in lost:
-                    c.lost = True
-                    self.drop(c)
-                else:
-                    c.expires = expires
+
+    def beat(self) -> None:
+        """Renew every held claim that is due for renewal, now, in this thread.
+
+        The engine calls this before it claims, so that it never takes back a claim it
+        still holds because the clock jumped past the lease before the heartbeat thread
+        woke (a test clock moves in jumps)."""
+        engine = self._engine
+        due = self._next_beat()
+        now = engine.clock.now()
+        if due is None or due > now:
+            return
+        with self._lock:
+            claims = list(self._claims.values())
+        lost = set(
+            engine.store.heartbeat(
+                [(c.execution_id, c.token) for c in claims], now=now, lease_ms=engine.lease_ms
+            )
+        )
+        expires = now + timedelta(milliseconds=engine.lease_ms)
+        for c in claims:
+            if c.execution_id in lost:
+                c.lost = True
+                self.drop(c)
+            else:
+                c.expires = expires
 
     def stop(self) -> None:
         """Stop renewing (the engine is closing)."""
@@ -114,6 +122,7 @@ class Worker:
         self._wake = threading.Event()
         self._inflight = 0
         self._lock = threading.Lock()
+        self._finished = threading.Event()
 
     @property
     def stopping(self) -> bool:
@@ -139,41 +148,53 @@ class Worker:
         try:
             while not self._stop.is_set():
                 self._wake.clear()
-                with self._lock:
-                    free = self.concurrency - self._inflight
-                if free > 0:
-                    try:
-                        rows = engine._claim(self.queues, limit=free)
-                        backoff_ms = 100
-                    except Exception as exc:
-                        level = logging.WARNING if isinstance(exc, DurableError) else logging.ERROR
-                        log.log(
-                            level,
-                            "durable: claiming failed (%r); retrying in %d ms",
-                            exc,
-                            backoff_ms,
-                            exc_info=level == logging.ERROR,
-                        )
-                        clock.wait_until(
-                            clock.now() + timedelta(milliseconds=backoff_ms), self._stop
-                        )
-                        backoff_ms = min(backoff_ms * 2, 30_000)
-                        continue
-                    if rows:
-                        with self._lock:
-                            self._inflight += len(rows)
-                        for row in rows:
-                            pool.submit(self._run_one, row)
-                        continue
-                until = clock.now() + self.poll
-                if free > 0:
-                    due = engine.store.next_due(queues=self.queues, workflows=None)
-                    if due is not None and due < until:
-                        until = due
-                clock.wait_until(until, self._wake)
+                try:
+                    until = self._claim_some(pool)
+                    backoff_ms = 100
+                except Exception as exc:
+                    level = logging.WARNING if isinstance(exc, DurableError) else logging.ERROR
+                    log.log(
+                        level,
+                        "durable: the store failed (%r); retrying in %d ms",
+                        exc,
+                        backoff_ms,
+                        exc_info=level == logging.ERROR,
+                    )
+                    until = clock.now() + timedelta(milliseconds=backoff_ms)
+                    backoff_ms = min(backoff_ms * 2, 30_000)
+                if until is not None:
+                    clock.wait_until(until, self._wake)
         finally:
             pool.shutdown(wait=True)
             engine._remove_worker(self)
+            self._finished.set()
+
+    def _claim_some(self, pool: ThreadPoolExecutor) -> datetime | None:
+        """Claim what fits in the free slots; return when to look again (None: at once)."""
+        engine = self.engine
+        now = engine.clock.now()
+        with self._lock:
+            free = self.concurrency - self._inflight
+        if free > 0:
+            rows = engine._claim(self.queues, limit=free)
+            if rows:
+                with self._lock:
+                    self._inflight += len(rows)
+                for row in rows:
+                    pool.submit(self._run_one, row)
+                return None
+        until = now + self.poll
+        if free > 0:
+            due = engine.store.next_due(queues=self.queues, workflows=engine._workflow_names())
+            if due is not None:
+                # Something due now but not claimed (taken by another worker meanwhile):
+                # look again soon, but never spin.
+                until = min(until, max(due, now + _MIN_IDLE))
+        return until
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until run() has returned; False if it is still running after timeout s."""
+        return self._finished.wait(timeout)
 
     def _run_one(self, row: ExecutionRow) -> None:
         try:

@@ -128,6 +128,6 @@ def increment_context(key: str, by: int | float = 1) -> int | float:
         )
     if isinstance(by, bool) or not isinstance(by, int | float):
         raise ContextError(f"increment_context() by= must be a number, got {type(by).__name__}")
-    new = old + by
+    new: int | float = normalise(old + by, f"context key {k!r}")
     run.context[k] = new
     return new

@@ -20,6 +20,7 @@ from durable.retry import Retry
 __all__ = ["StepDef", "WorkflowDef", "get_workflow", "registered_workflows", "step", "workflow"]
 
 _STEP_ATTR = "__durable_step__"
+_ONE_ATTEMPT = Retry(max_attempts=1)
 _WORKFLOW_ATTR = "__durable_workflow__"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,7 +39,7 @@ class StepDef:
 
     def policy(self, default: Retry | None) -> Retry:
         """The retry policy in force: the step's own, else the workflow default, else one try."""
-        return self.retry or default or Retry(max_attempts=1)
+        return self.retry or default or _ONE_ATTEMPT
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ def step(
             fn=f,
             retry=policy,
             timeout=timeout_ms,
-            is_async=inspect.iscoroutinefunction(f),
+            is_async=inspect.iscoroutinefunction(inspect.unwrap(f)),
         )
         setattr(f, _STEP_ATTR, sdef)
         return f

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -24,6 +25,8 @@ from durable.errors import ConfigError, ExecutionNotFound
 from durable.models import Execution, Status, StepExecution, StepStatus
 from durable.plugins import PluginHost
 from durable.stores.base import ExecutionRow, Store
+
+log = logging.getLogger("durable.engine")
 
 __all__ = ["DEFAULT_STORE", "Engine"]
 
@@ -213,10 +216,14 @@ class Engine:
 
     # -- running -------------------------------------------------------------------------
 
+    def _workflow_names(self) -> list[str]:
+        return list(registered_workflows())
+
     def _claim(self, queues: Sequence[str] | None, *, limit: int) -> list[ExecutionRow]:
+        self._heartbeat.beat()
         return self.store.claim(
             queues=queues,
-            workflows=list(registered_workflows()),
+            workflows=self._workflow_names(),
             worker_id=self.worker_id,
             now=self.clock.now(),
             lease_ms=self.lease_ms,
@@ -306,12 +313,20 @@ class Engine:
             for w in self._workers:
                 w.wake()
 
-    def close(self) -> None:
-        """Stop this engine's workers and heartbeat and close the store."""
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop this engine's workers, wait up to ``timeout`` seconds for their running
+        steps to end, then stop the heartbeat and async steps and close the store."""
         with self._workers_lock:
             workers = list(self._workers)
         for w in workers:
             w.stop()
+        for w in workers:
+            if not w.join(timeout):
+                log.warning(
+                    "durable: a worker still runs a step after %s s; closing anyway "
+                    "(its execution resumes elsewhere when the lease expires)",
+                    timeout,
+                )
         self._heartbeat.stop()
         self._runner.close()
         self.store.close()

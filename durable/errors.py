@@ -7,6 +7,7 @@ The tree::
     ├── SerializationError   (also TypeError)  a context or input value that is not JSON
     ├── ContextError         (also RuntimeError) context API used outside a running step
     ├── WorkflowNotFound     (also LookupError) no workflow registered under a name
+    │   └── StepNotFound     a stored execution is at a step the deployed workflow lacks
     ├── ExecutionNotFound    (also LookupError) no execution with an id
     ├── InvalidState         an operation that the execution's status does not allow
     ├── StoreError           the store failed or is unreachable
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidState",
     "LeaseLost",
     "SerializationError",
+    "StepNotFound",
     "StepTimeout",
     "StoreError",
     "WorkflowNotFound",
@@ -50,6 +52,10 @@ class ContextError(DurableError, RuntimeError):
 
 class WorkflowNotFound(DurableError, LookupError):
     """No workflow is registered under the given name."""
+
+
+class StepNotFound(WorkflowNotFound):
+    """An execution is at a step that the deployed workflow no longer has."""
 
 
 class ExecutionNotFound(DurableError, LookupError):

@@ -14,6 +14,7 @@ __all__ = ["BACKOFFS", "Retry"]
 
 Backoff = Literal["exponential", "linear", "constant"]
 BACKOFFS: tuple[str, ...] = ("exponential", "linear", "constant")
+MAX_DELAY_MS = 365 * 86_400_000  # no retry is scheduled more than a year ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +23,8 @@ class Retry:
 
     The delay before attempt ``n + 1``, after attempt ``n`` failed, in milliseconds:
     exponential ``base**n * 1000``, linear ``n * base * 1000``, constant ``base * 1000``;
-    capped at ``max_backoff``. With ``jitter=True`` the delay is drawn uniformly from
-    ``[delay / 2, delay]``.
+    capped at ``max_backoff`` and at one year. With ``jitter=True`` the delay is drawn
+    uniformly from ``[delay / 2, delay]``.
     """
 
     max_attempts: int = 3
@@ -68,13 +69,17 @@ class Retry:
     def delay_ms(self, attempt: int, rng: random.Random | None = None) -> int:
         """Milliseconds to wait after attempt number ``attempt`` (1-based) failed."""
         if self.backoff == "exponential":
-            delay = self.base**attempt * 1000
+            try:
+                delay = self.base**attempt * 1000
+            except OverflowError:
+                delay = MAX_DELAY_MS
         elif self.backoff == "linear":
             delay = attempt * self.base * 1000
         else:
             delay = self.base * 1000
         if self.max_backoff is not None:
             delay = min(delay, self.max_backoff)
+        delay = min(delay, MAX_DELAY_MS)
         if self.jitter:
             delay = (rng or random).uniform(delay / 2, delay)
         return round(delay)

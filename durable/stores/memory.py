@@ -7,6 +7,7 @@ within the process, so several engines (workers) can run against it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import heapq
 import itertools
 import threading
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from durable._json import clone
 from durable.errors import ConfigError, ExecutionNotFound, InvalidState, LeaseLost
 from durable.models import FINISHED, Status, StepExecution, StepStatus
 from durable.plugins import StoreRegistry, hookimpl
@@ -23,6 +25,7 @@ from durable.stores.base import ExecutionRow, Store
 __all__ = ["MemoryStore"]
 
 _named: dict[str, MemoryStore] = {}
+_Ready = tuple[int, datetime, datetime, int, str, int, datetime]
 _named_lock = threading.Lock()
 
 
@@ -42,8 +45,8 @@ class MemoryStore(Store):
         self._seq = itertools.count()
         # (due, seq, id, version): pending rows by run_at, running rows by lease expiry
         self._timed: list[tuple[datetime, int, str, int]] = []
-        # per queue: (-priority, scheduled_at, created_at, seq, id, version) of due rows
-        self._ready: dict[str, list[tuple[int, datetime, datetime, int, str, int]]] = {}
+        # per queue: (-priority, scheduled_at, created_at, seq, id, version, due) of due rows
+        self._ready: dict[str, list[_Ready]] = {}
 
     # -- index upkeep --------------------------------------------------------------------
 
@@ -62,14 +65,13 @@ class MemoryStore(Store):
     def _promote(self, now: datetime) -> None:
         timed = self._timed
         while timed and timed[0][0] <= now:
-            _, _, rid, v = heapq.heappop(timed)
+            due, _, rid, v = heapq.heappop(timed)
             if self._version.get(rid) != v:
                 continue
             row = self._rows[rid]
             heap = self._ready.setdefault(row.queue, [])
             heapq.heappush(
-                heap,
-                (-row.priority, row.scheduled_at, row.created_at, row.seq, rid, v),
+                heap, (-row.priority, row.scheduled_at, row.created_at, row.seq, rid, v, due)
             )
 
     def _row(self, execution_id: str) -> ExecutionRow:
@@ -171,7 +173,7 @@ class MemoryStore(Store):
         with self._lock:
             self._promote(now)
             queues = list(self._ready) if queues is None else queues
-            set_aside: list[tuple[str, tuple[int, datetime, datetime, int, str, int]]] = []
+            set_aside: list[tuple[str, _Ready]] = []
             while len(claimed) < limit:
                 best_q = None
                 for q in queues:
@@ -184,6 +186,9 @@ class MemoryStore(Store):
                     break
                 entry = heapq.heappop(self._ready[best_q])
                 row = self._rows[entry[4]]
+                if entry[6] > now:  # promoted by a claim with a later `now` (another clock)
+                    heapq.heappush(self._timed, (entry[6], next(self._seq), row.id, entry[5]))
+                    continue
                 if row.workflow not in wanted:
                     set_aside.append((best_q, entry))
                     continue
@@ -197,7 +202,7 @@ class MemoryStore(Store):
                 if row.deadline is None and row.timeout_ms is not None:
                     row.deadline = now + timedelta(milliseconds=row.timeout_ms)
                 self._touch(row)
-                claimed.append(copy.copy(row))
+                claimed.append(_clone_row(row))
             for q, entry in set_aside:
                 heapq.heappush(self._ready[q], entry)
         return claimed
@@ -235,6 +240,10 @@ class MemoryStore(Store):
 
     def _record(self, row: ExecutionRow, record: StepExecution | None) -> None:
         if record is not None:
+            if record.error is not None or record.logs:
+                record = dataclasses.replace(
+                    record, error=clone(record.error), logs=clone(record.logs)
+                )
             self._steps[row.id].append(record)
 
     def _end(self, row: ExecutionRow, status: Status, now: datetime) -> None:
@@ -271,7 +280,7 @@ class MemoryStore(Store):
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)
-            row.context = context
+            row.context = clone(context)
             if next_step is None:
                 self._end(row, Status.COMPLETED, now)
             else:
@@ -347,6 +356,14 @@ class MemoryStore(Store):
                 self._end(row, Status.CANCELLED, now)
             self._touch(row)
             return copy.deepcopy(row)
+
+
+def _clone_row(row: ExecutionRow) -> ExecutionRow:
+    out = copy.copy(row)
+    out.input = clone(row.input)
+    out.context = clone(row.context)
+    out.error = clone(row.error)
+    return out
 
 
 def _as_cancelled(record: StepExecution, now: datetime) -> StepExecution:
