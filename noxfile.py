@@ -15,7 +15,7 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite (memory store; the SQL stores join with their issue)."""
+    """The test suite, every engine test on memory, SQLite and PostgreSQL."""
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
 

@@ -81,13 +81,14 @@ class Engine:
             raise ConfigError(f"store must be a URL or a Store, got {type(store).__name__}")
         migrator = getattr(self.store, "migrate", None)
         if migrate and callable(migrator):
-            migrator()
+            migrator(self.clock.now())
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runner = AsyncRunner()
         self._executor = Executor(self.store, self.clock, self.plugins, self._runner)
         self._heartbeat = Heartbeat(self)
         self._workers: list[Worker] = []
         self._workers_lock = threading.Lock()
+        self.store.subscribe(self._wake_workers)
         install_log_capture()
 
     def __repr__(self) -> str:

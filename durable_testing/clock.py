@@ -10,6 +10,7 @@ from freezegun import freeze_time
 
 from durable.clock import utc
 from durable.durations import to_ms
+from durable.plugins import entry_point_plugins
 
 __all__ = ["TimeTravelClock"]
 
@@ -40,6 +41,9 @@ class TimeTravelClock:
         self._freezer: Any = None
         self._frozen: Any = None
         if freeze:
+            # Import every store plugin (and its C drivers) before freezing: a C extension
+            # imported under freezegun would see its fake datetime types.
+            entry_point_plugins()
             self._freezer = freeze_time(self._now, ignore=_REAL_TIME_MODULES, real_asyncio=True)
             self._frozen = self._freezer.start()
 

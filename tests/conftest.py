@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,52 @@ import pytest
 import durable
 
 pytest_plugins = ["pytester"]
+
+PG_ADMIN = os.environ.get("DURABLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DB = "durable_tests"
+STORES = ["memory", "sqlite", "postgres"]
+
+
+def _pg_url(db: str) -> str:
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + db
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A fresh, migrated database for this run; fails (never skips) under CI=true."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            PG_ADMIN.replace("postgresql://", "postgresql://", 1),
+            autocommit=True,
+            connect_timeout=5,
+        ) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {PG_DB}")
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is unreachable at {PG_ADMIN} and CI=true: {exc}")
+        pytest.skip(f"PostgreSQL is unreachable at {PG_ADMIN}: {exc}")
+    url = _pg_url(PG_DB)
+    durable.Engine(url).close()  # migrate once
+    return url
+
+
+@pytest.fixture(params=STORES)
+def durable_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every engine test runs on each store: memory, a SQLite file, a clean Postgres."""
+    kind = request.param
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'durable.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("TRUNCATE durable_executions, durable_step_attempts RESTART IDENTITY")
+    return url
 
 
 class Recorder:

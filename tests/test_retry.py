@@ -141,13 +141,13 @@ def test_out_of_attempts_fails_the_execution_with_the_step_error(engine, durable
     assert engine.next_due() is None
 
 
-def test_attempts_and_budget_live_in_the_store_not_the_engine(durable_clock):
+def test_attempts_and_budget_live_in_the_store_not_the_engine(engine, durable_clock):
     """A second engine (another worker process) continues the retry schedule."""
-    first = durable.Engine("memory://retry-handover", clock=durable_clock)
+    first = durable.Engine(engine.store, clock=durable_clock)
     wid = first.start(FLAKY["linear"], {"fail": 2})
     first.drain()
-    first.close()
-    second = durable.Engine("memory://retry-handover", clock=durable_clock)
+    del first
+    second = durable.Engine(engine.store, clock=durable_clock)
     ex = second.get_execution(wid, include_steps=True)
     assert (ex.attempt, ex.steps[-1].max_attempts) == (1, 4)
     durable_clock.advance(seconds(2))

@@ -30,8 +30,8 @@ class SlowReal:
         release.wait(10)
 
 
-def test_step_timeout_with_a_short_real_timeout():
-    with durable.Engine("memory://") as eng:  # system clock: a real 100 ms timeout
+def test_step_timeout_with_a_short_real_timeout(durable_store_url):
+    with durable.Engine(durable_store_url) as eng:  # system clock: a real 100 ms timeout
         wid = eng.start(SlowReal)
         eng.drain()
         ex = eng.get_execution(wid, include_steps=True)

@@ -98,8 +98,8 @@ class CrashVictim:
         put_context("second", attempt())
 
 
-def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_counts(durable_clock):
-    store = durable.Engine("memory://", clock=durable_clock).store
+def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_counts(engine, durable_clock):
+    store = engine.store
     crashed = durable.Engine(store, clock=durable_clock, lease=seconds(30))
     survivor = durable.Engine(store, clock=durable_clock)
     wid = crashed.start(CrashVictim)
@@ -119,9 +119,9 @@ def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_counts(durable
 
 
 def test_lost_attempt_with_budget_left_is_retried_and_completed_steps_do_not_rerun(
-    durable_clock,
+    engine, durable_clock
 ):
-    store = durable.Engine("memory://", clock=durable_clock).store
+    store = engine.store
     crashed = durable.Engine(store, clock=durable_clock, lease=seconds(30))
     survivor = durable.Engine(store, clock=durable_clock)
     wid = crashed.start(CrashVictim)
@@ -167,8 +167,8 @@ class PausedWorker:
         put_context("written_by_attempt", attempt())
 
 
-def test_a_worker_that_lost_its_lease_cannot_write(durable_clock, caplog):
-    store = durable.Engine("memory://", clock=durable_clock).store
+def test_a_worker_that_lost_its_lease_cannot_write(engine, durable_clock, caplog):
+    store = engine.store
     paused = durable.Engine(store, clock=durable_clock, lease=seconds(30))
     paused._heartbeat.stop()  # a paused process sends no heartbeats
     survivor = durable.Engine(store, clock=durable_clock)
@@ -187,8 +187,8 @@ def test_a_worker_that_lost_its_lease_cannot_write(durable_clock, caplog):
     assert [(s.attempt, s.status) for s in ex.steps] == [(1, "failed"), (2, "completed")]
 
 
-def test_stale_tokens_are_refused_by_every_claimed_write(durable_clock):
-    eng = durable.Engine("memory://", clock=durable_clock, lease=seconds(10))
+def test_stale_tokens_are_refused_by_every_claimed_write(engine, durable_clock):
+    eng = durable.Engine(engine.store, clock=durable_clock, lease=seconds(10))
     wid = eng.start(OrderWorkflow, ORDER)
     (old,) = eng._claim(None, limit=1)
     durable_clock.advance(seconds(10))

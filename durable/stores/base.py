@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -216,6 +216,11 @@ class Store(abc.ABC):
         becomes ``cancelled`` at once; a running one is marked ``cancel_requested`` and
         stops at its next checkpoint. Raises ExecutionNotFound, or InvalidState when it
         already finished. Returns the row after the change."""
+
+    def subscribe(self, callback: Callable[[], None]) -> None:  # noqa: B027
+        """Optional: call ``callback`` whenever work may have become claimable (a start, a
+        retry, a release), including by other processes. Workers also poll, so a store
+        that never calls back is correct, only slower to react."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release connections."""

@@ -1,0 +1,174 @@
+"""Versioned schema migrations, applied in order, each in its own transaction.
+
+A migration is history: it never changes once released. Each builds the tables as they were
+at its version, so ``schema.py`` (the current shape) can move on without rewriting the past;
+a test checks that applying every migration gives exactly ``schema.py``'s tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from durable.errors import StoreError
+from durable.stores.sql.schema import BigInt, UTCDateTime
+from durable.stores.sql.schema import migrations as migrations_table
+
+__all__ = ["MIGRATIONS", "applied_version", "upgrade"]
+
+
+def _v1_initial(conn: sa.Connection) -> None:
+    """Executions, step attempts, and the basic lookups."""
+    md = sa.MetaData()
+    sa.Table(
+        "durable_executions",
+        md,
+        sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(64), nullable=False, unique=True),
+        sa.Column("workflow", sa.String(200), nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("queue", sa.String(200), nullable=False),
+        sa.Column("priority", sa.Integer, nullable=False),
+        sa.Column("input", sa.Text, nullable=False),
+        sa.Column("context", sa.Text, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("scheduled_at", UTCDateTime, nullable=False),
+        sa.Column("run_at", UTCDateTime),
+        sa.Column("timeout_ms", BigInt),
+        sa.Column("idempotency_key", sa.String(500), unique=True),
+        sa.Column("started_at", UTCDateTime),
+        sa.Column("completed_at", UTCDateTime),
+        sa.Column("deadline", UTCDateTime),
+        sa.Column("step_index", sa.Integer, nullable=False),
+        sa.Column("step_name", sa.String(200)),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("attempt_started_at", UTCDateTime),
+        sa.Column("error", sa.Text),
+        sa.Column("token", BigInt, nullable=False),
+        sa.Column("worker_id", sa.String(200)),
+        sa.Column("lease_expires_at", UTCDateTime),
+        sa.Column("cancel_requested", sa.Boolean, nullable=False),
+        sa.Column("cancel_reason", sa.Text),
+    )
+    sa.Table(
+        "durable_step_attempts",
+        md,
+        sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+        sa.Column("execution_id", sa.String(64), nullable=False, index=True),
+        sa.Column("step_index", sa.Integer, nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("started_at", UTCDateTime, nullable=False),
+        sa.Column("completed_at", UTCDateTime),
+        sa.Column("error", sa.Text),
+        sa.Column("logs", sa.Text, nullable=False),
+        sa.Column("max_attempts", sa.Integer, nullable=False),
+        sa.Column("retry_at", UTCDateTime),
+    )
+    md.create_all(conn)
+
+
+def _v2_claim_index(conn: sa.Connection) -> None:
+    """``claimable_at`` with a partial index of live rows, and listing indexes, so claims
+    and listings cost the same however many finished executions the table holds."""
+    ex = sa.table(
+        "durable_executions",
+        sa.column("status"),
+        sa.column("run_at"),
+        sa.column("lease_expires_at"),
+        sa.column("claimable_at"),
+    )
+    conn.execute(
+        sa.text(
+            "ALTER TABLE durable_executions ADD COLUMN claimable_at "
+            + UTCDateTime().compile(dialect=conn.dialect)
+        )
+    )
+    conn.execute(
+        sa.update(ex).values(
+            claimable_at=sa.case(
+                (ex.c.status == "pending", ex.c.run_at),
+                (ex.c.status == "running", ex.c.lease_expires_at),
+                else_=None,
+            )
+        )
+    )
+    md = sa.MetaData()
+    t = sa.Table(
+        "durable_executions",
+        md,
+        sa.Column("seq", BigInt),
+        sa.Column("workflow", sa.String(200)),
+        sa.Column("status", sa.String(20)),
+        sa.Column("created_at", UTCDateTime),
+        sa.Column("claimable_at", UTCDateTime),
+    )
+    indexes = [
+        sa.Index(
+            "durable_executions_claim",
+            t.c.claimable_at,
+            postgresql_where=t.c.claimable_at.isnot(None),
+            sqlite_where=t.c.claimable_at.isnot(None),
+        ),
+        sa.Index("durable_executions_created", t.c.created_at, t.c.seq),
+        sa.Index("durable_executions_status_created", t.c.status, t.c.created_at, t.c.seq),
+        sa.Index("durable_executions_workflow_created", t.c.workflow, t.c.created_at, t.c.seq),
+    ]
+    for index in indexes:
+        index.create(conn)
+
+
+MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
+    (1, "initial", _v1_initial),
+    (2, "claim_index", _v2_claim_index),
+]
+
+
+def applied_version(engine: sa.Engine) -> int:
+    """The highest migration applied to the database (0 for an empty one)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(migrations_table.name):
+            return 0
+        return conn.execute(sa.select(sa.func.max(migrations_table.c.version))).scalar() or 0
+
+
+def upgrade(engine: sa.Engine, *, now: datetime, target: int | None = None) -> list[int]:
+    """Apply the migrations not yet applied (up to ``target``); return their versions.
+
+    Safe with many processes at once: on PostgreSQL an advisory lock serialises them, on
+    SQLite the write lock does.
+    """
+    done: list[int] = []
+    target = MIGRATIONS[-1][0] if target is None else target
+    with engine.connect().execution_options(durable_write=True) as conn:
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(727001)"))
+            migrations_table.create(conn, checkfirst=True)
+        for version, name, apply in MIGRATIONS:
+            if version > target:
+                break
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(727001)"))
+                have = conn.execute(
+                    sa.select(migrations_table.c.version).where(
+                        migrations_table.c.version == version
+                    )
+                ).first()
+                if have is not None:
+                    continue
+                try:
+                    apply(conn)
+                except sa.exc.DBAPIError as exc:
+                    raise StoreError(
+                        f"migration {version} ({name}) failed and was rolled back: {exc}"
+                    ) from exc
+                conn.execute(
+                    sa.insert(migrations_table).values(version=version, name=name, applied_at=now)
+                )
+                done.append(version)
+    return done

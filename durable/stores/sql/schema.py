@@ -1,0 +1,127 @@
+"""The current schema (what every migration together produces) and its column types."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+__all__ = ["SCHEMA_VERSION", "UTCDateTime", "attempts", "executions", "metadata", "migrations"]
+
+SCHEMA_VERSION = 2
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in; aware UTC datetimes out, on every dialect.
+
+    SQLite keeps fixed-width ISO text (so comparisons in SQL order correctly); PostgreSQL
+    keeps ``timestamptz``.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use aware UTC")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+executions = sa.Table(
+    "durable_executions",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("workflow", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("queue", sa.String(200), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("context", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("scheduled_at", UTCDateTime, nullable=False),
+    sa.Column("run_at", UTCDateTime),
+    sa.Column("timeout_ms", BigInt),
+    sa.Column("idempotency_key", sa.String(500), unique=True),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("completed_at", UTCDateTime),
+    sa.Column("deadline", UTCDateTime),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("step_name", sa.String(200)),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("attempt_started_at", UTCDateTime),
+    sa.Column("error", sa.Text),
+    sa.Column("token", BigInt, nullable=False),
+    sa.Column("worker_id", sa.String(200)),
+    sa.Column("lease_expires_at", UTCDateTime),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("cancel_reason", sa.Text),
+    # v2: when the row next becomes claimable (run_at if pending, lease expiry if running,
+    # NULL once finished); the partial index on it holds only live rows.
+    sa.Column("claimable_at", UTCDateTime),
+)
+
+sa.Index(
+    "durable_executions_claim",
+    executions.c.claimable_at,
+    postgresql_where=executions.c.claimable_at.isnot(None),
+    sqlite_where=executions.c.claimable_at.isnot(None),
+)
+sa.Index("durable_executions_created", executions.c.created_at, executions.c.seq)
+sa.Index(
+    "durable_executions_status_created",
+    executions.c.status,
+    executions.c.created_at,
+    executions.c.seq,
+)
+sa.Index(
+    "durable_executions_workflow_created",
+    executions.c.workflow,
+    executions.c.created_at,
+    executions.c.seq,
+)
+
+attempts = sa.Table(
+    "durable_step_attempts",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(64), nullable=False, index=True),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("completed_at", UTCDateTime),
+    sa.Column("error", sa.Text),
+    sa.Column("logs", sa.Text, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("retry_at", UTCDateTime),
+)
+
+migrations = sa.Table(
+    "durable_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
