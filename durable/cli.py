@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from durable.engine import Engine
+from durable.engine import DEFAULT_STORE, Engine
 from durable.errors import DurableError
 from durable.models import Execution, Status
 
@@ -109,10 +109,10 @@ def main(ctx: click.Context, store: str | None, imports: tuple[str, ...]) -> Non
 @click.option(
     "--store",
     "demo_store",
-    default="memory://",
+    default=DEFAULT_STORE,
     show_default=True,
     metavar="URL",
-    help="Store to run the demo on.",
+    help="Store to run the demo on (the embedded default: a SQLite file here).",
 )
 def demo(demo_store: str) -> None:
     """Run the quick start's order workflow and print the execution and its steps."""
@@ -133,8 +133,36 @@ def demo(demo_store: str) -> None:
             engine.clock.wait_until(due, idle)
         click.echo("")
         click.echo(format_execution(engine.get_execution(wid, include_steps=True)))
-        if before:
-            click.echo(f"\n{len(before)} earlier demo execution(s) are still in {demo_store}")
+        click.echo(
+            f"\nruns of process_order kept in {demo_store}: {len(before) + 1} "
+            f"({len(before)} from earlier demo runs)"
+        )
+        for ex in before[:5]:
+            click.echo(f"  {ex.id}  {ex.status.value:<10} {_fmt_time(ex.created_at)}")
+
+
+@main.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Create or upgrade the store's schema to the current version."""
+    obj = ctx.ensure_object(dict)
+    try:
+        engine = Engine(store=obj["store"], migrate=False)
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    with engine:
+        migrator = getattr(engine.store, "migrate", None)
+        if migrator is None:
+            click.echo(f"{engine.store_url}: this store has no schema to migrate")
+            return
+        try:
+            applied = migrator(engine.clock.now())
+        except DurableError as exc:
+            raise click.ClickException(str(exc)) from exc
+        if applied:
+            click.echo(f"{engine.store_url}: applied migration(s) {', '.join(map(str, applied))}")
+        else:
+            click.echo(f"{engine.store_url}: already up to date")
 
 
 @main.command()

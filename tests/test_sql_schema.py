@@ -1,0 +1,197 @@
+"""Migrations: the migrated schema is schema.py's, and upgrades keep the data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+import durable
+from durable.stores.sql import migrations
+from durable.stores.sql.schema import SCHEMA_VERSION, metadata
+from durable.stores.sql.sqlite import open_sqlite
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def blank_url(request, tmp_path):
+    """An empty database of each SQL kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'blank.db'}"
+    import psycopg
+
+    base: str = request.getfixturevalue("postgres_url")
+    name = "durable_blank"
+    admin = base.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+def _open(url: str):
+    return durable.Engine(url, migrate=False).store
+
+
+def _shape(engine: sa.Engine) -> dict:
+    insp = sa.inspect(engine)
+    shape = {}
+    for table in sorted(insp.get_table_names()):
+        cols = {
+            c["name"]: (str(c["type"]).split("(")[0], c["nullable"])
+            for c in insp.get_columns(table)
+        }
+        indexes = {i["name"]: tuple(i["column_names"]) for i in insp.get_indexes(table)}
+        uniques = sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table))
+        shape[table] = (cols, indexes, uniques)
+    return shape
+
+
+def test_migrations_build_exactly_the_current_schema(blank_url, tmp_path):
+    store = _open(blank_url)
+    assert migrations.applied_version(store.engine) == 0
+    assert store.migrate(T0) == [1, 2]
+    assert migrations.applied_version(store.engine) == SCHEMA_VERSION
+    assert store.migrate(T0) == []  # idempotent
+
+    reference = open_sqlite(f"sqlite:///{tmp_path / 'reference.db'}").engine
+    if store.dialect == "postgresql":
+        reference = sa.create_engine(
+            blank_url.replace("durable_blank", "durable_reference").replace(
+                "postgresql://", "postgresql+psycopg://"
+            )
+        )
+        import psycopg
+
+        admin = blank_url.rsplit("/", 1)[0] + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("DROP DATABASE IF EXISTS durable_reference WITH (FORCE)")
+            conn.execute("CREATE DATABASE durable_reference")
+    metadata.create_all(reference)
+    assert _shape(store.engine) == _shape(reference)
+    reference.dispose()
+    store.close()
+
+
+def test_upgrade_from_the_first_version_keeps_and_backfills_data(blank_url):
+    store = _open(blank_url)
+    migrations.upgrade(store.engine, now=T0, target=1)
+    v1 = sa.table(
+        "durable_executions",
+        *(
+            sa.column(c)
+            for c in (
+                "id",
+                "workflow",
+                "status",
+                "queue",
+                "priority",
+                "input",
+                "context",
+                "created_at",
+                "scheduled_at",
+                "run_at",
+                "step_index",
+                "step_name",
+                "attempt",
+                "token",
+                "cancel_requested",
+                "lease_expires_at",
+                "completed_at",
+            )
+        ),
+    )
+    base = {
+        "workflow": "process_order",
+        "queue": "default",
+        "priority": 0,
+        "input": "{}",
+        "context": '{"kept": true}',
+        "step_index": 0,
+        "step_name": "validate",
+        "attempt": 0,
+        "token": 0,
+        "cancel_requested": False,
+        "run_at": None,
+        "lease_expires_at": None,
+        "completed_at": None,
+    }
+    iso = (lambda d: d.replace(tzinfo=None)) if store.dialect == "sqlite" else (lambda d: d)
+    rows = [
+        {
+            **base,
+            "id": "pending-1",
+            "status": "pending",
+            "created_at": iso(T0),
+            "scheduled_at": iso(T0),
+            "run_at": iso(T0 + timedelta(minutes=5)),
+        },
+        {
+            **base,
+            "id": "running-1",
+            "status": "running",
+            "created_at": iso(T0),
+            "scheduled_at": iso(T0),
+            "lease_expires_at": iso(T0 + timedelta(seconds=30)),
+            "token": 1,
+        },
+        {
+            **base,
+            "id": "done-1",
+            "status": "completed",
+            "created_at": iso(T0),
+            "scheduled_at": iso(T0),
+            "completed_at": iso(T0),
+        },
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(v1), rows)
+    assert store.migrate(T0) == [2]
+
+    assert store.get("done-1").context == {"kept": True}
+    assert store.next_due(queues=None, workflows=None) == T0 + timedelta(seconds=30)
+    claimed = store.claim(
+        queues=None,
+        workflows=["process_order"],
+        worker_id="w",
+        now=T0 + timedelta(minutes=5),
+        lease_ms=1000,
+        limit=10,
+    )
+    assert sorted(r.id for r in claimed) == ["pending-1", "running-1"]
+    store.close()
+
+
+def test_migrate_command(tmp_path):
+    from click.testing import CliRunner
+
+    from durable.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    first = CliRunner().invoke(main, ["--store", url, "migrate"])
+    assert first.exit_code == 0, first.output
+    assert "applied migration(s) 1, 2" in first.output
+    again = CliRunner().invoke(main, ["--store", url, "migrate"])
+    assert "already up to date" in again.output
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite://host/x.db", "three slashes"),
+        ("sqlite:///", "names no file"),
+        ("sqlite:///x.db?journal=off", "unknown sqlite option"),
+        ("sqlite:////no/such/folder/x.db", "folder of the SQLite file does not exist"),
+        ("postgresql://postgres@127.0.0.1:5432", "names no database"),
+    ],
+)
+def test_malformed_store_urls(url, message):
+    with pytest.raises(durable.ConfigError, match=message):
+        durable.Engine(url)
+
+
+def test_a_database_that_is_down_is_a_clear_store_error():
+    with pytest.raises(durable.StoreError, match="127.0.0.1:1"):
+        durable.Engine("postgresql://postgres@127.0.0.1:1/nothing")
