@@ -30,36 +30,45 @@ class StepRun:
 current: ContextVar[StepRun | None] = ContextVar("durable_step_run", default=None)
 
 
-class _StepLogHandler(logging.Handler):
-    """Stores each logging record emitted inside a step with that step's attempt."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        run = current.get()
-        if run is None or run.closed:
-            return
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string must not fail the step
-            message = str(record.msg)
-        entry: dict[str, Any] = {
-            "time": run.clock.now().isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": message,
-        }
-        if record.exc_info and record.exc_info[1] is not None:
-            entry["exception"] = repr(record.exc_info[1])
-        run.logs.append(entry)
+def _entry(run: StepRun, record: logging.LogRecord) -> dict[str, Any]:
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string must not fail the step
+        message = str(record.msg)
+    entry: dict[str, Any] = {
+        "time": run.clock.now().isoformat(),
+        "level": record.levelname,
+        "logger": record.name,
+        "message": message,
+    }
+    if record.exc_info and record.exc_info[1] is not None:
+        entry["exception"] = repr(record.exc_info[1])
+    return entry
 
 
-_handler: _StepLogHandler | None = None
-_handler_lock = threading.Lock()
+_installed = False
+_install_lock = threading.Lock()
 
 
 def install_log_capture() -> None:
-    """Attach the step log handler to the root logger once per process."""
-    global _handler
-    with _handler_lock:
-        if _handler is None:
-            _handler = _StepLogHandler(level=logging.NOTSET)
-            logging.getLogger().addHandler(_handler)
+    """Store each logging record made inside a step with that step's attempt.
+
+    Done through the log record factory rather than a handler, so the application's
+    logging configuration (and Python's last-resort output) is left exactly as it was.
+    Records below a logger's level are never made, so they are not captured either.
+    """
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            run = current.get()
+            if run is not None and not run.closed:
+                run.logs.append(_entry(run, record))
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _installed = True

@@ -66,6 +66,8 @@ class Heartbeat:
                 return
             try:
                 self.beat()
+            except DurableError as exc:
+                log.warning("durable: heartbeat failed (%r); retrying shortly", exc)
             except Exception:
                 log.exception("durable: heartbeat failed; retrying shortly")
                 backoff = engine.clock.now() + timedelta(milliseconds=max(engine.lease_ms // 30, 1))

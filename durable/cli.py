@@ -74,7 +74,8 @@ def _engine(ctx: click.Context) -> Engine:
     if "engine" not in obj:
         _import(obj["imports"])
         try:
-            obj["engine"] = Engine(store=obj["store"])
+            options = {} if obj.get("lease_ms") is None else {"lease": obj["lease_ms"]}
+            obj["engine"] = Engine(store=obj["store"], **options)
         except DurableError as exc:
             raise click.ClickException(str(exc)) from exc
         ctx.call_on_close(obj["engine"].close)
@@ -98,11 +99,21 @@ def _engine(ctx: click.Context) -> Engine:
     metavar="MODULE",
     help="Import this module to register its workflows (repeatable).",
 )
+@click.option(
+    "--lease",
+    "lease_ms",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MS",
+    help="How long a claim lasts without a heartbeat (default 30000).",
+)
 @click.version_option(package_name="durable-engine")
 @click.pass_context
-def main(ctx: click.Context, store: str | None, imports: tuple[str, ...]) -> None:
+def main(
+    ctx: click.Context, store: str | None, imports: tuple[str, ...], lease_ms: int | None
+) -> None:
     """durable: durable, resumable workflows."""
-    ctx.ensure_object(dict).update(store=store, imports=list(imports))
+    ctx.ensure_object(dict).update(store=store, imports=list(imports), lease_ms=lease_ms)
 
 
 @main.command()
@@ -263,6 +274,11 @@ def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
 @click.pass_context
 def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int) -> None:
     """Run a worker until SIGINT or SIGTERM."""
+    import logging
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     engine = _engine(ctx)
     click.echo(
         f"worker {engine.worker_id} on {engine.store_url}, queues "

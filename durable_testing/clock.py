@@ -14,8 +14,8 @@ from durable.plugins import entry_point_plugins
 
 __all__ = ["TimeTravelClock"]
 
-# Drivers keep their own timeouts on real time.
-_REAL_TIME_MODULES = ["sqlalchemy", "psycopg", "psycopg_pool", "pluggy", "hypothesis"]
+# Drivers keep their own timeouts, and pytest its durations, on real time.
+_REAL_TIME_MODULES = ["sqlalchemy", "psycopg", "psycopg_pool", "pluggy", "hypothesis", "_pytest"]
 _POLL_SECONDS = 0.002
 
 

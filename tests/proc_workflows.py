@@ -1,0 +1,67 @@
+"""Workflows for the multi-process tests. Each step body appends a line to the file named
+by DURABLE_PROC_LOG when it runs, so a test can count real executions of step bodies."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from durable import Retry, step, workflow
+from durable.context import attempt, put_context, workflow_id
+
+
+def _mark(what: str) -> None:
+    line = f"{what} {workflow_id()} {attempt()} {os.getpid()}\n"
+    fd = os.open(os.environ["DURABLE_PROC_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+_forever = threading.Event()
+
+
+@workflow("proc_crash")
+class Crash:
+    @step
+    def first(self) -> None:
+        _mark("first")
+        put_context("first", attempt())
+
+    @step(retry=Retry(max_attempts=3, backoff="constant", base=0))
+    def second(self) -> None:
+        _mark("second-start")
+        if attempt() == 1:
+            # The test kills or stops this process here; a stopped one is let go on by
+            # creating the release file, and then tries to commit its stale result.
+            release = os.environ.get("DURABLE_PROC_RELEASE", "")
+            for _ in range(1200):
+                if release and os.path.exists(release):
+                    break
+                _forever.wait(0.05)
+        put_context("second", attempt())
+        _mark("second-done")
+
+    @step
+    def third(self) -> None:
+        _mark("third")
+        put_context("third", attempt())
+
+
+@workflow("proc_three")
+class Three:
+    @step(retry=Retry(max_attempts=10, backoff="constant", base=0))
+    def one(self) -> None:
+        _mark("one")
+        put_context("one", True)
+
+    @step(retry=Retry(max_attempts=10, backoff="constant", base=0))
+    def two(self) -> None:
+        _mark("two")
+        put_context("two", True)
+
+    @step(retry=Retry(max_attempts=10, backoff="constant", base=0))
+    def three(self) -> None:
+        _mark("three")
+        put_context("three", True)
