@@ -130,10 +130,11 @@ class Executor:
         context = row.context
         index = _resolve_step(wdef, row)
         attempt = row.attempt
-        in_flight_since = row.attempt_started_at  # set: the last worker died mid-attempt
-        begun = False  # whether we began the current attempt ourselves
+        in_flight_since = row.attempt_started_at
+        # began: the claim began this attempt for us; otherwise one in flight was lost
+        begun = row.began
 
-        if index == 0 and attempt == 0 and in_flight_since is None:
+        if index == 0 and attempt == 1 and begun:
             self._notify("durable_workflow_started", eid)
 
         while True:
@@ -167,7 +168,7 @@ class Executor:
 
             if claim.lost:
                 raise LeaseLost(f"heartbeat found the claim on {eid} taken over")
-            if row.cancel_requested and not begun:
+            if row.cancel_requested:
                 self.store.finish(eid, token, now=now, status=Status.CANCELLED, error=None)
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
                 return
@@ -180,13 +181,9 @@ class Executor:
             if lost is not None:
                 self._failed(row, sdef, lost, policy, now)
                 return
-            if not begun:
-                if should_stop():
-                    self.store.release(eid, token, now=now)
-                    return
-                attempt = self.store.begin_attempt(eid, token, now=now)
-                in_flight_since = now
-                begun = True
+            if should_stop():
+                self.store.release(eid, token, now=now, attempt_ran=False)
+                return
 
             started = in_flight_since
             assert started is not None
@@ -215,7 +212,7 @@ class Executor:
             if outcome.interrupted:
                 # Shutting down: hand the execution back with the attempt still marked in
                 # flight, so the next owner counts it as lost at once, without a lease wait.
-                self.store.release(eid, token, now=self.clock.now())
+                self.store.release(eid, token, now=self.clock.now(), attempt_ran=True)
                 return
             logs = list(run.logs)
             now = self.clock.now()

@@ -103,9 +103,9 @@ def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_counts(engine,
     crashed = durable.Engine(store, clock=durable_clock, lease=seconds(30))
     survivor = durable.Engine(store, clock=durable_clock)
     wid = crashed.start(CrashVictim)
-    # The first worker claims, begins attempt 1 of the first step, and dies.
+    # The first worker claims (which begins attempt 1 of the first step) and dies.
     (row,) = crashed._claim(None, limit=1)
-    crashed.store.begin_attempt(wid, row.token, now=durable_clock.now())
+    assert row.began and row.attempt == 1
 
     assert survivor.drain() == 0  # lease still live
     durable_clock.advance(seconds(30) - 1)
@@ -127,7 +127,6 @@ def test_lost_attempt_with_budget_left_is_retried_and_completed_steps_do_not_rer
     wid = crashed.start(CrashVictim)
     (row,) = crashed._claim(None, limit=1)
     # first step completes and second begins in one transaction, then the worker dies
-    crashed.store.begin_attempt(wid, row.token, now=durable_clock.now())
     now = durable_clock.now()
     crashed.store.complete_step(
         wid,
@@ -197,7 +196,6 @@ def test_stale_tokens_are_refused_by_every_claimed_write(engine, durable_clock):
     now = durable_clock.now()
     rec = StepExecution("validate", StepStatus.COMPLETED, 1, now, now)
     writes = [
-        lambda: eng.store.begin_attempt(wid, old.token, now=now),
         lambda: eng.store.complete_step(
             wid, old.token, now=now, record=rec, context={}, next_step=None, start_next=False
         ),
@@ -205,7 +203,7 @@ def test_stale_tokens_are_refused_by_every_claimed_write(engine, durable_clock):
             wid, old.token, now=now, record=rec, retry_at=None, error={"type": "x"}
         ),
         lambda: eng.store.finish(wid, old.token, now=now, status=durable.Status.FAILED, error=None),
-        lambda: eng.store.release(wid, old.token, now=now),
+        lambda: eng.store.release(wid, old.token, now=now, attempt_ran=False),
     ]
     for write in writes:
         with pytest.raises(durable.LeaseLost):

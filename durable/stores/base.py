@@ -51,6 +51,7 @@ class ExecutionRow:
     cancel_requested: bool = False
     cancel_reason: str | None = None
     seq: int = 0  # assigned by the store at create: creation order, for stable ordering
+    began: bool = False  # not stored: set by claim() when it began the current attempt
 
     def to_execution(self, steps: list[StepExecution] | None = None) -> Execution:
         """The public snapshot (context and input deep-copied)."""
@@ -137,7 +138,11 @@ class Store(abc.ABC):
 
         Each claimed row becomes ``running`` with a new token (one more than before),
         ``worker_id`` and ``lease_expires_at = now + lease``; ``started_at`` and (from
-        ``timeout_ms``) ``deadline`` are set on the first claim. Returns the claimed rows.
+        ``timeout_ms``) ``deadline`` are set on the first claim. When no attempt is in
+        flight, the claim also begins the current step's next attempt (``attempt + 1``,
+        ``attempt_started_at = now``) and returns the row with ``began=True``; an attempt
+        left in flight by a lost worker is left as it is (``began=False``), for the new
+        owner to count as failed. Returns the claimed rows, in claim order.
         """
 
     @abc.abstractmethod
@@ -148,14 +153,11 @@ class Store(abc.ABC):
         Returns the ids whose claims were lost (stale token or no longer running)."""
 
     @abc.abstractmethod
-    def begin_attempt(self, execution_id: str, token: int, *, now: datetime) -> int:
-        """Record that the next attempt of the current step starts at ``now``: ``attempt``
-        grows by one and ``attempt_started_at = now``. Returns the attempt number."""
-
-    @abc.abstractmethod
-    def release(self, execution_id: str, token: int, *, now: datetime) -> None:
-        """Give a claim back between steps (a worker shutting down): the execution becomes
-        ``pending`` with ``run_at = now``, claimable by any worker at once."""
+    def release(self, execution_id: str, token: int, *, now: datetime, attempt_ran: bool) -> None:
+        """Give a claim back (a worker shutting down): the execution becomes ``pending``
+        with ``run_at = now``, claimable by any worker at once. With ``attempt_ran=False``
+        the attempt begun but never run is taken back (``attempt - 1``, not in flight);
+        with ``True`` it stays in flight, so the next owner counts it as lost."""
 
     @abc.abstractmethod
     def complete_step(

@@ -201,8 +201,14 @@ class MemoryStore(Store):
                     row.started_at = now
                 if row.deadline is None and row.timeout_ms is not None:
                     row.deadline = now + timedelta(milliseconds=row.timeout_ms)
+                began = row.attempt_started_at is None
+                if began:
+                    row.attempt += 1
+                    row.attempt_started_at = now
                 self._touch(row)
-                claimed.append(_clone_row(row))
+                out = _clone_row(row)
+                out.began = began
+                claimed.append(out)
             for q, entry in set_aside:
                 heapq.heappush(self._ready[q], entry)
         return claimed
@@ -221,17 +227,12 @@ class MemoryStore(Store):
                 self._touch(row)
         return lost
 
-    def begin_attempt(self, execution_id: str, token: int, *, now: datetime) -> int:
+    def release(self, execution_id: str, token: int, *, now: datetime, attempt_ran: bool) -> None:
         with self._lock:
             row = self._fenced(execution_id, token)
-            row.attempt += 1
-            row.attempt_started_at = now
-            self._touch(row)
-            return row.attempt
-
-    def release(self, execution_id: str, token: int, *, now: datetime) -> None:
-        with self._lock:
-            row = self._fenced(execution_id, token)
+            if not attempt_ran and row.attempt_started_at is not None:
+                row.attempt -= 1
+                row.attempt_started_at = None
             row.status = Status.PENDING
             row.run_at = now
             row.lease_expires_at = None

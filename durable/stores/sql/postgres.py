@@ -9,8 +9,11 @@ use, so a restarted server needs no operator action.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -18,7 +21,8 @@ import sqlalchemy as sa
 
 from durable.errors import ConfigError
 from durable.plugins import StoreRegistry, hookimpl
-from durable.stores.sql.store import SQLStore
+from durable.stores.sql.sqlite import _sql as sqlite_sql
+from durable.stores.sql.store import ATTEMPT_COLUMNS, COLUMNS, SQLStore
 
 __all__ = ["PostgresStore"]
 
@@ -27,17 +31,125 @@ log = logging.getLogger("durable.stores.postgres")
 CHANNEL = "durable_work"
 
 
+def _pyformat(sql: str) -> str:
+    """``:name`` placeholders as psycopg's ``%(name)s`` (our SQL has no ``::`` casts)."""
+    return re.sub(r"(?<![:\w]):([a-z_][a-z0-9_]*)", r"%(\1)s", sql)
+
+
+def _sql() -> dict[str, Any]:
+    shared = {
+        name: tuple(map(_pyformat, sql)) if isinstance(sql, tuple) else _pyformat(sql)
+        for name, sql in sqlite_sql().items()
+    }
+    fence = "WHERE id = %(id)s AND token = %(token)s AND status = 'running'"
+    ended = (
+        "run_at = NULL, lease_expires_at = NULL, worker_id = NULL, "
+        "attempt_started_at = NULL, claimable_at = NULL"
+    )
+    record = (
+        f"INSERT INTO durable_step_attempts ({ATTEMPT_COLUMNS}) SELECT %(a_execution_id)s, "
+        "%(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s, %(a_started_at)s, "
+        "%(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s, %(a_retry_at)s "
+        "FROM u RETURNING (SELECT status FROM u)"
+    )
+
+    def with_record(update: str) -> str:
+        # One statement: the fenced update and the attempt record commit together.
+        return f"WITH u AS ({update} {fence} AND NOT cancel_requested RETURNING status) {record}"
+
+    return {
+        **shared,
+        "create": (
+            "WITH i AS (INSERT INTO durable_executions (id, workflow, status, queue, "
+            "priority, input, context, created_at, scheduled_at, run_at, timeout_ms, "
+            "idempotency_key, step_index, step_name, attempt, token, cancel_requested, "
+            "claimable_at) VALUES (%(id)s, %(workflow)s, %(status)s, %(queue)s, "
+            "%(priority)s, %(input)s, %(context)s, %(created_at)s, %(scheduled_at)s, "
+            "%(run_at)s, %(timeout_ms)s, %(idempotency_key)s, %(step_index)s, "
+            "%(step_name)s, %(attempt)s, %(token)s, FALSE, %(claimable_at)s) "
+            f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}), "
+            f"n AS (SELECT pg_notify('{CHANNEL}', '')) SELECT i.* FROM i, n"
+        ),
+        "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = %(id)s FOR UPDATE",
+        "claim": (
+            "UPDATE durable_executions SET status = 'running', token = token + 1, "
+            "worker_id = %(worker)s, lease_expires_at = %(expires)s, "
+            "claimable_at = %(expires)s, run_at = NULL, "
+            "started_at = coalesce(started_at, %(now)s), "
+            "deadline = CASE WHEN deadline IS NULL AND timeout_ms IS NOT NULL "
+            "THEN %(now)s + timeout_ms * INTERVAL '1 millisecond' ELSE deadline END, "
+            "attempt = CASE WHEN attempt_started_at IS NULL THEN attempt + 1 ELSE attempt END, "
+            "attempt_started_at = coalesce(attempt_started_at, %(now)s) "
+            "WHERE seq IN (SELECT seq FROM durable_executions "
+            "WHERE claimable_at <= %(now)s /*where*/ "
+            "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT %(limit)s "
+            f"FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
+        ),
+        "complete_next": with_record(
+            "UPDATE durable_executions SET context = %(context)s, "
+            "step_index = %(next_index)s, step_name = %(next_name)s, "
+            "attempt = %(next_attempt)s, attempt_started_at = %(next_started)s"
+        ),
+        "complete_last": with_record(
+            "UPDATE durable_executions SET context = %(context)s, status = 'completed', "
+            f"completed_at = %(now)s, {ended}"
+        ),
+        "retry": with_record(
+            "UPDATE durable_executions SET status = 'pending', run_at = %(retry_at)s, "
+            "claimable_at = %(retry_at)s, lease_expires_at = NULL, worker_id = NULL, "
+            "attempt_started_at = NULL"
+        ),
+        "fail": with_record(
+            "UPDATE durable_executions SET status = 'failed', completed_at = %(now)s, "
+            f"error = %(error)s, {ended}"
+        ),
+        "cancel": str(shared["cancel"]).replace("cancel_requested = 1", "cancel_requested = TRUE"),
+    }
+
+
 class PostgresStore(SQLStore):
     """A store in PostgreSQL, for any number of worker processes."""
 
-    def __init__(self, url: str, engine: sa.Engine, dsn: str) -> None:
-        super().__init__(url, engine)
+    SQL = _sql()
+    HOT_IN_TRANSACTION = False  # each hot transition is a single statement
+
+    def __init__(self, url: str, dsn: str) -> None:
+        super().__init__(url)
         self._dsn = dsn
         self._listener: threading.Thread | None = None
         self._closed = threading.Event()
 
-    def _notify(self, conn: sa.Connection) -> None:
-        conn.execute(sa.text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(
+            self._dsn, autocommit=True, options="-c TimeZone=UTC", connect_timeout=10
+        )
+        return conn
+
+    def _sa_url(self) -> str:
+        return self._dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+
+    def _make_sa_engine(self) -> sa.Engine:
+        return sa.create_engine(self._sa_url(), pool_pre_ping=True)
+
+    def _dt(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+    def _in(self, name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
+        params[name] = list(values)
+        return f"= ANY(%({name})s)"
+
+    def _is_integrity_error(self, exc: Exception) -> bool:
+        return isinstance(exc, psycopg.errors.IntegrityError)
+
+    def _is_disconnect(self, exc: Exception) -> bool:
+        conn = getattr(self._local, "conn", None)
+        return isinstance(exc, psycopg.OperationalError) or (conn is not None and conn.broken)
+
+    def _after_write(self) -> None:
+        with self._cursor(write=False) as cur:
+            cur.execute(f"SELECT pg_notify('{CHANNEL}', '')")
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         super().subscribe(callback)
@@ -81,13 +193,7 @@ def open_postgres(url: str) -> PostgresStore:
             f"the PostgreSQL URL names no database: {url!r}; use postgresql://user@host:5432/dbname"
         )
     dsn = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
-    engine = sa.create_engine(
-        urlunsplit(("postgresql+psycopg", parts.netloc, parts.path, parts.query, "")),
-        pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=20,
-    )
-    return PostgresStore(url, engine, dsn)
+    return PostgresStore(url, dsn)
 
 
 @hookimpl

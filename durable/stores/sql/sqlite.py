@@ -13,6 +13,8 @@ URL options: ``?synchronous=normal`` (faster; survives a killed process, not a p
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,15 +24,180 @@ from sqlalchemy import event
 
 from durable.errors import ConfigError
 from durable.plugins import StoreRegistry, hookimpl
-from durable.stores.sql.store import SQLStore
+from durable.stores.sql.store import ATTEMPT_COLUMNS, COLUMNS, SQLStore
 
 __all__ = ["SQLiteStore"]
 
 _SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 
 
+_FMT = "%Y-%m-%d %H:%M:%S.%f"  # fixed width, so text order is time order
+
+
+def _sql() -> dict[str, Any]:
+    ended = (
+        "run_at = NULL, lease_expires_at = NULL, worker_id = NULL, "
+        "attempt_started_at = NULL, claimable_at = NULL"
+    )
+    fence = "WHERE id = :id AND token = :token AND status = 'running'"
+    insert_attempt = (
+        f"INSERT INTO durable_step_attempts ({ATTEMPT_COLUMNS}) VALUES (:a_execution_id, "
+        ":a_step_index, :a_name, :a_attempt, :a_status, :a_started_at, :a_completed_at, "
+        ":a_error, :a_logs, :a_max_attempts, :a_retry_at)"
+    )
+    return {
+        "create": (
+            "INSERT INTO durable_executions (id, workflow, status, queue, priority, input, "
+            "context, created_at, scheduled_at, run_at, timeout_ms, idempotency_key, "
+            "step_index, step_name, attempt, token, cancel_requested, claimable_at) VALUES "
+            "(:id, :workflow, :status, :queue, :priority, :input, :context, :created_at, "
+            ":scheduled_at, :run_at, :timeout_ms, :idempotency_key, :step_index, :step_name, "
+            ":attempt, :token, 0, :claimable_at) "
+            f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
+        ),
+        "by_key": f"SELECT {COLUMNS} FROM durable_executions WHERE idempotency_key = :key",
+        "get": f"SELECT {COLUMNS} FROM durable_executions WHERE id = :id",
+        "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = :id",
+        "why": "SELECT token, status, cancel_requested FROM durable_executions WHERE id = :id",
+        "steps": (
+            f"SELECT {ATTEMPT_COLUMNS} FROM durable_step_attempts "
+            "WHERE execution_id = :id ORDER BY seq"
+        ),
+        "list": (
+            f"SELECT {COLUMNS} FROM durable_executions WHERE 1 = 1 /*where*/ "
+            "ORDER BY created_at DESC, seq DESC LIMIT :limit"
+        ),
+        "next_due": (
+            "SELECT min(claimable_at) FROM durable_executions "
+            "WHERE claimable_at IS NOT NULL /*where*/ HAVING min(claimable_at) IS NOT NULL"
+        ),
+        "claim": (
+            "UPDATE durable_executions SET status = 'running', token = token + 1, "
+            "worker_id = :worker, lease_expires_at = :expires, claimable_at = :expires, "
+            "run_at = NULL, started_at = coalesce(started_at, :now), "
+            "attempt = CASE WHEN attempt_started_at IS NULL THEN attempt + 1 ELSE attempt END, "
+            "attempt_started_at = coalesce(attempt_started_at, :now) "
+            "WHERE seq IN (SELECT seq FROM durable_executions "
+            "WHERE claimable_at <= :now /*where*/ "
+            "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT :limit) "
+            f"RETURNING {COLUMNS}"
+        ),
+        "set_deadline": "UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq",
+        "heartbeat": (
+            "UPDATE durable_executions SET lease_expires_at = :expires, "
+            f"claimable_at = :expires {fence} RETURNING id"
+        ),
+        "insert_attempt": insert_attempt,
+        "complete_next": (
+            "UPDATE durable_executions SET context = :context, step_index = :next_index, "
+            "step_name = :next_name, attempt = :next_attempt, "
+            f"attempt_started_at = :next_started {fence} AND NOT cancel_requested "
+            "RETURNING status",
+            insert_attempt,
+        ),
+        "complete_last": (
+            "UPDATE durable_executions SET context = :context, status = 'completed', "
+            f"completed_at = :now, {ended} {fence} AND NOT cancel_requested RETURNING status",
+            insert_attempt,
+        ),
+        "retry": (
+            "UPDATE durable_executions SET status = 'pending', run_at = :retry_at, "
+            "claimable_at = :retry_at, lease_expires_at = NULL, worker_id = NULL, "
+            f"attempt_started_at = NULL {fence} AND NOT cancel_requested RETURNING status",
+            insert_attempt,
+        ),
+        "fail": (
+            "UPDATE durable_executions SET status = 'failed', completed_at = :now, "
+            f"error = :error, {ended} {fence} AND NOT cancel_requested RETURNING status",
+            insert_attempt,
+        ),
+        "end": (
+            "UPDATE durable_executions SET status = :status, completed_at = :now, "
+            f"error = :error, {ended} {fence} RETURNING status"
+        ),
+        "release": (
+            "UPDATE durable_executions SET status = 'pending', run_at = :now, "
+            "claimable_at = :now, lease_expires_at = NULL, worker_id = NULL, "
+            "attempt = CASE WHEN :ran OR attempt_started_at IS NULL THEN attempt "
+            "ELSE attempt - 1 END, "
+            "attempt_started_at = CASE WHEN :ran THEN attempt_started_at ELSE NULL END "
+            f"{fence} RETURNING status"
+        ),
+        "cancel": (
+            "UPDATE durable_executions SET cancel_requested = 1, cancel_reason = :reason, "
+            "status = CASE WHEN :at_once THEN 'cancelled' ELSE status END, "
+            "completed_at = CASE WHEN :at_once THEN :now ELSE completed_at END, "
+            "run_at = CASE WHEN :at_once THEN NULL ELSE run_at END, "
+            "lease_expires_at = CASE WHEN :at_once THEN NULL ELSE lease_expires_at END, "
+            "worker_id = CASE WHEN :at_once THEN NULL ELSE worker_id END, "
+            "attempt_started_at = CASE WHEN :at_once THEN NULL ELSE attempt_started_at END, "
+            "claimable_at = CASE WHEN :at_once THEN NULL ELSE claimable_at END "
+            f"WHERE id = :id RETURNING {COLUMNS}"
+        ),
+    }
+
+
 class SQLiteStore(SQLStore):
     """A store in one SQLite file, shared safely by the processes on one host."""
+
+    BEGIN = "BEGIN IMMEDIATE"  # take the write lock up front: writers queue, never deadlock
+    SQL = _sql()
+
+    def __init__(self, url: str, path: str, synchronous: str, busy_ms: int) -> None:
+        super().__init__(url)
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_ms = busy_ms
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        return conn
+
+    def _sa_url(self) -> str:
+        return f"sqlite+pysqlite:///{self.path}"
+
+    def _make_sa_engine(self) -> sa.Engine:
+        engine = sa.create_engine(
+            self._sa_url(),
+            poolclass=sa.pool.NullPool,
+            connect_args={"isolation_level": None, "timeout": self._busy_ms / 1000},
+        )
+
+        @event.listens_for(engine, "connect")
+        def _configure(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            write = conn.get_execution_options().get("durable_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    def _ts(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).strftime(_FMT)
+
+    def _dt(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+    def _in(self, name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
+        keys = [f"{name}{i}" for i in range(len(values))]
+        params.update(zip(keys, values, strict=True))
+        return "IN (" + ", ".join(f":{k}" for k in keys) + ")" if keys else "IN (NULL)"
+
+    def _is_integrity_error(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError)
 
 
 def open_sqlite(url: str) -> SQLiteStore:
@@ -66,33 +233,7 @@ def open_sqlite(url: str) -> SQLiteStore:
     if not parent.is_dir():
         raise ConfigError(f"the folder of the SQLite file does not exist: {parent} (from {url!r})")
 
-    engine = sa.create_engine(
-        f"sqlite+pysqlite:///{path}",
-        connect_args={
-            "isolation_level": None,
-            "check_same_thread": False,
-            "timeout": busy_ms / 1000,
-        },
-        pool_size=8,
-        max_overflow=8,
-        pool_pre_ping=False,
-    )
-
-    @event.listens_for(engine, "connect")
-    def _configure(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={sync}")
-        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: sa.Connection) -> None:
-        write = conn.get_execution_options().get("durable_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return SQLiteStore(url, engine)
+    return SQLiteStore(url, str(Path(path).expanduser()), sync, busy_ms)
 
 
 @hookimpl

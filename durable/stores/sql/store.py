@@ -1,19 +1,22 @@
-"""The SQL store: every transition is one transaction of parameterised Core statements.
+"""The SQL store: each transition is one transaction of named, parameterised SQL.
 
-The SQL is the same on SQLite and PostgreSQL; the dialect modules add what differs (how a
-write transaction begins, ``FOR UPDATE SKIP LOCKED``, ``LISTEN/NOTIFY``). Every time
+The statements live as data in the dialect modules (``sqlite.py``, ``postgres.py``); this
+module holds the logic they share. Hot transitions (start, claim, step completion, retry)
+are a single statement on PostgreSQL (data-modifying CTEs in autocommit), so each costs one
+round trip. Statements run on one DBAPI connection per thread, kept open. Every time
 comparison uses the ``now`` the engine passes in, never the database's clock.
 """
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 
@@ -21,15 +24,24 @@ from durable.errors import ExecutionNotFound, InvalidState, LeaseLost, StoreErro
 from durable.models import FINISHED, Status, StepExecution, StepStatus
 from durable.stores.base import ExecutionRow, Store
 from durable.stores.sql import migrations
-from durable.stores.sql.schema import UTCDateTime, attempts, executions
 
-__all__ = ["SQLStore"]
+__all__ = ["COLUMNS", "SQLStore"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("durable.stores.sql")
 
-ex = executions
-_UTC = UTCDateTime()
-_LIVE = (Status.PENDING.value, Status.RUNNING.value)
+# The execution columns every statement that returns a row returns, in this order.
+COLUMNS = (
+    "seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at, "
+    "run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index, "
+    "step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at, "
+    "cancel_requested, cancel_reason"
+)
+ATTEMPT_COLUMNS = (
+    "execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs, "
+    "max_attempts, retry_at"
+)
 
 
 def _dumps(value: Any) -> str:
@@ -38,57 +50,6 @@ def _dumps(value: Any) -> str:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-
-def _ms(ms: int) -> timedelta:
-    return timedelta(milliseconds=ms)
-
-
-def _row(m: sa.RowMapping) -> ExecutionRow:
-    return ExecutionRow(
-        id=m["id"],
-        workflow=m["workflow"],
-        status=Status(m["status"]),
-        queue=m["queue"],
-        priority=m["priority"],
-        input=_loads(m["input"]),
-        context=_loads(m["context"]),
-        created_at=m["created_at"],
-        scheduled_at=m["scheduled_at"],
-        run_at=m["run_at"],
-        timeout_ms=m["timeout_ms"],
-        idempotency_key=m["idempotency_key"],
-        started_at=m["started_at"],
-        completed_at=m["completed_at"],
-        deadline=m["deadline"],
-        step_index=m["step_index"],
-        step_name=m["step_name"],
-        attempt=m["attempt"],
-        attempt_started_at=m["attempt_started_at"],
-        error=_loads(m["error"]),
-        token=m["token"],
-        worker_id=m["worker_id"],
-        lease_expires_at=m["lease_expires_at"],
-        cancel_requested=bool(m["cancel_requested"]),
-        cancel_reason=m["cancel_reason"],
-        seq=m["seq"],
-    )
-
-
-def _attempt_values(execution_id: str, r: StepExecution) -> dict[str, Any]:
-    return {
-        "execution_id": execution_id,
-        "step_index": r.index,
-        "name": r.name,
-        "attempt": r.attempt,
-        "status": r.status.value,
-        "started_at": r.started_at,
-        "completed_at": r.completed_at,
-        "error": None if r.error is None else _dumps(r.error),
-        "logs": _dumps(r.logs),
-        "max_attempts": r.max_attempts,
-        "retry_at": r.retry_at,
-    }
 
 
 def _cancelled(r: StepExecution, now: datetime) -> StepExecution:
@@ -105,55 +66,213 @@ def _cancelled(r: StepExecution, now: datetime) -> StepExecution:
     )
 
 
-_ENDED: dict[str, Any] = {
-    "run_at": None,
-    "lease_expires_at": None,
-    "worker_id": None,
-    "attempt_started_at": None,
-    "claimable_at": None,
-}
-
-
 class SQLStore(Store):
-    """A store on a SQLAlchemy engine. Use ``sqlite:///...`` or ``postgresql://...`` URLs."""
+    """What the SQL stores share. Subclasses give the statements and the connections."""
 
-    def __init__(self, url: str, engine: sa.Engine) -> None:
+    #: named statements in the driver's parameter style; a hot transition given as a pair
+    #: is (fenced UPDATE ... RETURNING status, INSERT of the attempt record)
+    SQL: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = engine
-        self.dialect = engine.dialect.name
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._all_lock = threading.Lock()
         self._subscribers: list[Callable[[], None]] = []
         self._sub_lock = threading.Lock()
+        self._sa_engine: sa.Engine | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
-    # -- plumbing ------------------------------------------------------------------------
+    @property
+    def dialect(self) -> str:
+        """The SQL dialect: ``sqlite`` or ``postgresql``."""
+        return self.sa_engine().dialect.name
+
+    # -- what a dialect provides ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def _connect(self) -> Any:
+        """A new DBAPI connection in autocommit mode."""
+
+    @abc.abstractmethod
+    def _sa_url(self) -> str:
+        """The SQLAlchemy URL, for migrations."""
+
+    #: how a write transaction begins
+    BEGIN = "BEGIN"
+    #: whether the hot single-row transitions need an explicit transaction: on PostgreSQL
+    #: each is one statement (so one transaction by itself); SQLite needs two statements
+    HOT_IN_TRANSACTION = True
+
+    def _ts(self, value: datetime | None) -> Any:
+        """A datetime as the driver binds it."""
+        return value
+
+    @abc.abstractmethod
+    def _dt(self, value: Any) -> datetime | None:
+        """A stored time back as an aware UTC datetime."""
+
+    @abc.abstractmethod
+    def _in(self, name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
+        """SQL for ``IN values`` (binding the values into params)."""
+
+    def _is_disconnect(self, exc: Exception) -> bool:
+        return False
+
+    def _notify(self, cur: Any) -> None:
+        """Tell idle workers (other processes too) to look for work."""
+
+    def _after_write(self) -> None:
+        """Called after a retry or a release made work available (to NOTIFY other
+        processes; a start notifies within its own statement)."""
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = self._connect()
+            except Exception as exc:
+                raise StoreError(f"{self!r}: cannot connect: {exc}") from exc
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with suppress(Exception):
+                conn.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        """One write transaction (on SQLite: BEGIN IMMEDIATE, so writers queue up)."""
+    def _cursor(self, *, write: bool) -> Iterator[Any]:
+        """A cursor; with ``write`` inside one explicit transaction (BEGIN ... COMMIT, or
+        ROLLBACK on error), else in autocommit, where each statement is its own."""
+        conn = self._conn()
         try:
-            with (
-                self.engine.connect().execution_options(durable_write=True) as conn,
-                conn.begin(),
-            ):
-                yield conn
-        except sa.exc.DBAPIError as exc:
-            raise StoreError(f"{self!r}: {exc.orig!r}") from exc
+            cur = conn.cursor()
+            try:
+                if write:
+                    cur.execute(self.BEGIN)
+                try:
+                    yield cur
+                    if write:
+                        cur.execute("COMMIT")
+                except BaseException:
+                    if write:
+                        with suppress(Exception):
+                            cur.execute("ROLLBACK")
+                    raise
+            finally:
+                with suppress(Exception):
+                    cur.close()
+        except (LeaseLost, ExecutionNotFound, InvalidState):
+            raise
+        except Exception as exc:
+            if self._is_integrity_error(exc):
+                raise
+            if self._is_disconnect(exc):
+                self._drop()
+            raise StoreError(f"{self!r}: {exc!r}") from exc
 
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
+    def _is_integrity_error(self, exc: Exception) -> bool:
+        return False
+
+    def _one(self, name: str, params: dict[str, Any], *, write: bool = False) -> Any:
+        with self._cursor(write=write) as cur:
+            cur.execute(self.SQL[name], params)
+            return cur.fetchone()
+
+    def _retry_once(self, fn: Callable[[], T]) -> T:
+        """Run fn; if its connection turned out dead (e.g. the server restarted since it
+        was last used), run it once more on a new connection. Only for reads and for
+        writes that are safe to repeat."""
         try:
-            with self.engine.connect() as conn:
-                yield conn
-        except sa.exc.DBAPIError as exc:
-            raise StoreError(f"{self!r}: {exc.orig!r}") from exc
+            return fn()
+        except StoreError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, Exception) or not self._is_disconnect(cause):
+                raise
+            log.info("durable: %r lost its connection (%r); retrying on a new one", self, exc)
+            return fn()
 
-    def _notify(self, conn: sa.Connection) -> None:
-        """Tell idle workers (other processes too) to look for work after this commit."""
+    # -- rows ----------------------------------------------------------------------------
+
+    def _row(self, r: Sequence[Any]) -> ExecutionRow:
+        dt = self._dt
+        return ExecutionRow(
+            seq=r[0],
+            id=r[1],
+            workflow=r[2],
+            status=Status(r[3]),
+            queue=r[4],
+            priority=r[5],
+            input=_loads(r[6]),
+            context=_loads(r[7]),
+            created_at=dt(r[8]),  # type: ignore[arg-type]
+            scheduled_at=dt(r[9]),  # type: ignore[arg-type]
+            run_at=dt(r[10]),
+            timeout_ms=r[11],
+            idempotency_key=r[12],
+            started_at=dt(r[13]),
+            completed_at=dt(r[14]),
+            deadline=dt(r[15]),
+            step_index=r[16],
+            step_name=r[17],
+            attempt=r[18],
+            attempt_started_at=dt(r[19]),
+            error=_loads(r[20]),
+            token=r[21],
+            worker_id=r[22],
+            lease_expires_at=dt(r[23]),
+            cancel_requested=bool(r[24]),
+            cancel_reason=r[25],
+        )
+
+    def _attempt_params(self, execution_id: str, r: StepExecution) -> dict[str, Any]:
+        return {
+            "a_execution_id": execution_id,
+            "a_step_index": r.index,
+            "a_name": r.name,
+            "a_attempt": r.attempt,
+            "a_status": r.status.value,
+            "a_started_at": self._ts(r.started_at),
+            "a_completed_at": self._ts(r.completed_at),
+            "a_error": None if r.error is None else _dumps(r.error),
+            "a_logs": _dumps(r.logs),
+            "a_max_attempts": r.max_attempts,
+            "a_retry_at": self._ts(r.retry_at),
+        }
+
+    # -- schema and lifecycle ------------------------------------------------------------
+
+    def sa_engine(self) -> sa.Engine:
+        """A SQLAlchemy engine on the same database (migrations, tests, tools)."""
+        if self._sa_engine is None:
+            self._sa_engine = self._make_sa_engine()
+        return self._sa_engine
+
+    def _make_sa_engine(self) -> sa.Engine:
+        return sa.create_engine(self._sa_url())
+
+    @property
+    def engine(self) -> sa.Engine:
+        """Alias of :meth:`sa_engine`."""
+        return self.sa_engine()
+
+    def migrate(self, now: datetime) -> list[int]:
+        """Create or upgrade the schema; returns the versions applied."""
+        try:
+            return migrations.upgrade(self.sa_engine(), now=now)
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"{self!r}: migrating failed: {exc.orig!r}") from exc
 
     def subscribe(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when another worker makes work available."""
         with self._sub_lock:
             self._subscribers.append(callback)
 
@@ -163,62 +282,63 @@ class SQLStore(Store):
         for cb in callbacks:
             cb()
 
-    def migrate(self, now: datetime) -> list[int]:
-        """Create or upgrade the schema; returns the versions applied."""
-        try:
-            return migrations.upgrade(self.engine, now=now)
-        except sa.exc.DBAPIError as exc:
-            raise StoreError(f"{self!r}: migrating failed: {exc.orig!r}") from exc
-
     def close(self) -> None:
-        self.engine.dispose()
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with suppress(Exception):
+                conn.close()
+        self._local = threading.local()
+        if self._sa_engine is not None:
+            self._sa_engine.dispose()
 
-    def _fenced(
-        self, conn: sa.Connection, execution_id: str, token: int, values: dict[str, Any]
-    ) -> sa.RowMapping:
-        """UPDATE the claimed row, or raise LeaseLost / ExecutionNotFound."""
-        result = (
-            conn.execute(
-                sa.update(ex)
-                .where(ex.c.id == execution_id, ex.c.token == token, ex.c.status == "running")
-                .values(values)
-                .returning(*ex.c)
-            )
-            .mappings()
-            .first()
-        )
-        if result is None:
-            self._lost(conn, execution_id, token)
-        assert result is not None
-        return result
+    # -- fencing -------------------------------------------------------------------------
 
-    def _lost(self, conn: sa.Connection, execution_id: str, token: int) -> None:
-        current = conn.execute(
-            sa.select(ex.c.token, ex.c.status).where(ex.c.id == execution_id)
-        ).first()
+    def _why(self, cur: Any, execution_id: str, token: int) -> bool:
+        """After a fenced write matched nothing: raise LeaseLost / ExecutionNotFound, or
+        return True when the claim is fine but a cancel was requested."""
+        cur.execute(self.SQL["why"], {"id": execution_id})
+        current = cur.fetchone()
         if current is None:
             raise ExecutionNotFound(f"no execution with id {execution_id!r}")
-        raise LeaseLost(
-            f"execution {execution_id} is no longer claimed by this worker "
-            f"(token {token}, current token {current.token}, status {current.status})"
+        cur_token, status, cancel_requested = current
+        if cur_token != token or status != "running":
+            raise LeaseLost(
+                f"execution {execution_id} is no longer claimed by this worker "
+                f"(token {token}, current token {cur_token}, status {status})"
+            )
+        return bool(cancel_requested)
+
+    def _cancel_at_checkpoint(
+        self,
+        cur: Any,
+        execution_id: str,
+        token: int,
+        record: StepExecution | None,
+        now: datetime,
+    ) -> Status:
+        """In an open write transaction: discard the attempt, end as cancelled."""
+        if record is not None:
+            cur.execute(
+                self.SQL["insert_attempt"],
+                self._attempt_params(execution_id, _cancelled(record, now)),
+            )
+        cur.execute(
+            self.SQL["end"],
+            {
+                "id": execution_id,
+                "token": token,
+                "status": "cancelled",
+                "now": self._ts(now),
+                "error": None,
+            },
         )
+        return Status.CANCELLED
 
-    def _check_cancel(self, conn: sa.Connection, execution_id: str, token: int) -> bool:
-        """Lock the claimed row; True when a cancel was requested."""
-        found = conn.execute(
-            sa.select(ex.c.cancel_requested)
-            .where(ex.c.id == execution_id, ex.c.token == token, ex.c.status == "running")
-            .with_for_update()
-        ).first()
-        if found is None:
-            self._lost(conn, execution_id, token)
-        assert found is not None
-        return bool(found.cancel_requested)
-
-    # -- reads ---------------------------------------------------------------------------
+    # -- starting and reading ------------------------------------------------------------
 
     def create(self, row: ExecutionRow) -> tuple[ExecutionRow, bool]:
-        values = {
+        params = {
             "id": row.id,
             "workflow": row.workflow,
             "status": row.status.value,
@@ -226,74 +346,93 @@ class SQLStore(Store):
             "priority": row.priority,
             "input": _dumps(row.input),
             "context": _dumps(row.context),
-            "created_at": row.created_at,
-            "scheduled_at": row.scheduled_at,
-            "run_at": row.run_at,
+            "created_at": self._ts(row.created_at),
+            "scheduled_at": self._ts(row.scheduled_at),
+            "run_at": self._ts(row.run_at),
             "timeout_ms": row.timeout_ms,
             "idempotency_key": row.idempotency_key,
             "step_index": row.step_index,
             "step_name": row.step_name,
             "attempt": row.attempt,
             "token": row.token,
-            "cancel_requested": False,
-            "claimable_at": row.run_at if row.status == Status.PENDING else None,
+            "claimable_at": self._ts(row.run_at if row.status == Status.PENDING else None),
         }
-        if row.idempotency_key is not None:
-            existing = self._by_key(row.idempotency_key)
-            if existing is not None:
-                return existing, False
-        try:
-            with self._write() as conn:
-                stored = (
-                    conn.execute(sa.insert(ex).values(values).returning(*ex.c)).mappings().one()
-                )
-                self._notify(conn)
-        except StoreError as exc:
-            if isinstance(exc.__cause__, sa.exc.IntegrityError) and row.idempotency_key:
-                existing = self._by_key(row.idempotency_key)
-                if existing is not None:  # another process won the race for the key
-                    return existing, False
-            if isinstance(exc.__cause__, sa.exc.IntegrityError):
-                raise InvalidState(f"an execution with id {row.id!r} already exists") from exc
-            raise
-        return _row(stored), True
+        retried = False
 
-    def _by_key(self, key: str) -> ExecutionRow | None:
-        with self._read() as conn:
-            m = conn.execute(sa.select(ex).where(ex.c.idempotency_key == key)).mappings().first()
-        return None if m is None else _row(m)
+        def insert() -> Any:
+            nonlocal retried
+            try:
+                return self._one("create", params)
+            except StoreError:
+                retried = True
+                raise
+
+        try:
+            stored = self._retry_once(insert)
+        except Exception as exc:
+            if not self._is_integrity_error(exc):
+                raise
+            mine = self.get(row.id) if retried else None
+            if mine is not None and mine.created_at == row.created_at:
+                return mine, True  # the first try did commit before the connection died
+            raise InvalidState(f"an execution with id {row.id!r} already exists") from exc
+        if stored is None:  # the idempotency key is taken: return that execution
+            existing = self._retry_once(lambda: self._one("by_key", {"key": row.idempotency_key}))
+            if existing is None:
+                raise StoreError(
+                    f"{self!r}: idempotency key {row.idempotency_key!r} "
+                    "conflicted but its execution cannot be read"
+                )
+            return self._row(existing), False
+        return self._row(stored), True
 
     def get(self, execution_id: str) -> ExecutionRow | None:
-        with self._read() as conn:
-            m = conn.execute(sa.select(ex).where(ex.c.id == execution_id)).mappings().first()
-        return None if m is None else _row(m)
+        r = self._retry_once(lambda: self._one("get", {"id": execution_id}))
+        return None if r is None else self._row(r)
+
+    def _all_rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        def read() -> list[Any]:
+            with self._cursor(write=False) as cur:
+                cur.execute(sql, params)
+                return list(cur.fetchall())
+
+        return self._retry_once(read)
 
     def steps(self, execution_id: str) -> list[StepExecution]:
-        with self._read() as conn:
-            rows = (
-                conn.execute(
-                    sa.select(attempts)
-                    .where(attempts.c.execution_id == execution_id)
-                    .order_by(attempts.c.seq)
-                )
-                .mappings()
-                .all()
-            )
+        rows = self._all_rows(self.SQL["steps"], {"id": execution_id})
+        dt = self._dt
         return [
             StepExecution(
-                name=r["name"],
-                status=StepStatus(r["status"]),
-                attempt=r["attempt"],
-                started_at=r["started_at"],
-                completed_at=r["completed_at"],
-                error=_loads(r["error"]),
-                logs=_loads(r["logs"]),
-                index=r["step_index"],
-                max_attempts=r["max_attempts"],
-                retry_at=r["retry_at"],
+                name=r[2],
+                status=StepStatus(r[4]),
+                attempt=r[3],
+                started_at=dt(r[5]),  # type: ignore[arg-type]
+                completed_at=dt(r[6]),
+                error=_loads(r[7]),
+                logs=_loads(r[8]),
+                index=r[1],
+                max_attempts=r[9],
+                retry_at=dt(r[10]),
             )
             for r in rows
         ]
+
+    def _filters(
+        self,
+        params: dict[str, Any],
+        workflows: Sequence[str] | None,
+        queues: Sequence[str] | None,
+        statuses: Sequence[str] | None = None,
+    ) -> str:
+        # Only fixed fragments and placeholders go into the SQL text; values are bound.
+        where = ""
+        if workflows is not None:
+            where += " AND workflow " + self._in("wf", list(workflows), params)
+        if queues is not None:
+            where += " AND queue " + self._in("q", list(queues), params)
+        if statuses is not None:
+            where += " AND status " + self._in("st", list(statuses), params)
+        return where
 
     def list_executions(
         self,
@@ -303,29 +442,20 @@ class SQLStore(Store):
         queues: Sequence[str] | None,
         limit: int,
     ) -> list[ExecutionRow]:
-        query = sa.select(ex)
-        if workflows is not None:
-            query = query.where(ex.c.workflow.in_(list(workflows)))
-        if statuses is not None:
-            query = query.where(ex.c.status.in_([s.value for s in statuses]))
-        if queues is not None:
-            query = query.where(ex.c.queue.in_(list(queues)))
-        query = query.order_by(ex.c.created_at.desc(), ex.c.seq.desc()).limit(limit)
-        with self._read() as conn:
-            return [_row(m) for m in conn.execute(query).mappings()]
+        params: dict[str, Any] = {"limit": limit}
+        where = self._filters(
+            params, workflows, queues, None if statuses is None else [s.value for s in statuses]
+        )
+        sql = self.SQL["list"].replace("/*where*/", where)
+        return [self._row(r) for r in self._all_rows(sql, params)]
 
     def next_due(
         self, *, queues: Sequence[str] | None, workflows: Sequence[str] | None
     ) -> datetime | None:
-        query = sa.select(sa.func.min(ex.c.claimable_at)).where(ex.c.claimable_at.isnot(None))
-        if queues is not None:
-            query = query.where(ex.c.queue.in_(list(queues)))
-        if workflows is not None:
-            query = query.where(ex.c.workflow.in_(list(workflows)))
-        with self._read() as conn:
-            value = conn.execute(query).scalar()
-        # min() of a TypeDecorator column comes back raw on SQLite
-        return _UTC.process_result_value(value, self.engine.dialect)
+        params: dict[str, Any] = {}
+        sql = self.SQL["next_due"].replace("/*where*/", self._filters(params, workflows, queues))
+        found = self._all_rows(sql, params)
+        return self._dt(found[0][0]) if found else None
 
     # -- claims --------------------------------------------------------------------------
 
@@ -339,43 +469,25 @@ class SQLStore(Store):
         lease_ms: int,
         limit: int,
     ) -> list[ExecutionRow]:
-        if not workflows:
+        if not workflows or limit < 1:
             return []
-        candidates = (
-            sa.select(ex.c.seq)
-            .where(ex.c.claimable_at.isnot(None), ex.c.claimable_at <= now)
-            .where(ex.c.workflow.in_(list(workflows)))
-            .order_by(ex.c.priority.desc(), ex.c.scheduled_at, ex.c.created_at, ex.c.seq)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        if queues is not None:
-            candidates = candidates.where(ex.c.queue.in_(list(queues)))
-        expires = now + _ms(lease_ms)
-        with self._write() as conn:
-            claimed = (
-                conn.execute(
-                    sa.update(ex)
-                    .where(ex.c.seq.in_(candidates.scalar_subquery()))
-                    .values(
-                        status="running",
-                        token=ex.c.token + 1,
-                        worker_id=worker_id,
-                        lease_expires_at=expires,
-                        claimable_at=expires,
-                        run_at=None,
-                        started_at=sa.func.coalesce(ex.c.started_at, now),
-                    )
-                    .returning(*ex.c)
-                )
-                .mappings()
-                .all()
-            )
-            rows = [_row(m) for m in claimed]
+        params: dict[str, Any] = {
+            "now": self._ts(now),
+            "expires": self._ts(now + timedelta(milliseconds=lease_ms)),
+            "worker": worker_id,
+            "limit": limit,
+        }
+        sql = self.SQL["claim"].replace("/*where*/", self._filters(params, workflows, queues))
+        with self._cursor(write=self.HOT_IN_TRANSACTION) as cur:
+            cur.execute(sql, params)
+            rows = [self._row(r) for r in cur.fetchall()]
             for r in rows:
+                r.began = r.attempt_started_at == now
                 if r.deadline is None and r.timeout_ms is not None:
-                    r.deadline = now + _ms(r.timeout_ms)
-                    conn.execute(sa.update(ex).where(ex.c.seq == r.seq).values(deadline=r.deadline))
+                    r.deadline = now + timedelta(milliseconds=r.timeout_ms)
+                    cur.execute(
+                        self.SQL["set_deadline"], {"seq": r.seq, "deadline": self._ts(r.deadline)}
+                    )
         rows.sort(key=lambda r: (-r.priority, r.scheduled_at, r.created_at, r.seq))
         return rows
 
@@ -384,42 +496,14 @@ class SQLStore(Store):
     ) -> list[str]:
         if not claims:
             return []
-        expires = now + _ms(lease_ms)
-        with self._write() as conn:
-            renewed = set(
-                conn.execute(
-                    sa.update(ex)
-                    .where(sa.tuple_(ex.c.id, ex.c.token).in_(list(claims)))
-                    .where(ex.c.status == "running")
-                    .values(lease_expires_at=expires, claimable_at=expires)
-                    .returning(ex.c.id)
-                ).scalars()
-            )
-        return [eid for eid, _ in claims if eid not in renewed]
-
-    def begin_attempt(self, execution_id: str, token: int, *, now: datetime) -> int:
-        with self._write() as conn:
-            m = self._fenced(
-                conn, execution_id, token, {"attempt": ex.c.attempt + 1, "attempt_started_at": now}
-            )
-        return int(m["attempt"])
-
-    def _cancel_at_checkpoint(
-        self,
-        conn: sa.Connection,
-        execution_id: str,
-        token: int,
-        record: StepExecution | None,
-        now: datetime,
-    ) -> Status:
-        if record is not None:
-            conn.execute(
-                sa.insert(attempts).values(_attempt_values(execution_id, _cancelled(record, now)))
-            )
-        self._fenced(
-            conn, execution_id, token, {"status": "cancelled", "completed_at": now, **_ENDED}
-        )
-        return Status.CANCELLED
+        expires = self._ts(now + timedelta(milliseconds=lease_ms))
+        lost = []
+        with self._cursor(write=True) as cur:
+            for eid, token in claims:
+                cur.execute(self.SQL["heartbeat"], {"id": eid, "token": token, "expires": expires})
+                if cur.fetchone() is None:
+                    lost.append(eid)
+        return lost
 
     def complete_step(
         self,
@@ -432,22 +516,52 @@ class SQLStore(Store):
         next_step: tuple[int, str] | None,
         start_next: bool,
     ) -> Status:
-        with self._write() as conn:
-            if self._check_cancel(conn, execution_id, token):
-                return self._cancel_at_checkpoint(conn, execution_id, token, record, now)
-            conn.execute(sa.insert(attempts).values(_attempt_values(execution_id, record)))
-            values: dict[str, Any] = {"context": _dumps(context)}
-            if next_step is None:
-                values.update(status="completed", completed_at=now, **_ENDED)
+        params = {
+            "id": execution_id,
+            "token": token,
+            "now": self._ts(now),
+            "context": _dumps(context),
+            **self._attempt_params(execution_id, record),
+        }
+        if next_step is None:
+            name = "complete_last"
+        else:
+            name = "complete_next"
+            params.update(
+                next_index=next_step[0],
+                next_name=next_step[1],
+                next_attempt=1 if start_next else 0,
+                next_started=self._ts(now) if start_next else None,
+            )
+        return self._fenced_with_record(name, params, execution_id, token, record, now)
+
+    def _fenced_with_record(
+        self,
+        name: str,
+        params: dict[str, Any],
+        execution_id: str,
+        token: int,
+        record: StepExecution | None,
+        now: datetime,
+    ) -> Status:
+        """Run a fenced update that also stores the attempt record; on no match, find out
+        why (lost claim, or a cancel requested: then the result is discarded)."""
+        sql = self.SQL[name]
+        with self._cursor(write=self.HOT_IN_TRANSACTION) as cur:
+            if isinstance(sql, tuple):
+                cur.execute(sql[0], params)
+                found = cur.fetchone()
+                if found is not None:
+                    cur.execute(sql[1], params)
             else:
-                values.update(
-                    step_index=next_step[0],
-                    step_name=next_step[1],
-                    attempt=1 if start_next else 0,
-                    attempt_started_at=now if start_next else None,
-                )
-            m = self._fenced(conn, execution_id, token, values)
-        return Status(m["status"])
+                cur.execute(sql, params)
+                found = cur.fetchone()
+        if found is not None:
+            return Status(found[0])
+        with self._cursor(write=True) as cur:
+            if self._why(cur, execution_id, token):
+                return self._cancel_at_checkpoint(cur, execution_id, token, record, now)
+        raise StoreError(f"{self!r}: {name} matched nothing for {execution_id}")
 
     def fail_attempt(
         self,
@@ -459,31 +573,18 @@ class SQLStore(Store):
         retry_at: datetime | None,
         error: dict[str, Any] | None,
     ) -> Status:
-        with self._write() as conn:
-            if self._check_cancel(conn, execution_id, token):
-                return self._cancel_at_checkpoint(conn, execution_id, token, record, now)
-            if record is not None:
-                conn.execute(sa.insert(attempts).values(_attempt_values(execution_id, record)))
-            if retry_at is not None:
-                values: dict[str, Any] = {
-                    "status": "pending",
-                    "run_at": retry_at,
-                    "claimable_at": retry_at,
-                    "lease_expires_at": None,
-                    "worker_id": None,
-                    "attempt_started_at": None,
-                }
-            else:
-                values = {
-                    "status": "failed",
-                    "completed_at": now,
-                    "error": _dumps(error),
-                    **_ENDED,
-                }
-            m = self._fenced(conn, execution_id, token, values)
-            if retry_at is not None:
-                self._notify(conn)
-        return Status(m["status"])
+        params: dict[str, Any] = {"id": execution_id, "token": token, "now": self._ts(now)}
+        if record is None:
+            raise ValueError("fail_attempt needs the failed attempt's record")
+        params.update(self._attempt_params(execution_id, record))
+        if retry_at is not None:
+            params["retry_at"] = self._ts(retry_at)
+            status = self._fenced_with_record("retry", params, execution_id, token, record, now)
+            if status == Status.PENDING:
+                self._after_write()
+            return status
+        params["error"] = _dumps(error)
+        return self._fenced_with_record("fail", params, execution_id, token, record, now)
 
     def finish(
         self,
@@ -497,49 +598,41 @@ class SQLStore(Store):
     ) -> None:
         if status not in FINISHED:
             raise ValueError(f"finish() needs a final status, got {status}")
-        with self._write() as conn:
+        with self._cursor(write=True) as cur:
             if record is not None:
-                conn.execute(sa.insert(attempts).values(_attempt_values(execution_id, record)))
-            self._fenced(
-                conn,
-                execution_id,
-                token,
+                cur.execute(self.SQL["insert_attempt"], self._attempt_params(execution_id, record))
+            cur.execute(
+                self.SQL["end"],
                 {
+                    "id": execution_id,
+                    "token": token,
                     "status": status.value,
-                    "completed_at": now,
+                    "now": self._ts(now),
                     "error": None if error is None else _dumps(error),
-                    **_ENDED,
                 },
             )
+            if cur.fetchone() is None:
+                self._why(cur, execution_id, token)
 
-    def release(self, execution_id: str, token: int, *, now: datetime) -> None:
-        with self._write() as conn:
-            self._fenced(
-                conn,
-                execution_id,
-                token,
-                {
-                    "status": "pending",
-                    "run_at": now,
-                    "claimable_at": now,
-                    "lease_expires_at": None,
-                    "worker_id": None,
-                },
+    def release(self, execution_id: str, token: int, *, now: datetime, attempt_ran: bool) -> None:
+        with self._cursor(write=True) as cur:
+            cur.execute(
+                self.SQL["release"],
+                {"id": execution_id, "token": token, "now": self._ts(now), "ran": attempt_ran},
             )
-            self._notify(conn)
+            if cur.fetchone() is None:
+                self._why(cur, execution_id, token)
+        self._after_write()
 
     def request_cancel(
         self, execution_id: str, *, now: datetime, reason: str | None
     ) -> ExecutionRow:
-        with self._write() as conn:
-            m = (
-                conn.execute(sa.select(ex).where(ex.c.id == execution_id).with_for_update())
-                .mappings()
-                .first()
-            )
-            if m is None:
+        with self._cursor(write=True) as cur:
+            cur.execute(self.SQL["get_for_update"], {"id": execution_id})
+            found = cur.fetchone()
+            if found is None:
                 raise ExecutionNotFound(f"no execution with id {execution_id!r}")
-            row = _row(m)
+            row = self._row(found)
             if row.status in FINISHED:
                 raise InvalidState(
                     f"execution {execution_id} already finished with status "
@@ -547,14 +640,9 @@ class SQLStore(Store):
                     "can be cancelled"
                 )
             lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
-            values: dict[str, Any] = {"cancel_requested": True, "cancel_reason": reason}
-            if not (row.status == Status.RUNNING and lease_live):
-                values.update(status="cancelled", completed_at=now, **_ENDED)
-            m = (
-                conn.execute(
-                    sa.update(ex).where(ex.c.id == execution_id).values(values).returning(*ex.c)
-                )
-                .mappings()
-                .one()
+            at_once = not (row.status == Status.RUNNING and lease_live)
+            cur.execute(
+                self.SQL["cancel"],
+                {"id": execution_id, "reason": reason, "now": self._ts(now), "at_once": at_once},
             )
-        return _row(m)
+            return self._row(cur.fetchone())
