@@ -57,7 +57,7 @@ def measure(engine: durable.Engine) -> dict[str, float]:
         "list workflow newest 100": _median_ms(
             lambda: engine.list_executions(workflow="bench_index_wf", limit=100)
         ),
-        "next_due": _median_ms(lambda: engine.next_due()),
+        "next_due": _median_ms(engine.next_due),
     }
 
 
