@@ -72,7 +72,12 @@ def _sql() -> dict[str, Any]:
         ),
         "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = %(id)s FOR UPDATE",
         "claim": (
-            "UPDATE durable_executions SET status = 'running', token = token + 1, "
+            # c remembers, before the update, whether an attempt was in flight
+            "WITH c AS (SELECT seq, attempt_started_at IS NULL AS fresh "
+            "FROM durable_executions WHERE claimable_at <= %(now)s /*where*/ "
+            "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT %(limit)s "
+            "FOR UPDATE SKIP LOCKED) "
+            "UPDATE durable_executions AS e SET status = 'running', token = token + 1, "
             "worker_id = %(worker)s, lease_expires_at = %(expires)s, "
             "claimable_at = %(expires)s, run_at = NULL, "
             "started_at = coalesce(started_at, %(now)s), "
@@ -80,10 +85,9 @@ def _sql() -> dict[str, Any]:
             "THEN %(now)s + timeout_ms * INTERVAL '1 millisecond' ELSE deadline END, "
             "attempt = CASE WHEN attempt_started_at IS NULL THEN attempt + 1 ELSE attempt END, "
             "attempt_started_at = coalesce(attempt_started_at, %(now)s) "
-            "WHERE seq IN (SELECT seq FROM durable_executions "
-            "WHERE claimable_at <= %(now)s /*where*/ "
-            "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT %(limit)s "
-            f"FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
+            "FROM c WHERE e.seq = c.seq RETURNING "
+            + ", ".join(f"e.{col}" for col in COLUMNS.split(", "))
+            + ", c.fresh"
         ),
         "complete_next": with_record(
             "UPDATE durable_executions SET context = %(context)s, "

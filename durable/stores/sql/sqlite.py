@@ -72,15 +72,15 @@ def _sql() -> dict[str, Any]:
             "WHERE claimable_at IS NOT NULL /*where*/ HAVING min(claimable_at) IS NOT NULL"
         ),
         "claim": (
+            "SELECT seq, attempt_started_at IS NULL FROM durable_executions "
+            "WHERE claimable_at <= :now /*where*/ "
+            "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT :limit",
             "UPDATE durable_executions SET status = 'running', token = token + 1, "
             "worker_id = :worker, lease_expires_at = :expires, claimable_at = :expires, "
             "run_at = NULL, started_at = coalesce(started_at, :now), "
             "attempt = CASE WHEN attempt_started_at IS NULL THEN attempt + 1 ELSE attempt END, "
             "attempt_started_at = coalesce(attempt_started_at, :now) "
-            "WHERE seq IN (SELECT seq FROM durable_executions "
-            "WHERE claimable_at <= :now /*where*/ "
-            "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT :limit) "
-            f"RETURNING {COLUMNS}"
+            f"WHERE seq IN (/*seqs*/) RETURNING {COLUMNS}",
         ),
         "set_deadline": "UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq",
         "heartbeat": (

@@ -477,12 +477,26 @@ class SQLStore(Store):
             "worker": worker_id,
             "limit": limit,
         }
-        sql = self.SQL["claim"].replace("/*where*/", self._filters(params, workflows, queues))
+        where = self._filters(params, workflows, queues)
+        sql = self.SQL["claim"]
         with self._cursor(write=self.HOT_IN_TRANSACTION) as cur:
-            cur.execute(sql, params)
-            rows = [self._row(r) for r in cur.fetchall()]
+            if isinstance(sql, tuple):  # select the candidates, then update them
+                cur.execute(sql[0].replace("/*where*/", where), params)
+                fresh = {seq: bool(f) for seq, f in cur.fetchall()}
+                if not fresh:
+                    return []
+                seqs = self._in("seq", list(fresh), params)[len("IN (") : -1]
+                cur.execute(sql[1].replace("/*seqs*/", seqs), params)
+                found = [(*r, fresh[r[0]]) for r in cur.fetchall()]
+            else:  # one statement that returns the fresh flag last
+                cur.execute(sql.replace("/*where*/", where), params)
+                found = cur.fetchall()
+            rows = []
+            for values in found:
+                claimed = self._row(values)
+                claimed.began = bool(values[-1])
+                rows.append(claimed)
             for r in rows:
-                r.began = r.attempt_started_at == now
                 if r.deadline is None and r.timeout_ms is not None:
                     r.deadline = now + timedelta(milliseconds=r.timeout_ms)
                     cur.execute(

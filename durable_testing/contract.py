@@ -1,0 +1,655 @@
+"""The store contract: tests any ``durable`` store must pass, for store plugin authors.
+
+Subclass :class:`StoreContract` in your test suite and give it a ``store`` fixture that
+returns a fresh, empty, migrated store (and closes it afterwards)::
+
+    import pytest
+    from durable_testing.contract import StoreContract
+
+    class TestMyStore(StoreContract):
+        @pytest.fixture
+        def store(self, tmp_path):
+            store = MyStore(f"mystore://{tmp_path}")
+            yield store
+            store.close()
+
+:class:`CompareWithMemory` is a hypothesis state machine that runs random sequences of
+operations on your store and on durable's memory store side by side and checks that they
+agree; run it with :func:`compare_with_memory`.
+
+All times are passed in explicitly (``now``), far from the wall clock, so a store that
+compares with its database's own clock instead of ``now`` fails here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from durable.errors import ExecutionNotFound, InvalidState, LeaseLost
+from durable.models import Status, StepExecution, StepStatus
+from durable.stores.base import ExecutionRow, Store
+
+__all__ = ["T0", "StoreContract", "compare_with_memory", "new_row"]  # + CompareWithMemory
+
+# Far from the wall clock on purpose: a store must compare with the `now` it is given.
+T0 = datetime(2031, 3, 4, 5, 6, 7, 123000, tzinfo=UTC)
+WF = "contract_wf"
+
+
+def _ms(n: int) -> timedelta:
+    return timedelta(milliseconds=n)
+
+
+def new_row(
+    *,
+    at: datetime = T0,
+    run_at: datetime | None = None,
+    workflow: str = WF,
+    queue: str = "default",
+    priority: int = 0,
+    key: str | None = None,
+    timeout_ms: int | None = None,
+    input: Any = None,
+    id: str | None = None,
+) -> ExecutionRow:
+    """A new pending execution row as the engine would create it."""
+    return ExecutionRow(
+        id=id or str(uuid.uuid4()),
+        workflow=workflow,
+        status=Status.PENDING,
+        queue=queue,
+        priority=priority,
+        input=input,
+        context={},
+        created_at=at,
+        scheduled_at=run_at or at,
+        run_at=run_at or at,
+        timeout_ms=timeout_ms,
+        idempotency_key=key,
+        step_name="first",
+    )
+
+
+def _record(
+    name: str, attempt: int, status: StepStatus, start: datetime, **kw: Any
+) -> StepExecution:
+    return StepExecution(name, status, attempt, start, start + _ms(5), **kw)
+
+
+def _claim(
+    store: Store,
+    now: datetime,
+    *,
+    limit: int = 10,
+    queues: list[str] | None = None,
+    workflows: list[str] | None = None,
+    lease_ms: int = 30_000,
+) -> list[ExecutionRow]:
+    return store.claim(
+        queues=queues,
+        workflows=workflows or [WF],
+        worker_id="w1",
+        now=now,
+        lease_ms=lease_ms,
+        limit=limit,
+    )
+
+
+class StoreContract:
+    """Every behaviour the engine relies on. Provide a ``store`` fixture."""
+
+    @pytest.fixture
+    def store(self) -> Iterator[Store]:
+        raise NotImplementedError("give your StoreContract subclass a `store` fixture")
+
+    # -- create and read -----------------------------------------------------------------
+
+    def test_create_then_get(self, store: Store) -> None:
+        row = new_row(input={"order": {"id": 7, "items": [1, 2]}}, priority=3)
+        _, created = store.create(row)
+        assert created
+        got = store.get(row.id)
+        assert got is not None
+        assert (got.id, got.workflow, got.status, got.priority, got.input) == (
+            row.id,
+            WF,
+            Status.PENDING,
+            3,
+            {"order": {"id": 7, "items": [1, 2]}},
+        )
+        assert (got.created_at, got.scheduled_at, got.run_at) == (T0, T0, T0)
+        assert got.created_at.tzinfo is not None
+        assert (got.attempt, got.token, got.context) == (0, 0, {})
+        assert store.get("no-such-id") is None
+        assert store.steps(row.id) == []
+
+    def test_idempotency_key_inserts_nothing_the_second_time(self, store: Store) -> None:
+        first, created = store.create(new_row(key="k-1"))
+        again, created_again = store.create(new_row(key="k-1", input="other"))
+        assert created and not created_again
+        assert again.id == first.id
+        assert store.get(first.id).input is None  # type: ignore[union-attr]
+        assert len(store.list_executions(workflows=None, statuses=None, queues=None, limit=10)) == 1
+
+    def test_list_filters_order_and_limit(self, store: Store) -> None:
+        ids = []
+        for i in range(5):
+            row = new_row(
+                at=T0 + _ms(i), queue="a" if i % 2 else "b", workflow=WF if i < 4 else "other"
+            )
+            store.create(row)
+            ids.append(row.id)
+        everything = store.list_executions(workflows=None, statuses=None, queues=None, limit=10)
+        assert [r.id for r in everything] == ids[::-1]  # newest first
+        assert [
+            r.id for r in store.list_executions(workflows=None, statuses=None, queues=None, limit=2)
+        ] == ids[:2:-1][:2]
+        assert {
+            r.id
+            for r in store.list_executions(
+                workflows=["other"], statuses=None, queues=None, limit=10
+            )
+        } == {ids[4]}
+        assert {
+            r.id
+            for r in store.list_executions(workflows=None, statuses=None, queues=["a"], limit=10)
+        } == {ids[1], ids[3]}
+        assert (
+            store.list_executions(workflows=None, statuses=[Status.RUNNING], queues=None, limit=10)
+            == []
+        )
+
+    def test_same_created_at_lists_in_creation_order(self, store: Store) -> None:
+        ids = []
+        for _ in range(4):
+            row = new_row()
+            store.create(row)
+            ids.append(row.id)
+        rows = store.list_executions(workflows=None, statuses=None, queues=None, limit=10)
+        assert [r.id for r in rows] == ids[::-1]
+
+    # -- claims --------------------------------------------------------------------------
+
+    def test_claim_takes_due_rows_by_priority_schedule_and_creation(self, store: Store) -> None:
+        rows = {
+            "low": new_row(at=T0, priority=0),
+            "high": new_row(at=T0 + _ms(1), priority=9),
+            "mid_late": new_row(at=T0 + _ms(2), run_at=T0 - _ms(1), priority=5),
+            "mid_early": new_row(at=T0 + _ms(3), run_at=T0 - _ms(2), priority=5),
+            "future": new_row(at=T0 + _ms(4), run_at=T0 + _ms(1000), priority=99),
+        }
+        for r in rows.values():
+            store.create(r)
+        by_id = {r.id: name for name, r in rows.items()}
+        first = _claim(store, T0 + _ms(10), limit=3)
+        assert [by_id[r.id] for r in first] == ["high", "mid_early", "mid_late"]
+        assert [by_id[r.id] for r in _claim(store, T0 + _ms(10))] == ["low"]
+        assert _claim(store, T0 + _ms(999)) == []  # not 1 ms early
+        assert [by_id[r.id] for r in _claim(store, T0 + _ms(1000))] == ["future"]
+
+    def test_claim_uses_the_given_now_not_a_clock(self, store: Store) -> None:
+        store.create(new_row(run_at=T0 + timedelta(days=1)))
+        assert _claim(store, T0) == []  # the wall clock is years before T0 anyway
+        assert len(_claim(store, T0 + timedelta(days=1))) == 1
+
+    def test_claim_filters_queues_and_workflows(self, store: Store) -> None:
+        a = new_row(queue="a")
+        b = new_row(queue="b", workflow="other")
+        store.create(a)
+        store.create(b)
+        assert _claim(store, T0, queues=["b"]) == []  # b's workflow is not asked for
+        assert [r.id for r in _claim(store, T0, queues=["a", "b"])] == [a.id]
+        assert [r.id for r in _claim(store, T0, workflows=["other"])] == [b.id]
+
+    def test_claim_sets_the_lease_token_start_deadline_and_begins_the_attempt(
+        self, store: Store
+    ) -> None:
+        row = new_row(timeout_ms=60_000)
+        store.create(row)
+        (claimed,) = _claim(store, T0 + _ms(7), lease_ms=30_000)
+        assert claimed.status == Status.RUNNING
+        assert claimed.token == 1
+        assert claimed.worker_id == "w1"
+        assert claimed.lease_expires_at == T0 + _ms(30_007)
+        assert claimed.started_at == T0 + _ms(7)
+        assert claimed.deadline == T0 + _ms(60_007)
+        assert (claimed.attempt, claimed.attempt_started_at, claimed.began) == (
+            1,
+            T0 + _ms(7),
+            True,
+        )
+        stored = store.get(row.id)
+        assert stored is not None
+        assert (stored.token, stored.attempt, stored.deadline) == (1, 1, T0 + _ms(60_007))
+
+    def test_an_expired_lease_is_claimable_and_its_attempt_is_left_in_flight(
+        self, store: Store
+    ) -> None:
+        row = new_row(timeout_ms=60_000)
+        store.create(row)
+        (first,) = _claim(store, T0, lease_ms=1000)
+        assert _claim(store, T0 + _ms(999)) == []
+        assert store.next_due(queues=None, workflows=None) == T0 + _ms(1000)
+        (second,) = _claim(store, T0 + _ms(1000))
+        assert second.token == first.token + 1
+        assert (second.attempt, second.attempt_started_at, second.began) == (1, T0, False)
+        assert second.started_at == T0 and second.deadline == T0 + _ms(60_000)  # kept
+
+    def test_heartbeat_renews_live_claims_and_reports_lost_ones(self, store: Store) -> None:
+        a, b = new_row(), new_row()
+        store.create(a)
+        store.create(b)
+        ca, cb = _claim(store, T0, lease_ms=1000)
+        lost = store.heartbeat(
+            [(ca.id, ca.token), (cb.id, cb.token + 5)], now=T0 + _ms(900), lease_ms=1000
+        )
+        assert lost == [cb.id]
+        assert store.get(ca.id).lease_expires_at == T0 + _ms(1900)  # type: ignore[union-attr]
+        assert store.heartbeat([], now=T0, lease_ms=1000) == []
+
+    # -- fenced transitions --------------------------------------------------------------
+
+    def _claimed(self, store: Store, **kw: Any) -> ExecutionRow:
+        row = new_row(**kw)
+        store.create(row)
+        (claimed,) = _claim(store, T0)
+        return claimed
+
+    def test_complete_step_commits_record_context_and_pointer_together(self, store: Store) -> None:
+        c = self._claimed(store)
+        rec = _record(
+            "first", 1, StepStatus.COMPLETED, T0, index=0, max_attempts=3, logs=[{"message": "hi"}]
+        )
+        status = store.complete_step(
+            c.id,
+            c.token,
+            now=T0 + _ms(5),
+            record=rec,
+            context={"a": [1, {"b": None}]},
+            next_step=(1, "second"),
+            start_next=True,
+        )
+        assert status == Status.RUNNING
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.context, got.step_index, got.step_name) == (
+            {"a": [1, {"b": None}]},
+            1,
+            "second",
+        )
+        assert (got.attempt, got.attempt_started_at) == (1, T0 + _ms(5))
+        assert store.steps(c.id) == [rec]
+
+        last = _record("second", 1, StepStatus.COMPLETED, T0 + _ms(5), index=1)
+        assert (
+            store.complete_step(
+                c.id,
+                c.token,
+                now=T0 + _ms(10),
+                record=last,
+                context={"done": True},
+                next_step=None,
+                start_next=False,
+            )
+            == Status.COMPLETED
+        )
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.status, got.completed_at, got.context) == (
+            Status.COMPLETED,
+            T0 + _ms(10),
+            {"done": True},
+        )
+        assert got.lease_expires_at is None and got.attempt_started_at is None
+        assert store.next_due(queues=None, workflows=None) is None
+        assert _claim(store, T0 + timedelta(days=9)) == []
+
+    def test_complete_step_without_starting_the_next(self, store: Store) -> None:
+        c = self._claimed(store)
+        rec = _record("first", 1, StepStatus.COMPLETED, T0)
+        store.complete_step(
+            c.id, c.token, now=T0, record=rec, context={}, next_step=(1, "second"), start_next=False
+        )
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.attempt, got.attempt_started_at) == (0, None)
+
+    def test_fail_attempt_with_a_retry_releases_the_claim(self, store: Store) -> None:
+        c = self._claimed(store)
+        err = {"type": "ValueError", "message": "no"}
+        rec = _record("first", 1, StepStatus.FAILED, T0, error=err, retry_at=T0 + _ms(2000))
+        assert (
+            store.fail_attempt(
+                c.id, c.token, now=T0, record=rec, retry_at=T0 + _ms(2000), error=None
+            )
+            == Status.PENDING
+        )
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.status, got.run_at, got.attempt, got.attempt_started_at) == (
+            Status.PENDING,
+            T0 + _ms(2000),
+            1,
+            None,
+        )
+        assert store.steps(c.id) == [rec]
+        assert _claim(store, T0 + _ms(1999)) == []
+        (again,) = _claim(store, T0 + _ms(2000))
+        assert (again.attempt, again.began) == (2, True)
+
+    def test_fail_attempt_without_a_retry_fails_the_execution(self, store: Store) -> None:
+        c = self._claimed(store)
+        err = {"type": "ValueError", "message": "no", "step": "first", "attempt": 1}
+        rec = _record("first", 1, StepStatus.FAILED, T0, error=err)
+        assert (
+            store.fail_attempt(c.id, c.token, now=T0 + _ms(3), record=rec, retry_at=None, error=err)
+            == Status.FAILED
+        )
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.status, got.error, got.completed_at) == (Status.FAILED, err, T0 + _ms(3))
+
+    def test_finish_and_release(self, store: Store) -> None:
+        c = self._claimed(store)
+        store.release(c.id, c.token, now=T0 + _ms(1), attempt_ran=False)
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.status, got.attempt, got.attempt_started_at, got.run_at) == (
+            Status.PENDING,
+            0,
+            None,
+            T0 + _ms(1),
+        )
+        (c2,) = _claim(store, T0 + _ms(1))
+        store.release(c2.id, c2.token, now=T0 + _ms(2), attempt_ran=True)
+        (c3,) = _claim(store, T0 + _ms(2))
+        assert (c3.attempt, c3.began) == (1, False)  # the attempt that ran is in flight
+        rec = _record("first", 1, StepStatus.FAILED, T0, error={"type": "WorkflowTimeout"})
+        store.finish(
+            c3.id,
+            c3.token,
+            now=T0 + _ms(9),
+            status=Status.FAILED,
+            error={"type": "WorkflowTimeout"},
+            record=rec,
+        )
+        got = store.get(c3.id)
+        assert got is not None
+        assert (got.status, got.error) == (Status.FAILED, {"type": "WorkflowTimeout"})
+        assert store.steps(c3.id) == [rec]
+
+    def test_every_write_for_a_claim_is_fenced(self, store: Store) -> None:
+        row = new_row()
+        store.create(row)
+        (old,) = _claim(store, T0, lease_ms=1000)
+        (new,) = _claim(store, T0 + _ms(1000))
+        rec = _record("first", 1, StepStatus.COMPLETED, T0)
+        writes: list[Callable[[], object]] = [
+            lambda: store.complete_step(
+                row.id, old.token, now=T0, record=rec, context={}, next_step=None, start_next=False
+            ),
+            lambda: store.fail_attempt(
+                row.id, old.token, now=T0, record=rec, retry_at=None, error={"type": "x"}
+            ),
+            lambda: store.finish(row.id, old.token, now=T0, status=Status.FAILED, error=None),
+            lambda: store.release(row.id, old.token, now=T0, attempt_ran=False),
+        ]
+        for write in writes:
+            with pytest.raises(LeaseLost):
+                write()
+        got = store.get(row.id)
+        assert got is not None
+        assert (got.status, got.token) == (Status.RUNNING, new.token)
+        assert store.steps(row.id) == []
+        with pytest.raises((LeaseLost, ExecutionNotFound)):
+            store.release("no-such-id", 1, now=T0, attempt_ran=False)
+
+    # -- cancel --------------------------------------------------------------------------
+
+    def test_cancel_pending_and_expired_running_at_once(self, store: Store) -> None:
+        pending = new_row()
+        store.create(pending)
+        got = store.request_cancel(pending.id, now=T0 + _ms(1), reason="asked")
+        assert (got.status, got.cancel_reason, got.completed_at) == (
+            Status.CANCELLED,
+            "asked",
+            T0 + _ms(1),
+        )
+        c = self._claimed(store)
+        got = store.request_cancel(c.id, now=T0 + _ms(30_000), reason=None)  # lease expired
+        assert got.status == Status.CANCELLED
+        with pytest.raises(InvalidState):
+            store.request_cancel(c.id, now=T0, reason=None)
+        with pytest.raises(ExecutionNotFound):
+            store.request_cancel("no-such-id", now=T0, reason=None)
+
+    def test_cancel_running_is_seen_at_the_next_checkpoint(self, store: Store) -> None:
+        c = self._claimed(store)
+        got = store.request_cancel(c.id, now=T0 + _ms(1), reason="operator")
+        assert (got.status, got.cancel_requested) == (Status.RUNNING, True)
+        rec = _record("first", 1, StepStatus.COMPLETED, T0)
+        assert (
+            store.complete_step(
+                c.id,
+                c.token,
+                now=T0 + _ms(2),
+                record=rec,
+                context={"discarded": True},
+                next_step=(1, "second"),
+                start_next=True,
+            )
+            == Status.CANCELLED
+        )
+        final = store.get(c.id)
+        assert final is not None
+        assert (final.status, final.context) == (Status.CANCELLED, {})
+        assert [s.status for s in store.steps(c.id)] == [StepStatus.CANCELLED]
+
+
+# -- comparison with the memory store ---------------------------------------------------
+
+
+def compare_with_memory(make_store: Callable[[], Store], *, max_examples: int = 25) -> None:
+    """Run :class:`CompareWithMemory` against stores made by ``make_store`` (each must
+    be fresh and empty)."""
+    from hypothesis import HealthCheck, settings
+    from hypothesis.stateful import run_state_machine_as_test
+
+    machine = type("Compare", (_machine(),), {"make_store": staticmethod(make_store)})
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=max_examples,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+def _build_machine() -> type:
+    from hypothesis import strategies as st
+    from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+    from durable.stores.memory import MemoryStore
+
+    def observable(r: ExecutionRow | None) -> tuple[Any, ...] | None:
+        if r is None:
+            return None
+        return (
+            r.id,
+            r.status,
+            r.queue,
+            r.priority,
+            r.run_at,
+            r.started_at,
+            r.completed_at,
+            r.deadline,
+            r.step_index,
+            r.step_name,
+            r.attempt,
+            r.attempt_started_at,
+            r.error,
+            r.token,
+            r.lease_expires_at,
+            r.cancel_requested,
+            r.context,
+            r.input,
+        )
+
+    class Machine(RuleBasedStateMachine):
+        make_store: Callable[[], Store]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = MemoryStore()
+            self.subject = self.make_store()
+            self.now = T0
+            self.ids: list[str] = []
+            self.claims: dict[str, int] = {}
+
+        def teardown(self) -> None:
+            self.subject.close()
+
+        def both(self, fn: Callable[[Store], Any]) -> Any:
+            outcomes = []
+            for store in (self.model, self.subject):
+                try:
+                    outcomes.append(("ok", fn(store)))
+                except (LeaseLost, InvalidState, ExecutionNotFound) as exc:
+                    outcomes.append(("error", type(exc).__name__))
+            assert outcomes[0][0] == outcomes[1][0], outcomes
+            if outcomes[0][0] == "error":
+                assert outcomes[0][1] == outcomes[1][1], outcomes
+            return outcomes
+
+        @rule(
+            priority=st.integers(0, 3),
+            delay=st.integers(0, 3000),
+            queue=st.sampled_from(["a", "b"]),
+            key=st.none() | st.sampled_from(["k1", "k2"]),
+            timeout=st.none() | st.integers(1000, 20_000),
+        )
+        def create(
+            self, priority: int, delay: int, queue: str, key: str | None, timeout: int | None
+        ) -> None:
+            row = new_row(
+                at=self.now,
+                run_at=self.now + _ms(delay),
+                priority=priority,
+                queue=queue,
+                key=key,
+                timeout_ms=timeout,
+            )
+            (_, (m, mc)), (_, (s, sc)) = self.both(lambda st_: st_.create(row))
+            assert (m.id, mc) == (s.id, sc)
+            if mc:
+                self.ids.append(row.id)
+
+        @rule(ms=st.integers(0, 5000))
+        def advance(self, ms: int) -> None:
+            self.now += _ms(ms)
+
+        @rule(limit=st.integers(1, 4), queues=st.sampled_from([None, ["a"], ["b"]]))
+        def claim(self, limit: int, queues: list[str] | None) -> None:
+            (_, m), (_, s) = self.both(
+                lambda st_: st_.claim(
+                    queues=queues,
+                    workflows=[WF],
+                    worker_id="w",
+                    now=self.now,
+                    lease_ms=10_000,
+                    limit=limit,
+                )
+            )
+            assert [observable(r) for r in m] == [observable(r) for r in s]
+            assert [r.began for r in m] == [r.began for r in s]
+            for r in m:
+                self.claims[r.id] = r.token
+
+        @precondition(lambda self: self.claims)
+        @rule(data=st.data(), last=st.booleans(), stale=st.booleans())
+        def complete(self, data: Any, last: bool, stale: bool) -> None:
+            eid = data.draw(st.sampled_from(sorted(self.claims)))
+            token = self.claims[eid] - (1 if stale else 0)
+            rec = _record("first", 1, StepStatus.COMPLETED, self.now)
+            self.both(
+                lambda st_: st_.complete_step(
+                    eid,
+                    token,
+                    now=self.now,
+                    record=rec,
+                    context={"n": len(self.ids)},
+                    next_step=None if last else (1, "second"),
+                    start_next=not last,
+                )
+            )
+
+        @precondition(lambda self: self.claims)
+        @rule(data=st.data(), retry=st.none() | st.integers(0, 4000))
+        def fail(self, data: Any, retry: int | None) -> None:
+            eid = data.draw(st.sampled_from(sorted(self.claims)))
+            err = {"type": "E", "message": "x"}
+            rec = _record("first", 1, StepStatus.FAILED, self.now, error=err)
+            retry_at = None if retry is None else self.now + _ms(retry)
+            self.both(
+                lambda st_: st_.fail_attempt(
+                    eid, self.claims[eid], now=self.now, record=rec, retry_at=retry_at, error=err
+                )
+            )
+
+        @precondition(lambda self: self.claims)
+        @rule(data=st.data(), ran=st.booleans())
+        def release(self, data: Any, ran: bool) -> None:
+            eid = data.draw(st.sampled_from(sorted(self.claims)))
+            self.both(lambda st_: st_.release(eid, self.claims[eid], now=self.now, attempt_ran=ran))
+
+        @precondition(lambda self: self.ids)
+        @rule(data=st.data())
+        def cancel(self, data: Any) -> None:
+            eid = data.draw(st.sampled_from(self.ids))
+            outcomes = self.both(lambda st_: st_.request_cancel(eid, now=self.now, reason="r"))
+            if outcomes[0][0] == "ok":
+                assert observable(outcomes[0][1]) == observable(outcomes[1][1])
+
+        @precondition(lambda self: self.claims)
+        @rule()
+        def heartbeat(self) -> None:
+            claims = sorted(self.claims.items())
+            (_, m), (_, s) = self.both(
+                lambda st_: st_.heartbeat(claims, now=self.now, lease_ms=10_000)
+            )
+            assert sorted(m) == sorted(s)
+
+        @invariant()
+        def same_rows(self) -> None:
+            for eid in self.ids:
+                assert observable(self.model.get(eid)) == observable(self.subject.get(eid))
+                assert self.model.steps(eid) == self.subject.steps(eid)
+            for queues in (None, ["a"]):
+                assert self.model.next_due(queues=queues, workflows=[WF]) == self.subject.next_due(
+                    queues=queues, workflows=[WF]
+                )
+
+    return Machine
+
+
+_built: list[type] = []
+
+
+def _machine() -> type:
+    if not _built:
+        _built.append(_build_machine())
+    return _built[0]
+
+
+def __getattr__(name: str) -> Any:
+    # Built lazily so importing the contract does not require hypothesis.
+    if name == "CompareWithMemory":
+        return _machine()
+    raise AttributeError(name)
