@@ -99,10 +99,13 @@ class Heartbeat:
             else:
                 c.expires = expires
 
-    def stop(self) -> None:
-        """Stop renewing (the engine is closing)."""
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop renewing (the engine is closing) and wait for a beat in progress."""
         self._stopped = True
         self._signal.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 class Worker:

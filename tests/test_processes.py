@@ -173,6 +173,17 @@ def _restart_postgres() -> None:
     )
 
 
+def _listeners(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT count(DISTINCT client_port) FROM pg_stat_activity "
+            "WHERE application_name = 'durable-listen' AND datname = current_database()"
+        ).fetchone()
+    return int(found[0]) if found else 0
+
+
 def _finished_count(client: durable.Engine) -> int | None:
     try:
         with client.store.engine.connect() as conn:  # type: ignore[attr-defined]
@@ -193,9 +204,12 @@ def test_four_worker_processes_run_500_executions_exactly_once(
     pool = Workers(url, tmp_path / "steps.log")
     client = durable.Engine(url)
     try:
-        ids = [client.start("proc_three") for _ in range(500)]
         for _ in range(4):
             pool.start(concurrency=8)
+        # all four are up before any work exists: each LISTENs on its own connection,
+        # as does this test's client engine
+        assert eventually(lambda: _listeners(url) >= 5, 120)
+        ids = [client.start("proc_three") for _ in range(500)]
         if restart:
             assert eventually(lambda: (_finished_count(client) or 0) >= 100, 120)
             _restart_postgres()

@@ -125,7 +125,11 @@ class PostgresStore(SQLStore):
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(
-            self._dsn, autocommit=True, options="-c TimeZone=UTC", connect_timeout=10
+            self._dsn,
+            autocommit=True,
+            options="-c TimeZone=UTC",
+            connect_timeout=10,
+            application_name="durable",
         )
         return conn
 
@@ -167,7 +171,9 @@ class PostgresStore(SQLStore):
         backoff = 0.1
         while not self._closed.is_set():
             try:
-                with psycopg.connect(self._dsn, autocommit=True) as conn:
+                with psycopg.connect(
+                    self._dsn, autocommit=True, application_name="durable-listen"
+                ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.1
                     self._wake_subscribers()  # we may have missed something while away

@@ -76,7 +76,7 @@ class SQLStore(Store):
     def __init__(self, url: str) -> None:
         self.url = url
         self._local = threading.local()
-        self._all: list[Any] = []
+        self._all: list[tuple[threading.Thread, Any]] = []
         self._all_lock = threading.Lock()
         self._subscribers: list[Callable[[], None]] = []
         self._sub_lock = threading.Lock()
@@ -139,7 +139,8 @@ class SQLStore(Store):
                 raise StoreError(f"{self!r}: cannot connect: {exc}") from exc
             self._local.conn = conn
             with self._all_lock:
-                self._all.append(conn)
+                self._all = [(t, c) for t, c in self._all if t.is_alive()]
+                self._all.append((threading.current_thread(), conn))
         return conn
 
     def _drop(self) -> None:
@@ -283,12 +284,19 @@ class SQLStore(Store):
             cb()
 
     def close(self) -> None:
+        """Close this thread's connection and those of threads that have ended.
+
+        A connection of a thread that still runs is left to that thread (closing it under
+        a running statement would crash the driver); it closes when the thread ends.
+        """
+        me = threading.current_thread()
         with self._all_lock:
-            conns, self._all = self._all, []
-        for conn in conns:
+            mine = [c for t, c in self._all if t is me or not t.is_alive()]
+            self._all = [(t, c) for t, c in self._all if t is not me and t.is_alive()]
+        for conn in mine:
             with suppress(Exception):
                 conn.close()
-        self._local = threading.local()
+        self._local.conn = None
         if self._sa_engine is not None:
             self._sa_engine.dispose()
 
