@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from durable.models import Execution, Status, StepExecution
+from durable.errors import InvalidState
+from durable.models import Execution, Status, StepExecution, StepStatus
 
-__all__ = ["ExecutionRow", "Store"]
+__all__ = ["ExecutionRow", "Store", "as_cancelled", "finished_error"]
 
 
 @dataclass(slots=True)
@@ -77,6 +78,29 @@ class ExecutionRow:
             cancel_reason=self.cancel_reason,
             steps=steps,
         )
+
+
+def as_cancelled(record: StepExecution, now: datetime) -> StepExecution:
+    """The record of an attempt whose result a cancel discarded."""
+    return StepExecution(
+        record.name,
+        StepStatus.CANCELLED,
+        record.attempt,
+        record.started_at,
+        record.completed_at or now,
+        {"type": "Cancelled", "message": "cancelled; the attempt's result was discarded"},
+        record.logs,
+        record.index,
+        record.max_attempts,
+    )
+
+
+def finished_error(execution_id: str, status: Status) -> InvalidState:
+    """The error for cancelling an execution that already finished."""
+    return InvalidState(
+        f"execution {execution_id} already finished with status {status.value}; only "
+        "pending, waiting or running executions can be cancelled"
+    )
 
 
 class Store(abc.ABC):

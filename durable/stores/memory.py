@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 from durable._json import clone
 from durable.errors import ConfigError, ExecutionNotFound, InvalidState, LeaseLost
-from durable.models import FINISHED, Status, StepExecution, StepStatus
+from durable.models import FINISHED, Status, StepExecution
 from durable.plugins import StoreRegistry, hookimpl
-from durable.stores.base import ExecutionRow, Store
+from durable.stores.base import ExecutionRow, Store, as_cancelled, finished_error
 
 __all__ = ["MemoryStore"]
 
@@ -259,7 +259,7 @@ class MemoryStore(Store):
         self, row: ExecutionRow, record: StepExecution | None, now: datetime
     ) -> Status:
         if record is not None:
-            record = _as_cancelled(record, now)
+            record = as_cancelled(record, now)
         self._record(row, record)
         self._end(row, Status.CANCELLED, now)
         self._touch(row)
@@ -343,11 +343,7 @@ class MemoryStore(Store):
         with self._lock:
             row = self._row(execution_id)
             if row.status in FINISHED:
-                raise InvalidState(
-                    f"execution {execution_id} already finished with status "
-                    f"{row.status.value}; only pending, waiting or running executions "
-                    "can be cancelled"
-                )
+                raise finished_error(execution_id, row.status)
             row.cancel_reason = reason
             lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
             if row.status == Status.RUNNING and lease_live:
@@ -365,20 +361,6 @@ def _clone_row(row: ExecutionRow) -> ExecutionRow:
     out.context = clone(row.context)
     out.error = clone(row.error)
     return out
-
-
-def _as_cancelled(record: StepExecution, now: datetime) -> StepExecution:
-    return StepExecution(
-        name=record.name,
-        status=StepStatus.CANCELLED,
-        attempt=record.attempt,
-        started_at=record.started_at,
-        completed_at=record.completed_at or now,
-        error={"type": "Cancelled", "message": "cancelled; the attempt's result was discarded"},
-        logs=record.logs,
-        index=record.index,
-        max_attempts=record.max_attempts,
-    )
 
 
 def _open(url: str) -> MemoryStore:

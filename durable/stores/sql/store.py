@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from durable.errors import ExecutionNotFound, InvalidState, LeaseLost, StoreError
 from durable.models import FINISHED, Status, StepExecution, StepStatus
-from durable.stores.base import ExecutionRow, Store
+from durable.stores.base import ExecutionRow, Store, as_cancelled, finished_error
 from durable.stores.sql import migrations
 
 __all__ = ["COLUMNS", "SQLStore"]
@@ -50,20 +50,6 @@ def _dumps(value: Any) -> str:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
-
-
-def _cancelled(r: StepExecution, now: datetime) -> StepExecution:
-    return StepExecution(
-        r.name,
-        StepStatus.CANCELLED,
-        r.attempt,
-        r.started_at,
-        r.completed_at or now,
-        {"type": "Cancelled", "message": "cancelled; the attempt's result was discarded"},
-        r.logs,
-        r.index,
-        r.max_attempts,
-    )
 
 
 class SQLStore(Store):
@@ -329,7 +315,7 @@ class SQLStore(Store):
         if record is not None:
             cur.execute(
                 self.SQL["insert_attempt"],
-                self._attempt_params(execution_id, _cancelled(record, now)),
+                self._attempt_params(execution_id, as_cancelled(record, now)),
             )
         cur.execute(
             self.SQL["end"],
@@ -656,11 +642,7 @@ class SQLStore(Store):
                 raise ExecutionNotFound(f"no execution with id {execution_id!r}")
             row = self._row(found)
             if row.status in FINISHED:
-                raise InvalidState(
-                    f"execution {execution_id} already finished with status "
-                    f"{row.status.value}; only pending, waiting or running executions "
-                    "can be cancelled"
-                )
+                raise finished_error(execution_id, row.status)
             lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
             at_once = not (row.status == Status.RUNNING and lease_live)
             cur.execute(
