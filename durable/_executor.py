@@ -80,10 +80,19 @@ class Executor:
 
     # -- observers -----------------------------------------------------------------------
 
-    def _notify(self, hook: str, execution_id: str, **kwargs: Any) -> None:
+    def _notify(
+        self,
+        hook: str,
+        execution_id: str,
+        snapshot: Callable[[], ExecutionRow] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Call an observer hook (only when a plugin implements it). ``snapshot`` builds
+        the execution as the transition just committed it, saving a read; without one
+        the execution is read back from the store."""
         if not self.plugins.has_observers(hook):
             return
-        row = self.store.get(execution_id)
+        row = snapshot() if snapshot is not None else self.store.get(execution_id)
         if row is not None:
             self.plugins.notify(hook, execution=row.to_execution(), **kwargs)
 
@@ -135,7 +144,7 @@ class Executor:
         begun = row.began
 
         if index == 0 and attempt == 1 and begun:
-            self._notify("durable_workflow_started", eid)
+            self._notify("durable_workflow_started", eid, lambda: row)
 
         while True:
             now = self.clock.now()
@@ -189,7 +198,20 @@ class Executor:
             assert started is not None
             if self.plugins.has_observers("durable_step_started"):
                 running = record(StepStatus.RUNNING, started, None, attempt=attempt)
-                self._notify("durable_step_started", eid, step=running)
+                self._notify(
+                    "durable_step_started",
+                    eid,
+                    partial(
+                        dataclasses.replace,
+                        row,
+                        context=context,
+                        step_index=index,
+                        step_name=sdef.name,
+                        attempt=attempt,
+                        attempt_started_at=started,
+                    ),
+                    step=running,
+                )
 
             run = StepRun(
                 eid,
@@ -270,9 +292,20 @@ class Executor:
             if status == Status.CANCELLED:
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
                 return
-            self._notify("durable_step_completed", eid, step=done)
+            after = partial(
+                dataclasses.replace,
+                row,
+                status=status,
+                context=new_context,
+                step_index=index if next_step is None else next_step[0],
+                step_name=sdef.name if next_step is None else next_step[1],
+                attempt=attempt if next_step is None else (1 if start_next else 0),
+                attempt_started_at=now if start_next else None,
+                completed_at=now if next_step is None else None,
+            )
+            self._notify("durable_step_completed", eid, after, step=done)
             if status == Status.COMPLETED:
-                self._notify("durable_workflow_completed", eid)
+                self._notify("durable_workflow_completed", eid, after)
                 return
             context = new_context
             index += 1
@@ -310,7 +343,18 @@ class Executor:
             if status == Status.CANCELLED:
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
             else:
-                self._notify("durable_step_retrying", eid, step=record, retry_at=retry_at)
+                pending = dataclasses.replace(
+                    row,
+                    status=Status.PENDING,
+                    run_at=retry_at,
+                    attempt=record.attempt,
+                    step_index=record.index,
+                    step_name=record.name,
+                    attempt_started_at=None,
+                )
+                self._notify(
+                    "durable_step_retrying", eid, lambda: pending, step=record, retry_at=retry_at
+                )
             return
         assert record.error is not None
         error = {**record.error, "step": sdef.name, "attempt": record.attempt}
