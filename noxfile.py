@@ -45,5 +45,7 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks (figures, not pass/fail tests)."""
-    session.install("-e", ".")
-    session.run("python", "bench/bench_memory.py", *session.posargs)
+    session.install("-e", ".[postgres]")
+    session.run("python", "bench/bench_memory.py")
+    session.run("python", "bench/bench_sql.py")
+    session.run("python", "bench/bench_index.py")
