@@ -60,7 +60,8 @@ def _commit_cost(engine: durable.Engine, n: int = 200) -> float:
     """Median ms of one committed single-row update, the floor under every transition."""
     store = engine.store
     wid = engine.start(ThreeNoop)
-    sql = "UPDATE durable_executions SET priority = priority + 0 WHERE id = " + (
+    # The value must change: SQLite skips writing (and syncing) an unchanged row.
+    sql = "UPDATE durable_executions SET priority = priority + 1 WHERE id = " + (
         ":id" if store.dialect == "sqlite" else "%(id)s"  # type: ignore[attr-defined]
     )
     times = []
