@@ -13,16 +13,30 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import sqlalchemy as sa
 
 from durable.errors import ConfigError
 from durable.plugins import StoreRegistry, hookimpl
 from durable.stores.sql.sqlite import _sql as sqlite_sql
 from durable.stores.sql.store import ATTEMPT_COLUMNS, COLUMNS, SQLStore
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+def _psycopg() -> Any:
+    """psycopg, imported on first use: durable installs without the postgres extra."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise ConfigError(
+            "postgresql:// stores need psycopg 3: pip install 'durable-engine[postgres]'"
+        ) from exc
+    return psycopg
+
 
 __all__ = ["PostgresStore"]
 
@@ -124,7 +138,7 @@ class PostgresStore(SQLStore):
         self._closed = threading.Event()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(
+        conn: psycopg.Connection[Any] = _psycopg().connect(
             self._dsn,
             autocommit=True,
             options="-c TimeZone=UTC",
@@ -149,11 +163,11 @@ class PostgresStore(SQLStore):
         return f"= ANY(%({name})s)"
 
     def _is_integrity_error(self, exc: Exception) -> bool:
-        return isinstance(exc, psycopg.errors.IntegrityError)
+        return isinstance(exc, _psycopg().errors.IntegrityError)
 
     def _is_disconnect(self, exc: Exception) -> bool:
         conn = getattr(self._local, "conn", None)
-        return isinstance(exc, psycopg.OperationalError) or (conn is not None and conn.broken)
+        return isinstance(exc, _psycopg().OperationalError) or (conn is not None and conn.broken)
 
     def _after_write(self) -> None:
         with self._cursor(write=False) as cur:
@@ -171,7 +185,7 @@ class PostgresStore(SQLStore):
         backoff = 0.1
         while not self._closed.is_set():
             try:
-                with psycopg.connect(
+                with _psycopg().connect(
                     self._dsn, autocommit=True, application_name="durable-listen"
                 ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
@@ -180,7 +194,7 @@ class PostgresStore(SQLStore):
                     while not self._closed.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self._wake_subscribers()
-            except psycopg.Error as exc:
+            except _psycopg().Error as exc:
                 if self._closed.is_set():
                     return
                 log.warning(
@@ -203,6 +217,7 @@ def open_postgres(url: str) -> PostgresStore:
             f"the PostgreSQL URL names no database: {url!r}; use postgresql://user@host:5432/dbname"
         )
     dsn = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
+    _psycopg()  # a clear error now rather than at the first statement
     return PostgresStore(url, dsn)
 
 
