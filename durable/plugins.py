@@ -116,6 +116,13 @@ class PluginHost:
         for plugin in extra:
             self.pm.register(plugin)
         self.hook = self.pm.hook
+        # The plugins are fixed once the engine is built; observers are asked about on
+        # every step, so answer from a table rather than from pluggy each time.
+        self._observed = {
+            name: bool(getattr(self.hook, name).get_hookimpls())
+            for name in dir(hookspecs)
+            if name.startswith("durable_") and hasattr(self.hook, name)
+        }
 
     def _fill(self, registry: _Registry, hook: Any) -> None:
         for impl in reversed(hook.get_hookimpls()):
@@ -166,7 +173,7 @@ class PluginHost:
 
     def has_observers(self, hook_name: str) -> bool:
         """Whether any plugin implements the observer hook (to skip building its arguments)."""
-        return bool(getattr(self.hook, hook_name).get_hookimpls())
+        return self._observed[hook_name]
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call an observer hook; an observer's exception is logged, never raised."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ __all__ = ["TimeTravelClock"]
 # Drivers keep their own timeouts, and pytest its durations, on real time.
 _REAL_TIME_MODULES = ["sqlalchemy", "psycopg", "psycopg_pool", "pluggy", "hypothesis", "_pytest"]
 _POLL_SECONDS = 0.002
+_DRIVERS = ("psycopg",)  # imported lazily by the Postgres store
 
 
 def _truncate_ms(dt: datetime) -> datetime:
@@ -41,9 +44,12 @@ class TimeTravelClock:
         self._freezer: Any = None
         self._frozen: Any = None
         if freeze:
-            # Import every store plugin (and its C drivers) before freezing: a C extension
-            # imported under freezegun would see its fake datetime types.
+            # Import every store plugin and the database drivers before freezing: a C
+            # extension first imported under freezegun would see its fake datetime types.
             entry_point_plugins()
+            for driver in _DRIVERS:
+                with suppress(ImportError):
+                    importlib.import_module(driver)
             self._freezer = freeze_time(self._now, ignore=_REAL_TIME_MODULES, real_asyncio=True)
             self._frozen = self._freezer.start()
 
