@@ -184,3 +184,33 @@ def test_a_throwaway_plugin_distribution_is_found_and_used(tmp_path):
     assert re.search(
         r"no store is registered for scheme 'myscheme'.*installed schemes: memory", bad.stderr
     )
+
+
+NO_PSYCOPG = """
+import sys
+sys.modules["psycopg"] = None  # as if the postgres extra were not installed
+import durable
+from durable import step, workflow
+
+@workflow("no_psycopg")
+class W:
+    @step
+    def s(self):
+        pass
+
+engine = durable.Engine("memory://")
+wid = engine.start(W)
+engine.drain()
+assert engine.get_execution(wid).status == "completed"
+try:
+    durable.Engine("postgresql://postgres@127.0.0.1:5432/test")
+except durable.ConfigError as exc:
+    print(exc)
+"""
+
+
+def test_durable_works_without_the_postgres_extra():
+    out = subprocess.run(
+        [sys.executable, "-c", NO_PSYCOPG], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "pip install 'durable-engine[postgres]'" in out.stdout
