@@ -197,6 +197,19 @@ class StoreContract:
         assert _claim(store, T0) == []  # the wall clock is years before T0 anyway
         assert len(_claim(store, T0 + timedelta(days=1))) == 1
 
+    def test_times_far_in_the_past_and_future_round_trip_and_order(self, store: Store) -> None:
+        early = datetime(999, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
+        late = datetime(9000, 1, 1, tzinfo=UTC)
+        a, b = new_row(run_at=early), new_row(run_at=late)
+        store.create(a)
+        store.create(b)
+        got = store.get(a.id)
+        assert got is not None and got.run_at == early
+        assert store.next_due(queues=None, workflows=None) == early
+        assert [r.id for r in _claim(store, T0)] == [a.id]
+        # by then a's lease has long expired too; the earlier schedule comes first
+        assert [r.id for r in _claim(store, late)] == [a.id, b.id]
+
     def test_claim_filters_queues_and_workflows(self, store: Store) -> None:
         a = new_row(queue="a")
         b = new_row(queue="b", workflow="other")

@@ -84,11 +84,14 @@ def _sql() -> dict[str, Any]:
             f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}), "
             f"n AS (SELECT pg_notify('{CHANNEL}', '')) SELECT i.* FROM i, n"
         ),
+        "why": "SELECT token, status, cancel_requested FROM durable_executions "
+        "WHERE id = %(id)s FOR UPDATE",
         "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = %(id)s FOR UPDATE",
         "claim": (
             # c remembers, before the update, whether an attempt was in flight
             "WITH c AS (SELECT seq, attempt_started_at IS NULL AS fresh "
-            "FROM durable_executions WHERE claimable_at <= %(now)s /*where*/ "
+            "FROM durable_executions WHERE claimable_at <= %(now)s "
+            "AND status IN ('pending', 'running') /*where*/ "
             "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT %(limit)s "
             "FOR UPDATE SKIP LOCKED) "
             "UPDATE durable_executions AS e SET status = 'running', token = token + 1, "
@@ -138,13 +141,13 @@ class PostgresStore(SQLStore):
         self._closed = threading.Event()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn: psycopg.Connection[Any] = _psycopg().connect(
-            self._dsn,
-            autocommit=True,
-            options="-c TimeZone=UTC",
-            connect_timeout=10,
-            application_name="durable",
-        )
+        pg = _psycopg()
+        # Keep what the URL sets (search_path, sslmode, ...); add UTC to its options.
+        params = pg.conninfo.conninfo_to_dict(self._dsn)
+        params["options"] = f"{params.get('options', '')} -c TimeZone=UTC".strip()
+        params.setdefault("connect_timeout", "10")
+        params.setdefault("application_name", "durable")
+        conn: psycopg.Connection[Any] = pg.connect(autocommit=True, **params)
         return conn
 
     def _sa_url(self) -> str:

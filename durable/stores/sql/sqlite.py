@@ -31,7 +31,8 @@ __all__ = ["SQLiteStore"]
 _SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 
 
-_FMT = "%Y-%m-%d %H:%M:%S.%f"  # fixed width, so text order is time order
+# Times are stored as fixed-width ISO text ("0999-01-01 00:00:00.000000"), naive UTC,
+# so text order is time order.
 
 
 def _sql() -> dict[str, Any]:
@@ -73,7 +74,7 @@ def _sql() -> dict[str, Any]:
         ),
         "claim": (
             "SELECT seq, attempt_started_at IS NULL FROM durable_executions "
-            "WHERE claimable_at <= :now /*where*/ "
+            "WHERE claimable_at <= :now AND status IN ('pending', 'running') /*where*/ "
             "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT :limit",
             "UPDATE durable_executions SET status = 'running', token = token + 1, "
             "worker_id = :worker, lease_expires_at = :expires, claimable_at = :expires, "
@@ -183,7 +184,7 @@ class SQLiteStore(SQLStore):
     def _ts(self, value: datetime | None) -> str | None:
         if value is None:
             return None
-        return value.astimezone(UTC).strftime(_FMT)
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def _dt(self, value: Any) -> datetime | None:
         if value is None:
@@ -233,7 +234,7 @@ def open_sqlite(url: str) -> SQLiteStore:
     if not parent.is_dir():
         raise ConfigError(f"the folder of the SQLite file does not exist: {parent} (from {url!r})")
 
-    return SQLiteStore(url, str(Path(path).expanduser()), sync, busy_ms)
+    return SQLiteStore(url, str(Path(path).expanduser().resolve()), sync, busy_ms)
 
 
 @hookimpl

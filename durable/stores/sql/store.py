@@ -125,8 +125,12 @@ class SQLStore(Store):
                 raise StoreError(f"{self!r}: cannot connect: {exc}") from exc
             self._local.conn = conn
             with self._all_lock:
+                ended = [c for t, c in self._all if not t.is_alive()]
                 self._all = [(t, c) for t, c in self._all if t.is_alive()]
                 self._all.append((threading.current_thread(), conn))
+            for old in ended:
+                with suppress(Exception):
+                    old.close()
         return conn
 
     def _drop(self) -> None:
@@ -174,6 +178,14 @@ class SQLStore(Store):
         with self._cursor(write=write) as cur:
             cur.execute(self.SQL[name], params)
             return cur.fetchone()
+
+    def _wake_others(self) -> None:
+        """NOTIFY after a committed transition; a failure here must not turn the committed
+        change into an error (workers also poll)."""
+        try:
+            self._after_write()
+        except Exception as exc:
+            log.warning("durable: could not notify workers (%r); they will poll", exc)
 
     def _retry_once(self, fn: Callable[[], T]) -> T:
         """Run fn; if its connection turned out dead (e.g. the server restarted since it
@@ -312,11 +324,6 @@ class SQLStore(Store):
         now: datetime,
     ) -> Status:
         """In an open write transaction: discard the attempt, end as cancelled."""
-        if record is not None:
-            cur.execute(
-                self.SQL["insert_attempt"],
-                self._attempt_params(execution_id, as_cancelled(record, now)),
-            )
         cur.execute(
             self.SQL["end"],
             {
@@ -327,6 +334,14 @@ class SQLStore(Store):
                 "error": None,
             },
         )
+        if cur.fetchone() is None:
+            self._why(cur, execution_id, token)  # raises: the claim was lost meanwhile
+            raise LeaseLost(f"execution {execution_id}: claim lost while cancelling")
+        if record is not None:
+            cur.execute(
+                self.SQL["insert_attempt"],
+                self._attempt_params(execution_id, as_cancelled(record, now)),
+            )
         return Status.CANCELLED
 
     # -- starting and reading ------------------------------------------------------------
@@ -583,13 +598,13 @@ class SQLStore(Store):
     ) -> Status:
         params: dict[str, Any] = {"id": execution_id, "token": token, "now": self._ts(now)}
         if record is None:
-            raise ValueError("fail_attempt needs the failed attempt's record")
+            raise ValueError("the SQL stores need the failed attempt's record")
         params.update(self._attempt_params(execution_id, record))
         if retry_at is not None:
             params["retry_at"] = self._ts(retry_at)
             status = self._fenced_with_record("retry", params, execution_id, token, record, now)
             if status == Status.PENDING:
-                self._after_write()
+                self._wake_others()
             return status
         params["error"] = _dumps(error)
         return self._fenced_with_record("fail", params, execution_id, token, record, now)
@@ -630,7 +645,7 @@ class SQLStore(Store):
             )
             if cur.fetchone() is None:
                 self._why(cur, execution_id, token)
-        self._after_write()
+        self._wake_others()
 
     def request_cancel(
         self, execution_id: str, *, now: datetime, reason: str | None
