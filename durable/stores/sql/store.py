@@ -174,8 +174,9 @@ class SQLStore(Store):
     def _is_integrity_error(self, exc: Exception) -> bool:
         return False
 
-    def _one(self, name: str, params: dict[str, Any], *, write: bool = False) -> Any:
-        with self._cursor(write=write) as cur:
+    def _one(self, name: str, params: dict[str, Any]) -> Any:
+        """One row of a single-statement read or start (autocommit)."""
+        with self._cursor(write=False) as cur:
             cur.execute(self.SQL[name], params)
             return cur.fetchone()
 
