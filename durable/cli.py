@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -12,9 +13,11 @@ from typing import Any
 
 import click
 
+from durable.clock import SystemClock
 from durable.engine import DEFAULT_STORE, Engine
 from durable.errors import DurableError
 from durable.models import Execution, Status
+from durable.plugins import PluginHost
 
 __all__ = ["format_execution", "main"]
 
@@ -157,23 +160,20 @@ def demo(demo_store: str) -> None:
 def migrate(ctx: click.Context) -> None:
     """Create or upgrade the store's schema to the current version."""
     obj = ctx.ensure_object(dict)
+    # The store itself, not an Engine: an Engine refuses a schema that is out of date.
+    url = obj["store"] or os.environ.get("DURABLE_STORE") or DEFAULT_STORE
     try:
-        engine = Engine(store=obj["store"], migrate=False)
+        store = PluginHost().make_store(url)
+        try:
+            applied = store.migrate(SystemClock().now())
+        finally:
+            store.close()
     except DurableError as exc:
         raise click.ClickException(str(exc)) from exc
-    with engine:
-        migrator = getattr(engine.store, "migrate", None)
-        if migrator is None:
-            click.echo(f"{engine.store_url}: this store has no schema to migrate")
-            return
-        try:
-            applied = migrator(engine.clock.now())
-        except DurableError as exc:
-            raise click.ClickException(str(exc)) from exc
-        if applied:
-            click.echo(f"{engine.store_url}: applied migration(s) {', '.join(map(str, applied))}")
-        else:
-            click.echo(f"{engine.store_url}: already up to date")
+    if applied:
+        click.echo(f"{url}: applied migration(s) {', '.join(map(str, applied))}")
+    else:
+        click.echo(f"{url}: already up to date")
 
 
 @main.command()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
+from durable._limits import check_name
 from durable.durations import to_ms
 from durable.errors import ConfigError, WorkflowNotFound
 from durable.retry import Retry
@@ -93,7 +94,7 @@ def step(
         if not callable(f):
             raise ConfigError(f"@step decorates a method, got {type(f).__name__}")
         sdef = StepDef(
-            name=name or f.__name__,
+            name=check_name(name or f.__name__, "@step name"),
             fn=f,
             retry=policy,
             timeout=timeout_ms,
@@ -124,8 +125,7 @@ def workflow(
     ``max_retries`` is the retry budget of steps that set no ``retry``: that many retries
     after the first attempt, with exponential backoff. ``queue`` is the default queue.
     """
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"@workflow needs a non-empty name, got {name!r}")
+    check_name(name, "@workflow name")
     timeout_ms = (
         None if timeout is None else to_ms(timeout, what="workflow timeout", allow_zero=False)
     )
@@ -133,8 +133,7 @@ def workflow(
         isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
     ):
         raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
-    if not isinstance(queue, str) or not queue:
-        raise ConfigError(f"queue must be a non-empty str, got {queue!r}")
+    check_name(queue, "queue")
 
     def register(cls: C) -> C:
         if not isinstance(cls, type):

@@ -16,6 +16,7 @@ from typing import Any
 from durable._executor import Executor
 from durable._invoke import AsyncRunner
 from durable._json import normalise
+from durable._limits import MAX_KEY_LENGTH, check_int32, check_name, clean_text
 from durable._runtime import install_log_capture
 from durable._worker import Heartbeat, Worker
 from durable.clock import Clock, utc
@@ -79,9 +80,9 @@ class Engine:
             self.store = store
         else:
             raise ConfigError(f"store must be a URL or a Store, got {type(store).__name__}")
-        migrator = getattr(self.store, "migrate", None)
-        if migrate and callable(migrator):
-            migrator(self.clock.now())
+        if migrate:
+            self.store.migrate(self.clock.now())
+        self.store.check_schema()
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runner = AsyncRunner()
         self._executor = Executor(self.store, self.clock, self.plugins, self._runner)
@@ -115,14 +116,10 @@ class Engine:
         wdef = get_workflow(workflow)
         value = normalise(input, "the workflow input")
         queue = wdef.queue if queue is None else queue
-        if not isinstance(queue, str) or not queue:
-            raise ConfigError(f"queue must be a non-empty str, got {queue!r}")
-        if isinstance(priority, bool) or not isinstance(priority, int) or priority < 0:
-            raise ConfigError(f"priority must be an int >= 0 (higher runs first), got {priority!r}")
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not idempotency_key
-        ):
-            raise ConfigError(f"idempotency_key must be a non-empty str, got {idempotency_key!r}")
+        check_name(queue, "queue")
+        check_int32(priority, "priority (higher runs first)")
+        if idempotency_key is not None:
+            check_name(idempotency_key, "idempotency_key", MAX_KEY_LENGTH)
         if scheduled_at is not None and not isinstance(scheduled_at, datetime):
             raise ConfigError(f"scheduled_at must be a datetime, got {type(scheduled_at).__name__}")
         now = self.clock.now()
@@ -206,6 +203,9 @@ class Engine:
         Pending or waiting: cancelled at once. Running: it stops at its next checkpoint
         and the running step's result is discarded. Finished: raises InvalidState.
         """
+        if reason is not None and not isinstance(reason, str):
+            raise ConfigError(f"a cancel reason must be a str or None, got {type(reason).__name__}")
+        reason = clean_text(reason)
         row = self.store.request_cancel(execution_id, now=self.clock.now(), reason=reason)
         if row.status == Status.CANCELLED and self.plugins.has_observers(
             "durable_workflow_cancelled"

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from durable._limits import check_int32
 from durable.durations import to_ms
 from durable.errors import ConfigError
 
@@ -34,9 +35,7 @@ class Retry:
     jitter: bool = False
 
     def __post_init__(self) -> None:
-        ma = self.max_attempts
-        if isinstance(ma, bool) or not isinstance(ma, int) or ma < 1:
-            raise ConfigError(f"Retry max_attempts must be an int >= 1, got {ma!r}")
+        check_int32(self.max_attempts, "Retry max_attempts", minimum=1)
         if self.backoff not in BACKOFFS:
             raise ConfigError(
                 f"Retry backoff must be one of {', '.join(BACKOFFS)}, got {self.backoff!r}"

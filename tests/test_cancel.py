@@ -26,6 +26,13 @@ def test_cancel_pending_is_immediate(engine, recorder, durable_clock):
     assert recorder.hooks(wid) == ["cancelled"]
 
 
+def test_a_cancel_reason_with_nul_is_kept_readable_on_every_store(engine):
+    # PostgreSQL refuses NUL in text; every store keeps the same escaped reason.
+    wid = engine.start(OrderWorkflow, ORDER)
+    assert engine.cancel(wid, reason="bad\x00input").cancel_reason == "bad\\x00input"
+    assert engine.get_execution(wid).cancel_reason == "bad\\x00input"
+
+
 def test_cancel_scheduled_is_immediate(engine, durable_clock):
     wid = engine.start(
         RecordWorkflow, {"name": "x"}, scheduled_at=durable_clock.now() + timedelta(days=1)

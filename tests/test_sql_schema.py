@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 import durable
+from durable.plugins import PluginHost
 from durable.stores.sql import migrations
 from durable.stores.sql.schema import SCHEMA_VERSION, metadata
 from durable.stores.sql.sqlite import open_sqlite
@@ -32,7 +33,7 @@ def blank_url(request, tmp_path):
 
 
 def _open(url: str):
-    return durable.Engine(url, migrate=False).store
+    return PluginHost().make_store(url)
 
 
 def _shape(engine: sa.Engine) -> dict:
@@ -175,6 +176,32 @@ def test_migrate_command(tmp_path):
     assert "applied migration(s) 1, 2" in first.output
     again = CliRunner().invoke(main, ["--store", url, "migrate"])
     assert "already up to date" in again.output
+
+
+def test_an_engine_refuses_a_schema_it_was_not_written_for(blank_url):
+    with pytest.raises(
+        durable.StoreError, match=r"schema version 0; this durable needs 2.*migrate"
+    ):
+        durable.Engine(blank_url, migrate=False)
+    store = _open(blank_url)
+    migrations.upgrade(store.engine, now=T0, target=1)
+    with pytest.raises(durable.StoreError, match="schema version 1; this durable needs 2"):
+        durable.Engine(blank_url, migrate=False)
+    durable.Engine(blank_url).close()  # migrate=True upgrades, then the check passes
+    durable.Engine(blank_url, migrate=False).close()
+
+    # A newer durable migrated this database: refuse to run on it and to "migrate" it.
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(migrations.migrations_table).values(
+                version=SCHEMA_VERSION + 1, name="from_the_future", applied_at=T0
+            )
+        )
+    with pytest.raises(durable.StoreError, match="newer than this durable knows"):
+        durable.Engine(blank_url, migrate=False)
+    with pytest.raises(durable.StoreError, match="upgrade durable-engine"):
+        store.migrate(T0)
+    store.close()
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 import durable
-from durable import minutes
+from durable import minutes, step, workflow
 
 from workflows import ORDER, MixedWorkflow, OrderWorkflow, RecordWorkflow
 
@@ -92,10 +92,15 @@ def test_list_executions_filters_and_limit(engine):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"priority": -1}, "priority must be an int >= 0"),
-        ({"priority": 1.5}, "priority must be an int"),
+        ({"priority": -1}, r"priority \(higher runs first\) must be between 0 and 2147483647"),
+        ({"priority": 2**31}, "must be between 0 and 2147483647"),
+        ({"priority": 1.5}, "priority .* must be an int"),
+        ({"priority": True}, "priority .* must be an int"),
         ({"queue": ""}, "queue must be a non-empty str"),
+        ({"queue": "q" * 201}, "queue is 201 characters long; at most 200 fit"),
+        ({"queue": "a\x00b"}, "queue must not contain NUL"),
         ({"idempotency_key": ""}, "idempotency_key must be a non-empty str"),
+        ({"idempotency_key": "k" * 501}, "at most 500 fit"),
         ({"scheduled_at": "tomorrow"}, "scheduled_at must be a datetime"),
     ],
 )
@@ -144,3 +149,12 @@ def test_named_memory_stores_are_shared_between_engines(durable_clock):
     wid = a.start(RecordWorkflow, {"name": "shared"})
     assert b.drain() == 1
     assert a.get_execution(wid).status == "completed"
+
+
+def test_names_and_budgets_beyond_what_a_store_keeps_are_config_errors():
+    with pytest.raises(durable.ConfigError, match="@workflow name is 201 characters long"):
+        workflow("w" * 201)
+    with pytest.raises(durable.ConfigError, match="@step name must not contain NUL"):
+        step(name="a\x00b")(lambda self: None)
+    with pytest.raises(durable.ConfigError, match="max_attempts must be between 1 and 2147483647"):
+        durable.Retry(max_attempts=2**31)

@@ -211,7 +211,7 @@ class Store(abc.ABC):
         token: int,
         *,
         now: datetime,
-        record: StepExecution | None,
+        record: StepExecution,
         retry_at: datetime | None,
         error: dict[str, Any] | None,
     ) -> Status:
@@ -242,6 +242,15 @@ class Store(abc.ABC):
         becomes ``cancelled`` at once; a running one is marked ``cancel_requested`` and
         stops at its next checkpoint. Raises ExecutionNotFound, or InvalidState when it
         already finished. Returns the row after the change."""
+
+    def migrate(self, now: datetime) -> list[int]:
+        """Optional: create or upgrade what the store keeps (``Engine(migrate=True)`` and
+        ``durable migrate`` call it); returns the versions applied."""
+        return []
+
+    def check_schema(self) -> None:  # noqa: B027 - optional hook, nothing to check by default
+        """Optional: raise :class:`~durable.errors.StoreError` when what the store keeps is
+        not at the version this code needs, saying how to put it right."""
 
     def subscribe(self, callback: Callable[[], None]) -> None:  # noqa: B027
         """Optional: call ``callback`` whenever work may have become claimable (a start, a

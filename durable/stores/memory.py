@@ -297,7 +297,7 @@ class MemoryStore(Store):
         token: int,
         *,
         now: datetime,
-        record: StepExecution | None,
+        record: StepExecution,
         retry_at: datetime | None,
         error: dict[str, Any] | None,
     ) -> Status:

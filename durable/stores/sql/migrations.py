@@ -148,6 +148,12 @@ def upgrade(engine: sa.Engine, *, now: datetime, target: int | None = None) -> l
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(727001)"))
             migrations_table.create(conn, checkfirst=True)
+            newest = conn.execute(sa.select(sa.func.max(migrations_table.c.version))).scalar()
+        if newest is not None and newest > MIGRATIONS[-1][0]:
+            raise StoreError(
+                f"the database holds schema version {newest}, newer than this durable knows "
+                f"({MIGRATIONS[-1][0]}); upgrade durable-engine instead of migrating"
+            )
         for version, name, apply in MIGRATIONS:
             if version > target:
                 break

@@ -24,6 +24,7 @@ from durable.errors import ExecutionNotFound, InvalidState, LeaseLost, StoreErro
 from durable.models import FINISHED, Status, StepExecution, StepStatus
 from durable.stores.base import ExecutionRow, Store, as_cancelled, finished_error
 from durable.stores.sql import migrations
+from durable.stores.sql.schema import SCHEMA_VERSION
 
 __all__ = ["COLUMNS", "SQLStore"]
 
@@ -271,6 +272,23 @@ class SQLStore(Store):
             return migrations.upgrade(self.sa_engine(), now=now)
         except sa.exc.DBAPIError as exc:
             raise StoreError(f"{self!r}: migrating failed: {exc.orig!r}") from exc
+
+    def check_schema(self) -> None:
+        """Refuse a database whose schema is not the version this code was written for."""
+        try:
+            have = migrations.applied_version(self.sa_engine())
+        except sa.exc.DBAPIError as exc:
+            raise StoreError(f"{self!r}: reading the schema version failed: {exc.orig!r}") from exc
+        if have < SCHEMA_VERSION:
+            raise StoreError(
+                f"{self!r} holds schema version {have}; this durable needs {SCHEMA_VERSION}. "
+                f"Run `durable --store URL migrate` or create the Engine with migrate=True."
+            )
+        if have > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self!r} holds schema version {have}, newer than this durable knows "
+                f"({SCHEMA_VERSION}): another process upgraded it. Upgrade durable-engine here."
+            )
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         with self._sub_lock:
@@ -593,13 +611,11 @@ class SQLStore(Store):
         token: int,
         *,
         now: datetime,
-        record: StepExecution | None,
+        record: StepExecution,
         retry_at: datetime | None,
         error: dict[str, Any] | None,
     ) -> Status:
         params: dict[str, Any] = {"id": execution_id, "token": token, "now": self._ts(now)}
-        if record is None:
-            raise ValueError("the SQL stores need the failed attempt's record")
         params.update(self._attempt_params(execution_id, record))
         if retry_at is not None:
             params["retry_at"] = self._ts(retry_at)
