@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durable.executor")
 
+StepAround = Callable[[StepDef, Callable[[], Any]], Any]
+
 
 def error_info(exc: BaseException) -> dict[str, Any]:
     """An exception as stored: type, message and traceback."""
@@ -77,6 +79,9 @@ class Executor:
         self.clock = clock
         self.plugins = plugins
         self.runner = runner
+        # (workflow, step) -> around(sdef, call): runs in the attempt instead of ``call()``.
+        # The seam durable_testing's step overrides use; empty in production.
+        self.overrides: dict[tuple[str, str], StepAround] = {}
 
     # -- observers -----------------------------------------------------------------------
 
@@ -99,12 +104,13 @@ class Executor:
     # -- the step loop -------------------------------------------------------------------
 
     def run(
-        self, row: ExecutionRow, claim: Claim, should_stop: Callable[[], bool] = lambda: False
+        self, row: ExecutionRow, claim: Claim, should_stop: Callable[[str], bool] = lambda _: False
     ) -> None:
         """Run ``row`` (just claimed) until it finishes, is rescheduled or is released.
 
-        ``should_stop`` is asked between steps: when true the claim is released rather than
-        the next step begun (a worker shutting down gracefully)."""
+        ``should_stop(next_step_name)`` is asked between steps: when true the claim is
+        released rather than the next step begun (a worker shutting down gracefully, a test
+        stopping at a step)."""
         try:
             self._run(row, claim, should_stop)
         except LeaseLost as exc:
@@ -133,7 +139,7 @@ class Executor:
             except Exception:
                 log.exception("durable: could not record the internal error of %s", row.id)
 
-    def _run(self, row: ExecutionRow, claim: Claim, should_stop: Callable[[], bool]) -> None:
+    def _run(self, row: ExecutionRow, claim: Claim, should_stop: Callable[[str], bool]) -> None:
         wdef = get_workflow(row.workflow)
         eid, token = row.id, row.token
         context = row.context
@@ -190,7 +196,7 @@ class Executor:
             if lost is not None:
                 self._failed(row, sdef, lost, policy, now)
                 return
-            if should_stop():
+            if should_stop(sdef.name):
                 self.store.release(eid, token, now=now, attempt_ran=False)
                 return
 
@@ -222,8 +228,12 @@ class Executor:
                 clone(context),
                 self.clock,
             )
+            call: Callable[[], Any] = partial(_call_step, wdef, sdef)
+            around = self.overrides.get((wdef.name, sdef.name)) if self.overrides else None
+            if around is not None:
+                call = partial(around, sdef, call)
             outcome = invoke(
-                partial(_call_step, wdef, sdef),
+                call,
                 run,
                 is_async=sdef.is_async,
                 until=self._until(sdef, started, row.deadline),
@@ -276,7 +286,7 @@ class Executor:
             next_step = None if last else (index + 1, wdef.steps[index + 1].name)
             start_next = (
                 not last
-                and not should_stop()
+                and not should_stop(wdef.steps[index + 1].name)
                 and not claim.lost
                 and (row.deadline is None or now < row.deadline)
             )

@@ -203,7 +203,7 @@ class Worker:
 
     def _run_one(self, row: ExecutionRow) -> None:
         try:
-            self.engine._execute(row, should_stop=self._stop.is_set)
+            self.engine._execute(row, should_stop=lambda _next: self._stop.is_set())
         except Exception:
             log.exception("durable: execution %s crashed the worker loop", row.id)
         finally:

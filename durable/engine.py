@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from durable._executor import Executor
 from durable._invoke import AsyncRunner
@@ -89,7 +89,7 @@ class Engine:
         self._heartbeat = Heartbeat(self)
         self._workers: list[Worker] = []
         self._workers_lock = threading.Lock()
-        self.store.subscribe(self._wake_workers)
+        self._subscribed = False
         install_log_capture()
 
     def __repr__(self) -> str:
@@ -231,7 +231,9 @@ class Engine:
             limit=limit,
         )
 
-    def _execute(self, row: ExecutionRow, should_stop: Callable[[], bool] = lambda: False) -> None:
+    def _execute(
+        self, row: ExecutionRow, should_stop: Callable[[str], bool] = lambda _: False
+    ) -> None:
         claim = self._heartbeat.hold(row)
         try:
             self._executor.run(row, claim, should_stop)
@@ -303,6 +305,11 @@ class Engine:
     def _add_worker(self, worker: Worker) -> None:
         with self._workers_lock:
             self._workers.append(worker)
+            # Only workers need to hear of work made by other processes; an engine that only
+            # starts and drains (a test, a web handler) keeps no listening connection.
+            if not self._subscribed:
+                self._subscribed = True
+                self.store.subscribe(self._wake_workers)
 
     def _remove_worker(self, worker: Worker) -> None:
         with self._workers_lock:
@@ -332,7 +339,7 @@ class Engine:
         self._runner.close()
         self.store.close()
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

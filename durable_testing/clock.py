@@ -8,6 +8,7 @@ from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from freezegun import api as freezegun_api
 from freezegun import freeze_time
 
 from durable.clock import utc
@@ -51,6 +52,12 @@ class TimeTravelClock:
                 with suppress(ImportError):
                     importlib.import_module(driver)
             self._freezer = freeze_time(self._now, ignore=_REAL_TIME_MODULES, real_asyncio=True)
+            # freezegun gives real time to any call with an ignored module (its defaults
+            # include ``threading``) within 5 frames up the stack, so a step running in a
+            # thread of its own (a step with a timeout) would see the wall clock. Looking
+            # at the caller and its caller only still gives drivers their real time.
+            self._inspection_limit = freezegun_api.call_stack_inspection_limit
+            freezegun_api.call_stack_inspection_limit = 2
             self._frozen = self._freezer.start()
 
     def now(self) -> datetime:
@@ -97,6 +104,7 @@ class TimeTravelClock:
             self._freezer.stop()
             self._freezer = None
             self._frozen = None
+            freezegun_api.call_stack_inspection_limit = self._inspection_limit
 
     def __enter__(self) -> TimeTravelClock:
         return self

@@ -3,12 +3,13 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import durable
+from durable_testing.plugin import session_label
+from durable_testing.sandbox import StoreSandbox, open_sandbox
 
 pytest_plugins = ["pytester"]
 
@@ -43,20 +44,37 @@ def postgres_url() -> str:
     return url
 
 
-@pytest.fixture(params=STORES)
-def durable_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every engine test runs on each store: memory, a SQLite file, a clean Postgres."""
-    kind = request.param
-    if kind == "memory":
-        return "memory://"
-    if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'durable.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    import psycopg
+@pytest.fixture(scope="session")
+def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, StoreSandbox]]:
+    """One store sandbox per kind, made on first use (the plugin's own mechanism)."""
+    made: dict[str, StoreSandbox] = {}
+    yield made
+    for sandbox in made.values():
+        sandbox.close()
 
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE durable_executions, durable_step_attempts RESTART IDENTITY")
-    return url
+
+@pytest.fixture(params=STORES)
+def durable_store_url(
+    request: pytest.FixtureRequest,
+    sandboxes: dict[str, StoreSandbox],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """Every engine test runs on each store: memory, a SQLite file, Postgres; each test on
+    an empty one, through the same sandboxes ``--durable-store`` uses."""
+    kind = request.param
+    if kind not in sandboxes:
+        url = {
+            "memory": lambda: "memory://",
+            "sqlite": lambda: "sqlite:///sandbox.db",
+            "postgres": lambda: request.getfixturevalue("postgres_url"),
+        }[kind]()
+        sandboxes[kind] = open_sandbox(url, tmp_path_factory.getbasetemp(), session_label())
+    sandbox = sandboxes[kind]
+    url = sandbox.for_test()
+    try:
+        yield url
+    finally:
+        sandbox.after_test(url)
 
 
 class Recorder:

@@ -22,7 +22,7 @@ from durable.models import FINISHED, Status, StepExecution
 from durable.plugins import StoreRegistry, hookimpl
 from durable.stores.base import ExecutionRow, Store, as_cancelled, finished_error
 
-__all__ = ["MemoryStore"]
+__all__ = ["MemoryStore", "forget"]
 
 _named: dict[str, MemoryStore] = {}
 _Ready = tuple[int, datetime, datetime, int, str, int, datetime]
@@ -375,6 +375,12 @@ def _open(url: str) -> MemoryStore:
         if store is None:
             store = _named[name] = MemoryStore()
         return store
+
+
+def forget(name: str) -> None:
+    """Drop the shared store ``memory://name`` (its data goes; the next open starts empty)."""
+    with _named_lock:
+        _named.pop(name.strip("/"), None)
 
 
 @hookimpl

@@ -73,6 +73,10 @@ def _sql() -> dict[str, Any]:
 
     return {
         **shared,
+        # to_regclass resolves through search_path, as the store's own statements do.
+        "has_migrations": (
+            "SELECT CASE WHEN to_regclass('durable_migrations') IS NULL THEN 0 ELSE 1 END"
+        ),
         "create": (
             "WITH i AS (INSERT INTO durable_executions (id, workflow, status, queue, "
             "priority, input, context, created_at, scheduled_at, run_at, timeout_ms, "

@@ -58,6 +58,11 @@ def _sql() -> dict[str, Any]:
         ),
         "by_key": f"SELECT {COLUMNS} FROM durable_executions WHERE idempotency_key = :key",
         "get": f"SELECT {COLUMNS} FROM durable_executions WHERE id = :id",
+        "has_migrations": (
+            "SELECT count(*) FROM sqlite_master "
+            "WHERE type = 'table' AND name = 'durable_migrations'"
+        ),
+        "schema_version": "SELECT coalesce(max(version), 0) FROM durable_migrations",
         "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = :id",
         "why": "SELECT token, status, cancel_requested FROM durable_executions WHERE id = :id",
         "steps": (

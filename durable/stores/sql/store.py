@@ -275,10 +275,13 @@ class SQLStore(Store):
 
     def check_schema(self) -> None:
         """Refuse a database whose schema is not the version this code was written for."""
-        try:
-            have = migrations.applied_version(self.sa_engine())
-        except sa.exc.DBAPIError as exc:
-            raise StoreError(f"{self!r}: reading the schema version failed: {exc.orig!r}") from exc
+
+        def version() -> int:
+            if not self._one("has_migrations", {})[0]:
+                return 0
+            return int(self._one("schema_version", {})[0])
+
+        have = self._retry_once(version)
         if have < SCHEMA_VERSION:
             raise StoreError(
                 f"{self!r} holds schema version {have}; this durable needs {SCHEMA_VERSION}. "

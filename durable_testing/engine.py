@@ -1,0 +1,258 @@
+"""TimeTravelEngine: an Engine with the helpers a test needs to drive time and steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from durable.durations import to_ms
+from durable.engine import DEFAULT_LEASE, Engine
+from durable.errors import ConfigError
+from durable.models import FINISHED, Execution, Status
+from durable.stores.base import Store
+from durable_testing.clock import TimeTravelClock
+from durable_testing.history import History
+from durable_testing.overrides import _UNSET, ErrorSpec, StepOverride, resolve_step
+
+__all__ = ["ExecutionStuck", "TimeTravelEngine"]
+
+_MAX_CLAIMS = 100_000
+
+
+class ExecutionStuck(AssertionError):
+    """``run_until`` could not reach what it was asked to: nothing more is scheduled, the
+    execution ended elsewhere, or the virtual time limit passed. The message holds the
+    execution's history."""
+
+
+def _statuses(status: str | Iterable[str]) -> frozenset[Status]:
+    names = [status] if isinstance(status, str) else list(status)
+    try:
+        return frozenset(Status(s) for s in names)
+    except ValueError:
+        raise ConfigError(
+            f"unknown status in {status!r}; statuses are {[s.value for s in Status]}"
+        ) from None
+
+
+class TimeTravelEngine(Engine):
+    """An :class:`~durable.Engine` on a :class:`TimeTravelClock`, with test helpers.
+
+    ``advance_to_next()`` moves the clock to the next due work; ``run_until(wid, ...)``
+    runs and travels until an execution reaches a status or a step; ``run_all()`` until
+    nothing is scheduled; ``override(step, ...)`` changes what a step does for this engine;
+    ``history(wid)`` is the execution's attempts for assertions. The ``durable_engine``
+    fixture is one of these. ``clock=None`` makes a clock (closed with the engine).
+    """
+
+    clock: TimeTravelClock
+
+    def __init__(
+        self,
+        store: str | Store | None = "memory://",
+        clock: TimeTravelClock | None = None,
+        lease: int | Any = DEFAULT_LEASE,
+        migrate: bool = True,
+        *,
+        plugins: Sequence[object] = (),
+        worker_id: str | None = None,
+    ) -> None:
+        if clock is not None and not isinstance(clock, TimeTravelClock):
+            raise ConfigError(
+                f"TimeTravelEngine needs a TimeTravelClock, got {type(clock).__name__}"
+            )
+        self._owns_clock = clock is None
+        super().__init__(
+            store,
+            clock or TimeTravelClock(),
+            lease,
+            migrate,
+            plugins=plugins,
+            worker_id=worker_id,
+        )
+
+    # -- time ----------------------------------------------------------------------------
+
+    def advance_to_next(self, queues: Sequence[str] | None = None) -> datetime | None:
+        """Move the clock to when the next scheduled work (a start, a retry, a lease
+        expiry) falls due, if that is later than now; return the clock's time, or None
+        (and leave the clock) when nothing is scheduled."""
+        due = self.next_due(queues)
+        if due is None:
+            return None
+        if due > self.clock.now():
+            self.clock.set(due)
+        return self.clock.now()
+
+    def run_all(
+        self, queues: Sequence[str] | None = None, *, within: int | timedelta | None = None
+    ) -> int:
+        """Drain and travel until nothing more is scheduled; return how many claims ran.
+
+        ``within`` (ms or timedelta) bounds the virtual time travelled; work due later is
+        left and :class:`ExecutionStuck` is raised."""
+        limit = self._limit(within)
+        ran = 0
+        for _ in range(_MAX_CLAIMS):
+            ran += self.drain(queues)
+            due = self.next_due(queues)
+            if due is None:
+                return ran
+            if due <= self.clock.now():
+                raise ExecutionStuck(self._cannot_claim(due))
+            if limit is not None and due > limit:
+                raise ExecutionStuck(
+                    f"work is still scheduled at {due.isoformat()}, after the limit "
+                    f"within={within!r} (until {limit.isoformat()})"
+                )
+            self.clock.set(due)
+        raise ExecutionStuck(f"run_all() made {_MAX_CLAIMS} claims without running out of work")
+
+    def run_until(
+        self,
+        execution_id: str,
+        status: str | Iterable[str] | None = None,
+        *,
+        step: str | None = None,
+        within: int | timedelta | None = None,
+        queues: Sequence[str] | None = None,
+    ) -> Execution:
+        """Run work and move the clock to each next due time until the execution reaches
+        ``status`` (one or several) or is about to run ``step``; with neither, until it
+        finishes. Returns the execution then.
+
+        Stopping at a step leaves the execution pending at that step, its earlier steps
+        done, so a test can look at it (or send it something) before the step runs.
+        Raises :class:`ExecutionStuck` (an AssertionError with the history) when that
+        cannot happen: nothing more is scheduled, the execution finished otherwise, or
+        ``within`` (virtual ms or timedelta from now) passed.
+        """
+        want = _statuses(status) if status is not None else None
+        if want is None and step is None:
+            want = frozenset(FINISHED)
+        limit = self._limit(within)
+
+        def reached(ex: Execution) -> bool:
+            if want is not None and ex.status in want:
+                return True
+            return (
+                step is not None
+                and ex.current_step == step
+                and ex.status in (Status.PENDING, Status.WAITING)
+            )
+
+        def stop_before(row_id: str) -> Callable[[str], bool]:
+            if step is None or row_id != execution_id:
+                return lambda _next: False
+            return lambda next_step: next_step == step
+
+        goal = " or ".join(
+            ([f"status {'/'.join(sorted(want))}"] if want else [])
+            + ([f"step {step!r}"] if step else [])
+        )
+        for _ in range(_MAX_CLAIMS):
+            ex = self.get_execution(execution_id)
+            if reached(ex):
+                return ex
+            if ex.finished:
+                raise ExecutionStuck(
+                    f"execution ended as {ex.status} before reaching {goal}\n"
+                    + self.history(execution_id).format()
+                )
+            rows = self._claim(queues, limit=1)
+            if rows:
+                self._execute(rows[0], should_stop=stop_before(rows[0].id))
+                continue
+            due = self.next_due(queues)
+            if due is None:
+                raise ExecutionStuck(
+                    f"nothing more is scheduled and the execution has not reached {goal} "
+                    f"(it is {ex.status})\n" + self.history(execution_id).format()
+                )
+            if due <= self.clock.now():
+                raise ExecutionStuck(self._cannot_claim(due))
+            if limit is not None and due > limit:
+                raise ExecutionStuck(
+                    f"{goal} not reached within {within!r}: the next work is due at "
+                    f"{due.isoformat()}\n" + self.history(execution_id).format()
+                )
+            self.clock.set(due)
+        raise ExecutionStuck(
+            f"{_MAX_CLAIMS} claims without reaching {goal}\n" + self.history(execution_id).format()
+        )
+
+    def _limit(self, within: int | timedelta | None) -> datetime | None:
+        if within is None:
+            return None
+        return self.clock.now() + timedelta(milliseconds=to_ms(within, what="within="))
+
+    def _cannot_claim(self, due: datetime) -> str:
+        return (
+            f"work was due at {due.isoformat()} but this engine claimed none of it: is the "
+            f"workflow's module imported in this test (registered: {self._workflow_names()})?"
+        )
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def override(
+        self,
+        step: str | Callable[..., Any],
+        *,
+        workflow: Any = None,
+        fail: int | None = None,
+        error: ErrorSpec | None = None,
+        faults: Sequence[ErrorSpec | None] | None = None,
+        returns: Any = _UNSET,
+        context: Mapping[str, Any] | None = None,
+        takes: int | timedelta | None = None,
+    ) -> StepOverride:
+        """Change what ``step`` (a name or the ``@step`` method) does on this engine.
+
+        ``fail=N``: its first N attempts raise ``error`` (an exception or its class;
+        default :class:`~durable_testing.InjectedFault`); ``error`` alone: every attempt
+        raises it. ``faults=[err_or_None, ...]``: attempt k raises ``faults[k-1]``.
+        ``returns=`` / ``context={...}``: the step's body is not run; it returns that value
+        / puts those context keys. ``takes=`` (ms or timedelta): each attempt takes that
+        much virtual time, so step timeouts and the workflow deadline apply.
+        Attempts still count, retry and time out as for the real step. The override lasts
+        until ``.remove()``, the end of its ``with`` block, or the engine's close.
+        ``workflow=`` is needed only when the step name is in several workflows.
+        """
+        wdef, name = resolve_step(step, workflow)
+        key = (wdef.name, name)
+        if key in self._executor.overrides:
+            raise ConfigError(
+                f"step {name!r} of {wdef.name!r} is already overridden on this engine; "
+                "remove() that override first, or give all options in one call"
+            )
+        ov = StepOverride.build(
+            wdef,
+            name,
+            fail=fail,
+            error=error,
+            faults=faults,
+            returns=returns,
+            context=context,
+            takes=takes,
+            clock=self.clock,
+        )
+        overrides = self._executor.overrides
+        overrides[key] = ov
+
+        def remove() -> None:
+            if overrides.get(key) is ov:
+                del overrides[key]
+
+        ov._remove = remove
+        return ov
+
+    def history(self, execution_id: str) -> History:
+        """Every step attempt of the execution, for assertions (see :class:`History`)."""
+        return History(self.get_execution(execution_id, include_steps=True))
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        self._executor.overrides.clear()
+        super().close(timeout)
+        if self._owns_clock:
+            self.clock.close()
