@@ -86,7 +86,8 @@ def durable_engine(
     its own empty store; closed after the test, its step overrides with it."""
     from durable_testing.engine import TimeTravelEngine
 
-    engine = TimeTravelEngine(store=durable_store_url, clock=durable_clock)
+    # The sandbox migrated the store already; the engine only checks the version.
+    engine = TimeTravelEngine(store=durable_store_url, clock=durable_clock, migrate=False)
     try:
         yield engine
     finally:
