@@ -5,6 +5,8 @@ nox -s lint typecheck tests
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -15,9 +17,16 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The test suite, every engine test on memory, SQLite and PostgreSQL."""
+    """The test suite, every engine test on memory, SQLite and PostgreSQL; then the example
+    project's own tests, as its user runs them, on each of the three stores."""
     session.install("-e", ".[dev]")
     session.run("pytest", *session.posargs)
+    if session.posargs:
+        return
+    postgres = os.environ.get("DURABLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    session.chdir("examples/shop")
+    for store in ("memory://", "sqlite:///shop.db", postgres):
+        session.run("pytest", "-p", "no:cacheprovider", "--durable-store", store)
 
 
 @nox.session(python=PYTHON)

@@ -232,11 +232,12 @@ class Executor:
             around = self.overrides.get((wdef.name, sdef.name)) if self.overrides else None
             if around is not None:
                 call = partial(around, sdef, call)
+            until = self._until(sdef, started, row.deadline)
             outcome = invoke(
                 call,
                 run,
                 is_async=sdef.is_async,
-                until=self._until(sdef, started, row.deadline),
+                until=until,
                 clock=self.clock,
                 runner=self.runner,
             )
@@ -250,6 +251,10 @@ class Executor:
             now = self.clock.now()
             error: dict[str, Any] | None = None
             if outcome.timed_out:
+                # The attempt ended at its deadline, even when the clock jumped past it
+                # (a test clock moved by hours at once): timeouts and retries count from it.
+                if until is not None and until < now:
+                    now = until
                 if row.deadline is not None and now >= row.deadline:
                     failed = record(
                         StepStatus.FAILED,

@@ -21,6 +21,8 @@ import os
 import re
 import shutil
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -29,6 +31,7 @@ from durable.clock import SystemClock
 from durable.errors import ConfigError
 from durable.plugins import PluginHost
 from durable.stores import memory
+from durable_testing.engine import TimeTravelEngine
 
 __all__ = ["StoreSandbox", "open_sandbox"]
 
@@ -51,6 +54,17 @@ class StoreSandbox(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional
         """Remove what the sandbox made for the session."""
+
+    @contextmanager
+    def engine(self, **options: Any) -> Iterator[TimeTravelEngine]:
+        """A TimeTravelEngine on a fresh empty store, closed (and the store let go) after
+        the block: for hypothesis tests, which run many examples in one test."""
+        url = self.for_test()
+        try:
+            with TimeTravelEngine(url, migrate=False, **options) as engine:
+                yield engine
+        finally:
+            self.after_test(url)
 
 
 class MemorySandbox(StoreSandbox):

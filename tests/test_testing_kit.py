@@ -201,14 +201,16 @@ def test_override_takes_virtual_time(durable_engine, durable_clock):
     assert ex.completed_at - start == timedelta(seconds=59)
     ov.remove()
 
-    # As long as the step's timeout: the attempt times out, its result discarded.
-    durable_engine.override("wait_a_bit", takes=minutes(1))
+    # As long as the step's timeout or longer: the attempt times out at its timeout, its
+    # result discarded.
+    durable_engine.override("wait_a_bit", takes=hours(1))
     wid = durable_engine.start(Slow)
     ex = durable_engine.run_until(wid)
     assert ex.status == "failed"
     assert ex.error["type"] == "durable.errors.StepTimeout"
     assert "ran" not in ex.context
     assert durable_engine.history(wid).errors == [("wait_a_bit", 1, "durable.errors.StepTimeout")]
+    assert durable_engine.history(wid)[0].duration == timedelta(minutes=1)
 
 
 def test_override_takes_past_the_workflow_deadline(durable_engine, durable_clock):
@@ -218,7 +220,7 @@ def test_override_takes_past_the_workflow_deadline(durable_engine, durable_clock
     ex = durable_engine.run_until(wid)
     assert ex.status == "failed"
     assert ex.error["type"] == "durable.errors.WorkflowTimeout"
-    assert ex.completed_at - start == timedelta(minutes=11)
+    assert ex.completed_at - start == timedelta(minutes=10)  # at the deadline, not after
 
 
 def test_override_an_async_step(durable_engine):

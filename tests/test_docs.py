@@ -1,0 +1,63 @@
+"""The documentation's examples run: docs/testing.md's Python blocks, in order, form one
+test module, run by pytest against the example project's workflows (as a user would)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def python_blocks(path: Path) -> list[str]:
+    return BLOCK.findall(path.read_text())
+
+
+def run_blocks(pytester: pytest.Pytester, blocks: list[str], *args: str) -> pytest.RunResult:
+    shutil.copytree(ROOT / "examples" / "shop" / "shop", pytester.path / "shop")
+    pytester.makepyfile(test_from_docs="\n\n".join(blocks))
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_testing_md_examples_run(pytester):
+    blocks = python_blocks(ROOT / "docs" / "testing.md")
+    tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
+    assert tests >= 6
+    result = run_blocks(pytester, blocks)
+    result.assert_outcomes(passed=tests)
+
+
+def test_testing_md_examples_run_on_postgres(pytester, postgres_url):
+    blocks = python_blocks(ROOT / "docs" / "testing.md")
+    tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
+    result = run_blocks(pytester, blocks, "--durable-store", postgres_url)
+    result.assert_outcomes(passed=tests)
+
+
+@pytest.mark.parametrize("name", ["retry", "workflow timeout"])
+def test_the_quick_start_tests_in_the_docs_are_under_20_lines(name):
+    text = (ROOT / "docs" / "testing.md").read_text()
+    section = text.split(f"## The quick start's {name}", 1)[1].split("\n## ", 1)[0]
+    for block in python_blocks_of(section):
+        for test in re.split(r"\n(?=def test_)", block):
+            if test.startswith("def test_"):
+                assert len(test.strip().splitlines()) < 20, test
+
+
+def python_blocks_of(text: str) -> list[str]:
+    return BLOCK.findall(text)
+
+
+def test_readme_testing_example_runs(pytester):
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Testing your workflows", 1)[1].split("\n## ", 1)[0]
+    blocks = python_blocks_of(section)
+    assert blocks
+    result = run_blocks(pytester, blocks)
+    result.assert_outcomes(
+        passed=sum(b.count("\ndef test_") + b.startswith("def test_") for b in blocks)
+    )
