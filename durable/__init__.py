@@ -19,18 +19,28 @@ from durable.errors import (
     ContextError,
     DurableError,
     ExecutionNotFound,
+    InvalidInput,
     InvalidState,
     LeaseLost,
     SerializationError,
     StepNotFound,
     StepTimeout,
     StoreError,
+    WaitTimeout,
     WorkflowNotFound,
     WorkflowTimeout,
 )
-from durable.models import Execution, Status, StepExecution, StepStatus
+from durable.models import Execution, Status, StepExecution, StepStatus, Wait
 from durable.plugins import hookimpl
 from durable.retry import Retry
+from durable.waits import (
+    sleep_for,
+    sleep_until,
+    wait_for_all_events,
+    wait_for_any_event,
+    wait_for_event,
+    wait_for_input,
+)
 
 __version__ = "0.1.0"
 
@@ -42,6 +52,7 @@ __all__ = [
     "Engine",
     "Execution",
     "ExecutionNotFound",
+    "InvalidInput",
     "InvalidState",
     "LeaseLost",
     "Retry",
@@ -54,6 +65,8 @@ __all__ = [
     "StepTimeout",
     "StoreError",
     "SystemClock",
+    "Wait",
+    "WaitTimeout",
     "WorkflowDef",
     "WorkflowNotFound",
     "WorkflowTimeout",
@@ -71,7 +84,13 @@ __all__ = [
     "minutes",
     "run_worker",
     "seconds",
+    "sleep_for",
+    "sleep_until",
     "start",
     "step",
+    "wait_for_all_events",
+    "wait_for_any_event",
+    "wait_for_event",
+    "wait_for_input",
     "workflow",
 ]

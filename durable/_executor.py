@@ -28,11 +28,13 @@ from durable.errors import (
     StepNotFound,
     StepTimeout,
     StoreError,
+    WaitTimeout,
     WorkflowTimeout,
 )
 from durable.models import Status, StepExecution, StepStatus
 from durable.retry import Retry
 from durable.stores.base import ExecutionRow, Store
+from durable.waits import Suspend, WaitSpec
 
 if TYPE_CHECKING:
     from durable.plugins import PluginHost
@@ -228,6 +230,7 @@ class Executor:
                 clone(context),
                 self.clock,
             )
+            run.waiter = partial(self._reach_wait, run, token)
             call: Callable[[], Any] = partial(_call_step, wdef, sdef)
             around = self.overrides.get((wdef.name, sdef.name)) if self.overrides else None
             if around is not None:
@@ -250,6 +253,11 @@ class Executor:
             logs = list(run.logs)
             now = self.clock.now()
             error: dict[str, Any] | None = None
+            if isinstance(outcome.error, Suspend):
+                self._suspend(
+                    row, sdef, outcome.error, record(StepStatus.SUSPENDED, started, now, None, logs)
+                )
+                return
             if outcome.timed_out:
                 # The attempt ended at its deadline, even when the clock jumped past it
                 # (a test clock moved by hours at once): timeouts and retries count from it.
@@ -327,6 +335,47 @@ class Executor:
             attempt = 1 if start_next else 0
             in_flight_since = now if start_next else None
             begun = start_next
+
+    # -- waits ---------------------------------------------------------------------------
+
+    def _reach_wait(self, run: StepRun, token: int, spec: WaitSpec) -> Any:
+        """Called in the step by a wait: its recorded result, the timeout value, a
+        WaitTimeout, or Suspend (not resolved yet)."""
+        if run.closed:
+            raise LeaseLost(f"step {run.step!r} attempt {run.attempt} was abandoned")
+        seq = run.waits
+        run.waits += 1
+        wait = self.store.wait(
+            run.execution_id,
+            token,
+            now=self.clock.now(),
+            step=run.step,
+            seq=seq,
+            attempt=run.attempt,
+            spec=spec,
+        )
+        if wait.status == "resolved":
+            return spec.shape(wait.result)
+        if wait.status == "timed_out":
+            if spec.has_timeout_value:
+                return clone(spec.timeout_value)
+            raise WaitTimeout(
+                f"step {run.step!r} waited for {spec.describe()} until "
+                f"{wait.until.isoformat() if wait.until else '?'} and nothing came"
+            )
+        raise Suspend(spec, seq, wait.until)
+
+    def _suspend(
+        self, row: ExecutionRow, sdef: StepDef, signal: Suspend, record: StepExecution
+    ) -> None:
+        now = record.completed_at or self.clock.now()
+        status = self.store.suspend(
+            row.id, row.token, now=now, record=record, step=sdef.name, seq=signal.seq
+        )
+        if status == Status.CANCELLED:
+            self._notify("durable_workflow_cancelled", row.id, reason=row.cancel_reason)
+        elif status == Status.WAITING:
+            self._notify("durable_step_suspended", row.id, step=record, until=signal.until)
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from durable._runtime import StepRun, current
 from durable.clock import Clock
+from durable.waits import Suspend
 
 
 @dataclass(slots=True)
@@ -112,15 +113,24 @@ def invoke(
 
     if is_async:
 
-        async def task() -> None:
+        async def task() -> Suspend | None:
             current.set(run)
             coro: Coroutine[Any, Any, Any] = fn()
-            await coro
+            try:
+                await coro
+            except Suspend as signal:
+                # A BaseException must not escape a task (asyncio would re-raise it in the
+                # loop's thread); hand it over as the task's result instead.
+                return signal
+            return None
 
         future = asyncio.run_coroutine_threadsafe(task(), runner.loop())
 
         def finished(f: Any) -> None:
-            box.append(asyncio.CancelledError() if f.cancelled() else f.exception())
+            if f.cancelled():
+                box.append(asyncio.CancelledError())
+            else:
+                box.append(f.exception() or f.result())
             done.set()
 
         future.add_done_callback(finished)

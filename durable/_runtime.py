@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,9 @@ class StepRun:
     clock: Clock
     logs: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False  # set when the attempt ended; an abandoned thread logs no more
+    # resolves a wait the step reached (set by the executor): spec -> result, or raises
+    waiter: Callable[[Any], Any] | None = None
+    waits: int = 0  # waits reached so far in this run: the next one's position
 
 
 current: ContextVar[StepRun | None] = ContextVar("durable_step_run", default=None)

@@ -15,6 +15,14 @@ from typing import Any
 from durable._json import normalise
 from durable._runtime import StepRun, current
 from durable.errors import ContextError, SerializationError
+from durable.waits import (
+    sleep_for,
+    sleep_until,
+    wait_for_all_events,
+    wait_for_any_event,
+    wait_for_event,
+    wait_for_input,
+)
 
 __all__ = [
     "append_context",
@@ -25,7 +33,13 @@ __all__ = [
     "increment_context",
     "input",
     "put_context",
+    "sleep_for",
+    "sleep_until",
     "update_context",
+    "wait_for_all_events",
+    "wait_for_any_event",
+    "wait_for_event",
+    "wait_for_input",
     "workflow_id",
 ]
 

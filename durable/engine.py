@@ -23,9 +23,10 @@ from durable.clock import Clock, utc
 from durable.dsl import WorkflowDef, get_workflow, registered_workflows
 from durable.durations import seconds, to_ms
 from durable.errors import ConfigError, ExecutionNotFound
-from durable.models import Execution, Status, StepExecution, StepStatus
+from durable.models import Execution, Status, StepExecution, StepStatus, Wait
 from durable.plugins import PluginHost
 from durable.stores.base import ExecutionRow, Store
+from durable.waits import validate_input
 
 log = logging.getLogger("durable.engine")
 
@@ -194,6 +195,60 @@ class Engine:
     def next_due(self, queues: Sequence[str] | None = None) -> datetime | None:
         """When the next scheduled work (a start, a retry, a lease expiry) falls due."""
         return self.store.next_due(queues=queues, workflows=None)
+
+    # -- events, inputs and waits ----------------------------------------------------------
+
+    def send_event(self, execution_id: str, name: str, payload: Any = None) -> None:
+        """Send the event ``name`` (with a JSON ``payload``) to an execution.
+
+        A step waiting for it resumes; an event sent before the execution waits for it is
+        kept, in order, for the first wait that asks for that name. Raises
+        ExecutionNotFound, or InvalidState when the execution finished."""
+        check_name(name, "event name")
+        value = normalise(payload, f"the payload of event {name!r}")
+        if self.store.send_event(execution_id, name, value, now=self.clock.now()):
+            self._wake_workers()
+
+    def provide_input(self, execution_id: str, name: str, data: Any) -> None:
+        """Provide the input ``name`` that a step of the execution waits for.
+
+        ``data`` must be JSON and match the input's schema (else InvalidInput, and nothing
+        is stored). Raises InvalidState when no step waits for that input (never asked,
+        already provided, timed out or finished), ExecutionNotFound for an unknown id."""
+        check_name(name, "input name")
+        value = normalise(data, f"the data of input {name!r}")
+        pending = [
+            w for w in self.store.waits(execution_id=execution_id, kind="input") if name in w.names
+        ]
+        if not pending:
+            if self.store.get(execution_id) is None:
+                raise ExecutionNotFound(
+                    f"no execution with id {execution_id!r} in {self.store_url or self.store!r}"
+                )
+        else:
+            validate_input(name, value, pending[0].schema)
+        self.store.provide_input(execution_id, name, value, now=self.clock.now())
+        self._wake_workers()
+
+    def list_pending_inputs(
+        self, workflow: WorkflowRef | None = None, limit: int = 100
+    ) -> list[Wait]:
+        """Inputs steps are waiting for, oldest first: execution, step, name, prompt,
+        schema and until when (the timeout)."""
+        waits = self.store.waits(kind="input", limit=limit if workflow is None else 100_000)
+        if workflow is not None:
+            name = _workflow_name(workflow)
+            waits = [w for w in waits if w.workflow == name][:limit]
+        return waits
+
+    def list_waits(
+        self, execution_id: str | None = None, *, kind: str | None = None, limit: int = 100
+    ) -> list[Wait]:
+        """What waiting executions wait for and until when: every pending wait (sleeps,
+        events, inputs), oldest first; ``kind`` filters (sleep, event, input)."""
+        if kind is not None and kind not in ("sleep", "event", "input"):
+            raise ConfigError(f"kind must be sleep, event or input, got {kind!r}")
+        return self.store.waits(execution_id=execution_id, kind=kind, limit=limit)
 
     # -- controlling ---------------------------------------------------------------------
 

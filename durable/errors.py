@@ -23,12 +23,14 @@ __all__ = [
     "ContextError",
     "DurableError",
     "ExecutionNotFound",
+    "InvalidInput",
     "InvalidState",
     "LeaseLost",
     "SerializationError",
     "StepNotFound",
     "StepTimeout",
     "StoreError",
+    "WaitTimeout",
     "WorkflowNotFound",
     "WorkflowTimeout",
 ]
@@ -80,3 +82,13 @@ class StepTimeout(DurableError, TimeoutError):
 
 class WorkflowTimeout(DurableError, TimeoutError):
     """An execution ran longer than its workflow ``timeout``."""
+
+
+class WaitTimeout(DurableError, TimeoutError):
+    """A wait (for an event or an input) timed out and gave no ``timeout_value``: the
+    attempt fails and the step's retry rules apply."""
+
+
+class InvalidInput(DurableError, ValueError):
+    """Data given to ``provide_input`` does not match the input's JSON Schema (nothing was
+    stored)."""

@@ -75,5 +75,13 @@ def durable_step_retrying(execution: Execution, step: StepExecution, retry_at: d
 
 
 @hookspec
+def durable_step_suspended(
+    execution: Execution, step: StepExecution, until: datetime | None
+) -> None:
+    """A step reached a wait that is not resolved: the execution is ``waiting`` (until
+    ``until`` at the latest, or until an event or input wakes it)."""
+
+
+@hookspec
 def durable_step_failed(execution: Execution, step: StepExecution) -> None:
     """A step attempt failed with no attempt left (or past the workflow timeout)."""

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["FINISHED", "Execution", "Status", "StepExecution", "StepStatus"]
+__all__ = ["FINISHED", "Execution", "Status", "StepExecution", "StepStatus", "Wait"]
 
 
 class Status(StrEnum):
@@ -33,6 +33,33 @@ class StepStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SUSPENDED = "suspended"  # the run reached a wait; the step runs again when it resolves
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A wait a step reached: what it waits for and until when.
+
+    ``kind``: ``sleep``, ``event`` or ``input``. ``names``: the events (or the input) it
+    waits for; ``mode``: ``any`` or ``all`` of them. ``until``: when a sleep ends or a
+    wait times out (None: no timeout). ``status``: ``pending``, ``resolved`` or
+    ``timed_out``. ``prompt`` and ``schema`` describe an input for whoever provides it.
+    """
+
+    execution_id: str
+    workflow: str
+    step: str
+    seq: int
+    kind: str
+    names: tuple[str, ...]
+    mode: str
+    until: datetime | None
+    status: str
+    created_at: datetime
+    prompt: str | None = None
+    schema: dict[str, Any] | None = None
+    result: Any = None
+    resolved_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +67,10 @@ class StepExecution:
     """One attempt of one step, as stored.
 
     ``error`` is ``{"type", "message", "traceback"}`` for a failed attempt; ``logs`` holds the
-    logging records emitted during the attempt. ``retry_at`` is when the next attempt was
-    scheduled for (failed attempts with budget left); ``max_attempts`` the budget in force.
+    logging records emitted during the attempt. A run that reached a wait is ``suspended``;
+    when the wait resolves the step runs again under the same attempt number.
+    ``retry_at`` is when the next attempt was scheduled for (failed attempts with budget
+    left); ``max_attempts`` the budget in force.
     """
 
     name: str

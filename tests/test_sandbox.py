@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 import durable
+from durable.stores.sql.schema import metadata
 from durable_testing import TimeTravelClock
-from durable_testing.sandbox import open_sandbox
+from durable_testing.sandbox import _DATA_TABLES, open_sandbox
 
 from workflows import ORDER, OrderWorkflow
 
@@ -73,7 +74,8 @@ def test_postgres_sandbox_has_a_schema_of_its_own_and_truncates_now_and_then(
             count = conn.execute(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (sandbox.schema,)
             ).fetchone()
-            assert count == (3,)
+            assert count == (len(metadata.tables),)
+        assert set(_DATA_TABLES) == set(metadata.tables) - {"durable_migrations"}
     finally:
         sandbox.close()
     with psycopg.connect(postgres_url) as conn:

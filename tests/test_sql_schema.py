@@ -53,7 +53,7 @@ def _shape(engine: sa.Engine) -> dict:
 def test_migrations_build_exactly_the_current_schema(blank_url, tmp_path):
     store = _open(blank_url)
     assert migrations.applied_version(store.engine) == 0
-    assert store.migrate(T0) == [1, 2]
+    assert store.migrate(T0) == [1, 2, 3]
     assert migrations.applied_version(store.engine) == SCHEMA_VERSION
     assert store.migrate(T0) == []  # idempotent
 
@@ -149,7 +149,7 @@ def test_upgrade_from_the_first_version_keeps_and_backfills_data(blank_url):
     ]
     with store.engine.begin() as conn:
         conn.execute(sa.insert(v1), rows)
-    assert store.migrate(T0) == [2]
+    assert store.migrate(T0) == [2, 3]
 
     assert store.get("done-1").context == {"kept": True}
     assert store.next_due(queues=None, workflows=None) == T0 + timedelta(seconds=30)
@@ -173,19 +173,21 @@ def test_migrate_command(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     first = CliRunner().invoke(main, ["--store", url, "migrate"])
     assert first.exit_code == 0, first.output
-    assert "applied migration(s) 1, 2" in first.output
+    assert "applied migration(s) 1, 2, 3" in first.output
     again = CliRunner().invoke(main, ["--store", url, "migrate"])
     assert "already up to date" in again.output
 
 
 def test_an_engine_refuses_a_schema_it_was_not_written_for(blank_url):
     with pytest.raises(
-        durable.StoreError, match=r"schema version 0; this durable needs 2.*migrate"
+        durable.StoreError, match=rf"schema version 0; this durable needs {SCHEMA_VERSION}.*migrate"
     ):
         durable.Engine(blank_url, migrate=False)
     store = _open(blank_url)
     migrations.upgrade(store.engine, now=T0, target=1)
-    with pytest.raises(durable.StoreError, match="schema version 1; this durable needs 2"):
+    with pytest.raises(
+        durable.StoreError, match=f"schema version 1; this durable needs {SCHEMA_VERSION}"
+    ):
         durable.Engine(blank_url, migrate=False)
     durable.Engine(blank_url).close()  # migrate=True upgrades, then the check passes
     durable.Engine(blank_url, migrate=False).close()

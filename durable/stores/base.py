@@ -17,9 +17,18 @@ from datetime import datetime
 from typing import Any
 
 from durable.errors import InvalidState
-from durable.models import Execution, Status, StepExecution, StepStatus
+from durable.models import Execution, Status, StepExecution, StepStatus, Wait
+from durable.waits import WaitSpec
 
-__all__ = ["ExecutionRow", "Store", "as_cancelled", "finished_error"]
+__all__ = [
+    "ExecutionRow",
+    "Store",
+    "WaitDecision",
+    "as_cancelled",
+    "decide_wait",
+    "finished_error",
+    "not_pending_error",
+]
 
 
 @dataclass(slots=True)
@@ -52,6 +61,9 @@ class ExecutionRow:
     cancel_requested: bool = False
     cancel_reason: str | None = None
     seq: int = 0  # assigned by the store at create: creation order, for stable ordering
+    # the current step was suspended by a wait: the next claim resumes it under the same
+    # attempt number (cleared when the resumed run ends)
+    suspended: bool = False
     began: bool = False  # not stored: set by claim() when it began the current attempt
 
     def to_execution(self, steps: list[StepExecution] | None = None) -> Execution:
@@ -100,6 +112,64 @@ def finished_error(execution_id: str, status: Status) -> InvalidState:
     return InvalidState(
         f"execution {execution_id} already finished with status {status.value}; only "
         "pending, waiting or running executions can be cancelled"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WaitDecision:
+    """What a pending wait comes to at ``now``: ``status`` (pending, resolved, timed_out),
+    the ``result`` to record, and the inbox events (by seq) it consumes."""
+
+    status: str
+    result: Any = None
+    consumed: tuple[int, ...] = ()
+
+
+def decide_wait(
+    kind: str,
+    mode: str,
+    names: Sequence[str],
+    until: datetime | None,
+    now: datetime,
+    inbox: Sequence[tuple[int, str, Any]],
+) -> WaitDecision:
+    """The rule every store applies to a pending wait, given the execution's unconsumed
+    events ``(seq, name, payload)`` in arrival order. Events win over a timeout due at the
+    same moment: an event that arrived is never dropped for a timeout."""
+    if kind == "sleep":
+        return (
+            WaitDecision("resolved")
+            if until is not None and until <= now
+            else WaitDecision("pending")
+        )
+    if kind == "event":
+        if mode == "any":
+            for seq, name, payload in inbox:
+                if name in names:
+                    return WaitDecision("resolved", {"name": name, "payload": payload}, (seq,))
+        else:
+            first: dict[str, tuple[int, Any]] = {}
+            for seq, name, payload in inbox:
+                if name in names and name not in first:
+                    first[name] = (seq, payload)
+            if len(first) == len(names):
+                return WaitDecision(
+                    "resolved",
+                    {n: first[n][1] for n in names},
+                    tuple(sorted(first[n][0] for n in names)),
+                )
+    # an input is resolved by provide_input itself; here it can only time out
+    if until is not None and until <= now:
+        return WaitDecision("timed_out")
+    return WaitDecision("pending")
+
+
+def not_pending_error(execution_id: str, name: str, pending: Sequence[str]) -> InvalidState:
+    """The error for providing an input nobody waits for."""
+    return InvalidState(
+        f"execution {execution_id} is not waiting for an input named {name!r}"
+        + (f"; it waits for: {', '.join(map(repr, pending))}" if pending else "")
+        + " (an input is accepted only while a step waits for it)"
     )
 
 
@@ -155,16 +225,17 @@ class Store(abc.ABC):
         lease_ms: int,
         limit: int,
     ) -> list[ExecutionRow]:
-        """Claim up to ``limit`` executions that are pending with ``run_at <= now`` or running
-        with ``lease_expires_at <= now``, in the given queues (None: any) and of the given
-        workflows; highest priority first, then earliest ``scheduled_at``, then earliest
-        creation (``created_at``, then ``seq``).
+        """Claim up to ``limit`` executions that are pending or waiting with
+        ``run_at <= now`` or running with ``lease_expires_at <= now``, in the given queues
+        (None: any) and of the given workflows; highest priority first, then earliest
+        ``scheduled_at``, then earliest creation (``created_at``, then ``seq``).
 
         Each claimed row becomes ``running`` with a new token (one more than before),
         ``worker_id`` and ``lease_expires_at = now + lease``; ``started_at`` and (from
         ``timeout_ms``) ``deadline`` are set on the first claim. When no attempt is in
         flight, the claim also begins the current step's next attempt (``attempt + 1``,
-        ``attempt_started_at = now``) and returns the row with ``began=True``; an attempt
+        ``attempt_started_at = now``; for a ``suspended`` step the same attempt resumes,
+        its number unchanged) and returns the row with ``began=True``; an attempt
         left in flight by a lost worker is left as it is (``began=False``), for the new
         owner to count as failed. Returns the claimed rows, in claim order.
         """
@@ -242,6 +313,73 @@ class Store(abc.ABC):
         becomes ``cancelled`` at once; a running one is marked ``cancel_requested`` and
         stops at its next checkpoint. Raises ExecutionNotFound, or InvalidState when it
         already finished. Returns the row after the change."""
+
+    # -- waits ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def wait(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        step: str,
+        seq: int,
+        attempt: int,
+        spec: WaitSpec,
+    ) -> Wait:
+        """Reach the ``seq``-th wait of ``step`` in a claimed execution (fenced) and return
+        it as it stands after :func:`decide_wait`.
+
+        The first time, the wait is recorded (``until`` from ``spec.deadline(now)``). Later
+        runs of the step find it: resolved or timed out, it is returned as it is (a
+        resumed step gets the same result); still pending, it is decided again, consuming
+        the events it takes. A wait that timed out without a ``timeout_value`` in an
+        earlier attempt is begun afresh by a new attempt. A recorded wait whose kind or
+        names differ from ``spec`` (the code changed) is replaced by ``spec``."""
+
+    @abc.abstractmethod
+    def suspend(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution,
+        step: str,
+        seq: int,
+    ) -> Status:
+        """Suspend a claimed execution on its pending wait ``(step, seq)``: store the run's
+        ``record`` and release the claim. The execution becomes ``waiting`` until the
+        wait's ``until`` (or the workflow deadline, if earlier; no timer if neither), and
+        ``suspended`` so that the next claim resumes the same attempt. If the wait can
+        already resolve (an event or input arrived since it was decided) it becomes
+        ``pending`` at once instead. A requested cancel wins (``cancelled``). Returns the
+        new status."""
+
+    @abc.abstractmethod
+    def send_event(self, execution_id: str, name: str, payload: Any, *, now: datetime) -> bool:
+        """Keep the event for the execution (in arrival order) and, if it is ``waiting``
+        on a wait this event lets resolve, make it ``pending`` at once. Raises
+        ExecutionNotFound, or InvalidState when the execution finished. Returns True when
+        it woke the execution."""
+
+    @abc.abstractmethod
+    def provide_input(self, execution_id: str, name: str, data: Any, *, now: datetime) -> None:
+        """Resolve the execution's pending input wait ``name`` with ``data`` and wake the
+        execution if it is waiting. Raises ExecutionNotFound; InvalidState when it finished
+        or no such input is pending (see :func:`not_pending_error`)."""
+
+    @abc.abstractmethod
+    def waits(
+        self,
+        *,
+        execution_id: str | None = None,
+        kind: str | None = None,
+        pending_only: bool = True,
+        limit: int = 1000,
+    ) -> list[Wait]:
+        """Recorded waits (of unfinished executions when ``pending_only``), oldest first."""
 
     def migrate(self, now: datetime) -> list[int]:
         """Optional: create or upgrade what the store keeps (``Engine(migrate=True)`` and

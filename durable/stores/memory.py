@@ -18,9 +18,17 @@ from urllib.parse import urlsplit
 
 from durable._json import clone
 from durable.errors import ConfigError, ExecutionNotFound, InvalidState, LeaseLost
-from durable.models import FINISHED, Status, StepExecution
+from durable.models import FINISHED, Status, StepExecution, Wait
 from durable.plugins import StoreRegistry, hookimpl
-from durable.stores.base import ExecutionRow, Store, as_cancelled, finished_error
+from durable.stores.base import (
+    ExecutionRow,
+    Store,
+    as_cancelled,
+    decide_wait,
+    finished_error,
+    not_pending_error,
+)
+from durable.waits import WaitSpec
 
 __all__ = ["MemoryStore", "forget"]
 
@@ -40,6 +48,9 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._rows: dict[str, ExecutionRow] = {}
         self._steps: dict[str, list[StepExecution]] = {}
+        # (execution, step, seq) -> mutable wait fields; per execution: unconsumed events
+        self._waits: dict[tuple[str, str, int], dict[str, Any]] = {}
+        self._inbox: dict[str, list[tuple[int, str, Any]]] = {}
         self._keys: dict[str, str] = {}
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
@@ -55,7 +66,7 @@ class MemoryStore(Store):
         v = self._version.get(row.id, 0) + 1
         self._version[row.id] = v
         due = None
-        if row.status == Status.PENDING:
+        if row.status in (Status.PENDING, Status.WAITING):
             due = row.run_at
         elif row.status == Status.RUNNING:
             due = row.lease_expires_at
@@ -147,7 +158,7 @@ class MemoryStore(Store):
                     continue
                 due = (
                     r.run_at
-                    if r.status == Status.PENDING
+                    if r.status in (Status.PENDING, Status.WAITING)
                     else r.lease_expires_at
                     if r.status == Status.RUNNING
                     else None
@@ -203,7 +214,8 @@ class MemoryStore(Store):
                     row.deadline = now + timedelta(milliseconds=row.timeout_ms)
                 began = row.attempt_started_at is None
                 if began:
-                    row.attempt += 1
+                    if not row.suspended:
+                        row.attempt += 1
                     row.attempt_started_at = now
                 self._touch(row)
                 out = _clone_row(row)
@@ -231,7 +243,8 @@ class MemoryStore(Store):
         with self._lock:
             row = self._fenced(execution_id, token)
             if not attempt_ran and row.attempt_started_at is not None:
-                row.attempt -= 1
+                if not row.suspended:
+                    row.attempt -= 1
                 row.attempt_started_at = None
             row.status = Status.PENDING
             row.run_at = now
@@ -248,6 +261,7 @@ class MemoryStore(Store):
             self._steps[row.id].append(record)
 
     def _end(self, row: ExecutionRow, status: Status, now: datetime) -> None:
+        row.suspended = False
         row.status = status
         row.completed_at = now
         row.run_at = None
@@ -282,6 +296,7 @@ class MemoryStore(Store):
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)
             row.context = clone(context)
+            row.suspended = False
             if next_step is None:
                 self._end(row, Status.COMPLETED, now)
             else:
@@ -307,6 +322,7 @@ class MemoryStore(Store):
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)
             row.attempt_started_at = None
+            row.suspended = False
             if retry_at is not None:
                 row.status = Status.PENDING
                 row.run_at = retry_at
@@ -336,6 +352,184 @@ class MemoryStore(Store):
             row.error = error
             self._end(row, status, now)
             self._touch(row)
+
+    # -- waits ---------------------------------------------------------------------------
+
+    def _wait_view(self, w: dict[str, Any]) -> Wait:
+        return Wait(
+            execution_id=w["execution_id"],
+            workflow=self._rows[w["execution_id"]].workflow,
+            step=w["step"],
+            seq=w["seq"],
+            kind=w["kind"],
+            names=tuple(w["names"]),
+            mode=w["mode"],
+            until=w["until"],
+            status=w["status"],
+            created_at=w["created_at"],
+            prompt=w["prompt"],
+            schema=clone(w["schema"]),
+            result=clone(w["result"]),
+            resolved_at=w["resolved_at"],
+        )
+
+    def _decide(self, w: dict[str, Any], now: datetime) -> None:
+        if w["status"] != "pending":
+            return
+        inbox = self._inbox.get(w["execution_id"], [])
+        d = decide_wait(w["kind"], w["mode"], w["names"], w["until"], now, inbox)
+        if d.status == "pending":
+            return
+        w["status"], w["result"], w["resolved_at"] = d.status, clone(d.result), now
+        if d.consumed:
+            self._inbox[w["execution_id"]] = [e for e in inbox if e[0] not in d.consumed]
+
+    def wait(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        step: str,
+        seq: int,
+        attempt: int,
+        spec: WaitSpec,
+    ) -> Wait:
+        with self._lock:
+            self._fenced(execution_id, token)
+            key = (execution_id, step, seq)
+            w = self._waits.get(key)
+            renew = w is not None and (
+                (w["kind"], tuple(w["names"]), w["mode"]) != (spec.kind, spec.names, spec.mode)
+                or (
+                    w["status"] == "timed_out"
+                    and w["attempt"] != attempt
+                    and not spec.has_timeout_value
+                )
+            )
+            if w is None or renew:
+                w = self._waits[key] = {
+                    "execution_id": execution_id,
+                    "step": step,
+                    "seq": seq,
+                    "attempt": attempt,
+                    "kind": spec.kind,
+                    "names": list(spec.names),
+                    "mode": spec.mode,
+                    "until": spec.deadline(now),
+                    "status": "pending",
+                    "created_at": now,
+                    "prompt": spec.prompt,
+                    "schema": clone(spec.schema),
+                    "result": None,
+                    "resolved_at": None,
+                }
+            self._decide(w, now)
+            return self._wait_view(w)
+
+    def suspend(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution,
+        step: str,
+        seq: int,
+    ) -> Status:
+        with self._lock:
+            row = self._fenced(execution_id, token)
+            if row.cancel_requested:
+                return self._cancel_at_checkpoint(row, record, now)
+            self._record(row, record)
+            w = self._waits[(execution_id, step, seq)]
+            self._decide(w, now)
+            row.attempt_started_at = None
+            row.lease_expires_at = None
+            row.worker_id = None
+            row.suspended = True
+            if w["status"] != "pending":
+                row.status, row.run_at = Status.PENDING, now
+            else:
+                wake = [t for t in (w["until"], row.deadline) if t is not None]
+                row.status, row.run_at = Status.WAITING, min(wake) if wake else None
+            self._touch(row)
+            return row.status
+
+    def _live(self, execution_id: str) -> ExecutionRow:
+        row = self._row(execution_id)
+        if row.status in FINISHED:
+            raise InvalidState(
+                f"execution {execution_id} already finished with status {row.status.value}; "
+                "events and inputs go to executions that have not finished"
+            )
+        return row
+
+    def _wake(self, row: ExecutionRow, now: datetime) -> bool:
+        if row.status != Status.WAITING:
+            return False
+        row.status, row.run_at = Status.PENDING, now
+        self._touch(row)
+        return True
+
+    def send_event(self, execution_id: str, name: str, payload: Any, *, now: datetime) -> bool:
+        with self._lock:
+            row = self._live(execution_id)
+            self._inbox.setdefault(execution_id, []).append((next(self._seq), name, clone(payload)))
+            if row.status != Status.WAITING:
+                return False
+            pending = [
+                w
+                for w in self._waits.values()
+                if w["execution_id"] == execution_id and w["status"] == "pending"
+            ]
+            for w in pending:
+                self._decide(w, now)
+            if any(w["status"] != "pending" for w in pending):
+                return self._wake(row, now)
+            return False
+
+    def provide_input(self, execution_id: str, name: str, data: Any, *, now: datetime) -> None:
+        with self._lock:
+            row = self._live(execution_id)
+            waiting = [
+                w
+                for w in self._waits.values()
+                if w["execution_id"] == execution_id
+                and w["status"] == "pending"
+                and w["kind"] == "input"
+            ]
+            match = [w for w in waiting if name in w["names"]]
+            if not match:
+                raise not_pending_error(execution_id, name, [w["names"][0] for w in waiting])
+            w = match[0]
+            w["status"], w["result"], w["resolved_at"] = "resolved", clone(data), now
+            self._wake(row, now)
+
+    def waits(
+        self,
+        *,
+        execution_id: str | None = None,
+        kind: str | None = None,
+        pending_only: bool = True,
+        limit: int = 1000,
+    ) -> list[Wait]:
+        with self._lock:
+            out = [
+                w
+                for w in self._waits.values()
+                if (execution_id is None or w["execution_id"] == execution_id)
+                and (kind is None or w["kind"] == kind)
+                and (
+                    not pending_only
+                    or (
+                        w["status"] == "pending"
+                        and self._rows[w["execution_id"]].status not in FINISHED
+                    )
+                )
+            ]
+            out.sort(key=lambda w: (w["created_at"], w["execution_id"], w["step"], w["seq"]))
+            return [self._wait_view(w) for w in out[:limit]]
 
     def request_cancel(
         self, execution_id: str, *, now: datetime, reason: str | None

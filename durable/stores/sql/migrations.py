@@ -121,9 +121,54 @@ def _v2_claim_index(conn: sa.Connection) -> None:
         index.create(conn)
 
 
+def _v3_waits(conn: sa.Connection) -> None:
+    """Waits: the suspended flag, the waits steps reached, and the events inbox."""
+    false = "FALSE" if conn.dialect.name == "postgresql" else "0"
+    conn.execute(
+        sa.text(
+            f"ALTER TABLE durable_executions ADD COLUMN suspended BOOLEAN NOT NULL DEFAULT {false}"
+        )
+    )
+    md = sa.MetaData()
+    waits = sa.Table(
+        "durable_waits",
+        md,
+        sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+        sa.Column("execution_id", sa.String(64), nullable=False),
+        sa.Column("step", sa.String(200), nullable=False),
+        sa.Column("wait_seq", sa.Integer, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("kind", sa.String(10), nullable=False),
+        sa.Column("names", sa.Text, nullable=False),
+        sa.Column("mode", sa.String(10), nullable=False),
+        sa.Column("until_at", UTCDateTime),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("prompt", sa.Text),
+        sa.Column("input_schema", sa.Text),
+        sa.Column("result", sa.Text),
+        sa.Column("resolved_at", UTCDateTime),
+        sa.UniqueConstraint("execution_id", "step", "wait_seq", name="durable_waits_position"),
+    )
+    sa.Index("durable_waits_status", waits.c.status, waits.c.kind, waits.c.created_at)
+    events = sa.Table(
+        "durable_events",
+        md,
+        sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+        sa.Column("execution_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("sent_at", UTCDateTime, nullable=False),
+        sa.Column("consumed_at", UTCDateTime),
+    )
+    sa.Index("durable_events_execution", events.c.execution_id, events.c.seq)
+    md.create_all(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
+    (3, "waits", _v3_waits),
 ]
 
 

@@ -58,7 +58,7 @@ def _sql() -> dict[str, Any]:
     fence = "WHERE id = %(id)s AND token = %(token)s AND status = 'running'"
     ended = (
         "run_at = NULL, lease_expires_at = NULL, worker_id = NULL, "
-        "attempt_started_at = NULL, claimable_at = NULL"
+        "attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE"
     )
     record = (
         f"INSERT INTO durable_step_attempts ({ATTEMPT_COLUMNS}) SELECT %(a_execution_id)s, "
@@ -91,11 +91,12 @@ def _sql() -> dict[str, Any]:
         "why": "SELECT token, status, cancel_requested FROM durable_executions "
         "WHERE id = %(id)s FOR UPDATE",
         "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = %(id)s FOR UPDATE",
+        "live": "SELECT status FROM durable_executions WHERE id = %(id)s FOR UPDATE",
         "claim": (
             # c remembers, before the update, whether an attempt was in flight
             "WITH c AS (SELECT seq, attempt_started_at IS NULL AS fresh "
             "FROM durable_executions WHERE claimable_at <= %(now)s "
-            "AND status IN ('pending', 'running') /*where*/ "
+            "AND status IN ('pending', 'running', 'waiting') /*where*/ "
             "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT %(limit)s "
             "FOR UPDATE SKIP LOCKED) "
             "UPDATE durable_executions AS e SET status = 'running', token = token + 1, "
@@ -104,7 +105,8 @@ def _sql() -> dict[str, Any]:
             "started_at = coalesce(started_at, %(now)s), "
             "deadline = CASE WHEN deadline IS NULL AND timeout_ms IS NOT NULL "
             "THEN %(now)s + timeout_ms * INTERVAL '1 millisecond' ELSE deadline END, "
-            "attempt = CASE WHEN attempt_started_at IS NULL THEN attempt + 1 ELSE attempt END, "
+            "attempt = CASE WHEN attempt_started_at IS NULL AND NOT suspended THEN attempt + 1 "
+            "ELSE attempt END, "
             "attempt_started_at = coalesce(attempt_started_at, %(now)s) "
             "FROM c WHERE e.seq = c.seq RETURNING "
             + ", ".join(f"e.{col}" for col in COLUMNS.split(", "))
@@ -112,7 +114,7 @@ def _sql() -> dict[str, Any]:
         ),
         "complete_next": with_record(
             "UPDATE durable_executions SET context = %(context)s, "
-            "step_index = %(next_index)s, step_name = %(next_name)s, "
+            "step_index = %(next_index)s, step_name = %(next_name)s, suspended = FALSE, "
             "attempt = %(next_attempt)s, attempt_started_at = %(next_started)s"
         ),
         "complete_last": with_record(
@@ -122,7 +124,7 @@ def _sql() -> dict[str, Any]:
         "retry": with_record(
             "UPDATE durable_executions SET status = 'pending', run_at = %(retry_at)s, "
             "claimable_at = %(retry_at)s, lease_expires_at = NULL, worker_id = NULL, "
-            "attempt_started_at = NULL"
+            "attempt_started_at = NULL, suspended = FALSE"
         ),
         "fail": with_record(
             "UPDATE durable_executions SET status = 'failed', completed_at = %(now)s, "

@@ -8,9 +8,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-__all__ = ["SCHEMA_VERSION", "UTCDateTime", "attempts", "executions", "metadata", "migrations"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "UTCDateTime",
+    "attempts",
+    "events",
+    "executions",
+    "metadata",
+    "migrations",
+    "waits",
+]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -79,6 +88,8 @@ executions = sa.Table(
     # v2: when the row next becomes claimable (run_at if pending, lease expiry if running,
     # NULL once finished); the partial index on it holds only live rows.
     sa.Column("claimable_at", UTCDateTime),
+    # v3: the current step was suspended by a wait; the next claim resumes its attempt
+    sa.Column("suspended", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 sa.Index(
@@ -117,6 +128,42 @@ attempts = sa.Table(
     sa.Column("max_attempts", sa.Integer, nullable=False),
     sa.Column("retry_at", UTCDateTime),
 )
+
+# v3: every wait a step reached, by position in the step (its result is memoised there)
+waits = sa.Table(
+    "durable_waits",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(64), nullable=False),
+    sa.Column("step", sa.String(200), nullable=False),
+    sa.Column("wait_seq", sa.Integer, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("names", sa.Text, nullable=False),
+    sa.Column("mode", sa.String(10), nullable=False),
+    sa.Column("until_at", UTCDateTime),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("prompt", sa.Text),
+    sa.Column("input_schema", sa.Text),
+    sa.Column("result", sa.Text),
+    sa.Column("resolved_at", UTCDateTime),
+    sa.UniqueConstraint("execution_id", "step", "wait_seq", name="durable_waits_position"),
+)
+sa.Index("durable_waits_status", waits.c.status, waits.c.kind, waits.c.created_at)
+
+# v3: events sent to executions, kept until a wait consumes them
+events = sa.Table(
+    "durable_events",
+    metadata,
+    sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+    sa.Column("execution_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.Column("consumed_at", UTCDateTime),
+)
+sa.Index("durable_events_execution", events.c.execution_id, events.c.seq)
 
 migrations = sa.Table(
     "durable_migrations",

@@ -24,7 +24,7 @@ from sqlalchemy import event
 
 from durable.errors import ConfigError
 from durable.plugins import StoreRegistry, hookimpl
-from durable.stores.sql.store import ATTEMPT_COLUMNS, COLUMNS, SQLStore
+from durable.stores.sql.store import ATTEMPT_COLUMNS, COLUMNS, WAIT_COLUMNS, SQLStore
 
 __all__ = ["SQLiteStore"]
 
@@ -38,7 +38,7 @@ _SYNC = {"full": "FULL", "normal": "NORMAL", "extra": "EXTRA"}
 def _sql() -> dict[str, Any]:
     ended = (
         "run_at = NULL, lease_expires_at = NULL, worker_id = NULL, "
-        "attempt_started_at = NULL, claimable_at = NULL"
+        "attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE"
     )
     fence = "WHERE id = :id AND token = :token AND status = 'running'"
     insert_attempt = (
@@ -79,14 +79,65 @@ def _sql() -> dict[str, Any]:
         ),
         "claim": (
             "SELECT seq, attempt_started_at IS NULL FROM durable_executions "
-            "WHERE claimable_at <= :now AND status IN ('pending', 'running') /*where*/ "
+            "WHERE claimable_at <= :now AND status IN ('pending', 'running', 'waiting') /*where*/ "
             "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT :limit",
             "UPDATE durable_executions SET status = 'running', token = token + 1, "
             "worker_id = :worker, lease_expires_at = :expires, claimable_at = :expires, "
             "run_at = NULL, started_at = coalesce(started_at, :now), "
-            "attempt = CASE WHEN attempt_started_at IS NULL THEN attempt + 1 ELSE attempt END, "
+            "attempt = CASE WHEN attempt_started_at IS NULL AND NOT suspended THEN attempt + 1 "
+            "ELSE attempt END, "
             "attempt_started_at = coalesce(attempt_started_at, :now) "
             f"WHERE seq IN (/*seqs*/) RETURNING {COLUMNS}",
+        ),
+        # -- waits
+        "wait_get": (
+            f"SELECT {WAIT_COLUMNS} FROM durable_waits "
+            "WHERE execution_id = :id AND step = :step AND wait_seq = :wseq"
+        ),
+        "wait_insert": (
+            "INSERT INTO durable_waits (execution_id, step, wait_seq, attempt, kind, names, "
+            "mode, until_at, status, created_at, prompt, input_schema) VALUES (:id, :step, "
+            ":wseq, :attempt, :kind, :names, :mode, :until, 'pending', :now, :prompt, :schema) "
+            f"RETURNING {WAIT_COLUMNS}"
+        ),
+        "wait_renew": (
+            "UPDATE durable_waits SET attempt = :attempt, kind = :kind, names = :names, "
+            "mode = :mode, until_at = :until, status = 'pending', created_at = :now, "
+            "prompt = :prompt, input_schema = :schema, result = NULL, resolved_at = NULL "
+            f"WHERE seq = :wid RETURNING {WAIT_COLUMNS}"
+        ),
+        "wait_set": (
+            "UPDATE durable_waits SET status = :status, result = :result, "
+            "resolved_at = :now WHERE seq = :wid AND status = 'pending'"
+        ),
+        "wait_pending_of": (
+            f"SELECT {WAIT_COLUMNS} FROM durable_waits "
+            "WHERE execution_id = :id AND status = 'pending' ORDER BY seq"
+        ),
+        "waits_list": (
+            f"SELECT {', '.join('w.' + c for c in WAIT_COLUMNS.split(', '))}, e.workflow "
+            "FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id "
+            "WHERE 1 = 1 /*where*/ ORDER BY w.created_at, w.seq LIMIT :limit"
+        ),
+        "inbox": (
+            "SELECT seq, name, payload FROM durable_events "
+            "WHERE execution_id = :id AND consumed_at IS NULL ORDER BY seq"
+        ),
+        "consume": "UPDATE durable_events SET consumed_at = :now WHERE seq IN (/*seqs*/)",
+        "event_insert": (
+            "INSERT INTO durable_events (execution_id, name, payload, sent_at) "
+            "VALUES (:id, :name, :payload, :now)"
+        ),
+        "live": "SELECT status FROM durable_executions WHERE id = :id",
+        "suspend": (
+            "UPDATE durable_executions SET status = :status, run_at = :wake, "
+            "claimable_at = :wake, lease_expires_at = NULL, worker_id = NULL, "
+            f"attempt_started_at = NULL, suspended = TRUE {fence} AND NOT cancel_requested "
+            "RETURNING status, deadline"
+        ),
+        "wake": (
+            "UPDATE durable_executions SET status = 'pending', run_at = :now, "
+            "claimable_at = :now WHERE id = :id AND status = 'waiting'"
         ),
         "set_deadline": "UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq",
         "heartbeat": (
@@ -96,7 +147,7 @@ def _sql() -> dict[str, Any]:
         "insert_attempt": insert_attempt,
         "complete_next": (
             "UPDATE durable_executions SET context = :context, step_index = :next_index, "
-            "step_name = :next_name, attempt = :next_attempt, "
+            "step_name = :next_name, attempt = :next_attempt, suspended = FALSE, "
             f"attempt_started_at = :next_started {fence} AND NOT cancel_requested "
             "RETURNING status",
             insert_attempt,
@@ -109,6 +160,7 @@ def _sql() -> dict[str, Any]:
         "retry": (
             "UPDATE durable_executions SET status = 'pending', run_at = :retry_at, "
             "claimable_at = :retry_at, lease_expires_at = NULL, worker_id = NULL, "
+            "suspended = FALSE, "
             f"attempt_started_at = NULL {fence} AND NOT cancel_requested RETURNING status",
             insert_attempt,
         ),
@@ -124,7 +176,7 @@ def _sql() -> dict[str, Any]:
         "release": (
             "UPDATE durable_executions SET status = 'pending', run_at = :now, "
             "claimable_at = :now, lease_expires_at = NULL, worker_id = NULL, "
-            "attempt = CASE WHEN :ran OR attempt_started_at IS NULL THEN attempt "
+            "attempt = CASE WHEN :ran OR attempt_started_at IS NULL OR suspended THEN attempt "
             "ELSE attempt - 1 END, "
             "attempt_started_at = CASE WHEN :ran THEN attempt_started_at ELSE NULL END "
             f"{fence} RETURNING status"
@@ -137,7 +189,8 @@ def _sql() -> dict[str, Any]:
             "lease_expires_at = CASE WHEN :at_once THEN NULL ELSE lease_expires_at END, "
             "worker_id = CASE WHEN :at_once THEN NULL ELSE worker_id END, "
             "attempt_started_at = CASE WHEN :at_once THEN NULL ELSE attempt_started_at END, "
-            "claimable_at = CASE WHEN :at_once THEN NULL ELSE claimable_at END "
+            "claimable_at = CASE WHEN :at_once THEN NULL ELSE claimable_at END, "
+            "suspended = CASE WHEN :at_once THEN FALSE ELSE suspended END "
             f"WHERE id = :id RETURNING {COLUMNS}"
         ),
     }

@@ -21,12 +21,20 @@ from typing import Any, ClassVar, TypeVar
 import sqlalchemy as sa
 
 from durable.errors import ExecutionNotFound, InvalidState, LeaseLost, StoreError
-from durable.models import FINISHED, Status, StepExecution, StepStatus
-from durable.stores.base import ExecutionRow, Store, as_cancelled, finished_error
+from durable.models import FINISHED, Status, StepExecution, StepStatus, Wait
+from durable.stores.base import (
+    ExecutionRow,
+    Store,
+    as_cancelled,
+    decide_wait,
+    finished_error,
+    not_pending_error,
+)
 from durable.stores.sql import migrations
 from durable.stores.sql.schema import SCHEMA_VERSION
+from durable.waits import WaitSpec
 
-__all__ = ["COLUMNS", "SQLStore"]
+__all__ = ["COLUMNS", "WAIT_COLUMNS", "SQLStore"]
 
 T = TypeVar("T")
 
@@ -37,7 +45,11 @@ COLUMNS = (
     "seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at, "
     "run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index, "
     "step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at, "
-    "cancel_requested, cancel_reason"
+    "cancel_requested, cancel_reason, suspended"
+)
+WAIT_COLUMNS = (
+    "seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status, "
+    "created_at, prompt, input_schema, result, resolved_at"
 )
 ATTEMPT_COLUMNS = (
     "execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs, "
@@ -233,6 +245,7 @@ class SQLStore(Store):
             lease_expires_at=dt(r[23]),
             cancel_requested=bool(r[24]),
             cancel_reason=r[25],
+            suspended=bool(r[26]),
         )
 
     def _attempt_params(self, execution_id: str, r: StepExecution) -> dict[str, Any]:
@@ -666,6 +679,205 @@ class SQLStore(Store):
             if cur.fetchone() is None:
                 self._why(cur, execution_id, token)
         self._wake_others()
+
+    # -- waits ---------------------------------------------------------------------------
+
+    def _wait_row(self, r: Sequence[Any], workflow: str = "") -> Wait:
+        dt = self._dt
+        return Wait(
+            execution_id=r[1],
+            workflow=workflow,
+            step=r[2],
+            seq=r[3],
+            kind=r[5],
+            names=tuple(_loads(r[6])),
+            mode=r[7],
+            until=dt(r[8]),
+            status=r[9],
+            created_at=dt(r[10]),  # type: ignore[arg-type]
+            prompt=r[11],
+            schema=_loads(r[12]),
+            result=_loads(r[13]),
+            resolved_at=dt(r[14]),
+        )
+
+    def _fence(self, cur: Any, execution_id: str, token: int) -> bool:
+        """In a write transaction: lock the execution and check the claim (LeaseLost if it
+        was lost); True when a cancel was requested."""
+        return self._why(cur, execution_id, token)
+
+    def _decide(self, cur: Any, r: Sequence[Any], now: datetime) -> Sequence[Any]:
+        """Decide a pending wait row in an open transaction; returns the row as it is now."""
+        if r[9] != "pending":
+            return r
+        cur.execute(self.SQL["inbox"], {"id": r[1]})
+        inbox = [(seq, name, _loads(payload)) for seq, name, payload in cur.fetchall()]
+        d = decide_wait(r[5], r[7], _loads(r[6]), self._dt(r[8]), now, inbox)
+        if d.status == "pending":
+            return r
+        result = None if d.result is None else _dumps(d.result)
+        cur.execute(
+            self.SQL["wait_set"],
+            {"wid": r[0], "status": d.status, "result": result, "now": self._ts(now)},
+        )
+        if d.consumed:
+            params: dict[str, Any] = {"now": self._ts(now)}
+            seqs = self._in("ev", list(d.consumed), params)[len("IN (") : -1]
+            cur.execute(self.SQL["consume"].replace("/*seqs*/", seqs), params)
+        out = list(r)
+        out[9], out[13], out[14] = d.status, result, self._ts(now)
+        return out
+
+    def wait(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        step: str,
+        seq: int,
+        attempt: int,
+        spec: WaitSpec,
+    ) -> Wait:
+        key = {"id": execution_id, "step": step, "wseq": seq}
+        fields = {
+            "attempt": attempt,
+            "kind": spec.kind,
+            "names": _dumps(list(spec.names)),
+            "mode": spec.mode,
+            "until": self._ts(spec.deadline(now)),
+            "now": self._ts(now),
+            "prompt": spec.prompt,
+            "schema": None if spec.schema is None else _dumps(spec.schema),
+        }
+        with self._cursor(write=True) as cur:
+            self._fence(cur, execution_id, token)
+            cur.execute(self.SQL["wait_get"], key)
+            r = cur.fetchone()
+            if r is None:
+                cur.execute(self.SQL["wait_insert"], {**key, **fields})
+                r = cur.fetchone()
+            elif (r[5], tuple(_loads(r[6])), r[7]) != (spec.kind, spec.names, spec.mode) or (
+                r[9] == "timed_out" and r[4] != attempt and not spec.has_timeout_value
+            ):
+                cur.execute(self.SQL["wait_renew"], {"wid": r[0], **fields})
+                r = cur.fetchone()
+            r = self._decide(cur, r, now)
+        return self._wait_row(r)
+
+    def suspend(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution,
+        step: str,
+        seq: int,
+    ) -> Status:
+        with self._cursor(write=True) as cur:
+            if self._fence(cur, execution_id, token):
+                return self._cancel_at_checkpoint(cur, execution_id, token, record, now)
+            cur.execute(self.SQL["wait_get"], {"id": execution_id, "step": step, "wseq": seq})
+            w = self._decide(cur, cur.fetchone(), now)
+            cur.execute(self.SQL["get"], {"id": execution_id})
+            deadline = self._row(cur.fetchone()).deadline
+            wake: datetime | None = now
+            if w[9] != "pending":
+                status = Status.PENDING
+            else:
+                timers = [t for t in (self._dt(w[8]), deadline) if t is not None]
+                status, wake = Status.WAITING, min(timers) if timers else None
+            params = {
+                "id": execution_id,
+                "token": token,
+                "status": status.value,
+                "wake": self._ts(wake),
+            }
+            cur.execute(self.SQL["suspend"], params)
+            if cur.fetchone() is None:
+                raise StoreError(f"{self!r}: suspend matched nothing for {execution_id}")
+            cur.execute(self.SQL["insert_attempt"], self._attempt_params(execution_id, record))
+        self._wake_others()  # a pending row to claim, or a new timer to wait for
+        return status
+
+    def _live(self, cur: Any, execution_id: str) -> str:
+        cur.execute(self.SQL["live"], {"id": execution_id})
+        found = cur.fetchone()
+        if found is None:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r}")
+        status = Status(found[0])
+        if status in FINISHED:
+            raise InvalidState(
+                f"execution {execution_id} already finished with status {status.value}; "
+                "events and inputs go to executions that have not finished"
+            )
+        return status
+
+    def send_event(self, execution_id: str, name: str, payload: Any, *, now: datetime) -> bool:
+        woke = False
+        with self._cursor(write=True) as cur:
+            status = self._live(cur, execution_id)
+            cur.execute(
+                self.SQL["event_insert"],
+                {
+                    "id": execution_id,
+                    "name": name,
+                    "payload": _dumps(payload),
+                    "now": self._ts(now),
+                },
+            )
+            if status == Status.WAITING:
+                cur.execute(self.SQL["wait_pending_of"], {"id": execution_id})
+                pending = cur.fetchall()
+                if any(self._decide(cur, w, now)[9] != "pending" for w in pending):
+                    cur.execute(self.SQL["wake"], {"id": execution_id, "now": self._ts(now)})
+                    woke = True
+        if woke:
+            self._wake_others()
+        return woke
+
+    def provide_input(self, execution_id: str, name: str, data: Any, *, now: datetime) -> None:
+        with self._cursor(write=True) as cur:
+            status = self._live(cur, execution_id)
+            cur.execute(self.SQL["wait_pending_of"], {"id": execution_id})
+            inputs = [w for w in cur.fetchall() if w[5] == "input"]
+            match = [w for w in inputs if name in _loads(w[6])]
+            if not match:
+                raise not_pending_error(execution_id, name, [_loads(w[6])[0] for w in inputs])
+            cur.execute(
+                self.SQL["wait_set"],
+                {
+                    "wid": match[0][0],
+                    "status": "resolved",
+                    "result": _dumps(data),
+                    "now": self._ts(now),
+                },
+            )
+            if status == Status.WAITING:
+                cur.execute(self.SQL["wake"], {"id": execution_id, "now": self._ts(now)})
+        self._wake_others()
+
+    def waits(
+        self,
+        *,
+        execution_id: str | None = None,
+        kind: str | None = None,
+        pending_only: bool = True,
+        limit: int = 1000,
+    ) -> list[Wait]:
+        params: dict[str, Any] = {"limit": limit}
+        where = ""
+        if execution_id is not None:
+            where += " AND w.execution_id " + self._in("eid", [execution_id], params)
+        if kind is not None:
+            where += " AND w.kind " + self._in("kind", [kind], params)
+        if pending_only:
+            where += " AND w.status = 'pending' AND e.status " + self._in(
+                "live", [s.value for s in Status if s not in FINISHED], params
+            )
+        rows = self._all_rows(self.SQL["waits_list"].replace("/*where*/", where), params)
+        return [self._wait_row(r, r[15]) for r in rows]
 
     def request_cancel(
         self, execution_id: str, *, now: datetime, reason: str | None

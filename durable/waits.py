@@ -1,0 +1,287 @@
+"""Waits, callable inside a step: durable sleeps, events and human input.
+
+A step that reaches a wait that is not yet resolved is **suspended**: the execution
+becomes ``waiting`` and holds no worker and no connection. When the wait resolves (its time
+comes, the event arrives, the input is provided, or it times out) the step **runs again
+from its start**, under the same attempt number; every wait it already passed returns its
+recorded result at once, in the order the step reaches them. So:
+
+* code before a wait runs again on resume — keep side effects after a step's last wait,
+  or in an earlier step (context writes are safe: they are kept only when the step
+  completes);
+* a step must reach its waits in the same order on every run (don't wait inside a branch
+  on the time, a random number, or data that changes).
+
+A wait for an event or an input with a ``timeout`` returns ``timeout_value`` when it times
+out, if one was given; without one the attempt fails with
+:class:`~durable.errors.WaitTimeout` and the step's retry rules apply (a retried attempt
+waits afresh).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from durable._json import normalise
+from durable._limits import check_name
+from durable._runtime import StepRun, current
+from durable.clock import utc
+from durable.durations import to_ms
+from durable.errors import ConfigError, ContextError, InvalidInput
+
+__all__ = [
+    "Suspend",
+    "WaitSpec",
+    "sleep_for",
+    "sleep_until",
+    "wait_for_all_events",
+    "wait_for_any_event",
+    "wait_for_event",
+    "wait_for_input",
+]
+
+_NO_VALUE: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSpec:
+    """What a step waits for, as the engine passes it to the store.
+
+    ``kind``: ``sleep``, ``event`` or ``input``; ``names``: event or input names (empty for
+    a sleep); ``mode``: ``any`` or ``all``. ``for_ms``: how long a sleep lasts or when a
+    wait times out, from the moment it is first reached; ``until`` instead for an absolute
+    instant. ``timeout_value`` is returned on timeout when ``has_timeout_value``.
+    """
+
+    kind: str
+    names: tuple[str, ...] = ()
+    mode: str = "any"
+    for_ms: int | None = None
+    until: datetime | None = None
+    prompt: str | None = None
+    schema: dict[str, Any] | None = None
+    timeout_value: Any = None
+    has_timeout_value: bool = False
+
+    def deadline(self, now: datetime) -> datetime | None:
+        """When the sleep ends or the wait times out, if first reached at ``now``."""
+        if self.until is not None:
+            return self.until
+        if self.for_ms is not None:
+            return now + timedelta(milliseconds=self.for_ms)
+        return None
+
+    def shape(self, raw: Any) -> Any:
+        """The value a resolved wait returns, from what the store recorded: nothing for a
+        sleep, the data of an input, the payload of one event, ``(name, payload)`` for
+        any of several, ``{name: payload}`` for all of several."""
+        if self.kind == "sleep":
+            return None
+        if self.kind == "input":
+            return raw
+        if self.mode == "any" and len(self.names) == 1:
+            return raw["payload"]
+        if self.mode == "any":
+            return (raw["name"], raw["payload"])
+        return raw
+
+    def describe(self) -> str:
+        if self.kind == "sleep":
+            return "sleep"
+        names = ", ".join(repr(n) for n in self.names)
+        if self.kind == "input":
+            return f"input {names}"
+        return f"event {names}" if len(self.names) == 1 else f"{self.mode} of events {names}"
+
+
+class Suspend(BaseException):
+    """Raised by a wait that is not resolved yet: the executor suspends the step.
+
+    A BaseException, so that a step's ``except Exception`` does not swallow it."""
+
+    def __init__(self, spec: WaitSpec, seq: int, until: datetime | None) -> None:
+        super().__init__(f"waiting for {spec.describe()}")
+        self.spec = spec
+        self.seq = seq
+        self.until = until
+
+
+def _run(fn: str) -> StepRun:
+    run = current.get()
+    if run is None or run.waiter is None:
+        raise ContextError(
+            f"{fn}() was called outside a running step; waits are called from a @step "
+            "method while the engine runs the workflow"
+        )
+    return run
+
+
+def _wait(fn: str, spec: WaitSpec) -> Any:
+    run = _run(fn)
+    assert run.waiter is not None
+    return run.waiter(spec)
+
+
+def _timeout_ms(timeout: Any, fn: str) -> int | None:
+    if timeout is None:
+        return None
+    return to_ms(timeout, what=f"{fn}() timeout", allow_zero=False)
+
+
+def _names(names: Iterable[str] | str, fn: str) -> tuple[str, ...]:
+    if isinstance(names, str):
+        raise ConfigError(f"{fn}() takes a list of event names, got the str {names!r}")
+    out = tuple(check_name(n, f"{fn}() event name") for n in names)
+    if not out:
+        raise ConfigError(f"{fn}() needs at least one event name")
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{fn}() got the same event name twice: {list(out)}")
+    return out
+
+
+def _timeout_value(value: Any, fn: str) -> tuple[Any, bool]:
+    if value is _NO_VALUE:
+        return None, False
+    return normalise(value, f"{fn}() timeout_value"), True
+
+
+def sleep_for(duration: int | timedelta) -> None:
+    """Sleep for ``duration`` (ms or timedelta) from the moment the step first reaches this
+    call, durably: the execution waits without a worker, and resumes when it is due."""
+    ms = to_ms(duration, what="sleep_for() duration")
+    _wait("sleep_for", WaitSpec(kind="sleep", for_ms=ms))
+
+
+def sleep_until(when: datetime) -> None:
+    """Sleep until ``when`` (aware, or naive meaning UTC); returns at once if it is past."""
+    if not isinstance(when, datetime):
+        raise ConfigError(f"sleep_until() takes a datetime, got {type(when).__name__}")
+    _wait("sleep_until", WaitSpec(kind="sleep", until=utc(when)))
+
+
+def wait_for_event(
+    name: str, *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
+) -> Any:
+    """Wait for the event ``name`` sent with ``engine.send_event(wid, name, payload)``;
+    return its payload. An event sent before the step got here is kept and returned."""
+    ms = _timeout_ms(timeout, "wait_for_event")
+    value, has = _timeout_value(timeout_value, "wait_for_event")
+    return _wait(
+        "wait_for_event",
+        WaitSpec(
+            kind="event",
+            names=(check_name(name, "wait_for_event() event name"),),
+            for_ms=ms,
+            timeout_value=value,
+            has_timeout_value=has,
+        ),
+    )
+
+
+def wait_for_any_event(
+    names: Sequence[str], *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
+) -> Any:
+    """Wait for whichever of the events ``names`` comes first; return ``(name, payload)``
+    (or ``timeout_value`` on timeout). Only that event is consumed."""
+    ms = _timeout_ms(timeout, "wait_for_any_event")
+    value, has = _timeout_value(timeout_value, "wait_for_any_event")
+    return _wait(
+        "wait_for_any_event",
+        WaitSpec(
+            kind="event",
+            names=_names(names, "wait_for_any_event"),
+            mode="any",
+            for_ms=ms,
+            timeout_value=value,
+            has_timeout_value=has,
+        ),
+    )
+
+
+def wait_for_all_events(
+    names: Sequence[str], *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
+) -> Any:
+    """Wait until every one of the events ``names`` has arrived; return ``{name: payload}``
+    (or ``timeout_value`` on timeout). Nothing is consumed until all are there."""
+    ms = _timeout_ms(timeout, "wait_for_all_events")
+    value, has = _timeout_value(timeout_value, "wait_for_all_events")
+    return _wait(
+        "wait_for_all_events",
+        WaitSpec(
+            kind="event",
+            names=_names(names, "wait_for_all_events"),
+            mode="all",
+            for_ms=ms,
+            timeout_value=value,
+            has_timeout_value=has,
+        ),
+    )
+
+
+def wait_for_input(
+    name: str,
+    *,
+    prompt: str | None = None,
+    schema: dict[str, Any] | None = None,
+    timeout: int | timedelta | None = None,
+    timeout_value: Any = _NO_VALUE,
+) -> Any:
+    """Wait for a person (or system) to provide the input ``name`` with
+    ``engine.provide_input(wid, name, data)``; return the data.
+
+    ``prompt`` says what is asked; ``schema`` (JSON Schema) is what ``data`` must match,
+    checked when it is provided. ``engine.list_pending_inputs()`` lists the open requests.
+    """
+    ms = _timeout_ms(timeout, "wait_for_input")
+    value, has = _timeout_value(timeout_value, "wait_for_input")
+    if prompt is not None and not isinstance(prompt, str):
+        raise ConfigError(f"wait_for_input() prompt must be a str, got {type(prompt).__name__}")
+    if schema is not None:
+        _check_schema(schema)
+    return _wait(
+        "wait_for_input",
+        WaitSpec(
+            kind="input",
+            names=(check_name(name, "wait_for_input() name"),),
+            for_ms=ms,
+            prompt=prompt,
+            schema=schema,
+            timeout_value=value,
+            has_timeout_value=has,
+        ),
+    )
+
+
+def _check_schema(schema: Any) -> None:
+    from jsonschema import exceptions, validators
+
+    if not isinstance(schema, dict):
+        raise ConfigError(f"wait_for_input() schema must be a dict, got {type(schema).__name__}")
+    normalise(schema, "wait_for_input() schema")
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except exceptions.SchemaError as exc:
+        raise ConfigError(
+            f"wait_for_input() schema is not a valid JSON Schema: {exc.message}"
+        ) from None
+
+
+def validate_input(name: str, data: Any, schema: dict[str, Any] | None) -> None:
+    """Raise InvalidInput (naming where and why) when ``data`` does not match ``schema``."""
+    if schema is None:
+        return
+    from jsonschema import validators
+
+    validator = validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        shown = "; ".join(
+            f"at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:5]
+        )
+        raise InvalidInput(
+            f"input {name!r} does not match its schema ({len(errors)} problem(s)): {shown}; "
+            "nothing was stored"
+        )
