@@ -375,7 +375,10 @@ class Executor:
         if status == Status.CANCELLED:
             self._notify("durable_workflow_cancelled", row.id, reason=row.cancel_reason)
         elif status == Status.WAITING:
-            self._notify("durable_step_suspended", row.id, step=record, until=signal.until)
+            timers = [t for t in (signal.until, row.deadline) if t is not None]
+            self._notify(
+                "durable_step_suspended", row.id, step=record, until=min(timers, default=None)
+            )
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -136,6 +136,12 @@ class Recorder:
         self._add("step_retrying", execution, (step.name, step.attempt, retry_at))
 
     @durable.hookimpl
+    def durable_step_suspended(
+        self, execution: durable.Execution, step: durable.StepExecution, until: Any
+    ) -> None:
+        self._add("step_suspended", execution, (step.name, step.attempt, until))
+
+    @durable.hookimpl
     def durable_step_failed(
         self, execution: durable.Execution, step: durable.StepExecution
     ) -> None:

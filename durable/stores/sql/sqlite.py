@@ -123,7 +123,7 @@ def _sql() -> dict[str, Any]:
             "SELECT seq, name, payload FROM durable_events "
             "WHERE execution_id = :id AND consumed_at IS NULL ORDER BY seq"
         ),
-        "consume": "UPDATE durable_events SET consumed_at = :now WHERE seq IN (/*seqs*/)",
+        "consume": "UPDATE durable_events SET consumed_at = :now WHERE seq /*in*/",
         "event_insert": (
             "INSERT INTO durable_events (execution_id, name, payload, sent_at) "
             "VALUES (:id, :name, :payload, :now)"

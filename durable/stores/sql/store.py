@@ -722,8 +722,10 @@ class SQLStore(Store):
         )
         if d.consumed:
             params: dict[str, Any] = {"now": self._ts(now)}
-            seqs = self._in("ev", list(d.consumed), params)[len("IN (") : -1]
-            cur.execute(self.SQL["consume"].replace("/*seqs*/", seqs), params)
+            cur.execute(
+                self.SQL["consume"].replace("/*in*/", self._in("ev", list(d.consumed), params)),
+                params,
+            )
         out = list(r)
         out[9], out[13], out[14] = d.status, result, self._ts(now)
         return out

@@ -1,0 +1,383 @@
+"""Waits (sleep, events, input) on memory, SQLite and Postgres, driven by the test clock."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+import durable
+from durable import minutes
+from wait_workflows import (
+    Approval,
+    AsyncWaiter,
+    Deadline,
+    EventWaiter,
+    Several,
+    Sleepy,
+    Swallow,
+    Timeouts,
+    TwoInARow,
+    TwoWaitsOneStep,
+    Until,
+    ran,
+)
+
+from helpers import eventually
+
+MIN = timedelta(minutes=1)
+
+
+def statuses(engine, wid):
+    return [(a.step, a.attempt, a.status) for a in engine.history(wid)]
+
+
+# -- sleep -----------------------------------------------------------------------------------
+
+
+def test_sleep_waits_without_a_worker_and_wakes_exactly_when_due(durable_engine, durable_clock):
+    start = durable_clock.now()
+    wid = durable_engine.start(Sleepy)
+    durable_engine.drain()
+    ex = durable_engine.get_execution(wid)
+    assert ex.status == "waiting"
+    assert ex.current_step == "nap"
+    assert ex.context == {"before": True}  # the suspended run's writes are not kept
+    (wait,) = durable_engine.list_waits()
+    assert (wait.execution_id, wait.kind, wait.step, wait.until) == (
+        wid,
+        "sleep",
+        "nap",
+        start + 10 * MIN,
+    )
+    assert durable_engine.next_due() == start + 10 * MIN
+
+    durable_clock.advance(minutes(10) - 1)
+    assert durable_engine.drain() == 0
+    durable_clock.advance(1)
+    assert durable_engine.drain() == 1
+    ex = durable_engine.get_execution(wid)
+    assert ex.status == "completed"
+    assert ex.context == {"before": True, "napping": True, "woke": True, "after": True}
+    assert statuses(durable_engine, wid) == [
+        ("before", 1, "completed"),
+        ("nap", 1, "suspended"),
+        ("nap", 1, "completed"),  # the same attempt resumed: no retry budget spent
+        ("after", 1, "completed"),
+    ]
+    assert durable_engine.history(wid).attempts("nap")[1].at == 10 * MIN
+    assert durable_engine.list_waits() == []
+
+
+def test_code_before_a_wait_runs_again_on_resume(durable_engine):
+    wid = durable_engine.start(Sleepy)
+    durable_engine.run_until(wid)
+    assert [what for w, what in ran if w == wid] == ["nap body", "nap body"]
+
+
+def test_a_waiting_execution_holds_no_worker(durable_engine, durable_clock):
+    sleeper = durable_engine.start(Sleepy, {"nap_ms": minutes(60)})
+    durable_engine.drain()
+    row = durable_engine.store.get(sleeper)
+    assert (row.status, row.worker_id, row.lease_expires_at) == ("waiting", None, None)
+    others = [durable_engine.start(EventWaiter) for _ in range(3)]
+    for wid in others:
+        durable_engine.send_event(wid, "payment", {"amount": 5})
+    with durable_engine.worker(concurrency=1):  # one slot; the sleeper does not take it
+        assert eventually(
+            lambda: all(durable_engine.get_execution(w).status == "completed" for w in others)
+        )
+    assert durable_engine.get_execution(sleeper).status == "waiting"
+
+
+def test_sleep_until_a_past_instant_does_not_wait(durable_engine, durable_clock):
+    wid = durable_engine.start(Until, {"until": (durable_clock.now() - MIN).isoformat()})
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).status == "completed"
+    assert [a.status for a in durable_engine.history(wid)] == ["completed"]
+    later = durable_engine.start(Until, {"until": (durable_clock.now() + 5 * MIN).isoformat()})
+    assert durable_engine.run_until(later).completed_at == durable_clock.now()
+    assert durable_engine.history(later).finished_after == 5 * MIN
+
+
+def test_two_waits_in_one_step_resume_in_order(durable_engine, durable_clock):
+    wid = durable_engine.start(TwoWaitsOneStep)
+    durable_engine.drain()
+    durable_engine.advance_to_next()
+    durable_engine.drain()  # the sleep is over; now it waits for "go"
+    assert durable_engine.get_execution(wid).status == "waiting"
+    assert [w.kind for w in durable_engine.list_waits(wid)] == ["event"]
+    durable_engine.send_event(wid, "go", 42)
+    durable_engine.drain()
+    ex = durable_engine.get_execution(wid)
+    assert ex.context == {"trail": ["slept", "got event"], "event": 42}
+    assert [what for w, what in ran if w == wid] == ["both body"] * 3
+
+
+def test_a_step_that_catches_exception_does_not_swallow_a_wait(durable_engine):
+    wid = durable_engine.start(Swallow)
+    ex = durable_engine.run_until(wid)
+    assert ex.context == {"woke": 1}  # the first run's write was discarded, not caught
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+def test_an_event_wakes_the_waiting_step(durable_engine, durable_clock):
+    wid = durable_engine.start(EventWaiter)
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).status == "waiting"
+    # no timeout on the wait: only the event wakes it, or the workflow's 24 h deadline
+    assert durable_engine.next_due() == durable_engine.get_execution(wid).deadline
+    durable_engine.send_event(wid, "payment", {"amount": 99.99})
+    assert durable_engine.get_execution(wid).status == "pending"
+    durable_engine.drain()
+    ex = durable_engine.get_execution(wid)
+    assert ex.status == "completed"
+    assert ex.context["payment"] == {"amount": 99.99}
+
+
+def test_an_event_sent_before_the_wait_is_kept(durable_engine):
+    wid = durable_engine.start(EventWaiter)
+    durable_engine.send_event(wid, "payment", {"early": True})  # still pending
+    durable_engine.drain()
+    ex = durable_engine.get_execution(wid)
+    assert ex.status == "completed"
+    assert ex.context["payment"] == {"early": True}
+    assert "suspended" not in [a.status for a in durable_engine.history(wid)]
+
+
+def test_each_event_is_consumed_once_in_order(durable_engine):
+    wid = durable_engine.start(TwoInARow)
+    durable_engine.send_event(wid, "tick", 1)
+    durable_engine.send_event(wid, "tick", 2)
+    durable_engine.send_event(wid, "tick", 3)
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).context == {"first": 1, "second": 2}
+
+
+def test_send_event_errors(durable_engine):
+    with pytest.raises(durable.ExecutionNotFound):
+        durable_engine.send_event("no-such-id", "payment", {})
+    wid = durable_engine.start(EventWaiter)
+    with pytest.raises(durable.SerializationError):
+        durable_engine.send_event(wid, "payment", {"bad": object()})
+    with pytest.raises(durable.ConfigError, match="event name must be a non-empty str"):
+        durable_engine.send_event(wid, "", {})
+    durable_engine.send_event(wid, "payment", 1)
+    durable_engine.run_until(wid)
+    with pytest.raises(durable.InvalidState, match="already finished with status completed"):
+        durable_engine.send_event(wid, "payment", 2)
+
+
+def test_wait_for_any_of_several_events(durable_engine):
+    wid = durable_engine.start(Several)
+    durable_engine.drain()
+    durable_engine.send_event(wid, "rejected", {"why": "stock"})
+    durable_engine.drain()
+    ex = durable_engine.get_execution(wid)
+    assert ex.context == {"decision": ["rejected", {"why": "stock"}]}
+    assert ex.status == "waiting"  # now on all_of
+
+
+def test_wait_for_all_of_several_events_wakes_only_when_all_arrived(durable_engine):
+    wid = durable_engine.start(Several)
+    durable_engine.send_event(wid, "approved", True)
+    durable_engine.drain()  # any_of done; all_of waits for docs and payment
+    durable_engine.send_event(wid, "payment", 10)
+    assert durable_engine.get_execution(wid).status == "waiting"  # no needless re-run
+    durable_engine.send_event(wid, "docs", ["id.pdf"])
+    assert durable_engine.get_execution(wid).status == "pending"
+    durable_engine.drain()
+    ex = durable_engine.get_execution(wid)
+    assert ex.context["all"] == {"docs": ["id.pdf"], "payment": 10}
+    assert [a.status for a in durable_engine.history(wid).attempts("all_of")] == [
+        "suspended",
+        "completed",
+    ]
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+
+def test_a_timeout_value_lets_the_step_go_on_at_exactly_the_timeout(durable_engine, durable_clock):
+    start = durable_clock.now()
+    wid = durable_engine.start(Timeouts)
+    durable_engine.drain()
+    durable_clock.advance(minutes(5) - 1)
+    assert durable_engine.drain() == 0
+    durable_clock.advance(1)
+    durable_engine.drain()
+    ex = durable_engine.get_execution(wid)
+    assert ex.context == {"got": "none"}
+    assert durable_engine.history(wid).attempts("with_value")[-1].completed_at == start + 5 * MIN
+
+
+def test_a_timeout_without_value_fails_the_attempt_and_the_retry_waits_afresh(
+    durable_engine, durable_clock
+):
+    start = durable_clock.now()
+    wid = durable_engine.start(Timeouts)
+    durable_engine.send_event(wid, "maybe", "yes")
+    durable_engine.drain()  # with_value got its event; without_value waits 5 min
+    durable_engine.advance_to_next()
+    durable_engine.drain()  # timed out: attempt 1 fails; retry in 60 s
+    h = durable_engine.history(wid).attempts("without_value")
+    assert [(a.attempt, a.status, a.error_type) for a in h] == [
+        (1, "suspended", None),
+        (1, "failed", "durable.errors.WaitTimeout"),
+    ]
+    assert h[1].completed_at == start + 5 * MIN
+    durable_engine.advance_to_next()
+    durable_engine.drain()  # attempt 2 waits again, for a fresh 5 minutes
+    (wait,) = durable_engine.list_waits(wid)
+    assert wait.until == start + 5 * MIN + timedelta(seconds=60) + 5 * MIN
+    durable_engine.send_event(wid, "must", "here")
+    ex = durable_engine.run_until(wid)
+    assert ex.context == {"got": "yes", "strict": "here", "attempt": 2}
+
+
+def test_an_event_at_the_timeout_instant_wins_and_resolves_once(durable_engine, durable_clock):
+    wid = durable_engine.start(Timeouts)
+    durable_engine.drain()
+    durable_clock.advance(minutes(5))
+    durable_engine.send_event(wid, "maybe", "just in time")
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).context["got"] == "just in time"
+
+
+def test_the_workflow_deadline_ends_a_wait_without_timeout(durable_engine, durable_clock):
+    start = durable_clock.now()
+    wid = durable_engine.start(Deadline)
+    durable_engine.drain()
+    assert durable_engine.next_due() == start + timedelta(hours=1)
+    ex = durable_engine.run_until(wid)
+    assert ex.error["type"] == "durable.errors.WorkflowTimeout"
+    assert ex.completed_at == start + timedelta(hours=1)
+
+
+# -- input -----------------------------------------------------------------------------------
+
+
+def test_input_is_listed_validated_and_resumes_the_step(durable_engine, durable_clock):
+    start = durable_clock.now()
+    wid = durable_engine.start(Approval)
+    durable_engine.drain()
+    (pending,) = durable_engine.list_pending_inputs()
+    assert (pending.execution_id, pending.workflow, pending.step, pending.names) == (
+        wid,
+        "wait_input",
+        "ask",
+        ("approval",),
+    )
+    assert pending.prompt == "Approve the refund?"
+    assert pending.schema["required"] == ["approved", "by"]
+    assert pending.until == start + timedelta(hours=48)
+
+    with pytest.raises(durable.InvalidInput, match=r"at approved: 'yes' is not of type 'boolean'"):
+        durable_engine.provide_input(wid, "approval", {"approved": "yes", "by": "ann"})
+    with pytest.raises(durable.InvalidInput, match="'by' is a required property"):
+        durable_engine.provide_input(wid, "approval", {"approved": True})
+    assert durable_engine.get_execution(wid).status == "waiting"  # nothing stored
+    assert len(durable_engine.list_pending_inputs()) == 1
+
+    durable_engine.provide_input(wid, "approval", {"approved": True, "by": "ann"})
+    assert durable_engine.list_pending_inputs() == []
+    with pytest.raises(durable.InvalidState, match="not waiting for an input named 'approval'"):
+        durable_engine.provide_input(wid, "approval", {"approved": False, "by": "bob"})
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).context == {
+        "decision": {"approved": True, "by": "ann"}
+    }
+
+
+def test_input_nobody_waits_for_is_invalid_state(durable_engine):
+    with pytest.raises(durable.ExecutionNotFound):
+        durable_engine.provide_input("no-such-id", "approval", {})
+    wid = durable_engine.start(Approval)
+    with pytest.raises(durable.InvalidState, match="not waiting for an input named 'approval'"):
+        durable_engine.provide_input(wid, "approval", {"approved": True, "by": "x"})  # too early
+    durable_engine.drain()
+    with pytest.raises(durable.InvalidState, match="it waits for: 'approval'"):
+        durable_engine.provide_input(wid, "other", {})
+
+
+def test_input_timeout_goes_on_with_the_timeout_value(durable_engine, durable_clock):
+    wid = durable_engine.start(Approval)
+    ex = durable_engine.run_until(wid)
+    assert ex.context == {"decision": {"approved": False, "by": "timeout"}}
+    assert durable_engine.history(wid).finished_after == timedelta(hours=48)
+    with pytest.raises(durable.InvalidState):
+        durable_engine.provide_input(wid, "approval", {"approved": True, "by": "late"})
+
+
+# -- cancel, async, observers ------------------------------------------------------------------
+
+
+def test_cancel_a_waiting_execution_at_once(durable_engine):
+    wid = durable_engine.start(EventWaiter)
+    durable_engine.drain()
+    assert durable_engine.cancel(wid, reason="no payment").status == "cancelled"
+    assert durable_engine.list_waits() == []
+    with pytest.raises(durable.InvalidState):
+        durable_engine.send_event(wid, "payment", 1)
+
+
+def test_an_async_step_with_a_timeout_can_wait(durable_engine):
+    wid = durable_engine.start(AsyncWaiter)
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).status == "waiting"
+    durable_engine.send_event(wid, "ping", "pong")
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).context == {"got": "pong"}
+
+
+def test_observers_hear_of_a_suspension(durable_clock, durable_store_url, recorder):
+    with durable.Engine(durable_store_url, clock=durable_clock, plugins=[recorder]) as eng:
+        wid = eng.start(EventWaiter)
+        eng.drain()
+        eng.send_event(wid, "payment", 1)
+        eng.drain()
+    hooks = recorder.hooks(wid)
+    assert hooks.index("step_suspended") < hooks.index("completed")
+    (suspended,) = [x for h, _, x in recorder.calls if h == "step_suspended"]
+    assert suspended[:2] == ("wait_payment", 1)
+    assert suspended[2] == eng.get_execution(wid).deadline  # no wait timeout: the deadline
+
+
+def test_waits_are_called_in_steps_only():
+    with pytest.raises(durable.ContextError, match=r"sleep_for\(\) was called outside"):
+        durable.sleep_for(1000)
+    with pytest.raises(durable.ContextError):
+        durable.wait_for_event("x")
+
+
+# -- races -------------------------------------------------------------------------------------
+
+
+def test_two_engines_racing_to_resume_run_the_step_once(durable_engine, durable_store_url):
+    wids = [durable_engine.start(EventWaiter) for _ in range(10)]
+    durable_engine.drain()
+    for wid in wids:
+        durable_engine.send_event(wid, "payment", wid)
+    other = durable.Engine(durable_store_url, clock=durable_engine.clock, migrate=False)
+    barrier = threading.Barrier(2)
+
+    def drain(engine: durable.Engine) -> None:
+        barrier.wait()
+        engine.drain()
+
+    threads = [threading.Thread(target=drain, args=(e,)) for e in (durable_engine, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    for wid in wids:
+        ex = durable_engine.get_execution(wid)
+        assert ex.context["payment"] == wid
+        assert [a.status for a in durable_engine.history(wid).attempts("wait_payment")] == [
+            "suspended",
+            "completed",
+        ]
