@@ -192,9 +192,9 @@ class Worker:
         if free > 0:
             due = engine.store.next_due(queues=self.queues, workflows=engine._workflow_names())
             if due is not None:
-                # Something due now but not claimed (taken by another worker meanwhile):
-                # look again soon, but never spin.
-                until = min(until, max(due, now + _MIN_IDLE))
+                # Due later: wake exactly then. Due already but not claimed (taken by
+                # another worker meanwhile): look again soon, but never spin.
+                until = min(until, due if due > now else now + _MIN_IDLE)
         return until
 
     def join(self, timeout: float | None = None) -> bool:
