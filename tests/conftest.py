@@ -77,6 +77,19 @@ def durable_store_url(
         sandbox.after_test(url)
 
 
+@pytest.fixture
+def durable_store_url_pg(postgres_url: str) -> str:
+    """The session's Postgres database, emptied: for tests with worker processes."""
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE durable_executions, durable_step_attempts, durable_waits, durable_events "
+            "RESTART IDENTITY"
+        )
+    return postgres_url
+
+
 class Recorder:
     """An observer plugin: records every lifecycle hook call, and can signal a count."""
 

@@ -32,21 +32,13 @@ def sql_url(request, tmp_path):
     return url
 
 
-@pytest.fixture
-def durable_store_url_pg(postgres_url):
-    import psycopg
-
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE durable_executions, durable_step_attempts RESTART IDENTITY")
-    return postgres_url
-
-
 class Workers:
     """Worker processes started with the `durable worker` command."""
 
-    def __init__(self, url: str, log: Path) -> None:
+    def __init__(self, url: str, log: Path, module: str = "proc_workflows") -> None:
         self.url = url
         self.log = log
+        self.module = module
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, concurrency: int = 4) -> subprocess.Popen[bytes]:
@@ -65,7 +57,7 @@ class Workers:
                 "--store",
                 self.url,
                 "-i",
-                "proc_workflows",
+                self.module,
                 "--lease",
                 str(LEASE_MS),
                 "worker",

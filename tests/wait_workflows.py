@@ -161,3 +161,23 @@ class Swallow:
         except Exception:  # a wait's suspension is not an Exception: this does not catch it
             put_context("swallowed", True)
         put_context("woke", get_context("woke", 0) + 1)
+
+
+@workflow("wait_race_input")
+class RaceInput:
+    """An input with a short real timeout, for races between provide_input and the timer."""
+
+    @step
+    def ask(self) -> None:
+        put_context(
+            "decision",
+            wait_for_input("ok", timeout=input()["timeout_ms"], timeout_value="timed out"),
+        )
+
+
+@workflow("wait_real_nap")
+class RealNap:
+    @step
+    def nap(self) -> None:
+        sleep_for(input()["nap_ms"])
+        put_context("woke", True)
