@@ -58,3 +58,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/bench_memory.py")
     session.run("python", "bench/bench_sql.py")
     session.run("python", "bench/bench_index.py")
+    session.run("python", "bench/bench_waits.py")

@@ -16,7 +16,7 @@ import click
 from durable.clock import SystemClock
 from durable.engine import DEFAULT_STORE, Engine
 from durable.errors import DurableError
-from durable.models import Execution, Status
+from durable.models import Execution, Status, Wait
 from durable.plugins import PluginHost
 
 __all__ = ["format_execution", "main"]
@@ -39,6 +39,9 @@ def format_execution(ex: Execution) -> str:
     ]
     if ex.status == Status.PENDING and ex.run_at is not None:
         lines.append(f"  runs at    {_fmt_time(ex.run_at)} (step {ex.current_step})")
+    if ex.status == Status.WAITING:
+        wake = f"wakes at {_fmt_time(ex.run_at)}" if ex.run_at else "no timer"
+        lines.append(f"  waiting    in step {ex.current_step}, {wake}")
     if ex.error:
         lines.append(f"  error      {ex.error.get('type')}: {ex.error.get('message')}")
     if ex.cancel_reason:
@@ -241,12 +244,82 @@ def list_(
 @click.argument("execution_id")
 @click.pass_context
 def show(ctx: click.Context, execution_id: str) -> None:
-    """Show an execution with its step attempts."""
+    """Show an execution with its step attempts and what it waits for."""
     try:
-        ex = _engine(ctx).get_execution(execution_id, include_steps=True)
+        engine = _engine(ctx)
+        ex = engine.get_execution(execution_id, include_steps=True)
+        waits = engine.list_waits(execution_id)
     except DurableError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(format_execution(ex))
+    if waits:
+        click.echo("  waits for")
+        for w in waits:
+            click.echo(f"    {format_wait(w)}")
+
+
+def format_wait(w: Wait) -> str:
+    """One line: what a wait is for and until when."""
+    what = {
+        "sleep": "sleep",
+        "event": ("event " if len(w.names) == 1 else f"{w.mode} of events ") + ", ".join(w.names),
+        "input": f"input {w.names[0]}" + (f" ({w.prompt})" if w.prompt else ""),
+    }[w.kind]
+    until = f"until {_fmt_time(w.until)}" if w.until else "no timeout"
+    return f"{what:<40} {until}  (step {w.step}, since {_fmt_time(w.created_at)})"
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["sleep", "event", "input"]), default=None)
+@click.option("--limit", default=100, show_default=True, type=int)
+@click.pass_context
+def waits(ctx: click.Context, kind: str | None, limit: int) -> None:
+    """List what waiting executions wait for, and until when (oldest first)."""
+    try:
+        rows = _engine(ctx).list_waits(kind=kind, limit=limit)
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not rows:
+        click.echo("nothing is waiting")
+    for w in rows:
+        click.echo(f"{w.execution_id}  {w.workflow:<20} {format_wait(w)}")
+
+
+@main.command(name="send-event")
+@click.argument("execution_id")
+@click.argument("name")
+@click.option("--payload", "payload_json", default="null", help="Payload as JSON.")
+@click.pass_context
+def send_event(ctx: click.Context, execution_id: str, name: str, payload_json: str) -> None:
+    """Send the event NAME to an execution."""
+    payload = _json_option(payload_json, "--payload")
+    try:
+        _engine(ctx).send_event(execution_id, name, payload)
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{execution_id}: event {name!r} sent")
+
+
+@main.command(name="provide-input")
+@click.argument("execution_id")
+@click.argument("name")
+@click.option("--data", "data_json", required=True, help="The input as JSON.")
+@click.pass_context
+def provide_input(ctx: click.Context, execution_id: str, name: str, data_json: str) -> None:
+    """Provide the input NAME a step of the execution waits for."""
+    data = _json_option(data_json, "--data")
+    try:
+        _engine(ctx).provide_input(execution_id, name, data)
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{execution_id}: input {name!r} provided")
+
+
+def _json_option(text: str, option: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint=option) from exc
 
 
 @main.command()

@@ -31,6 +31,16 @@ def test_testing_md_examples_run(pytester):
     result.assert_outcomes(passed=tests)
 
 
+@pytest.mark.parametrize("store", ["memory", "postgres"])
+def test_waits_md_examples_run(pytester, store, request):
+    blocks = python_blocks(ROOT / "docs" / "waits.md")
+    tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
+    assert tests >= 2
+    args = [] if store == "memory" else ["--durable-store", request.getfixturevalue("postgres_url")]
+    result = run_blocks(pytester, blocks, *args)
+    result.assert_outcomes(passed=tests)
+
+
 def test_testing_md_examples_run_on_postgres(pytester, postgres_url):
     blocks = python_blocks(ROOT / "docs" / "testing.md")
     tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)

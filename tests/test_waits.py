@@ -381,3 +381,61 @@ def test_two_engines_racing_to_resume_run_the_step_once(durable_engine, durable_
             "suspended",
             "completed",
         ]
+
+
+# -- the operator's view -----------------------------------------------------------------------
+
+
+def test_cli_lists_waits_sends_events_and_provides_input(tmp_path):
+    from click.testing import CliRunner
+
+    from durable.cli import main
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    run = CliRunner().invoke
+
+    def cli(*args: str) -> str:
+        result = run(main, ["--store", url, "-i", "wait_workflows", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    event_wid = cli("start", "wait_event").strip()
+    input_wid = cli("start", "wait_input").strip()
+    with durable.Engine(url) as eng:
+        eng.drain()
+    listing = cli("waits")
+    assert f"{event_wid}  wait_event" in listing
+    assert "event payment" in listing and "no timeout" in listing
+    assert "input approval (Approve the refund?)" in listing and "until " in listing
+    assert "input approval" in cli("waits", "--kind", "input")
+    assert "event payment" not in cli("waits", "--kind", "input")
+    shown = cli("show", input_wid)
+    assert "waiting    in step ask, wakes at" in shown
+    assert "waits for" in shown
+
+    bad = run(
+        main,
+        [
+            "--store",
+            url,
+            "-i",
+            "wait_workflows",
+            "provide-input",
+            input_wid,
+            "approval",
+            "--data",
+            '{"approved": "yes"}',
+        ],
+    )
+    assert bad.exit_code == 1 and "does not match its schema" in bad.output
+    assert "input 'approval' provided" in cli(
+        "provide-input", input_wid, "approval", "--data", '{"approved": true, "by": "ops"}'
+    )
+    assert "event 'payment' sent" in cli("send-event", event_wid, "payment", "--payload", "5")
+    with durable.Engine(url) as eng:
+        eng.drain()
+        assert eng.get_execution(event_wid).context["payment"] == 5
+        assert eng.get_execution(input_wid).context["decision"]["by"] == "ops"
+    assert "nothing is waiting" in cli("waits")
+    gone = run(main, ["--store", url, "send-event", event_wid, "payment"])
+    assert gone.exit_code == 1 and "already finished" in gone.output
