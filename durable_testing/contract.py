@@ -31,8 +31,9 @@ from typing import Any
 import pytest
 
 from durable.errors import ExecutionNotFound, InvalidState, LeaseLost
-from durable.models import Status, StepExecution, StepStatus
+from durable.models import Status, StepExecution, StepStatus, Wait
 from durable.stores.base import ExecutionRow, Store
+from durable.waits import WaitSpec
 
 __all__ = ["T0", "StoreContract", "compare_with_memory", "new_row"]  # + CompareWithMemory
 
@@ -462,6 +463,177 @@ class StoreContract:
         assert final is not None
         assert (final.status, final.context) == (Status.CANCELLED, {})
         assert [s.status for s in store.steps(c.id)] == [StepStatus.CANCELLED]
+
+    # -- waits ---------------------------------------------------------------------------
+
+    def _suspended(
+        self, store: Store, spec: WaitSpec, at: datetime = T0
+    ) -> tuple[ExecutionRow, Wait]:
+        c = self._claimed(store)
+        w = store.wait(c.id, c.token, now=at, step="first", seq=0, attempt=1, spec=spec)
+        assert w.status == "pending"
+        rec = _record("first", 1, StepStatus.SUSPENDED, at)
+        store.suspend(c.id, c.token, now=at, record=rec, step="first", seq=0)
+        return c, w
+
+    def test_a_sleep_suspends_without_a_claim_and_resumes_the_same_attempt(
+        self, store: Store
+    ) -> None:
+        c, w = self._suspended(store, WaitSpec(kind="sleep", for_ms=60_000))
+        assert (w.kind, w.until, w.step, w.seq) == ("sleep", T0 + _ms(60_000), "first", 0)
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.status, got.run_at, got.worker_id, got.lease_expires_at, got.suspended) == (
+            Status.WAITING,
+            T0 + _ms(60_000),
+            None,
+            None,
+            True,
+        )
+        assert store.next_due(queues=None, workflows=None) == T0 + _ms(60_000)
+        assert [x.execution_id for x in store.waits()] == [c.id]
+        assert _claim(store, T0 + _ms(59_999)) == []
+        (again,) = _claim(store, T0 + _ms(60_000))
+        assert (again.attempt, again.began) == (1, True)  # resumed, not a new attempt
+        # the resumed run finds the sleep over, at its recorded place
+        w2 = store.wait(
+            c.id,
+            again.token,
+            now=T0 + _ms(60_000),
+            step="first",
+            seq=0,
+            attempt=1,
+            spec=WaitSpec(kind="sleep", for_ms=60_000),
+        )
+        assert (w2.status, w2.until) == ("resolved", T0 + _ms(60_000))
+        store.release(c.id, again.token, now=T0 + _ms(60_001), attempt_ran=False)
+        (third,) = _claim(store, T0 + _ms(60_001))
+        assert third.attempt == 1  # taking back a resumed run keeps its attempt number
+        rec = _record("first", 1, StepStatus.COMPLETED, T0 + _ms(60_001))
+        store.complete_step(
+            c.id,
+            third.token,
+            now=T0 + _ms(60_002),
+            record=rec,
+            context={},
+            next_step=None,
+            start_next=False,
+        )
+        got = store.get(c.id)
+        assert got is not None and (got.status, got.suspended) == (Status.COMPLETED, False)
+        assert store.waits() == []
+        assert [s.status for s in store.steps(c.id)] == [
+            StepStatus.SUSPENDED,
+            StepStatus.COMPLETED,
+        ]
+
+    def test_events_are_kept_until_consumed_in_order(self, store: Store) -> None:
+        c = self._claimed(store)
+        assert store.send_event(c.id, "paid", {"n": 1}, now=T0) is False  # running: kept
+        store.send_event(c.id, "paid", {"n": 2}, now=T0)
+        spec = WaitSpec(kind="event", names=("paid",))
+        w = store.wait(c.id, c.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
+        assert (w.status, w.result) == ("resolved", {"name": "paid", "payload": {"n": 1}})
+        w = store.wait(c.id, c.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
+        assert w.result == {"name": "paid", "payload": {"n": 1}}  # memoised, not re-consumed
+        w = store.wait(c.id, c.token, now=T0, step="first", seq=1, attempt=1, spec=spec)
+        assert w.result == {"name": "paid", "payload": {"n": 2}}
+        w = store.wait(c.id, c.token, now=T0, step="first", seq=2, attempt=1, spec=spec)
+        assert w.status == "pending"
+
+    def test_an_event_wakes_a_waiting_execution_and_all_waits_for_every_name(
+        self, store: Store
+    ) -> None:
+        spec = WaitSpec(kind="event", names=("a", "b"), mode="all", for_ms=1000)
+        c, _ = self._suspended(store, spec)
+        assert store.send_event(c.id, "a", 1, now=T0 + _ms(1)) is False  # b still missing
+        got = store.get(c.id)
+        assert got is not None and got.status == Status.WAITING
+        assert store.send_event(c.id, "b", 2, now=T0 + _ms(2)) is True
+        got = store.get(c.id)
+        assert got is not None and (got.status, got.run_at) == (Status.PENDING, T0 + _ms(2))
+        (again,) = _claim(store, T0 + _ms(2))
+        w = store.wait(
+            c.id, again.token, now=T0 + _ms(2), step="first", seq=0, attempt=1, spec=spec
+        )
+        assert (w.status, w.result) == ("resolved", {"a": 1, "b": 2})
+
+    def test_a_suspend_that_can_resolve_makes_the_execution_pending(self, store: Store) -> None:
+        c = self._claimed(store)
+        spec = WaitSpec(kind="event", names=("x",))
+        w = store.wait(c.id, c.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
+        assert w.status == "pending"
+        store.send_event(c.id, "x", "raced", now=T0 + _ms(1))  # between wait and suspend
+        rec = _record("first", 1, StepStatus.SUSPENDED, T0)
+        status = store.suspend(c.id, c.token, now=T0 + _ms(2), record=rec, step="first", seq=0)
+        assert status == Status.PENDING
+
+    def test_inputs_resolve_only_a_pending_wait(self, store: Store) -> None:
+        spec = WaitSpec(kind="input", names=("ok",), for_ms=1000, prompt="sure?", schema={})
+        c, w = self._suspended(store, spec)
+        assert (w.prompt, w.schema) == ("sure?", {})
+        with pytest.raises(InvalidState, match="not waiting for an input named 'nope'"):
+            store.provide_input(c.id, "nope", 1, now=T0)
+        store.provide_input(c.id, "ok", {"yes": True}, now=T0 + _ms(5))
+        got = store.get(c.id)
+        assert got is not None and got.status == Status.PENDING
+        with pytest.raises(InvalidState):
+            store.provide_input(c.id, "ok", {"again": True}, now=T0 + _ms(6))
+        (again,) = _claim(store, T0 + _ms(6))
+        w = store.wait(
+            c.id, again.token, now=T0 + _ms(9_999), step="first", seq=0, attempt=1, spec=spec
+        )
+        assert (w.status, w.result) == ("resolved", {"yes": True})
+        with pytest.raises(ExecutionNotFound):
+            store.provide_input("no-such-id", "ok", 1, now=T0)
+        with pytest.raises(ExecutionNotFound):
+            store.send_event("no-such-id", "ok", 1, now=T0)
+
+    def test_a_wait_times_out_and_a_new_attempt_waits_afresh(self, store: Store) -> None:
+        spec = WaitSpec(kind="event", names=("x",), for_ms=1000)
+        c, _ = self._suspended(store, spec)
+        (again,) = _claim(store, T0 + _ms(1000))
+        w = store.wait(
+            c.id, again.token, now=T0 + _ms(1000), step="first", seq=0, attempt=1, spec=spec
+        )
+        assert w.status == "timed_out"
+        rec = _record("first", 1, StepStatus.FAILED, T0 + _ms(1000))
+        store.fail_attempt(
+            c.id, again.token, now=T0 + _ms(1000), record=rec, retry_at=T0 + _ms(1500), error=None
+        )
+        (third,) = _claim(store, T0 + _ms(1500))
+        assert third.attempt == 2
+        w = store.wait(
+            c.id, third.token, now=T0 + _ms(1500), step="first", seq=0, attempt=2, spec=spec
+        )
+        assert (w.status, w.until) == ("pending", T0 + _ms(2500))
+
+    def test_wait_and_suspend_are_fenced_and_finished_executions_take_nothing(
+        self, store: Store
+    ) -> None:
+        row = new_row()
+        store.create(row)
+        (old,) = _claim(store, T0, lease_ms=1000)
+        (new,) = _claim(store, T0 + _ms(1000))
+        spec = WaitSpec(kind="sleep", for_ms=5)
+        with pytest.raises(LeaseLost):
+            store.wait(row.id, old.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
+        store.wait(row.id, new.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
+        rec = _record("first", 1, StepStatus.SUSPENDED, T0)
+        with pytest.raises(LeaseLost):
+            store.suspend(row.id, old.token, now=T0, record=rec, step="first", seq=0)
+        store.finish(row.id, new.token, now=T0 + _ms(1), status=Status.CANCELLED, error=None)
+        with pytest.raises(InvalidState):
+            store.send_event(row.id, "x", 1, now=T0 + _ms(2))
+        with pytest.raises(InvalidState):
+            store.provide_input(row.id, "x", 1, now=T0 + _ms(2))
+        assert store.waits() == []
+
+    def test_cancel_a_waiting_execution_at_once(self, store: Store) -> None:
+        c, _ = self._suspended(store, WaitSpec(kind="event", names=("x",)))
+        got = store.request_cancel(c.id, now=T0 + _ms(1), reason=None)
+        assert (got.status, got.suspended) == (Status.CANCELLED, False)
+        assert _claim(store, T0 + _ms(10**9)) == []
 
 
 # -- comparison with the memory store ---------------------------------------------------
