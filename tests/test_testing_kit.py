@@ -214,7 +214,7 @@ def test_override_takes_virtual_time(durable_engine, durable_clock):
 
 
 def test_override_takes_past_the_workflow_deadline(durable_engine, durable_clock):
-    durable_engine.override("after", takes=minutes(11))
+    durable_engine.override("after", workflow=Slow, takes=minutes(11))
     start = durable_clock.now()
     wid = durable_engine.start(Slow)
     ex = durable_engine.run_until(wid)
