@@ -650,7 +650,7 @@ def compare_with_memory(make_store: Callable[[], Store], *, max_examples: int = 
         machine,
         settings=settings(
             max_examples=max_examples,
-            stateful_step_count=25,
+            stateful_step_count=60,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
@@ -685,7 +685,37 @@ def _build_machine() -> type:
             r.cancel_requested,
             r.context,
             r.input,
+            r.suspended,
         )
+
+    def wait_view(w: Wait) -> tuple[Any, ...]:
+        return (
+            w.execution_id,
+            w.step,
+            w.seq,
+            w.kind,
+            w.names,
+            w.mode,
+            w.until,
+            w.status,
+            w.result,
+            w.resolved_at,
+        )
+
+    specs = st.one_of(
+        st.builds(lambda ms: WaitSpec(kind="sleep", for_ms=ms), st.integers(0, 4000)),
+        st.builds(
+            lambda names, mode, ms: WaitSpec(kind="event", names=names, mode=mode, for_ms=ms),
+            st.sampled_from([("x",), ("y",), ("x", "y")]),
+            st.sampled_from(["any", "all"]),
+            st.none() | st.integers(1, 4000),
+        ),
+        st.builds(
+            lambda ms, has: WaitSpec(kind="input", names=("ok",), for_ms=ms, has_timeout_value=has),
+            st.none() | st.integers(1, 4000),
+            st.booleans(),
+        ),
+    )
 
     class Machine(RuleBasedStateMachine):
         make_store: Callable[[], Store]
@@ -697,6 +727,7 @@ def _build_machine() -> type:
             self.now = T0
             self.ids: list[str] = []
             self.claims: dict[str, int] = {}
+            self.reached: set[tuple[str, int]] = set()
 
         def teardown(self) -> None:
             self.subject.close()
@@ -735,6 +766,14 @@ def _build_machine() -> type:
             assert (m.id, mc) == (s.id, sc)
             if mc:
                 self.ids.append(row.id)
+
+        @rule()
+        def start_and_claim(self) -> None:
+            """A due start claimed at once: keeps live claims around for the wait rules."""
+            row = new_row(at=self.now)
+            self.both(lambda st_: st_.create(row))
+            self.ids.append(row.id)
+            self.claim(1, None)
 
         @rule(ms=st.integers(0, 5000))
         def advance(self, ms: int) -> None:
@@ -810,6 +849,67 @@ def _build_machine() -> type:
                 lambda st_: st_.heartbeat(claims, now=self.now, lease_ms=10_000)
             )
             assert sorted(m) == sorted(s)
+
+        def live(self) -> list[str]:
+            """Claims still held (most rules may also use stale ones, to test fencing)."""
+            out = []
+            for eid, token in sorted(self.claims.items()):
+                row = self.model.get(eid)
+                if row is not None and row.status == Status.RUNNING and row.token == token:
+                    out.append(eid)
+            return out
+
+        @precondition(lambda self: self.live())
+        @rule(data=st.data(), spec=specs, seq=st.integers(0, 2))
+        def wait(self, data: Any, spec: WaitSpec, seq: int) -> None:
+            eid = data.draw(st.sampled_from(self.live()))
+            row = self.model.get(eid)
+            attempt = row.attempt if row is not None else 1
+            outcomes = self.both(
+                lambda st_: st_.wait(
+                    eid,
+                    self.claims[eid],
+                    now=self.now,
+                    step="first",
+                    seq=seq,
+                    attempt=attempt,
+                    spec=spec,
+                )
+            )
+            if outcomes[0][0] == "ok":
+                assert wait_view(outcomes[0][1]) == wait_view(outcomes[1][1])
+                self.reached.add((eid, seq))
+
+        @precondition(lambda self: any(e in self.live() for e, _ in self.reached))
+        @rule(data=st.data())
+        def suspend(self, data: Any) -> None:
+            live = self.live()
+            eid, seq = data.draw(st.sampled_from(sorted(r for r in self.reached if r[0] in live)))
+            rec = _record("first", 1, StepStatus.SUSPENDED, self.now)
+            self.both(
+                lambda st_: st_.suspend(
+                    eid, self.claims[eid], now=self.now, record=rec, step="first", seq=seq
+                )
+            )
+
+        @precondition(lambda self: self.ids)
+        @rule(data=st.data(), name=st.sampled_from(["x", "y"]), payload=st.integers(0, 9))
+        def send(self, data: Any, name: str, payload: int) -> None:
+            eid = data.draw(st.sampled_from(self.live() or self.ids))
+            self.both(lambda st_: st_.send_event(eid, name, payload, now=self.now))
+
+        @precondition(lambda self: self.ids)
+        @rule(data=st.data(), payload=st.integers(0, 9))
+        def provide(self, data: Any, payload: int) -> None:
+            eid = data.draw(st.sampled_from(self.ids))
+            self.both(lambda st_: st_.provide_input(eid, "ok", payload, now=self.now))
+
+        @invariant()
+        def same_waits(self) -> None:
+            for pending_only in (True, False):
+                m = [wait_view(w) for w in self.model.waits(pending_only=pending_only)]
+                s_ = [wait_view(w) for w in self.subject.waits(pending_only=pending_only)]
+                assert sorted(m, key=repr) == sorted(s_, key=repr)
 
         @invariant()
         def same_rows(self) -> None:

@@ -15,7 +15,10 @@ from durable_testing.contract import StoreContract, compare_with_memory
 
 def _truncate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE durable_executions, durable_step_attempts RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE durable_executions, durable_step_attempts, durable_waits, durable_events "
+            "RESTART IDENTITY"
+        )
 
 
 class TestMemoryStore(StoreContract):
@@ -47,7 +50,7 @@ def test_sqlite_agrees_with_memory(tmp_path):
     def make():
         return durable.Engine(f"sqlite:///{tmp_path / f'cmp{next(counter)}.db'}").store
 
-    compare_with_memory(make, max_examples=30)
+    compare_with_memory(make, max_examples=80)
 
 
 def test_postgres_agrees_with_memory(postgres_url):
@@ -55,4 +58,4 @@ def test_postgres_agrees_with_memory(postgres_url):
         _truncate(postgres_url)
         return durable.Engine(postgres_url).store
 
-    compare_with_memory(make, max_examples=30)
+    compare_with_memory(make, max_examples=80)
