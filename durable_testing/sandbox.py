@@ -177,6 +177,8 @@ class PostgresSandbox(StoreSandbox):
     def close(self) -> None:
         try:
             self.conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        except self._psycopg.OperationalError:
+            pass  # the database went away first (dropped at the end of a run): so did this
         finally:
             self.conn.close()
 

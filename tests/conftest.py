@@ -14,7 +14,8 @@ from durable_testing.sandbox import StoreSandbox, open_sandbox
 pytest_plugins = ["pytester"]
 
 PG_ADMIN = os.environ.get("DURABLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DB = "durable_tests"
+# One database per test run, so that two runs (a developer's and CI's) never meet.
+PG_DB = f"durable_tests_{os.getpid()}"
 STORES = ["memory", "sqlite", "postgres"]
 
 
@@ -23,7 +24,7 @@ def _pg_url(db: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
+def postgres_url() -> Iterator[str]:
     """A fresh, migrated database for this run; fails (never skips) under CI=true."""
     import psycopg
 
@@ -41,7 +42,11 @@ def postgres_url() -> str:
         pytest.skip(f"PostgreSQL is unreachable at {PG_ADMIN}: {exc}")
     url = _pg_url(PG_DB)
     durable.Engine(url).close()  # migrate once
-    return url
+    yield url
+    import psycopg as pg
+
+    with pg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,16 +21,20 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 def blank_url(request, tmp_path):
     """An empty database of each SQL kind."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'blank.db'}"
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        return
     import psycopg
 
     base: str = request.getfixturevalue("postgres_url")
-    name = "durable_blank"
+    name = f"durable_blank_{os.getpid()}"
     admin = base.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
-    return base.rsplit("/", 1)[0] + "/" + name
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        for db in (name, f"durable_reference_{os.getpid()}"):
+            conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 def _open(url: str):
@@ -68,8 +73,8 @@ def test_migrations_build_exactly_the_current_schema(blank_url, tmp_path):
 
         admin = blank_url.rsplit("/", 1)[0] + "/postgres"
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS durable_reference WITH (FORCE)")
-            conn.execute("CREATE DATABASE durable_reference")
+            conn.execute(f"DROP DATABASE IF EXISTS durable_reference_{os.getpid()} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE durable_reference_{os.getpid()}")
     metadata.create_all(reference)
     assert _shape(store.engine) == _shape(reference)
     reference.dispose()
