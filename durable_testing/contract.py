@@ -728,6 +728,12 @@ def _build_machine() -> type:
             self.ids: list[str] = []
             self.claims: dict[str, int] = {}
             self.reached: set[tuple[str, int]] = set()
+            self.made = 0
+
+        def next_id(self) -> str:
+            # Ids in creation order, not random: hypothesis replays draws from sorted ids.
+            self.made += 1
+            return f"cmp-{self.made:04d}"
 
         def teardown(self) -> None:
             self.subject.close()
@@ -755,6 +761,7 @@ def _build_machine() -> type:
             self, priority: int, delay: int, queue: str, key: str | None, timeout: int | None
         ) -> None:
             row = new_row(
+                id=self.next_id(),
                 at=self.now,
                 run_at=self.now + _ms(delay),
                 priority=priority,
@@ -770,7 +777,7 @@ def _build_machine() -> type:
         @rule()
         def start_and_claim(self) -> None:
             """A due start claimed at once: keeps live claims around for the wait rules."""
-            row = new_row(at=self.now)
+            row = new_row(id=self.next_id(), at=self.now)
             self.both(lambda st_: st_.create(row))
             self.ids.append(row.id)
             self.claim(1, None)

@@ -50,7 +50,7 @@ def test_sqlite_agrees_with_memory(tmp_path):
     def make():
         return durable.Engine(f"sqlite:///{tmp_path / f'cmp{next(counter)}.db'}").store
 
-    compare_with_memory(make, max_examples=80)
+    compare_with_memory(make, max_examples=50)
 
 
 def test_postgres_agrees_with_memory(postgres_url):
@@ -58,4 +58,4 @@ def test_postgres_agrees_with_memory(postgres_url):
         _truncate(postgres_url)
         return durable.Engine(postgres_url).store
 
-    compare_with_memory(make, max_examples=80)
+    compare_with_memory(make, max_examples=50)
