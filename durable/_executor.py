@@ -23,6 +23,7 @@ from durable._runtime import StepRun
 from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
 from durable.errors import (
+    ExecutionNotFound,
     LeaseLost,
     SerializationError,
     StepNotFound,
@@ -34,7 +35,7 @@ from durable.errors import (
 from durable.models import Status, StepExecution, StepStatus
 from durable.retry import Retry
 from durable.stores.base import ExecutionRow, Store
-from durable.waits import Suspend, WaitSpec
+from durable.waits import StoreInterrupt, Suspend, WaitSpec
 
 if TYPE_CHECKING:
     from durable.plugins import PluginHost
@@ -151,7 +152,7 @@ class Executor:
         # began: the claim began this attempt for us; otherwise one in flight was lost
         begun = row.began
 
-        if index == 0 and attempt == 1 and begun:
+        if index == 0 and attempt == 1 and begun and not row.suspended:
             self._notify("durable_workflow_started", eid, lambda: row)
 
         while True:
@@ -253,6 +254,8 @@ class Executor:
             logs = list(run.logs)
             now = self.clock.now()
             error: dict[str, Any] | None = None
+            if isinstance(outcome.error, StoreInterrupt):
+                raise outcome.error.error  # handled by run(): lost claim or store error
             if isinstance(outcome.error, Suspend):
                 self._suspend(
                     row, sdef, outcome.error, record(StepStatus.SUSPENDED, started, now, None, logs)
@@ -345,15 +348,20 @@ class Executor:
             raise LeaseLost(f"step {run.step!r} attempt {run.attempt} was abandoned")
         seq = run.waits
         run.waits += 1
-        wait = self.store.wait(
-            run.execution_id,
-            token,
-            now=self.clock.now(),
-            step=run.step,
-            seq=seq,
-            attempt=run.attempt,
-            spec=spec,
-        )
+        try:
+            wait = self.store.wait(
+                run.execution_id,
+                token,
+                now=self.clock.now(),
+                step=run.step,
+                seq=seq,
+                attempt=run.attempt,
+                spec=spec,
+            )
+        except (StoreError, ExecutionNotFound) as exc:
+            # Not the step's business: a step's `except Exception` must not turn a lost
+            # claim or a database hiccup into its own fallback path.
+            raise StoreInterrupt(exc) from exc
         if wait.status == "resolved":
             return spec.shape(wait.result)
         if wait.status == "timed_out":

@@ -12,7 +12,7 @@ from typing import Any
 
 from durable._runtime import StepRun, current
 from durable.clock import Clock
-from durable.waits import Suspend
+from durable.waits import WaitSignal
 
 
 @dataclass(slots=True)
@@ -113,12 +113,12 @@ def invoke(
 
     if is_async:
 
-        async def task() -> Suspend | None:
+        async def task() -> WaitSignal | None:
             current.set(run)
             coro: Coroutine[Any, Any, Any] = fn()
             try:
                 await coro
-            except Suspend as signal:
+            except WaitSignal as signal:
                 # A BaseException must not escape a task (asyncio would re-raise it in the
                 # loop's thread); hand it over as the task's result instead.
                 return signal

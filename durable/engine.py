@@ -217,17 +217,13 @@ class Engine:
         already provided, timed out or finished), ExecutionNotFound for an unknown id."""
         check_name(name, "input name")
         value = normalise(data, f"the data of input {name!r}")
-        pending = [
-            w for w in self.store.waits(execution_id=execution_id, kind="input") if name in w.names
-        ]
-        if not pending:
-            if self.store.get(execution_id) is None:
-                raise ExecutionNotFound(
-                    f"no execution with id {execution_id!r} in {self.store_url or self.store!r}"
-                )
-        else:
-            validate_input(name, value, pending[0].schema)
-        self.store.provide_input(execution_id, name, value, now=self.clock.now())
+
+        def validate(schema: dict[str, Any] | None) -> None:
+            validate_input(name, value, schema)
+
+        # Checked against the schema of the wait being resolved, in its transaction: a
+        # step that reaches its wait_for_input meanwhile cannot slip past the check.
+        self.store.provide_input(execution_id, name, value, now=self.clock.now(), validate=validate)
         self._wake_workers()
 
     def list_pending_inputs(
@@ -235,11 +231,16 @@ class Engine:
     ) -> list[Wait]:
         """Inputs steps are waiting for, oldest first: execution, step, name, prompt,
         schema and until when (the timeout)."""
-        waits = self.store.waits(kind="input", limit=limit if workflow is None else 100_000)
+        now = self.clock.now()
+        waits = [
+            w
+            for w in self.store.waits(kind="input", limit=100_000)
+            if w.until is None or w.until >= now  # timed out: no longer open
+        ]
         if workflow is not None:
             name = _workflow_name(workflow)
-            waits = [w for w in waits if w.workflow == name][:limit]
-        return waits
+            waits = [w for w in waits if w.workflow == name]
+        return waits[:limit]
 
     def list_waits(
         self, execution_id: str | None = None, *, kind: str | None = None, limit: int = 100

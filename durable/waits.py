@@ -33,7 +33,9 @@ from durable.durations import to_ms
 from durable.errors import ConfigError, ContextError, InvalidInput
 
 __all__ = [
+    "StoreInterrupt",
     "Suspend",
+    "WaitSignal",
     "WaitSpec",
     "sleep_for",
     "sleep_until",
@@ -65,6 +67,7 @@ class WaitSpec:
     schema: dict[str, Any] | None = None
     timeout_value: Any = None
     has_timeout_value: bool = False
+    single: bool = False  # wait_for_event: return the payload, not (name, payload)
 
     def deadline(self, now: datetime) -> datetime | None:
         """When the sleep ends or the wait times out, if first reached at ``now``."""
@@ -82,7 +85,7 @@ class WaitSpec:
             return None
         if self.kind == "input":
             return raw
-        if self.mode == "any" and len(self.names) == 1:
+        if self.single:
             return raw["payload"]
         if self.mode == "any":
             return (raw["name"], raw["payload"])
@@ -97,16 +100,28 @@ class WaitSpec:
         return f"event {names}" if len(self.names) == 1 else f"{self.mode} of events {names}"
 
 
-class Suspend(BaseException):
-    """Raised by a wait that is not resolved yet: the executor suspends the step.
+class WaitSignal(BaseException):
+    """What a wait raises through the step's code to the executor. A BaseException, so
+    that a step's ``except Exception`` does not swallow it."""
 
-    A BaseException, so that a step's ``except Exception`` does not swallow it."""
+
+class Suspend(WaitSignal):
+    """Raised by a wait that is not resolved yet: the executor suspends the step."""
 
     def __init__(self, spec: WaitSpec, seq: int, until: datetime | None) -> None:
         super().__init__(f"waiting for {spec.describe()}")
         self.spec = spec
         self.seq = seq
         self.until = until
+
+
+class StoreInterrupt(WaitSignal):
+    """The store failed (or the claim was lost) while a wait was decided: the executor
+    handles ``error`` as it handles any store failure, outside the step's code."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _run(fn: str) -> StepRun:
@@ -174,6 +189,7 @@ def wait_for_event(
         WaitSpec(
             kind="event",
             names=(check_name(name, "wait_for_event() event name"),),
+            single=True,
             for_ms=ms,
             timeout_value=value,
             has_timeout_value=has,

@@ -571,7 +571,17 @@ class StoreContract:
     def test_inputs_resolve_only_a_pending_wait(self, store: Store) -> None:
         spec = WaitSpec(kind="input", names=("ok",), for_ms=1000, prompt="sure?", schema={})
         c, w = self._suspended(store, spec)
-        assert (w.prompt, w.schema) == ("sure?", {})
+        assert (w.prompt, w.schema, w.workflow) == ("sure?", {}, WF)
+
+        def refuse(schema: Any) -> None:
+            assert schema == {}  # the schema of the wait being resolved
+            raise InvalidState("refused by the caller's check")
+
+        with pytest.raises(InvalidState, match="refused"):
+            store.provide_input(c.id, "ok", {"bad": True}, now=T0 + _ms(1), validate=refuse)
+        assert [x.status for x in store.waits(execution_id=c.id)] == ["pending"]  # nothing kept
+        with pytest.raises(InvalidState, match="stopped waiting for the input 'ok'"):
+            store.provide_input(c.id, "ok", {"late": True}, now=T0 + _ms(1001))
         with pytest.raises(InvalidState, match="not waiting for an input named 'nope'"):
             store.provide_input(c.id, "nope", 1, now=T0)
         store.provide_input(c.id, "ok", {"yes": True}, now=T0 + _ms(5))

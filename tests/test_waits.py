@@ -439,3 +439,92 @@ def test_cli_lists_waits_sends_events_and_provides_input(tmp_path):
     assert "nothing is waiting" in cli("waits")
     gone = run(main, ["--store", url, "send-event", event_wid, "payment"])
     assert gone.exit_code == 1 and "already finished" in gone.output
+
+
+# -- regressions from review -----------------------------------------------------------------
+
+
+def test_an_input_after_the_timeout_is_refused_even_before_a_worker_looked(
+    durable_engine, durable_clock
+):
+    wid = durable_engine.start(Approval)
+    durable_engine.drain()
+    durable_clock.advance(timedelta(hours=48))
+    assert len(durable_engine.list_pending_inputs()) == 1  # at the instant: still open
+    durable_clock.advance(1)
+    assert durable_engine.list_pending_inputs() == []
+    with pytest.raises(durable.InvalidState, match="stopped waiting for the input 'approval'"):
+        durable_engine.provide_input(wid, "approval", {"approved": True, "by": "late"})
+    ex = durable_engine.run_until(wid)
+    assert ex.context["decision"] == {"approved": False, "by": "timeout"}
+
+
+def test_an_event_sent_after_the_timeout_does_not_resolve_the_wait(durable_engine, durable_clock):
+    wid = durable_engine.start(Timeouts)
+    durable_engine.drain()
+    durable_clock.advance(minutes(60))  # no worker looked at the 5-minute timeout yet
+    durable_engine.send_event(wid, "maybe", "55 minutes late")
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).context["got"] == "none"
+
+
+def test_workflow_started_is_reported_once_across_resumes(
+    durable_clock, durable_store_url, recorder
+):
+    with durable.Engine(durable_store_url, clock=durable_clock, plugins=[recorder]) as eng:
+        wid = eng.start(Approval)
+        eng.drain()
+        eng.provide_input(wid, "approval", {"approved": True, "by": "ann"})
+        eng.drain()
+    assert recorder.hooks(wid).count("started") == 1
+
+
+def test_wait_for_any_event_of_one_name_still_returns_a_pair(durable_engine):
+    from wait_workflows import AnyOfOne
+
+    wid = durable_engine.start(AnyOfOne)
+    durable_engine.send_event(wid, "approved", {"by": "ann"})
+    assert durable_engine.run_until(wid).context == {"got": ["approved", {"by": "ann"}]}
+
+
+def test_a_store_failure_inside_a_wait_does_not_reach_the_steps_except(
+    durable_engine, durable_clock, monkeypatch
+):
+    from wait_workflows import Fallback
+
+    real = durable_engine.store.wait
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise durable.StoreError("connection reset by peer")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(durable_engine.store, "wait", flaky)
+    wid = durable_engine.start(Fallback)
+    durable_engine.drain()
+    ex = durable_engine.get_execution(wid)
+    assert ex.status == "running"  # the claim stays; it resumes after its lease
+    assert "fallback" not in ex.context
+    durable_engine.send_event(wid, "go", 1)
+    ex = durable_engine.run_until(wid)  # after the lease: the attempt counts as lost, retried
+    assert ex.context == {"got": 1}
+    assert durable_engine.history(wid).errors == [("guarded", 1, "WorkerLost")]
+
+
+def test_a_retry_waits_afresh_after_a_timeout_value(durable_engine, durable_clock):
+    from wait_workflows import StrictValue
+
+    start = durable_clock.now()
+    wid = durable_engine.start(StrictValue)
+    durable_engine.drain()
+    durable_engine.advance_to_next()
+    durable_engine.drain()  # timed out with None; the step raised; retry in 10 s
+    durable_engine.advance_to_next()
+    durable_engine.drain()  # attempt 2 waits again (not the recorded timeout at once)
+    assert durable_engine.get_execution(wid).status == "waiting"
+    (wait,) = durable_engine.list_waits(wid)
+    assert wait.until == start + timedelta(minutes=1, seconds=10) + MIN
+    durable_engine.send_event(wid, "go", "second time lucky")
+    assert durable_engine.run_until(wid).context == {"got": "second time lucky"}

@@ -181,3 +181,33 @@ class RealNap:
     def nap(self) -> None:
         sleep_for(input()["nap_ms"])
         put_context("woke", True)
+
+
+@workflow("wait_any_of_one")
+class AnyOfOne:
+    @step
+    def only(self) -> None:
+        name, payload = wait_for_any_event(["approved"])
+        put_context("got", [name, payload])
+
+
+@workflow("wait_fallback")
+class Fallback:
+    """Guards its wait with `except Exception`: a store failure must not take that path."""
+
+    @step(retry=Retry(max_attempts=2, backoff="constant", base=1))
+    def guarded(self) -> None:
+        try:
+            put_context("got", wait_for_event("go"))
+        except Exception as exc:
+            put_context("fallback", type(exc).__name__)
+
+
+@workflow("wait_strict_value")
+class StrictValue:
+    @step(retry=Retry(max_attempts=2, backoff="constant", base=10))
+    def strict(self) -> None:
+        got = wait_for_event("go", timeout=minutes(1), timeout_value=None)
+        if got is None:
+            raise RuntimeError("nothing came")
+        put_context("got", got)

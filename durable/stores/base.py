@@ -27,6 +27,7 @@ __all__ = [
     "as_cancelled",
     "decide_wait",
     "finished_error",
+    "input_too_late",
     "not_pending_error",
 ]
 
@@ -131,27 +132,27 @@ def decide_wait(
     names: Sequence[str],
     until: datetime | None,
     now: datetime,
-    inbox: Sequence[tuple[int, str, Any]],
+    inbox: Sequence[tuple[int, str, Any, datetime]],
 ) -> WaitDecision:
     """The rule every store applies to a pending wait, given the execution's unconsumed
-    events ``(seq, name, payload)`` in arrival order. Events win over a timeout due at the
-    same moment: an event that arrived is never dropped for a timeout."""
+    events ``(seq, name, payload, sent_at)`` in arrival order.
+
+    An event counts if it was sent by ``until`` (one sent at that very instant wins over
+    the timeout); one sent later, however soon it is looked at, does not."""
     if kind == "sleep":
-        return (
-            WaitDecision("resolved")
-            if until is not None and until <= now
-            else WaitDecision("pending")
-        )
+        if until is not None and until <= now:
+            return WaitDecision("resolved")
+        return WaitDecision("pending")
     if kind == "event":
+        timely = [e for e in inbox if e[1] in names and (until is None or e[3] <= until)]
         if mode == "any":
-            for seq, name, payload in inbox:
-                if name in names:
-                    return WaitDecision("resolved", {"name": name, "payload": payload}, (seq,))
+            if timely:
+                seq, name, payload, _ = timely[0]
+                return WaitDecision("resolved", {"name": name, "payload": payload}, (seq,))
         else:
             first: dict[str, tuple[int, Any]] = {}
-            for seq, name, payload in inbox:
-                if name in names and name not in first:
-                    first[name] = (seq, payload)
+            for seq, name, payload, _ in timely:
+                first.setdefault(name, (seq, payload))
             if len(first) == len(names):
                 return WaitDecision(
                     "resolved",
@@ -162,6 +163,14 @@ def decide_wait(
     if until is not None and until <= now:
         return WaitDecision("timed_out")
     return WaitDecision("pending")
+
+
+def input_too_late(execution_id: str, name: str, until: datetime) -> InvalidState:
+    """The error for an input given after its wait timed out."""
+    return InvalidState(
+        f"execution {execution_id} stopped waiting for the input {name!r} at "
+        f"{until.isoformat()} (its timeout); nothing was stored"
+    )
 
 
 def not_pending_error(execution_id: str, name: str, pending: Sequence[str]) -> InvalidState:
@@ -334,9 +343,9 @@ class Store(abc.ABC):
         The first time, the wait is recorded (``until`` from ``spec.deadline(now)``). Later
         runs of the step find it: resolved or timed out, it is returned as it is (a
         resumed step gets the same result); still pending, it is decided again, consuming
-        the events it takes. A wait that timed out without a ``timeout_value`` in an
-        earlier attempt is begun afresh by a new attempt. A recorded wait whose kind or
-        names differ from ``spec`` (the code changed) is replaced by ``spec``."""
+        the events it takes. A wait that timed out in an earlier attempt is begun afresh
+        by a new attempt (what did come, an event or an input, is kept). A recorded wait
+        whose kind or names differ from ``spec`` (the code changed) is replaced."""
 
     @abc.abstractmethod
     def suspend(
@@ -365,10 +374,21 @@ class Store(abc.ABC):
         it woke the execution."""
 
     @abc.abstractmethod
-    def provide_input(self, execution_id: str, name: str, data: Any, *, now: datetime) -> None:
+    def provide_input(
+        self,
+        execution_id: str,
+        name: str,
+        data: Any,
+        *,
+        now: datetime,
+        validate: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> None:
         """Resolve the execution's pending input wait ``name`` with ``data`` and wake the
-        execution if it is waiting. Raises ExecutionNotFound; InvalidState when it finished
-        or no such input is pending (see :func:`not_pending_error`)."""
+        execution if it is waiting. ``validate(schema)`` is called with the wait's schema
+        in the same transaction, before anything is written (it raises to refuse). Raises
+        ExecutionNotFound; InvalidState when it finished, no such input is pending (see
+        :func:`not_pending_error`), or the wait's ``until`` is before ``now``
+        (:func:`input_too_late`)."""
 
     @abc.abstractmethod
     def waits(

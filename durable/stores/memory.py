@@ -11,7 +11,7 @@ import dataclasses
 import heapq
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +26,7 @@ from durable.stores.base import (
     as_cancelled,
     decide_wait,
     finished_error,
+    input_too_late,
     not_pending_error,
 )
 from durable.waits import WaitSpec
@@ -50,7 +51,7 @@ class MemoryStore(Store):
         self._steps: dict[str, list[StepExecution]] = {}
         # (execution, step, seq) -> mutable wait fields; per execution: unconsumed events
         self._waits: dict[tuple[str, str, int], dict[str, Any]] = {}
-        self._inbox: dict[str, list[tuple[int, str, Any]]] = {}
+        self._inbox: dict[str, list[tuple[int, str, Any, datetime]]] = {}
         self._keys: dict[str, str] = {}
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
@@ -401,11 +402,7 @@ class MemoryStore(Store):
             w = self._waits.get(key)
             renew = w is not None and (
                 (w["kind"], tuple(w["names"]), w["mode"]) != (spec.kind, spec.names, spec.mode)
-                or (
-                    w["status"] == "timed_out"
-                    and w["attempt"] != attempt
-                    and not spec.has_timeout_value
-                )
+                or (w["status"] == "timed_out" and w["attempt"] != attempt)
             )
             if w is None or renew:
                 w = self._waits[key] = {
@@ -475,34 +472,46 @@ class MemoryStore(Store):
     def send_event(self, execution_id: str, name: str, payload: Any, *, now: datetime) -> bool:
         with self._lock:
             row = self._live(execution_id)
-            self._inbox.setdefault(execution_id, []).append((next(self._seq), name, clone(payload)))
+            self._inbox.setdefault(execution_id, []).append(
+                (next(self._seq), name, clone(payload), now)
+            )
             if row.status != Status.WAITING:
                 return False
-            pending = [
-                w
-                for w in self._waits.values()
-                if w["execution_id"] == execution_id and w["status"] == "pending"
-            ]
-            for w in pending:
-                self._decide(w, now)
-            if any(w["status"] != "pending" for w in pending):
-                return self._wake(row, now)
-            return False
+            w = self._suspended_on(row)
+            if w is None:
+                return False
+            self._decide(w, now)
+            return w["status"] != "pending" and self._wake(row, now)
 
-    def provide_input(self, execution_id: str, name: str, data: Any, *, now: datetime) -> None:
+    def _suspended_on(self, row: ExecutionRow) -> dict[str, Any] | None:
+        """The wait the execution is suspended on: the newest pending one of its step."""
+        pending = [
+            w
+            for (eid, step, _), w in self._waits.items()
+            if eid == row.id and step == row.step_name and w["status"] == "pending"
+        ]
+        return max(pending, key=lambda w: w["seq"]) if pending else None
+
+    def provide_input(
+        self,
+        execution_id: str,
+        name: str,
+        data: Any,
+        *,
+        now: datetime,
+        validate: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> None:
         with self._lock:
             row = self._live(execution_id)
-            waiting = [
-                w
-                for w in self._waits.values()
-                if w["execution_id"] == execution_id
-                and w["status"] == "pending"
-                and w["kind"] == "input"
-            ]
-            match = [w for w in waiting if name in w["names"]]
-            if not match:
-                raise not_pending_error(execution_id, name, [w["names"][0] for w in waiting])
-            w = match[0]
+            w = self._suspended_on(row)
+            asked = [] if w is None or w["kind"] != "input" else w["names"]
+            if name not in asked:
+                raise not_pending_error(execution_id, name, asked)
+            assert w is not None
+            if w["until"] is not None and w["until"] < now:
+                raise input_too_late(execution_id, name, w["until"])
+            if validate is not None:
+                validate(clone(w["schema"]))
             w["status"], w["result"], w["resolved_at"] = "resolved", clone(data), now
             self._wake(row, now)
 

@@ -91,7 +91,7 @@ def _sql() -> dict[str, Any]:
         "why": "SELECT token, status, cancel_requested FROM durable_executions "
         "WHERE id = %(id)s FOR UPDATE",
         "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = %(id)s FOR UPDATE",
-        "live": "SELECT status FROM durable_executions WHERE id = %(id)s FOR UPDATE",
+        "live": "SELECT status, step_name FROM durable_executions WHERE id = %(id)s FOR UPDATE",
         "claim": (
             # c remembers, before the update, whether an attempt was in flight
             "WITH c AS (SELECT seq, attempt_started_at IS NULL AS fresh "

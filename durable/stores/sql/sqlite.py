@@ -110,9 +110,9 @@ def _sql() -> dict[str, Any]:
             "UPDATE durable_waits SET status = :status, result = :result, "
             "resolved_at = :now WHERE seq = :wid AND status = 'pending'"
         ),
-        "wait_pending_of": (
-            f"SELECT {WAIT_COLUMNS} FROM durable_waits "
-            "WHERE execution_id = :id AND status = 'pending' ORDER BY seq"
+        "wait_suspended_on": (
+            f"SELECT {WAIT_COLUMNS} FROM durable_waits WHERE execution_id = :id "
+            "AND step = :step AND status = 'pending' ORDER BY wait_seq DESC LIMIT 1"
         ),
         "waits_list": (
             f"SELECT {', '.join('w.' + c for c in WAIT_COLUMNS.split(', '))}, e.workflow "
@@ -120,15 +120,15 @@ def _sql() -> dict[str, Any]:
             "WHERE 1 = 1 /*where*/ ORDER BY w.created_at, w.seq LIMIT :limit"
         ),
         "inbox": (
-            "SELECT seq, name, payload FROM durable_events "
-            "WHERE execution_id = :id AND consumed_at IS NULL ORDER BY seq"
+            "SELECT seq, name, payload, sent_at FROM durable_events "
+            "WHERE execution_id = :id AND consumed_at IS NULL AND name /*names*/ ORDER BY seq"
         ),
         "consume": "UPDATE durable_events SET consumed_at = :now WHERE seq /*in*/",
         "event_insert": (
             "INSERT INTO durable_events (execution_id, name, payload, sent_at) "
             "VALUES (:id, :name, :payload, :now)"
         ),
-        "live": "SELECT status FROM durable_executions WHERE id = :id",
+        "live": "SELECT status, step_name FROM durable_executions WHERE id = :id",
         "suspend": (
             "UPDATE durable_executions SET status = :status, run_at = :wake, "
             "claimable_at = :wake, lease_expires_at = NULL, worker_id = NULL, "

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 
-from durable.errors import ExecutionNotFound, InvalidState, LeaseLost, StoreError
+from durable.errors import DurableError, ExecutionNotFound, InvalidState, LeaseLost, StoreError
 from durable.models import FINISHED, Status, StepExecution, StepStatus, Wait
 from durable.stores.base import (
     ExecutionRow,
@@ -28,6 +28,7 @@ from durable.stores.base import (
     as_cancelled,
     decide_wait,
     finished_error,
+    input_too_late,
     not_pending_error,
 )
 from durable.stores.sql import migrations
@@ -175,8 +176,8 @@ class SQLStore(Store):
             finally:
                 with suppress(Exception):
                     cur.close()
-        except (LeaseLost, ExecutionNotFound, InvalidState):
-            raise
+        except DurableError:
+            raise  # ours (a lost claim, a refused input...): already says what is wrong
         except Exception as exc:
             if self._is_integrity_error(exc):
                 raise
@@ -701,18 +702,30 @@ class SQLStore(Store):
             resolved_at=dt(r[14]),
         )
 
-    def _fence(self, cur: Any, execution_id: str, token: int) -> bool:
-        """In a write transaction: lock the execution and check the claim (LeaseLost if it
-        was lost); True when a cancel was requested."""
-        return self._why(cur, execution_id, token)
+    def _fence_row(self, cur: Any, execution_id: str, token: int) -> ExecutionRow:
+        """In a write transaction: lock the execution, check the claim (LeaseLost if it was
+        lost) and return the row."""
+        cur.execute(self.SQL["get_for_update"], {"id": execution_id})
+        found = cur.fetchone()
+        if found is None:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r}")
+        row = self._row(found)
+        if row.token != token or row.status != Status.RUNNING:
+            raise LeaseLost(
+                f"execution {execution_id} is no longer claimed by this worker "
+                f"(token {token}, current token {row.token}, status {row.status})"
+            )
+        return row
 
     def _decide(self, cur: Any, r: Sequence[Any], now: datetime) -> Sequence[Any]:
         """Decide a pending wait row in an open transaction; returns the row as it is now."""
         if r[9] != "pending":
             return r
-        cur.execute(self.SQL["inbox"], {"id": r[1]})
-        inbox = [(seq, name, _loads(payload)) for seq, name, payload in cur.fetchall()]
-        d = decide_wait(r[5], r[7], _loads(r[6]), self._dt(r[8]), now, inbox)
+        names = _loads(r[6])
+        params: dict[str, Any] = {"id": r[1]}
+        cur.execute(self.SQL["inbox"].replace("/*names*/", self._in("n", names, params)), params)
+        inbox = [(seq, name, _loads(p), self._dt(at)) for seq, name, p, at in cur.fetchall()]
+        d = decide_wait(r[5], r[7], names, self._dt(r[8]), now, inbox)  # type: ignore[arg-type]
         if d.status == "pending":
             return r
         result = None if d.result is None else _dumps(d.result)
@@ -721,10 +734,10 @@ class SQLStore(Store):
             {"wid": r[0], "status": d.status, "result": result, "now": self._ts(now)},
         )
         if d.consumed:
-            params: dict[str, Any] = {"now": self._ts(now)}
+            consume: dict[str, Any] = {"now": self._ts(now)}
             cur.execute(
-                self.SQL["consume"].replace("/*in*/", self._in("ev", list(d.consumed), params)),
-                params,
+                self.SQL["consume"].replace("/*in*/", self._in("ev", list(d.consumed), consume)),
+                consume,
             )
         out = list(r)
         out[9], out[13], out[14] = d.status, result, self._ts(now)
@@ -753,19 +766,19 @@ class SQLStore(Store):
             "schema": None if spec.schema is None else _dumps(spec.schema),
         }
         with self._cursor(write=True) as cur:
-            self._fence(cur, execution_id, token)
+            workflow = self._fence_row(cur, execution_id, token).workflow
             cur.execute(self.SQL["wait_get"], key)
             r = cur.fetchone()
             if r is None:
                 cur.execute(self.SQL["wait_insert"], {**key, **fields})
                 r = cur.fetchone()
             elif (r[5], tuple(_loads(r[6])), r[7]) != (spec.kind, spec.names, spec.mode) or (
-                r[9] == "timed_out" and r[4] != attempt and not spec.has_timeout_value
+                r[9] == "timed_out" and r[4] != attempt
             ):
                 cur.execute(self.SQL["wait_renew"], {"wid": r[0], **fields})
                 r = cur.fetchone()
             r = self._decide(cur, r, now)
-        return self._wait_row(r)
+        return self._wait_row(r, workflow)
 
     def suspend(
         self,
@@ -778,12 +791,12 @@ class SQLStore(Store):
         seq: int,
     ) -> Status:
         with self._cursor(write=True) as cur:
-            if self._fence(cur, execution_id, token):
+            row = self._fence_row(cur, execution_id, token)
+            if row.cancel_requested:
                 return self._cancel_at_checkpoint(cur, execution_id, token, record, now)
             cur.execute(self.SQL["wait_get"], {"id": execution_id, "step": step, "wseq": seq})
             w = self._decide(cur, cur.fetchone(), now)
-            cur.execute(self.SQL["get"], {"id": execution_id})
-            deadline = self._row(cur.fetchone()).deadline
+            deadline = row.deadline
             wake: datetime | None = now
             if w[9] != "pending":
                 status = Status.PENDING
@@ -803,7 +816,7 @@ class SQLStore(Store):
         self._wake_others()  # a pending row to claim, or a new timer to wait for
         return status
 
-    def _live(self, cur: Any, execution_id: str) -> str:
+    def _live(self, cur: Any, execution_id: str) -> tuple[Status, str | None]:
         cur.execute(self.SQL["live"], {"id": execution_id})
         found = cur.fetchone()
         if found is None:
@@ -814,12 +827,16 @@ class SQLStore(Store):
                 f"execution {execution_id} already finished with status {status.value}; "
                 "events and inputs go to executions that have not finished"
             )
-        return status
+        return status, found[1]
+
+    def _suspended_on(self, cur: Any, execution_id: str, step: str | None) -> Any:
+        cur.execute(self.SQL["wait_suspended_on"], {"id": execution_id, "step": step})
+        return cur.fetchone()
 
     def send_event(self, execution_id: str, name: str, payload: Any, *, now: datetime) -> bool:
         woke = False
         with self._cursor(write=True) as cur:
-            status = self._live(cur, execution_id)
+            status, step = self._live(cur, execution_id)
             cur.execute(
                 self.SQL["event_insert"],
                 {
@@ -830,31 +847,37 @@ class SQLStore(Store):
                 },
             )
             if status == Status.WAITING:
-                cur.execute(self.SQL["wait_pending_of"], {"id": execution_id})
-                pending = cur.fetchall()
-                if any(self._decide(cur, w, now)[9] != "pending" for w in pending):
+                w = self._suspended_on(cur, execution_id, step)
+                if w is not None and self._decide(cur, w, now)[9] != "pending":
                     cur.execute(self.SQL["wake"], {"id": execution_id, "now": self._ts(now)})
                     woke = True
         if woke:
             self._wake_others()
         return woke
 
-    def provide_input(self, execution_id: str, name: str, data: Any, *, now: datetime) -> None:
+    def provide_input(
+        self,
+        execution_id: str,
+        name: str,
+        data: Any,
+        *,
+        now: datetime,
+        validate: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> None:
         with self._cursor(write=True) as cur:
-            status = self._live(cur, execution_id)
-            cur.execute(self.SQL["wait_pending_of"], {"id": execution_id})
-            inputs = [w for w in cur.fetchall() if w[5] == "input"]
-            match = [w for w in inputs if name in _loads(w[6])]
-            if not match:
-                raise not_pending_error(execution_id, name, [_loads(w[6])[0] for w in inputs])
+            status, step = self._live(cur, execution_id)
+            w = self._suspended_on(cur, execution_id, step)
+            asked = [] if w is None or w[5] != "input" else _loads(w[6])
+            if name not in asked:
+                raise not_pending_error(execution_id, name, asked)
+            until = self._dt(w[8])
+            if until is not None and until < now:
+                raise input_too_late(execution_id, name, until)
+            if validate is not None:
+                validate(_loads(w[12]))
             cur.execute(
                 self.SQL["wait_set"],
-                {
-                    "wid": match[0][0],
-                    "status": "resolved",
-                    "result": _dumps(data),
-                    "now": self._ts(now),
-                },
+                {"wid": w[0], "status": "resolved", "result": _dumps(data), "now": self._ts(now)},
             )
             if status == Status.WAITING:
                 cur.execute(self.SQL["wake"], {"id": execution_id, "now": self._ts(now)})
