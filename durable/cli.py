@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import sys
 import threading
 from collections.abc import Sequence
@@ -313,6 +314,33 @@ def provide_input(ctx: click.Context, execution_id: str, name: str, data_json: s
     except DurableError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{execution_id}: input {name!r} provided")
+
+
+_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _duration(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d)\s*", text)
+    if match is None:
+        raise click.BadParameter(
+            f"{text!r} is not a duration; use a number and a unit: 500ms, 45s, 30m, 12h, 90d",
+            param_hint="--older-than",
+        )
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+@main.command()
+@click.option("--older-than", "older_than", required=True, help="Age, e.g. 90d, 12h, 30m.")
+@click.option("--workflow", default=None, help="Only executions of this workflow.")
+@click.pass_context
+def purge(ctx: click.Context, older_than: str, workflow: str | None) -> None:
+    """Delete executions that finished longer ago than --older-than, with their history."""
+    age = _duration(older_than)
+    try:
+        n = _engine(ctx).purge(age, workflow=workflow)
+    except DurableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"purged {n} execution(s) finished more than {older_than} ago")
 
 
 def _json_option(text: str, option: str) -> Any:

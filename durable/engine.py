@@ -10,7 +10,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 from durable._executor import Executor
@@ -250,6 +250,30 @@ class Engine:
         if kind is not None and kind not in ("sleep", "event", "input"):
             raise ConfigError(f"kind must be sleep, event or input, got {kind!r}")
         return self.store.waits(execution_id=execution_id, kind=kind, limit=limit)
+
+    # -- retention -----------------------------------------------------------------------
+
+    def purge(
+        self,
+        older_than: int | timedelta,
+        *,
+        workflow: WorkflowRef | None = None,
+        batch: int = 1000,
+    ) -> int:
+        """Delete executions that finished more than ``older_than`` (ms or timedelta) ago,
+        with their attempts, waits and events; return how many. Unfinished executions are
+        never touched. Deletes in transactions of ``batch`` executions, oldest first."""
+        age = to_ms(older_than, what="older_than")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ConfigError(f"batch must be an int >= 1, got {batch!r}")
+        before = self.clock.now() - timedelta(milliseconds=age)
+        workflows = None if workflow is None else [_workflow_name(workflow)]
+        total = 0
+        while True:
+            ids = self.store.purge(finished_before=before, workflows=workflows, limit=batch)
+            total += len(ids)
+            if len(ids) < batch:
+                return total
 
     # -- controlling ---------------------------------------------------------------------
 

@@ -645,6 +645,42 @@ class StoreContract:
         assert (got.status, got.suspended) == (Status.CANCELLED, False)
         assert _claim(store, T0 + _ms(10**9)) == []
 
+    # -- retention -----------------------------------------------------------------------
+
+    def test_purge_deletes_finished_executions_oldest_first_with_their_records(
+        self, store: Store
+    ) -> None:
+        ids = []
+        for i in range(3):
+            c = self._claimed(store)
+            rec = _record("first", 1, StepStatus.COMPLETED, T0)
+            store.complete_step(
+                c.id,
+                c.token,
+                now=T0 + _ms(10 * (3 - i)),
+                record=rec,
+                context={},
+                next_step=None,
+                start_next=False,
+            )
+            ids.append(c.id)
+        live = self._claimed(store)  # running: never purged
+        waiting, _ = self._suspended(store, WaitSpec(kind="event", names=("x",)))
+        store.send_event(waiting.id, "x", 1, now=T0 + _ms(1))
+        assert store.purge(finished_before=T0 + _ms(10), workflows=None, limit=10) == []
+        # finished at +30, +20, +10: the oldest first, as many as the limit
+        assert store.purge(finished_before=T0 + _ms(31), workflows=None, limit=2) == [
+            ids[2],
+            ids[1],
+        ]
+        assert store.purge(finished_before=T0 + _ms(31), workflows=["other"], limit=5) == []
+        assert store.purge(finished_before=T0 + _ms(31), workflows=[WF], limit=5) == [ids[0]]
+        for eid in ids:
+            assert store.get(eid) is None
+            assert store.steps(eid) == []
+        assert store.get(live.id) is not None
+        assert store.get(waiting.id) is not None
+
 
 # -- comparison with the memory store ---------------------------------------------------
 

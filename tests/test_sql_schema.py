@@ -58,7 +58,7 @@ def _shape(engine: sa.Engine) -> dict:
 def test_migrations_build_exactly_the_current_schema(blank_url, tmp_path):
     store = _open(blank_url)
     assert migrations.applied_version(store.engine) == 0
-    assert store.migrate(T0) == [1, 2, 3]
+    assert store.migrate(T0) == [1, 2, 3, 4]
     assert migrations.applied_version(store.engine) == SCHEMA_VERSION
     assert store.migrate(T0) == []  # idempotent
 
@@ -154,7 +154,7 @@ def test_upgrade_from_the_first_version_keeps_and_backfills_data(blank_url):
     ]
     with store.engine.begin() as conn:
         conn.execute(sa.insert(v1), rows)
-    assert store.migrate(T0) == [2, 3]
+    assert store.migrate(T0) == [2, 3, 4]
 
     assert store.get("done-1").context == {"kept": True}
     assert store.next_due(queues=None, workflows=None) == T0 + timedelta(seconds=30)
@@ -178,7 +178,7 @@ def test_migrate_command(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     first = CliRunner().invoke(main, ["--store", url, "migrate"])
     assert first.exit_code == 0, first.output
-    assert "applied migration(s) 1, 2, 3" in first.output
+    assert "applied migration(s) 1, 2, 3, 4" in first.output
     again = CliRunner().invoke(main, ["--store", url, "migrate"])
     assert "already up to date" in again.output
 

@@ -401,6 +401,17 @@ class Store(abc.ABC):
     ) -> list[Wait]:
         """Recorded waits (of unfinished executions when ``pending_only``), oldest first."""
 
+    # -- retention -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def purge(
+        self, *, finished_before: datetime, workflows: Sequence[str] | None, limit: int
+    ) -> list[str]:
+        """Delete up to ``limit`` executions that finished (completed, failed, cancelled,
+        compensated) before ``finished_before``, oldest first, with everything kept for
+        them (attempts, waits, events), in one transaction. Returns their ids. Unfinished
+        executions are never touched."""
+
     def migrate(self, now: datetime) -> list[int]:
         """Optional: create or upgrade what the store keeps (``Engine(migrate=True)`` and
         ``durable migrate`` call it); returns the versions applied."""

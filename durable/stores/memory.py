@@ -540,6 +540,32 @@ class MemoryStore(Store):
             out.sort(key=lambda w: (w["created_at"], w["execution_id"], w["step"], w["seq"]))
             return [self._wait_view(w) for w in out[:limit]]
 
+    def purge(
+        self, *, finished_before: datetime, workflows: Sequence[str] | None, limit: int
+    ) -> list[str]:
+        with self._lock:
+            done = sorted(
+                (
+                    r
+                    for r in self._rows.values()
+                    if r.status in FINISHED
+                    and r.completed_at is not None
+                    and r.completed_at < finished_before
+                    and (workflows is None or r.workflow in workflows)
+                ),
+                key=lambda r: (r.completed_at, r.seq),
+            )[:limit]
+            for r in done:
+                del self._rows[r.id]
+                self._steps.pop(r.id, None)
+                self._version.pop(r.id, None)
+                self._inbox.pop(r.id, None)
+                if r.idempotency_key is not None:
+                    self._keys.pop(r.idempotency_key, None)
+                for key in [k for k in self._waits if k[0] == r.id]:
+                    del self._waits[key]
+            return [r.id for r in done]
+
     def request_cancel(
         self, execution_id: str, *, now: datetime, reason: str | None
     ) -> ExecutionRow:

@@ -165,10 +165,29 @@ def _v3_waits(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+def _v4_finished_index(conn: sa.Connection) -> None:
+    """Retention: finished executions by completion time (a partial index: no live rows)."""
+    md = sa.MetaData()
+    t = sa.Table(
+        "durable_executions",
+        md,
+        sa.Column("seq", BigInt),
+        sa.Column("completed_at", UTCDateTime),
+    )
+    sa.Index(
+        "durable_executions_finished",
+        t.c.completed_at,
+        t.c.seq,
+        postgresql_where=t.c.completed_at.isnot(None),
+        sqlite_where=t.c.completed_at.isnot(None),
+    ).create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
     (3, "waits", _v3_waits),
+    (4, "finished_index", _v4_finished_index),
 ]
 
 

@@ -19,7 +19,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -127,6 +127,15 @@ attempts = sa.Table(
     sa.Column("logs", sa.Text, nullable=False),
     sa.Column("max_attempts", sa.Integer, nullable=False),
     sa.Column("retry_at", UTCDateTime),
+)
+
+# v4: finished executions by when they finished, for retention (live rows are not in it)
+sa.Index(
+    "durable_executions_finished",
+    executions.c.completed_at,
+    executions.c.seq,
+    postgresql_where=executions.c.completed_at.isnot(None),
+    sqlite_where=executions.c.completed_at.isnot(None),
 )
 
 # v3: every wait a step reached, by position in the step (its result is memoised there)

@@ -139,6 +139,18 @@ def _sql() -> dict[str, Any]:
             "UPDATE durable_executions SET status = 'pending', run_at = :now, "
             "claimable_at = :now WHERE id = :id AND status = 'waiting'"
         ),
+        # -- retention
+        "purge_pick": (
+            "SELECT id FROM durable_executions WHERE completed_at < :before "
+            "AND status IN ('completed', 'failed', 'cancelled', 'compensated') /*where*/ "
+            "ORDER BY completed_at, seq LIMIT :limit"
+        ),
+        "purge": (
+            "DELETE FROM durable_events WHERE execution_id /*ids*/",
+            "DELETE FROM durable_waits WHERE execution_id /*ids*/",
+            "DELETE FROM durable_step_attempts WHERE execution_id /*ids*/",
+            "DELETE FROM durable_executions WHERE id /*ids*/",
+        ),
         "set_deadline": "UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq",
         "heartbeat": (
             "UPDATE durable_executions SET lease_expires_at = :expires, "

@@ -904,6 +904,21 @@ class SQLStore(Store):
         rows = self._all_rows(self.SQL["waits_list"].replace("/*where*/", where), params)
         return [self._wait_row(r, r[15]) for r in rows]
 
+    def purge(
+        self, *, finished_before: datetime, workflows: Sequence[str] | None, limit: int
+    ) -> list[str]:
+        params: dict[str, Any] = {"before": self._ts(finished_before), "limit": limit}
+        where = self._filters(params, workflows, None)
+        with self._cursor(write=True) as cur:
+            cur.execute(self.SQL["purge_pick"].replace("/*where*/", where), params)
+            ids = [r[0] for r in cur.fetchall()]
+            if ids:
+                bound: dict[str, Any] = {}
+                in_ids = self._in("pid", ids, bound)
+                for sql in self.SQL["purge"]:
+                    cur.execute(sql.replace("/*ids*/", in_ids), bound)
+        return ids
+
     def request_cancel(
         self, execution_id: str, *, now: datetime, reason: str | None
     ) -> ExecutionRow:
