@@ -168,7 +168,8 @@ class TimeTravelEngine(Engine):
             if due is None:
                 raise ExecutionStuck(
                     f"nothing more is scheduled and the execution has not reached {goal} "
-                    f"(it is {ex.status})\n" + self.history(execution_id).format()
+                    f"(it is {ex.status}{self._waiting_for(execution_id)})\n"
+                    + self.history(execution_id).format()
                 )
             if due <= self.clock.now():
                 raise ExecutionStuck(self._cannot_claim(due))
@@ -181,6 +182,21 @@ class TimeTravelEngine(Engine):
         raise ExecutionStuck(
             f"{_MAX_CLAIMS} claims without reaching {goal}\n" + self.history(execution_id).format()
         )
+
+    def _waiting_for(self, execution_id: str) -> str:
+        waits = self.list_waits(execution_id)
+        if not waits:
+            return ""
+        hints = {
+            "event": "send it with send_event()",
+            "input": "give it with provide_input()",
+            "sleep": "",
+        }
+        parts = [
+            f"{w.kind} {', '.join(map(repr, w.names))}".strip() + f" ({hints[w.kind]})"
+            for w in waits
+        ]
+        return ", for " + "; ".join(parts)
 
     def _limit(self, within: int | timedelta | None) -> datetime | None:
         if within is None:

@@ -335,3 +335,14 @@ def test_history(durable_engine):
             "*two #2 completed*",
         ]
     )
+
+
+def test_run_until_says_what_a_waiting_execution_waits_for(durable_engine):
+    from wait_workflows import Several
+
+    wid = durable_engine.start(Several)
+    with pytest.raises(
+        ExecutionStuck,
+        match=r"it is waiting, for event 'approved', 'rejected' \(send it with send_event\(\)\)",
+    ):
+        durable_engine.run_until(wid)
