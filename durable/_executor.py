@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from durable._invoke import AsyncRunner, invoke
 from durable._json import clone, to_json
-from durable._runtime import StepRun
+from durable._runtime import OwnerCalls, StepRun
 from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
 from durable.errors import (
@@ -32,7 +32,7 @@ from durable.errors import (
     WaitTimeout,
     WorkflowTimeout,
 )
-from durable.models import Status, StepExecution, StepStatus
+from durable.models import Status, StepExecution, StepStatus, Wait
 from durable.retry import Retry
 from durable.stores.base import ExecutionRow, Store
 from durable.waits import StoreInterrupt, Suspend, WaitSpec
@@ -232,6 +232,7 @@ class Executor:
                 self.clock,
             )
             run.waiter = partial(self._reach_wait, run, token)
+            run.owner = OwnerCalls()
             call: Callable[[], Any] = partial(_call_step, wdef, sdef)
             around = self.overrides.get((wdef.name, sdef.name)) if self.overrides else None
             if around is not None:
@@ -348,8 +349,11 @@ class Executor:
             raise LeaseLost(f"step {run.step!r} attempt {run.attempt} was abandoned")
         seq = run.waits
         run.waits += 1
-        try:
-            wait = self.store.wait(
+        owner = run.owner
+        assert owner is not None
+
+        def decide() -> Wait:
+            return self.store.wait(
                 run.execution_id,
                 token,
                 now=self.clock.now(),
@@ -358,6 +362,9 @@ class Executor:
                 attempt=run.attempt,
                 spec=spec,
             )
+
+        try:
+            wait = owner.call(decide)
         except (StoreError, ExecutionNotFound) as exc:
             # Not the step's business: a step's `except Exception` must not turn a lost
             # claim or a database hiccup into its own fallback path.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from durable._runtime import StepRun, current
+from durable._runtime import OwnerCalls, StepRun, current
 from durable.clock import Clock
 from durable.waits import WaitSignal
 
@@ -110,6 +110,7 @@ def invoke(
 
     done = threading.Event()
     box: list[BaseException | None] = []
+    owner = run.owner if run.owner is not None else OwnerCalls()
 
     if is_async:
 
@@ -132,6 +133,7 @@ def invoke(
             else:
                 box.append(f.exception() or f.result())
             done.set()
+            owner.wake.set()
 
         future.add_done_callback(finished)
     else:
@@ -145,10 +147,18 @@ def invoke(
                 box.append(exc)
             finally:
                 done.set()
+                owner.wake.set()
 
         threading.Thread(target=target, name=f"durable-step-{run.step}", daemon=True).start()
 
-    clock.wait_until(until, done)
+    # Wait for the attempt to end or time out, serving the store calls of its waits.
+    while True:
+        clock.wait_until(until, owner.wake)
+        owner.wake.clear()
+        owner.serve()
+        if done.is_set() or (until is not None and clock.now() >= until):
+            break
+    owner.close()
     if not done.is_set() or (until is not None and clock.now() >= until):
         if is_async:
             future.cancel()

@@ -5,12 +5,65 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from durable.clock import Clock
+
+
+class OwnerCalls:
+    """Runs functions for a step on the thread that runs its attempt (the executor's).
+
+    A step with a timeout runs in a thread of its own, an async step on the engine's event
+    loop; a wait they reach needs the store, and doing that from the executor's thread
+    keeps it on that thread's connection instead of opening one per step thread.
+    """
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.wake = threading.Event()  # set when a call is queued
+        self._lock = threading.Lock()
+        self._queue: list[tuple[Callable[[], Any], Future[Any]]] = []
+        self._closed = False
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """``fn()`` on the owner's thread (at once when already on it)."""
+        if threading.get_ident() == self.owner:
+            return fn()
+        done: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise _abandoned()
+            self._queue.append((fn, done))
+        self.wake.set()
+        return done.result()
+
+    def serve(self) -> None:
+        """Run the queued calls (on the owner's thread)."""
+        with self._lock:
+            batch, self._queue = self._queue, []
+        for fn, done in batch:
+            try:
+                done.set_result(fn())
+            except BaseException as exc:
+                done.set_exception(exc)
+
+    def close(self) -> None:
+        """No more calls: the attempt ended (or was abandoned); queued ones fail."""
+        with self._lock:
+            self._closed = True
+            batch, self._queue = self._queue, []
+        for _, done in batch:
+            done.set_exception(_abandoned())
+
+
+def _abandoned() -> Exception:
+    from durable.errors import LeaseLost
+
+    return LeaseLost("the step's attempt ended (timed out or abandoned); it can wait no more")
 
 
 @dataclass(slots=True)
@@ -29,6 +82,7 @@ class StepRun:
     # resolves a wait the step reached (set by the executor): spec -> result, or raises
     waiter: Callable[[Any], Any] | None = None
     waits: int = 0  # waits reached so far in this run: the next one's position
+    owner: OwnerCalls | None = None  # the executor's thread, for store calls from the step
 
 
 current: ContextVar[StepRun | None] = ContextVar("durable_step_run", default=None)

@@ -528,3 +528,21 @@ def test_a_retry_waits_afresh_after_a_timeout_value(durable_engine, durable_cloc
     assert wait.until == start + timedelta(minutes=1, seconds=10) + MIN
     durable_engine.send_event(wid, "go", "second time lucky")
     assert durable_engine.run_until(wid).context == {"got": "second time lucky"}
+
+
+@pytest.mark.parametrize("durable_store_url", ["sqlite", "postgres"], indirect=True)
+def test_waits_in_step_threads_use_the_executors_connection(durable_engine, durable_clock):
+    # (SQL stores only: the memory store has no connections to count)
+    from wait_workflows import AsyncWaiter
+
+    store = durable_engine.store
+    opened = []
+    real = store._connect
+    store._connect = lambda: opened.append(1) or real()
+    ids = [durable_engine.start(AsyncWaiter) for _ in range(5)]  # async, with a timeout
+    durable_engine.drain()
+    for wid in ids:
+        durable_engine.send_event(wid, "ping", wid)
+    durable_engine.drain()
+    assert all(durable_engine.get_execution(w).context == {"got": w} for w in ids)
+    assert opened == []  # the waits ran on the drain thread's connection
