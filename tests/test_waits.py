@@ -546,3 +546,25 @@ def test_waits_in_step_threads_use_the_executors_connection(durable_engine, dura
     durable_engine.drain()
     assert all(durable_engine.get_execution(w).context == {"got": w} for w in ids)
     assert opened == []  # the waits ran on the drain thread's connection
+
+
+def test_async_steps_await_their_waits(durable_engine, durable_clock):
+    from wait_workflows import AioWaiter
+
+    wid = durable_engine.start(AioWaiter)
+    durable_engine.drain()
+    assert [w.kind for w in durable_engine.list_waits(wid)] == ["sleep"]
+    durable_engine.advance_to_next()
+    durable_engine.drain()
+    durable_engine.send_event(wid, "ping", "pong")
+    durable_engine.drain()
+    with pytest.raises(durable.InvalidInput):
+        durable_engine.provide_input(wid, "ok", "yes")
+    durable_engine.provide_input(wid, "ok", True)
+    assert durable_engine.run_until(wid).context == {"got": ["pong", True]}
+    assert [a.status for a in durable_engine.history(wid)] == [
+        "suspended",
+        "suspended",
+        "suspended",
+        "completed",
+    ]

@@ -211,3 +211,15 @@ class StrictValue:
         if got is None:
             raise RuntimeError("nothing came")
         put_context("got", got)
+
+
+@workflow("wait_aio")
+class AioWaiter:
+    @step(timeout=minutes(30))
+    async def both(self) -> None:
+        from durable import aio
+
+        await aio.sleep_for(minutes(1))
+        got = await aio.wait_for_event("ping", timeout=minutes(10), timeout_value="none")
+        decision = await aio.wait_for_input("ok", schema={"type": "boolean"})
+        put_context("got", [got, decision])
