@@ -111,6 +111,7 @@ def invoke(
     done = threading.Event()
     box: list[BaseException | None] = []
     owner = run.owner if run.owner is not None else OwnerCalls()
+    owner.serving = True  # before the step starts: its waits must come to this thread
 
     if is_async:
 
@@ -152,13 +153,19 @@ def invoke(
         threading.Thread(target=target, name=f"durable-step-{run.step}", daemon=True).start()
 
     # Wait for the attempt to end or time out, serving the store calls of its waits.
-    while True:
-        clock.wait_until(until, owner.wake)
-        owner.wake.clear()
-        owner.serve()
-        if done.is_set() or (until is not None and clock.now() >= until):
-            break
-    owner.close()
+    try:
+        while True:
+            clock.wait_until(until, owner.wake)
+            owner.wake.clear()
+            owner.serve()
+            if done.is_set() or (until is not None and clock.now() >= until):
+                break
+    except BaseException:  # interrupted (Ctrl-C): abandon the attempt, pass it on
+        if is_async:
+            future.cancel()
+        raise
+    finally:
+        owner.close()
     if not done.is_set() or (until is not None and clock.now() >= until):
         if is_async:
             future.cancel()

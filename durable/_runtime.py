@@ -28,10 +28,12 @@ class OwnerCalls:
         self._lock = threading.Lock()
         self._queue: list[tuple[Callable[[], Any], Future[Any]]] = []
         self._closed = False
+        self.serving = False  # set while invoke() serves; an inline step's owner never does
 
     def call(self, fn: Callable[[], Any]) -> Any:
-        """``fn()`` on the owner's thread (at once when already on it)."""
-        if threading.get_ident() == self.owner:
+        """``fn()`` on the owner's thread; here and now when on it already, or when the
+        owner is not serving (it is busy running an inline step that made this call)."""
+        if threading.get_ident() == self.owner or not self.serving:
             return fn()
         done: Future[Any] = Future()
         with self._lock:
@@ -45,11 +47,19 @@ class OwnerCalls:
         """Run the queued calls (on the owner's thread)."""
         with self._lock:
             batch, self._queue = self._queue, []
-        for fn, done in batch:
+        for i, (fn, done) in enumerate(batch):
             try:
-                done.set_result(fn())
+                result = fn()
+            except (KeyboardInterrupt, SystemExit):
+                # The owner's own interruption (Ctrl-C in drain()): not the step's to
+                # handle. Fail what is queued and let it reach the owner's caller.
+                for _, rest in batch[i:]:
+                    rest.set_exception(_abandoned())
+                raise
             except BaseException as exc:
                 done.set_exception(exc)
+            else:
+                done.set_result(result)
 
     def close(self) -> None:
         """No more calls: the attempt ended (or was abandoned); queued ones fail."""
@@ -83,6 +93,7 @@ class StepRun:
     waiter: Callable[[Any], Any] | None = None
     waits: int = 0  # waits reached so far in this run: the next one's position
     owner: OwnerCalls | None = None  # the executor's thread, for store calls from the step
+    aio_wait: bool = False  # a durable.aio wait is in flight (one at a time per run)
 
 
 current: ContextVar[StepRun | None] = ContextVar("durable_step_run", default=None)

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from durable import waits
+from durable._runtime import current
+from durable.errors import ContextError
 
 __all__ = [
     "sleep_for",
@@ -33,21 +35,40 @@ __all__ = [
 _NO_VALUE: Any = waits._NO_VALUE
 
 
+async def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    # A wait takes its position in the step when its thread gets there: two waits in
+    # flight at once (asyncio.gather) could take them in another order on the next run
+    # and be matched with each other's results. So one at a time.
+    run = current.get()
+    if run is None:  # outside a step: the wait itself says so
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    if run.aio_wait:
+        raise ContextError(
+            "a step awaits its waits one at a time; do not run durable.aio waits "
+            "concurrently (asyncio.gather, tasks): their order must be the same on every run"
+        )
+    run.aio_wait = True  # (only the event loop's thread reads and writes it)
+    try:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+    finally:
+        run.aio_wait = False
+
+
 async def sleep_for(duration: int | timedelta) -> None:
     """Awaitable :func:`durable.waits.sleep_for`."""
-    await asyncio.to_thread(waits.sleep_for, duration)
+    await _in_thread(waits.sleep_for, duration)
 
 
 async def sleep_until(when: datetime) -> None:
     """Awaitable :func:`durable.waits.sleep_until`."""
-    await asyncio.to_thread(waits.sleep_until, when)
+    await _in_thread(waits.sleep_until, when)
 
 
 async def wait_for_event(
     name: str, *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Awaitable :func:`durable.waits.wait_for_event`."""
-    return await asyncio.to_thread(
+    return await _in_thread(
         waits.wait_for_event, name, timeout=timeout, timeout_value=timeout_value
     )
 
@@ -56,7 +77,7 @@ async def wait_for_any_event(
     names: Sequence[str], *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Awaitable :func:`durable.waits.wait_for_any_event`."""
-    return await asyncio.to_thread(
+    return await _in_thread(
         waits.wait_for_any_event, names, timeout=timeout, timeout_value=timeout_value
     )
 
@@ -65,7 +86,7 @@ async def wait_for_all_events(
     names: Sequence[str], *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Awaitable :func:`durable.waits.wait_for_all_events`."""
-    return await asyncio.to_thread(
+    return await _in_thread(
         waits.wait_for_all_events, names, timeout=timeout, timeout_value=timeout_value
     )
 
@@ -79,7 +100,7 @@ async def wait_for_input(
     timeout_value: Any = _NO_VALUE,
 ) -> Any:
     """Awaitable :func:`durable.waits.wait_for_input`."""
-    return await asyncio.to_thread(
+    return await _in_thread(
         waits.wait_for_input,
         name,
         prompt=prompt,

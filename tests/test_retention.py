@@ -87,3 +87,38 @@ def test_purge_command(tmp_path):
     assert kept.exit_code == 0 and "purged 0 execution(s)" in kept.output
     gone = run(main, ["--store", url, "-i", "workflows", "purge", "--older-than", "0ms"])
     assert "purged 1 execution(s) finished more than 0ms ago" in gone.output
+
+
+def test_sqlite_purge_uses_the_finished_index(tmp_path):
+    store = durable.Engine(f"sqlite:///{tmp_path / 'plan.db'}").store
+    sql = store.SQL["purge_pick"].replace("/*where*/", "")
+    with store._cursor(write=False) as cur:
+        cur.execute("EXPLAIN QUERY PLAN " + sql, {"before": "2030-01-01", "limit": 10})
+        plan = " ".join(str(r[-1]) for r in cur.fetchall())
+    assert "durable_executions_finished" in plan
+    assert "TEMP B-TREE" not in plan  # no sort of every finished execution
+    store.close()
+
+
+def test_a_key_whose_execution_was_purged_meanwhile_starts_anew(engine, monkeypatch):
+    first = engine.start(RecordWorkflow, {"name": "a"}, idempotency_key="k")
+    store = engine.store
+    if not hasattr(store, "_one"):
+        return  # memory: one lock, no window between insert and read
+    real = store._one
+    calls = {"n": 0}
+
+    def purged_meanwhile(name, params):
+        if name == "by_key" and calls["n"] == 0:
+            calls["n"] += 1
+            store.purge(
+                finished_before=engine.clock.now() + timedelta(days=1), workflows=None, limit=10
+            )
+            return None
+        return real(name, params)
+
+    engine.drain()
+    monkeypatch.setattr(store, "_one", purged_meanwhile)
+    again = engine.start(RecordWorkflow, {"name": "b"}, idempotency_key="k")
+    assert again != first
+    assert engine.get_execution(again).input == {"name": "b"}

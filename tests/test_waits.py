@@ -568,3 +568,55 @@ def test_async_steps_await_their_waits(durable_engine, durable_clock):
         "suspended",
         "completed",
     ]
+
+
+def test_ctrl_c_while_a_wait_is_decided_reaches_the_caller_not_the_step(
+    durable_engine, monkeypatch
+):
+    from wait_workflows import AsyncWaiter, TimeoutSync
+
+    real = durable_engine.store.wait
+    hits = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        hits["n"] += 1
+        if hits["n"] <= 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(durable_engine.store, "wait", interrupted)
+    sync_wid = durable_engine.start(TimeoutSync, priority=2)
+    async_wid = durable_engine.start(AsyncWaiter, priority=1)
+    for _ in range(2):  # each drain is interrupted in the wait of one step
+        with pytest.raises(KeyboardInterrupt):
+            durable_engine.drain()
+    for wid in (sync_wid, async_wid):
+        ex = durable_engine.get_execution(wid)
+        assert ex.status == "running"  # not failed with the interruption; resumes later
+        assert ex.error is None
+    monkeypatch.setattr(durable_engine.store, "wait", real)
+    # After the lease the interrupted attempts count as lost (as any attempt its worker
+    # dropped), not as failed by a KeyboardInterrupt of their own.
+    for wid in (sync_wid, async_wid):
+        durable_engine.run_until(wid)
+        assert durable_engine.history(wid).errors[0][2] == "WorkerLost"
+    fresh = durable_engine.start(AsyncWaiter)  # the async steps' event loop is alive
+    durable_engine.send_event(fresh, "ping", 3)
+    assert durable_engine.run_until(fresh).context == {"got": 3}
+
+
+def test_aio_waits_run_one_at_a_time(durable_engine):
+    from wait_workflows import AioGather
+
+    wid = durable_engine.start(AioGather)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "failed"
+    assert ex.error["type"] == "durable.errors.ContextError"
+    assert "one at a time" in ex.error["message"]
+
+
+def test_an_inline_step_can_wait_from_a_helper_thread(durable_engine):
+    from wait_workflows import HelperThread
+
+    wid = durable_engine.start(HelperThread)
+    assert durable_engine.run_until(wid, within=timedelta(minutes=2)).context == {"woke": True}

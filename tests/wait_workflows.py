@@ -223,3 +223,31 @@ class AioWaiter:
         got = await aio.wait_for_event("ping", timeout=minutes(10), timeout_value="none")
         decision = await aio.wait_for_input("ok", schema={"type": "boolean"})
         put_context("got", [got, decision])
+
+
+@workflow("wait_aio_gather")
+class AioGather:
+    @step(timeout=minutes(30))
+    async def both(self) -> None:
+        from durable import aio
+
+        await asyncio.gather(aio.wait_for_event("a"), aio.wait_for_event("b"))
+
+
+@workflow("wait_helper_thread")
+class HelperThread:
+    """An inline step (no timeout) that waits from a helper thread of its own."""
+
+    @step
+    def nap(self) -> None:
+        from durable import aio
+
+        asyncio.run(aio.sleep_for(minutes(1)))
+        put_context("woke", True)
+
+
+@workflow("wait_timeout_sync")
+class TimeoutSync:
+    @step(timeout=minutes(30))
+    def guarded(self) -> None:
+        put_context("got", wait_for_event("go"))

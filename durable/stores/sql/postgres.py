@@ -131,6 +131,11 @@ def _sql() -> dict[str, Any]:
             f"error = %(error)s, {ended}"
         ),
         "cancel": str(shared["cancel"]).replace("cancel_requested = 1", "cancel_requested = TRUE"),
+        # two purges at once take different rows (no INDEXED BY here: the planner uses it)
+        "purge_pick": str(shared["purge_pick"]).replace(
+            " INDEXED BY durable_executions_finished", ""
+        )
+        + " FOR UPDATE SKIP LOCKED",
     }
 
 

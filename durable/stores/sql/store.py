@@ -412,23 +412,28 @@ class SQLStore(Store):
                 retried = True
                 raise
 
-        try:
-            stored = self._retry_once(insert)
-        except Exception as exc:
-            if not self._is_integrity_error(exc):
-                raise
-            mine = self.get(row.id) if retried else None
-            if mine is not None and mine.created_at == row.created_at:
-                return mine, True  # the first try did commit before the connection died
-            raise InvalidState(f"an execution with id {row.id!r} already exists") from exc
-        if stored is None:  # the idempotency key is taken: return that execution
+        # The key's execution can be purged between the conflicting insert and the read
+        # of it: then the key is free, and the insert is tried again.
+        for _ in range(3):
+            try:
+                stored = self._retry_once(insert)
+            except Exception as exc:
+                if not self._is_integrity_error(exc):
+                    raise
+                mine = self.get(row.id) if retried else None
+                if mine is not None and mine.created_at == row.created_at:
+                    return mine, True  # the first try did commit before the connection died
+                raise InvalidState(f"an execution with id {row.id!r} already exists") from exc
+            if stored is not None:
+                break
             existing = self._retry_once(lambda: self._one("by_key", {"key": row.idempotency_key}))
-            if existing is None:
-                raise StoreError(
-                    f"{self!r}: idempotency key {row.idempotency_key!r} "
-                    "conflicted but its execution cannot be read"
-                )
-            return self._row(existing), False
+            if existing is not None:  # the idempotency key is taken: return that execution
+                return self._row(existing), False
+        else:
+            raise StoreError(
+                f"{self!r}: idempotency key {row.idempotency_key!r} "
+                "conflicted but its execution cannot be read"
+            )
         return self._row(stored), True
 
     def get(self, execution_id: str) -> ExecutionRow | None:
@@ -911,13 +916,15 @@ class SQLStore(Store):
         where = self._filters(params, workflows, None)
         with self._cursor(write=True) as cur:
             cur.execute(self.SQL["purge_pick"].replace("/*where*/", where), params)
-            ids = [r[0] for r in cur.fetchall()]
-            if ids:
-                bound: dict[str, Any] = {}
-                in_ids = self._in("pid", ids, bound)
-                for sql in self.SQL["purge"]:
-                    cur.execute(sql.replace("/*ids*/", in_ids), bound)
-        return ids
+            picked = [r[0] for r in cur.fetchall()]
+            if not picked:
+                return []
+            bound: dict[str, Any] = {}
+            in_ids = self._in("pid", picked, bound)
+            for sql in self.SQL["purge"]:
+                cur.execute(sql.replace("/*ids*/", in_ids), bound)
+            deleted = {r[0] for r in cur.fetchall()}  # the last statement returns its ids
+        return [eid for eid in picked if eid in deleted]
 
     def request_cancel(
         self, execution_id: str, *, now: datetime, reason: str | None
