@@ -231,16 +231,12 @@ class Engine:
     ) -> list[Wait]:
         """Inputs steps are waiting for, oldest first: execution, step, name, prompt,
         schema and until when (the timeout)."""
-        now = self.clock.now()
-        waits = [
-            w
-            for w in self.store.waits(kind="input", limit=100_000)
-            if w.until is None or w.until >= now  # timed out: no longer open
-        ]
-        if workflow is not None:
-            name = _workflow_name(workflow)
-            waits = [w for w in waits if w.workflow == name]
-        return waits[:limit]
+        return self.store.waits(
+            kind="input",
+            workflow=None if workflow is None else _workflow_name(workflow),
+            open_at=self.clock.now(),  # one that timed out is no longer open
+            limit=limit,
+        )
 
     def list_waits(
         self, execution_id: str | None = None, *, kind: str | None = None, limit: int = 100

@@ -197,24 +197,26 @@ def wait_for_event(
     )
 
 
+def _several(fn: str, mode: str, names: Sequence[str], timeout: Any, timeout_value: Any) -> Any:
+    ms = _timeout_ms(timeout, fn)
+    value, has = _timeout_value(timeout_value, fn)
+    spec = WaitSpec(
+        kind="event",
+        names=_names(names, fn),
+        mode=mode,
+        for_ms=ms,
+        timeout_value=value,
+        has_timeout_value=has,
+    )
+    return _wait(fn, spec)
+
+
 def wait_for_any_event(
     names: Sequence[str], *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Wait for whichever of the events ``names`` comes first; return ``(name, payload)``
     (or ``timeout_value`` on timeout). Only that event is consumed."""
-    ms = _timeout_ms(timeout, "wait_for_any_event")
-    value, has = _timeout_value(timeout_value, "wait_for_any_event")
-    return _wait(
-        "wait_for_any_event",
-        WaitSpec(
-            kind="event",
-            names=_names(names, "wait_for_any_event"),
-            mode="any",
-            for_ms=ms,
-            timeout_value=value,
-            has_timeout_value=has,
-        ),
-    )
+    return _several("wait_for_any_event", "any", names, timeout, timeout_value)
 
 
 def wait_for_all_events(
@@ -222,19 +224,7 @@ def wait_for_all_events(
 ) -> Any:
     """Wait until every one of the events ``names`` has arrived; return ``{name: payload}``
     (or ``timeout_value`` on timeout). Nothing is consumed until all are there."""
-    ms = _timeout_ms(timeout, "wait_for_all_events")
-    value, has = _timeout_value(timeout_value, "wait_for_all_events")
-    return _wait(
-        "wait_for_all_events",
-        WaitSpec(
-            kind="event",
-            names=_names(names, "wait_for_all_events"),
-            mode="all",
-            for_ms=ms,
-            timeout_value=value,
-            has_timeout_value=has,
-        ),
-    )
+    return _several("wait_for_all_events", "all", names, timeout, timeout_value)
 
 
 def wait_for_input(

@@ -28,6 +28,7 @@ __all__ = [
     "decide_wait",
     "finished_error",
     "input_too_late",
+    "not_live_error",
     "not_pending_error",
 ]
 
@@ -170,6 +171,14 @@ def input_too_late(execution_id: str, name: str, until: datetime) -> InvalidStat
     return InvalidState(
         f"execution {execution_id} stopped waiting for the input {name!r} at "
         f"{until.isoformat()} (its timeout); nothing was stored"
+    )
+
+
+def not_live_error(execution_id: str, status: Status) -> InvalidState:
+    """The error for an event or input sent to an execution that finished."""
+    return InvalidState(
+        f"execution {execution_id} already finished with status {status.value}; "
+        "events and inputs go to executions that have not finished"
     )
 
 
@@ -397,9 +406,12 @@ class Store(abc.ABC):
         execution_id: str | None = None,
         kind: str | None = None,
         pending_only: bool = True,
+        workflow: str | None = None,
+        open_at: datetime | None = None,
         limit: int = 1000,
     ) -> list[Wait]:
-        """Recorded waits (of unfinished executions when ``pending_only``), oldest first."""
+        """Recorded waits (pending ones of unfinished executions when ``pending_only``),
+        oldest first; ``open_at`` leaves out those whose ``until`` is before it."""
 
     # -- retention -----------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from durable.stores.base import (
     decide_wait,
     finished_error,
     input_too_late,
+    not_live_error,
     not_pending_error,
 )
 from durable.waits import WaitSpec
@@ -49,8 +50,8 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._rows: dict[str, ExecutionRow] = {}
         self._steps: dict[str, list[StepExecution]] = {}
-        # (execution, step, seq) -> mutable wait fields; per execution: unconsumed events
-        self._waits: dict[tuple[str, str, int], dict[str, Any]] = {}
+        # per execution: (step, seq) -> mutable wait fields; and its unconsumed events
+        self._waits: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
         self._inbox: dict[str, list[tuple[int, str, Any, datetime]]] = {}
         self._keys: dict[str, str] = {}
         self._version: dict[str, int] = {}
@@ -398,14 +399,14 @@ class MemoryStore(Store):
     ) -> Wait:
         with self._lock:
             self._fenced(execution_id, token)
-            key = (execution_id, step, seq)
-            w = self._waits.get(key)
+            mine = self._waits.setdefault(execution_id, {})
+            w = mine.get((step, seq))
             renew = w is not None and (
                 (w["kind"], tuple(w["names"]), w["mode"]) != (spec.kind, spec.names, spec.mode)
                 or (w["status"] == "timed_out" and w["attempt"] != attempt)
             )
             if w is None or renew:
-                w = self._waits[key] = {
+                w = mine[(step, seq)] = {
                     "execution_id": execution_id,
                     "step": step,
                     "seq": seq,
@@ -439,7 +440,7 @@ class MemoryStore(Store):
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)
-            w = self._waits[(execution_id, step, seq)]
+            w = self._waits[execution_id][(step, seq)]
             self._decide(w, now)
             row.attempt_started_at = None
             row.lease_expires_at = None
@@ -456,10 +457,7 @@ class MemoryStore(Store):
     def _live(self, execution_id: str) -> ExecutionRow:
         row = self._row(execution_id)
         if row.status in FINISHED:
-            raise InvalidState(
-                f"execution {execution_id} already finished with status {row.status.value}; "
-                "events and inputs go to executions that have not finished"
-            )
+            raise not_live_error(execution_id, row.status)
         return row
 
     def _wake(self, row: ExecutionRow, now: datetime) -> bool:
@@ -487,8 +485,8 @@ class MemoryStore(Store):
         """The wait the execution is suspended on: the newest pending one of its step."""
         pending = [
             w
-            for (eid, step, _), w in self._waits.items()
-            if eid == row.id and step == row.step_name and w["status"] == "pending"
+            for (step, _), w in self._waits.get(row.id, {}).items()
+            if step == row.step_name and w["status"] == "pending"
         ]
         return max(pending, key=lambda w: w["seq"]) if pending else None
 
@@ -521,21 +519,24 @@ class MemoryStore(Store):
         execution_id: str | None = None,
         kind: str | None = None,
         pending_only: bool = True,
+        workflow: str | None = None,
+        open_at: datetime | None = None,
         limit: int = 1000,
     ) -> list[Wait]:
         with self._lock:
+            if execution_id is None:
+                groups = list(self._waits.items())
+            else:
+                groups = [(execution_id, self._waits.get(execution_id, {}))]
             out = [
                 w
-                for w in self._waits.values()
-                if (execution_id is None or w["execution_id"] == execution_id)
-                and (kind is None or w["kind"] == kind)
-                and (
-                    not pending_only
-                    or (
-                        w["status"] == "pending"
-                        and self._rows[w["execution_id"]].status not in FINISHED
-                    )
-                )
+                for eid, mine in groups
+                if (workflow is None or self._rows[eid].workflow == workflow)
+                and (not pending_only or self._rows[eid].status not in FINISHED)
+                for w in mine.values()
+                if (kind is None or w["kind"] == kind)
+                and (not pending_only or w["status"] == "pending")
+                and (open_at is None or w["until"] is None or w["until"] >= open_at)
             ]
             out.sort(key=lambda w: (w["created_at"], w["execution_id"], w["step"], w["seq"]))
             return [self._wait_view(w) for w in out[:limit]]
@@ -562,8 +563,7 @@ class MemoryStore(Store):
                 self._inbox.pop(r.id, None)
                 if r.idempotency_key is not None:
                     self._keys.pop(r.idempotency_key, None)
-                for key in [k for k in self._waits if k[0] == r.id]:
-                    del self._waits[key]
+                self._waits.pop(r.id, None)
             return [r.id for r in done]
 
     def request_cancel(

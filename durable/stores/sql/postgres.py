@@ -88,8 +88,6 @@ def _sql() -> dict[str, Any]:
             f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}), "
             f"n AS (SELECT pg_notify('{CHANNEL}', '')) SELECT i.* FROM i, n"
         ),
-        "why": "SELECT token, status, cancel_requested FROM durable_executions "
-        "WHERE id = %(id)s FOR UPDATE",
         "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = %(id)s FOR UPDATE",
         "live": "SELECT status, step_name FROM durable_executions WHERE id = %(id)s FOR UPDATE",
         "claim": (

@@ -64,7 +64,6 @@ def _sql() -> dict[str, Any]:
         ),
         "schema_version": "SELECT coalesce(max(version), 0) FROM durable_migrations",
         "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = :id",
-        "why": "SELECT token, status, cancel_requested FROM durable_executions WHERE id = :id",
         "steps": (
             f"SELECT {ATTEMPT_COLUMNS} FROM durable_step_attempts "
             "WHERE execution_id = :id ORDER BY seq"
@@ -119,6 +118,7 @@ def _sql() -> dict[str, Any]:
             "FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id "
             "WHERE 1 = 1 /*where*/ ORDER BY w.created_at, w.seq LIMIT :limit"
         ),
+        "waits_open": " AND (w.until_at IS NULL OR w.until_at >= :open_at)",
         "inbox": (
             "SELECT seq, name, payload, sent_at FROM durable_events "
             "WHERE execution_id = :id AND consumed_at IS NULL AND name /*names*/ ORDER BY seq"

@@ -29,6 +29,7 @@ from durable.stores.base import (
     decide_wait,
     finished_error,
     input_too_late,
+    not_live_error,
     not_pending_error,
 )
 from durable.stores.sql import migrations
@@ -339,17 +340,7 @@ class SQLStore(Store):
     def _why(self, cur: Any, execution_id: str, token: int) -> bool:
         """After a fenced write matched nothing: raise LeaseLost / ExecutionNotFound, or
         return True when the claim is fine but a cancel was requested."""
-        cur.execute(self.SQL["why"], {"id": execution_id})
-        current = cur.fetchone()
-        if current is None:
-            raise ExecutionNotFound(f"no execution with id {execution_id!r}")
-        cur_token, status, cancel_requested = current
-        if cur_token != token or status != "running":
-            raise LeaseLost(
-                f"execution {execution_id} is no longer claimed by this worker "
-                f"(token {token}, current token {cur_token}, status {status})"
-            )
-        return bool(cancel_requested)
+        return self._fence_row(cur, execution_id, token).cancel_requested
 
     def _cancel_at_checkpoint(
         self,
@@ -727,9 +718,12 @@ class SQLStore(Store):
         if r[9] != "pending":
             return r
         names = _loads(r[6])
-        params: dict[str, Any] = {"id": r[1]}
-        cur.execute(self.SQL["inbox"].replace("/*names*/", self._in("n", names, params)), params)
-        inbox = [(seq, name, _loads(p), self._dt(at)) for seq, name, p, at in cur.fetchall()]
+        inbox = []
+        if r[5] == "event":  # only events come through the inbox
+            params: dict[str, Any] = {"id": r[1]}
+            sql = self.SQL["inbox"].replace("/*names*/", self._in("n", names, params))
+            cur.execute(sql, params)
+            inbox = [(seq, name, _loads(p), self._dt(at)) for seq, name, p, at in cur.fetchall()]
         d = decide_wait(r[5], r[7], names, self._dt(r[8]), now, inbox)  # type: ignore[arg-type]
         if d.status == "pending":
             return r
@@ -828,10 +822,7 @@ class SQLStore(Store):
             raise ExecutionNotFound(f"no execution with id {execution_id!r}")
         status = Status(found[0])
         if status in FINISHED:
-            raise InvalidState(
-                f"execution {execution_id} already finished with status {status.value}; "
-                "events and inputs go to executions that have not finished"
-            )
+            raise not_live_error(execution_id, status)
         return status, found[1]
 
     def _suspended_on(self, cur: Any, execution_id: str, step: str | None) -> Any:
@@ -894,10 +885,17 @@ class SQLStore(Store):
         execution_id: str | None = None,
         kind: str | None = None,
         pending_only: bool = True,
+        workflow: str | None = None,
+        open_at: datetime | None = None,
         limit: int = 1000,
     ) -> list[Wait]:
         params: dict[str, Any] = {"limit": limit}
         where = ""
+        if workflow is not None:
+            where += " AND e.workflow " + self._in("wf", [workflow], params)
+        if open_at is not None:
+            params["open_at"] = self._ts(open_at)
+            where += self.SQL["waits_open"]
         if execution_id is not None:
             where += " AND w.execution_id " + self._in("eid", [execution_id], params)
         if kind is not None:
