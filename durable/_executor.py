@@ -2,7 +2,9 @@
 
 Every state change goes through one store transition, fenced by the claim's token. The
 executor keeps nothing that matters in memory: attempt numbers, the retry budget in force,
-the context and the step pointer are all in the store.
+the context and the step pointer are all in the store. A transition whose commit was
+interrupted (a dropped connection, a database restart) is tried again while the claim
+lasts, under the same write id, so a try that did commit is recognised and not repeated.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from durable._invoke import AsyncRunner, invoke
-from durable._json import clone, to_json
+from durable._invoke import AsyncRunner, Outcome, invoke
+from durable._json import MAX_DEPTH, clone, normalise, to_json
+from durable._limits import MAX_LOST_ATTEMPTS
 from durable._runtime import OwnerCalls, StepRun
 from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
@@ -30,6 +35,7 @@ from durable.errors import (
     StepTimeout,
     StoreError,
     WaitTimeout,
+    WorkerLost,
     WorkflowTimeout,
 )
 from durable.models import Status, StepExecution, StepStatus, Wait
@@ -43,6 +49,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("durable.executor")
 
 StepAround = Callable[[StepDef, Callable[[], Any]], Any]
+T = TypeVar("T")
+
+# Pauses between tries of a transition whose commit failed, in real seconds: the first
+# try again is at once (a dropped connection is replaced by a new one), then they back off.
+_COMMIT_BACKOFF = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
@@ -68,6 +79,67 @@ class Claim:
     lost: bool = False
 
 
+@dataclass(slots=True)
+class _Walk:
+    """Where the executor is in one claimed execution."""
+
+    row: ExecutionRow
+    claim: Claim
+    wdef: WorkflowDef
+    should_stop: Callable[[str], bool]
+    index: int
+    attempt: int
+    context: dict[str, Any]
+    in_flight_since: datetime | None  # the current attempt's start, while one is in flight
+    begun: bool  # the claim (or this walk) began the attempt in flight; else it was lost
+
+    @property
+    def eid(self) -> str:
+        return self.row.id
+
+    @property
+    def token(self) -> int:
+        return self.row.token
+
+    @property
+    def sdef(self) -> StepDef:
+        return self.wdef.steps[self.index]
+
+    @property
+    def policy(self) -> Retry:
+        return self.sdef.policy(self.wdef.default_retry)
+
+    def record(
+        self,
+        status: StepStatus,
+        started: datetime,
+        ended: datetime | None,
+        error: dict[str, Any] | None = None,
+        logs: list[dict[str, Any]] | None = None,
+        result: Any = None,
+    ) -> StepExecution:
+        """The record of the current attempt."""
+        return StepExecution(
+            self.sdef.name,
+            status,
+            self.attempt,
+            started,
+            ended,
+            error,
+            list(logs or ()),
+            self.index,
+            self.policy.max_attempts,
+            result=result,
+        )
+
+    def label(self) -> str:
+        """The attempt, for log lines."""
+        return (
+            f"{self.wdef.name} {self.eid} step {self.sdef.name!r} "
+            f"attempt {self.attempt}/{self.policy.max_attempts}"
+        )
+
+
 class Executor:
     """Runs claimed executions for one engine."""
 
@@ -77,11 +149,13 @@ class Executor:
         clock: Clock,
         plugins: PluginHost,
         runner: AsyncRunner,
+        lease_ms: int,
     ) -> None:
         self.store = store
         self.clock = clock
         self.plugins = plugins
         self.runner = runner
+        self.lease_ms = lease_ms
         # (workflow, step) -> around(sdef, call): runs in the attempt instead of ``call()``.
         # The seam durable_testing's step overrides use; empty in production.
         self.overrides: dict[tuple[str, str], StepAround] = {}
@@ -104,6 +178,54 @@ class Executor:
         if row is not None:
             self.plugins.notify(hook, execution=row.to_execution(), **kwargs)
 
+    # -- committing ----------------------------------------------------------------------
+
+    def _commit(self, claim: Claim, what: str, write: Callable[[str], T]) -> T:
+        """``write(write_id)``, tried again while the claim lasts when the store fails.
+
+        Every try passes the same write id, so a try whose commit went through (only its
+        reply was lost) is recognised by the store and not applied twice. LeaseLost is
+        final; any other store error is retried until the lease (as last renewed) ends or
+        the pauses add up to a lease, whichever is first: then it is raised, the claim
+        lapses, and the next owner runs the attempt again."""
+        write_id = uuid.uuid4().hex
+        paused = 0.0
+        for tries in range(1_000_000):
+            try:
+                result = write(write_id)
+            except LeaseLost:
+                raise
+            except StoreError as exc:
+                delay = _COMMIT_BACKOFF[min(tries, len(_COMMIT_BACKOFF) - 1)]
+                expires = claim.expires
+                over = expires is not None and (
+                    self.clock.now() + timedelta(seconds=delay) >= expires
+                )
+                if claim.lost or over or paused + delay > self.lease_ms / 1000:
+                    raise
+                log.warning(
+                    "durable: %s of %s did not commit (%s); trying again in %.2f s",
+                    what,
+                    claim.execution_id,
+                    exc,
+                    delay,
+                )
+                if delay:
+                    # Real time, not the engine's clock: this waits for a database to come
+                    # back, and a test clock that stands still must not stop that.
+                    threading.Event().wait(delay)
+                paused += delay
+                continue
+            if tries:
+                log.info(
+                    "durable: %s of %s committed after %d more tries",
+                    what,
+                    claim.execution_id,
+                    tries,
+                )
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # -- the step loop -------------------------------------------------------------------
 
     def run(
@@ -113,7 +235,9 @@ class Executor:
 
         ``should_stop(next_step_name)`` is asked between steps: when true the claim is
         released rather than the next step begun (a worker shutting down gracefully, a test
-        stopping at a step)."""
+        stopping at a step). A KeyboardInterrupt or SystemExit (from the step, or Ctrl-C)
+        releases the claim, the attempt left in flight for the next owner to run again,
+        and is raised on."""
         try:
             self._run(row, claim, should_stop)
         except LeaseLost as exc:
@@ -123,10 +247,11 @@ class Executor:
             self.store.finish(
                 row.id, row.token, now=self.clock.now(), status=Status.FAILED, error=error_info(exc)
             )
-        except StoreError as exc:
+        except (StoreError, ExecutionNotFound) as exc:
             # The claim stays; once its lease expires any worker resumes the execution.
             log.warning(
-                "durable: store error while running %s (%r); it resumes after its lease expires",
+                "durable: the store failed while running %s (%s); any worker resumes it once "
+                "its lease expires",
                 row.id,
                 exc,
             )
@@ -144,170 +269,229 @@ class Executor:
 
     def _run(self, row: ExecutionRow, claim: Claim, should_stop: Callable[[str], bool]) -> None:
         wdef = get_workflow(row.workflow)
-        eid, token = row.id, row.token
-        context = row.context
-        index = _resolve_step(wdef, row)
-        attempt = row.attempt
-        in_flight_since = row.attempt_started_at
-        # began: the claim began this attempt for us; otherwise one in flight was lost
-        begun = row.began
+        w = _Walk(
+            row=row,
+            claim=claim,
+            wdef=wdef,
+            should_stop=should_stop,
+            index=_resolve_step(wdef, row),
+            attempt=row.attempt,
+            context=row.context,
+            in_flight_since=row.attempt_started_at,
+            begun=row.began,
+        )
+        if w.index == 0 and w.attempt == 1 and w.begun and not row.suspended:
+            self._notify("durable_workflow_started", w.eid, lambda: row)
+        while self._begin(w):
+            run, outcome, until = self._attempt(w)
+            if outcome is None or not self._settle(w, run, outcome, until):
+                return
 
-        if index == 0 and attempt == 1 and begun and not row.suspended:
-            self._notify("durable_workflow_started", eid, lambda: row)
-
-        while True:
-            now = self.clock.now()
-            sdef = wdef.steps[index]
-            policy = sdef.policy(wdef.default_retry)
-
-            def record(
-                status: StepStatus,
-                started: datetime,
-                ended: datetime | None,
-                error: dict[str, Any] | None = None,
-                logs: list[dict[str, Any]] | None = None,
-                *,
-                sdef: StepDef = sdef,
-                index: int = index,
-                attempt: int = attempt,
-                max_attempts: int = policy.max_attempts,
-            ) -> StepExecution:
-                return StepExecution(
-                    sdef.name,
-                    status,
-                    attempt,
-                    started,
-                    ended,
-                    error,
-                    list(logs or ()),
-                    index,
-                    max_attempts,
+    def _begin(self, w: _Walk) -> bool:
+        """The checkpoint before an attempt runs: a lost claim, a cancel, a lost attempt,
+        the workflow deadline, a stop. True when the attempt is to run now."""
+        now = self.clock.now()
+        eid, token = w.eid, w.token
+        if w.claim.lost:
+            raise LeaseLost(f"heartbeat found the claim on {eid} taken over")
+        if w.row.cancel_requested:
+            self._commit(
+                w.claim,
+                "cancelling",
+                lambda wid: self.store.finish(
+                    eid, token, now=now, status=Status.CANCELLED, error=None, write_id=wid
+                ),
+            )
+            self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
+            return False
+        lost = None
+        if w.in_flight_since is not None and not w.begun:
+            lost = w.record(StepStatus.LOST, w.in_flight_since, now, _worker_lost(w.row))
+        if w.row.deadline is not None and now >= w.row.deadline:
+            self._timeout_workflow(w, now, lost)
+            return False
+        if lost is not None:
+            if w.row.lost_attempts >= MAX_LOST_ATTEMPTS:
+                log.warning(
+                    "durable: %s was lost with its worker again (%d times already): this loss "
+                    "counts as a failed attempt",
+                    w.label(),
+                    w.row.lost_attempts,
                 )
-
-            if claim.lost:
-                raise LeaseLost(f"heartbeat found the claim on {eid} taken over")
-            if row.cancel_requested:
-                self.store.finish(eid, token, now=now, status=Status.CANCELLED, error=None)
-                self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
-                return
-            lost = None
-            if in_flight_since is not None and not begun:
-                lost = record(StepStatus.FAILED, in_flight_since, now, _worker_lost())
-            if row.deadline is not None and now >= row.deadline:
-                self._timeout_workflow(eid, token, now, lost)
-                return
-            if lost is not None:
-                self._failed(row, sdef, lost, policy, now)
-                return
-            if should_stop(sdef.name):
-                self.store.release(eid, token, now=now, attempt_ran=False)
-                return
-
-            started = in_flight_since
-            assert started is not None
-            if self.plugins.has_observers("durable_step_started"):
-                running = record(StepStatus.RUNNING, started, None, attempt=attempt)
-                self._notify(
-                    "durable_step_started",
-                    eid,
-                    partial(
-                        dataclasses.replace,
-                        row,
-                        context=context,
-                        step_index=index,
-                        step_name=sdef.name,
-                        attempt=attempt,
-                        attempt_started_at=started,
-                    ),
-                    step=running,
+                failed = dataclasses.replace(
+                    lost, status=StepStatus.FAILED, error=_worker_lost(w.row, counted=True)
                 )
-
-            run = StepRun(
+                self._failed(w, failed, now)
+                return False
+            log.warning(
+                "durable: recovering %s, lost with its worker (loss %d of %d that are free); "
+                "running it again",
+                w.label(),
+                w.row.lost_attempts + 1,
+                MAX_LOST_ATTEMPTS,
+            )
+            self._commit(
+                w.claim,
+                "restarting a lost attempt",
+                lambda wid: self.store.restart_attempt(
+                    eid, token, now=now, record=lost, write_id=wid
+                ),
+            )
+            w.row.lost_attempts += 1
+            w.in_flight_since, w.begun = now, True
+        if w.should_stop(w.sdef.name):
+            self._commit(
+                w.claim,
+                "releasing",
+                lambda wid: self.store.release(
+                    eid, token, now=now, attempt_ran=False, write_id=wid
+                ),
+            )
+            return False
+        started = w.in_flight_since
+        assert started is not None
+        if self.plugins.has_observers("durable_step_started"):
+            self._notify(
+                "durable_step_started",
                 eid,
-                wdef.name,
-                sdef.name,
-                attempt,
-                clone(row.input),
-                clone(context),
-                self.clock,
+                partial(
+                    dataclasses.replace,
+                    w.row,
+                    context=w.context,
+                    step_index=w.index,
+                    step_name=w.sdef.name,
+                    attempt=w.attempt,
+                    attempt_started_at=started,
+                ),
+                step=w.record(StepStatus.RUNNING, started, None),
             )
-            run.waiter = partial(self._reach_wait, run, token)
-            run.owner = OwnerCalls()
-            call: Callable[[], Any] = partial(_call_step, wdef, sdef)
-            around = self.overrides.get((wdef.name, sdef.name)) if self.overrides else None
-            if around is not None:
-                call = partial(around, sdef, call)
-            until = self._until(sdef, started, row.deadline)
-            outcome = invoke(
-                call,
-                run,
-                is_async=sdef.is_async,
-                until=until,
-                clock=self.clock,
-                runner=self.runner,
-            )
-            run.closed = True  # an abandoned attempt can no longer add logs
-            if outcome.interrupted:
-                # Shutting down: hand the execution back with the attempt still marked in
-                # flight, so the next owner counts it as lost at once, without a lease wait.
-                self.store.release(eid, token, now=self.clock.now(), attempt_ran=True)
-                return
-            logs = list(run.logs)
-            now = self.clock.now()
-            error: dict[str, Any] | None = None
-            if isinstance(outcome.error, StoreInterrupt):
-                raise outcome.error.error  # handled by run(): lost claim or store error
-            if isinstance(outcome.error, Suspend):
-                self._suspend(
-                    row, sdef, outcome.error, record(StepStatus.SUSPENDED, started, now, None, logs)
-                )
-                return
-            if outcome.timed_out:
-                # The attempt ended at its deadline, even when the clock jumped past it
-                # (a test clock moved by hours at once): timeouts and retries count from it.
-                if until is not None and until < now:
-                    now = until
-                if row.deadline is not None and now >= row.deadline:
-                    failed = record(
-                        StepStatus.FAILED,
-                        started,
-                        now,
-                        _timeout_error(row, wdef),
-                        logs,
-                        attempt=attempt,
-                    )
-                    self._timeout_workflow(eid, token, now, failed)
-                    return
-                error = error_info(
-                    StepTimeout(
-                        f"step {sdef.name!r} attempt {attempt} ran past its timeout of "
-                        f"{sdef.timeout} ms; its result was discarded"
-                    )
-                )
-            elif outcome.error is not None:
-                error = error_info(outcome.error)
-            else:
-                try:
-                    new_context = json.loads(
-                        to_json(run.context, f"the context after step {sdef.name!r}")
-                    )
-                except SerializationError as exc:
-                    error = error_info(exc)
-            if error is not None:
-                failed = record(StepStatus.FAILED, started, now, error, logs, attempt=attempt)
-                self._failed(row, sdef, failed, policy, now)
-                return
+        return True
 
-            done = record(StepStatus.COMPLETED, started, now, None, logs, attempt=attempt)
-            last = index + 1 >= len(wdef.steps)
-            next_step = None if last else (index + 1, wdef.steps[index + 1].name)
-            start_next = (
-                not last
-                and not should_stop(wdef.steps[index + 1].name)
-                and not claim.lost
-                and (row.deadline is None or now < row.deadline)
+    def _attempt(self, w: _Walk) -> tuple[StepRun, Outcome | None, datetime | None]:
+        """Run the current attempt; None as the outcome when the claim was released
+        under it (the engine is closing)."""
+        sdef = w.sdef
+        started = w.in_flight_since
+        assert started is not None
+        run = StepRun(
+            w.eid,
+            w.wdef.name,
+            sdef.name,
+            w.attempt,
+            clone(w.row.input),
+            clone(w.context),
+            self.clock,
+        )
+        run.waiter = partial(self._reach_wait, run, w.claim)
+        run.owner = OwnerCalls()
+        call: Callable[[], Any] = partial(_call_step, w.wdef, sdef)
+        around = self.overrides.get((w.wdef.name, sdef.name)) if self.overrides else None
+        if around is not None:
+            call = partial(around, sdef, call)
+        until = self._until(sdef, started, w.row.deadline)
+        try:
+            outcome = invoke(
+                call, run, is_async=sdef.is_async, until=until, clock=self.clock, runner=self.runner
             )
-            status = self.store.complete_step(
+        except (KeyboardInterrupt, SystemExit) as stop:
+            run.close()
+            # The process is stopping: hand the execution back with the attempt in flight;
+            # its next owner runs it again (a lost attempt, not a failed one).
+            log.warning(
+                "durable: %s interrupted by %s; releasing it to run again",
+                w.label(),
+                type(stop).__name__,
+            )
+            self._release_in_flight(w)
+            raise
+        run.close()  # an abandoned attempt can no longer write context or add logs
+        if outcome.interrupted:
+            # Shutting down: hand the execution back with the attempt still marked in
+            # flight, so the next owner counts it as lost at once, without a lease wait.
+            self._release_in_flight(w)
+            return run, None, until
+        return run, outcome, until
+
+    def _release_in_flight(self, w: _Walk) -> None:
+        eid, token, now = w.eid, w.token, self.clock.now()
+        self._commit(
+            w.claim,
+            "releasing",
+            lambda wid: self.store.release(eid, token, now=now, attempt_ran=True, write_id=wid),
+        )
+
+    def _settle(self, w: _Walk, run: StepRun, outcome: Outcome, until: datetime | None) -> bool:
+        """Commit how the attempt ended. True when the walk goes on to the next step in
+        this claim."""
+        sdef = w.sdef
+        started = w.in_flight_since
+        assert started is not None
+        logs = list(run.logs)
+        now = self.clock.now()
+        error: dict[str, Any] | None = None
+        if isinstance(outcome.error, StoreInterrupt):
+            raise outcome.error.error  # handled by run(): lost claim or store error
+        if isinstance(outcome.error, Suspend):
+            self._suspend(
+                w, outcome.error, w.record(StepStatus.SUSPENDED, started, now, None, logs)
+            )
+            return False
+        result: Any = None
+        new_context: dict[str, Any] = {}
+        if outcome.timed_out:
+            # The attempt ended at its deadline, even when the clock jumped past it
+            # (a test clock moved by hours at once): timeouts and retries count from it.
+            if until is not None and until < now:
+                now = until
+            if w.row.deadline is not None and now >= w.row.deadline:
+                failed = w.record(
+                    StepStatus.FAILED, started, now, _timeout_error(w.row, w.wdef), logs
+                )
+                self._timeout_workflow(w, now, failed)
+                return False
+            error = error_info(
+                StepTimeout(
+                    f"step {sdef.name!r} attempt {w.attempt} ran past its timeout of "
+                    f"{sdef.timeout} ms; its result was discarded"
+                )
+            )
+        elif outcome.error is not None:
+            error = error_info(outcome.error)
+        else:
+            try:
+                result = normalise(outcome.result, f"the return value of step {sdef.name!r}")
+                new_context = json.loads(
+                    to_json(
+                        run.context,
+                        f"the context after step {sdef.name!r}",
+                        max_depth=MAX_DEPTH + 1,  # each value may nest MAX_DEPTH levels
+                    )
+                )
+            except SerializationError as exc:
+                error = error_info(exc)
+        if error is not None:
+            self._failed(w, w.record(StepStatus.FAILED, started, now, error, logs), now)
+            return False
+        done = w.record(StepStatus.COMPLETED, started, now, None, logs, result)
+        return self._complete(w, done, new_context, now)
+
+    def _complete(
+        self, w: _Walk, done: StepExecution, new_context: dict[str, Any], now: datetime
+    ) -> bool:
+        eid, token, wdef, index = w.eid, w.token, w.wdef, w.index
+        last = index + 1 >= len(wdef.steps)
+        next_step = None if last else (index + 1, wdef.steps[index + 1].name)
+        next_budget = 1 if last else wdef.steps[index + 1].policy(wdef.default_retry).max_attempts
+        start_next = (
+            not last
+            and not w.should_stop(wdef.steps[index + 1].name)
+            and not w.claim.lost
+            and (w.row.deadline is None or now < w.row.deadline)
+        )
+        status = self._commit(
+            w.claim,
+            f"completing step {done.name!r}",
+            lambda wid: self.store.complete_step(
                 eid,
                 token,
                 now=now,
@@ -315,34 +499,40 @@ class Executor:
                 context=new_context,
                 next_step=next_step,
                 start_next=start_next,
-            )
-            if status == Status.CANCELLED:
-                self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
-                return
-            after = partial(
-                dataclasses.replace,
-                row,
-                status=status,
-                context=new_context,
-                step_index=index if next_step is None else next_step[0],
-                step_name=sdef.name if next_step is None else next_step[1],
-                attempt=attempt if next_step is None else (1 if start_next else 0),
-                attempt_started_at=now if start_next else None,
-                completed_at=now if next_step is None else None,
-            )
-            self._notify("durable_step_completed", eid, after, step=done)
-            if status == Status.COMPLETED:
-                self._notify("durable_workflow_completed", eid, after)
-                return
-            context = new_context
-            index += 1
-            attempt = 1 if start_next else 0
-            in_flight_since = now if start_next else None
-            begun = start_next
+                next_max_attempts=next_budget,
+                write_id=wid,
+            ),
+        )
+        if status == Status.CANCELLED:
+            self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
+            return False
+        after = partial(
+            dataclasses.replace,
+            w.row,
+            status=status,
+            context=new_context,
+            step_index=index if next_step is None else next_step[0],
+            step_name=done.name if next_step is None else next_step[1],
+            attempt=w.attempt if next_step is None else (1 if start_next else 0),
+            attempt_started_at=now if start_next else None,
+            completed_at=now if next_step is None else None,
+        )
+        self._notify("durable_step_completed", eid, after, step=done)
+        if status == Status.COMPLETED:
+            log.debug("durable: %s %s completed", wdef.name, eid)
+            self._notify("durable_workflow_completed", eid, after)
+            return False
+        w.context = new_context
+        w.index += 1
+        w.attempt = 1 if start_next else 0
+        w.in_flight_since = now if start_next else None
+        w.begun = start_next
+        w.row.lost_attempts = 0
+        return True  # not started: the next checkpoint says why (a stop, a lost claim...)
 
     # -- waits ---------------------------------------------------------------------------
 
-    def _reach_wait(self, run: StepRun, token: int, spec: WaitSpec) -> Any:
+    def _reach_wait(self, run: StepRun, claim: Claim, spec: WaitSpec) -> Any:
         """Called in the step by a wait: its recorded result, the timeout value, a
         WaitTimeout, or Suspend (not resolved yet)."""
         if run.closed:
@@ -353,21 +543,26 @@ class Executor:
         assert owner is not None
 
         def decide() -> Wait:
-            return self.store.wait(
-                run.execution_id,
-                token,
-                now=self.clock.now(),
-                step=run.step,
-                seq=seq,
-                attempt=run.attempt,
-                spec=spec,
+            # Deciding a wait is safe to repeat (it finds what an earlier try recorded).
+            return self._commit(
+                claim,
+                f"reaching a wait of step {run.step!r}",
+                lambda _wid: self.store.wait(
+                    run.execution_id,
+                    claim.token,
+                    now=self.clock.now(),
+                    step=run.step,
+                    seq=seq,
+                    attempt=run.attempt,
+                    spec=spec,
+                ),
             )
 
         try:
             wait = owner.call(decide)
         except (StoreError, ExecutionNotFound) as exc:
             # Not the step's business: a step's `except Exception` must not turn a lost
-            # claim or a database hiccup into its own fallback path.
+            # claim or a database outage into its own fallback path.
             raise StoreInterrupt(exc) from exc
         if wait.status == "resolved":
             return spec.shape(wait.result)
@@ -380,19 +575,22 @@ class Executor:
             )
         raise Suspend(spec, seq, wait.until)
 
-    def _suspend(
-        self, row: ExecutionRow, sdef: StepDef, signal: Suspend, record: StepExecution
-    ) -> None:
+    def _suspend(self, w: _Walk, signal: Suspend, record: StepExecution) -> None:
         now = record.completed_at or self.clock.now()
-        status = self.store.suspend(
-            row.id, row.token, now=now, record=record, step=sdef.name, seq=signal.seq
+        eid, token = w.eid, w.token
+        status = self._commit(
+            w.claim,
+            "suspending on a wait",
+            lambda wid: self.store.suspend(
+                eid, token, now=now, record=record, step=w.sdef.name, seq=signal.seq, write_id=wid
+            ),
         )
         if status == Status.CANCELLED:
-            self._notify("durable_workflow_cancelled", row.id, reason=row.cancel_reason)
+            self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
         elif status == Status.WAITING:
-            timers = [t for t in (signal.until, row.deadline) if t is not None]
+            timers = [t for t in (signal.until, w.row.deadline) if t is not None]
             self._notify(
-                "durable_step_suspended", row.id, step=record, until=min(timers, default=None)
+                "durable_step_suspended", eid, step=record, until=min(timers, default=None)
             )
 
     # -- helpers -------------------------------------------------------------------------
@@ -405,22 +603,34 @@ class Executor:
             until = step_until if until is None else min(until, step_until)
         return until
 
-    def _failed(
-        self,
-        row: ExecutionRow,
-        sdef: StepDef,
-        record: StepExecution,
-        policy: Retry,
-        now: datetime,
-    ) -> None:
-        eid, token = row.id, row.token
-        if record.attempt < policy.max_attempts:
-            retry_at = now + timedelta(milliseconds=policy.delay_ms(record.attempt))
+    def _failed(self, w: _Walk, record: StepExecution, now: datetime) -> None:
+        eid, token, row = w.eid, w.token, w.row
+        error = record.error or {}
+        if record.attempt < record.max_attempts:
+            retry_at = now + timedelta(milliseconds=w.policy.delay_ms(record.attempt))
             if row.deadline is not None:
                 retry_at = min(retry_at, row.deadline)
             record = dataclasses.replace(record, retry_at=retry_at)
-            status = self.store.fail_attempt(
-                eid, token, now=now, record=record, retry_at=retry_at, error=None
+            log.warning(
+                "durable: %s failed (%s: %s); retrying at %s",
+                w.label(),
+                error.get("type"),
+                error.get("message"),
+                retry_at.isoformat(),
+            )
+            retried = record
+            status = self._commit(
+                w.claim,
+                "scheduling a retry",
+                lambda wid: self.store.fail_attempt(
+                    eid,
+                    token,
+                    now=now,
+                    record=retried,
+                    retry_at=retry_at,
+                    error=None,
+                    write_id=wid,
+                ),
             )
             if status == Status.CANCELLED:
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
@@ -438,25 +648,43 @@ class Executor:
                     "durable_step_retrying", eid, lambda: pending, step=record, retry_at=retry_at
                 )
             return
-        assert record.error is not None
-        error = {**record.error, "step": sdef.name, "attempt": record.attempt}
-        status = self.store.fail_attempt(
-            eid, token, now=now, record=record, retry_at=None, error=error
+        final = {**error, "step": record.name, "attempt": record.attempt}
+        log.warning(
+            "durable: %s failed with no attempt left (%s: %s); the execution failed",
+            w.label(),
+            error.get("type"),
+            error.get("message"),
+        )
+        status = self._commit(
+            w.claim,
+            "failing the execution",
+            lambda wid: self.store.fail_attempt(
+                eid, token, now=now, record=record, retry_at=None, error=final, write_id=wid
+            ),
         )
         if status == Status.CANCELLED:
             self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
             return
         self._notify("durable_step_failed", eid, step=record)
-        self._notify("durable_workflow_failed", eid, error=error)
+        self._notify("durable_workflow_failed", eid, error=final)
 
-    def _timeout_workflow(
-        self, eid: str, token: int, now: datetime, record: StepExecution | None
-    ) -> None:
-        row = self.store.get(eid)
-        assert row is not None
-        wdef = get_workflow(row.workflow)
-        error = _timeout_error(row, wdef)
-        self.store.finish(eid, token, now=now, status=Status.FAILED, error=error, record=record)
+    def _timeout_workflow(self, w: _Walk, now: datetime, record: StepExecution | None) -> None:
+        eid, token = w.eid, w.token
+        error = _timeout_error(w.row, w.wdef)
+        log.warning("durable: %s %s ran past its workflow timeout; it failed", w.wdef.name, eid)
+        self._commit(
+            w.claim,
+            "failing the execution (workflow timeout)",
+            lambda wid: self.store.finish(
+                eid,
+                token,
+                now=now,
+                status=Status.FAILED,
+                error=error,
+                record=record,
+                write_id=wid,
+            ),
+        )
         if record is not None:
             self._notify("durable_step_failed", eid, step=record)
         self._notify("durable_workflow_failed", eid, error=error)
@@ -482,13 +710,22 @@ def _resolve_step(wdef: WorkflowDef, row: ExecutionRow) -> int:
         ) from None
 
 
-def _worker_lost() -> dict[str, Any]:
-    return {
-        "type": "WorkerLost",
-        "message": "the worker running this attempt stopped renewing its lease "
-        "(crashed, killed or partitioned); the attempt counts as failed",
-        "traceback": "",
-    }
+def _worker_lost(row: ExecutionRow, *, counted: bool = False) -> dict[str, Any]:
+    if counted:
+        rule = (
+            f"it was lost {row.lost_attempts + 1} times in this step run, more than the "
+            f"{MAX_LOST_ATTEMPTS} that run again for free: this loss counts as a failed attempt"
+        )
+    else:
+        rule = "the attempt runs again without spending the step's retry budget"
+    info = error_info(
+        WorkerLost(
+            "the worker running this attempt stopped before it ended (killed, stopped, paused "
+            f"past its lease, or cut off from the store); {rule}"
+        )
+    )
+    info["traceback"] = ""
+    return info
 
 
 def _timeout_error(row: ExecutionRow, wdef: WorkflowDef) -> dict[str, Any]:

@@ -17,13 +17,24 @@ from durable.waits import WaitSignal
 
 @dataclass(slots=True)
 class Outcome:
-    """How an attempt ended: ``error`` is None on success; ``timed_out`` when the clock
-    reached the deadline first (any late result is discarded); ``interrupted`` when the
-    engine closed under it."""
+    """How an attempt ended: ``error`` is None on success (``result`` is what the step
+    returned); ``timed_out`` when the clock reached the deadline first (any late result is
+    discarded); ``interrupted`` when the engine closed under it."""
 
     error: BaseException | None = None
     timed_out: bool = False
     interrupted: bool = False  # the engine shut down under the attempt
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Returned:
+    value: Any
+
+
+# What stops the process rather than failing the attempt: raised on in the caller's thread
+# whichever thread or event loop the step ran on.
+_STOPS = (KeyboardInterrupt, SystemExit)
 
 
 class AsyncRunner:
@@ -95,36 +106,37 @@ def invoke(
     its own thread while this thread waits on the clock; a sync step cannot be interrupted,
     so on timeout it is abandoned and whatever it still writes goes to a discarded
     ``StepRun``. Async steps run on the engine's loop and are cancelled on timeout.
+    A KeyboardInterrupt or SystemExit from the step is raised here, in every case.
     """
     if not is_async and until is None:
         token = current.set(run)
         try:
-            _no_awaitable(fn(), run)
+            result = fn()
+            _no_awaitable(result, run)
+        except _STOPS:
+            raise
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
-                raise
             return Outcome(error=exc)
         finally:
             current.reset(token)
-        return Outcome()
+        return Outcome(result=result)
 
     done = threading.Event()
-    box: list[BaseException | None] = []
+    box: list[BaseException | _Returned] = []
     owner = run.owner if run.owner is not None else OwnerCalls()
     owner.serving = True  # before the step starts: its waits must come to this thread
 
     if is_async:
 
-        async def task() -> WaitSignal | None:
+        async def task() -> BaseException | _Returned:
             current.set(run)
             coro: Coroutine[Any, Any, Any] = fn()
             try:
-                await coro
-            except WaitSignal as signal:
+                return _Returned(await coro)
+            except (WaitSignal, *_STOPS) as signal:
                 # A BaseException must not escape a task (asyncio would re-raise it in the
                 # loop's thread); hand it over as the task's result instead.
                 return signal
-            return None
 
         future = asyncio.run_coroutine_threadsafe(task(), runner.loop())
 
@@ -142,8 +154,9 @@ def invoke(
         def target() -> None:
             current.set(run)
             try:
-                _no_awaitable(fn(), run)
-                box.append(None)
+                result = fn()
+                _no_awaitable(result, run)
+                box.append(_Returned(result))
             except BaseException as exc:
                 box.append(exc)
             finally:
@@ -170,7 +183,11 @@ def invoke(
         if is_async:
             future.cancel()
         return Outcome(timed_out=True)
-    error = box[0] if box else None
-    if is_async and isinstance(error, asyncio.CancelledError) and runner.closing:
+    ended = box[0]
+    if isinstance(ended, _Returned):
+        return Outcome(result=ended.value)
+    if isinstance(ended, _STOPS):
+        raise ended
+    if is_async and isinstance(ended, asyncio.CancelledError) and runner.closing:
         return Outcome(interrupted=True)
-    return Outcome(error=error)
+    return Outcome(error=ended)

@@ -1,4 +1,12 @@
-"""JSON checks for context and input values: fail at the call that put them."""
+"""JSON checks for context, input and other stored values: fail at the call that put them.
+
+A value is stored only if every store can keep it and give it back the same, and every
+process can read it back: dicts with str keys, lists (tuples become lists), str, finite
+floats, bool, None, and ints within 64 bits, nested at most :data:`MAX_DEPTH` levels.
+Deeper values would exceed Python's recursion limit when read back (one unreadable row
+must never reach a store); wider ints are not carried the same way by the JSON readers of
+other languages and of the databases themselves.
+"""
 
 from __future__ import annotations
 
@@ -8,69 +16,87 @@ from typing import Any
 
 from durable.errors import SerializationError
 
+__all__ = ["MAX_DEPTH", "MAX_INT", "MIN_INT", "clone", "normalise", "to_json"]
+
+MAX_DEPTH = 100  # levels of lists and dicts inside each other
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+
 _HINT = (
     "Use str, int, float, bool, None, lists and dicts with str keys "
     "(convert datetimes, decimals and objects first)."
 )
+_CONTAINERS = (dict, list, tuple)
 
 
-def _explain(value: Any) -> str:
-    """Find the first non-JSON part of value, as a path and a type name."""
-    stack: list[tuple[str, Any]] = [("", value)]
+def _type_name(v: Any) -> str:
+    t = type(v)
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def _scalar_problem(v: Any) -> str | None:
+    """What is wrong with a value that is not a list or dict, or None."""
+    if v is None or isinstance(v, str | bool):
+        return None
+    if isinstance(v, int):
+        if MIN_INT <= v <= MAX_INT:
+            return None
+        return f"an int of {v.bit_length()} bits, wider than 64 (store it as a str)"
+    if isinstance(v, float):
+        return None if math.isfinite(v) else f"{v} (only finite floats are JSON)"
+    return _type_name(v)
+
+
+def _find(value: Any, max_depth: int, *, paths: bool) -> str | None:
+    """The first part of ``value`` that cannot be stored, described (with its path when
+    ``paths``), or None. Iterative: a value nested too deep must not exhaust the stack."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
     while stack:
-        path, v = stack.pop()
-        if isinstance(v, dict):
-            for k, item in v.items():
-                if not isinstance(k, str):
-                    return f"key {k!r} at {path or 'top level'} is {type(k).__name__}, not str"
-                stack.append((f"{path}[{k!r}]", item))
-        elif isinstance(v, list | tuple):
-            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(v))
-        elif v is not None and not isinstance(v, str | int | float | bool):
-            t = type(v)
-            name = (
-                t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
-            )
-            return f"{path or 'the value'} is {name}"
-        elif isinstance(v, float) and math.isnan(v):
-            return f"{path or 'the value'} is NaN"
-    return "it is not JSON"
-
-
-def _bad_key(value: Any) -> str | None:
-    """json.dumps turns int/None/bool keys into strings silently (and may merge two keys
-    into one): find such a key so it can be refused instead."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, dict):
-            for k, item in v.items():
-                if not isinstance(k, str):
-                    return _explain(value)
-                if isinstance(item, dict | list | tuple):
-                    stack.append(item)
-        elif isinstance(v, list | tuple):
-            stack.extend(item for item in v if isinstance(item, dict | list | tuple))
+        v, depth, path = stack.pop()
+        where = path or "the value"
+        if isinstance(v, _CONTAINERS):
+            if depth >= max_depth:
+                return (
+                    f"{where if paths else 'it'} holds lists or dicts more than {max_depth} "
+                    "levels deep (or holds itself)"
+                )
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            for k, item in items:
+                if isinstance(v, dict) and not isinstance(k, str):
+                    return f"key {k!r} at {path or 'top level'} is {_type_name(k)}, not str"
+                sub = f"{path}[{k!r}]" if paths else ""
+                if isinstance(item, _CONTAINERS):
+                    stack.append((item, depth + 1, sub))
+                elif type(item) is not str:
+                    problem = _scalar_problem(item)
+                    if problem is not None:
+                        return f"{sub or 'a part of it'} is {problem}"
+        else:
+            problem = _scalar_problem(v)
+            if problem is not None:
+                return f"{where} is {problem}"
     return None
 
 
-def to_json(value: Any, what: str) -> str:
-    """Serialise value or raise SerializationError that names what and the offending type."""
+def _refuse(value: Any, what: str, max_depth: int) -> SerializationError:
+    problem = _find(value, max_depth, paths=True) or "it is not JSON"
+    return SerializationError(f"{what} cannot be stored as JSON: {problem}. {_HINT}")
+
+
+def to_json(value: Any, what: str, *, max_depth: int = MAX_DEPTH) -> str:
+    """Serialise value or raise SerializationError that names what and what is wrong."""
+    if _find(value, max_depth, paths=False) is not None:
+        raise _refuse(value, what, max_depth)
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(
-            f"{what} cannot be stored as JSON: {_explain(value)}. {_HINT}"
-        ) from exc
-    problem = _bad_key(value)
-    if problem is not None:
-        raise SerializationError(f"{what} cannot be stored as JSON: {problem}. {_HINT}")
-    return text
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _refuse(value, what, max_depth) from exc
 
 
 def normalise(value: Any, what: str) -> Any:
     """The value as it will read back from the store (tuples become lists, etc.)."""
-    if value is None or type(value) in (str, int, bool):
+    if value is None or type(value) in (str, bool):
+        return value
+    if type(value) is int and MIN_INT <= value <= MAX_INT:
         return value
     if type(value) is float and math.isfinite(value):
         return value

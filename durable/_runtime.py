@@ -94,6 +94,14 @@ class StepRun:
     waits: int = 0  # waits reached so far in this run: the next one's position
     owner: OwnerCalls | None = None  # the executor's thread, for store calls from the step
     aio_wait: bool = False  # a durable.aio wait is in flight (one at a time per run)
+    # context writes and close() take it, so a write from a thread the step started either
+    # lands before the executor reads the context or raises: it never vanishes
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def close(self) -> None:
+        """The attempt ended: later context writes raise, logs are no longer kept."""
+        with self.lock:
+            self.closed = True
 
 
 current: ContextVar[StepRun | None] = ContextVar("durable_step_run", default=None)

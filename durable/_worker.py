@@ -59,19 +59,34 @@ class Heartbeat:
 
     def _loop(self) -> None:
         engine = self._engine
+        failures = 0
         while not self._stopped:
-            engine.clock.wait_until(self._next_beat(), self._signal)
+            until = self._next_beat()
+            if failures:
+                # The store is failing: try again after a pause that doubles each time, up
+                # to a tenth of the lease, so a claim still gets renewed once it is back.
+                pause = min(100 * 2 ** (failures - 1), max(engine.lease_ms // 10, 100))
+                until = engine.clock.now() + timedelta(milliseconds=pause)
+            engine.clock.wait_until(until, self._signal)
             self._signal.clear()
             if self._stopped:
                 return
             try:
                 self.beat()
-            except DurableError as exc:
-                log.warning("durable: heartbeat failed (%r); retrying shortly", exc)
-            except Exception:
-                log.exception("durable: heartbeat failed; retrying shortly")
-                backoff = engine.clock.now() + timedelta(milliseconds=max(engine.lease_ms // 30, 1))
-                engine.clock.wait_until(backoff, self._signal)
+            except Exception as exc:
+                failures += 1
+                if failures == 1 or failures % 20 == 0:
+                    log.warning(
+                        "durable: renewing %d claim(s) failed %s (%s); trying again with backoff",
+                        len(self._claims),
+                        "once" if failures == 1 else f"{failures} times in a row",
+                        exc,
+                        exc_info=not isinstance(exc, DurableError),
+                    )
+                continue
+            if failures:
+                log.info("durable: renewing claims works again, after %d failed tries", failures)
+                failures = 0
 
     def beat(self) -> None:
         """Renew every held claim that is due for renewal, now, in this thread.
@@ -128,6 +143,9 @@ class Worker:
         self._inflight = 0
         self._lock = threading.Lock()
         self._finished = threading.Event()
+        # a KeyboardInterrupt or SystemExit raised by a step: the worker stops (gracefully)
+        # and run() raises it once the other running steps have ended
+        self._stopped_by: BaseException | None = None
 
     @property
     def stopping(self) -> bool:
@@ -173,6 +191,8 @@ class Worker:
             pool.shutdown(wait=True)
             engine._remove_worker(self)
             self._finished.set()
+        if self._stopped_by is not None:
+            raise self._stopped_by
 
     def _claim_some(self, pool: ThreadPoolExecutor) -> datetime | None:
         """Claim what fits in the free slots; return when to look again (None: at once)."""
@@ -182,6 +202,8 @@ class Worker:
             free = self.concurrency - self._inflight
         if free > 0:
             rows = engine._claim(self.queues, limit=free)
+            if engine._refusing_claims:  # the clock check failed: look again at the poll
+                return now + self.poll
             if rows:
                 with self._lock:
                     self._inflight += len(rows)
@@ -204,6 +226,15 @@ class Worker:
     def _run_one(self, row: ExecutionRow) -> None:
         try:
             self.engine._execute(row, should_stop=lambda _next: self._stop.is_set())
+        except (KeyboardInterrupt, SystemExit) as stop:
+            log.warning(
+                "durable: a step of %s raised %s: the worker stops once its other steps end",
+                row.id,
+                type(stop).__name__,
+            )
+            with self._lock:
+                self._stopped_by = self._stopped_by or stop
+            self.stop()
         except Exception:
             log.exception("durable: execution %s crashed the worker loop", row.id)
         finally:

@@ -9,7 +9,8 @@ timed-out attempt's writes are discarded. Every value must be JSON: a value that
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from durable._json import normalise
@@ -56,6 +57,21 @@ def _run(fn: str) -> StepRun:
     return run
 
 
+@contextmanager
+def _writing(fn: str) -> Iterator[StepRun]:
+    """The running attempt, locked for a write; ContextError once it has ended (a thread
+    the step started, writing after the step returned: the write would be lost)."""
+    run = _run(fn)
+    with run.lock:
+        if run.closed:
+            raise ContextError(
+                f"{fn}() was called after step {run.step!r} attempt {run.attempt} ended, so "
+                "the write would be lost; a thread the step starts must finish its context "
+                "writes before the step returns (join it)"
+            )
+        yield run
+
+
 def _key(key: object, fn: str) -> str:
     if not isinstance(key, str):
         raise SerializationError(f"{fn}() context keys must be str, got {type(key).__name__}")
@@ -89,7 +105,6 @@ def attempt() -> int:
 
 def put_context(key: str | Mapping[str, Any], value: Any = _MISSING) -> None:
     """Set one key, or merge a mapping: ``put_context("k", v)`` or ``put_context({"k": v})``."""
-    run = _run("put_context")
     if value is _MISSING:
         if not isinstance(key, Mapping):
             raise ContextError(
@@ -97,51 +112,57 @@ def put_context(key: str | Mapping[str, Any], value: Any = _MISSING) -> None:
                 f"got only {type(key).__name__}"
             )
         items = {_key(k, "put_context"): normalise(v, f"context key {k!r}") for k, v in key.items()}
-        run.context.update(items)
+        with _writing("put_context") as run:
+            run.context.update(items)
         return
     k = _key(key, "put_context")
-    run.context[k] = normalise(value, f"context key {k!r}")
+    new = normalise(value, f"context key {k!r}")
+    with _writing("put_context") as run:
+        run.context[k] = new
 
 
 def update_context(key: str, fn: Callable[[Any], Any]) -> Any:
     """Replace the value under ``key`` with ``fn(old)`` (``old`` is None when unset)."""
-    run = _run("update_context")
     k = _key(key, "update_context")
-    new = normalise(fn(copy.deepcopy(run.context.get(k))), f"context key {k!r}")
-    run.context[k] = new
+    with _writing("update_context") as run:
+        new = normalise(fn(copy.deepcopy(run.context.get(k))), f"context key {k!r}")
+        run.context[k] = new
     return new
 
 
 def delete_context(key: str) -> None:
     """Remove ``key``; nothing happens when it is not set."""
-    _run("delete_context").context.pop(_key(key, "delete_context"), None)
+    k = _key(key, "delete_context")
+    with _writing("delete_context") as run:
+        run.context.pop(k, None)
 
 
 def append_context(key: str, value: Any) -> list[Any]:
     """Append to the list under ``key``, creating it when unset."""
-    run = _run("append_context")
     k = _key(key, "append_context")
-    old = run.context.get(k, [])
-    if not isinstance(old, list):
-        raise ContextError(
-            f"append_context({k!r}) needs a list there, but it holds {type(old).__name__}"
-        )
-    new = [*old, normalise(value, f"context key {k!r}")]
-    run.context[k] = new
+    item = normalise(value, f"context key {k!r}")
+    with _writing("append_context") as run:
+        old = run.context.get(k, [])
+        if not isinstance(old, list):
+            raise ContextError(
+                f"append_context({k!r}) needs a list there, but it holds {type(old).__name__}"
+            )
+        new = [*old, item]
+        run.context[k] = new
     return new
 
 
 def increment_context(key: str, by: int | float = 1) -> int | float:
     """Add ``by`` to the number under ``key`` (0 when unset) and return the new value."""
-    run = _run("increment_context")
     k = _key(key, "increment_context")
-    old = run.context.get(k, 0)
-    if isinstance(old, bool) or not isinstance(old, int | float):
-        raise ContextError(
-            f"increment_context({k!r}) needs a number there, but it holds {type(old).__name__}"
-        )
     if isinstance(by, bool) or not isinstance(by, int | float):
         raise ContextError(f"increment_context() by= must be a number, got {type(by).__name__}")
-    new: int | float = normalise(old + by, f"context key {k!r}")
-    run.context[k] = new
+    with _writing("increment_context") as run:
+        old = run.context.get(k, 0)
+        if isinstance(old, bool) or not isinstance(old, int | float):
+            raise ContextError(
+                f"increment_context({k!r}) needs a number there, but it holds {type(old).__name__}"
+            )
+        new: int | float = normalise(old + by, f"context key {k!r}")
+        run.context[k] = new
     return new

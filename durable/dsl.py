@@ -138,14 +138,27 @@ def workflow(
     def register(cls: C) -> C:
         if not isinstance(cls, type):
             raise ConfigError(f"@workflow decorates a class, got {type(cls).__name__}")
-        found: dict[str, StepDef] = {}
+        # By attribute: a subclass that redefines a step method replaces it in place.
+        by_attr: dict[str, StepDef] = {}
         for klass in reversed(cls.__mro__):
-            for attr in vars(klass).values():
+            for attr_name, attr in vars(klass).items():
                 sdef = getattr(attr, _STEP_ATTR, None)
                 if isinstance(sdef, StepDef):
-                    found[sdef.name] = sdef
-        if not found:
+                    by_attr[attr_name] = sdef
+                elif attr_name in by_attr:
+                    del by_attr[attr_name]  # overridden by a plain attribute
+        if not by_attr:
             raise ConfigError(f"workflow {name!r} ({cls.__qualname__}) has no @step methods")
+        found: dict[str, StepDef] = {}
+        for attr_name, sdef in by_attr.items():
+            if sdef.name in found:
+                other = next(a for a, d in by_attr.items() if d is found[sdef.name])
+                raise ConfigError(
+                    f"workflow {name!r} ({cls.__qualname__}) has two steps named "
+                    f"{sdef.name!r}: the methods {other} and {attr_name}; give one of them "
+                    "another name (@step(name=...))"
+                )
+            found[sdef.name] = sdef
         default_retry = (
             Retry(max_attempts=max_retries + 1, backoff="exponential")
             if max_retries is not None
@@ -162,11 +175,8 @@ def workflow(
         )
         with _registry_lock:
             prior = _registry.get(name)
-            if prior is not None and _origin(prior.cls) != _origin(cls):
-                raise ConfigError(
-                    f"workflow name {name!r} is already registered by {_origin(prior.cls)}; "
-                    f"{_origin(cls)} needs another name"
-                )
+            if prior is not None and prior.cls is not cls:
+                _check_redefinition(name, prior, wdef)
             _registry[name] = wdef
         setattr(cls, _WORKFLOW_ATTR, wdef)
         return cls
@@ -176,6 +186,33 @@ def workflow(
 
 def _origin(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _defined_at(wdef: WorkflowDef) -> tuple[str, int]:
+    """Where the class's steps are written: its source file and first step line."""
+    codes = [getattr(inspect.unwrap(s.fn), "__code__", None) for s in wdef.steps]
+    found = [(c.co_filename, c.co_firstlineno) for c in codes if c is not None]
+    return min(found) if found else ("?", 0)
+
+
+def _check_redefinition(name: str, prior: WorkflowDef, new: WorkflowDef) -> None:
+    """A workflow name may be registered again only by the same definition run again: a
+    module reloaded, a class made by a function called again (a test, a notebook cell).
+    Another class, or a second class of the same name written elsewhere in the same file,
+    would silently replace the first."""
+    if _origin(prior.cls) != _origin(new.cls):
+        raise ConfigError(
+            f"workflow name {name!r} is already registered by {_origin(prior.cls)}; "
+            f"{_origin(new.cls)} needs another name"
+        )
+    (file_a, line_a), (file_b, line_b) = _defined_at(prior), _defined_at(new)
+    if file_a == file_b and line_a != line_b:
+        raise ConfigError(
+            f"workflow name {name!r}: {file_b} defines {new.cls.__qualname__} twice (steps "
+            f"from line {line_a} and from line {line_b}); the second would silently replace "
+            "the first. Remove or rename one (after editing a module, restart the process "
+            "rather than reloading it)"
+        )
 
 
 def get_workflow(ref: str | type | WorkflowDef) -> WorkflowDef:

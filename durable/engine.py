@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -16,13 +17,14 @@ from typing import Any, Self
 from durable._executor import Executor
 from durable._invoke import AsyncRunner
 from durable._json import normalise
-from durable._limits import MAX_KEY_LENGTH, check_int32, check_name, clean_text
+from durable._limits import MAX_KEY_LENGTH, check_int32, check_name, check_text, check_time
 from durable._runtime import install_log_capture
+from durable._text import redact_url
 from durable._worker import Heartbeat, Worker
-from durable.clock import Clock, utc
+from durable.clock import Clock, SystemClock
 from durable.dsl import WorkflowDef, get_workflow, registered_workflows
 from durable.durations import seconds, to_ms
-from durable.errors import ConfigError, ExecutionNotFound
+from durable.errors import ConfigError, ExecutionNotFound, InvalidState
 from durable.models import Execution, Status, StepExecution, StepStatus, Wait
 from durable.plugins import PluginHost
 from durable.stores.base import ExecutionRow, Store
@@ -35,6 +37,7 @@ __all__ = ["DEFAULT_STORE", "Engine"]
 DEFAULT_STORE = "sqlite:///durable.db"
 DEFAULT_LEASE = seconds(30)
 DEFAULT_POLL = seconds(1)
+MAX_SKEW_MS = seconds(5)
 
 WorkflowRef = str | type | WorkflowDef
 
@@ -84,17 +87,30 @@ class Engine:
         if migrate:
             self.store.migrate(self.clock.now())
         self.store.check_schema()
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = check_name(
+            worker_id or f"{socket.gethostname()[:160]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            "worker_id",
+        )
         self._runner = AsyncRunner()
-        self._executor = Executor(self.store, self.clock, self.plugins, self._runner)
+        self._executor = Executor(self.store, self.clock, self.plugins, self._runner, self.lease_ms)
         self._heartbeat = Heartbeat(self)
         self._workers: list[Worker] = []
         self._workers_lock = threading.Lock()
         self._subscribed = False
+        # Clock skew: checked against the store's clock (PostgreSQL) for real clocks only.
+        self._checks_skew = isinstance(self.clock, SystemClock) or bool(
+            getattr(self.clock, "wall_clock", False)
+        )
+        self._skew_checked_at: datetime | None = None
+        self._refusing_claims = False
         install_log_capture()
 
     def __repr__(self) -> str:
-        return f"Engine(store={self.store_url or self.store!r}, clock={self.clock!r})"
+        return f"Engine(store={self._store_name()}, clock={self.clock!r})"
+
+    def _store_name(self) -> str:
+        """The store, for messages: its URL without a password."""
+        return redact_url(self.store_url) if self.store_url else repr(self.store)
 
     # -- starting ------------------------------------------------------------------------
 
@@ -111,8 +127,9 @@ class Engine:
         """Start ``workflow`` (a class or registered name) with ``input``; return its id.
 
         Higher ``priority`` runs first within a queue. ``scheduled_at`` delays the start
-        (naive datetimes are UTC). An ``idempotency_key`` already used returns the existing
-        execution's id and starts nothing.
+        (naive datetimes are UTC). An ``idempotency_key`` already used with the same
+        workflow and input returns the existing execution's id and starts nothing; with
+        another input (or workflow) it raises InvalidState naming that execution.
         """
         wdef = get_workflow(workflow)
         value = normalise(input, "the workflow input")
@@ -121,10 +138,8 @@ class Engine:
         check_int32(priority, "priority (higher runs first)")
         if idempotency_key is not None:
             check_name(idempotency_key, "idempotency_key", MAX_KEY_LENGTH)
-        if scheduled_at is not None and not isinstance(scheduled_at, datetime):
-            raise ConfigError(f"scheduled_at must be a datetime, got {type(scheduled_at).__name__}")
         now = self.clock.now()
-        when = now if scheduled_at is None else utc(scheduled_at)
+        when = now if scheduled_at is None else check_time(scheduled_at, "scheduled_at")
         row = ExecutionRow(
             id=str(uuid.uuid4()),
             workflow=wdef.name,
@@ -139,9 +154,21 @@ class Engine:
             timeout_ms=wdef.timeout,
             idempotency_key=idempotency_key,
             step_name=wdef.steps[0].name,
+            max_attempts=wdef.steps[0].policy(wdef.default_retry).max_attempts,
         )
-        stored, _ = self.store.create(row)
-        self._wake_workers()
+        stored, created = self.store.create(row)
+        if not created and (
+            stored.workflow != wdef.name or _canonical(stored.input) != _canonical(value)
+        ):
+            same = "input" if stored.workflow == wdef.name else "workflow"
+            raise InvalidState(
+                f"idempotency key {idempotency_key!r} was already used by execution "
+                f"{stored.id} (workflow {stored.workflow!r}, {stored.status.value}) with "
+                f"another {same}; reuse a key only to repeat the same start, or use a new "
+                "key (nothing was started)"
+            )
+        if created:
+            self._wake_workers()
         return stored.id
 
     # -- querying ------------------------------------------------------------------------
@@ -151,7 +178,7 @@ class Engine:
         row = self.store.get(execution_id)
         if row is None:
             raise ExecutionNotFound(
-                f"no execution with id {execution_id!r} in {self.store_url or self.store!r}"
+                f"no execution with id {execution_id!r} in {self._store_name()}"
             )
         steps: list[StepExecution] | None = None
         if include_steps:
@@ -164,6 +191,7 @@ class Engine:
                         attempt=row.attempt,
                         started_at=row.attempt_started_at,
                         index=row.step_index,
+                        max_attempts=row.max_attempts,
                     )
                 )
         return row.to_execution(steps)
@@ -279,9 +307,7 @@ class Engine:
         Pending or waiting: cancelled at once. Running: it stops at its next checkpoint
         and the running step's result is discarded. Finished: raises InvalidState.
         """
-        if reason is not None and not isinstance(reason, str):
-            raise ConfigError(f"a cancel reason must be a str or None, got {type(reason).__name__}")
-        reason = clean_text(reason)
+        reason = check_text(reason, "a cancel reason")
         row = self.store.request_cancel(execution_id, now=self.clock.now(), reason=reason)
         if row.status == Status.CANCELLED and self.plugins.has_observers(
             "durable_workflow_cancelled"
@@ -296,8 +322,50 @@ class Engine:
     def _workflow_names(self) -> list[str]:
         return list(registered_workflows())
 
+    def max_clock_skew_ms(self) -> int:
+        """How far this engine's clock may be from the store's before it stops claiming:
+        the smaller of 5 s and a third of the lease (a clock off by more than that could
+        take over live claims of other workers, or let them take over its own)."""
+        return min(MAX_SKEW_MS, self.lease_ms // 3)
+
+    def _clock_agrees(self) -> bool:
+        """False while this engine's clock is too far from the store's (checked at the
+        first claim, then every minute; every 5 s while it disagrees)."""
+        if not self._checks_skew:
+            return True
+        now = self.clock.now()
+        recheck = timedelta(seconds=5 if self._refusing_claims else 60)
+        if self._skew_checked_at is not None and now - self._skew_checked_at < recheck:
+            return not self._refusing_claims
+        before = self.clock.now()
+        server = self.store.server_time()
+        after = self.clock.now()
+        self._skew_checked_at = after
+        if server is None:  # the store has no clock of its own: nothing to compare
+            self._checks_skew = False
+            return True
+        skew_ms = ((before + (after - before) / 2) - server) / timedelta(milliseconds=1)
+        allowed = self.max_clock_skew_ms() + (after - before) / timedelta(milliseconds=2)
+        refusing = abs(skew_ms) > allowed
+        if refusing:
+            log.error(
+                "durable: this worker's clock is %.1f s %s the store's (%s); it claims no "
+                "work while they differ by more than %.1f s, or it could take over live "
+                "claims. Keep clocks synchronised (NTP); it checks again in 5 s",
+                abs(skew_ms) / 1000,
+                "ahead of" if skew_ms > 0 else "behind",
+                self._store_name(),
+                self.max_clock_skew_ms() / 1000,
+            )
+        elif self._refusing_claims:
+            log.warning("durable: the clocks agree again (%.3f s apart); claiming", skew_ms / 1000)
+        self._refusing_claims = refusing
+        return not refusing
+
     def _claim(self, queues: Sequence[str] | None, *, limit: int) -> list[ExecutionRow]:
         self._heartbeat.beat()
+        if not self._clock_agrees():
+            return []
         return self.store.claim(
             queues=queues,
             workflows=self._workflow_names(),
@@ -420,6 +488,12 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _canonical(value: Any) -> str:
+    """A JSON value as text that is equal exactly when the values are (1 and 1.0 and True
+    differ; key order does not matter)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _workflow_name(ref: WorkflowRef) -> str:

@@ -11,9 +11,14 @@ The tree::
     ├── ExecutionNotFound    (also LookupError) no execution with an id
     ├── InvalidState         an operation that the execution's status does not allow
     ├── StoreError           the store failed or is unreachable
-    │   └── LeaseLost        a worker's claim was taken over; it may write nothing more
+    │   ├── LeaseLost        a worker's claim was taken over; it may write nothing more
+    │   └── UnreadableExecution  a stored execution this process cannot decode
     ├── StepTimeout          (also TimeoutError) a step attempt ran past its timeout
-    └── WorkflowTimeout      (also TimeoutError) an execution ran past its workflow timeout
+    ├── WorkflowTimeout      (also TimeoutError) an execution ran past its workflow timeout
+    ├── WaitTimeout          (also TimeoutError) a wait timed out without a timeout_value
+    ├── InvalidInput         (also ValueError) provided data does not match its schema
+    └── WorkerLost           recorded, never raised: an attempt's worker stopped renewing
+                             its lease (killed, paused, cut off); the attempt runs again
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ __all__ = [
     "StepNotFound",
     "StepTimeout",
     "StoreError",
+    "UnreadableExecution",
     "WaitTimeout",
+    "WorkerLost",
     "WorkflowNotFound",
     "WorkflowTimeout",
 ]
@@ -92,3 +99,18 @@ class WaitTimeout(DurableError, TimeoutError):
 class InvalidInput(DurableError, ValueError):
     """Data given to ``provide_input`` does not match the input's JSON Schema (nothing was
     stored)."""
+
+
+class UnreadableExecution(StoreError):
+    """The store holds an execution this process cannot decode (a value nested past
+    Python's recursion limit, a date past the year 9999, text that is not JSON). A worker
+    that claims one fails it with this error, so that the other executions run; what is
+    stored is kept as it was."""
+
+
+class WorkerLost(DurableError):
+    """Recorded for an attempt whose worker stopped renewing its lease (killed, paused,
+    cut off from the store) or stopped in the middle of it. Never raised to callers: the
+    attempt runs again, without spending the step's retry budget, up to
+    ``MAX_LOST_ATTEMPTS`` times per step run; after that a loss counts as a failed
+    attempt."""

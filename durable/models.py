@@ -34,6 +34,7 @@ class StepStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     SUSPENDED = "suspended"  # the run reached a wait; the step runs again when it resolves
+    LOST = "lost"  # its worker was lost (killed, paused, cut off); the attempt runs again
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,9 @@ class StepExecution:
     logging records emitted during the attempt. A run that reached a wait is ``suspended``;
     when the wait resolves the step runs again under the same attempt number.
     ``retry_at`` is when the next attempt was scheduled for (failed attempts with budget
-    left); ``max_attempts`` the budget in force.
+    left); ``max_attempts`` the budget in force. A ``lost`` run (its worker was killed or
+    cut off) is run again under the same attempt number. ``result`` is what a completed
+    attempt returned (JSON).
     """
 
     name: str
@@ -83,6 +86,7 @@ class StepExecution:
     index: int = 0
     max_attempts: int = 1
     retry_at: datetime | None = None
+    result: Any = None
 
     @property
     def duration_ms(self) -> int | None:
@@ -97,7 +101,8 @@ class Execution:
     """A snapshot of one workflow execution.
 
     ``steps`` is filled by ``get_execution(..., include_steps=True)``: every attempt of every
-    step in the order they started, including the attempt in flight.
+    step in the order they started, including the attempt in flight. ``unreadable`` names
+    the stored fields this process could not decode, and why (they read as None or empty).
     """
 
     id: str
@@ -120,6 +125,7 @@ class Execution:
     cancel_requested: bool = False
     cancel_reason: str | None = None
     steps: list[StepExecution] | None = None
+    unreadable: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:

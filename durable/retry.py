@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from durable._limits import check_int32
-from durable.durations import to_ms
+from durable.durations import finite, to_ms
 from durable.errors import ConfigError
 
 __all__ = ["BACKOFFS", "Retry"]
@@ -41,8 +41,13 @@ class Retry:
                 f"Retry backoff must be one of {', '.join(BACKOFFS)}, got {self.backoff!r}"
             )
         base = self.base
-        if isinstance(base, bool) or not isinstance(base, int | float) or base < 0:
-            raise ConfigError(f"Retry base must be a number >= 0, got {base!r}")
+        if (
+            isinstance(base, bool)
+            or not isinstance(base, int | float)
+            or not finite(base)
+            or base < 0
+        ):
+            raise ConfigError(f"Retry base must be a finite number >= 0, got {base!r}")
         if self.max_backoff is not None:
             object.__setattr__(
                 self, "max_backoff", to_ms(self.max_backoff, what="Retry max_backoff")

@@ -32,7 +32,9 @@ class Attempt:
     """One attempt of one step, with times relative to the execution's start.
 
     ``at`` and ``ended`` are virtual offsets from the execution's ``created_at``;
-    ``started_at``/``completed_at`` are the absolute (clock) instants.
+    ``started_at``/``completed_at`` are the absolute (clock) instants. ``result`` is what a
+    completed attempt returned. A ``lost`` run (its worker was lost) is followed by a run
+    of the same attempt number.
     """
 
     step: str
@@ -46,6 +48,7 @@ class Attempt:
     error_message: str | None
     logs: tuple[str, ...]
     retry_at: timedelta | None
+    result: Any = None
 
     @property
     def duration(self) -> timedelta | None:
@@ -54,7 +57,13 @@ class Attempt:
 
     @property
     def failed(self) -> bool:
+        """The attempt failed (it counts against the step's retry budget)."""
         return self.status == "failed"
+
+    @property
+    def lost(self) -> bool:
+        """The run was lost with its worker; the same attempt ran again."""
+        return self.status == "lost"
 
     @classmethod
     def of(cls, record: StepExecution, origin: datetime) -> Attempt:
@@ -71,6 +80,7 @@ class Attempt:
             error_message=error.get("message"),
             logs=tuple(str(r.get("message", "")) for r in record.logs),
             retry_at=None if record.retry_at is None else record.retry_at - origin,
+            result=record.result,
         )
 
 
@@ -133,6 +143,11 @@ class History(Sequence[Attempt]):
         return [(a.step, a.attempt, a.error_type) for a in self._attempts if a.failed]
 
     @property
+    def lost(self) -> list[tuple[str, int]]:
+        """``(step, attempt)`` of every run lost with its worker (run again for free)."""
+        return [(a.step, a.attempt) for a in self._attempts if a.lost]
+
+    @property
     def finished_after(self) -> timedelta | None:
         """Virtual time from the start to the execution's end (None while it runs)."""
         ex = self.execution
@@ -163,6 +178,9 @@ class History(Sequence[Attempt]):
                 line += f": {a.error_type}: {a.error_message}"
             if a.retry_at is not None:
                 line += f" (retry at +{_fmt_ms(round(a.retry_at.total_seconds() * 1000))})"
+            if a.result is not None:
+                shown = repr(a.result)
+                line += f" -> {shown if len(shown) <= 60 else shown[:57] + '...'}"
             lines.append(line)
             lines.extend(f"      log: {m}" for m in a.logs)
         return "\n".join(lines)

@@ -26,11 +26,20 @@ def test_cancel_pending_is_immediate(engine, recorder, durable_clock):
     assert recorder.hooks(wid) == ["cancelled"]
 
 
-def test_a_cancel_reason_with_nul_is_kept_readable_on_every_store(engine):
-    # PostgreSQL refuses NUL in text; every store keeps the same escaped reason.
+@pytest.mark.parametrize(
+    ("reason", "problem"),
+    [("bad\x00input", "NUL characters"), ("bad\ud800input", "lone surrogates")],
+)
+def test_a_cancel_reason_no_store_can_keep_is_refused_the_same_on_every_store(
+    engine, reason, problem
+):
+    # PostgreSQL refuses NUL in text and neither driver encodes a lone surrogate: every
+    # store refuses both at the call, and the execution is left as it was.
     wid = engine.start(OrderWorkflow, ORDER)
-    assert engine.cancel(wid, reason="bad\x00input").cancel_reason == "bad\\x00input"
-    assert engine.get_execution(wid).cancel_reason == "bad\\x00input"
+    with pytest.raises(durable.ConfigError, match=f"a cancel reason must not contain {problem}"):
+        engine.cancel(wid, reason=reason)
+    assert engine.get_execution(wid).status == "pending"
+    assert engine.cancel(wid, reason="line one\nline two").cancel_reason == "line one\nline two"
 
 
 def test_cancel_scheduled_is_immediate(engine, durable_clock):

@@ -58,7 +58,7 @@ def _shape(engine: sa.Engine) -> dict:
 def test_migrations_build_exactly_the_current_schema(blank_url, tmp_path):
     store = _open(blank_url)
     assert migrations.applied_version(store.engine) == 0
-    assert store.migrate(T0) == [1, 2, 3, 4]
+    assert store.migrate(T0) == [1, 2, 3, 4, 5]
     assert migrations.applied_version(store.engine) == SCHEMA_VERSION
     assert store.migrate(T0) == []  # idempotent
 
@@ -154,7 +154,7 @@ def test_upgrade_from_the_first_version_keeps_and_backfills_data(blank_url):
     ]
     with store.engine.begin() as conn:
         conn.execute(sa.insert(v1), rows)
-    assert store.migrate(T0) == [2, 3, 4]
+    assert store.migrate(T0) == [2, 3, 4, 5]
 
     assert store.get("done-1").context == {"kept": True}
     assert store.next_due(queues=None, workflows=None) == T0 + timedelta(seconds=30)
@@ -167,6 +167,77 @@ def test_upgrade_from_the_first_version_keeps_and_backfills_data(blank_url):
         limit=10,
     )
     assert sorted(r.id for r in claimed) == ["pending-1", "running-1"]
+    # v5's columns are backfilled: no lost attempts yet, a budget of one, no write id
+    assert {(r.lost_attempts, r.max_attempts, r.last_write) for r in claimed} == {(0, 1, None)}
+    store.close()
+
+
+def test_upgrade_from_version_4_keeps_runs_in_flight_recoverable(blank_url):
+    """A v4 database with an attempt in flight (its worker gone) and recorded attempts:
+    after the upgrade the lost attempt runs again for free and the history reads back."""
+    from durable.models import StepExecution, StepStatus
+
+    store = _open(blank_url)
+    migrations.upgrade(store.engine, now=T0, target=4)
+    meta = sa.MetaData()
+    ex = sa.Table("durable_executions", meta, autoload_with=store.engine)
+    att = sa.Table("durable_step_attempts", meta, autoload_with=store.engine)
+    sqlite = store.engine.dialect.name == "sqlite"
+    at = (lambda d: d.replace(tzinfo=None)) if sqlite else (lambda d: d)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(ex).values(
+                id="in-flight",
+                workflow="process_order",
+                status="running",
+                queue="default",
+                priority=0,
+                input="{}",
+                context='{"kept": true}',
+                created_at=at(T0),
+                scheduled_at=at(T0),
+                claimable_at=at(T0 + timedelta(seconds=30)),
+                lease_expires_at=at(T0 + timedelta(seconds=30)),
+                step_index=1,
+                step_name="calculate_total",
+                attempt=1,
+                attempt_started_at=at(T0),
+                token=1,
+                worker_id="gone",
+                cancel_requested=False,
+                suspended=False,
+            )
+        )
+        conn.execute(
+            sa.insert(att).values(
+                execution_id="in-flight",
+                step_index=0,
+                name="validate",
+                attempt=1,
+                status="completed",
+                started_at=at(T0),
+                completed_at=at(T0),
+                logs="[]",
+                max_attempts=1,
+            )
+        )
+    assert store.migrate(T0) == [5]
+    assert [(s.name, s.result) for s in store.steps("in-flight")] == [("validate", None)]
+    (row,) = store.claim(
+        queues=None,
+        workflows=["process_order"],
+        worker_id="w",
+        now=T0 + timedelta(seconds=31),
+        lease_ms=30_000,
+        limit=1,
+    )
+    assert (row.began, row.lost_attempts, row.context) == (False, 0, {"kept": True})
+    now = T0 + timedelta(seconds=31)
+    lost = StepExecution("calculate_total", StepStatus.LOST, 1, T0, now, index=1)
+    store.restart_attempt("in-flight", row.token, now=now, record=lost)
+    again = store.get("in-flight")
+    assert (again.attempt, again.lost_attempts, again.attempt_started_at) == (1, 1, now)
+    assert [s.status for s in store.steps("in-flight")] == ["completed", "lost"]
     store.close()
 
 
@@ -178,7 +249,7 @@ def test_migrate_command(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     first = CliRunner().invoke(main, ["--store", url, "migrate"])
     assert first.exit_code == 0, first.output
-    assert "applied migration(s) 1, 2, 3, 4" in first.output
+    assert "applied migration(s) 1, 2, 3, 4, 5" in first.output
     again = CliRunner().invoke(main, ["--store", url, "migrate"])
     assert "already up to date" in again.output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, timedelta
 from decimal import Decimal
 
@@ -66,12 +67,35 @@ def test_queues_are_separate(engine):
 
 def test_idempotency_key_returns_the_existing_execution(engine):
     first = engine.start(OrderWorkflow, ORDER, idempotency_key="o-42")
-    again = engine.start(OrderWorkflow, {"order": {"id": 999, "items": []}}, idempotency_key="o-42")
+    again = engine.start(OrderWorkflow, json.loads(json.dumps(ORDER)), idempotency_key="o-42")
     assert again == first
     assert len(engine.list_executions(workflow=OrderWorkflow)) == 1
     engine.drain()
     assert engine.start(OrderWorkflow, ORDER, idempotency_key="o-42") == first
     assert engine.get_execution(first).context["order_id"] == 123
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"order": {"id": 999, "items": []}},
+        {"order": {"id": 123.0, "items": [{"price": 90.0}, {"price": 9.99}]}},  # 123 != 123.0
+        None,
+    ],
+)
+def test_an_idempotency_key_reused_with_another_input_names_the_execution(engine, other):
+    first = engine.start(OrderWorkflow, ORDER, idempotency_key="o-42")
+    with pytest.raises(durable.InvalidState, match=f"already used by execution {first}") as err:
+        engine.start(OrderWorkflow, other, idempotency_key="o-42")
+    assert "another input" in str(err.value)
+    assert [e.id for e in engine.list_executions()] == [first]  # nothing was started
+
+
+def test_an_idempotency_key_reused_by_another_workflow_is_refused(engine):
+    first = engine.start(OrderWorkflow, ORDER, idempotency_key="o-42")
+    with pytest.raises(durable.InvalidState, match="another workflow"):
+        engine.start(MixedWorkflow, ORDER, idempotency_key="o-42")
+    assert [e.id for e in engine.list_executions()] == [first]
 
 
 def test_list_executions_filters_and_limit(engine):

@@ -487,8 +487,8 @@ def test_wait_for_any_event_of_one_name_still_returns_a_pair(durable_engine):
     assert durable_engine.run_until(wid).context == {"got": ["approved", {"by": "ann"}]}
 
 
-def test_a_store_failure_inside_a_wait_does_not_reach_the_steps_except(
-    durable_engine, durable_clock, monkeypatch
+def test_a_store_failure_inside_a_wait_is_retried_and_never_reaches_the_steps_except(
+    durable_engine, durable_clock, monkeypatch, caplog
 ):
     from wait_workflows import Fallback
 
@@ -505,12 +505,13 @@ def test_a_store_failure_inside_a_wait_does_not_reach_the_steps_except(
     wid = durable_engine.start(Fallback)
     durable_engine.drain()
     ex = durable_engine.get_execution(wid)
-    assert ex.status == "running"  # the claim stays; it resumes after its lease
+    assert ex.status == "waiting"  # the wait was decided on the second try, at once
     assert "fallback" not in ex.context
+    assert "did not commit (connection reset by peer); trying again" in caplog.text
     durable_engine.send_event(wid, "go", 1)
-    ex = durable_engine.run_until(wid)  # after the lease: the attempt counts as lost, retried
+    ex = durable_engine.run_until(wid)
     assert ex.context == {"got": 1}
-    assert durable_engine.history(wid).errors == [("guarded", 1, "WorkerLost")]
+    assert durable_engine.history(wid).errors == []
 
 
 def test_a_retry_waits_afresh_after_a_timeout_value(durable_engine, durable_clock):
@@ -576,30 +577,39 @@ def test_ctrl_c_while_a_wait_is_decided_reaches_the_caller_not_the_step(
     from wait_workflows import AsyncWaiter, TimeoutSync
 
     real = durable_engine.store.wait
-    hits = {"n": 0}
+    seen: set[str] = set()
 
-    def interrupted(*args, **kwargs):
-        hits["n"] += 1
-        if hits["n"] <= 2:
+    def interrupted(execution_id, *args, **kwargs):
+        if execution_id not in seen:  # the first wait each execution reaches
+            seen.add(execution_id)
             raise KeyboardInterrupt
-        return real(*args, **kwargs)
+        return real(execution_id, *args, **kwargs)
 
     monkeypatch.setattr(durable_engine.store, "wait", interrupted)
     sync_wid = durable_engine.start(TimeoutSync, priority=2)
     async_wid = durable_engine.start(AsyncWaiter, priority=1)
-    for _ in range(2):  # each drain is interrupted in the wait of one step
-        with pytest.raises(KeyboardInterrupt):
-            durable_engine.drain()
-    for wid in (sync_wid, async_wid):
-        ex = durable_engine.get_execution(wid)
-        assert ex.status == "running"  # not failed with the interruption; resumes later
-        assert ex.error is None
+    with pytest.raises(KeyboardInterrupt):
+        durable_engine.drain()  # interrupted in the sync step's wait
+    ex = durable_engine.get_execution(sync_wid)
+    # not failed with the interruption: released at once, the attempt left in flight
+    assert (ex.status, ex.error) == ("pending", None)
+    with pytest.raises(KeyboardInterrupt):
+        # the sync step runs again (a lost attempt) and waits; then the async step's
+        # wait is interrupted
+        durable_engine.drain()
+    assert durable_engine.get_execution(sync_wid).status == "waiting"
+    ex = durable_engine.get_execution(async_wid)
+    assert (ex.status, ex.error) == ("pending", None)
     monkeypatch.setattr(durable_engine.store, "wait", real)
-    # After the lease the interrupted attempts count as lost (as any attempt its worker
-    # dropped), not as failed by a KeyboardInterrupt of their own.
+    # The interrupted attempts count as lost (as any attempt its worker dropped) and run
+    # again, not as failed by a KeyboardInterrupt of their own.
+    durable_engine.send_event(sync_wid, "go", 1)
+    durable_engine.send_event(async_wid, "ping", 2)
     for wid in (sync_wid, async_wid):
-        durable_engine.run_until(wid)
-        assert durable_engine.history(wid).errors[0][2] == "WorkerLost"
+        assert durable_engine.run_until(wid).status == "completed"
+        history = durable_engine.history(wid)
+        assert history.errors == []
+        assert [attempt for _, attempt in history.lost] == [1]
     fresh = durable_engine.start(AsyncWaiter)  # the async steps' event loop is alive
     durable_engine.send_event(fresh, "ping", 3)
     assert durable_engine.run_until(fresh).context == {"got": 3}

@@ -3,6 +3,7 @@ test clock; the multi-process versions run against the SQL stores)."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from datetime import timedelta
 
@@ -98,7 +99,9 @@ class CrashVictim:
         put_context("second", attempt())
 
 
-def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_counts(engine, durable_clock):
+def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_runs_again_for_free(
+    engine, durable_clock
+):
     store = engine.store
     crashed = durable.Engine(store, clock=durable_clock, lease=seconds(30))
     survivor = durable.Engine(store, clock=durable_clock)
@@ -111,14 +114,23 @@ def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_counts(engine,
     durable_clock.advance(seconds(30) - 1)
     assert survivor.drain() == 0
     durable_clock.advance(1)
-    assert survivor.drain() == 1  # lost attempt recorded; no retry policy: one attempt
+    # The lost attempt is recorded and runs again, without spending the budget of a step
+    # that has only one attempt.
+    assert survivor.drain() == 1
     ex = survivor.get_execution(wid, include_steps=True)
-    assert ex.status == "failed"
-    assert ex.steps[0].error["type"] == "WorkerLost"
-    assert ex.error["step"] == "first"
+    assert ex.status == "completed"
+    assert ex.context == {"first": 1, "second": 1}
+    assert [(s.name, s.attempt, s.status) for s in ex.steps] == [
+        ("first", 1, "lost"),
+        ("first", 1, "completed"),
+        ("second", 1, "completed"),
+    ]
+    assert ex.steps[0].error["type"] == "durable.errors.WorkerLost"
+    assert "without spending the step's retry budget" in ex.steps[0].error["message"]
+    assert ex.steps[0].completed_at == durable_clock.now()  # recorded when found lost
 
 
-def test_lost_attempt_with_budget_left_is_retried_and_completed_steps_do_not_rerun(
+def test_lost_attempt_in_a_later_step_runs_again_and_completed_steps_do_not_rerun(
     engine, durable_clock
 ):
     store = engine.store
@@ -136,34 +148,79 @@ def test_lost_attempt_with_budget_left_is_retried_and_completed_steps_do_not_rer
         context={"first": 1},
         next_step=(1, "second"),
         start_next=True,
+        next_max_attempts=3,
     )
     durable_clock.advance(seconds(30))
     survivor.drain()
     ex = survivor.get_execution(wid, include_steps=True)
-    assert ex.status == "pending"
+    assert ex.status == "completed"
+    assert ex.context == {"first": 1, "second": 1}  # first did not run again
     assert [(s.name, s.attempt, s.status) for s in ex.steps] == [
         ("first", 1, "completed"),
-        ("second", 1, "failed"),
+        ("second", 1, "lost"),
+        ("second", 1, "completed"),
     ]
-    assert ex.steps[1].error["type"] == "WorkerLost"
-    durable_clock.advance(seconds(5))
-    survivor.drain()
-    ex = survivor.get_execution(wid, include_steps=True)
-    assert ex.status == "completed"
-    assert ex.context == {"first": 1, "second": 2}  # first did not run again
-    assert [s.name for s in ex.steps].count("first") == 1
+    assert ex.steps[1].max_attempts == 3
+
+
+@workflow("exits_its_worker")
+class ExitsItsWorker:
+    @step
+    def first(self) -> None:
+        put_context("first", True)
+
+    @step(retry=Retry(max_attempts=3, backoff="constant", base=5))
+    def second(self) -> None:
+        shared["exits"] = int(shared.get("exits", 0)) + 1  # type: ignore[call-overload]
+        sys.exit(3)  # as a step that crashes its worker process would
+
+
+def test_a_step_that_stops_its_worker_every_time_still_ends(durable_engine):
+    """SystemExit from a step stops the process after releasing the claim, the attempt in
+    flight; its next owner runs it again. Three such losses per step run are free; after
+    that each counts as a failed attempt, so the budget (three attempts) runs out."""
+    engine = durable_engine
+    wid = engine.start(ExitsItsWorker)
+    exits = 0
+    for _ in range(30):
+        if engine.get_execution(wid).finished:
+            break
+        try:
+            engine.drain()
+        except SystemExit as stop:
+            assert stop.code == 3
+            exits += 1
+            assert engine.get_execution(wid).status == "pending"  # released at once
+        engine.advance_to_next()
+    ex = engine.get_execution(wid, include_steps=True)
+    assert ex.status == "failed"
+    assert ex.context == {"first": True}
+    assert ex.error["type"] == "durable.errors.WorkerLost"
+    assert "counts as a failed attempt" in ex.error["message"]
+    assert exits == shared["exits"] == 6  # 1 + 3 free re-runs, then attempts 2 and 3
+    assert [(s.attempt, s.status) for s in ex.steps if s.name == "second"] == [
+        (1, "lost"),
+        (1, "lost"),
+        (1, "lost"),
+        (1, "failed"),  # the fourth loss of attempt 1
+        (2, "failed"),
+        (3, "failed"),
+    ]
 
 
 @workflow("paused_worker")
 class PausedWorker:
     @step(retry=Retry(max_attempts=3, backoff="constant", base=1))
     def slow(self) -> None:
-        if attempt() == 1:
+        if not shared.get("paused"):
             # This worker "pauses" past its lease; another worker takes over meanwhile.
+            shared["paused"] = True
             clock = shared["clock"]
             clock.advance(seconds(31))  # type: ignore[attr-defined]
             assert shared["survivor"].drain() == 1  # type: ignore[attr-defined]
-        put_context("written_by_attempt", attempt())
+            put_context("written_by", "paused")
+        else:
+            put_context("written_by", "survivor")
 
 
 def test_a_worker_that_lost_its_lease_cannot_write(engine, durable_clock, caplog):
@@ -173,17 +230,14 @@ def test_a_worker_that_lost_its_lease_cannot_write(engine, durable_clock, caplog
     survivor = durable.Engine(store, clock=durable_clock)
     shared.update(clock=durable_clock, survivor=survivor)
     wid = paused.start(PausedWorker)
-    paused.drain()  # attempt 1 returns after the takeover: its completion is refused
+    # The step pauses past its lease; the survivor takes over and runs the lost attempt
+    # again (its completion commits); then the paused attempt's completion is refused.
+    paused.drain()
     assert "no longer claimed by this worker" in caplog.text
     ex = survivor.get_execution(wid, include_steps=True)
-    assert ex.status == "pending"
-    assert ex.context == {}
-    durable_clock.advance(seconds(1))
-    survivor.drain()
-    ex = survivor.get_execution(wid, include_steps=True)
     assert ex.status == "completed"
-    assert ex.context == {"written_by_attempt": 2}
-    assert [(s.attempt, s.status) for s in ex.steps] == [(1, "failed"), (2, "completed")]
+    assert ex.context == {"written_by": "survivor"}
+    assert [(s.attempt, s.status) for s in ex.steps] == [(1, "lost"), (1, "completed")]
 
 
 def test_stale_tokens_are_refused_by_every_claimed_write(engine, durable_clock):

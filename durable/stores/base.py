@@ -21,6 +21,7 @@ from durable.models import Execution, Status, StepExecution, StepStatus, Wait
 from durable.waits import WaitSpec
 
 __all__ = [
+    "AlreadyDone",
     "ExecutionRow",
     "Store",
     "WaitDecision",
@@ -30,6 +31,7 @@ __all__ = [
     "input_too_late",
     "not_live_error",
     "not_pending_error",
+    "unreadable_error",
 ]
 
 
@@ -66,7 +68,15 @@ class ExecutionRow:
     # the current step was suspended by a wait: the next claim resumes it under the same
     # attempt number (cleared when the resumed run ends)
     suspended: bool = False
+    # the write id of the last fenced transition that committed: a transition retried
+    # after an interrupted commit recognises itself by it (see Store.complete_step)
+    last_write: str | None = None
+    lost_attempts: int = 0  # attempts of the current step run lost with their worker
+    max_attempts: int = 1  # the retry budget in force for the current step
     began: bool = False  # not stored: set by claim() when it began the current attempt
+    # not stored: what of the stored row this process could not decode, and why (those
+    # fields read as None or empty); a claim fails such an execution at once
+    unreadable: tuple[str, ...] = ()
 
     def to_execution(self, steps: list[StepExecution] | None = None) -> Execution:
         """The public snapshot (context and input deep-copied)."""
@@ -91,6 +101,7 @@ class ExecutionRow:
             cancel_requested=self.cancel_requested,
             cancel_reason=self.cancel_reason,
             steps=steps,
+            unreadable=self.unreadable,
         )
 
 
@@ -107,6 +118,27 @@ def as_cancelled(record: StepExecution, now: datetime) -> StepExecution:
         record.index,
         record.max_attempts,
     )
+
+
+def unreadable_error(execution_id: str, problems: Sequence[str]) -> dict[str, Any]:
+    """The error a claim stores for an execution it cannot decode."""
+    return {
+        "type": "durable.errors.UnreadableExecution",
+        "message": f"execution {execution_id} cannot be read by this process ("
+        + "; ".join(problems)
+        + "); it was failed so that other executions run, and what is stored is kept as it was",
+        "traceback": "",
+    }
+
+
+class AlreadyDone(Exception):
+    """Raised inside a store when a fenced transition finds its own ``write_id`` already
+    on the row: an earlier try committed (its reply was lost). Carries the row as that
+    commit left it; the store returns what the transition returns, without writing."""
+
+    def __init__(self, row: ExecutionRow) -> None:
+        super().__init__(row.id)
+        self.row = row
 
 
 def finished_error(execution_id: str, status: Status) -> InvalidState:
@@ -192,7 +224,14 @@ def not_pending_error(execution_id: str, name: str, pending: Sequence[str]) -> I
 
 
 class Store(abc.ABC):
-    """A workflow store. Implement every method as one transaction."""
+    """A workflow store. Implement every method as one transaction.
+
+    **Write ids.** Every fenced transition takes a ``write_id`` (the store makes one when
+    given None) and keeps it on the row as ``last_write``. The engine retries a transition
+    whose commit was interrupted (a dropped connection) with the same ``write_id``; a store
+    that finds its own ``write_id`` on the row knows the earlier try committed, writes
+    nothing more, and returns what that try would have returned.
+    """
 
     # -- starting and reading ------------------------------------------------------------
 
@@ -266,7 +305,15 @@ class Store(abc.ABC):
         Returns the ids whose claims were lost (stale token or no longer running)."""
 
     @abc.abstractmethod
-    def release(self, execution_id: str, token: int, *, now: datetime, attempt_ran: bool) -> None:
+    def release(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        attempt_ran: bool,
+        write_id: str | None = None,
+    ) -> None:
         """Give a claim back (a worker shutting down): the execution becomes ``pending``
         with ``run_at = now``, claimable by any worker at once. With ``attempt_ran=False``
         the attempt begun but never run is taken back (``attempt - 1``, not in flight);
@@ -283,14 +330,18 @@ class Store(abc.ABC):
         context: dict[str, Any],
         next_step: tuple[int, str] | None,
         start_next: bool,
+        next_max_attempts: int = 1,
+        write_id: str | None = None,
     ) -> Status:
         """Commit a completed attempt: its record, the new context and the step pointer.
 
         ``next_step`` is ``(index, name)`` of the step to run next, or None when the
         workflow is done (status ``completed``). With ``start_next`` the next step's first
-        attempt is begun in the same transaction. When a cancel was requested, the result is
-        discarded instead: the record is stored as ``cancelled`` with the old context and
-        the execution becomes ``cancelled``. Returns the execution's new status.
+        attempt is begun in the same transaction; ``next_max_attempts`` is its retry budget
+        (kept as ``max_attempts``) and its count of lost attempts starts at 0. When a
+        cancel was requested, the result is discarded instead: the record is stored as
+        ``cancelled`` with the old context and the execution becomes ``cancelled``.
+        Returns the execution's new status.
         """
 
     @abc.abstractmethod
@@ -303,11 +354,27 @@ class Store(abc.ABC):
         record: StepExecution,
         retry_at: datetime | None,
         error: dict[str, Any] | None,
+        write_id: str | None = None,
     ) -> Status:
         """Commit a failed attempt. With ``retry_at`` the execution becomes ``pending`` with
-        ``run_at = retry_at`` and the claim is released; without it the execution becomes
-        ``failed`` with ``error``. A requested cancel wins (``cancelled``). Returns the new
-        status."""
+        ``run_at = retry_at`` and the claim is released (``max_attempts`` becomes the
+        record's); without it the execution becomes ``failed`` with ``error``. A requested
+        cancel wins (``cancelled``). Returns the new status."""
+
+    @abc.abstractmethod
+    def restart_attempt(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution,
+        write_id: str | None = None,
+    ) -> None:
+        """The claimed execution's attempt in flight was lost with its worker: store
+        ``record`` (status ``lost``), count it (``lost_attempts + 1``) and begin the same
+        attempt again (``attempt_started_at = now``, the attempt number unchanged), for the
+        claim's owner to run."""
 
     @abc.abstractmethod
     def finish(
@@ -319,6 +386,7 @@ class Store(abc.ABC):
         status: Status,
         error: dict[str, Any] | None,
         record: StepExecution | None = None,
+        write_id: str | None = None,
     ) -> None:
         """End a claimed execution with a final ``status`` (a workflow timeout, or a cancel
         seen at a checkpoint), storing ``record`` (the attempt it interrupted) if given."""
@@ -366,6 +434,7 @@ class Store(abc.ABC):
         record: StepExecution,
         step: str,
         seq: int,
+        write_id: str | None = None,
     ) -> Status:
         """Suspend a claimed execution on its pending wait ``(step, seq)``: store the run's
         ``record`` and release the claim. The execution becomes ``waiting`` until the
@@ -428,6 +497,11 @@ class Store(abc.ABC):
         """Optional: create or upgrade what the store keeps (``Engine(migrate=True)`` and
         ``durable migrate`` call it); returns the versions applied."""
         return []
+
+    def server_time(self) -> datetime | None:
+        """Optional: the store server's own clock, for workers to check that their clock
+        agrees with it (None: the store has no clock of its own, e.g. in-process)."""
+        return None
 
     def check_schema(self) -> None:  # noqa: B027 - optional hook, nothing to check by default
         """Optional: raise :class:`~durable.errors.StoreError` when what the store keeps is

@@ -11,6 +11,7 @@ import dataclasses
 import heapq
 import itertools
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from durable.errors import ConfigError, ExecutionNotFound, InvalidState, LeaseLo
 from durable.models import FINISHED, Status, StepExecution, Wait
 from durable.plugins import StoreRegistry, hookimpl
 from durable.stores.base import (
+    AlreadyDone,
     ExecutionRow,
     Store,
     as_cancelled,
@@ -93,8 +95,10 @@ class MemoryStore(Store):
             raise ExecutionNotFound(f"no execution with id {execution_id!r}")
         return row
 
-    def _fenced(self, execution_id: str, token: int) -> ExecutionRow:
+    def _fenced(self, execution_id: str, token: int, write_id: str | None = None) -> ExecutionRow:
         row = self._row(execution_id)
+        if write_id is not None and row.last_write == write_id:
+            raise AlreadyDone(_clone_row(row))
         if row.token != token or row.status != Status.RUNNING:
             raise LeaseLost(
                 f"execution {execution_id} is no longer claimed by this worker "
@@ -241,9 +245,22 @@ class MemoryStore(Store):
                 self._touch(row)
         return lost
 
-    def release(self, execution_id: str, token: int, *, now: datetime, attempt_ran: bool) -> None:
+    def release(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        attempt_ran: bool,
+        write_id: str | None = None,
+    ) -> None:
+        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            row = self._fenced(execution_id, token)
+            try:
+                row = self._fenced(execution_id, token, write_id)
+            except AlreadyDone:
+                return
+            row.last_write = write_id
             if not attempt_ran and row.attempt_started_at is not None:
                 if not row.suspended:
                     row.attempt -= 1
@@ -256,9 +273,12 @@ class MemoryStore(Store):
 
     def _record(self, row: ExecutionRow, record: StepExecution | None) -> None:
         if record is not None:
-            if record.error is not None or record.logs:
+            if record.error is not None or record.logs or record.result is not None:
                 record = dataclasses.replace(
-                    record, error=clone(record.error), logs=clone(record.logs)
+                    record,
+                    error=clone(record.error),
+                    logs=clone(record.logs),
+                    result=clone(record.result),
                 )
             self._steps[row.id].append(record)
 
@@ -291,9 +311,16 @@ class MemoryStore(Store):
         context: dict[str, Any],
         next_step: tuple[int, str] | None,
         start_next: bool,
+        next_max_attempts: int = 1,
+        write_id: str | None = None,
     ) -> Status:
+        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            row = self._fenced(execution_id, token)
+            try:
+                row = self._fenced(execution_id, token, write_id)
+            except AlreadyDone as done:
+                return done.row.status
+            row.last_write = write_id
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)
@@ -305,6 +332,8 @@ class MemoryStore(Store):
                 row.step_index, row.step_name = next_step
                 row.attempt = 1 if start_next else 0
                 row.attempt_started_at = now if start_next else None
+                row.lost_attempts = 0
+                row.max_attempts = next_max_attempts
             self._touch(row)
             return row.status
 
@@ -317,9 +346,15 @@ class MemoryStore(Store):
         record: StepExecution,
         retry_at: datetime | None,
         error: dict[str, Any] | None,
+        write_id: str | None = None,
     ) -> Status:
+        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            row = self._fenced(execution_id, token)
+            try:
+                row = self._fenced(execution_id, token, write_id)
+            except AlreadyDone as done:
+                return done.row.status
+            row.last_write = write_id
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)
@@ -330,11 +365,33 @@ class MemoryStore(Store):
                 row.run_at = retry_at
                 row.lease_expires_at = None
                 row.worker_id = None
+                row.max_attempts = record.max_attempts
             else:
                 row.error = error
                 self._end(row, Status.FAILED, now)
             self._touch(row)
             return row.status
+
+    def restart_attempt(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution,
+        write_id: str | None = None,
+    ) -> None:
+        write_id = write_id or uuid.uuid4().hex
+        with self._lock:
+            try:
+                row = self._fenced(execution_id, token, write_id)
+            except AlreadyDone:
+                return
+            row.last_write = write_id
+            self._record(row, record)
+            row.lost_attempts += 1
+            row.attempt_started_at = now
+            self._touch(row)
 
     def finish(
         self,
@@ -345,11 +402,17 @@ class MemoryStore(Store):
         status: Status,
         error: dict[str, Any] | None,
         record: StepExecution | None = None,
+        write_id: str | None = None,
     ) -> None:
         if status not in FINISHED:
             raise ValueError(f"finish() needs a final status, got {status}")
+        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            row = self._fenced(execution_id, token)
+            try:
+                row = self._fenced(execution_id, token, write_id)
+            except AlreadyDone:
+                return
+            row.last_write = write_id
             self._record(row, record)
             row.error = error
             self._end(row, status, now)
@@ -434,9 +497,15 @@ class MemoryStore(Store):
         record: StepExecution,
         step: str,
         seq: int,
+        write_id: str | None = None,
     ) -> Status:
+        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            row = self._fenced(execution_id, token)
+            try:
+                row = self._fenced(execution_id, token, write_id)
+            except AlreadyDone as done:
+                return done.row.status
+            row.last_write = write_id
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)

@@ -183,11 +183,24 @@ def _v4_finished_index(conn: sa.Connection) -> None:
     ).create(conn)
 
 
+def _v5_write_ids(conn: sa.Connection) -> None:
+    """Commits that recognise themselves when retried, lost attempts counted per step run,
+    the retry budget of the current step, and each attempt's return value."""
+    for column in (
+        "last_write VARCHAR(64)",
+        "lost_attempts INTEGER NOT NULL DEFAULT 0",
+        "max_attempts INTEGER NOT NULL DEFAULT 1",
+    ):
+        conn.execute(sa.text(f"ALTER TABLE durable_executions ADD COLUMN {column}"))
+    conn.execute(sa.text("ALTER TABLE durable_step_attempts ADD COLUMN result TEXT"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
     (3, "waits", _v3_waits),
     (4, "finished_index", _v4_finished_index),
+    (5, "write_ids", _v5_write_ids),
 ]
 
 

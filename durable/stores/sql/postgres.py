@@ -55,7 +55,10 @@ def _sql() -> dict[str, Any]:
         name: tuple(map(_pyformat, sql)) if isinstance(sql, tuple) else _pyformat(sql)
         for name, sql in sqlite_sql().items()
     }
-    fence = "WHERE id = %(id)s AND token = %(token)s AND status = 'running'"
+    fence = (
+        "WHERE id = %(id)s AND token = %(token)s AND status = 'running' "
+        "AND coalesce(last_write, '') <> %(write_id)s"
+    )
     ended = (
         "run_at = NULL, lease_expires_at = NULL, worker_id = NULL, "
         "attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE"
@@ -63,8 +66,8 @@ def _sql() -> dict[str, Any]:
     record = (
         f"INSERT INTO durable_step_attempts ({ATTEMPT_COLUMNS}) SELECT %(a_execution_id)s, "
         "%(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s, %(a_started_at)s, "
-        "%(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s, %(a_retry_at)s "
-        "FROM u RETURNING (SELECT status FROM u)"
+        "%(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s, %(a_retry_at)s, "
+        "%(a_result)s FROM u RETURNING (SELECT status FROM u)"
     )
 
     def with_record(update: str) -> str:
@@ -81,10 +84,11 @@ def _sql() -> dict[str, Any]:
             "WITH i AS (INSERT INTO durable_executions (id, workflow, status, queue, "
             "priority, input, context, created_at, scheduled_at, run_at, timeout_ms, "
             "idempotency_key, step_index, step_name, attempt, token, cancel_requested, "
-            "claimable_at) VALUES (%(id)s, %(workflow)s, %(status)s, %(queue)s, "
-            "%(priority)s, %(input)s, %(context)s, %(created_at)s, %(scheduled_at)s, "
-            "%(run_at)s, %(timeout_ms)s, %(idempotency_key)s, %(step_index)s, "
-            "%(step_name)s, %(attempt)s, %(token)s, FALSE, %(claimable_at)s) "
+            "claimable_at, max_attempts) VALUES (%(id)s, %(workflow)s, %(status)s, "
+            "%(queue)s, %(priority)s, %(input)s, %(context)s, %(created_at)s, "
+            "%(scheduled_at)s, %(run_at)s, %(timeout_ms)s, %(idempotency_key)s, "
+            "%(step_index)s, %(step_name)s, %(attempt)s, %(token)s, FALSE, "
+            "%(claimable_at)s, %(max_attempts)s) "
             f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}), "
             f"n AS (SELECT pg_notify('{CHANNEL}', '')) SELECT i.* FROM i, n"
         ),
@@ -113,28 +117,64 @@ def _sql() -> dict[str, Any]:
         "complete_next": with_record(
             "UPDATE durable_executions SET context = %(context)s, "
             "step_index = %(next_index)s, step_name = %(next_name)s, suspended = FALSE, "
-            "attempt = %(next_attempt)s, attempt_started_at = %(next_started)s"
+            "attempt = %(next_attempt)s, attempt_started_at = %(next_started)s, "
+            "lost_attempts = 0, max_attempts = %(next_max)s, last_write = %(write_id)s"
         ),
         "complete_last": with_record(
             "UPDATE durable_executions SET context = %(context)s, status = 'completed', "
-            f"completed_at = %(now)s, {ended}"
+            f"completed_at = %(now)s, last_write = %(write_id)s, {ended}"
         ),
         "retry": with_record(
             "UPDATE durable_executions SET status = 'pending', run_at = %(retry_at)s, "
             "claimable_at = %(retry_at)s, lease_expires_at = NULL, worker_id = NULL, "
-            "attempt_started_at = NULL, suspended = FALSE"
+            "attempt_started_at = NULL, suspended = FALSE, "
+            "max_attempts = %(a_max_attempts)s, last_write = %(write_id)s"
         ),
         "fail": with_record(
             "UPDATE durable_executions SET status = 'failed', completed_at = %(now)s, "
-            f"error = %(error)s, {ended}"
+            f"error = %(error)s, last_write = %(write_id)s, {ended}"
+        ),
+        "restart": (
+            "WITH u AS (UPDATE durable_executions SET attempt_started_at = %(now)s, "
+            "lost_attempts = lost_attempts + 1, last_write = %(write_id)s "
+            f"{fence} RETURNING status) {record}"
         ),
         "cancel": str(shared["cancel"]).replace("cancel_requested = 1", "cancel_requested = TRUE"),
+        # the server's clock, to compare a worker's with (never used for a decision in SQL)
+        "server_time": "SELECT clock_timestamp()",
         # two purges at once take different rows (no INDEXED BY here: the planner uses it)
         "purge_pick": str(shared["purge_pick"]).replace(
             " INDEXED BY durable_executions_finished", ""
         )
         + " FOR UPDATE SKIP LOCKED",
     }
+
+
+OUT_OF_RANGE: Any = type("OutOfRange", (), {"__repr__": lambda _: "<date out of range>"})()
+
+
+def _load_dates_safely(conn: Any) -> None:
+    """Make a timestamptz Python cannot hold (after the year 9999) load as OUT_OF_RANGE
+    instead of failing the whole fetch: one such row must not stop a claim of several."""
+    pg = _psycopg()
+    from psycopg.adapt import Loader
+    from psycopg.pq import Format
+
+    oid = conn.adapters.types["timestamptz"].oid
+    inner_cls = conn.adapters.get_loader(oid, Format.TEXT)
+
+    class SafeTimestamptzLoader(Loader):
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self._inner = inner_cls(oid, context)
+
+        def load(self, data: Any) -> Any:
+            try:
+                return self._inner.load(data)
+            except pg.DataError:
+                return OUT_OF_RANGE
+
+    conn.adapters.register_loader(oid, SafeTimestamptzLoader)
 
 
 class PostgresStore(SQLStore):
@@ -157,6 +197,7 @@ class PostgresStore(SQLStore):
         params.setdefault("connect_timeout", "10")
         params.setdefault("application_name", "durable")
         conn: psycopg.Connection[Any] = pg.connect(autocommit=True, **params)
+        _load_dates_safely(conn)
         return conn
 
     def _sa_url(self) -> str:
@@ -168,6 +209,8 @@ class PostgresStore(SQLStore):
     def _dt(self, value: Any) -> datetime | None:
         if value is None:
             return None
+        if value is OUT_OF_RANGE:
+            raise ValueError("a date outside the years 1 to 9999, which Python cannot hold")
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
     def _in(self, name: str, values: Sequence[Any], params: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -90,6 +90,11 @@ executions = sa.Table(
     sa.Column("claimable_at", UTCDateTime),
     # v3: the current step was suspended by a wait; the next claim resumes its attempt
     sa.Column("suspended", sa.Boolean, nullable=False, server_default=sa.false()),
+    # v5: the write id of the last fenced transition (a retried commit recognises itself),
+    # the attempts of the current step run lost with their worker, and its retry budget
+    sa.Column("last_write", sa.String(64)),
+    sa.Column("lost_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
 )
 
 sa.Index(
@@ -127,6 +132,7 @@ attempts = sa.Table(
     sa.Column("logs", sa.Text, nullable=False),
     sa.Column("max_attempts", sa.Integer, nullable=False),
     sa.Column("retry_at", UTCDateTime),
+    sa.Column("result", sa.Text),  # v5: what a completed attempt returned (JSON)
 )
 
 # v4: finished executions by when they finished, for retention (live rows are not in it)

@@ -40,20 +40,24 @@ def _sql() -> dict[str, Any]:
         "run_at = NULL, lease_expires_at = NULL, worker_id = NULL, "
         "attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE"
     )
-    fence = "WHERE id = :id AND token = :token AND status = 'running'"
+    claimed = "WHERE id = :id AND token = :token AND status = 'running'"
+    # A fenced write also refuses to apply twice: a retry of a transition whose first try
+    # committed finds its own write id on the row (and the store reports it done).
+    fence = f"{claimed} AND coalesce(last_write, '') <> :write_id"
     insert_attempt = (
         f"INSERT INTO durable_step_attempts ({ATTEMPT_COLUMNS}) VALUES (:a_execution_id, "
         ":a_step_index, :a_name, :a_attempt, :a_status, :a_started_at, :a_completed_at, "
-        ":a_error, :a_logs, :a_max_attempts, :a_retry_at)"
+        ":a_error, :a_logs, :a_max_attempts, :a_retry_at, :a_result)"
     )
     return {
         "create": (
             "INSERT INTO durable_executions (id, workflow, status, queue, priority, input, "
             "context, created_at, scheduled_at, run_at, timeout_ms, idempotency_key, "
-            "step_index, step_name, attempt, token, cancel_requested, claimable_at) VALUES "
+            "step_index, step_name, attempt, token, cancel_requested, claimable_at, "
+            "max_attempts) VALUES "
             "(:id, :workflow, :status, :queue, :priority, :input, :context, :created_at, "
             ":scheduled_at, :run_at, :timeout_ms, :idempotency_key, :step_index, :step_name, "
-            ":attempt, :token, 0, :claimable_at) "
+            ":attempt, :token, 0, :claimable_at, :max_attempts) "
             f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}"
         ),
         "by_key": f"SELECT {COLUMNS} FROM durable_executions WHERE idempotency_key = :key",
@@ -132,8 +136,8 @@ def _sql() -> dict[str, Any]:
         "suspend": (
             "UPDATE durable_executions SET status = :status, run_at = :wake, "
             "claimable_at = :wake, lease_expires_at = NULL, worker_id = NULL, "
-            f"attempt_started_at = NULL, suspended = TRUE {fence} AND NOT cancel_requested "
-            "RETURNING status, deadline"
+            "attempt_started_at = NULL, suspended = TRUE, last_write = :write_id "
+            f"{fence} AND NOT cancel_requested RETURNING status, deadline"
         ),
         "wake": (
             "UPDATE durable_executions SET status = 'pending', run_at = :now, "
@@ -157,42 +161,51 @@ def _sql() -> dict[str, Any]:
         "set_deadline": "UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq",
         "heartbeat": (
             "UPDATE durable_executions SET lease_expires_at = :expires, "
-            f"claimable_at = :expires {fence} RETURNING id"
+            f"claimable_at = :expires {claimed} RETURNING id"
         ),
         "insert_attempt": insert_attempt,
         "complete_next": (
             "UPDATE durable_executions SET context = :context, step_index = :next_index, "
             "step_name = :next_name, attempt = :next_attempt, suspended = FALSE, "
+            "lost_attempts = 0, max_attempts = :next_max, last_write = :write_id, "
             f"attempt_started_at = :next_started {fence} AND NOT cancel_requested "
             "RETURNING status",
             insert_attempt,
         ),
         "complete_last": (
             "UPDATE durable_executions SET context = :context, status = 'completed', "
-            f"completed_at = :now, {ended} {fence} AND NOT cancel_requested RETURNING status",
+            f"completed_at = :now, last_write = :write_id, {ended} {fence} "
+            "AND NOT cancel_requested RETURNING status",
             insert_attempt,
         ),
         "retry": (
             "UPDATE durable_executions SET status = 'pending', run_at = :retry_at, "
             "claimable_at = :retry_at, lease_expires_at = NULL, worker_id = NULL, "
-            "suspended = FALSE, "
+            "suspended = FALSE, max_attempts = :a_max_attempts, last_write = :write_id, "
             f"attempt_started_at = NULL {fence} AND NOT cancel_requested RETURNING status",
             insert_attempt,
         ),
         "fail": (
             "UPDATE durable_executions SET status = 'failed', completed_at = :now, "
-            f"error = :error, {ended} {fence} AND NOT cancel_requested RETURNING status",
+            f"error = :error, last_write = :write_id, {ended} {fence} "
+            "AND NOT cancel_requested RETURNING status",
+            insert_attempt,
+        ),
+        "restart": (
+            "UPDATE durable_executions SET attempt_started_at = :now, "
+            f"lost_attempts = lost_attempts + 1, last_write = :write_id {fence} "
+            "RETURNING status",
             insert_attempt,
         ),
         "end": (
             "UPDATE durable_executions SET status = :status, completed_at = :now, "
-            f"error = :error, {ended} {fence} RETURNING status"
+            f"error = :error, last_write = :write_id, {ended} {fence} RETURNING status"
         ),
         "release": (
             "UPDATE durable_executions SET status = 'pending', run_at = :now, "
             "claimable_at = :now, lease_expires_at = NULL, worker_id = NULL, "
             "attempt = CASE WHEN :ran OR attempt_started_at IS NULL OR suspended THEN attempt "
-            "ELSE attempt - 1 END, "
+            "ELSE attempt - 1 END, last_write = :write_id, "
             "attempt_started_at = CASE WHEN :ran THEN attempt_started_at ELSE NULL END "
             f"{fence} RETURNING status"
         ),

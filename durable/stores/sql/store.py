@@ -13,6 +13,7 @@ import abc
 import json
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
@@ -20,9 +21,12 @@ from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
 
+from durable._limits import MIN_TIME
+from durable._text import redact_url
 from durable.errors import DurableError, ExecutionNotFound, InvalidState, LeaseLost, StoreError
 from durable.models import FINISHED, Status, StepExecution, StepStatus, Wait
 from durable.stores.base import (
+    AlreadyDone,
     ExecutionRow,
     Store,
     as_cancelled,
@@ -31,6 +35,7 @@ from durable.stores.base import (
     input_too_late,
     not_live_error,
     not_pending_error,
+    unreadable_error,
 )
 from durable.stores.sql import migrations
 from durable.stores.sql.schema import SCHEMA_VERSION
@@ -47,7 +52,7 @@ COLUMNS = (
     "seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at, "
     "run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index, "
     "step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at, "
-    "cancel_requested, cancel_reason, suspended"
+    "cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts"
 )
 WAIT_COLUMNS = (
     "seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status, "
@@ -55,7 +60,7 @@ WAIT_COLUMNS = (
 )
 ATTEMPT_COLUMNS = (
     "execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs, "
-    "max_attempts, retry_at"
+    "max_attempts, retry_at, result"
 )
 
 
@@ -84,7 +89,7 @@ class SQLStore(Store):
         self._sa_engine: sa.Engine | None = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
+        return f"{type(self).__name__}({redact_url(self.url)!r})"
 
     @property
     def dialect(self) -> str:
@@ -177,7 +182,7 @@ class SQLStore(Store):
             finally:
                 with suppress(Exception):
                     cur.close()
-        except DurableError:
+        except (DurableError, AlreadyDone):
             raise  # ours (a lost claim, a refused input...): already says what is wrong
         except Exception as exc:
             if self._is_integrity_error(exc):
@@ -219,6 +224,15 @@ class SQLStore(Store):
     # -- rows ----------------------------------------------------------------------------
 
     def _row(self, r: Sequence[Any]) -> ExecutionRow:
+        """The row decoded; a row that does not decode (a value nested past Python's
+        recursion limit, a date past year 9999, text that is not JSON) comes back with
+        those fields empty and ``unreadable`` saying why, instead of failing the read."""
+        try:
+            return self._decode(r)
+        except Exception:  # any decoding failure: decode field by field
+            return self._decode_leniently(r)
+
+    def _decode(self, r: Sequence[Any]) -> ExecutionRow:
         dt = self._dt
         return ExecutionRow(
             seq=r[0],
@@ -248,7 +262,60 @@ class SQLStore(Store):
             cancel_requested=bool(r[24]),
             cancel_reason=r[25],
             suspended=bool(r[26]),
+            last_write=r[27],
+            lost_attempts=r[28],
+            max_attempts=r[29],
         )
+
+    def _decode_leniently(self, r: Sequence[Any]) -> ExecutionRow:
+        problems: list[str] = []
+
+        def get(name: str, decode: Callable[[Any], Any], raw: Any, default: Any) -> Any:
+            try:
+                return decode(raw)
+            except Exception as exc:  # recorded as a problem of the row
+                why = "nested too deep to read" if isinstance(exc, RecursionError) else exc
+                problems.append(f"{name}: {why}")
+                return default
+
+        dt = self._dt
+        row = ExecutionRow(
+            seq=r[0],
+            id=r[1],
+            workflow=r[2],
+            status=get("status", Status, r[3], Status.FAILED),
+            queue=r[4],
+            priority=r[5],
+            input=get("input", _loads, r[6], None),
+            context=get("context", _loads, r[7], {}),
+            created_at=get("created_at", dt, r[8], MIN_TIME),
+            scheduled_at=get("scheduled_at", dt, r[9], MIN_TIME),
+            run_at=get("run_at", dt, r[10], None),
+            timeout_ms=r[11],
+            idempotency_key=r[12],
+            started_at=get("started_at", dt, r[13], None),
+            completed_at=get("completed_at", dt, r[14], None),
+            deadline=get("deadline", dt, r[15], None),
+            step_index=r[16],
+            step_name=r[17],
+            attempt=r[18],
+            attempt_started_at=get("attempt_started_at", dt, r[19], None),
+            error=get("error", _loads, r[20], None),
+            token=r[21],
+            worker_id=r[22],
+            lease_expires_at=get("lease_expires_at", dt, r[23], None),
+            cancel_requested=bool(r[24]),
+            cancel_reason=r[25],
+            suspended=bool(r[26]),
+            last_write=r[27],
+            lost_attempts=r[28],
+            max_attempts=r[29],
+        )
+        if not isinstance(row.context, dict):
+            problems.append(f"context: a {type(row.context).__name__}, not a JSON object")
+            row.context = {}
+        row.unreadable = tuple(problems) or ("the row: cannot be decoded",)
+        return row
 
     def _attempt_params(self, execution_id: str, r: StepExecution) -> dict[str, Any]:
         return {
@@ -263,6 +330,7 @@ class SQLStore(Store):
             "a_logs": _dumps(r.logs),
             "a_max_attempts": r.max_attempts,
             "a_retry_at": self._ts(r.retry_at),
+            "a_result": None if r.result is None else _dumps(r.result),
         }
 
     # -- schema and lifecycle ------------------------------------------------------------
@@ -318,6 +386,12 @@ class SQLStore(Store):
         for cb in callbacks:
             cb()
 
+    def server_time(self) -> datetime | None:
+        sql = self.SQL.get("server_time")
+        if sql is None:
+            return None
+        return self._dt(self._retry_once(lambda: self._one("server_time", {}))[0])
+
     def close(self) -> None:
         """Close this thread's connection and those of threads that have ended.
 
@@ -337,10 +411,11 @@ class SQLStore(Store):
 
     # -- fencing -------------------------------------------------------------------------
 
-    def _why(self, cur: Any, execution_id: str, token: int) -> bool:
-        """After a fenced write matched nothing: raise LeaseLost / ExecutionNotFound, or
-        return True when the claim is fine but a cancel was requested."""
-        return self._fence_row(cur, execution_id, token).cancel_requested
+    def _why(self, cur: Any, execution_id: str, token: int, write_id: str) -> bool:
+        """After a fenced write matched nothing: raise AlreadyDone (an earlier try of this
+        write committed), LeaseLost or ExecutionNotFound, or return True when the claim
+        is fine but a cancel was requested."""
+        return self._fence_row(cur, execution_id, token, write_id).cancel_requested
 
     def _cancel_at_checkpoint(
         self,
@@ -349,6 +424,7 @@ class SQLStore(Store):
         token: int,
         record: StepExecution | None,
         now: datetime,
+        write_id: str,
     ) -> Status:
         """In an open write transaction: discard the attempt, end as cancelled."""
         cur.execute(
@@ -359,10 +435,11 @@ class SQLStore(Store):
                 "status": "cancelled",
                 "now": self._ts(now),
                 "error": None,
+                "write_id": write_id,
             },
         )
         if cur.fetchone() is None:
-            self._why(cur, execution_id, token)  # raises: the claim was lost meanwhile
+            self._why(cur, execution_id, token, write_id)  # raises: the claim was lost
             raise LeaseLost(f"execution {execution_id}: claim lost while cancelling")
         if record is not None:
             cur.execute(
@@ -392,6 +469,7 @@ class SQLStore(Store):
             "attempt": row.attempt,
             "token": row.token,
             "claimable_at": self._ts(row.run_at if row.status == Status.PENDING else None),
+            "max_attempts": row.max_attempts,
         }
         retried = False
 
@@ -454,6 +532,7 @@ class SQLStore(Store):
                 index=r[1],
                 max_attempts=r[9],
                 retry_at=dt(r[10]),
+                result=_loads(r[11]),
             )
             for r in rows
         ]
@@ -536,15 +615,46 @@ class SQLStore(Store):
             for values in found:
                 claimed = self._row(values)
                 claimed.began = bool(values[-1])
+                if claimed.deadline is None and claimed.timeout_ms is not None:
+                    try:
+                        claimed.deadline = now + timedelta(milliseconds=claimed.timeout_ms)
+                    except OverflowError:
+                        claimed.unreadable += (
+                            f"timeout_ms: {claimed.timeout_ms} ms puts the deadline past "
+                            "the year 9999",
+                        )
+                    else:
+                        cur.execute(
+                            self.SQL["set_deadline"],
+                            {"seq": claimed.seq, "deadline": self._ts(claimed.deadline)},
+                        )
+                if claimed.unreadable:
+                    # One row this process cannot decode must not stop the others: fail it
+                    # (fenced by the token just taken), keep what is stored, go on.
+                    self._fail_unreadable(cur, claimed, now)
+                    continue
                 rows.append(claimed)
-            for r in rows:
-                if r.deadline is None and r.timeout_ms is not None:
-                    r.deadline = now + timedelta(milliseconds=r.timeout_ms)
-                    cur.execute(
-                        self.SQL["set_deadline"], {"seq": r.seq, "deadline": self._ts(r.deadline)}
-                    )
         rows.sort(key=lambda r: (-r.priority, r.scheduled_at, r.created_at, r.seq))
         return rows
+
+    def _fail_unreadable(self, cur: Any, row: ExecutionRow, now: datetime) -> None:
+        log.error(
+            "durable: execution %s cannot be read (%s); failing it so that other executions run",
+            row.id,
+            "; ".join(row.unreadable),
+        )
+        cur.execute(
+            self.SQL["end"],
+            {
+                "id": row.id,
+                "token": row.token,
+                "status": Status.FAILED.value,
+                "now": self._ts(now),
+                "error": _dumps(unreadable_error(row.id, row.unreadable)),
+                "write_id": uuid.uuid4().hex,
+            },
+        )
+        cur.fetchall()
 
     def heartbeat(
         self, claims: Sequence[tuple[str, int]], *, now: datetime, lease_ms: int
@@ -570,12 +680,15 @@ class SQLStore(Store):
         context: dict[str, Any],
         next_step: tuple[int, str] | None,
         start_next: bool,
+        next_max_attempts: int = 1,
+        write_id: str | None = None,
     ) -> Status:
         params = {
             "id": execution_id,
             "token": token,
             "now": self._ts(now),
             "context": _dumps(context),
+            "write_id": write_id or uuid.uuid4().hex,
             **self._attempt_params(execution_id, record),
         }
         if next_step is None:
@@ -587,6 +700,7 @@ class SQLStore(Store):
                 next_name=next_step[1],
                 next_attempt=1 if start_next else 0,
                 next_started=self._ts(now) if start_next else None,
+                next_max=next_max_attempts,
             )
         return self._fenced_with_record(name, params, execution_id, token, record, now)
 
@@ -613,9 +727,15 @@ class SQLStore(Store):
                 found = cur.fetchone()
         if found is not None:
             return Status(found[0])
-        with self._cursor(write=True) as cur:
-            if self._why(cur, execution_id, token):
-                return self._cancel_at_checkpoint(cur, execution_id, token, record, now)
+        write_id = params["write_id"]
+        try:
+            with self._cursor(write=True) as cur:
+                if self._why(cur, execution_id, token, write_id):
+                    return self._cancel_at_checkpoint(
+                        cur, execution_id, token, record, now, write_id
+                    )
+        except AlreadyDone as done:
+            return done.row.status
         raise StoreError(f"{self!r}: {name} matched nothing for {execution_id}")
 
     def fail_attempt(
@@ -627,8 +747,14 @@ class SQLStore(Store):
         record: StepExecution,
         retry_at: datetime | None,
         error: dict[str, Any] | None,
+        write_id: str | None = None,
     ) -> Status:
-        params: dict[str, Any] = {"id": execution_id, "token": token, "now": self._ts(now)}
+        params: dict[str, Any] = {
+            "id": execution_id,
+            "token": token,
+            "now": self._ts(now),
+            "write_id": write_id or uuid.uuid4().hex,
+        }
         params.update(self._attempt_params(execution_id, record))
         if retry_at is not None:
             params["retry_at"] = self._ts(retry_at)
@@ -639,6 +765,24 @@ class SQLStore(Store):
         params["error"] = _dumps(error)
         return self._fenced_with_record("fail", params, execution_id, token, record, now)
 
+    def restart_attempt(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        record: StepExecution,
+        write_id: str | None = None,
+    ) -> None:
+        params: dict[str, Any] = {
+            "id": execution_id,
+            "token": token,
+            "now": self._ts(now),
+            "write_id": write_id or uuid.uuid4().hex,
+        }
+        params.update(self._attempt_params(execution_id, record))
+        self._fenced_with_record("restart", params, execution_id, token, record, now)
+
     def finish(
         self,
         execution_id: str,
@@ -648,33 +792,59 @@ class SQLStore(Store):
         status: Status,
         error: dict[str, Any] | None,
         record: StepExecution | None = None,
+        write_id: str | None = None,
     ) -> None:
         if status not in FINISHED:
             raise ValueError(f"finish() needs a final status, got {status}")
-        with self._cursor(write=True) as cur:
-            if record is not None:
-                cur.execute(self.SQL["insert_attempt"], self._attempt_params(execution_id, record))
-            cur.execute(
-                self.SQL["end"],
-                {
-                    "id": execution_id,
-                    "token": token,
-                    "status": status.value,
-                    "now": self._ts(now),
-                    "error": None if error is None else _dumps(error),
-                },
-            )
-            if cur.fetchone() is None:
-                self._why(cur, execution_id, token)
+        write_id = write_id or uuid.uuid4().hex
+        try:
+            with self._cursor(write=True) as cur:
+                cur.execute(
+                    self.SQL["end"],
+                    {
+                        "id": execution_id,
+                        "token": token,
+                        "status": status.value,
+                        "now": self._ts(now),
+                        "error": None if error is None else _dumps(error),
+                        "write_id": write_id,
+                    },
+                )
+                if cur.fetchone() is None:
+                    self._why(cur, execution_id, token, write_id)
+                if record is not None:
+                    cur.execute(
+                        self.SQL["insert_attempt"], self._attempt_params(execution_id, record)
+                    )
+        except AlreadyDone:
+            return
 
-    def release(self, execution_id: str, token: int, *, now: datetime, attempt_ran: bool) -> None:
-        with self._cursor(write=True) as cur:
-            cur.execute(
-                self.SQL["release"],
-                {"id": execution_id, "token": token, "now": self._ts(now), "ran": attempt_ran},
-            )
-            if cur.fetchone() is None:
-                self._why(cur, execution_id, token)
+    def release(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        attempt_ran: bool,
+        write_id: str | None = None,
+    ) -> None:
+        write_id = write_id or uuid.uuid4().hex
+        try:
+            with self._cursor(write=True) as cur:
+                cur.execute(
+                    self.SQL["release"],
+                    {
+                        "id": execution_id,
+                        "token": token,
+                        "now": self._ts(now),
+                        "ran": attempt_ran,
+                        "write_id": write_id,
+                    },
+                )
+                if cur.fetchone() is None:
+                    self._why(cur, execution_id, token, write_id)
+        except AlreadyDone:
+            return
         self._wake_others()
 
     # -- waits ---------------------------------------------------------------------------
@@ -698,14 +868,19 @@ class SQLStore(Store):
             resolved_at=dt(r[14]),
         )
 
-    def _fence_row(self, cur: Any, execution_id: str, token: int) -> ExecutionRow:
+    def _fence_row(
+        self, cur: Any, execution_id: str, token: int, write_id: str | None = None
+    ) -> ExecutionRow:
         """In a write transaction: lock the execution, check the claim (LeaseLost if it was
-        lost) and return the row."""
+        lost; AlreadyDone if ``write_id`` is the last write's: it committed) and return
+        the row."""
         cur.execute(self.SQL["get_for_update"], {"id": execution_id})
         found = cur.fetchone()
         if found is None:
             raise ExecutionNotFound(f"no execution with id {execution_id!r}")
         row = self._row(found)
+        if write_id is not None and row.last_write == write_id:
+            raise AlreadyDone(row)
         if row.token != token or row.status != Status.RUNNING:
             raise LeaseLost(
                 f"execution {execution_id} is no longer claimed by this worker "
@@ -788,11 +963,28 @@ class SQLStore(Store):
         record: StepExecution,
         step: str,
         seq: int,
+        write_id: str | None = None,
+    ) -> Status:
+        write_id = write_id or uuid.uuid4().hex
+        try:
+            return self._suspend(execution_id, token, now, record, step, seq, write_id)
+        except AlreadyDone as done:
+            return done.row.status
+
+    def _suspend(
+        self,
+        execution_id: str,
+        token: int,
+        now: datetime,
+        record: StepExecution,
+        step: str,
+        seq: int,
+        write_id: str,
     ) -> Status:
         with self._cursor(write=True) as cur:
-            row = self._fence_row(cur, execution_id, token)
+            row = self._fence_row(cur, execution_id, token, write_id)
             if row.cancel_requested:
-                return self._cancel_at_checkpoint(cur, execution_id, token, record, now)
+                return self._cancel_at_checkpoint(cur, execution_id, token, record, now, write_id)
             cur.execute(self.SQL["wait_get"], {"id": execution_id, "step": step, "wseq": seq})
             w = self._decide(cur, cur.fetchone(), now)
             deadline = row.deadline
@@ -807,6 +999,7 @@ class SQLStore(Store):
                 "token": token,
                 "status": status.value,
                 "wake": self._ts(wake),
+                "write_id": write_id,
             }
             cur.execute(self.SQL["suspend"], params)
             if cur.fetchone() is None:
