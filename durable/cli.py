@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import re
 import sys
@@ -14,66 +15,106 @@ from typing import Any
 
 import click
 
+from durable._text import printable, redact_url
 from durable.clock import SystemClock
 from durable.engine import DEFAULT_STORE, Engine
 from durable.errors import DurableError
-from durable.models import Execution, Status, Wait
+from durable.models import Execution, Status, StepExecution, Wait
 from durable.plugins import PluginHost
 
 __all__ = ["format_execution", "main"]
+
+log = logging.getLogger("durable.cli")
 
 
 def _fmt_time(dt: datetime | None) -> str:
     return "-" if dt is None else dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
+def _json(value: Any) -> str:
+    # ensure_ascii escapes every control character (and lone surrogates) as \uXXXX
+    return json.dumps(value)
+
+
+def _step_line(s: StepExecution, width: int) -> str:
+    took = "" if s.duration_ms is None else f"{s.duration_ms} ms"
+    note = ""
+    if s.error:
+        note = f"{s.error.get('type')}: {s.error.get('message')}"
+    if s.retry_at is not None:
+        note += f" -> retry at {_fmt_time(s.retry_at)}"
+    if s.result is not None:
+        shown = _json(s.result)
+        note += f"-> {shown if len(shown) <= 80 else shown[:77] + '...'}"
+    return (
+        f"    {printable(s.name):<{width}}  {f'{s.attempt}/{s.max_attempts}':>8}  "
+        f"{s.status.value:<10}{_fmt_time(s.started_at):<25}{took:>10}  {printable(note)}"
+    ).rstrip()
+
+
 def format_execution(ex: Execution) -> str:
-    """A human-readable account of an execution and, if loaded, its step attempts."""
+    """A human-readable account of an execution and, if loaded, its step attempts. Stored
+    text is shown with control characters escaped, so it cannot drive the terminal."""
+    p = printable
     lines = [
-        f"execution {ex.id}",
-        f"  workflow   {ex.workflow}",
+        f"execution {p(ex.id)}",
+        f"  workflow   {p(ex.workflow)}",
         f"  status     {ex.status.value}",
-        f"  queue      {ex.queue} (priority {ex.priority})",
+        f"  queue      {p(ex.queue)} (priority {ex.priority})",
         f"  created    {_fmt_time(ex.created_at)}",
         f"  started    {_fmt_time(ex.started_at)}",
         f"  finished   {_fmt_time(ex.completed_at)}",
     ]
+    if ex.idempotency_key is not None:
+        lines.append(f"  key        {p(ex.idempotency_key)}")
     if ex.status == Status.PENDING and ex.run_at is not None:
-        lines.append(f"  runs at    {_fmt_time(ex.run_at)} (step {ex.current_step})")
+        lines.append(f"  runs at    {_fmt_time(ex.run_at)} (step {p(ex.current_step)})")
     if ex.status == Status.WAITING:
         wake = f"wakes at {_fmt_time(ex.run_at)}" if ex.run_at else "no timer"
-        lines.append(f"  waiting    in step {ex.current_step}, {wake}")
+        lines.append(f"  waiting    in step {p(ex.current_step)}, {wake}")
     if ex.error:
-        lines.append(f"  error      {ex.error.get('type')}: {ex.error.get('message')}")
+        lines.append(f"  error      {p(ex.error.get('type'))}: {p(ex.error.get('message'))}")
     if ex.cancel_reason:
-        lines.append(f"  reason     {ex.cancel_reason}")
-    lines.append(f"  input      {json.dumps(ex.input)}")
-    lines.append(f"  context    {json.dumps(ex.context)}")
+        lines.append(f"  reason     {p(ex.cancel_reason)}")
+    for problem in ex.unreadable:
+        lines.append(f"  unreadable {p(problem)}")
+    lines.append(f"  input      {_json(ex.input)}")
+    lines.append(f"  context    {_json(ex.context)}")
     if ex.steps is not None:
         lines.append("  steps")
-        header = f"    {'step':<22}{'attempt':>8}  {'status':<10}{'started':<25}{'took':>9}  note"
+        width = max([22, *(len(p(s.name)) for s in ex.steps)])
+        header = (
+            f"    {'step':<{width}}  {'attempt':>8}  {'status':<10}{'started':<25}"
+            f"{'took':>10}  note"
+        )
         lines.append(header)
         for s in ex.steps:
-            took = "" if s.duration_ms is None else f"{s.duration_ms} ms"
-            note = ""
-            if s.error:
-                note = f"{s.error.get('type')}: {s.error.get('message')}"
-            if s.retry_at is not None:
-                note += f" -> retry at {_fmt_time(s.retry_at)}"
-            lines.append(
-                f"    {s.name:<22}{f'{s.attempt}/{s.max_attempts}':>8}  {s.status.value:<10}"
-                f"{_fmt_time(s.started_at):<25}{took:>9}  {note}".rstrip()
+            lines.append(_step_line(s, width))
+            lines.extend(
+                f"{'':<6}log {p(entry.get('level'))} {p(entry.get('message'))}" for entry in s.logs
             )
-            lines.extend(f"{'':<6}log {entry['level']} {entry['message']}" for entry in s.logs)
     return "\n".join(lines)
 
 
 def _import(modules: Sequence[str]) -> None:
+    # As `python -m` does: modules in the working directory can be imported (a console
+    # script's sys.path starts at its own folder instead).
+    cwd = os.getcwd()
+    if modules and cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     for name in modules:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise click.ClickException(f"cannot import workflow module {name!r}: {exc}") from exc
+            raise click.ClickException(
+                f"cannot import workflow module {name!r}: {exc} (looked in {cwd} and the "
+                "installed packages; set PYTHONPATH if it lives elsewhere)"
+            ) from exc
+
+
+def _fail(exc: DurableError) -> click.ClickException:
+    """A durable error as the command's error (exit 1), printable on a terminal."""
+    return click.ClickException(printable(str(exc), newlines=True))
 
 
 def _engine(ctx: click.Context) -> Engine:
@@ -84,7 +125,7 @@ def _engine(ctx: click.Context) -> Engine:
             options = {} if obj.get("lease_ms") is None else {"lease": obj["lease_ms"]}
             obj["engine"] = Engine(store=obj["store"], **options)
         except DurableError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise _fail(exc) from exc
         ctx.call_on_close(obj["engine"].close)
     engine: Engine = obj["engine"]
     return engine
@@ -139,7 +180,7 @@ def demo(demo_store: str) -> None:
     with Engine(store=demo_store) as engine:
         before = engine.list_executions(workflow="process_order", limit=10_000)
         wid = engine.start(_demo.OrderWorkflow, _demo.ORDER)
-        click.echo(f"started process_order as {wid} on {demo_store}")
+        click.echo(f"started process_order as {wid} on {redact_url(demo_store)}")
         idle = threading.Event()
         while True:
             engine.drain()
@@ -152,7 +193,7 @@ def demo(demo_store: str) -> None:
         click.echo("")
         click.echo(format_execution(engine.get_execution(wid, include_steps=True)))
         click.echo(
-            f"\nruns of process_order kept in {demo_store}: {len(before) + 1} "
+            f"\nruns of process_order kept in {redact_url(demo_store)}: {len(before) + 1} "
             f"({len(before)} from earlier demo runs)"
         )
         for ex in before[:5]:
@@ -173,11 +214,12 @@ def migrate(ctx: click.Context) -> None:
         finally:
             store.close()
     except DurableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _fail(exc) from exc
+    shown = redact_url(url)
     if applied:
-        click.echo(f"{url}: applied migration(s) {', '.join(map(str, applied))}")
+        click.echo(f"{shown}: applied migration(s) {', '.join(map(str, applied))}")
     else:
-        click.echo(f"{url}: already up to date")
+        click.echo(f"{shown}: already up to date")
 
 
 @main.command()
@@ -214,7 +256,7 @@ def start(
             idempotency_key=idempotency_key,
         )
     except DurableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _fail(exc) from exc
     click.echo(wid)
 
 
@@ -233,11 +275,11 @@ def list_(
             workflow=workflow, status=status, queue=queue, limit=limit
         )
     except DurableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _fail(exc) from exc
     for ex in rows:
         click.echo(
-            f"{ex.id}  {ex.workflow:<24} {ex.status.value:<12} "
-            f"{_fmt_time(ex.created_at)}  {ex.current_step or ''}"
+            f"{printable(ex.id)}  {printable(ex.workflow):<24} {ex.status.value:<12} "
+            f"{_fmt_time(ex.created_at)}  {printable(ex.current_step or '')}"
         )
 
 
@@ -251,7 +293,7 @@ def show(ctx: click.Context, execution_id: str) -> None:
         ex = engine.get_execution(execution_id, include_steps=True)
         waits = engine.list_waits(execution_id)
     except DurableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _fail(exc) from exc
     click.echo(format_execution(ex))
     if waits:
         click.echo("  waits for")
@@ -260,14 +302,15 @@ def show(ctx: click.Context, execution_id: str) -> None:
 
 
 def format_wait(w: Wait) -> str:
-    """One line: what a wait is for and until when."""
+    """One line: what a wait is for and until when (stored text escaped)."""
+    names = ", ".join(printable(n) for n in w.names)
     what = {
         "sleep": "sleep",
-        "event": ("event " if len(w.names) == 1 else f"{w.mode} of events ") + ", ".join(w.names),
-        "input": f"input {w.names[0]}" + (f" ({w.prompt})" if w.prompt else ""),
-    }[w.kind]
+        "event": ("event " if len(w.names) == 1 else f"{w.mode} of events ") + names,
+        "input": f"input {names}" + (f" ({printable(w.prompt)})" if w.prompt else ""),
+    }.get(w.kind, printable(w.kind))
     until = f"until {_fmt_time(w.until)}" if w.until else "no timeout"
-    return f"{what:<40} {until}  (step {w.step}, since {_fmt_time(w.created_at)})"
+    return f"{what:<40} {until}  (step {printable(w.step)}, since {_fmt_time(w.created_at)})"
 
 
 @main.command()
@@ -279,11 +322,11 @@ def waits(ctx: click.Context, kind: str | None, limit: int) -> None:
     try:
         rows = _engine(ctx).list_waits(kind=kind, limit=limit)
     except DurableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _fail(exc) from exc
     if not rows:
         click.echo("nothing is waiting")
     for w in rows:
-        click.echo(f"{w.execution_id}  {w.workflow:<20} {format_wait(w)}")
+        click.echo(f"{printable(w.execution_id)}  {printable(w.workflow):<20} {format_wait(w)}")
 
 
 @main.command(name="send-event")
@@ -297,7 +340,7 @@ def send_event(ctx: click.Context, execution_id: str, name: str, payload_json: s
     try:
         _engine(ctx).send_event(execution_id, name, payload)
     except DurableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _fail(exc) from exc
     click.echo(f"{execution_id}: event {name!r} sent")
 
 
@@ -312,7 +355,7 @@ def provide_input(ctx: click.Context, execution_id: str, name: str, data_json: s
     try:
         _engine(ctx).provide_input(execution_id, name, data)
     except DurableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _fail(exc) from exc
     click.echo(f"{execution_id}: input {name!r} provided")
 
 
@@ -339,7 +382,7 @@ def purge(ctx: click.Context, older_than: str, workflow: str | None) -> None:
     try:
         n = _engine(ctx).purge(age, workflow=workflow)
     except DurableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _fail(exc) from exc
     click.echo(f"purged {n} execution(s) finished more than {older_than} ago")
 
 
@@ -359,7 +402,7 @@ def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
     try:
         ex = _engine(ctx).cancel(execution_id, reason)
     except DurableError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _fail(exc) from exc
     state = "cancelled" if ex.status == Status.CANCELLED else "cancel requested (running)"
     click.echo(f"{execution_id}: {state}")
 
@@ -374,19 +417,21 @@ def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
 @click.option("--concurrency", default=10, show_default=True, type=int)
 @click.pass_context
 def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int) -> None:
-    """Run a worker until SIGINT or SIGTERM."""
-    import logging
-
+    """Run a worker until SIGINT or SIGTERM. It logs (to stderr, through `logging`) each
+    failed attempt, retry, lost attempt, recovery and store outage."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     engine = _engine(ctx)
-    click.echo(
-        f"worker {engine.worker_id} on {engine.store_url}, queues "
-        f"{', '.join(queues) or 'all'}, concurrency {concurrency}",
-        err=True,
+    log.info(
+        "worker %s on %s, queues %s, concurrency %d",
+        engine.worker_id,
+        engine.store_label,
+        ", ".join(queues) or "all",
+        concurrency,
     )
     engine.run_worker(list(queues) or None, concurrency)
+    log.info("worker %s stopped", engine.worker_id)
 
 
 if __name__ == "__main__":  # pragma: no cover

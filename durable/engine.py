@@ -106,10 +106,11 @@ class Engine:
         install_log_capture()
 
     def __repr__(self) -> str:
-        return f"Engine(store={self._store_name()}, clock={self.clock!r})"
+        return f"Engine(store={self.store_label}, clock={self.clock!r})"
 
-    def _store_name(self) -> str:
-        """The store, for messages: its URL without a password."""
+    @property
+    def store_label(self) -> str:
+        """The store, for messages and logs: its URL without a password."""
         return redact_url(self.store_url) if self.store_url else repr(self.store)
 
     # -- starting ------------------------------------------------------------------------
@@ -177,9 +178,7 @@ class Engine:
         """The execution with this id; with ``include_steps`` every step attempt too."""
         row = self.store.get(execution_id)
         if row is None:
-            raise ExecutionNotFound(
-                f"no execution with id {execution_id!r} in {self._store_name()}"
-            )
+            raise ExecutionNotFound(f"no execution with id {execution_id!r} in {self.store_label}")
         steps: list[StepExecution] | None = None
         if include_steps:
             steps = self.store.steps(execution_id)
@@ -354,7 +353,7 @@ class Engine:
                 "claims. Keep clocks synchronised (NTP); it checks again in 5 s",
                 abs(skew_ms) / 1000,
                 "ahead of" if skew_ms > 0 else "behind",
-                self._store_name(),
+                self.store_label,
                 self.max_clock_skew_ms() / 1000,
             )
         elif self._refusing_claims:

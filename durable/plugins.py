@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pluggy
 
 from durable import hookspecs
+from durable._text import redact_url
 from durable.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -144,18 +145,22 @@ class PluginHost:
     def make_store(self, url: str) -> Store:
         """Build the store for ``url`` with the factory registered for its scheme."""
         if not isinstance(url, str) or "://" not in url:
+            got = repr(redact_url(url)) if isinstance(url, str) else type(url).__name__
+            if isinstance(url, str) and "password" in url.lower():
+                got = "a str that holds a password (not shown)"
             raise ConfigError(
                 f"store must be a URL like 'memory://', 'sqlite:///path/to.db' or "
-                f"'postgresql://user@host:5432/db', got {url!r}"
+                f"'postgresql://user@host:5432/db', got {got}"
             )
         scheme = urlsplit(url).scheme.split("+", 1)[0]
         registry = self.stores()
         factory = registry.get(scheme)
         if factory is None:
             raise ConfigError(
-                f"no store is registered for scheme {scheme!r} (from {url!r}); installed "
-                f"schemes: {', '.join(registry.names()) or 'none'}. Install the plugin that "
-                "provides it, or check that durable-engine itself is installed (pip install -e .)"
+                f"no store is registered for scheme {scheme!r} (from {redact_url(url)!r}); "
+                f"installed schemes: {', '.join(registry.names()) or 'none'}. Install the "
+                "plugin that provides it, or check that durable-engine itself is installed "
+                "(pip install -e .)"
             )
         store: Store = factory(url)
         return store

@@ -26,9 +26,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from durable._json import normalise
-from durable._limits import check_name
+from durable._limits import check_name, check_text, check_time
 from durable._runtime import StepRun, current
-from durable.clock import utc
 from durable.durations import to_ms
 from durable.errors import ConfigError, ContextError, InvalidInput
 
@@ -172,9 +171,7 @@ def sleep_for(duration: int | timedelta) -> None:
 
 def sleep_until(when: datetime) -> None:
     """Sleep until ``when`` (aware, or naive meaning UTC); returns at once if it is past."""
-    if not isinstance(when, datetime):
-        raise ConfigError(f"sleep_until() takes a datetime, got {type(when).__name__}")
-    _wait("sleep_until", WaitSpec(kind="sleep", until=utc(when)))
+    _wait("sleep_until", WaitSpec(kind="sleep", until=check_time(when, "sleep_until() time")))
 
 
 def wait_for_event(
@@ -243,8 +240,7 @@ def wait_for_input(
     """
     ms = _timeout_ms(timeout, "wait_for_input")
     value, has = _timeout_value(timeout_value, "wait_for_input")
-    if prompt is not None and not isinstance(prompt, str):
-        raise ConfigError(f"wait_for_input() prompt must be a str, got {type(prompt).__name__}")
+    check_text(prompt, "wait_for_input() prompt")
     if schema is not None:
         _check_schema(schema)
     return _wait(
@@ -261,12 +257,39 @@ def wait_for_input(
     )
 
 
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _external_refs(schema: Any) -> list[str]:
+    """References in ``schema`` that point outside it (anything but ``#...``)."""
+    found: list[str] = []
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in _REF_KEYWORDS and isinstance(value, str) and not value.startswith("#"):
+                    found.append(value)
+                elif isinstance(value, dict | list):
+                    stack.append(value)
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, dict | list))
+    return found
+
+
 def _check_schema(schema: Any) -> None:
     from jsonschema import exceptions, validators
 
     if not isinstance(schema, dict):
         raise ConfigError(f"wait_for_input() schema must be a dict, got {type(schema).__name__}")
     normalise(schema, "wait_for_input() schema")
+    external = _external_refs(schema)
+    if external:
+        raise ConfigError(
+            f"wait_for_input() schema refers outside itself ({', '.join(map(repr, external))}); "
+            'a schema must be self-contained: put what it refers to under "$defs" and refer '
+            'to it as "#/$defs/name" (durable never reads files or URLs for a schema)'
+        )
     try:
         validators.validator_for(schema).check_schema(schema)
     except exceptions.SchemaError as exc:
@@ -276,13 +299,26 @@ def _check_schema(schema: Any) -> None:
 
 
 def validate_input(name: str, data: Any, schema: dict[str, Any] | None) -> None:
-    """Raise InvalidInput (naming where and why) when ``data`` does not match ``schema``."""
+    """Raise InvalidInput (naming where and why) when ``data`` does not match ``schema``.
+
+    Only the schema itself is used: a reference outside it (a file, a URL) is never
+    fetched; it fails the check instead (schemas stored by older versions may have one)."""
     if schema is None:
         return
     from jsonschema import validators
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
 
-    validator = validators.validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    # An empty registry retrieves nothing (without one, jsonschema would fetch remote
+    # references, file:// URLs included).
+    validator = validators.validator_for(schema)(schema, registry=Registry())
+    try:
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    except Unresolvable as exc:
+        raise InvalidInput(
+            f"input {name!r} cannot be checked: its schema refers outside itself ({exc}), "
+            "which durable never fetches; nothing was stored"
+        ) from None
     if errors:
         shown = "; ".join(
             f"at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:5]

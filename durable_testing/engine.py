@@ -168,35 +168,47 @@ class TimeTravelEngine(Engine):
             if due is None:
                 raise ExecutionStuck(
                     f"nothing more is scheduled and the execution has not reached {goal} "
-                    f"(it is {ex.status}{self._waiting_for(execution_id)})\n"
-                    + self.history(execution_id).format()
+                    f"({self._state(ex)})\n" + self.history(execution_id).format()
                 )
             if due <= self.clock.now():
-                raise ExecutionStuck(self._cannot_claim(due))
+                raise ExecutionStuck(f"{self._cannot_claim(due)} ({self._state(ex)})")
             if limit is not None and due > limit:
                 raise ExecutionStuck(
                     f"{goal} not reached within {within!r}: the next work is due at "
-                    f"{due.isoformat()}\n" + self.history(execution_id).format()
+                    f"{due.isoformat()} ({self._state(ex)})\n"
+                    + self.history(execution_id).format()
                 )
             self.clock.set(due)
         raise ExecutionStuck(
             f"{_MAX_CLAIMS} claims without reaching {goal}\n" + self.history(execution_id).format()
         )
 
-    def _waiting_for(self, execution_id: str) -> str:
-        waits = self.list_waits(execution_id)
-        if not waits:
-            return ""
-        hints = {
-            "event": "send it with send_event()",
-            "input": "give it with provide_input()",
-            "sleep": "",
-        }
-        parts = [
-            f"{w.kind} {', '.join(map(repr, w.names))}".strip() + f" ({hints[w.kind]})"
-            for w in waits
-        ]
-        return ", for " + "; ".join(parts)
+    def _state(self, ex: Execution) -> str:
+        """Where the execution is, said so that a test author knows what to do next."""
+        step = f"step {ex.current_step!r}"
+        if ex.status == Status.PENDING:
+            due = f", due at {ex.run_at.isoformat()}" if ex.run_at else ""
+            return f"it is pending at {step}{due}"
+        if ex.status == Status.RUNNING:
+            return f"it is running {step}, claimed by another engine or worker"
+        if ex.status != Status.WAITING:
+            return f"it is {ex.status.value}"
+        waits = self.list_waits(ex.id)
+        parts = []
+        for w in waits:
+            until = f" until {w.until.isoformat()}" if w.until else " (no timeout)"
+            names = ", ".join(map(repr, w.names))
+            if w.kind == "sleep":
+                parts.append(f"a sleep{until}")
+            elif w.kind == "input":
+                parts.append(f"the input {names}{until}: give it with provide_input()")
+            else:
+                several = f"{w.mode} of the events" if len(w.names) > 1 else "the event"
+                parts.append(f"{several} {names}{until}: send it with send_event()")
+        if not parts:
+            wake = f"; it wakes at {ex.run_at.isoformat()}" if ex.run_at else ""
+            parts.append(f"a wait whose record was not found{wake}")
+        return f"it is waiting in {step}, for " + "; ".join(parts)
 
     def _limit(self, within: int | timedelta | None) -> datetime | None:
         if within is None:

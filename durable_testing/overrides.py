@@ -36,15 +36,29 @@ class InjectedFault(Exception):
 def resolve_step(step: str | Callable[..., Any], workflow: Any = None) -> tuple[WorkflowDef, str]:
     """The workflow and step name that ``step`` (a step name or an ``@step`` method) and
     ``workflow`` (a class or name; needed only when the step name is in several) mean."""
+    method: StepDef | None = None
     if callable(step) and not isinstance(step, str):
-        sdef = getattr(step, "__durable_step__", None)
-        if not isinstance(sdef, StepDef):
+        method = getattr(step, "__durable_step__", None)
+        if not isinstance(method, StepDef):
             raise ConfigError(f"{step!r} is not an @step method; pass the step or its name")
-        name = sdef.name
+        name = method.name
     elif isinstance(step, str) and step:
         name = step
     else:
         raise ConfigError(f"step must be a step name or an @step method, got {step!r}")
+    if method is not None and workflow is None:
+        # The method says which workflow it belongs to, whatever other workflows have a
+        # step of the same name.
+        mine = [
+            w for w in registered_workflows().values() if any(s is method for s in w.steps)
+        ]
+        if len(mine) == 1:
+            return mine[0], name
+        if len(mine) > 1:  # a step of a base class that several workflows inherit
+            raise ConfigError(
+                f"the step {name!r} is in several workflows "
+                f"({', '.join(sorted(w.name for w in mine))}); pass workflow= to choose one"
+            )
     if workflow is not None:
         wdef = get_workflow(workflow)
         if not any(s.name == name for s in wdef.steps):

@@ -20,6 +20,8 @@ import durable
 
 from helpers import eventually
 
+pytestmark = [pytest.mark.processes, pytest.mark.slow]
+
 TESTS = Path(__file__).parent
 LEASE_MS = 1500
 

@@ -343,6 +343,23 @@ def test_run_until_says_what_a_waiting_execution_waits_for(durable_engine):
     wid = durable_engine.start(Several)
     with pytest.raises(
         ExecutionStuck,
-        match=r"it is waiting, for event 'approved', 'rejected' \(send it with send_event\(\)\)",
+        match=r"it is waiting in step 'any_of', for any of the events 'approved', 'rejected' "
+        r"\(no timeout\): send it with send_event\(\)",
     ):
         durable_engine.run_until(wid)
+
+
+def test_run_until_says_what_a_waiting_execution_waits_for_when_time_runs_out(
+    durable_engine, durable_clock
+):
+    from wait_workflows import Approval
+
+    wid = durable_engine.start(Approval)
+    until = (durable_clock.now() + timedelta(hours=48)).isoformat()
+    with pytest.raises(ExecutionStuck) as stuck:
+        durable_engine.run_until(wid, within=timedelta(minutes=5))
+    assert "not reached within" in str(stuck.value)
+    assert f"for the input 'approval' until {until}: give it with provide_input()" in str(
+        stuck.value
+    )
+

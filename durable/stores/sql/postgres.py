@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import sqlalchemy as sa
 
+from durable._text import redact_url
 from durable.errors import ConfigError
 from durable.plugins import StoreRegistry, hookimpl
 from durable.stores.sql.sqlite import _sql as sqlite_sql
@@ -266,10 +267,11 @@ class PostgresStore(SQLStore):
 def open_postgres(url: str) -> PostgresStore:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
-        raise ConfigError(f"not a PostgreSQL URL: {url!r}")
+        raise ConfigError(f"not a PostgreSQL URL: {redact_url(url)!r}")
     if not parts.path.strip("/"):
         raise ConfigError(
-            f"the PostgreSQL URL names no database: {url!r}; use postgresql://user@host:5432/dbname"
+            f"the PostgreSQL URL names no database: {redact_url(url)!r}; use "
+            "postgresql://user@host:5432/dbname"
         )
     dsn = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
     _psycopg()  # a clear error now rather than at the first statement

@@ -7,7 +7,8 @@ and ``BEGIN IMMEDIATE`` for every write transaction so two writers never deadloc
 read lock they both hold.
 
 URL options: ``?synchronous=normal`` (faster; survives a killed process, not a power cut),
-``?busy_timeout_ms=5000``.
+``?busy_timeout_ms=5000``. The path is a URL path: ``%20`` is a space, as for SQLAlchemy,
+so ``sqlite:///a%20b.db`` names the file ``a b.db`` for the engine, migrations and the CLI.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from durable._text import redact_url
 from durable.errors import ConfigError
 from durable.plugins import StoreRegistry, hookimpl
 from durable.stores.sql.store import ATTEMPT_COLUMNS, COLUMNS, WAIT_COLUMNS, SQLStore
@@ -246,11 +248,12 @@ class SQLiteStore(SQLStore):
         return conn
 
     def _sa_url(self) -> str:
-        return f"sqlite+pysqlite:///{self.path}"
+        return str(sa.engine.URL.create("sqlite+pysqlite", database=self.path))
 
     def _make_sa_engine(self) -> sa.Engine:
         engine = sa.create_engine(
-            self._sa_url(),
+            # built from the path, never re-parsed: the file is exactly self.path
+            sa.engine.URL.create("sqlite+pysqlite", database=self.path),
             poolclass=sa.pool.NullPool,
             connect_args={"isolation_level": None, "timeout": self._busy_ms / 1000},
         )
@@ -292,19 +295,19 @@ def open_sqlite(url: str) -> SQLiteStore:
     if parts.netloc:
         raise ConfigError(
             f"a SQLite URL has three slashes then the path, like 'sqlite:///durable.db' or "
-            f"'sqlite:////abs/path.db'; got {url!r}"
+            f"'sqlite:////abs/path.db'; got {redact_url(url)!r}"
         )
-    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
     if not path or path == ":memory:":
         raise ConfigError(
-            f"{url!r} names no file; SQLite needs a file to be durable (use memory:// for "
-            "a store that lives in this process only)"
+            f"{redact_url(url)!r} names no file; SQLite needs a file to be durable (use "
+            "memory:// for a store that lives in this process only)"
         )
     options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     unknown = set(options) - {"synchronous", "busy_timeout_ms"}
     if unknown:
         raise ConfigError(
-            f"unknown sqlite option(s) {sorted(unknown)} in {url!r}; "
+            f"unknown sqlite option(s) {sorted(unknown)} in {redact_url(url)!r}; "
             "use synchronous=full|normal|extra, busy_timeout_ms=N"
         )
     sync = _SYNC.get(options.get("synchronous", "full").lower())
@@ -315,10 +318,12 @@ def open_sqlite(url: str) -> SQLiteStore:
     try:
         busy_ms = int(options.get("busy_timeout_ms", "30000"))
     except ValueError:
-        raise ConfigError(f"busy_timeout_ms must be an int, in {url!r}") from None
+        raise ConfigError(f"busy_timeout_ms must be an int, in {redact_url(url)!r}") from None
     parent = Path(path).expanduser().resolve().parent
     if not parent.is_dir():
-        raise ConfigError(f"the folder of the SQLite file does not exist: {parent} (from {url!r})")
+        raise ConfigError(
+            f"the folder of the SQLite file does not exist: {parent} (from {redact_url(url)!r})"
+        )
 
     return SQLiteStore(url, str(Path(path).expanduser().resolve()), sync, busy_ms)
 
