@@ -175,8 +175,7 @@ class TimeTravelEngine(Engine):
             if limit is not None and due > limit:
                 raise ExecutionStuck(
                     f"{goal} not reached within {within!r}: the next work is due at "
-                    f"{due.isoformat()} ({self._state(ex)})\n"
-                    + self.history(execution_id).format()
+                    f"{due.isoformat()} ({self._state(ex)})\n" + self.history(execution_id).format()
                 )
             self.clock.set(due)
         raise ExecutionStuck(

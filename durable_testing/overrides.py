@@ -49,9 +49,7 @@ def resolve_step(step: str | Callable[..., Any], workflow: Any = None) -> tuple[
     if method is not None and workflow is None:
         # The method says which workflow it belongs to, whatever other workflows have a
         # step of the same name.
-        mine = [
-            w for w in registered_workflows().values() if any(s is method for s in w.steps)
-        ]
+        mine = [w for w in registered_workflows().values() if any(s is method for s in w.steps)]
         if len(mine) == 1:
             return mine[0], name
         if len(mine) > 1:  # a step of a base class that several workflows inherit

@@ -362,4 +362,3 @@ def test_run_until_says_what_a_waiting_execution_waits_for_when_time_runs_out(
     assert f"for the input 'approval' until {until}: give it with provide_input()" in str(
         stuck.value
     )
-
