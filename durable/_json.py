@@ -55,10 +55,8 @@ def _find(value: Any, max_depth: int, *, paths: bool) -> str | None:
         where = path or "the value"
         if isinstance(v, _CONTAINERS):
             if depth >= max_depth:
-                return (
-                    f"{where if paths else 'it'} holds lists or dicts more than {max_depth} "
-                    "levels deep (or holds itself)"
-                )
+                at = f" (at {path[:60]}...)" if len(path) > 60 else f" (at {path})" if path else ""
+                return f"it holds lists or dicts more than {max_depth} levels deep{at}, or itself"
             items = v.items() if isinstance(v, dict) else enumerate(v)
             for k, item in items:
                 if isinstance(v, dict) and not isinstance(k, str):

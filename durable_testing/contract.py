@@ -412,6 +412,9 @@ class StoreContract:
             ),
             lambda: store.finish(row.id, old.token, now=T0, status=Status.FAILED, error=None),
             lambda: store.release(row.id, old.token, now=T0, attempt_ran=False),
+            lambda: store.restart_attempt(
+                row.id, old.token, now=T0, record=_record("first", 1, StepStatus.LOST, T0)
+            ),
         ]
         for write in writes:
             with pytest.raises(LeaseLost):
@@ -422,6 +425,125 @@ class StoreContract:
         assert store.steps(row.id) == []
         with pytest.raises((LeaseLost, ExecutionNotFound)):
             store.release("no-such-id", 1, now=T0, attempt_ran=False)
+
+    # -- write ids, lost attempts, budgets, results --------------------------------------
+
+    def test_a_transition_retried_with_its_write_id_is_applied_once(self, store: Store) -> None:
+        """A commit whose reply was lost is retried with the same write id: the store
+        finds its own write, applies nothing more and answers as the first try did."""
+        rec = _record("first", 1, StepStatus.COMPLETED, T0, result={"r": 1})
+        c = self._claimed(store)
+        for _ in range(2):
+            status = store.complete_step(
+                c.id,
+                c.token,
+                now=T0 + _ms(5),
+                record=rec,
+                context={"a": 1},
+                next_step=(1, "second"),
+                start_next=True,
+                next_max_attempts=4,
+                write_id="w-complete",
+            )
+            assert status == Status.RUNNING
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.step_name, got.attempt, got.max_attempts) == ("second", 1, 4)
+        assert store.steps(c.id) == [rec]
+        failed = _record("second", 1, StepStatus.FAILED, T0 + _ms(5), error={"type": "E"})
+        for _ in range(2):  # the second try finds the row pending: it was its own write
+            status = store.fail_attempt(
+                c.id,
+                c.token,
+                now=T0 + _ms(6),
+                record=failed,
+                retry_at=T0 + _ms(100),
+                error=None,
+                write_id="w-retry",
+            )
+            assert status == Status.PENDING
+        assert store.steps(c.id) == [rec, failed]
+        (c2,) = _claim(store, T0 + _ms(100))
+        for _ in range(2):
+            store.release(c2.id, c2.token, now=T0 + _ms(101), attempt_ran=False, write_id="w-rel")
+        got = store.get(c2.id)
+        assert got is not None
+        assert (got.status, got.attempt) == (Status.PENDING, 1)
+        (c3,) = _claim(store, T0 + _ms(102))
+        for _ in range(2):
+            store.finish(
+                c3.id, c3.token, now=T0 + _ms(103), status=Status.FAILED, error={"type": "T"},
+                record=failed, write_id="w-end",
+            )  # fmt: skip
+        got = store.get(c3.id)
+        assert got is not None
+        assert (got.status, got.error) == (Status.FAILED, {"type": "T"})
+        assert store.steps(c3.id) == [rec, failed, failed]
+        # A different write id with the old token is a lost claim, as always.
+        with pytest.raises(LeaseLost):
+            store.finish(c3.id, c3.token, now=T0, status=Status.FAILED, error=None, write_id="x")
+
+    def test_suspend_and_restart_retried_with_their_write_id_apply_once(self, store: Store) -> None:
+        c = self._claimed(store)
+        lost = _record("first", 1, StepStatus.LOST, T0, error={"type": "WorkerLost"})
+        for _ in range(2):
+            store.restart_attempt(c.id, c.token, now=T0 + _ms(7), record=lost, write_id="w-r")
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.attempt, got.lost_attempts, got.attempt_started_at) == (1, 1, T0 + _ms(7))
+        assert store.steps(c.id) == [lost]
+        store.wait(
+            c.id, c.token, now=T0, step="first", seq=0, attempt=1,
+            spec=WaitSpec(kind="sleep", for_ms=1000),
+        )  # fmt: skip
+        rec = _record("first", 1, StepStatus.SUSPENDED, T0)
+        for _ in range(2):
+            status = store.suspend(
+                c.id, c.token, now=T0, record=rec, step="first", seq=0, write_id="w-s"
+            )
+            assert status == Status.WAITING
+        assert store.steps(c.id) == [lost, rec]
+
+    def test_a_lost_attempt_is_restarted_under_its_number_and_counted_per_step_run(
+        self, store: Store
+    ) -> None:
+        store.create(new_row())
+        (c,) = _claim(store, T0, lease_ms=1000)
+        assert (c.attempt, c.lost_attempts) == (1, 0)
+        (again,) = _claim(store, T0 + _ms(1000))  # the first owner is gone
+        assert (again.began, again.attempt) == (False, 1)
+        lost = _record("first", 1, StepStatus.LOST, T0, error={"type": "WorkerLost"})
+        store.restart_attempt(again.id, again.token, now=T0 + _ms(1000), record=lost)
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.attempt, got.lost_attempts) == (1, 1)
+        assert (got.attempt_started_at, got.status) == (T0 + _ms(1000), Status.RUNNING)
+        # a retry keeps the count (same step run) and the record's budget...
+        failed = _record("first", 1, StepStatus.FAILED, T0, max_attempts=5)
+        store.fail_attempt(
+            c.id, again.token, now=T0 + _ms(1001), record=failed, retry_at=T0 + _ms(1001),
+            error=None,
+        )  # fmt: skip
+        (third,) = _claim(store, T0 + _ms(1001))
+        assert (third.attempt, third.lost_attempts, third.max_attempts) == (2, 1, 5)
+        # ...and the next step starts a new step run: no losses, its own budget
+        done = _record("first", 2, StepStatus.COMPLETED, T0, result=[1, "two", None])
+        store.complete_step(
+            c.id, third.token, now=T0 + _ms(1002), record=done, context={},
+            next_step=(1, "second"), start_next=True, next_max_attempts=7,
+        )  # fmt: skip
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.step_name, got.lost_attempts, got.max_attempts) == ("second", 0, 7)
+        assert [s.result for s in store.steps(c.id)] == [None, None, [1, "two", None]]
+
+    def test_create_keeps_the_first_steps_budget(self, store: Store) -> None:
+        row = new_row()
+        row.max_attempts = 6
+        store.create(row)
+        got = store.get(row.id)
+        assert got is not None
+        assert (got.max_attempts, got.lost_attempts, got.last_write) == (6, 0, None)
 
     # -- cancel --------------------------------------------------------------------------
 
@@ -732,6 +854,8 @@ def _build_machine() -> type:
             r.context,
             r.input,
             r.suspended,
+            r.lost_attempts,
+            r.max_attempts,
         )
 
     def wait_view(w: Wait) -> tuple[Any, ...]:
@@ -850,21 +974,34 @@ def _build_machine() -> type:
                 self.claims[r.id] = r.token
 
         @precondition(lambda self: self.claims)
-        @rule(data=st.data(), last=st.booleans(), stale=st.booleans())
-        def complete(self, data: Any, last: bool, stale: bool) -> None:
+        @rule(data=st.data(), last=st.booleans(), stale=st.booleans(), twice=st.booleans())
+        def complete(self, data: Any, last: bool, stale: bool, twice: bool) -> None:
             eid = data.draw(st.sampled_from(sorted(self.claims)))
             token = self.claims[eid] - (1 if stale else 0)
-            rec = _record("first", 1, StepStatus.COMPLETED, self.now)
-            self.both(
-                lambda st_: st_.complete_step(
-                    eid,
-                    token,
-                    now=self.now,
-                    record=rec,
-                    context={"n": len(self.ids)},
-                    next_step=None if last else (1, "second"),
-                    start_next=not last,
+            rec = _record("first", 1, StepStatus.COMPLETED, self.now, result={"n": 1})
+            write_id = f"w{self.made}-{len(self.reached)}-{self.now.timestamp()}"
+            for _ in range(2 if twice else 1):  # twice: a retried commit
+                self.both(
+                    lambda st_: st_.complete_step(
+                        eid,
+                        token,
+                        now=self.now,
+                        record=rec,
+                        context={"n": len(self.ids)},
+                        next_step=None if last else (1, "second"),
+                        start_next=not last,
+                        next_max_attempts=2,
+                        write_id=write_id,
+                    )
                 )
+
+        @precondition(lambda self: self.claims)
+        @rule(data=st.data())
+        def restart(self, data: Any) -> None:
+            eid = data.draw(st.sampled_from(sorted(self.claims)))
+            rec = _record("first", 1, StepStatus.LOST, self.now, error={"type": "WorkerLost"})
+            self.both(
+                lambda st_: st_.restart_attempt(eid, self.claims[eid], now=self.now, record=rec)
             )
 
         @precondition(lambda self: self.claims)

@@ -591,6 +591,26 @@ class SQLStore(Store):
     ) -> list[ExecutionRow]:
         if not workflows or limit < 1:
             return []
+        rows: list[ExecutionRow] = []
+        while len(rows) < limit:
+            want = limit - len(rows)
+            got, failed = self._claim_batch(queues, workflows, worker_id, now, lease_ms, want)
+            rows.extend(got)
+            if not failed:  # else rows it could not read took places: claim for them again
+                break
+        rows.sort(key=lambda r: (-r.priority, r.scheduled_at, r.created_at, r.seq))
+        return rows
+
+    def _claim_batch(
+        self,
+        queues: Sequence[str] | None,
+        workflows: Sequence[str],
+        worker_id: str,
+        now: datetime,
+        lease_ms: int,
+        limit: int,
+    ) -> tuple[list[ExecutionRow], int]:
+        """One claim statement: the rows it took and could read, and how many it failed."""
         params: dict[str, Any] = {
             "now": self._ts(now),
             "expires": self._ts(now + timedelta(milliseconds=lease_ms)),
@@ -599,12 +619,13 @@ class SQLStore(Store):
         }
         where = self._filters(params, workflows, queues)
         sql = self.SQL["claim"]
+        failed = 0
         with self._cursor(write=self.HOT_IN_TRANSACTION) as cur:
             if isinstance(sql, tuple):  # select the candidates, then update them
                 cur.execute(sql[0].replace("/*where*/", where), params)
                 fresh = {seq: bool(f) for seq, f in cur.fetchall()}
                 if not fresh:
-                    return []
+                    return [], 0
                 seqs = self._in("seq", list(fresh), params)[len("IN (") : -1]
                 cur.execute(sql[1].replace("/*seqs*/", seqs), params)
                 found = [(*r, fresh[r[0]]) for r in cur.fetchall()]
@@ -632,10 +653,10 @@ class SQLStore(Store):
                     # One row this process cannot decode must not stop the others: fail it
                     # (fenced by the token just taken), keep what is stored, go on.
                     self._fail_unreadable(cur, claimed, now)
+                    failed += 1
                     continue
                 rows.append(claimed)
-        rows.sort(key=lambda r: (-r.priority, r.scheduled_at, r.created_at, r.seq))
-        return rows
+        return rows, failed
 
     def _fail_unreadable(self, cur: Any, row: ExecutionRow, now: datetime) -> None:
         log.error(
