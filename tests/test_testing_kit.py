@@ -278,6 +278,28 @@ def test_a_step_name_in_two_workflows_needs_the_workflow(durable_engine):
     assert durable_engine.history(wb).errors == []
 
 
+def test_an_override_given_the_method_uses_the_methods_own_workflow(durable_engine):
+    @workflow("kit_method_a")
+    class A:
+        @step
+        def charge_payment(self) -> None:
+            put_context("a", True)
+
+    # OrderWorkflow (tests/workflows.py) also has a step named charge_payment.
+    durable_engine.override(A.charge_payment, fail=1)
+    wa = durable_engine.start(A)
+    order = durable_engine.start(OrderWorkflow, ORDER)
+    durable_engine.run_all()
+    assert durable_engine.history(wa).errors == [
+        ("charge_payment", 1, InjectedFault.__module__ + ".InjectedFault")
+    ]
+    assert durable_engine.history(order).errors == []
+    durable_engine.override(OrderWorkflow.charge_payment, fail=1)  # and the other way round
+    again = durable_engine.start(OrderWorkflow, ORDER)
+    durable_engine.run_all()
+    assert [e[0] for e in durable_engine.history(again).errors] == ["charge_payment"]
+
+
 # -- history ---------------------------------------------------------------------------------
 
 

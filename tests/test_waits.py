@@ -630,3 +630,50 @@ def test_an_inline_step_can_wait_from_a_helper_thread(durable_engine):
 
     wid = durable_engine.start(HelperThread)
     assert durable_engine.run_until(wid, within=timedelta(minutes=2)).context == {"woke": True}
+
+
+# -- schemas never reach outside themselves ---------------------------------------------------
+
+
+@durable.workflow("wait_schema_ref")
+class SchemaRef:
+    @durable.step
+    def ask(self) -> None:
+        durable.wait_for_input("ok", schema={"$ref": "file:///etc/passwd"})
+
+
+def test_a_schema_that_refers_outside_itself_is_refused_when_the_wait_is_made(durable_engine):
+    wid = durable_engine.start(SchemaRef)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "failed"  # at once, with a clear error; nothing was read
+    assert ex.error["type"] == "durable.errors.ConfigError"
+    assert "refers outside itself ('file:///etc/passwd')" in ex.error["message"]
+    assert "#/$defs/name" in ex.error["message"]
+
+
+@durable.workflow("wait_schema_defs")
+class SchemaDefs:
+    @durable.step
+    def ask(self) -> None:
+        schema = {"$defs": {"yes": {"const": True}}, "$ref": "#/$defs/yes"}
+        durable.context.put_context("ok", durable.wait_for_input("ok", schema=schema))
+
+
+def test_local_references_work(durable_engine):
+    wid = durable_engine.start(SchemaDefs)
+    durable_engine.run_until(wid, "waiting")
+    with pytest.raises(durable.InvalidInput, match="True was expected"):
+        durable_engine.provide_input(wid, "ok", False)
+    durable_engine.provide_input(wid, "ok", True)
+    assert durable_engine.run_until(wid).context == {"ok": True}
+
+
+def test_a_stored_schema_with_an_outside_reference_is_never_fetched(tmp_path):
+    from durable.waits import validate_input
+
+    # Fetched, this schema would accept 5; never fetched, the check cannot pass.
+    target = tmp_path / "schema.json"
+    target.write_text('{"type": "integer"}')
+    for ref in (target.as_uri(), "http://127.0.0.1:9/schema.json"):
+        with pytest.raises(durable.InvalidInput, match="refers outside itself.*never fetches"):
+            validate_input("ok", 5, {"$ref": ref})
