@@ -18,7 +18,7 @@ import click
 from durable._text import printable, redact_url
 from durable.clock import SystemClock
 from durable.engine import DEFAULT_STORE, Engine
-from durable.errors import DurableError
+from durable.errors import DurableError, StoreError
 from durable.models import Execution, Status, StepExecution, Wait
 from durable.plugins import PluginHost
 
@@ -117,15 +117,27 @@ def _fail(exc: DurableError) -> click.ClickException:
     return click.ClickException(printable(str(exc), newlines=True))
 
 
-def _engine(ctx: click.Context) -> Engine:
+def _engine(ctx: click.Context, *, wait_for_store: bool = False) -> Engine:
+    """The command's engine. ``wait_for_store``: a store that cannot be reached (a
+    database starting up or restarting) is tried again with backoff, until it answers or
+    the command is stopped, instead of failing the command."""
     obj: dict[str, Any] = ctx.ensure_object(dict)
     if "engine" not in obj:
         _import(obj["imports"])
-        try:
-            options = {} if obj.get("lease_ms") is None else {"lease": obj["lease_ms"]}
-            obj["engine"] = Engine(store=obj["store"], **options)
-        except DurableError as exc:
-            raise _fail(exc) from exc
+        options = {} if obj.get("lease_ms") is None else {"lease": obj["lease_ms"]}
+        pause = 0.5
+        while True:
+            try:
+                obj["engine"] = Engine(store=obj["store"], **options)
+                break
+            except StoreError as exc:
+                if not wait_for_store:
+                    raise _fail(exc) from exc
+                log.warning("cannot use the store yet (%s); trying again in %.1f s", exc, pause)
+                threading.Event().wait(pause)
+                pause = min(pause * 2, 30.0)
+            except DurableError as exc:
+                raise _fail(exc) from exc
         ctx.call_on_close(obj["engine"].close)
     engine: Engine = obj["engine"]
     return engine
@@ -418,11 +430,12 @@ def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
 @click.pass_context
 def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int) -> None:
     """Run a worker until SIGINT or SIGTERM. It logs (to stderr, through `logging`) each
-    failed attempt, retry, lost attempt, recovery and store outage."""
+    failed attempt, retry, lost attempt, recovery and store outage. A store it cannot
+    reach at start (a database restarting) is tried again with backoff."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    engine = _engine(ctx)
+    engine = _engine(ctx, wait_for_store=True)
     log.info(
         "worker %s on %s, queues %s, concurrency %d",
         engine.worker_id,
