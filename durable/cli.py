@@ -318,7 +318,7 @@ def format_wait(w: Wait) -> str:
     names = ", ".join(printable(n) for n in w.names)
     what = {
         "sleep": "sleep",
-        "event": ("event " if len(w.names) == 1 else f"{w.mode} of events ") + names,
+        "event": ("event " if len(w.names) == 1 else f"{printable(w.mode)} of events ") + names,
         "input": f"input {names}" + (f" ({printable(w.prompt)})" if w.prompt else ""),
     }.get(w.kind, printable(w.kind))
     until = f"until {_fmt_time(w.until)}" if w.until else "no timeout"

@@ -152,7 +152,10 @@ class PluginHost:
                 f"store must be a URL like 'memory://', 'sqlite:///path/to.db' or "
                 f"'postgresql://user@host:5432/db', got {got}"
             )
-        scheme = urlsplit(url).scheme.split("+", 1)[0]
+        try:
+            scheme = urlsplit(url).scheme.split("+", 1)[0]
+        except ValueError as exc:
+            raise ConfigError(f"store URL {redact_url(url)!r} cannot be parsed: {exc}") from None
         registry = self.stores()
         factory = registry.get(scheme)
         if factory is None:
@@ -162,7 +165,14 @@ class PluginHost:
                 "plugin that provides it, or check that durable-engine itself is installed "
                 "(pip install -e .)"
             )
-        store: Store = factory(url)
+        try:
+            store: Store = factory(url)
+        except ConfigError:
+            raise
+        except ValueError as exc:  # a URL its factory could not parse
+            raise ConfigError(
+                f"store URL {redact_url(url)!r} cannot be used: {type(exc).__name__}"
+            ) from None
         return store
 
     def make_clock(self, name: str) -> Clock:

@@ -282,22 +282,26 @@ def test_an_override_given_the_method_uses_the_methods_own_workflow(durable_engi
     @workflow("kit_method_a")
     class A:
         @step
-        def charge_payment(self) -> None:
+        def twin_method(self) -> None:
             put_context("a", True)
 
-    # OrderWorkflow (tests/workflows.py) also has a step named charge_payment.
-    durable_engine.override(A.charge_payment, fail=1)
-    wa = durable_engine.start(A)
-    order = durable_engine.start(OrderWorkflow, ORDER)
+    @workflow("kit_method_b")
+    class B:
+        @step
+        def twin_method(self) -> None:
+            put_context("b", True)
+
+    # By name the step is ambiguous; the method says whose it is.
+    durable_engine.override(A.twin_method, fail=1)
+    wa, wb = durable_engine.start(A), durable_engine.start(B)
     durable_engine.run_all()
-    assert durable_engine.history(wa).errors == [
-        ("charge_payment", 1, InjectedFault.__module__ + ".InjectedFault")
-    ]
-    assert durable_engine.history(order).errors == []
-    durable_engine.override(OrderWorkflow.charge_payment, fail=1)  # and the other way round
-    again = durable_engine.start(OrderWorkflow, ORDER)
+    fault = InjectedFault.__module__ + ".InjectedFault"
+    assert durable_engine.history(wa).errors == [("twin_method", 1, fault)]
+    assert durable_engine.history(wb).errors == []
+    durable_engine.override(B.twin_method, fail=1)  # and the other one
+    again = durable_engine.start(B)
     durable_engine.run_all()
-    assert [e[0] for e in durable_engine.history(again).errors] == ["charge_payment"]
+    assert durable_engine.history(again).errors == [("twin_method", 1, fault)]
 
 
 # -- history ---------------------------------------------------------------------------------

@@ -273,8 +273,23 @@ def open_postgres(url: str) -> PostgresStore:
             f"the PostgreSQL URL names no database: {redact_url(url)!r}; use "
             "postgresql://user@host:5432/dbname"
         )
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise ConfigError(
+            f"the port in the PostgreSQL URL {redact_url(url)!r} is not a number from 1 to 65535"
+        ) from None
     dsn = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
-    _psycopg()  # a clear error now rather than at the first statement
+    pg = _psycopg()  # a clear error now rather than at the first statement
+    try:
+        pg.conninfo.conninfo_to_dict(dsn)
+    except pg.ProgrammingError:
+        # (psycopg's message quotes the offending part, which may be the password)
+        raise ConfigError(
+            f"the PostgreSQL URL {redact_url(url)!r} cannot be read: percent-encode special "
+            "characters in the user name and password ('%' as %25, '@' as %40, ':' as %3A, "
+            "'/' as %2F)"
+        ) from None
     return PostgresStore(url, dsn)
 
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import sqlalchemy as sa
 
 from durable._limits import MIN_TIME
-from durable._text import redact_url
+from durable._text import redact_url, scrub, url_secrets
 from durable.errors import DurableError, ExecutionNotFound, InvalidState, LeaseLost, StoreError
 from durable.models import FINISHED, Status, StepExecution, StepStatus, Wait
 from durable.stores.base import (
@@ -81,6 +81,7 @@ class SQLStore(Store):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self._secrets = url_secrets(url)  # scrubbed from every error message
         self._local = threading.local()
         self._all: list[tuple[threading.Thread, Any]] = []
         self._all_lock = threading.Lock()
@@ -142,7 +143,7 @@ class SQLStore(Store):
             try:
                 conn = self._connect()
             except Exception as exc:
-                raise StoreError(f"{self!r}: cannot connect: {exc}") from exc
+                raise StoreError(scrub(f"{self!r}: cannot connect: {exc}", self._secrets)) from exc
             self._local.conn = conn
             with self._all_lock:
                 ended = [c for t, c in self._all if not t.is_alive()]
@@ -189,7 +190,7 @@ class SQLStore(Store):
                 raise
             if self._is_disconnect(exc):
                 self._drop()
-            raise StoreError(f"{self!r}: {exc!r}") from exc
+            raise StoreError(scrub(f"{self!r}: {exc!r}", self._secrets)) from exc
 
     def _is_integrity_error(self, exc: Exception) -> bool:
         return False
@@ -354,7 +355,9 @@ class SQLStore(Store):
         try:
             return migrations.upgrade(self.sa_engine(), now=now)
         except sa.exc.DBAPIError as exc:
-            raise StoreError(f"{self!r}: migrating failed: {exc.orig!r}") from exc
+            raise StoreError(
+                scrub(f"{self!r}: migrating failed: {exc.orig!r}", self._secrets)
+            ) from exc
 
     def check_schema(self) -> None:
         """Refuse a database whose schema is not the version this code was written for."""
