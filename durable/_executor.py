@@ -10,8 +10,10 @@ lasts, under the same write id, so a try that did commit is recognised and not r
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
+import os
 import threading
 import traceback
 import uuid
@@ -54,6 +56,23 @@ T = TypeVar("T")
 # Pauses between tries of a transition whose commit failed, in real seconds: the first
 # try again is at once (a dropped connection is replaced by a new one), then they back off.
 _COMMIT_BACKOFF = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+# Write ids: unique per process (a random prefix) and per transition (a counter); cheaper
+# than a uuid per commit, and short, so every fenced write stores little.
+_WRITER = uuid.uuid4().hex[:16]
+_writes = itertools.count()
+
+
+def _new_writer() -> None:
+    global _WRITER
+    _WRITER = uuid.uuid4().hex[:16]  # a forked child must not reuse its parent's ids
+
+
+os.register_at_fork(after_in_child=_new_writer)
+
+
+def _write_id() -> str:
+    return f"{_WRITER}{next(_writes):x}"
 
 
 def error_info(exc: BaseException) -> dict[str, Any]:
@@ -188,7 +207,7 @@ class Executor:
         final; any other store error is retried until the lease (as last renewed) ends or
         the pauses add up to a lease, whichever is first: then it is raised, the claim
         lapses, and the next owner runs the attempt again."""
-        write_id = uuid.uuid4().hex
+        write_id = _write_id()
         paused = 0.0
         for tries in range(1_000_000):
             try:
