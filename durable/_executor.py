@@ -477,8 +477,8 @@ class Executor:
         elif outcome.error is not None:
             error = error_info(outcome.error)
         else:
+            result = self._result(w, outcome.result, logs)
             try:
-                result = normalise(outcome.result, f"the return value of step {sdef.name!r}")
                 new_context = json.loads(
                     to_json(
                         run.context,
@@ -493,6 +493,25 @@ class Executor:
             return False
         done = w.record(StepStatus.COMPLETED, started, now, None, logs, result)
         return self._complete(w, done, new_context, now)
+
+    def _result(self, w: _Walk, value: Any, logs: list[dict[str, Any]]) -> Any:
+        """What the attempt returned, as stored. A value that is not JSON does not fail an
+        attempt that has done its work (retrying it would repeat that work): it is not
+        stored, and a warning says so, in the worker's log and in the attempt's logs."""
+        try:
+            return normalise(value, f"the return value of step {w.sdef.name!r}")
+        except SerializationError as exc:
+            message = f"{exc} The attempt completed; its return value was not stored."
+            log.warning("durable: %s: %s", w.label(), message)
+            logs.append(
+                {
+                    "time": self.clock.now().isoformat(),
+                    "level": "WARNING",
+                    "logger": "durable.executor",
+                    "message": message,
+                }
+            )
+            return None
 
     def _complete(
         self, w: _Walk, done: StepExecution, new_context: dict[str, Any], now: datetime
@@ -732,7 +751,7 @@ def _resolve_step(wdef: WorkflowDef, row: ExecutionRow) -> int:
 def _worker_lost(row: ExecutionRow, *, counted: bool = False) -> dict[str, Any]:
     if counted:
         rule = (
-            f"it was lost {row.lost_attempts + 1} times in this step run, more than the "
+            f"it was lost {row.lost_attempts + 1} times in a row, more than the "
             f"{MAX_LOST_ATTEMPTS} that run again for free: this loss counts as a failed attempt"
         )
     else:

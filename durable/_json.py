@@ -40,7 +40,10 @@ def _scalar_problem(v: Any) -> str | None:
     if isinstance(v, int):
         if MIN_INT <= v <= MAX_INT:
             return None
-        return f"an int of {v.bit_length()} bits, wider than 64 (store it as a str)"
+        return (
+            f"an int outside the 64-bit range -2**63 .. 2**63-1 ({v.bit_length()} bits; "
+            "store it as a str)"
+        )
     if isinstance(v, float):
         return None if math.isfinite(v) else f"{v} (only finite floats are JSON)"
     return _type_name(v)

@@ -25,6 +25,7 @@ __all__ = [
     "check_name",
     "check_text",
     "check_time",
+    "storable",
 ]
 
 MAX_INT32 = 2**31 - 1
@@ -35,8 +36,9 @@ MAX_KEY_LENGTH = 500  # idempotency keys (schema: String(500))
 MIN_TIME = datetime(1, 1, 2, tzinfo=UTC)
 MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
 # An attempt lost with its worker (killed, paused past its lease, a store outage) runs
-# again without spending the step's retry budget this many times per step run; after that
-# each loss counts as a failed attempt, so a step that kills its worker every time ends.
+# again without spending the step's retry budget this many times in a row (the count starts
+# again when the step completes or reaches a wait); after that each loss counts as a failed
+# attempt, so a step that kills its worker every time ends.
 MAX_LOST_ATTEMPTS = 3
 
 # C0 and C1 control characters and DEL: a name is an identifier, printed in listings.
@@ -83,6 +85,11 @@ def check_text(value: object, what: str) -> str | None:
     if problem is not None:
         raise ConfigError(f"{what} must not contain {problem}, got {value!r}")
     return value
+
+
+def storable(value: str) -> bool:
+    """Whether every store can hold (and look up) ``value``: no NUL, no lone surrogate."""
+    return _unstorable(value, controls=False) is None
 
 
 def check_int32(value: object, what: str, *, minimum: int = 0) -> int:

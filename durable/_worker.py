@@ -168,23 +168,35 @@ class Worker:
         engine._add_worker(self)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="durable-worker")
         backoff_ms = 100
+        failures = 0
         try:
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
                     until = self._claim_some(pool)
-                    backoff_ms = 100
                 except Exception as exc:
-                    level = logging.WARNING if isinstance(exc, DurableError) else logging.ERROR
-                    log.log(
-                        level,
-                        "durable: the store failed (%r); retrying in %d ms",
-                        exc,
-                        backoff_ms,
-                        exc_info=level == logging.ERROR,
-                    )
+                    failures += 1
+                    # Logged once, then every 20th time, then when it works again: an
+                    # outage is a few lines, not one per try.
+                    if failures == 1 or failures % 20 == 0 or not isinstance(exc, DurableError):
+                        level = logging.WARNING if isinstance(exc, DurableError) else logging.ERROR
+                        log.log(
+                            level,
+                            "durable: claiming work failed %s (%s); trying again in %d ms, "
+                            "backing off up to 30 s",
+                            "once" if failures == 1 else f"{failures} times in a row",
+                            exc,
+                            backoff_ms,
+                            exc_info=level == logging.ERROR,
+                        )
                     until = clock.now() + timedelta(milliseconds=backoff_ms)
                     backoff_ms = min(backoff_ms * 2, 30_000)
+                else:
+                    if failures:
+                        log.info(
+                            "durable: claiming work works again, after %d failed tries", failures
+                        )
+                    failures, backoff_ms = 0, 100
                 if until is not None:
                     clock.wait_until(until, self._wake)
         finally:

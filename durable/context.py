@@ -80,12 +80,16 @@ def _key(key: object, fn: str) -> str:
 
 def context() -> dict[str, Any]:
     """The whole context, as a copy."""
-    return copy.deepcopy(_run("context").context)
+    run = _run("context")
+    with run.lock:  # a thread the step started may be writing
+        return copy.deepcopy(run.context)
 
 
 def get_context(key: str, default: Any = None) -> Any:
     """The value under ``key``, or ``default`` when it is not set."""
-    return _run("get_context").context.get(key, default)
+    run = _run("get_context")
+    with run.lock:
+        return run.context.get(key, default)
 
 
 def input() -> Any:

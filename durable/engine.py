@@ -17,7 +17,14 @@ from typing import Any, Self
 from durable._executor import Executor
 from durable._invoke import AsyncRunner
 from durable._json import normalise
-from durable._limits import MAX_KEY_LENGTH, check_int32, check_name, check_text, check_time
+from durable._limits import (
+    MAX_KEY_LENGTH,
+    check_int32,
+    check_name,
+    check_text,
+    check_time,
+    storable,
+)
 from durable._runtime import install_log_capture
 from durable._text import redact_url
 from durable._worker import Heartbeat, Worker
@@ -174,9 +181,20 @@ class Engine:
 
     # -- querying ------------------------------------------------------------------------
 
+    def _id(self, execution_id: object) -> str:
+        """An execution id as every store can look it up: a str (else ConfigError); one no
+        store could hold is no execution's id (ExecutionNotFound), the same everywhere."""
+        if not isinstance(execution_id, str):
+            raise ConfigError(
+                f"an execution id is a str (as start() returns), got {type(execution_id).__name__}"
+            )
+        if not storable(execution_id):
+            raise ExecutionNotFound(f"no execution with id {execution_id!r} in {self.store_label}")
+        return execution_id
+
     def get_execution(self, execution_id: str, include_steps: bool = False) -> Execution:
         """The execution with this id; with ``include_steps`` every step attempt too."""
-        row = self.store.get(execution_id)
+        row = self.store.get(self._id(execution_id))
         if row is None:
             raise ExecutionNotFound(f"no execution with id {execution_id!r} in {self.store_label}")
         steps: list[StepExecution] | None = None
@@ -190,10 +208,23 @@ class Engine:
                         attempt=row.attempt,
                         started_at=row.attempt_started_at,
                         index=row.step_index,
-                        max_attempts=row.max_attempts,
+                        max_attempts=self._budget(row),
                     )
                 )
         return row.to_execution(steps)
+
+    @staticmethod
+    def _budget(row: ExecutionRow) -> int:
+        """The retry budget of the execution's current step: the deployed code's when its
+        workflow is imported here (the executor applies that one), else as stored."""
+        wdef = registered_workflows().get(row.workflow)
+        if wdef is not None and row.step_name is not None:
+            try:
+                sdef = wdef.steps[wdef.step_index(row.step_name)]
+            except KeyError:
+                return row.max_attempts
+            return sdef.policy(wdef.default_retry).max_attempts
+        return row.max_attempts
 
     def list_executions(
         self,
@@ -214,6 +245,8 @@ class Engine:
             raw = [status] if isinstance(status, str) else list(status)
             statuses = [_status(s) for s in raw]
         queues = None if queue is None else ([queue] if isinstance(queue, str) else list(queue))
+        for name in [*(workflows or ()), *(queues or ())]:
+            check_name(name, "a workflow or queue name to list")
         rows = self.store.list_executions(
             workflows=workflows, statuses=statuses, queues=queues, limit=limit
         )
@@ -233,6 +266,7 @@ class Engine:
         ExecutionNotFound, or InvalidState when the execution finished."""
         check_name(name, "event name")
         value = normalise(payload, f"the payload of event {name!r}")
+        execution_id = self._id(execution_id)
         if self.store.send_event(execution_id, name, value, now=self.clock.now()):
             self._wake_workers()
 
@@ -244,6 +278,7 @@ class Engine:
         already provided, timed out or finished), ExecutionNotFound for an unknown id."""
         check_name(name, "input name")
         value = normalise(data, f"the data of input {name!r}")
+        execution_id = self._id(execution_id)
 
         def validate(schema: dict[str, Any] | None) -> None:
             validate_input(name, value, schema)
@@ -272,6 +307,11 @@ class Engine:
         events, inputs), oldest first; ``kind`` filters (sleep, event, input)."""
         if kind is not None and kind not in ("sleep", "event", "input"):
             raise ConfigError(f"kind must be sleep, event or input, got {kind!r}")
+        if execution_id is not None:
+            try:
+                execution_id = self._id(execution_id)
+            except ExecutionNotFound:
+                return []  # (as for any id no execution has)
         return self.store.waits(execution_id=execution_id, kind=kind, limit=limit)
 
     # -- retention -----------------------------------------------------------------------
@@ -307,7 +347,7 @@ class Engine:
         and the running step's result is discarded. Finished: raises InvalidState.
         """
         reason = check_text(reason, "a cancel reason")
-        row = self.store.request_cancel(execution_id, now=self.clock.now(), reason=reason)
+        row = self.store.request_cancel(self._id(execution_id), now=self.clock.now(), reason=reason)
         if row.status == Status.CANCELLED and self.plugins.has_observers(
             "durable_workflow_cancelled"
         ):
@@ -334,7 +374,9 @@ class Engine:
             return True
         now = self.clock.now()
         recheck = timedelta(seconds=5 if self._refusing_claims else 60)
-        if self._skew_checked_at is not None and now - self._skew_checked_at < recheck:
+        # (a clock stepped back since the last check makes the difference negative: check)
+        last = self._skew_checked_at
+        if last is not None and timedelta(0) <= now - last < recheck:
             return not self._refusing_claims
         before = self.clock.now()
         server = self.store.server_time()
@@ -389,6 +431,7 @@ class Engine:
         Work that falls due later (a retry's backoff, a scheduled start) is left for a later
         ``drain()`` or a worker: advance a test clock to reach it.
         """
+        queues = _queues(queues)
         ran = 0
         while True:
             rows = self._claim(queues, limit=1)
@@ -440,10 +483,8 @@ class Engine:
     ) -> Worker:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
-        if isinstance(queues, str):
-            raise ConfigError(f"queues takes a list of queue names, got the str {queues!r}")
         poll_ms = to_ms(poll_interval, what="poll_interval", allow_zero=False)
-        return Worker(self, queues=queues, concurrency=concurrency, poll_ms=poll_ms)
+        return Worker(self, queues=_queues(queues), concurrency=concurrency, poll_ms=poll_ms)
 
     def _add_worker(self, worker: Worker) -> None:
         with self._workers_lock:
@@ -489,6 +530,15 @@ class Engine:
         self.close()
 
 
+def _queues(queues: Sequence[str] | None) -> list[str] | None:
+    """Queue names to take work from, checked (None: every queue)."""
+    if queues is None:
+        return None
+    if isinstance(queues, str):
+        raise ConfigError(f"queues takes a list of queue names, got the str {queues!r}")
+    return [check_name(q, "queue") for q in queues]
+
+
 def _canonical(value: Any) -> str:
     """A JSON value as text that is equal exactly when the values are (1 and 1.0 and True
     differ; key order does not matter)."""
@@ -497,7 +547,7 @@ def _canonical(value: Any) -> str:
 
 def _workflow_name(ref: WorkflowRef) -> str:
     if isinstance(ref, str):
-        return ref
+        return check_name(ref, "workflow name")
     return get_workflow(ref).name
 
 

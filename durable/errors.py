@@ -112,5 +112,5 @@ class WorkerLost(DurableError):
     """Recorded for an attempt whose worker stopped renewing its lease (killed, paused,
     cut off from the store) or stopped in the middle of it. Never raised to callers: the
     attempt runs again, without spending the step's retry budget, up to
-    ``MAX_LOST_ATTEMPTS`` times per step run; after that a loss counts as a failed
+    ``MAX_LOST_ATTEMPTS`` times in a row; after that a loss counts as a failed
     attempt."""

@@ -483,6 +483,25 @@ class StoreContract:
         with pytest.raises(LeaseLost):
             store.finish(c3.id, c3.token, now=T0, status=Status.FAILED, error=None, write_id="x")
 
+    def test_a_retried_write_after_a_takeover_is_a_lost_claim_not_done(self, store: Store) -> None:
+        """Its first try committed and kept the claim; the lease then expired and another
+        worker took over. The old owner must stop (LeaseLost), not carry on as if done."""
+        store.create(new_row())
+        (c,) = _claim(store, T0, lease_ms=1000)
+        rec = _record("first", 1, StepStatus.COMPLETED, T0)
+
+        def complete() -> Status:
+            return store.complete_step(
+                c.id, c.token, now=T0, record=rec, context={}, next_step=(1, "second"),
+                start_next=True, write_id="w-taken",
+            )  # fmt: skip
+
+        assert complete() == Status.RUNNING
+        (other,) = _claim(store, T0 + _ms(1000))
+        assert other.token == c.token + 1
+        with pytest.raises(LeaseLost):
+            complete()
+
     def test_suspend_and_restart_retried_with_their_write_id_apply_once(self, store: Store) -> None:
         c = self._claimed(store)
         lost = _record("first", 1, StepStatus.LOST, T0, error={"type": "WorkerLost"})

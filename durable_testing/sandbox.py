@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from durable.clock import SystemClock
 from durable.errors import ConfigError
@@ -98,7 +98,8 @@ class SQLiteSandbox(StoreSandbox):
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _url(self, path: Path) -> str:
-        return f"sqlite:///{path}" + (f"?{self.query}" if self.query else "")
+        # quoted: the path is a URL path ('%' and spaces in a folder name stay themselves)
+        return f"sqlite:///{quote(str(path))}" + (f"?{self.query}" if self.query else "")
 
     def for_test(self) -> str:
         path = self.workdir / f"test-{next(self._ids)}.db"
@@ -106,7 +107,7 @@ class SQLiteSandbox(StoreSandbox):
         return self._url(path)
 
     def after_test(self, url: str) -> None:
-        path = urlsplit(url).path[1:]
+        path = unquote(urlsplit(url).path[1:])
         for suffix in ("", "-wal", "-shm"):
             Path(path + suffix).unlink(missing_ok=True)
 

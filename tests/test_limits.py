@@ -38,9 +38,9 @@ class Echo:
         (nested(101), "more than 100 levels deep"),
         (nested(1000), "more than 100 levels deep"),
         ({"a": nested(150)}, r"more than 100 levels deep \(at \['a'\]\[0\]\[0\]"),
-        (2**63, "an int of 64 bits, wider than 64"),
-        ({"n": -(2**63) - 1}, r"\['n'\] is an int of 64 bits"),
-        ([10**5000], r"\[0\] is an int of 16610 bits"),
+        (2**63, r"an int outside the 64-bit range -2\*\*63 .. 2\*\*63-1 \(64 bits"),
+        ({"n": -(2**63) - 1}, r"\['n'\] is an int outside the 64-bit range"),
+        ([10**5000], r"\[0\] is an int outside the 64-bit range .*16610 bits"),
         (float("inf"), "only finite floats"),
     ],
 )
@@ -83,7 +83,7 @@ def test_events_and_inputs_are_checked_too(engine):
     wid = engine.start(Echo)
     with pytest.raises(durable.SerializationError, match="levels deep"):
         engine.send_event(wid, "e", nested(200))
-    with pytest.raises(durable.SerializationError, match="int of 71 bits, wider than 64"):
+    with pytest.raises(durable.SerializationError, match=r"outside the 64-bit range .*71 bits"):
         engine.provide_input(wid, "i", 2**70)
 
 
@@ -281,3 +281,39 @@ def test_the_same_definition_run_again_replaces_itself():
     first, second = _make(), _make()
     assert first is not second
     assert durable.get_workflow("limits_remade").cls is second
+
+
+# -- ids, filters and queues -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad_id", ["\udcff", "a\x00b"])
+def test_an_id_no_store_could_hold_is_no_executions_id_on_every_store(engine, bad_id):
+    with pytest.raises(durable.ExecutionNotFound, match="no execution with id"):
+        engine.get_execution(bad_id)
+    with pytest.raises(durable.ExecutionNotFound):
+        engine.cancel(bad_id)
+    with pytest.raises(durable.ExecutionNotFound):
+        engine.send_event(bad_id, "e", 1)
+    with pytest.raises(durable.ExecutionNotFound):
+        engine.provide_input(bad_id, "i", 1)
+    assert engine.list_waits(bad_id) == []
+    assert engine.list_waits("no-such-id") == []  # the memory store raised KeyError here
+
+
+def test_an_id_that_is_not_a_str_is_a_config_error(engine):
+    with pytest.raises(durable.ConfigError, match="an execution id is a str"):
+        engine.get_execution(5)
+
+
+@pytest.mark.parametrize("name", ["\udcff", "a\x00b", ""])
+def test_filters_and_worker_queues_are_checked_like_names(engine, name):
+    with pytest.raises(durable.ConfigError, match="must"):
+        engine.list_executions(queue=name)
+    with pytest.raises(durable.ConfigError, match="must"):
+        engine.list_executions(workflow=name)
+    with pytest.raises(durable.ConfigError, match="must"):
+        engine.list_pending_inputs(workflow=name)
+    with pytest.raises(durable.ConfigError, match="queue must"):
+        engine.drain(queues=[name])
+    with pytest.raises(durable.ConfigError, match="queue must"):
+        engine.worker(queues=[name]).__enter__()

@@ -76,34 +76,63 @@ def test_a_row_too_deep_to_read_fails_alone_and_the_others_run(sql_engine, caplo
     assert "unreadable input: nested too deep to read" in format_execution(ex)
 
 
-def test_a_deadline_past_the_year_9999_fails_that_execution_only(sql_engine):
-    # A timeout of 10**15 ms (31,000 years) was accepted before durations were bounded;
-    # SQLite computes the deadline in Python (OverflowError), PostgreSQL in SQL (a
-    # timestamptz Python cannot load). Either way that row alone fails.
+@pytest.mark.parametrize("timeout_ms", [10**15, 10**17])
+def test_a_timeout_past_what_the_stores_hold_fails_that_execution_only(sql_engine, timeout_ms):
+    # Timeouts of 31,000 years (10**15 ms) and more were accepted before durations were
+    # bounded; computed, such a deadline overflows Python's dates (10**15) or even
+    # PostgreSQL's interval (10**17), which would fail the whole claim statement. The
+    # claim leaves it uncomputed and fails that row alone.
     engine = sql_engine
     ok = engine.start(Fine, priority=1)
     poison = engine.start(Fine, priority=2)
     late = engine.start(Fine)
-    _set(engine, poison, timeout_ms=10**15)
+    _set(engine, poison, timeout_ms=timeout_ms)
     assert engine.drain() == 2
     assert engine.get_execution(ok).status == "completed"
     assert engine.get_execution(late).status == "completed"
     ex = engine.get_execution(poison)
     assert ex.status == "failed"
     assert ex.error["type"] == "durable.errors.UnreadableExecution"
-    assert "deadline" in ex.error["message"] or "timeout_ms" in ex.error["message"]
+    assert "timeout_ms: " in ex.error["message"]
+    assert "longer than any store keeps" in ex.error["message"]
     listed = {e.id: e for e in engine.list_executions()}
     assert listed[poison].status == "failed"
 
 
-def test_context_that_is_not_json_text_fails_that_execution_only(sql_engine):
+@pytest.mark.parametrize("context", ["{not json", "[]", '"a string"'])
+def test_context_that_is_not_a_json_object_fails_that_execution_only(sql_engine, context):
     engine = sql_engine
     poison = engine.start(Fine)
     ok = engine.start(Fine)
-    _set(engine, poison, context="{not json")
+    _set(engine, poison, context=context)
     assert engine.drain() == 1
     assert engine.get_execution(ok).status == "completed"
     ex = engine.get_execution(poison)
     assert ex.status == "failed"
     assert "context:" in ex.error["message"]
     assert ex.context == {}
+
+
+def test_an_error_that_is_not_the_rows_fault_fails_nothing(tmp_path, durable_clock, monkeypatch):
+    """A MemoryError (or a bug) while decoding is the process's trouble, not the row's: the
+    claim fails as a StoreError, the execution is left as it was, and runs later."""
+    import durable.stores.sql.store as sql_store
+
+    engine = durable.Engine(f"sqlite:///{tmp_path / 'memory.db'}", clock=durable_clock)
+    wid = engine.start(Fine, {"big": "input"})
+    real, calls = sql_store._loads, []
+
+    def short_of_memory(text):
+        if text and "big" in text and not calls:
+            calls.append(1)
+            raise MemoryError
+        return real(text)
+
+    monkeypatch.setattr(sql_store, "_loads", short_of_memory)
+    with pytest.raises(durable.StoreError, match="MemoryError"):
+        engine.drain()
+    assert engine.get_execution(wid).status == "pending"  # the claim was rolled back
+    assert engine.drain() == 1
+    ex = engine.get_execution(wid)
+    assert (ex.status, ex.unreadable) == ("completed", ())
+    engine.close()

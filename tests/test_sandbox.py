@@ -49,6 +49,25 @@ def test_each_test_gets_an_empty_store_shared_by_its_engines(sandbox_url, tmp_pa
         sandbox.close()
 
 
+def test_a_sqlite_sandbox_in_a_folder_with_percent_signs_and_spaces(tmp_path):
+    # The sandbox's URLs are URL paths: a folder named "run%41 b" stays itself.
+    workdir = tmp_path / "run%41 b"
+    sandbox = open_sandbox("sqlite:///ignored.db", workdir, "percent")
+    try:
+        with TimeTravelClock() as clock:
+            url = sandbox.for_test()
+            with durable.Engine(url, clock=clock, migrate=False) as engine:
+                wid = engine.start(OrderWorkflow, ORDER)
+                engine.drain()
+                assert engine.get_execution(wid).status == "completed"
+            files = workdir / "durable-percent"
+            assert [p.name for p in files.glob("test-*.db")] == [url.rsplit("/", 1)[1]]
+            sandbox.after_test(url)
+            assert list(files.glob("test-*.db*")) == []  # removed after, from that folder
+    finally:
+        sandbox.close()
+
+
 def test_postgres_sandbox_has_a_schema_of_its_own_and_truncates_now_and_then(
     postgres_url, tmp_path
 ):

@@ -209,20 +209,36 @@ def test_upgrade_from_version_4_keeps_runs_in_flight_recoverable(blank_url):
             )
         )
         conn.execute(
-            sa.insert(att).values(
-                execution_id="in-flight",
-                step_index=0,
-                name="validate",
-                attempt=1,
-                status="completed",
-                started_at=at(T0),
-                completed_at=at(T0),
-                logs="[]",
-                max_attempts=1,
-            )
+            sa.insert(att),
+            [
+                {
+                    "execution_id": "in-flight",
+                    "step_index": 0,
+                    "name": "validate",
+                    "attempt": 1,
+                    "status": "completed",
+                    "started_at": at(T0),
+                    "completed_at": at(T0),
+                    "logs": "[]",
+                    "max_attempts": 1,
+                },
+                {  # the current step failed once, with a budget of 4
+                    "execution_id": "in-flight",
+                    "step_index": 1,
+                    "name": "calculate_total",
+                    "attempt": 1,
+                    "status": "failed",
+                    "started_at": at(T0),
+                    "completed_at": at(T0),
+                    "logs": "[]",
+                    "max_attempts": 4,
+                },
+            ],
         )
     assert store.migrate(T0) == [5]
-    assert [(s.name, s.result) for s in store.steps("in-flight")] == [("validate", None)]
+    steps = store.steps("in-flight")
+    assert [(s.name, s.result) for s in steps] == [("validate", None), ("calculate_total", None)]
+    assert store.get("in-flight").max_attempts == 4  # backfilled from the step's last record
     (row,) = store.claim(
         queues=None,
         workflows=["process_order"],
@@ -237,7 +253,7 @@ def test_upgrade_from_version_4_keeps_runs_in_flight_recoverable(blank_url):
     store.restart_attempt("in-flight", row.token, now=now, record=lost)
     again = store.get("in-flight")
     assert (again.attempt, again.lost_attempts, again.attempt_started_at) == (1, 1, now)
-    assert [s.status for s in store.steps("in-flight")] == ["completed", "lost"]
+    assert [s.status for s in store.steps("in-flight")] == ["completed", "failed", "lost"]
     store.close()
 
 

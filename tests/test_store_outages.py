@@ -302,6 +302,21 @@ def test_a_worker_whose_clock_is_off_claims_nothing_and_says_why(
         skewed.close()
 
 
+def test_a_clock_stepped_back_after_a_check_is_checked_again_at_once(durable_store_url_pg):
+    clock = SkewedClock(timedelta(0))
+    good = durable.Engine(durable_store_url_pg)
+    engine = durable.Engine(durable_store_url_pg, clock=clock, migrate=False)
+    try:
+        assert engine.drain() == 0  # the first check: the clocks agree
+        clock.offset = -timedelta(hours=1)  # a VM resumed, a manual date change...
+        wid = good.start(ClockFlow, scheduled_at=datetime.now(UTC) - timedelta(hours=2))
+        assert engine.drain() == 0  # not an hour later: now
+        assert engine.get_execution(wid).status == "pending"
+    finally:
+        good.close()
+        engine.close()
+
+
 def test_a_small_difference_is_tolerated_and_the_limit_is_stated(durable_store_url_pg):
     engine = durable.Engine(durable_store_url_pg, clock=SkewedClock(timedelta(seconds=1)))
     try:

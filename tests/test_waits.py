@@ -675,5 +675,21 @@ def test_a_stored_schema_with_an_outside_reference_is_never_fetched(tmp_path):
     target = tmp_path / "schema.json"
     target.write_text('{"type": "integer"}')
     for ref in (target.as_uri(), "http://127.0.0.1:9/schema.json"):
-        with pytest.raises(durable.InvalidInput, match="refers outside itself.*never fetches"):
+        with pytest.raises(durable.InvalidInput, match="does not resolve within it.*never fetch"):
             validate_input("ok", 5, {"$ref": ref})
+
+
+@durable.workflow("wait_schema_dangling")
+class SchemaDangling:
+    @durable.step
+    def ask(self) -> None:
+        durable.wait_for_input("ok", schema={"$ref": "#/$defs/missing"})
+
+
+def test_a_schema_reference_to_a_part_it_lacks_is_refused_when_the_wait_is_made(
+    durable_engine,
+):
+    wid = durable_engine.start(SchemaDangling)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "failed"
+    assert "refers to '#/$defs/missing', which is not in the schema" in ex.error["message"]

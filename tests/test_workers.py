@@ -274,3 +274,31 @@ def test_graceful_stop_releases_between_steps(engine, durable_clock, recorder):
         gate.set()
     ex = engine.get_execution(wid)
     assert ex.status == "completed"  # the running step finished; nothing was lost
+
+
+@workflow("loses_between_waits")
+class LosesBetweenWaits:
+    @step  # one attempt, no retries
+    def work(self) -> None:
+        for i in range(5):
+            durable.wait_for_event(f"e{i}")
+        put_context("done", True)
+
+
+def test_losses_spread_over_a_waiting_steps_resumes_do_not_add_up(engine, durable_clock):
+    """Five resumes, each lost once with its worker before running (as when a claim's
+    reply is lost): each run that reaches the next wait is progress, so the count of lost
+    runs starts again there and the one-attempt step still completes."""
+    wid = engine.start(LosesBetweenWaits)
+    engine.drain()
+    for i in range(5):
+        engine.send_event(wid, f"e{i}")
+        crashed = durable.Engine(engine.store, clock=durable_clock, lease=seconds(30))
+        (_claimed,) = crashed._claim(None, limit=1)  # claims (begins the resume), dies
+        crashed._heartbeat.stop()
+        durable_clock.advance(seconds(30))
+        engine.drain()
+    ex = engine.get_execution(wid, include_steps=True)
+    assert (ex.status, ex.context) == ("completed", {"done": True})
+    assert [s.status for s in ex.steps].count("lost") == 5
+    assert "failed" not in [s.status for s in ex.steps]

@@ -97,7 +97,8 @@ class MemoryStore(Store):
 
     def _fenced(self, execution_id: str, token: int, write_id: str | None = None) -> ExecutionRow:
         row = self._row(execution_id)
-        if write_id is not None and row.last_write == write_id:
+        # Done already only while the claim is still ours (see SQLStore._fence_row).
+        if write_id is not None and row.last_write == write_id and row.token == token:
             raise AlreadyDone(_clone_row(row))
         if row.token != token or row.status != Status.RUNNING:
             raise LeaseLost(
@@ -515,6 +516,7 @@ class MemoryStore(Store):
             row.lease_expires_at = None
             row.worker_id = None
             row.suspended = True
+            row.lost_attempts = 0  # the run got to a wait: progress, so losses start again
             if w["status"] != "pending":
                 row.status, row.run_at = Status.PENDING, now
             else:
@@ -595,8 +597,10 @@ class MemoryStore(Store):
         with self._lock:
             if execution_id is None:
                 groups = list(self._waits.items())
-            else:
+            elif execution_id in self._rows:
                 groups = [(execution_id, self._waits.get(execution_id, {}))]
+            else:
+                groups = []
             out = [
                 w
                 for eid, mine in groups

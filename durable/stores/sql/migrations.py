@@ -193,6 +193,18 @@ def _v5_write_ids(conn: sa.Connection) -> None:
     ):
         conn.execute(sa.text(f"ALTER TABLE durable_executions ADD COLUMN {column}"))
     conn.execute(sa.text("ALTER TABLE durable_step_attempts ADD COLUMN result TEXT"))
+    # Executions in flight: the budget of their current step, as its last attempt recorded
+    # it (a step with no attempt recorded yet keeps 1 until its next record or step).
+    conn.execute(
+        sa.text(
+            "UPDATE durable_executions SET max_attempts = (SELECT a.max_attempts "
+            "FROM durable_step_attempts a WHERE a.execution_id = durable_executions.id "
+            "AND a.name = durable_executions.step_name ORDER BY a.seq DESC LIMIT 1) "
+            "WHERE completed_at IS NULL AND EXISTS (SELECT 1 FROM durable_step_attempts a "
+            "WHERE a.execution_id = durable_executions.id "
+            "AND a.name = durable_executions.step_name)"
+        )
+    )
 
 
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import sqlalchemy as sa
 
 from durable._text import redact_url
+from durable.durations import MAX_DURATION_MS
 from durable.errors import ConfigError
 from durable.plugins import StoreRegistry, hookimpl
 from durable.stores.sql.sqlite import _sql as sqlite_sql
@@ -106,7 +107,10 @@ def _sql() -> dict[str, Any]:
             "worker_id = %(worker)s, lease_expires_at = %(expires)s, "
             "claimable_at = %(expires)s, run_at = NULL, "
             "started_at = coalesce(started_at, %(now)s), "
+            # a timeout past what a store holds (written by an older version) is left for
+            # the claim to fail that row alone, not computed: it could overflow the interval
             "deadline = CASE WHEN deadline IS NULL AND timeout_ms IS NOT NULL "
+            f"AND timeout_ms <= {MAX_DURATION_MS} "
             "THEN %(now)s + timeout_ms * INTERVAL '1 millisecond' ELSE deadline END, "
             "attempt = CASE WHEN attempt_started_at IS NULL AND NOT suspended THEN attempt + 1 "
             "ELSE attempt END, "

@@ -138,8 +138,8 @@ def _sql() -> dict[str, Any]:
         "suspend": (
             "UPDATE durable_executions SET status = :status, run_at = :wake, "
             "claimable_at = :wake, lease_expires_at = NULL, worker_id = NULL, "
-            "attempt_started_at = NULL, suspended = TRUE, last_write = :write_id "
-            f"{fence} AND NOT cancel_requested RETURNING status, deadline"
+            "attempt_started_at = NULL, suspended = TRUE, last_write = :write_id, "
+            f"lost_attempts = 0 {fence} AND NOT cancel_requested RETURNING status, deadline"
         ),
         "wake": (
             "UPDATE durable_executions SET status = 'pending', run_at = :now, "

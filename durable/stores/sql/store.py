@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from durable._limits import MIN_TIME
 from durable._text import redact_url, scrub, url_secrets
+from durable.durations import MAX_DURATION_MS
 from durable.errors import DurableError, ExecutionNotFound, InvalidState, LeaseLost, StoreError
 from durable.models import FINISHED, Status, StepExecution, StepStatus, Wait
 from durable.stores.base import (
@@ -62,6 +63,13 @@ ATTEMPT_COLUMNS = (
     "execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs, "
     "max_attempts, retry_at, result"
 )
+
+
+# What "cannot be decoded" means: JSON that is broken (ValueError) or too deep to read
+# (RecursionError), a date Python cannot hold (OverflowError, or ValueError for the
+# PostgreSQL marker), an unknown status (ValueError). Anything else (MemoryError, a bug) is
+# not the row's fault and must not fail it for good: it propagates.
+_DECODING = (ValueError, TypeError, OverflowError, RecursionError)
 
 
 def _dumps(value: Any) -> str:
@@ -230,11 +238,14 @@ class SQLStore(Store):
         those fields empty and ``unreadable`` saying why, instead of failing the read."""
         try:
             return self._decode(r)
-        except Exception:  # any decoding failure: decode field by field
+        except _DECODING:  # a value this process cannot read: decode field by field
             return self._decode_leniently(r)
 
     def _decode(self, r: Sequence[Any]) -> ExecutionRow:
         dt = self._dt
+        context = _loads(r[7])
+        if not isinstance(context, dict):
+            raise ValueError("the context is not a JSON object")
         return ExecutionRow(
             seq=r[0],
             id=r[1],
@@ -243,7 +254,7 @@ class SQLStore(Store):
             queue=r[4],
             priority=r[5],
             input=_loads(r[6]),
-            context=_loads(r[7]),
+            context=context,
             created_at=dt(r[8]),  # type: ignore[arg-type]
             scheduled_at=dt(r[9]),  # type: ignore[arg-type]
             run_at=dt(r[10]),
@@ -274,7 +285,7 @@ class SQLStore(Store):
         def get(name: str, decode: Callable[[Any], Any], raw: Any, default: Any) -> Any:
             try:
                 return decode(raw)
-            except Exception as exc:  # recorded as a problem of the row
+            except _DECODING as exc:  # recorded as a problem of the row
                 why = "nested too deep to read" if isinstance(exc, RecursionError) else exc
                 problems.append(f"{name}: {why}")
                 return default
@@ -315,7 +326,7 @@ class SQLStore(Store):
         if not isinstance(row.context, dict):
             problems.append(f"context: a {type(row.context).__name__}, not a JSON object")
             row.context = {}
-        row.unreadable = tuple(problems) or ("the row: cannot be decoded",)
+        row.unreadable = tuple(problems)
         return row
 
     def _attempt_params(self, execution_id: str, r: StepExecution) -> dict[str, Any]:
@@ -641,11 +652,13 @@ class SQLStore(Store):
                 claimed.began = bool(values[-1])
                 if claimed.deadline is None and claimed.timeout_ms is not None:
                     try:
+                        if claimed.timeout_ms > MAX_DURATION_MS:
+                            raise OverflowError
                         claimed.deadline = now + timedelta(milliseconds=claimed.timeout_ms)
                     except OverflowError:
                         claimed.unreadable += (
-                            f"timeout_ms: {claimed.timeout_ms} ms puts the deadline past "
-                            "the year 9999",
+                            f"timeout_ms: {claimed.timeout_ms} ms is longer than any store "
+                            "keeps (at most 100 years)",
                         )
                     else:
                         cur.execute(
@@ -903,7 +916,9 @@ class SQLStore(Store):
         if found is None:
             raise ExecutionNotFound(f"no execution with id {execution_id!r}")
         row = self._row(found)
-        if write_id is not None and row.last_write == write_id:
+        # Done already only while the claim is still ours: after a takeover the old owner
+        # must stop (LeaseLost), even if its own write did commit before it.
+        if write_id is not None and row.last_write == write_id and row.token == token:
             raise AlreadyDone(row)
         if row.token != token or row.status != Status.RUNNING:
             raise LeaseLost(
