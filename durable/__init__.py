@@ -1,5 +1,7 @@
 """durable: durable, resumable workflows you can test with a time-travel clock."""
 
+import logging as _logging
+
 from durable._default import (
     cancel,
     configure,
@@ -45,6 +47,9 @@ from durable.waits import (
 )
 
 __version__ = "0.1.0"
+
+# A library logs; the application decides where to (``durable worker`` logs to stderr).
+_logging.getLogger("durable").addHandler(_logging.NullHandler())
 
 __all__ = [
     "Clock",
