@@ -107,6 +107,17 @@ class MemoryStore(Store):
             )
         return row
 
+    def _write(self, execution_id: str, token: int, write_id: str | None) -> ExecutionRow | None:
+        """Under the lock, for a fenced transition: the claimed row, marked with this
+        write's id; None when the id is on the row already (an earlier try committed)."""
+        write_id = write_id or uuid.uuid4().hex
+        try:
+            row = self._fenced(execution_id, token, write_id)
+        except AlreadyDone:
+            return None
+        row.last_write = write_id
+        return row
+
     # -- reads ---------------------------------------------------------------------------
 
     def create(self, row: ExecutionRow) -> tuple[ExecutionRow, bool]:
@@ -255,13 +266,10 @@ class MemoryStore(Store):
         attempt_ran: bool,
         write_id: str | None = None,
     ) -> None:
-        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            try:
-                row = self._fenced(execution_id, token, write_id)
-            except AlreadyDone:
+            row = self._write(execution_id, token, write_id)
+            if row is None:
                 return
-            row.last_write = write_id
             if not attempt_ran and row.attempt_started_at is not None:
                 if not row.suspended:
                     row.attempt -= 1
@@ -315,13 +323,10 @@ class MemoryStore(Store):
         next_max_attempts: int = 1,
         write_id: str | None = None,
     ) -> Status:
-        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            try:
-                row = self._fenced(execution_id, token, write_id)
-            except AlreadyDone as done:
-                return done.row.status
-            row.last_write = write_id
+            row = self._write(execution_id, token, write_id)
+            if row is None:
+                return self._rows[execution_id].status
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)
@@ -349,13 +354,10 @@ class MemoryStore(Store):
         error: dict[str, Any] | None,
         write_id: str | None = None,
     ) -> Status:
-        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            try:
-                row = self._fenced(execution_id, token, write_id)
-            except AlreadyDone as done:
-                return done.row.status
-            row.last_write = write_id
+            row = self._write(execution_id, token, write_id)
+            if row is None:
+                return self._rows[execution_id].status
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)
@@ -382,13 +384,10 @@ class MemoryStore(Store):
         record: StepExecution,
         write_id: str | None = None,
     ) -> None:
-        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            try:
-                row = self._fenced(execution_id, token, write_id)
-            except AlreadyDone:
+            row = self._write(execution_id, token, write_id)
+            if row is None:
                 return
-            row.last_write = write_id
             self._record(row, record)
             row.lost_attempts += 1
             row.attempt_started_at = now
@@ -407,13 +406,10 @@ class MemoryStore(Store):
     ) -> None:
         if status not in FINISHED:
             raise ValueError(f"finish() needs a final status, got {status}")
-        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            try:
-                row = self._fenced(execution_id, token, write_id)
-            except AlreadyDone:
+            row = self._write(execution_id, token, write_id)
+            if row is None:
                 return
-            row.last_write = write_id
             self._record(row, record)
             row.error = error
             self._end(row, status, now)
@@ -500,13 +496,10 @@ class MemoryStore(Store):
         seq: int,
         write_id: str | None = None,
     ) -> Status:
-        write_id = write_id or uuid.uuid4().hex
         with self._lock:
-            try:
-                row = self._fenced(execution_id, token, write_id)
-            except AlreadyDone as done:
-                return done.row.status
-            row.last_write = write_id
+            row = self._write(execution_id, token, write_id)
+            if row is None:
+                return self._rows[execution_id].status
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)

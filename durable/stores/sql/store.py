@@ -329,6 +329,23 @@ class SQLStore(Store):
         row.unreadable = tuple(problems)
         return row
 
+    def _fenced_params(
+        self,
+        execution_id: str,
+        token: int,
+        now: datetime,
+        write_id: str | None,
+        record: StepExecution,
+    ) -> dict[str, Any]:
+        """The parameters of a fenced transition that stores an attempt record."""
+        return {
+            "id": execution_id,
+            "token": token,
+            "now": self._ts(now),
+            "write_id": write_id or uuid.uuid4().hex,
+            **self._attempt_params(execution_id, record),
+        }
+
     def _attempt_params(self, execution_id: str, r: StepExecution) -> dict[str, Any]:
         return {
             "a_execution_id": execution_id,
@@ -720,14 +737,8 @@ class SQLStore(Store):
         next_max_attempts: int = 1,
         write_id: str | None = None,
     ) -> Status:
-        params = {
-            "id": execution_id,
-            "token": token,
-            "now": self._ts(now),
-            "context": _dumps(context),
-            "write_id": write_id or uuid.uuid4().hex,
-            **self._attempt_params(execution_id, record),
-        }
+        params = self._fenced_params(execution_id, token, now, write_id, record)
+        params["context"] = _dumps(context)
         if next_step is None:
             name = "complete_last"
         else:
@@ -786,13 +797,7 @@ class SQLStore(Store):
         error: dict[str, Any] | None,
         write_id: str | None = None,
     ) -> Status:
-        params: dict[str, Any] = {
-            "id": execution_id,
-            "token": token,
-            "now": self._ts(now),
-            "write_id": write_id or uuid.uuid4().hex,
-        }
-        params.update(self._attempt_params(execution_id, record))
+        params = self._fenced_params(execution_id, token, now, write_id, record)
         if retry_at is not None:
             params["retry_at"] = self._ts(retry_at)
             status = self._fenced_with_record("retry", params, execution_id, token, record, now)
@@ -811,13 +816,7 @@ class SQLStore(Store):
         record: StepExecution,
         write_id: str | None = None,
     ) -> None:
-        params: dict[str, Any] = {
-            "id": execution_id,
-            "token": token,
-            "now": self._ts(now),
-            "write_id": write_id or uuid.uuid4().hex,
-        }
-        params.update(self._attempt_params(execution_id, record))
+        params = self._fenced_params(execution_id, token, now, write_id, record)
         self._fenced_with_record("restart", params, execution_id, token, record, now)
 
     def finish(
