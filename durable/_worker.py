@@ -21,6 +21,34 @@ log = logging.getLogger("durable.worker")
 _MIN_IDLE = timedelta(milliseconds=20)
 
 
+class _Failures:
+    """Failures in a row of one repeated store call (renewing claims, claiming work),
+    logged so that an outage is a few lines: the first failure, every 20th, and the
+    recovery. An error that is not the store's (a bug) is logged every time."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.count = 0
+
+    def failed(self, exc: Exception) -> None:
+        self.count += 1
+        ours = isinstance(exc, DurableError)
+        if self.count == 1 or self.count % 20 == 0 or not ours:
+            log.log(
+                logging.WARNING if ours else logging.ERROR,
+                "durable: %s failed %s (%s); trying again with backoff",
+                self.what,
+                "once" if self.count == 1 else f"{self.count} times in a row",
+                exc,
+                exc_info=not ours,
+            )
+
+    def succeeded(self) -> None:
+        if self.count:
+            log.info("durable: %s works again, after %d failed tries", self.what, self.count)
+            self.count = 0
+
+
 class Heartbeat:
     """Renews every claim the engine holds once a third of its lease has passed, so a
     claim survives a missed beat."""
@@ -59,13 +87,13 @@ class Heartbeat:
 
     def _loop(self) -> None:
         engine = self._engine
-        failures = 0
+        failures = _Failures("renewing claims")
         while not self._stopped:
             until = self._next_beat()
-            if failures:
+            if failures.count:
                 # The store is failing: try again after a pause that doubles each time, up
                 # to a tenth of the lease, so a claim still gets renewed once it is back.
-                pause = min(100 * 2 ** (failures - 1), max(engine.lease_ms // 10, 100))
+                pause = min(100 * 2 ** (failures.count - 1), max(engine.lease_ms // 10, 100))
                 until = engine.clock.now() + timedelta(milliseconds=pause)
             engine.clock.wait_until(until, self._signal)
             self._signal.clear()
@@ -74,19 +102,9 @@ class Heartbeat:
             try:
                 self.beat()
             except Exception as exc:
-                failures += 1
-                if failures == 1 or failures % 20 == 0:
-                    log.warning(
-                        "durable: renewing %d claim(s) failed %s (%s); trying again with backoff",
-                        len(self._claims),
-                        "once" if failures == 1 else f"{failures} times in a row",
-                        exc,
-                        exc_info=not isinstance(exc, DurableError),
-                    )
-                continue
-            if failures:
-                log.info("durable: renewing claims works again, after %d failed tries", failures)
-                failures = 0
+                failures.failed(exc)
+            else:
+                failures.succeeded()
 
     def beat(self) -> None:
         """Renew every held claim that is due for renewal, now, in this thread.
@@ -168,35 +186,19 @@ class Worker:
         engine._add_worker(self)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="durable-worker")
         backoff_ms = 100
-        failures = 0
+        failures = _Failures("claiming work")
         try:
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
                     until = self._claim_some(pool)
                 except Exception as exc:
-                    failures += 1
-                    # Logged once, then every 20th time, then when it works again: an
-                    # outage is a few lines, not one per try.
-                    if failures == 1 or failures % 20 == 0 or not isinstance(exc, DurableError):
-                        level = logging.WARNING if isinstance(exc, DurableError) else logging.ERROR
-                        log.log(
-                            level,
-                            "durable: claiming work failed %s (%s); trying again in %d ms, "
-                            "backing off up to 30 s",
-                            "once" if failures == 1 else f"{failures} times in a row",
-                            exc,
-                            backoff_ms,
-                            exc_info=level == logging.ERROR,
-                        )
+                    failures.failed(exc)
                     until = clock.now() + timedelta(milliseconds=backoff_ms)
-                    backoff_ms = min(backoff_ms * 2, 30_000)
+                    backoff_ms = min(backoff_ms * 2, 30_000)  # 0.1 s doubling to 30 s
                 else:
-                    if failures:
-                        log.info(
-                            "durable: claiming work works again, after %d failed tries", failures
-                        )
-                    failures, backoff_ms = 0, 100
+                    failures.succeeded()
+                    backoff_ms = 100
                 if until is not None:
                     clock.wait_until(until, self._wake)
         finally:

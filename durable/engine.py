@@ -244,9 +244,7 @@ class Engine:
         if status is not None:
             raw = [status] if isinstance(status, str) else list(status)
             statuses = [_status(s) for s in raw]
-        queues = None if queue is None else ([queue] if isinstance(queue, str) else list(queue))
-        for name in [*(workflows or ()), *(queues or ())]:
-            check_name(name, "a workflow or queue name to list")
+        queues = None if queue is None else _queues([queue] if isinstance(queue, str) else queue)
         rows = self.store.list_executions(
             workflows=workflows, statuses=statuses, queues=queues, limit=limit
         )
@@ -378,7 +376,7 @@ class Engine:
         last = self._skew_checked_at
         if last is not None and timedelta(0) <= now - last < recheck:
             return not self._refusing_claims
-        before = self.clock.now()
+        before = now
         server = self.store.server_time()
         after = self.clock.now()
         self._skew_checked_at = after

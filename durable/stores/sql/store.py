@@ -80,6 +80,13 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _context(text: str) -> dict[str, Any]:
+    context = json.loads(text)
+    if not isinstance(context, dict):
+        raise ValueError(f"a JSON {type(context).__name__}, not a JSON object")
+    return context
+
+
 class SQLStore(Store):
     """What the SQL stores share. Subclasses give the statements and the connections."""
 
@@ -237,85 +244,53 @@ class SQLStore(Store):
         recursion limit, a date past year 9999, text that is not JSON) comes back with
         those fields empty and ``unreadable`` saying why, instead of failing the read."""
         try:
-            return self._decode(r)
-        except _DECODING:  # a value this process cannot read: decode field by field
-            return self._decode_leniently(r)
+            return self._decode(r, None)
+        except _DECODING:  # a value this process cannot read: note each one that fails
+            problems: list[str] = []
+            row = self._decode(r, problems)
+            row.unreadable = tuple(problems)
+            return row
 
-    def _decode(self, r: Sequence[Any]) -> ExecutionRow:
-        dt = self._dt
-        context = _loads(r[7])
-        if not isinstance(context, dict):
-            raise ValueError("the context is not a JSON object")
-        return ExecutionRow(
-            seq=r[0],
-            id=r[1],
-            workflow=r[2],
-            status=Status(r[3]),
-            queue=r[4],
-            priority=r[5],
-            input=_loads(r[6]),
-            context=context,
-            created_at=dt(r[8]),  # type: ignore[arg-type]
-            scheduled_at=dt(r[9]),  # type: ignore[arg-type]
-            run_at=dt(r[10]),
-            timeout_ms=r[11],
-            idempotency_key=r[12],
-            started_at=dt(r[13]),
-            completed_at=dt(r[14]),
-            deadline=dt(r[15]),
-            step_index=r[16],
-            step_name=r[17],
-            attempt=r[18],
-            attempt_started_at=dt(r[19]),
-            error=_loads(r[20]),
-            token=r[21],
-            worker_id=r[22],
-            lease_expires_at=dt(r[23]),
-            cancel_requested=bool(r[24]),
-            cancel_reason=r[25],
-            suspended=bool(r[26]),
-            last_write=r[27],
-            lost_attempts=r[28],
-            max_attempts=r[29],
-        )
+    def _decode(self, r: Sequence[Any], problems: list[str] | None) -> ExecutionRow:
+        """Decode ``r``. With ``problems`` (a list), a field that does not decode is noted
+        there and left empty; without, its error is raised."""
 
-    def _decode_leniently(self, r: Sequence[Any]) -> ExecutionRow:
-        problems: list[str] = []
-
-        def get(name: str, decode: Callable[[Any], Any], raw: Any, default: Any) -> Any:
+        def field(name: str, decode: Callable[[Any], Any], i: int, default: Any) -> Any:
+            if problems is None:
+                return decode(r[i])
             try:
-                return decode(raw)
-            except _DECODING as exc:  # recorded as a problem of the row
+                return decode(r[i])
+            except _DECODING as exc:
                 why = "nested too deep to read" if isinstance(exc, RecursionError) else exc
                 problems.append(f"{name}: {why}")
                 return default
 
         dt = self._dt
-        row = ExecutionRow(
+        return ExecutionRow(
             seq=r[0],
             id=r[1],
             workflow=r[2],
-            status=get("status", Status, r[3], Status.FAILED),
+            status=field("status", Status, 3, Status.FAILED),
             queue=r[4],
             priority=r[5],
-            input=get("input", _loads, r[6], None),
-            context=get("context", _loads, r[7], {}),
-            created_at=get("created_at", dt, r[8], MIN_TIME),
-            scheduled_at=get("scheduled_at", dt, r[9], MIN_TIME),
-            run_at=get("run_at", dt, r[10], None),
+            input=field("input", _loads, 6, None),
+            context=field("context", _context, 7, {}),
+            created_at=field("created_at", dt, 8, MIN_TIME),
+            scheduled_at=field("scheduled_at", dt, 9, MIN_TIME),
+            run_at=field("run_at", dt, 10, None),
             timeout_ms=r[11],
             idempotency_key=r[12],
-            started_at=get("started_at", dt, r[13], None),
-            completed_at=get("completed_at", dt, r[14], None),
-            deadline=get("deadline", dt, r[15], None),
+            started_at=field("started_at", dt, 13, None),
+            completed_at=field("completed_at", dt, 14, None),
+            deadline=field("deadline", dt, 15, None),
             step_index=r[16],
             step_name=r[17],
             attempt=r[18],
-            attempt_started_at=get("attempt_started_at", dt, r[19], None),
-            error=get("error", _loads, r[20], None),
+            attempt_started_at=field("attempt_started_at", dt, 19, None),
+            error=field("error", _loads, 20, None),
             token=r[21],
             worker_id=r[22],
-            lease_expires_at=get("lease_expires_at", dt, r[23], None),
+            lease_expires_at=field("lease_expires_at", dt, 23, None),
             cancel_requested=bool(r[24]),
             cancel_reason=r[25],
             suspended=bool(r[26]),
@@ -323,11 +298,6 @@ class SQLStore(Store):
             lost_attempts=r[28],
             max_attempts=r[29],
         )
-        if not isinstance(row.context, dict):
-            problems.append(f"context: a {type(row.context).__name__}, not a JSON object")
-            row.context = {}
-        row.unreadable = tuple(problems)
-        return row
 
     def _fenced_params(
         self,
@@ -832,28 +802,20 @@ class SQLStore(Store):
     ) -> None:
         if status not in FINISHED:
             raise ValueError(f"finish() needs a final status, got {status}")
-        write_id = write_id or uuid.uuid4().hex
-        try:
-            with self._cursor(write=True) as cur:
-                cur.execute(
-                    self.SQL["end"],
-                    {
-                        "id": execution_id,
-                        "token": token,
-                        "status": status.value,
-                        "now": self._ts(now),
-                        "error": None if error is None else _dumps(error),
-                        "write_id": write_id,
-                    },
-                )
-                if cur.fetchone() is None:
-                    self._why(cur, execution_id, token, write_id)
-                if record is not None:
-                    cur.execute(
-                        self.SQL["insert_attempt"], self._attempt_params(execution_id, record)
-                    )
-        except AlreadyDone:
-            return
+        params = {
+            "id": execution_id,
+            "token": token,
+            "status": status.value,
+            "now": self._ts(now),
+            "error": None if error is None else _dumps(error),
+            "write_id": write_id or uuid.uuid4().hex,
+        }
+
+        def also_record(cur: Any) -> None:
+            if record is not None:
+                cur.execute(self.SQL["insert_attempt"], self._attempt_params(execution_id, record))
+
+        self._fenced_write("end", params, execution_id, token, also_record)
 
     def release(
         self,
@@ -864,24 +826,37 @@ class SQLStore(Store):
         attempt_ran: bool,
         write_id: str | None = None,
     ) -> None:
-        write_id = write_id or uuid.uuid4().hex
+        params = {
+            "id": execution_id,
+            "token": token,
+            "now": self._ts(now),
+            "ran": attempt_ran,
+            "write_id": write_id or uuid.uuid4().hex,
+        }
+        if self._fenced_write("release", params, execution_id, token):
+            self._wake_others()
+
+    def _fenced_write(
+        self,
+        name: str,
+        params: dict[str, Any],
+        execution_id: str,
+        token: int,
+        then: Callable[[Any], None] | None = None,
+    ) -> bool:
+        """One fenced statement in a write transaction (then ``then(cur)`` in it); on no
+        match, why (LeaseLost, ExecutionNotFound). False when an earlier try of this write
+        committed, so nothing was written now."""
         try:
             with self._cursor(write=True) as cur:
-                cur.execute(
-                    self.SQL["release"],
-                    {
-                        "id": execution_id,
-                        "token": token,
-                        "now": self._ts(now),
-                        "ran": attempt_ran,
-                        "write_id": write_id,
-                    },
-                )
+                cur.execute(self.SQL[name], params)
                 if cur.fetchone() is None:
-                    self._why(cur, execution_id, token, write_id)
+                    self._why(cur, execution_id, token, params["write_id"])
+                if then is not None:
+                    then(cur)
         except AlreadyDone:
-            return
-        self._wake_others()
+            return False
+        return True
 
     # -- waits ---------------------------------------------------------------------------
 
