@@ -78,8 +78,8 @@ def _run_one(engine: durable.Engine) -> str:
     """Start one execution and run it to completion the way a worker does: one claim,
     then its steps (drain() would add a last claim that finds nothing)."""
     wid = engine.start(ThreeNoop)
-    (row,) = engine._claim(None, limit=1)
-    engine._execute(row)
+    (row,) = engine.scheduler.claim(None, limit=1)
+    engine.scheduler.execute(row)
     return wid
 
 

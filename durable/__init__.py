@@ -34,9 +34,11 @@ from durable.errors import (
     WorkflowNotFound,
     WorkflowTimeout,
 )
+from durable.hookspecs import StepCall
 from durable.models import Execution, Status, StepExecution, StepStatus, Wait
 from durable.plugins import hookimpl
 from durable.retry import Retry
+from durable.scheduler import Scheduler
 from durable.waits import (
     sleep_for,
     sleep_until,
@@ -63,8 +65,10 @@ __all__ = [
     "InvalidState",
     "LeaseLost",
     "Retry",
+    "Scheduler",
     "SerializationError",
     "Status",
+    "StepCall",
     "StepDef",
     "StepExecution",
     "StepNotFound",

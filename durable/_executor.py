@@ -40,6 +40,7 @@ from durable.errors import (
     WorkerLost,
     WorkflowTimeout,
 )
+from durable.hookspecs import StepCall
 from durable.models import Status, StepExecution, StepStatus, Wait
 from durable.retry import Retry
 from durable.stores.base import ExecutionRow, Store
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("durable.executor")
 
-StepAround = Callable[[StepDef, Callable[[], Any]], Any]
 T = TypeVar("T")
 
 # Pauses between tries of a transition whose commit failed, in real seconds: the first
@@ -105,7 +105,7 @@ class _Walk:
     row: ExecutionRow
     claim: Claim
     wdef: WorkflowDef
-    should_stop: Callable[[str], bool]
+    stop_at: Callable[[str], bool]
     index: int
     attempt: int
     context: dict[str, Any]
@@ -175,9 +175,6 @@ class Executor:
         self.plugins = plugins
         self.runner = runner
         self.lease_ms = lease_ms
-        # (workflow, step) -> around(sdef, call): runs in the attempt instead of ``call()``.
-        # The seam durable_testing's step overrides use; empty in production.
-        self.overrides: dict[tuple[str, str], StepAround] = {}
 
     # -- observers -----------------------------------------------------------------------
 
@@ -248,17 +245,17 @@ class Executor:
     # -- the step loop -------------------------------------------------------------------
 
     def run(
-        self, row: ExecutionRow, claim: Claim, should_stop: Callable[[str], bool] = lambda _: False
+        self, row: ExecutionRow, claim: Claim, stop_at: Callable[[str], bool] = lambda _: False
     ) -> None:
         """Run ``row`` (just claimed) until it finishes, is rescheduled or is released.
 
-        ``should_stop(next_step_name)`` is asked between steps: when true the claim is
+        ``stop_at(next_step_name)`` is asked between steps: when true the claim is
         released rather than the next step begun (a worker shutting down gracefully, a test
         stopping at a step). A KeyboardInterrupt or SystemExit (from the step, or Ctrl-C)
         releases the claim, the attempt left in flight for the next owner to run again,
         and is raised on."""
         try:
-            self._run(row, claim, should_stop)
+            self._run(row, claim, stop_at)
         except LeaseLost as exc:
             log.warning("durable: %s; this worker stops working on it", exc)
         except StepNotFound as exc:
@@ -286,13 +283,13 @@ class Executor:
             except Exception:
                 log.exception("durable: could not record the internal error of %s", row.id)
 
-    def _run(self, row: ExecutionRow, claim: Claim, should_stop: Callable[[str], bool]) -> None:
+    def _run(self, row: ExecutionRow, claim: Claim, stop_at: Callable[[str], bool]) -> None:
         wdef = get_workflow(row.workflow)
         w = _Walk(
             row=row,
             claim=claim,
             wdef=wdef,
-            should_stop=should_stop,
+            stop_at=stop_at,
             index=_resolve_step(wdef, row),
             attempt=row.attempt,
             context=row.context,
@@ -358,7 +355,7 @@ class Executor:
             )
             w.row.lost_attempts += 1
             w.in_flight_since, w.begun = now, True
-        if w.should_stop(w.sdef.name):
+        if w.stop_at(w.sdef.name):
             self._commit(
                 w.claim,
                 "releasing",
@@ -404,9 +401,21 @@ class Executor:
         run.waiter = partial(self._reach_wait, run, w.claim)
         run.owner = OwnerCalls()
         call: Callable[[], Any] = partial(_call_step, w.wdef, sdef)
-        around = self.overrides.get((w.wdef.name, sdef.name)) if self.overrides else None
-        if around is not None:
-            call = partial(around, sdef, call)
+        if self.plugins.wraps_steps:
+            # The around-step hook runs inside the attempt: on its thread for a sync step,
+            # in its task on the event loop for an async one.
+            step_call = StepCall(
+                workflow=w.wdef.name,
+                execution_id=w.eid,
+                step=sdef.name,
+                attempt=w.attempt,
+                is_async=sdef.is_async,
+                body=call,
+            )
+            call = partial(
+                self.plugins.call_step_async if sdef.is_async else self.plugins.call_step,
+                step_call,
+            )
         until = self._until(sdef, started, w.row.deadline)
         try:
             outcome = invoke(
@@ -516,13 +525,13 @@ class Executor:
     def _complete(
         self, w: _Walk, done: StepExecution, new_context: dict[str, Any], now: datetime
     ) -> bool:
-        eid, token, wdef, index = w.eid, w.token, w.wdef, w.index
-        last = index + 1 >= len(wdef.steps)
-        next_step = None if last else (index + 1, wdef.steps[index + 1].name)
-        next_budget = 1 if last else wdef.steps[index + 1].policy(wdef.default_retry).max_attempts
+        eid, token, wdef = w.eid, w.token, w.wdef
+        upcoming = wdef.next_step(done.name, done.result)
+        next_step = None if upcoming is None else (wdef.step_index(upcoming.name), upcoming.name)
+        next_budget = 1 if upcoming is None else wdef.budget(upcoming)
         start_next = (
-            not last
-            and not w.should_stop(wdef.steps[index + 1].name)
+            upcoming is not None
+            and not w.stop_at(upcoming.name)
             and not w.claim.lost
             and (w.row.deadline is None or now < w.row.deadline)
         )
@@ -549,7 +558,7 @@ class Executor:
             w.row,
             status=status,
             context=new_context,
-            step_index=index if next_step is None else next_step[0],
+            step_index=w.index if next_step is None else next_step[0],
             step_name=done.name if next_step is None else next_step[1],
             attempt=w.attempt if next_step is None else (1 if start_next else 0),
             attempt_started_at=now if start_next else None,
@@ -561,7 +570,8 @@ class Executor:
             self._notify("durable_workflow_completed", eid, after)
             return False
         w.context = new_context
-        w.index += 1
+        assert next_step is not None
+        w.index = next_step[0]
         w.attempt = 1 if start_next else 0
         w.in_flight_since = now if start_next else None
         w.begun = start_next

@@ -11,6 +11,7 @@ import inspect
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from durable._limits import check_name
@@ -45,22 +46,51 @@ class StepDef:
 
 @dataclass(frozen=True, slots=True)
 class WorkflowDef:
-    """A registered workflow: its name, options and ordered steps."""
+    """A registered workflow: its name, options, ordered steps and its step plan.
+
+    The plan (what runs after each step, given how it ended) is built when the class is
+    defined; the executor asks it through :meth:`next_step` rather than counting steps.
+    """
 
     name: str
     cls: type
     steps: tuple[StepDef, ...]
     timeout: int | None = None
-    max_retries: int | None = None
     queue: str = "default"
-    default_retry: Retry | None = field(default=None)
+    default_retry: Retry | None = None
+    _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    _after: Mapping[str, StepDef | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {s.name: i for i, s in enumerate(self.steps)}
+        after = {
+            s.name: self.steps[i + 1] if i + 1 < len(self.steps) else None
+            for i, s in enumerate(self.steps)
+        }
+        object.__setattr__(self, "_index", MappingProxyType(index))
+        object.__setattr__(self, "_after", MappingProxyType(after))
+
+    @property
+    def first_step(self) -> StepDef:
+        """The step a new execution starts with."""
+        return self.steps[0]
+
+    def step(self, name: str) -> StepDef:
+        """The named step (KeyError when the workflow has none of that name)."""
+        return self.steps[self._index[name]]
 
     def step_index(self, name: str) -> int:
-        """Position of the named step."""
-        for i, s in enumerate(self.steps):
-            if s.name == name:
-                return i
-        raise KeyError(name)
+        """Position of the named step in the written order (KeyError if unknown)."""
+        return self._index[name]
+
+    def next_step(self, current: str, outcome: Any = None) -> StepDef | None:
+        """What runs after step ``current`` completed, given its ``outcome`` (what it
+        returned); None when the workflow is done. Steps run in written order."""
+        return self._after[current]
+
+    def budget(self, sdef: StepDef) -> int:
+        """How many attempts ``sdef`` gets in this workflow."""
+        return sdef.policy(self.default_retry).max_attempts
 
 
 @overload
@@ -169,7 +199,6 @@ def workflow(
             cls=cls,
             steps=tuple(found.values()),
             timeout=timeout_ms,
-            max_retries=max_retries,
             queue=queue,
             default_retry=default_retry,
         )

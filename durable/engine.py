@@ -10,12 +10,10 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 
-from durable._executor import Executor
-from durable._invoke import AsyncRunner
 from durable._json import normalise
 from durable._limits import (
     MAX_KEY_LENGTH,
@@ -27,13 +25,14 @@ from durable._limits import (
 )
 from durable._runtime import install_log_capture
 from durable._text import redact_url
-from durable._worker import Heartbeat, Worker
-from durable.clock import Clock, SystemClock
+from durable._worker import Worker
+from durable.clock import Clock
 from durable.dsl import WorkflowDef, get_workflow, registered_workflows
 from durable.durations import seconds, to_ms
 from durable.errors import ConfigError, ExecutionNotFound, InvalidState
 from durable.models import Execution, Status, StepExecution, StepStatus, Wait
 from durable.plugins import PluginHost
+from durable.scheduler import Scheduler
 from durable.stores.base import ExecutionRow, Store
 from durable.waits import validate_input
 
@@ -44,7 +43,6 @@ __all__ = ["DEFAULT_STORE", "Engine"]
 DEFAULT_STORE = "sqlite:///durable.db"
 DEFAULT_LEASE = seconds(30)
 DEFAULT_POLL = seconds(1)
-MAX_SKEW_MS = seconds(5)
 
 WorkflowRef = str | type | WorkflowDef
 
@@ -98,18 +96,16 @@ class Engine:
             worker_id or f"{socket.gethostname()[:160]}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             "worker_id",
         )
-        self._runner = AsyncRunner()
-        self._executor = Executor(self.store, self.clock, self.plugins, self._runner, self.lease_ms)
-        self._heartbeat = Heartbeat(self)
+        self.scheduler = Scheduler(
+            self.store,
+            self.clock,
+            self.plugins,
+            lease_ms=self.lease_ms,
+            worker_id=self.worker_id,
+            store_label=self.store_label,
+        )
         self._workers: list[Worker] = []
         self._workers_lock = threading.Lock()
-        self._subscribed = False
-        # Clock skew: checked against the store's clock (PostgreSQL) for real clocks only.
-        self._checks_skew = isinstance(self.clock, SystemClock) or bool(
-            getattr(self.clock, "wall_clock", False)
-        )
-        self._skew_checked_at: datetime | None = None
-        self._refusing_claims = False
         install_log_capture()
 
     def __repr__(self) -> str:
@@ -161,8 +157,8 @@ class Engine:
             run_at=when,
             timeout_ms=wdef.timeout,
             idempotency_key=idempotency_key,
-            step_name=wdef.steps[0].name,
-            max_attempts=wdef.steps[0].policy(wdef.default_retry).max_attempts,
+            step_name=wdef.first_step.name,
+            max_attempts=wdef.budget(wdef.first_step),
         )
         stored, created = self.store.create(row)
         if not created and (
@@ -220,10 +216,9 @@ class Engine:
         wdef = registered_workflows().get(row.workflow)
         if wdef is not None and row.step_name is not None:
             try:
-                sdef = wdef.steps[wdef.step_index(row.step_name)]
+                return wdef.budget(wdef.step(row.step_name))
             except KeyError:
                 return row.max_attempts
-            return sdef.policy(wdef.default_retry).max_attempts
         return row.max_attempts
 
     def list_executions(
@@ -356,72 +351,11 @@ class Engine:
 
     # -- running -------------------------------------------------------------------------
 
-    def _workflow_names(self) -> list[str]:
-        return list(registered_workflows())
-
     def max_clock_skew_ms(self) -> int:
         """How far this engine's clock may be from the store's before it stops claiming:
         the smaller of 5 s and a third of the lease (a clock off by more than that could
         take over live claims of other workers, or let them take over its own)."""
-        return min(MAX_SKEW_MS, self.lease_ms // 3)
-
-    def _clock_agrees(self) -> bool:
-        """False while this engine's clock is too far from the store's (checked at the
-        first claim, then every minute; every 5 s while it disagrees)."""
-        if not self._checks_skew:
-            return True
-        now = self.clock.now()
-        recheck = timedelta(seconds=5 if self._refusing_claims else 60)
-        # (a clock stepped back since the last check makes the difference negative: check)
-        last = self._skew_checked_at
-        if last is not None and timedelta(0) <= now - last < recheck:
-            return not self._refusing_claims
-        before = now
-        server = self.store.server_time()
-        after = self.clock.now()
-        self._skew_checked_at = after
-        if server is None:  # the store has no clock of its own: nothing to compare
-            self._checks_skew = False
-            return True
-        skew_ms = ((before + (after - before) / 2) - server) / timedelta(milliseconds=1)
-        allowed = self.max_clock_skew_ms() + (after - before) / timedelta(milliseconds=2)
-        refusing = abs(skew_ms) > allowed
-        if refusing:
-            log.error(
-                "durable: this worker's clock is %.1f s %s the store's (%s); it claims no "
-                "work while they differ by more than %.1f s, or it could take over live "
-                "claims. Keep clocks synchronised (NTP); it checks again in 5 s",
-                abs(skew_ms) / 1000,
-                "ahead of" if skew_ms > 0 else "behind",
-                self.store_label,
-                self.max_clock_skew_ms() / 1000,
-            )
-        elif self._refusing_claims:
-            log.warning("durable: the clocks agree again (%.3f s apart); claiming", skew_ms / 1000)
-        self._refusing_claims = refusing
-        return not refusing
-
-    def _claim(self, queues: Sequence[str] | None, *, limit: int) -> list[ExecutionRow]:
-        self._heartbeat.beat()
-        if not self._clock_agrees():
-            return []
-        return self.store.claim(
-            queues=queues,
-            workflows=self._workflow_names(),
-            worker_id=self.worker_id,
-            now=self.clock.now(),
-            lease_ms=self.lease_ms,
-            limit=limit,
-        )
-
-    def _execute(
-        self, row: ExecutionRow, should_stop: Callable[[str], bool] = lambda _: False
-    ) -> None:
-        claim = self._heartbeat.hold(row)
-        try:
-            self._executor.run(row, claim, should_stop)
-        finally:
-            self._heartbeat.drop(claim)
+        return self.scheduler.max_clock_skew_ms()
 
     def drain(self, queues: Sequence[str] | None = None) -> int:
         """Run everything runnable now, in this thread, then return how many claims ran.
@@ -429,14 +363,7 @@ class Engine:
         Work that falls due later (a retry's backoff, a scheduled start) is left for a later
         ``drain()`` or a worker: advance a test clock to reach it.
         """
-        queues = _queues(queues)
-        ran = 0
-        while True:
-            rows = self._claim(queues, limit=1)
-            if not rows:
-                return ran
-            self._execute(rows[0])
-            ran += 1
+        return self.scheduler.run_due(_queues(queues))
 
     def run_worker(
         self,
@@ -455,6 +382,7 @@ class Engine:
         try:
             worker.run()
         finally:
+            self._forget_worker(worker)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
@@ -475,6 +403,7 @@ class Engine:
         finally:
             worker.stop()
             thread.join()
+            self._forget_worker(worker)
 
     def _make_worker(
         self, queues: Sequence[str] | None, concurrency: int, poll_interval: int | Any
@@ -482,26 +411,20 @@ class Engine:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
         poll_ms = to_ms(poll_interval, what="poll_interval", allow_zero=False)
-        return Worker(self, queues=_queues(queues), concurrency=concurrency, poll_ms=poll_ms)
-
-    def _add_worker(self, worker: Worker) -> None:
+        worker = Worker(
+            self.scheduler, queues=_queues(queues), concurrency=concurrency, poll_ms=poll_ms
+        )
         with self._workers_lock:
-            self._workers.append(worker)
-            # Only workers need to hear of work made by other processes; an engine that only
-            # starts and drains (a test, a web handler) keeps no listening connection.
-            if not self._subscribed:
-                self._subscribed = True
-                self.store.subscribe(self._wake_workers)
+            self._workers.append(worker)  # for close() to stop
+        return worker
 
-    def _remove_worker(self, worker: Worker) -> None:
+    def _forget_worker(self, worker: Worker) -> None:
         with self._workers_lock:
             if worker in self._workers:
                 self._workers.remove(worker)
 
     def _wake_workers(self) -> None:
-        with self._workers_lock:
-            for w in self._workers:
-                w.wake()
+        self.scheduler.wake()
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Stop this engine's workers, wait up to ``timeout`` seconds for their running
@@ -517,8 +440,7 @@ class Engine:
                     "(its execution resumes elsewhere when the lease expires)",
                     timeout,
                 )
-        self._heartbeat.stop()
-        self._runner.close()
+        self.scheduler.close()
         self.store.close()
 
     def __enter__(self) -> Self:

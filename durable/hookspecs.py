@@ -5,11 +5,15 @@ system clock register the same way) or passed as ``Engine(plugins=[...])``. Impl
 with :data:`durable.plugins.hookimpl`. Registration hooks are called once per engine with a
 registry to add to. Observer hooks are called after the transition they report was
 committed, in the worker that made it, at least once; an exception in an observer is logged
-and never fails the workflow. No hook here is ``firstresult``: every implementation runs.
+and never fails the workflow; observers must be plain functions (``wrapper=True`` is
+refused when the engine is built). :func:`durable_step_call` is the one around hook: its
+implementations must be ``wrapper=True`` generators.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +24,45 @@ if TYPE_CHECKING:
     from durable.plugins import ClockRegistry, StoreRegistry
 
 hookspec = pluggy.HookspecMarker("durable")
+
+WRAPPER_HOOKS = frozenset({"durable_step_call"})
+"""Hooks whose implementations wrap something (``wrapper=True``); every other hook is a
+registration or an observer and takes plain implementations only."""
+
+
+@dataclass(slots=True)
+class StepCall:
+    """One step attempt about to run, as :func:`durable_step_call` wrappers see it.
+
+    ``body`` runs the step: it returns the step's value (for an ``async def`` step, the
+    coroutine to await). A wrapper may replace ``body`` before it yields, to run something
+    else in the step's place (``durable_testing``'s step overrides do).
+    """
+
+    workflow: str
+    execution_id: str
+    step: str
+    attempt: int
+    is_async: bool
+    body: Callable[[], Any]
+
+
+@hookspec(firstresult=True)
+def durable_step_call(call: StepCall) -> Any:
+    """Wrap each step attempt: implement it as ``@hookimpl(wrapper=True)`` generator,
+    ``result = yield`` runs the attempt (raising what it raised), and what the wrapper
+    returns is the step's result::
+
+        @hookimpl(wrapper=True)
+        def durable_step_call(call):
+            with tracer.start_as_current_span(call.step):
+                return (yield)
+
+    Called inside the attempt, on its thread (a sync step) or in its task on the engine's
+    event loop (an async step, whose wrappers' code after ``yield`` runs once the step's
+    coroutine has finished), so context variables a wrapper sets are seen by the step.
+    A wrapper that raises before it yields fails the attempt with that error.
+    """
 
 
 @hookspec

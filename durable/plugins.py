@@ -104,6 +104,17 @@ def entry_point_plugins(*, refresh: bool = False) -> list[tuple[str, ModuleType 
         return list(_ep_cache)
 
 
+class _StepBody:
+    """The innermost implementation of ``durable_step_call``: runs the step's body."""
+
+    @hookimpl(trylast=True)
+    def durable_step_call(self, call: hookspecs.StepCall) -> Any:
+        return call.body()
+
+
+_BODY_PLUGIN = "durable:step-body"
+
+
 class PluginHost:
     """One engine's plugin manager: entry point plugins plus the engine's own."""
 
@@ -116,16 +127,37 @@ class PluginHost:
             self.pm.register(plugin, name=f"entrypoint:{name}")
         for plugin in extra:
             self.pm.register(plugin)
+        self.pm.register(_StepBody(), name=_BODY_PLUGIN)
         self.hook = self.pm.hook
+        names = [n for n in dir(hookspecs) if n.startswith("durable_") and hasattr(self.hook, n)]
+        for name in names:
+            _check_impls(name, getattr(self.hook, name).get_hookimpls())
         # The plugins are fixed once the engine is built; observers are asked about on
-        # every step, so answer from a table rather than from pluggy each time.
-        self._observed = {
-            name: bool(getattr(self.hook, name).get_hookimpls())
-            for name in dir(hookspecs)
-            if name.startswith("durable_") and hasattr(self.hook, name)
-        }
+        # every step, so answer from a table rather than from pluggy each time. Each
+        # observer gets its own pluggy caller, so that one that raises is logged and the
+        # others still hear of the transition.
+        self._observers: dict[str, list[tuple[str, Any]]] = {}
+        for name in names:
+            if name in hookspecs.WRAPPER_HOOKS:
+                continue
+            impls = getattr(self.hook, name).get_hookimpls()
+            self._observers[name] = [
+                (
+                    _label(impl),
+                    self.pm.subset_hook_caller(
+                        name, [i.plugin for i in impls if i.plugin is not impl.plugin]
+                    ),
+                )
+                for impl in impls
+            ]
+        self._step_wrappers = [
+            impl for impl in reversed(self.hook.durable_step_call.get_hookimpls()) if impl.wrapper
+        ]
+        self.wraps_steps = bool(self._step_wrappers)
+        """True when a plugin wraps step attempts (``durable_step_call``)."""
 
     def _fill(self, registry: _Registry, hook: Any) -> None:
+        """Call each registration hook implementation, telling the registry whose it is."""
         for impl in reversed(hook.get_hookimpls()):
             registry._current_plugin = impl.plugin_name
             impl.function(registry=registry)
@@ -188,14 +220,97 @@ class PluginHost:
 
     def has_observers(self, hook_name: str) -> bool:
         """Whether any plugin implements the observer hook (to skip building its arguments)."""
-        return self._observed[hook_name]
+        return bool(self._observers[hook_name])
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
-        """Call an observer hook; an observer's exception is logged, never raised."""
-        caller = getattr(self.hook, hook_name)
-        for impl in caller.get_hookimpls():
+        """Call an observer hook through pluggy, each implementation on its own: an
+        observer's exception is logged, never raised, and the others are still called."""
+        for plugin_name, caller in self._observers[hook_name]:
             try:
-                args = {k: kwargs[k] for k in impl.argnames}
-                impl.function(**args)
+                caller(**kwargs)
             except Exception:
-                log.exception("durable observer %s.%s failed", impl.plugin_name, hook_name)
+                log.exception("durable observer %s.%s failed", plugin_name, hook_name)
+
+    def call_step(self, call: hookspecs.StepCall) -> Any:
+        """Run a sync step's attempt through the ``durable_step_call`` wrappers."""
+        return self.hook.durable_step_call(call=call)
+
+    async def call_step_async(self, call: hookspecs.StepCall) -> Any:
+        """Run an async step's attempt through the ``durable_step_call`` wrappers.
+
+        pluggy calls hooks synchronously, and an async step's body is a coroutine: so the
+        wrappers are driven here as pluggy would drive them (outermost first; each sees
+        the result sent in, or the error thrown in, at its ``yield``), with the awaiting
+        of the body between the two halves, all in the step's task."""
+        entered: list[Any] = []
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            for impl in self._step_wrappers:
+                gen: Any = impl.function(call=call)
+                try:
+                    next(gen)
+                except StopIteration:
+                    raise _no_yield(impl) from None
+                entered.append((impl, gen))
+            result = await call.body()
+        except BaseException as exc:
+            error = exc
+        for impl, gen in reversed(entered):
+            try:
+                if error is None:
+                    gen.send(result)
+                else:
+                    gen.throw(error)
+            except StopIteration as stop:
+                result, error = stop.value, None
+            except BaseException as exc:
+                error = exc
+            else:
+                gen.close()
+                error = _no_yield(impl, twice=True)
+        if error is not None:
+            raise error
+        return result
+
+
+def _check_impls(hook_name: str, impls: Iterable[Any]) -> None:
+    """Refuse an implementation whose kind does not fit the hook, rather than let pluggy
+    call it in a way its author did not mean (or never call it)."""
+    for impl in impls:
+        if impl.plugin_name == _BODY_PLUGIN:
+            continue
+        where = f"{_label(impl)}: {hook_name}"
+        if hook_name in hookspecs.WRAPPER_HOOKS:
+            if not impl.wrapper:
+                raise ConfigError(
+                    f"{where} must be a new-style wrapper: decorate it with "
+                    "@hookimpl(wrapper=True) and make it a generator that yields once "
+                    "(result = yield; return result)"
+                )
+        elif impl.wrapper or impl.hookwrapper:
+            raise ConfigError(
+                f"{where} is a wrapper, but {hook_name} is an observer or registration "
+                "hook: implement it as a plain function (to wrap each step attempt, "
+                "implement durable_step_call with @hookimpl(wrapper=True))"
+            )
+
+
+def _no_yield(impl: Any, *, twice: bool = False) -> RuntimeError:
+    how = "yielded more than once" if twice else "did not yield"
+    return RuntimeError(
+        f"the durable_step_call wrapper of {impl.plugin_name} {how}; a wrapper yields exactly once"
+    )
+
+
+def _label(impl: Any) -> str:
+    """A plugin as people know it: its registered name, else its module or class (pluggy
+    names a plugin registered without a name by its id)."""
+    name: str = impl.plugin_name
+    if not name.isdigit():
+        return name
+    plugin = impl.plugin
+    if isinstance(plugin, ModuleType):
+        return plugin.__name__
+    cls = type(plugin)
+    return f"{cls.__module__}.{cls.__qualname__}"

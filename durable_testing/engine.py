@@ -13,7 +13,13 @@ from durable.models import FINISHED, Execution, Status
 from durable.stores.base import Store
 from durable_testing.clock import TimeTravelClock
 from durable_testing.history import History
-from durable_testing.overrides import _UNSET, ErrorSpec, StepOverride, resolve_step
+from durable_testing.overrides import (
+    _UNSET,
+    ErrorSpec,
+    StepOverride,
+    StepOverrides,
+    resolve_step,
+)
 
 __all__ = ["ExecutionStuck", "TimeTravelEngine"]
 
@@ -63,12 +69,13 @@ class TimeTravelEngine(Engine):
                 f"TimeTravelEngine needs a TimeTravelClock, got {type(clock).__name__}"
             )
         self._owns_clock = clock is None
+        self._overrides = StepOverrides()
         super().__init__(
             store,
             clock or TimeTravelClock(),
             lease,
             migrate,
-            plugins=plugins,
+            plugins=[*plugins, self._overrides],
             worker_id=worker_id,
         )
 
@@ -160,9 +167,9 @@ class TimeTravelEngine(Engine):
                     f"execution ended as {ex.status} before reaching {goal}\n"
                     + self.history(execution_id).format()
                 )
-            rows = self._claim(queues, limit=1)
+            rows = self.scheduler.claim(queues, limit=1)
             if rows:
-                self._execute(rows[0], should_stop=stop_before(rows[0].id))
+                self.scheduler.execute(rows[0], stop_at=stop_before(rows[0].id))
                 continue
             due = self.next_due(queues)
             if due is None:
@@ -217,7 +224,7 @@ class TimeTravelEngine(Engine):
     def _cannot_claim(self, due: datetime) -> str:
         return (
             f"work was due at {due.isoformat()} but this engine claimed none of it: is the "
-            f"workflow's module imported in this test (registered: {self._workflow_names()})?"
+            f"workflow's module imported in this test (registered: {self.scheduler.workflows()})?"
         )
 
     # -- steps ---------------------------------------------------------------------------
@@ -247,12 +254,6 @@ class TimeTravelEngine(Engine):
         ``workflow=`` is needed only when the step name is in several workflows.
         """
         wdef, name = resolve_step(step, workflow)
-        key = (wdef.name, name)
-        if key in self._executor.overrides:
-            raise ConfigError(
-                f"step {name!r} of {wdef.name!r} is already overridden on this engine; "
-                "remove() that override first, or give all options in one call"
-            )
         ov = StepOverride.build(
             wdef,
             name,
@@ -264,14 +265,7 @@ class TimeTravelEngine(Engine):
             takes=takes,
             clock=self.clock,
         )
-        overrides = self._executor.overrides
-        overrides[key] = ov
-
-        def remove() -> None:
-            if overrides.get(key) is ov:
-                del overrides[key]
-
-        ov._remove = remove
+        self._overrides.add(ov)
         return ov
 
     def history(self, execution_id: str) -> History:
@@ -279,7 +273,7 @@ class TimeTravelEngine(Engine):
         return History(self.get_execution(execution_id, include_steps=True))
 
     def close(self, timeout: float | None = 30.0) -> None:
-        self._executor.overrides.clear()
+        self._overrides.clear()
         super().close(timeout)
         if self._owns_clock:
             self.clock.close()

@@ -9,7 +9,7 @@ make the attempt take virtual time.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,11 +18,13 @@ from durable import context as ctx
 from durable.dsl import StepDef, WorkflowDef, get_workflow, registered_workflows
 from durable.durations import to_ms
 from durable.errors import ConfigError
+from durable.hookspecs import StepCall
+from durable.plugins import hookimpl
 
 if TYPE_CHECKING:
     from durable_testing.clock import TimeTravelClock
 
-__all__ = ["InjectedFault", "StepOverride", "resolve_step"]
+__all__ = ["InjectedFault", "StepOverride", "StepOverrides", "resolve_step"]
 
 _UNSET: Any = object()
 
@@ -180,18 +182,19 @@ class StepOverride:
         if self.takes_ms and self.clock is not None:
             self.clock.advance(self.takes_ms)
 
-    def __call__(self, sdef: StepDef, call: Callable[[], Any]) -> Any:
-        """Run in place of the step's attempt (the executor's seam)."""
-        if sdef.is_async:
-            return self._async(call)
+    def wrap(self, call: StepCall) -> Generator[None, Any, Any]:
+        """The around-step wrapper for one attempt of the overridden step."""
         self._before()
-        result = self._replacement() if self.replaces_body else call()
-        self._after()
-        return result
+        if self.replaces_body:
+            if call.is_async:
 
-    async def _async(self, call: Callable[[], Any]) -> Any:
-        self._before()
-        result = self._replacement() if self.replaces_body else await call()
+                async def replaced() -> Any:
+                    return self._replacement()
+
+                call.body = replaced
+            else:
+                call.body = self._replacement
+        result = yield
         self._after()
         return result
 
@@ -212,3 +215,44 @@ class StepOverride:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+
+class StepOverrides:
+    """The plugin one engine's overrides live in: it wraps each step attempt
+    (``durable_step_call``) and applies the override of that step, if there is one."""
+
+    def __init__(self) -> None:
+        self._by_step: dict[tuple[str, str], StepOverride] = {}
+        self._lock = threading.Lock()
+
+    def add(self, override: StepOverride) -> None:
+        """Put ``override`` in force (ConfigError if its step already has one)."""
+        key = (override.workflow, override.step)
+        with self._lock:
+            if key in self._by_step:
+                raise ConfigError(
+                    f"step {override.step!r} of {override.workflow!r} is already overridden "
+                    "on this engine; remove() that override first, or give all options in "
+                    "one call"
+                )
+            self._by_step[key] = override
+
+        def remove() -> None:
+            with self._lock:
+                if self._by_step.get(key) is override:
+                    del self._by_step[key]
+
+        override._remove = remove
+
+    def clear(self) -> None:
+        """Remove every override."""
+        with self._lock:
+            self._by_step.clear()
+
+    @hookimpl(wrapper=True)
+    def durable_step_call(self, call: StepCall) -> Generator[None, Any, Any]:
+        with self._lock:
+            override = self._by_step.get((call.workflow, call.step))
+        if override is None:
+            return (yield)
+        return (yield from override.wrap(call))

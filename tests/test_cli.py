@@ -441,7 +441,7 @@ def test_show_gives_the_running_attempt_its_real_budget(tmp_path, durable_clock)
     url = sqlite_url(tmp_path)
     with durable.Engine(url, clock=durable_clock) as engine:
         wid = engine.start(Budget)
-        assert len(engine._claim(None, limit=1)) == 1  # running, its attempt in flight
+        assert len(engine.scheduler.claim(None, limit=1)) == 1  # running, its attempt in flight
         assert engine.get_execution(wid).status == "running"
         shown = ok("--store", url, "show", wid)
     _, lines = _step_lines(shown)
@@ -481,7 +481,7 @@ def test_show_keeps_columns_aligned_and_shows_results(tmp_path, durable_clock):
         due = engine.next_due()
         assert due is not None
         durable_clock.set(due)
-        assert len(engine._claim(None, limit=1)) == 1  # flaky's second attempt, in flight
+        assert len(engine.scheduler.claim(None, limit=1)) == 1  # flaky's second attempt, in flight
         shown = ok("--store", url, "show", wid)
     header, lines = _step_lines(shown)
     assert [ln.split()[:3] for ln in lines] == [

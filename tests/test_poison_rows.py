@@ -54,10 +54,10 @@ def test_a_row_too_deep_to_read_fails_alone_and_the_others_run(sql_engine, caplo
     assert len(engine.list_executions()) == 5
 
     # A worker claiming a batch that holds it runs the others and fails it, once.
-    rows = engine._claim(None, limit=10)
+    rows = engine.scheduler.claim(None, limit=10)
     assert {r.id for r in rows} == {*before, *after}
     for row in rows:
-        engine._execute(row)
+        engine.scheduler.execute(row)
     assert engine.drain() == 0
     for wid in [*before, *after]:
         assert engine.get_execution(wid).context == {"ran": True}

@@ -137,9 +137,9 @@ def test_an_outage_longer_than_the_lease_loses_the_attempt_which_runs_again_for_
     box["during"] = outage
     try:
         wid = engine.start(Blip)
-        (row,) = engine._claim(None, limit=1)
+        (row,) = engine.scheduler.claim(None, limit=1)
         # The completion is tried again until its pauses add up to the lease, then left.
-        engine._execute(row)
+        engine.scheduler.execute(row)
     finally:
         _admin(f'ALTER DATABASE "{db}" WITH ALLOW_CONNECTIONS true')
     assert "resumes it once its lease expires" in caplog.text

@@ -107,7 +107,7 @@ def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_runs_again_for
     survivor = durable.Engine(store, clock=durable_clock)
     wid = crashed.start(CrashVictim)
     # The first worker claims (which begins attempt 1 of the first step) and dies.
-    (row,) = crashed._claim(None, limit=1)
+    (row,) = crashed.scheduler.claim(None, limit=1)
     assert row.began and row.attempt == 1
 
     assert survivor.drain() == 0  # lease still live
@@ -137,7 +137,7 @@ def test_lost_attempt_in_a_later_step_runs_again_and_completed_steps_do_not_reru
     crashed = durable.Engine(store, clock=durable_clock, lease=seconds(30))
     survivor = durable.Engine(store, clock=durable_clock)
     wid = crashed.start(CrashVictim)
-    (row,) = crashed._claim(None, limit=1)
+    (row,) = crashed.scheduler.claim(None, limit=1)
     # first step completes and second begins in one transaction, then the worker dies
     now = durable_clock.now()
     crashed.store.complete_step(
@@ -226,7 +226,7 @@ class PausedWorker:
 def test_a_worker_that_lost_its_lease_cannot_write(engine, durable_clock, caplog):
     store = engine.store
     paused = durable.Engine(store, clock=durable_clock, lease=seconds(30))
-    paused._heartbeat.stop()  # a paused process sends no heartbeats
+    paused.scheduler.heartbeat.stop()  # a paused process sends no heartbeats
     survivor = durable.Engine(store, clock=durable_clock)
     shared.update(clock=durable_clock, survivor=survivor)
     wid = paused.start(PausedWorker)
@@ -243,9 +243,9 @@ def test_a_worker_that_lost_its_lease_cannot_write(engine, durable_clock, caplog
 def test_stale_tokens_are_refused_by_every_claimed_write(engine, durable_clock):
     eng = durable.Engine(engine.store, clock=durable_clock, lease=seconds(10))
     wid = eng.start(OrderWorkflow, ORDER)
-    (old,) = eng._claim(None, limit=1)
+    (old,) = eng.scheduler.claim(None, limit=1)
     durable_clock.advance(seconds(10))
-    (new,) = eng._claim(None, limit=1)
+    (new,) = eng.scheduler.claim(None, limit=1)
     assert new.token == old.token + 1
     now = durable_clock.now()
     rec = StepExecution("validate", StepStatus.COMPLETED, 1, now, now)
@@ -294,8 +294,8 @@ def test_losses_spread_over_a_waiting_steps_resumes_do_not_add_up(engine, durabl
     for i in range(5):
         engine.send_event(wid, f"e{i}")
         crashed = durable.Engine(engine.store, clock=durable_clock, lease=seconds(30))
-        (_claimed,) = crashed._claim(None, limit=1)  # claims (begins the resume), dies
-        crashed._heartbeat.stop()
+        (_claimed,) = crashed.scheduler.claim(None, limit=1)  # claims (begins the resume), dies
+        crashed.scheduler.heartbeat.stop()
         durable_clock.advance(seconds(30))
         engine.drain()
     ex = engine.get_execution(wid, include_steps=True)

@@ -1,0 +1,172 @@
+"""The around-step hook (durable_step_call) and how observer hooks are called."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+
+import pytest
+
+import durable
+from durable import Retry, step, workflow
+from durable.context import put_context
+from durable.plugins import hookimpl
+
+where = contextvars.ContextVar[str | None]("where", default=None)
+
+
+@workflow("hooked")
+class Hooked:
+    @step(retry=Retry(max_attempts=3, backoff="constant", base=1))
+    def first(self):
+        put_context("first", [where.get(), threading.current_thread().name])
+
+    @step
+    async def second(self):
+        await asyncio.sleep(0)
+        put_context("second", [where.get(), threading.current_thread().name])
+
+
+class Around:
+    """Sets a context variable around each attempt and records both halves."""
+
+    def __init__(self, fail_first_attempt: bool = False) -> None:
+        self.seen: list[tuple[str, str, int, bool]] = []
+        self.after: list[tuple[str, object]] = []
+        self.fail_first_attempt = fail_first_attempt
+
+    @hookimpl(wrapper=True)
+    def durable_step_call(self, call: durable.StepCall):
+        self.seen.append((call.workflow, call.step, call.attempt, call.is_async))
+        if self.fail_first_attempt and call.step == "first" and call.attempt == 1:
+            raise RuntimeError("refused by the wrapper")
+        token = where.set(f"{call.step}#{call.attempt}")
+        try:
+            result = yield
+            self.after.append((call.step, where.get()))
+            return result
+        finally:
+            where.reset(token)
+
+
+def test_a_wrapper_runs_inside_each_attempt_sync_and_async(durable_store_url):
+    around = Around()
+    with durable.Engine(durable_store_url, plugins=[around]) as engine:
+        wid = engine.start(Hooked)
+        engine.drain()
+        ex = engine.get_execution(wid)
+    assert ex.status == "completed"
+    assert ex.context["first"][0] == "first#1"
+    # the async step's wrapper ran in its task on the event loop, around the awaits
+    assert ex.context["second"] == ["second#1", "durable-async-steps"]
+    assert around.seen == [("hooked", "first", 1, False), ("hooked", "second", 1, True)]
+    assert around.after == [("first", "first#1"), ("second", "second#1")]
+
+
+def test_a_wrapper_that_raises_before_it_yields_fails_the_attempt(durable_clock):
+    around = Around(fail_first_attempt=True)
+    with durable.Engine("memory://", clock=durable_clock, plugins=[around]) as engine:
+        wid = engine.start(Hooked)
+        engine.drain()
+        ex = engine.get_execution(wid, include_steps=True)
+        assert ex.status == "pending"  # the step's retry policy applies
+        assert ex.steps[0].error["message"] == "refused by the wrapper"
+        durable_clock.advance(1000)
+        engine.drain()
+        assert engine.get_execution(wid).status == "completed"
+    assert [s[2] for s in around.seen if s[1] == "first"] == [1, 2]
+
+
+def test_wrappers_nest_outermost_first():
+    order: list[str] = []
+
+    class Outer:
+        @hookimpl(wrapper=True, tryfirst=True)
+        def durable_step_call(self, call):
+            order.append(f"outer>{call.step}")
+            result = yield
+            order.append(f"outer<{call.step}")
+            return result
+
+    class Inner:
+        @hookimpl(wrapper=True)
+        def durable_step_call(self, call):
+            order.append(f"inner>{call.step}")
+            result = yield
+            order.append(f"inner<{call.step}")
+            return result
+
+    with durable.Engine("memory://", plugins=[Inner(), Outer()]) as engine:
+        engine.start(Hooked)
+        engine.drain()
+    assert order == [
+        "outer>first",
+        "inner>first",
+        "inner<first",
+        "outer<first",
+        "outer>second",
+        "inner>second",
+        "inner<second",
+        "outer<second",
+    ]
+
+
+def test_a_plain_step_call_implementation_is_refused():
+    class Plain:
+        @hookimpl
+        def durable_step_call(self, call):
+            return call.body()
+
+    with pytest.raises(durable.ConfigError, match=r"durable_step_call must be a new-style wrapper"):
+        durable.Engine("memory://", plugins=[Plain()])
+
+
+@pytest.mark.parametrize("kind", ["wrapper", "hookwrapper"])
+def test_a_wrapper_on_an_observer_hook_is_refused_not_skipped(kind):
+    class Wrapping:
+        @hookimpl(**{kind: True})
+        def durable_step_completed(self, execution, step):
+            yield
+
+    with pytest.raises(durable.ConfigError, match=r"durable_step_completed is a wrapper"):
+        durable.Engine("memory://", plugins=[Wrapping()])
+
+
+def test_an_observer_that_raises_does_not_silence_the_others(caplog):
+    heard: list[str] = []
+
+    class Broken:
+        @hookimpl(tryfirst=True)
+        def durable_step_completed(self, execution, step):
+            raise RuntimeError("observer bug")
+
+    class Fine:
+        @hookimpl
+        def durable_step_completed(self, execution, step):
+            heard.append(step.name)
+
+    with durable.Engine("memory://", plugins=[Broken(), Fine()]) as engine:
+        wid = engine.start(Hooked)
+        engine.drain()
+        assert engine.get_execution(wid).status == "completed"
+    assert heard == ["first", "second"]
+    failures = [r for r in caplog.records if r.name == "durable.plugins"]
+    assert len(failures) == 2
+    assert "<locals>.Broken.durable_step_completed failed" in failures[0].getMessage()
+
+
+def test_the_scheduler_claims_and_executes(durable_clock):
+    with durable.Engine("memory://", clock=durable_clock) as engine:
+        wid = engine.start(Hooked)
+        scheduler = engine.scheduler
+        assert scheduler.workflows() and "hooked" in scheduler.workflows()
+        (row,) = scheduler.claim(limit=5)
+        assert row.id == wid and row.status == "running"
+        assert scheduler.claim() == []  # claimed already
+        scheduler.execute(row, stop_at=lambda name: name == "second")
+        ex = engine.get_execution(wid)
+        assert (ex.status, ex.current_step) == ("pending", "second")
+        assert scheduler.run_due() == 1
+        assert engine.get_execution(wid).status == "completed"
+        assert scheduler.next_due() is None
