@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from durable._invoke import AsyncRunner, Outcome, invoke
 from durable._json import MAX_DEPTH, clone, normalise, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
-from durable._runtime import OwnerCalls, StepRun
+from durable._runtime import OwnerCalls, StepRun, StoreInterrupt, Suspend
 from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
 from durable.errors import (
@@ -41,10 +41,9 @@ from durable.errors import (
     WorkflowTimeout,
 )
 from durable.hookspecs import StepCall
-from durable.models import Status, StepExecution, StepStatus, Wait
+from durable.models import Status, StepExecution, StepStatus, Wait, WaitSpec
 from durable.retry import Retry
 from durable.stores.base import ExecutionRow, Store
-from durable.waits import StoreInterrupt, Suspend, WaitSpec
 
 if TYPE_CHECKING:
     from durable.plugins import PluginHost

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from durable._runtime import OwnerCalls, StepRun, current
+from durable._runtime import OwnerCalls, StepRun, WaitSignal, current
 from durable.clock import Clock
-from durable.waits import WaitSignal
 
 
 @dataclass(slots=True)

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from durable.clock import Clock
+    from durable.models import WaitSpec
 
 
 class OwnerCalls:
@@ -149,3 +151,27 @@ def install_log_capture() -> None:
 
         logging.setLogRecordFactory(factory)
         _installed = True
+
+
+class WaitSignal(BaseException):
+    """What a wait raises through the step's code to the executor. A BaseException, so
+    that a step's ``except Exception`` does not swallow it."""
+
+
+class Suspend(WaitSignal):
+    """Raised by a wait that is not resolved yet: the executor suspends the step."""
+
+    def __init__(self, spec: WaitSpec, seq: int, until: datetime | None) -> None:
+        super().__init__(f"waiting for {spec.describe()}")
+        self.spec = spec
+        self.seq = seq
+        self.until = until
+
+
+class StoreInterrupt(WaitSignal):
+    """The store failed (or the claim was lost) while a wait was decided: the executor
+    handles ``error`` as it handles any store failure, outside the step's code."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error

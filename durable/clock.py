@@ -6,8 +6,6 @@ import threading
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-from durable.plugins import ClockRegistry, hookimpl
-
 __all__ = ["Clock", "SystemClock", "utc"]
 
 
@@ -53,9 +51,3 @@ class SystemClock:
 
     def __repr__(self) -> str:
         return "SystemClock()"
-
-
-@hookimpl
-def durable_register_clocks(registry: ClockRegistry) -> None:
-    """Register the system clock as ``"system"``."""
-    registry.add("system", SystemClock)

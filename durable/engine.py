@@ -24,6 +24,7 @@ from durable._limits import (
     storable,
 )
 from durable._runtime import install_log_capture
+from durable._schemas import validate_input
 from durable._text import redact_url
 from durable._worker import Worker
 from durable.clock import Clock
@@ -34,7 +35,6 @@ from durable.models import Execution, Status, StepExecution, StepStatus, Wait
 from durable.plugins import PluginHost
 from durable.scheduler import Scheduler
 from durable.stores.base import ExecutionRow, Store
-from durable.waits import validate_input
 
 log = logging.getLogger("durable.engine")
 

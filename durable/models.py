@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["FINISHED", "Execution", "Status", "StepExecution", "StepStatus", "Wait"]
+__all__ = [
+    "FINISHED",
+    "Execution",
+    "Status",
+    "StepExecution",
+    "StepPhase",
+    "StepStatus",
+    "Wait",
+    "WaitDecision",
+    "WaitKind",
+    "WaitMode",
+    "WaitSpec",
+    "WaitStatus",
+    "decide_wait",
+]
 
 
 class Status(StrEnum):
@@ -37,6 +52,37 @@ class StepStatus(StrEnum):
     LOST = "lost"  # its worker was lost (killed, paused, cut off); the attempt runs again
 
 
+class StepPhase(StrEnum):
+    """What a step attempt was run for: the workflow's flow (``run``); compensations
+    (``compensate``) come with sagas."""
+
+    RUN = "run"
+    COMPENSATE = "compensate"
+
+
+class WaitKind(StrEnum):
+    """What a wait waits for."""
+
+    SLEEP = "sleep"
+    EVENT = "event"
+    INPUT = "input"
+
+
+class WaitMode(StrEnum):
+    """For a wait on several events: the first of them (``any``) or every one (``all``)."""
+
+    ANY = "any"
+    ALL = "all"
+
+
+class WaitStatus(StrEnum):
+    """Where a recorded wait stands."""
+
+    PENDING = "pending"
+    RESOLVED = "resolved"
+    TIMED_OUT = "timed_out"
+
+
 @dataclass(frozen=True, slots=True)
 class Wait:
     """A wait a step reached: what it waits for and until when.
@@ -51,16 +97,24 @@ class Wait:
     workflow: str
     step: str
     seq: int
-    kind: str
+    kind: WaitKind
     names: tuple[str, ...]
-    mode: str
+    mode: WaitMode
     until: datetime | None
-    status: str
+    status: WaitStatus
     created_at: datetime
     prompt: str | None = None
     schema: dict[str, Any] | None = None
     result: Any = None
     resolved_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # Stores hand in what they read back (plain str); the API gives enums. A value no
+        # enum has (a row written by hand, or by a newer version) is kept as it is read.
+        for name, enum in (("kind", WaitKind), ("mode", WaitMode), ("status", WaitStatus)):
+            value = getattr(self, name)
+            if value in enum._value2member_map_:
+                object.__setattr__(self, name, enum(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +185,104 @@ class Execution:
     def finished(self) -> bool:
         """True once the execution reached a final status."""
         return self.status in FINISHED
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSpec:
+    """What a step waits for, as the engine passes it to the store.
+
+    ``kind``: ``sleep``, ``event`` or ``input``; ``names``: event or input names (empty for
+    a sleep); ``mode``: ``any`` or ``all``. ``for_ms``: how long a sleep lasts or when a
+    wait times out, from the moment it is first reached; ``until`` instead for an absolute
+    instant. ``timeout_value`` is returned on timeout when ``has_timeout_value``.
+    """
+
+    kind: WaitKind
+    names: tuple[str, ...] = ()
+    mode: WaitMode = WaitMode.ANY
+    for_ms: int | None = None
+    until: datetime | None = None
+    prompt: str | None = None
+    schema: dict[str, Any] | None = None
+    timeout_value: Any = None
+    has_timeout_value: bool = False
+    single: bool = False  # wait_for_event: return the payload, not (name, payload)
+
+    def deadline(self, now: datetime) -> datetime | None:
+        """When the sleep ends or the wait times out, if first reached at ``now``."""
+        if self.until is not None:
+            return self.until
+        if self.for_ms is not None:
+            return now + timedelta(milliseconds=self.for_ms)
+        return None
+
+    def shape(self, raw: Any) -> Any:
+        """The value a resolved wait returns, from what the store recorded: nothing for a
+        sleep, the data of an input, the payload of one event, ``(name, payload)`` for
+        any of several, ``{name: payload}`` for all of several."""
+        if self.kind == "sleep":
+            return None
+        if self.kind == "input":
+            return raw
+        if self.single:
+            return raw["payload"]
+        if self.mode == "any":
+            return (raw["name"], raw["payload"])
+        return raw
+
+    def describe(self) -> str:
+        if self.kind == "sleep":
+            return "sleep"
+        names = ", ".join(repr(n) for n in self.names)
+        if self.kind == "input":
+            return f"input {names}"
+        return f"event {names}" if len(self.names) == 1 else f"{self.mode} of events {names}"
+
+
+@dataclass(frozen=True, slots=True)
+class WaitDecision:
+    """What a pending wait comes to at ``now``: ``status`` (pending, resolved, timed_out),
+    the ``result`` to record, and the inbox events (by seq) it consumes."""
+
+    status: WaitStatus
+    result: Any = None
+    consumed: tuple[int, ...] = ()
+
+
+def decide_wait(
+    kind: WaitKind | str,
+    mode: WaitMode | str,
+    names: Sequence[str],
+    until: datetime | None,
+    now: datetime,
+    inbox: Sequence[tuple[int, str, Any, datetime]],
+) -> WaitDecision:
+    """The rule every store applies to a pending wait, given the execution's unconsumed
+    events ``(seq, name, payload, sent_at)`` in arrival order.
+
+    An event counts if it was sent by ``until`` (one sent at that very instant wins over
+    the timeout); one sent later, however soon it is looked at, does not."""
+    if kind == "sleep":
+        if until is not None and until <= now:
+            return WaitDecision(WaitStatus.RESOLVED)
+        return WaitDecision(WaitStatus.PENDING)
+    if kind == "event":
+        timely = [e for e in inbox if e[1] in names and (until is None or e[3] <= until)]
+        if mode == "any":
+            if timely:
+                seq, name, payload, _ = timely[0]
+                return WaitDecision(WaitStatus.RESOLVED, {"name": name, "payload": payload}, (seq,))
+        else:
+            first: dict[str, tuple[int, Any]] = {}
+            for seq, name, payload, _ in timely:
+                first.setdefault(name, (seq, payload))
+            if len(first) == len(names):
+                return WaitDecision(
+                    WaitStatus.RESOLVED,
+                    {n: first[n][1] for n in names},
+                    tuple(sorted(first[n][0] for n in names)),
+                )
+    # an input is resolved by provide_input itself; here it can only time out
+    if until is not None and until <= now:
+        return WaitDecision(WaitStatus.TIMED_OUT)
+    return WaitDecision(WaitStatus.PENDING)

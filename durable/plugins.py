@@ -159,7 +159,7 @@ class PluginHost:
     def _fill(self, registry: _Registry, hook: Any) -> None:
         """Call each registration hook implementation, telling the registry whose it is."""
         for impl in reversed(hook.get_hookimpls()):
-            registry._current_plugin = impl.plugin_name
+            registry._current_plugin = _label(impl)
             impl.function(registry=registry)
 
     def stores(self) -> StoreRegistry:

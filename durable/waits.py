@@ -21,21 +21,18 @@ waits afresh).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from durable._json import normalise
 from durable._limits import check_name, check_text, check_time
 from durable._runtime import StepRun, current
+from durable._schemas import check_schema
 from durable.durations import to_ms
-from durable.errors import ConfigError, ContextError, InvalidInput
+from durable.errors import ConfigError, ContextError
+from durable.models import WaitKind, WaitMode, WaitSpec
 
 __all__ = [
-    "StoreInterrupt",
-    "Suspend",
-    "WaitSignal",
-    "WaitSpec",
     "sleep_for",
     "sleep_until",
     "wait_for_all_events",
@@ -45,82 +42,6 @@ __all__ = [
 ]
 
 _NO_VALUE: Any = object()
-
-
-@dataclass(frozen=True, slots=True)
-class WaitSpec:
-    """What a step waits for, as the engine passes it to the store.
-
-    ``kind``: ``sleep``, ``event`` or ``input``; ``names``: event or input names (empty for
-    a sleep); ``mode``: ``any`` or ``all``. ``for_ms``: how long a sleep lasts or when a
-    wait times out, from the moment it is first reached; ``until`` instead for an absolute
-    instant. ``timeout_value`` is returned on timeout when ``has_timeout_value``.
-    """
-
-    kind: str
-    names: tuple[str, ...] = ()
-    mode: str = "any"
-    for_ms: int | None = None
-    until: datetime | None = None
-    prompt: str | None = None
-    schema: dict[str, Any] | None = None
-    timeout_value: Any = None
-    has_timeout_value: bool = False
-    single: bool = False  # wait_for_event: return the payload, not (name, payload)
-
-    def deadline(self, now: datetime) -> datetime | None:
-        """When the sleep ends or the wait times out, if first reached at ``now``."""
-        if self.until is not None:
-            return self.until
-        if self.for_ms is not None:
-            return now + timedelta(milliseconds=self.for_ms)
-        return None
-
-    def shape(self, raw: Any) -> Any:
-        """The value a resolved wait returns, from what the store recorded: nothing for a
-        sleep, the data of an input, the payload of one event, ``(name, payload)`` for
-        any of several, ``{name: payload}`` for all of several."""
-        if self.kind == "sleep":
-            return None
-        if self.kind == "input":
-            return raw
-        if self.single:
-            return raw["payload"]
-        if self.mode == "any":
-            return (raw["name"], raw["payload"])
-        return raw
-
-    def describe(self) -> str:
-        if self.kind == "sleep":
-            return "sleep"
-        names = ", ".join(repr(n) for n in self.names)
-        if self.kind == "input":
-            return f"input {names}"
-        return f"event {names}" if len(self.names) == 1 else f"{self.mode} of events {names}"
-
-
-class WaitSignal(BaseException):
-    """What a wait raises through the step's code to the executor. A BaseException, so
-    that a step's ``except Exception`` does not swallow it."""
-
-
-class Suspend(WaitSignal):
-    """Raised by a wait that is not resolved yet: the executor suspends the step."""
-
-    def __init__(self, spec: WaitSpec, seq: int, until: datetime | None) -> None:
-        super().__init__(f"waiting for {spec.describe()}")
-        self.spec = spec
-        self.seq = seq
-        self.until = until
-
-
-class StoreInterrupt(WaitSignal):
-    """The store failed (or the claim was lost) while a wait was decided: the executor
-    handles ``error`` as it handles any store failure, outside the step's code."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 def _run(fn: str) -> StepRun:
@@ -166,12 +87,14 @@ def sleep_for(duration: int | timedelta) -> None:
     """Sleep for ``duration`` (ms or timedelta) from the moment the step first reaches this
     call, durably: the execution waits without a worker, and resumes when it is due."""
     ms = to_ms(duration, what="sleep_for() duration")
-    _wait("sleep_for", WaitSpec(kind="sleep", for_ms=ms))
+    _wait("sleep_for", WaitSpec(kind=WaitKind.SLEEP, for_ms=ms))
 
 
 def sleep_until(when: datetime) -> None:
     """Sleep until ``when`` (aware, or naive meaning UTC); returns at once if it is past."""
-    _wait("sleep_until", WaitSpec(kind="sleep", until=check_time(when, "sleep_until() time")))
+    _wait(
+        "sleep_until", WaitSpec(kind=WaitKind.SLEEP, until=check_time(when, "sleep_until() time"))
+    )
 
 
 def wait_for_event(
@@ -184,7 +107,7 @@ def wait_for_event(
     return _wait(
         "wait_for_event",
         WaitSpec(
-            kind="event",
+            kind=WaitKind.EVENT,
             names=(check_name(name, "wait_for_event() event name"),),
             single=True,
             for_ms=ms,
@@ -194,11 +117,13 @@ def wait_for_event(
     )
 
 
-def _several(fn: str, mode: str, names: Sequence[str], timeout: Any, timeout_value: Any) -> Any:
+def _several(
+    fn: str, mode: WaitMode, names: Sequence[str], timeout: Any, timeout_value: Any
+) -> Any:
     ms = _timeout_ms(timeout, fn)
     value, has = _timeout_value(timeout_value, fn)
     spec = WaitSpec(
-        kind="event",
+        kind=WaitKind.EVENT,
         names=_names(names, fn),
         mode=mode,
         for_ms=ms,
@@ -213,7 +138,7 @@ def wait_for_any_event(
 ) -> Any:
     """Wait for whichever of the events ``names`` comes first; return ``(name, payload)``
     (or ``timeout_value`` on timeout). Only that event is consumed."""
-    return _several("wait_for_any_event", "any", names, timeout, timeout_value)
+    return _several("wait_for_any_event", WaitMode.ANY, names, timeout, timeout_value)
 
 
 def wait_for_all_events(
@@ -221,7 +146,7 @@ def wait_for_all_events(
 ) -> Any:
     """Wait until every one of the events ``names`` has arrived; return ``{name: payload}``
     (or ``timeout_value`` on timeout). Nothing is consumed until all are there."""
-    return _several("wait_for_all_events", "all", names, timeout, timeout_value)
+    return _several("wait_for_all_events", WaitMode.ALL, names, timeout, timeout_value)
 
 
 def wait_for_input(
@@ -242,11 +167,11 @@ def wait_for_input(
     value, has = _timeout_value(timeout_value, "wait_for_input")
     check_text(prompt, "wait_for_input() prompt")
     if schema is not None:
-        _check_schema(schema)
+        check_schema(schema)
     return _wait(
         "wait_for_input",
         WaitSpec(
-            kind="input",
+            kind=WaitKind.INPUT,
             names=(check_name(name, "wait_for_input() name"),),
             for_ms=ms,
             prompt=prompt,
@@ -255,104 +180,3 @@ def wait_for_input(
             has_timeout_value=has,
         ),
     )
-
-
-_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
-
-
-def _refs(schema: Any) -> tuple[list[str], bool]:
-    """The references in ``schema``, and whether a subschema sets its own ``$id`` (which
-    changes what its references are relative to)."""
-    found: list[str] = []
-    nested_id = False
-    stack: list[tuple[Any, bool]] = [(schema, True)]
-    while stack:
-        node, root = stack.pop()
-        if isinstance(node, dict):
-            if not root and isinstance(node.get("$id"), str):
-                nested_id = True
-            for key, value in node.items():
-                if key in _REF_KEYWORDS and isinstance(value, str):
-                    found.append(value)
-                elif isinstance(value, dict | list):
-                    stack.append((value, False))
-        elif isinstance(node, list):
-            stack.extend((v, False) for v in node if isinstance(v, dict | list))
-    return found, nested_id
-
-
-def _check_local_refs(schema: dict[str, Any], refs: list[str], meta: dict[str, Any]) -> None:
-    """Each ``#...`` reference must point at a part of the schema (else the wait is
-    refused now, not every provide_input later)."""
-    from referencing import Registry
-    from referencing.exceptions import Unresolvable
-    from referencing.jsonschema import DRAFT202012, specification_with
-
-    dialect = schema.get("$schema") or meta.get("$id") or ""
-    resource = specification_with(dialect, default=DRAFT202012).create_resource(schema)
-    base = resource.id() or "urn:durable:input-schema"
-    resolver = Registry().with_resource(base, resource).resolver(base_uri=base)
-    for ref in refs:
-        try:
-            resolver.lookup(ref)
-        except Unresolvable:
-            raise ConfigError(
-                f"wait_for_input() schema refers to {ref!r}, which is not in the schema"
-            ) from None
-
-
-def _check_schema(schema: Any) -> None:
-    from jsonschema import exceptions, validators
-
-    if not isinstance(schema, dict):
-        raise ConfigError(f"wait_for_input() schema must be a dict, got {type(schema).__name__}")
-    normalise(schema, "wait_for_input() schema")
-    refs, nested_id = _refs(schema)
-    external = [r for r in refs if not r.startswith("#")]
-    if external:
-        raise ConfigError(
-            f"wait_for_input() schema refers outside itself ({', '.join(map(repr, external))}); "
-            'a schema must be self-contained: put what it refers to under "$defs" and refer '
-            'to it as "#/$defs/name" (durable never reads files or URLs for a schema)'
-        )
-    cls = validators.validator_for(schema)
-    try:
-        cls.check_schema(schema)
-    except exceptions.SchemaError as exc:
-        raise ConfigError(
-            f"wait_for_input() schema is not a valid JSON Schema: {exc.message}"
-        ) from None
-    if refs and not nested_id:
-        _check_local_refs(schema, refs, cls.META_SCHEMA)
-
-
-def validate_input(name: str, data: Any, schema: dict[str, Any] | None) -> None:
-    """Raise InvalidInput (naming where and why) when ``data`` does not match ``schema``.
-
-    Only the schema itself is used: a reference outside it (a file, a URL) is never
-    fetched; it fails the check instead (schemas stored by older versions may have one)."""
-    if schema is None:
-        return
-    from jsonschema import validators
-    from referencing import Registry
-    from referencing.exceptions import Unresolvable
-
-    # An empty registry retrieves nothing (without one, jsonschema would fetch remote
-    # references, file:// URLs included).
-    validator = validators.validator_for(schema)(schema, registry=Registry())
-    try:
-        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    except Unresolvable as exc:
-        raise InvalidInput(
-            f"input {name!r} cannot be checked: its schema has a reference that does not "
-            f"resolve within it ({exc}); durable never fetches a schema from a file or a "
-            "URL. Nothing was stored"
-        ) from None
-    if errors:
-        shown = "; ".join(
-            f"at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:5]
-        )
-        raise InvalidInput(
-            f"input {name!r} does not match its schema ({len(errors)} problem(s)): {shown}; "
-            "nothing was stored"
-        )

@@ -31,9 +31,8 @@ from typing import Any
 import pytest
 
 from durable.errors import ExecutionNotFound, InvalidState, LeaseLost
-from durable.models import Status, StepExecution, StepStatus, Wait
+from durable.models import Status, StepExecution, StepStatus, Wait, WaitKind, WaitMode, WaitSpec
 from durable.stores.base import ExecutionRow, Store
-from durable.waits import WaitSpec
 
 __all__ = ["T0", "StoreContract", "compare_with_memory", "new_row"]  # + CompareWithMemory
 
@@ -513,7 +512,7 @@ class StoreContract:
         assert store.steps(c.id) == [lost]
         store.wait(
             c.id, c.token, now=T0, step="first", seq=0, attempt=1,
-            spec=WaitSpec(kind="sleep", for_ms=1000),
+            spec=WaitSpec(kind=WaitKind.SLEEP, for_ms=1000),
         )  # fmt: skip
         rec = _record("first", 1, StepStatus.SUSPENDED, T0)
         for _ in range(2):
@@ -620,7 +619,7 @@ class StoreContract:
     def test_a_sleep_suspends_without_a_claim_and_resumes_the_same_attempt(
         self, store: Store
     ) -> None:
-        c, w = self._suspended(store, WaitSpec(kind="sleep", for_ms=60_000))
+        c, w = self._suspended(store, WaitSpec(kind=WaitKind.SLEEP, for_ms=60_000))
         assert (w.kind, w.until, w.step, w.seq) == ("sleep", T0 + _ms(60_000), "first", 0)
         got = store.get(c.id)
         assert got is not None
@@ -644,7 +643,7 @@ class StoreContract:
             step="first",
             seq=0,
             attempt=1,
-            spec=WaitSpec(kind="sleep", for_ms=60_000),
+            spec=WaitSpec(kind=WaitKind.SLEEP, for_ms=60_000),
         )
         assert (w2.status, w2.until) == ("resolved", T0 + _ms(60_000))
         store.release(c.id, again.token, now=T0 + _ms(60_001), attempt_ran=False)
@@ -672,7 +671,7 @@ class StoreContract:
         c = self._claimed(store)
         assert store.send_event(c.id, "paid", {"n": 1}, now=T0) is False  # running: kept
         store.send_event(c.id, "paid", {"n": 2}, now=T0)
-        spec = WaitSpec(kind="event", names=("paid",))
+        spec = WaitSpec(kind=WaitKind.EVENT, names=("paid",))
         w = store.wait(c.id, c.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
         assert (w.status, w.result) == ("resolved", {"name": "paid", "payload": {"n": 1}})
         w = store.wait(c.id, c.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
@@ -685,7 +684,7 @@ class StoreContract:
     def test_an_event_wakes_a_waiting_execution_and_all_waits_for_every_name(
         self, store: Store
     ) -> None:
-        spec = WaitSpec(kind="event", names=("a", "b"), mode="all", for_ms=1000)
+        spec = WaitSpec(kind=WaitKind.EVENT, names=("a", "b"), mode=WaitMode.ALL, for_ms=1000)
         c, _ = self._suspended(store, spec)
         assert store.send_event(c.id, "a", 1, now=T0 + _ms(1)) is False  # b still missing
         got = store.get(c.id)
@@ -701,7 +700,7 @@ class StoreContract:
 
     def test_a_suspend_that_can_resolve_makes_the_execution_pending(self, store: Store) -> None:
         c = self._claimed(store)
-        spec = WaitSpec(kind="event", names=("x",))
+        spec = WaitSpec(kind=WaitKind.EVENT, names=("x",))
         w = store.wait(c.id, c.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
         assert w.status == "pending"
         store.send_event(c.id, "x", "raced", now=T0 + _ms(1))  # between wait and suspend
@@ -710,7 +709,7 @@ class StoreContract:
         assert status == Status.PENDING
 
     def test_inputs_resolve_only_a_pending_wait(self, store: Store) -> None:
-        spec = WaitSpec(kind="input", names=("ok",), for_ms=1000, prompt="sure?", schema={})
+        spec = WaitSpec(kind=WaitKind.INPUT, names=("ok",), for_ms=1000, prompt="sure?", schema={})
         c, w = self._suspended(store, spec)
         assert (w.prompt, w.schema, w.workflow) == ("sure?", {}, WF)
 
@@ -741,7 +740,7 @@ class StoreContract:
             store.send_event("no-such-id", "ok", 1, now=T0)
 
     def test_a_wait_times_out_and_a_new_attempt_waits_afresh(self, store: Store) -> None:
-        spec = WaitSpec(kind="event", names=("x",), for_ms=1000)
+        spec = WaitSpec(kind=WaitKind.EVENT, names=("x",), for_ms=1000)
         c, _ = self._suspended(store, spec)
         (again,) = _claim(store, T0 + _ms(1000))
         w = store.wait(
@@ -766,7 +765,7 @@ class StoreContract:
         store.create(row)
         (old,) = _claim(store, T0, lease_ms=1000)
         (new,) = _claim(store, T0 + _ms(1000))
-        spec = WaitSpec(kind="sleep", for_ms=5)
+        spec = WaitSpec(kind=WaitKind.SLEEP, for_ms=5)
         with pytest.raises(LeaseLost):
             store.wait(row.id, old.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
         store.wait(row.id, new.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
@@ -781,7 +780,7 @@ class StoreContract:
         assert store.waits() == []
 
     def test_cancel_a_waiting_execution_at_once(self, store: Store) -> None:
-        c, _ = self._suspended(store, WaitSpec(kind="event", names=("x",)))
+        c, _ = self._suspended(store, WaitSpec(kind=WaitKind.EVENT, names=("x",)))
         got = store.request_cancel(c.id, now=T0 + _ms(1), reason=None)
         assert (got.status, got.suspended) == (Status.CANCELLED, False)
         assert _claim(store, T0 + _ms(10**9)) == []
@@ -806,7 +805,7 @@ class StoreContract:
             )
             ids.append(c.id)
         live = self._claimed(store)  # running: never purged
-        waiting, _ = self._suspended(store, WaitSpec(kind="event", names=("x",)))
+        waiting, _ = self._suspended(store, WaitSpec(kind=WaitKind.EVENT, names=("x",)))
         store.send_event(waiting.id, "x", 1, now=T0 + _ms(1))
         assert store.purge(finished_before=T0 + _ms(10), workflows=None, limit=10) == []
         # finished at +30, +20, +10: the oldest first, as many as the limit
@@ -892,15 +891,19 @@ def _build_machine() -> type:
         )
 
     specs = st.one_of(
-        st.builds(lambda ms: WaitSpec(kind="sleep", for_ms=ms), st.integers(0, 4000)),
+        st.builds(lambda ms: WaitSpec(kind=WaitKind.SLEEP, for_ms=ms), st.integers(0, 4000)),
         st.builds(
-            lambda names, mode, ms: WaitSpec(kind="event", names=names, mode=mode, for_ms=ms),
+            lambda names, mode, ms: WaitSpec(
+                kind=WaitKind.EVENT, names=names, mode=mode, for_ms=ms
+            ),
             st.sampled_from([("x",), ("y",), ("x", "y")]),
-            st.sampled_from(["any", "all"]),
+            st.sampled_from([WaitMode.ANY, WaitMode.ALL]),
             st.none() | st.integers(1, 4000),
         ),
         st.builds(
-            lambda ms, has: WaitSpec(kind="input", names=("ok",), for_ms=ms, has_timeout_value=has),
+            lambda ms, has: WaitSpec(
+                kind=WaitKind.INPUT, names=("ok",), for_ms=ms, has_timeout_value=has
+            ),
             st.none() | st.integers(1, 4000),
             st.booleans(),
         ),

@@ -24,12 +24,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_builtins_are_entry_point_plugins():
     eps = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="durable")}
-    assert eps["memory"] == "durable.stores.memory"
-    assert eps["system_clock"] == "durable.clock"
+    assert eps["builtins"] == "durable._builtins"
     host = PluginHost()
-    assert "memory" in host.stores().names()
-    assert host.stores()._entries["memory"].plugin == "entrypoint:memory"
+    assert host.stores().names() == ["memory", "postgres", "postgresql", "sqlite"]
     assert host.clocks().names() == ["system"]
+    # a name registered by two plugins is refused, naming both
+    with pytest.raises(durable.ConfigError, match=r"twice: by .*Again and by entrypoint:builtins"):
+
+        class Again:
+            @hookimpl
+            def durable_register_clocks(self, registry):
+                registry.add("system", object)
+
+        PluginHost([Again()]).clocks()
 
 
 def test_every_hookspec_is_documented_with_its_signature():

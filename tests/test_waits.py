@@ -669,7 +669,7 @@ def test_local_references_work(durable_engine):
 
 
 def test_a_stored_schema_with_an_outside_reference_is_never_fetched(tmp_path):
-    from durable.waits import validate_input
+    from durable._schemas import validate_input
 
     # Fetched, this schema would accept 5; never fetched, the check cannot pass.
     target = tmp_path / "schema.json"

@@ -17,8 +17,16 @@ from datetime import datetime
 from typing import Any
 
 from durable.errors import InvalidState
-from durable.models import Execution, Status, StepExecution, StepStatus, Wait
-from durable.waits import WaitSpec
+from durable.models import (
+    Execution,
+    Status,
+    StepExecution,
+    StepStatus,
+    Wait,
+    WaitDecision,
+    WaitSpec,
+    decide_wait,
+)
 
 __all__ = [
     "AlreadyDone",
@@ -147,55 +155,6 @@ def finished_error(execution_id: str, status: Status) -> InvalidState:
         f"execution {execution_id} already finished with status {status.value}; only "
         "pending, waiting or running executions can be cancelled"
     )
-
-
-@dataclass(frozen=True, slots=True)
-class WaitDecision:
-    """What a pending wait comes to at ``now``: ``status`` (pending, resolved, timed_out),
-    the ``result`` to record, and the inbox events (by seq) it consumes."""
-
-    status: str
-    result: Any = None
-    consumed: tuple[int, ...] = ()
-
-
-def decide_wait(
-    kind: str,
-    mode: str,
-    names: Sequence[str],
-    until: datetime | None,
-    now: datetime,
-    inbox: Sequence[tuple[int, str, Any, datetime]],
-) -> WaitDecision:
-    """The rule every store applies to a pending wait, given the execution's unconsumed
-    events ``(seq, name, payload, sent_at)`` in arrival order.
-
-    An event counts if it was sent by ``until`` (one sent at that very instant wins over
-    the timeout); one sent later, however soon it is looked at, does not."""
-    if kind == "sleep":
-        if until is not None and until <= now:
-            return WaitDecision("resolved")
-        return WaitDecision("pending")
-    if kind == "event":
-        timely = [e for e in inbox if e[1] in names and (until is None or e[3] <= until)]
-        if mode == "any":
-            if timely:
-                seq, name, payload, _ = timely[0]
-                return WaitDecision("resolved", {"name": name, "payload": payload}, (seq,))
-        else:
-            first: dict[str, tuple[int, Any]] = {}
-            for seq, name, payload, _ in timely:
-                first.setdefault(name, (seq, payload))
-            if len(first) == len(names):
-                return WaitDecision(
-                    "resolved",
-                    {n: first[n][1] for n in names},
-                    tuple(sorted(first[n][0] for n in names)),
-                )
-    # an input is resolved by provide_input itself; here it can only time out
-    if until is not None and until <= now:
-        return WaitDecision("timed_out")
-    return WaitDecision("pending")
 
 
 def input_too_late(execution_id: str, name: str, until: datetime) -> InvalidState:

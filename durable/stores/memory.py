@@ -19,8 +19,7 @@ from urllib.parse import urlsplit
 
 from durable._json import clone
 from durable.errors import ConfigError, ExecutionNotFound, InvalidState, LeaseLost
-from durable.models import FINISHED, Status, StepExecution, Wait
-from durable.plugins import StoreRegistry, hookimpl
+from durable.models import FINISHED, Status, StepExecution, Wait, WaitSpec
 from durable.stores.base import (
     AlreadyDone,
     ExecutionRow,
@@ -32,7 +31,6 @@ from durable.stores.base import (
     not_live_error,
     not_pending_error,
 )
-from durable.waits import WaitSpec
 
 __all__ = ["MemoryStore", "forget"]
 
@@ -658,7 +656,8 @@ def _clone_row(row: ExecutionRow) -> ExecutionRow:
     return out
 
 
-def _open(url: str) -> MemoryStore:
+def open_memory_url(url: str) -> MemoryStore:
+    """The store for a ``memory://`` URL: a new one, or the one shared under its name."""
     parts = urlsplit(url)
     name = (parts.netloc + parts.path).strip("/")
     if parts.query:
@@ -676,9 +675,3 @@ def forget(name: str) -> None:
     """Drop the shared store ``memory://name`` (its data goes; the next open starts empty)."""
     with _named_lock:
         _named.pop(name.strip("/"), None)
-
-
-@hookimpl
-def durable_register_stores(registry: StoreRegistry) -> None:
-    """Register ``memory://``."""
-    registry.add("memory", _open)

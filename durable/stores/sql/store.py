@@ -25,7 +25,7 @@ from durable._limits import MIN_TIME
 from durable._text import redact_url, scrub, url_secrets
 from durable.durations import MAX_DURATION_MS
 from durable.errors import DurableError, ExecutionNotFound, InvalidState, LeaseLost, StoreError
-from durable.models import FINISHED, Status, StepExecution, StepStatus, Wait
+from durable.models import FINISHED, Status, StepExecution, StepStatus, Wait, WaitSpec
 from durable.stores.base import (
     AlreadyDone,
     ExecutionRow,
@@ -40,7 +40,6 @@ from durable.stores.base import (
 )
 from durable.stores.sql import migrations
 from durable.stores.sql.schema import SCHEMA_VERSION
-from durable.waits import WaitSpec
 
 __all__ = ["COLUMNS", "WAIT_COLUMNS", "SQLStore"]
 
