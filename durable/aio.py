@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from durable import waits
 from durable._runtime import current
+from durable.durations import Duration
 from durable.errors import ContextError
 
 __all__ = [
@@ -54,7 +55,7 @@ async def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
         run.aio_wait = False
 
 
-async def sleep_for(duration: int | timedelta) -> None:
+async def sleep_for(duration: Duration) -> None:
     """Awaitable :func:`durable.waits.sleep_for`."""
     await _in_thread(waits.sleep_for, duration)
 
@@ -65,7 +66,7 @@ async def sleep_until(when: datetime) -> None:
 
 
 async def wait_for_event(
-    name: str, *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
+    name: str, *, timeout: Duration | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Awaitable :func:`durable.waits.wait_for_event`."""
     return await _in_thread(
@@ -74,7 +75,7 @@ async def wait_for_event(
 
 
 async def wait_for_any_event(
-    names: Sequence[str], *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
+    names: Sequence[str], *, timeout: Duration | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Awaitable :func:`durable.waits.wait_for_any_event`."""
     return await _in_thread(
@@ -83,7 +84,7 @@ async def wait_for_any_event(
 
 
 async def wait_for_all_events(
-    names: Sequence[str], *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
+    names: Sequence[str], *, timeout: Duration | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Awaitable :func:`durable.waits.wait_for_all_events`."""
     return await _in_thread(
@@ -96,7 +97,7 @@ async def wait_for_input(
     *,
     prompt: str | None = None,
     schema: dict[str, Any] | None = None,
-    timeout: int | timedelta | None = None,
+    timeout: Duration | None = None,
     timeout_value: Any = _NO_VALUE,
 ) -> Any:
     """Awaitable :func:`durable.waits.wait_for_input`."""

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from durable._limits import check_name
-from durable.durations import to_ms
+from durable.durations import Duration, to_ms
 from durable.errors import ConfigError, WorkflowNotFound
 from durable.retry import Retry
 
@@ -99,7 +99,7 @@ def step(fn: F, /) -> F: ...
 def step(
     *,
     retry: Retry | Mapping[str, Any] | None = None,
-    timeout: int | Any | None = None,
+    timeout: Duration | None = None,
     name: str | None = None,
 ) -> Callable[[F], F]: ...
 
@@ -109,7 +109,7 @@ def step(
     /,
     *,
     retry: Retry | Mapping[str, Any] | None = None,
-    timeout: int | Any | None = None,
+    timeout: Duration | None = None,
     name: str | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a method of a ``@workflow`` class as a step. Works bare or with options.
@@ -145,7 +145,7 @@ _registry_lock = threading.Lock()
 def workflow(
     name: str,
     *,
-    timeout: int | Any | None = None,
+    timeout: Duration | None = None,
     max_retries: int | None = None,
     queue: str = "default",
 ) -> Callable[[C], C]:

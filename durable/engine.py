@@ -29,7 +29,7 @@ from durable._text import redact_url
 from durable._worker import Worker
 from durable.clock import Clock
 from durable.dsl import WorkflowDef, get_workflow, registered_workflows
-from durable.durations import seconds, to_ms
+from durable.durations import Duration, seconds, to_ms
 from durable.errors import ConfigError, ExecutionNotFound, InvalidState
 from durable.models import Execution, Status, StepExecution, StepStatus, Wait
 from durable.plugins import PluginHost
@@ -62,7 +62,7 @@ class Engine:
         self,
         store: str | Store | None = None,
         clock: Clock | str | None = None,
-        lease: int | Any = DEFAULT_LEASE,
+        lease: Duration = DEFAULT_LEASE,
         migrate: bool = True,
         *,
         plugins: Sequence[object] = (),
@@ -311,7 +311,7 @@ class Engine:
 
     def purge(
         self,
-        older_than: int | timedelta,
+        older_than: Duration,
         *,
         workflow: WorkflowRef | None = None,
         batch: int = 1000,
@@ -370,7 +370,7 @@ class Engine:
         queues: Sequence[str] | None = None,
         concurrency: int = 10,
         *,
-        poll_interval: int | Any = DEFAULT_POLL,
+        poll_interval: Duration = DEFAULT_POLL,
     ) -> None:
         """Run a worker in this thread until it is stopped (SIGINT or SIGTERM in the main
         thread, or ``engine.close()``). ``queues=None`` takes work from every queue."""
@@ -392,7 +392,7 @@ class Engine:
         queues: Sequence[str] | None = None,
         concurrency: int = 10,
         *,
-        poll_interval: int | Any = DEFAULT_POLL,
+        poll_interval: Duration = DEFAULT_POLL,
     ) -> Iterator[Worker]:
         """Run a worker in a background thread for the duration of the ``with`` block."""
         worker = self._make_worker(queues, concurrency, poll_interval)
@@ -406,7 +406,7 @@ class Engine:
             self._forget_worker(worker)
 
     def _make_worker(
-        self, queues: Sequence[str] | None, concurrency: int, poll_interval: int | Any
+        self, queues: Sequence[str] | None, concurrency: int, poll_interval: Duration
     ) -> Worker:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")

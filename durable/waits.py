@@ -21,14 +21,14 @@ waits afresh).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from durable._json import normalise
 from durable._limits import check_name, check_text, check_time
 from durable._runtime import StepRun, current
 from durable._schemas import check_schema
-from durable.durations import to_ms
+from durable.durations import Duration, to_ms
 from durable.errors import ConfigError, ContextError
 from durable.models import WaitKind, WaitMode, WaitSpec
 
@@ -83,7 +83,7 @@ def _timeout_value(value: Any, fn: str) -> tuple[Any, bool]:
     return normalise(value, f"{fn}() timeout_value"), True
 
 
-def sleep_for(duration: int | timedelta) -> None:
+def sleep_for(duration: Duration) -> None:
     """Sleep for ``duration`` (ms or timedelta) from the moment the step first reaches this
     call, durably: the execution waits without a worker, and resumes when it is due."""
     ms = to_ms(duration, what="sleep_for() duration")
@@ -98,7 +98,7 @@ def sleep_until(when: datetime) -> None:
 
 
 def wait_for_event(
-    name: str, *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
+    name: str, *, timeout: Duration | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Wait for the event ``name`` sent with ``engine.send_event(wid, name, payload)``;
     return its payload. An event sent before the step got here is kept and returned."""
@@ -134,7 +134,7 @@ def _several(
 
 
 def wait_for_any_event(
-    names: Sequence[str], *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
+    names: Sequence[str], *, timeout: Duration | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Wait for whichever of the events ``names`` comes first; return ``(name, payload)``
     (or ``timeout_value`` on timeout). Only that event is consumed."""
@@ -142,7 +142,7 @@ def wait_for_any_event(
 
 
 def wait_for_all_events(
-    names: Sequence[str], *, timeout: int | timedelta | None = None, timeout_value: Any = _NO_VALUE
+    names: Sequence[str], *, timeout: Duration | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
     """Wait until every one of the events ``names`` has arrived; return ``{name: payload}``
     (or ``timeout_value`` on timeout). Nothing is consumed until all are there."""
@@ -154,7 +154,7 @@ def wait_for_input(
     *,
     prompt: str | None = None,
     schema: dict[str, Any] | None = None,
-    timeout: int | timedelta | None = None,
+    timeout: Duration | None = None,
     timeout_value: Any = _NO_VALUE,
 ) -> Any:
     """Wait for a person (or system) to provide the input ``name`` with

@@ -12,7 +12,7 @@ from freezegun import api as freezegun_api
 from freezegun import freeze_time
 
 from durable.clock import utc
-from durable.durations import to_ms
+from durable.durations import Duration, to_ms
 from durable.plugins import entry_point_plugins
 
 __all__ = ["TimeTravelClock"]
@@ -65,7 +65,7 @@ class TimeTravelClock:
         with self._lock:
             return self._now
 
-    def advance(self, by: int | timedelta) -> datetime:
+    def advance(self, by: Duration) -> datetime:
         """Move forward by ``by`` (ms or timedelta) and return the new instant."""
         ms = to_ms(by, what="advance()")
         with self._lock:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from durable.durations import to_ms
+from durable.durations import Duration, to_ms
 from durable.engine import DEFAULT_LEASE, Engine
 from durable.errors import ConfigError
 from durable.models import FINISHED, Execution, Status
@@ -58,7 +58,7 @@ class TimeTravelEngine(Engine):
         self,
         store: str | Store | None = "memory://",
         clock: TimeTravelClock | None = None,
-        lease: int | Any = DEFAULT_LEASE,
+        lease: Duration = DEFAULT_LEASE,
         migrate: bool = True,
         *,
         plugins: Sequence[object] = (),
@@ -93,7 +93,7 @@ class TimeTravelEngine(Engine):
         return self.clock.now()
 
     def run_all(
-        self, queues: Sequence[str] | None = None, *, within: int | timedelta | None = None
+        self, queues: Sequence[str] | None = None, *, within: Duration | None = None
     ) -> int:
         """Drain and travel until nothing more is scheduled; return how many claims ran.
 
@@ -122,7 +122,7 @@ class TimeTravelEngine(Engine):
         status: str | Iterable[str] | None = None,
         *,
         step: str | None = None,
-        within: int | timedelta | None = None,
+        within: Duration | None = None,
         queues: Sequence[str] | None = None,
     ) -> Execution:
         """Run work and move the clock to each next due time until the execution reaches
@@ -216,7 +216,7 @@ class TimeTravelEngine(Engine):
             parts.append(f"a wait whose record was not found{wake}")
         return f"it is waiting in {step}, for " + "; ".join(parts)
 
-    def _limit(self, within: int | timedelta | None) -> datetime | None:
+    def _limit(self, within: Duration | None) -> datetime | None:
         if within is None:
             return None
         return self.clock.now() + timedelta(milliseconds=to_ms(within, what="within="))
@@ -239,7 +239,7 @@ class TimeTravelEngine(Engine):
         faults: Sequence[ErrorSpec | None] | None = None,
         returns: Any = _UNSET,
         context: Mapping[str, Any] | None = None,
-        takes: int | timedelta | None = None,
+        takes: Duration | None = None,
     ) -> StepOverride:
         """Change what ``step`` (a name or the ``@step`` method) does on this engine.
 

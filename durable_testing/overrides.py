@@ -11,12 +11,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from durable import context as ctx
 from durable.dsl import StepDef, WorkflowDef, get_workflow, registered_workflows
-from durable.durations import to_ms
+from durable.durations import Duration, to_ms
 from durable.errors import ConfigError
 from durable.hookspecs import StepCall
 from durable.plugins import hookimpl
@@ -121,7 +120,7 @@ class StepOverride:
         faults: Sequence[ErrorSpec | None] | None,
         returns: Any,
         context: Mapping[str, Any] | None,
-        takes: int | timedelta | None,
+        takes: Duration | None,
         clock: TimeTravelClock | None,
     ) -> StepOverride:
         """Check the options and make the override."""

@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from durable._text import redact_url
 from durable.durations import MAX_DURATION_MS
 from durable.errors import ConfigError
-from durable.plugins import StoreRegistry, hookimpl
 from durable.stores.sql.sqlite import _sql as sqlite_sql
 from durable.stores.sql.store import ATTEMPT_COLUMNS, COLUMNS, SQLStore
 
@@ -295,10 +294,3 @@ def open_postgres(url: str) -> PostgresStore:
             "'/' as %2F)"
         ) from None
     return PostgresStore(url, dsn)
-
-
-@hookimpl
-def durable_register_stores(registry: StoreRegistry) -> None:
-    """Register ``postgresql://`` (and ``postgres://``)."""
-    registry.add("postgresql", open_postgres)
-    registry.add("postgres", open_postgres)

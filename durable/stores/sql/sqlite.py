@@ -25,7 +25,6 @@ from sqlalchemy import event
 
 from durable._text import redact_url
 from durable.errors import ConfigError
-from durable.plugins import StoreRegistry, hookimpl
 from durable.stores.sql.store import ATTEMPT_COLUMNS, COLUMNS, WAIT_COLUMNS, SQLStore
 
 __all__ = ["SQLiteStore"]
@@ -326,9 +325,3 @@ def open_sqlite(url: str) -> SQLiteStore:
         )
 
     return SQLiteStore(url, str(Path(path).expanduser().resolve()), sync, busy_ms)
-
-
-@hookimpl
-def durable_register_stores(registry: StoreRegistry) -> None:
-    """Register ``sqlite://``."""
-    registry.add("sqlite", open_sqlite)
