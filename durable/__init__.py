@@ -1,21 +1,15 @@
-"""durable: durable, resumable workflows you can test with a time-travel clock."""
+"""durable: durable, resumable workflows you can test with a time-travel clock.
 
+Importing ``durable`` is cheap: the errors are imported at once, every other public name
+when it is first used (``durable.Engine``, ``from durable import step``), so that the
+``durable`` command and the pytest plugin, which import this package first, pay only for
+what they use. Type checkers see the real imports below.
+"""
+
+import importlib as _importlib
 import logging as _logging
+import typing as _typing
 
-from durable._default import (
-    cancel,
-    configure,
-    default_engine,
-    drain,
-    get_execution,
-    list_executions,
-    run_worker,
-    start,
-)
-from durable.clock import Clock, SystemClock
-from durable.dsl import StepDef, WorkflowDef, get_workflow, step, workflow
-from durable.durations import days, hours, minutes, seconds
-from durable.engine import Engine
 from durable.errors import (
     ConfigError,
     ContextError,
@@ -34,24 +28,96 @@ from durable.errors import (
     WorkflowNotFound,
     WorkflowTimeout,
 )
-from durable.hookspecs import StepCall
-from durable.models import Execution, Status, StepExecution, StepStatus, Wait
-from durable.plugins import hookimpl
-from durable.retry import Retry
-from durable.scheduler import Scheduler
-from durable.waits import (
-    sleep_for,
-    sleep_until,
-    wait_for_all_events,
-    wait_for_any_event,
-    wait_for_event,
-    wait_for_input,
-)
+
+if _typing.TYPE_CHECKING:
+    from durable._default import (
+        cancel,
+        configure,
+        default_engine,
+        drain,
+        get_execution,
+        list_executions,
+        run_worker,
+        start,
+    )
+    from durable.clock import Clock, SystemClock
+    from durable.dsl import StepDef, WorkflowDef, get_workflow, step, workflow
+    from durable.durations import days, hours, minutes, seconds
+    from durable.engine import Engine
+    from durable.hookspecs import StepCall
+    from durable.models import Execution, Status, StepExecution, StepStatus, Wait
+    from durable.plugins import hookimpl
+    from durable.retry import Retry
+    from durable.scheduler import Scheduler
+    from durable.waits import (
+        sleep_for,
+        sleep_until,
+        wait_for_all_events,
+        wait_for_any_event,
+        wait_for_event,
+        wait_for_input,
+    )
 
 __version__ = "0.1.0"
 
 # A library logs; the application decides where to (``durable worker`` logs to stderr).
 _logging.getLogger("durable").addHandler(_logging.NullHandler())
+
+# The module of each name imported on first use; the same names as the imports above.
+_LAZY = {
+    "durable._default": (
+        "cancel",
+        "configure",
+        "default_engine",
+        "drain",
+        "get_execution",
+        "list_executions",
+        "run_worker",
+        "start",
+    ),
+    "durable.clock": ("Clock", "SystemClock"),
+    "durable.dsl": ("StepDef", "WorkflowDef", "get_workflow", "step", "workflow"),
+    "durable.durations": ("days", "hours", "minutes", "seconds"),
+    "durable.engine": ("Engine",),
+    "durable.hookspecs": ("StepCall",),
+    "durable.models": ("Execution", "Status", "StepExecution", "StepStatus", "Wait"),
+    "durable.plugins": ("hookimpl",),
+    "durable.retry": ("Retry",),
+    "durable.scheduler": ("Scheduler",),
+    "durable.waits": (
+        "sleep_for",
+        "sleep_until",
+        "wait_for_all_events",
+        "wait_for_any_event",
+        "wait_for_event",
+        "wait_for_input",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _LAZY.items() for name in names}
+
+
+if not _typing.TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+
+    def __getattr__(name: str) -> object:
+        """A public name, imported from its module on first use; else a submodule
+        (``durable.durations``), as when this package imported them all."""
+        module = _MODULE_OF.get(name)
+        if module is not None:
+            value = getattr(_importlib.import_module(module), name)
+            globals()[name] = value
+            return value
+        if not name.startswith("__"):
+            try:
+                return _importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __all__ = [
     "Clock",
