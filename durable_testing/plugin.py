@@ -1,13 +1,13 @@
 """The pytest plugin: ``durable_clock``, ``durable_engine``, ``durable_store_url`` and
 ``--durable-store``.
 
-Loaded through the ``pytest11`` entry point. Nothing here is autouse, and durable itself is
-imported only when a fixture is used.
+Loaded through the ``pytest11`` entry point, so imported by every pytest run of a project
+that has durable installed. Nothing here is autouse, and durable itself (the engine,
+freezegun through the clock) is imported only when a fixture is used.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -103,6 +103,8 @@ def pytest_assertrepr_compare(config: pytest.Config, op: str, left: Any, right: 
         return None
     lines = [f"{_short(left)} {op} {_short(right)}"]
     if op == "==" and isinstance(left, list) and isinstance(right, list):
+        import difflib
+
         lines += [
             line.rstrip()
             for line in difflib.ndiff([repr(x) for x in right], [repr(x) for x in left])
