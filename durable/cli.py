@@ -1,4 +1,8 @@
-"""The ``durable`` command line."""
+"""The ``durable`` command line.
+
+Each command imports what it uses when it runs: ``durable --help`` or a command's
+``--help`` imports neither the engine nor a store (nor SQLAlchemy).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,17 @@ import sys
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from durable._text import printable, redact_url
-from durable.clock import SystemClock
-from durable.engine import DEFAULT_STORE, Engine
 from durable.errors import DurableError, StoreError
-from durable.models import Execution, Status, StepExecution, Wait
-from durable.plugins import PluginHost
+from durable.models import Status
+
+if TYPE_CHECKING:
+    from durable.engine import Engine
+    from durable.models import Execution, StepExecution, Wait
 
 __all__ = ["format_execution", "main"]
 
@@ -123,6 +128,8 @@ def _engine(ctx: click.Context, *, wait_for_store: bool = False) -> Engine:
     the command is stopped, instead of failing the command."""
     obj: dict[str, Any] = ctx.ensure_object(dict)
     if "engine" not in obj:
+        from durable.engine import Engine
+
         _import(obj["imports"])
         options = {} if obj.get("lease_ms") is None else {"lease": obj["lease_ms"]}
         pause = 0.5
@@ -141,6 +148,16 @@ def _engine(ctx: click.Context, *, wait_for_store: bool = False) -> Engine:
         ctx.call_on_close(obj["engine"].close)
     engine: Engine = obj["engine"]
     return engine
+
+
+class _DefaultStoreOption(click.Option):
+    """An option whose default is the engine's store URL, read (so the engine imported) only
+    when its command runs or shows its help."""
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        from durable.engine import DEFAULT_STORE
+
+        return DEFAULT_STORE
 
 
 @click.group()
@@ -180,7 +197,7 @@ def main(
 @click.option(
     "--store",
     "demo_store",
-    default=DEFAULT_STORE,
+    cls=_DefaultStoreOption,
     show_default=True,
     metavar="URL",
     help="Store to run the demo on (the embedded default: a SQLite file here).",
@@ -188,6 +205,7 @@ def main(
 def demo(demo_store: str) -> None:
     """Run the quick start's order workflow and print the execution and its steps."""
     from durable import _demo
+    from durable.engine import Engine
 
     with Engine(store=demo_store) as engine:
         before = engine.list_executions(workflow="process_order", limit=10_000)
@@ -216,6 +234,10 @@ def demo(demo_store: str) -> None:
 @click.pass_context
 def migrate(ctx: click.Context) -> None:
     """Create or upgrade the store's schema to the current version."""
+    from durable.clock import SystemClock
+    from durable.engine import DEFAULT_STORE
+    from durable.plugins import PluginHost
+
     obj = ctx.ensure_object(dict)
     # The store itself, not an Engine: an Engine refuses a schema that is out of date.
     url = obj["store"] or os.environ.get("DURABLE_STORE") or DEFAULT_STORE
