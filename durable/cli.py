@@ -1,7 +1,8 @@
 """The ``durable`` command line.
 
 Each command imports what it uses when it runs: ``durable --help`` or a command's
-``--help`` imports neither the engine nor a store (nor SQLAlchemy).
+``--help`` imports neither the engine nor a store (nor SQLAlchemy), and every DurableError
+a command raises is its error message, translated in one place (:class:`_Commands`).
 """
 
 from __future__ import annotations
@@ -117,11 +118,6 @@ def _import(modules: Sequence[str]) -> None:
             ) from exc
 
 
-def _fail(exc: DurableError) -> click.ClickException:
-    """A durable error as the command's error (exit 1), printable on a terminal."""
-    return click.ClickException(printable(str(exc), newlines=True))
-
-
 def _engine(ctx: click.Context, *, wait_for_store: bool = False) -> Engine:
     """The command's engine. ``wait_for_store``: a store that cannot be reached (a
     database starting up or restarting) is tried again with backoff, until it answers or
@@ -139,15 +135,24 @@ def _engine(ctx: click.Context, *, wait_for_store: bool = False) -> Engine:
                 break
             except StoreError as exc:
                 if not wait_for_store:
-                    raise _fail(exc) from exc
+                    raise
                 log.warning("cannot use the store yet (%s); trying again in %.1f s", exc, pause)
                 threading.Event().wait(pause)
                 pause = min(pause * 2, 30.0)
-            except DurableError as exc:
-                raise _fail(exc) from exc
         ctx.call_on_close(obj["engine"].close)
     engine: Engine = obj["engine"]
     return engine
+
+
+class _Commands(click.Group):
+    """The commands of ``durable``: a DurableError any of them raises is the command's error
+    (exit 1), printed with control characters escaped, so it cannot drive the terminal."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DurableError as exc:
+            raise click.ClickException(printable(str(exc), newlines=True)) from exc
 
 
 class _DefaultStoreOption(click.Option):
@@ -160,7 +165,7 @@ class _DefaultStoreOption(click.Option):
         return DEFAULT_STORE
 
 
-@click.group()
+@click.group(cls=_Commands)
 @click.option(
     "--store",
     envvar="DURABLE_STORE",
@@ -241,14 +246,11 @@ def migrate(ctx: click.Context) -> None:
     obj = ctx.ensure_object(dict)
     # The store itself, not an Engine: an Engine refuses a schema that is out of date.
     url = obj["store"] or os.environ.get("DURABLE_STORE") or DEFAULT_STORE
+    store = PluginHost().make_store(url)
     try:
-        store = PluginHost().make_store(url)
-        try:
-            applied = store.migrate(SystemClock().now())
-        finally:
-            store.close()
-    except DurableError as exc:
-        raise _fail(exc) from exc
+        applied = store.migrate(SystemClock().now())
+    finally:
+        store.close()
     shown = redact_url(url)
     if applied:
         click.echo(f"{shown}: applied migration(s) {', '.join(map(str, applied))}")
@@ -276,21 +278,15 @@ def start(
     idempotency_key: str | None,
 ) -> None:
     """Start WORKFLOW (a registered name) and print its execution id."""
-    try:
-        value = json.loads(input_json)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--input") from exc
-    try:
-        wid = _engine(ctx).start(
-            workflow,
-            value,
-            queue=queue,
-            priority=priority,
-            scheduled_at=scheduled_at,
-            idempotency_key=idempotency_key,
-        )
-    except DurableError as exc:
-        raise _fail(exc) from exc
+    value = _json_option(input_json, "--input")
+    wid = _engine(ctx).start(
+        workflow,
+        value,
+        queue=queue,
+        priority=priority,
+        scheduled_at=scheduled_at,
+        idempotency_key=idempotency_key,
+    )
     click.echo(wid)
 
 
@@ -304,12 +300,7 @@ def list_(
     ctx: click.Context, workflow: str | None, status: str | None, queue: str | None, limit: int
 ) -> None:
     """List executions, newest first."""
-    try:
-        rows = _engine(ctx).list_executions(
-            workflow=workflow, status=status, queue=queue, limit=limit
-        )
-    except DurableError as exc:
-        raise _fail(exc) from exc
+    rows = _engine(ctx).list_executions(workflow=workflow, status=status, queue=queue, limit=limit)
     for ex in rows:
         click.echo(
             f"{printable(ex.id)}  {printable(ex.workflow):<24} {ex.status.value:<12} "
@@ -322,12 +313,9 @@ def list_(
 @click.pass_context
 def show(ctx: click.Context, execution_id: str) -> None:
     """Show an execution with its step attempts and what it waits for."""
-    try:
-        engine = _engine(ctx)
-        ex = engine.get_execution(execution_id, include_steps=True)
-        waits = engine.list_waits(execution_id)
-    except DurableError as exc:
-        raise _fail(exc) from exc
+    engine = _engine(ctx)
+    ex = engine.get_execution(execution_id, include_steps=True)
+    waits = engine.list_waits(execution_id)
     click.echo(format_execution(ex))
     if waits:
         click.echo("  waits for")
@@ -353,10 +341,7 @@ def format_wait(w: Wait) -> str:
 @click.pass_context
 def waits(ctx: click.Context, kind: str | None, limit: int) -> None:
     """List what waiting executions wait for, and until when (oldest first)."""
-    try:
-        rows = _engine(ctx).list_waits(kind=kind, limit=limit)
-    except DurableError as exc:
-        raise _fail(exc) from exc
+    rows = _engine(ctx).list_waits(kind=kind, limit=limit)
     if not rows:
         click.echo("nothing is waiting")
     for w in rows:
@@ -371,10 +356,7 @@ def waits(ctx: click.Context, kind: str | None, limit: int) -> None:
 def send_event(ctx: click.Context, execution_id: str, name: str, payload_json: str) -> None:
     """Send the event NAME to an execution."""
     payload = _json_option(payload_json, "--payload")
-    try:
-        _engine(ctx).send_event(execution_id, name, payload)
-    except DurableError as exc:
-        raise _fail(exc) from exc
+    _engine(ctx).send_event(execution_id, name, payload)
     click.echo(f"{execution_id}: event {name!r} sent")
 
 
@@ -386,10 +368,7 @@ def send_event(ctx: click.Context, execution_id: str, name: str, payload_json: s
 def provide_input(ctx: click.Context, execution_id: str, name: str, data_json: str) -> None:
     """Provide the input NAME a step of the execution waits for."""
     data = _json_option(data_json, "--data")
-    try:
-        _engine(ctx).provide_input(execution_id, name, data)
-    except DurableError as exc:
-        raise _fail(exc) from exc
+    _engine(ctx).provide_input(execution_id, name, data)
     click.echo(f"{execution_id}: input {name!r} provided")
 
 
@@ -413,10 +392,7 @@ def _duration(text: str) -> int:
 def purge(ctx: click.Context, older_than: str, workflow: str | None) -> None:
     """Delete executions that finished longer ago than --older-than, with their history."""
     age = _duration(older_than)
-    try:
-        n = _engine(ctx).purge(age, workflow=workflow)
-    except DurableError as exc:
-        raise _fail(exc) from exc
+    n = _engine(ctx).purge(age, workflow=workflow)
     click.echo(f"purged {n} execution(s) finished more than {older_than} ago")
 
 
@@ -433,10 +409,7 @@ def _json_option(text: str, option: str) -> Any:
 @click.pass_context
 def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
     """Cancel an execution."""
-    try:
-        ex = _engine(ctx).cancel(execution_id, reason)
-    except DurableError as exc:
-        raise _fail(exc) from exc
+    ex = _engine(ctx).cancel(execution_id, reason)
     state = "cancelled" if ex.status == Status.CANCELLED else "cancel requested (running)"
     click.echo(f"{execution_id}: {state}")
 
