@@ -1,6 +1,9 @@
-"""The quick start of the README, with stand-in payment and email services.
+"""The quick start of the README, with stand-in payment and email services: what
+``durable demo`` runs.
 
-The payment service fails its first call, so the demo shows a retried step.
+The payment service fails its first call, so the demo shows a retried step. The workflow
+is defined here only; the README and docs/index.md show it (tests/test_demo.py checks they
+show this one), and the demo command takes its name from it.
 """
 
 from __future__ import annotations

@@ -210,12 +210,14 @@ def main(
 def demo(demo_store: str) -> None:
     """Run the quick start's order workflow and print the execution and its steps."""
     from durable import _demo
+    from durable.dsl import get_workflow
     from durable.engine import Engine
 
+    name = get_workflow(_demo.OrderWorkflow).name
     with Engine(store=demo_store) as engine:
-        before = engine.list_executions(workflow="process_order", limit=10_000)
+        before = engine.list_executions(workflow=_demo.OrderWorkflow, limit=10_000)
         wid = engine.start(_demo.OrderWorkflow, _demo.ORDER)
-        click.echo(f"started process_order as {wid} on {redact_url(demo_store)}")
+        click.echo(f"started {name} as {wid} on {redact_url(demo_store)}")
         idle = threading.Event()
         while True:
             engine.drain()
@@ -228,7 +230,7 @@ def demo(demo_store: str) -> None:
         click.echo("")
         click.echo(format_execution(engine.get_execution(wid, include_steps=True)))
         click.echo(
-            f"\nruns of process_order kept in {redact_url(demo_store)}: {len(before) + 1} "
+            f"\nruns of {name} kept in {redact_url(demo_store)}: {len(before) + 1} "
             f"({len(before)} from earlier demo runs)"
         )
         for ex in before[:5]:
