@@ -47,29 +47,57 @@ WITH i AS (
         %(max_attempts)s
     )
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING *
+    RETURNING
+        seq, id, workflow, status, queue, priority, input, context, created_at,
+        scheduled_at, run_at, timeout_ms, idempotency_key, started_at, completed_at,
+        deadline, step_index, step_name, attempt, attempt_started_at, error, token,
+        worker_id, lease_expires_at, cancel_requested, cancel_reason, suspended, last_write,
+        lost_attempts, max_attempts
 ), n AS (SELECT pg_notify('durable_work', ''))
 SELECT i.* FROM i, n;
 
 -- name: by_key
-SELECT * FROM durable_executions WHERE idempotency_key = %(key)s;
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE idempotency_key = %(key)s;
 
 -- name: get
-SELECT * FROM durable_executions WHERE id = %(id)s;
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE id = %(id)s;
 
 -- name: get_for_update
-SELECT * FROM durable_executions WHERE id = %(id)s FOR UPDATE;
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
 SELECT status, step_name FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: steps
-SELECT * FROM durable_step_attempts WHERE execution_id = %(id)s ORDER BY seq;
+SELECT
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+FROM durable_step_attempts WHERE execution_id = %(id)s ORDER BY seq;
 
 -- name: list
 -- Newest first, by any filters (NULL: all); walks the created index. The store takes
 -- one of the list_by_ blocks when a filter can choose an index instead.
-SELECT * FROM durable_executions
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
 WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
 ORDER BY created_at DESC, seq DESC
@@ -77,7 +105,12 @@ LIMIT %(limit)s;
 
 -- name: list_by_status
 -- As list, for exactly one status: walks that status in the status index, in order.
-SELECT * FROM durable_executions
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
 WHERE status = %(status)s
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -86,7 +119,12 @@ LIMIT %(limit)s;
 
 -- name: list_by_statuses
 -- As list, for several statuses: each from the status index, then sorted.
-SELECT * FROM durable_executions
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
 WHERE status = ANY(%(statuses)s)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -95,7 +133,12 @@ LIMIT %(limit)s;
 
 -- name: list_by_workflow
 -- As list, for exactly one workflow: walks that workflow in its index, in order.
-SELECT * FROM durable_executions
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
 WHERE workflow = %(workflow)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
 ORDER BY created_at DESC, seq DESC
@@ -134,7 +177,12 @@ UPDATE durable_executions AS e SET
               ELSE attempt END,
     attempt_started_at = coalesce(attempt_started_at, %(now)s)
 FROM c WHERE e.seq = c.seq
-RETURNING e.*, c.fresh;
+RETURNING
+    e.seq, e.id, e.workflow, e.status, e.queue, e.priority, e.input, e.context,
+    e.created_at, e.scheduled_at, e.run_at, e.timeout_ms, e.idempotency_key, e.started_at,
+    e.completed_at, e.deadline, e.step_index, e.step_name, e.attempt, e.attempt_started_at,
+    e.error, e.token, e.worker_id, e.lease_expires_at, e.cancel_requested, e.cancel_reason,
+    e.suspended, e.last_write, e.lost_attempts, e.max_attempts, c.fresh;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = %(deadline)s WHERE seq = %(seq)s;
@@ -300,11 +348,18 @@ UPDATE durable_executions SET
     claimable_at = CASE WHEN %(at_once)s THEN NULL ELSE claimable_at END,
     suspended = CASE WHEN %(at_once)s THEN FALSE ELSE suspended END
 WHERE id = %(id)s
-RETURNING *;
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
 
 
 -- name: wait_get
-SELECT * FROM durable_waits
+SELECT
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at
+FROM durable_waits
 WHERE execution_id = %(id)s AND step = %(step)s AND wait_seq = %(wseq)s;
 
 -- name: wait_insert
@@ -315,7 +370,9 @@ INSERT INTO durable_waits (
     %(id)s, %(step)s, %(wseq)s, %(attempt)s, %(kind)s, %(names)s, %(mode)s, %(until)s,
     'pending', %(now)s, %(prompt)s, %(schema)s
 )
-RETURNING *;
+RETURNING
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at;
 
 -- name: wait_renew
 UPDATE durable_waits SET
@@ -323,21 +380,30 @@ UPDATE durable_waits SET
     until_at = %(until)s, status = 'pending', created_at = %(now)s, prompt = %(prompt)s,
     input_schema = %(schema)s, result = NULL, resolved_at = NULL
 WHERE seq = %(wid)s
-RETURNING *;
+RETURNING
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at;
 
 -- name: wait_set
 UPDATE durable_waits SET status = %(status)s, result = %(result)s, resolved_at = %(now)s
 WHERE seq = %(wid)s AND status = 'pending';
 
 -- name: wait_suspended_on
-SELECT * FROM durable_waits
+SELECT
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at
+FROM durable_waits
 WHERE execution_id = %(id)s AND step = %(step)s AND status = 'pending'
 ORDER BY wait_seq DESC
 LIMIT 1;
 
 -- name: waits_pending
 -- Pending waits of unfinished executions, oldest first, by any filters.
-SELECT w.*, e.workflow FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    e.workflow
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE w.status = 'pending' AND e.status IN ('pending', 'running', 'waiting', 'compensating')
   AND (%(workflow)s::text IS NULL OR e.workflow = %(workflow)s)
   AND (%(open_at)s::timestamptz IS NULL OR w.until_at IS NULL OR w.until_at >= %(open_at)s)
@@ -348,7 +414,11 @@ LIMIT %(limit)s;
 
 -- name: waits_all
 -- Every wait, oldest first, by any filters.
-SELECT w.*, e.workflow FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    e.workflow
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE (%(workflow)s::text IS NULL OR e.workflow = %(workflow)s)
   AND (%(open_at)s::timestamptz IS NULL OR w.until_at IS NULL OR w.until_at >= %(open_at)s)
   AND (%(execution_id)s::text IS NULL OR w.execution_id = %(execution_id)s)

@@ -42,28 +42,55 @@ INSERT INTO durable_executions (
     0, :claimable_at, :max_attempts
 )
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING *;
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
 
 -- name: by_key
-SELECT * FROM durable_executions WHERE idempotency_key = :key;
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE idempotency_key = :key;
 
 -- name: get
-SELECT * FROM durable_executions WHERE id = :id;
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE id = :id;
 
 -- name: get_for_update
 -- (the write transaction began IMMEDIATE: it already holds the write lock)
-SELECT * FROM durable_executions WHERE id = :id;
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE id = :id;
 
 -- name: live
 SELECT status, step_name FROM durable_executions WHERE id = :id;
 
 -- name: steps
-SELECT * FROM durable_step_attempts WHERE execution_id = :id ORDER BY seq;
+SELECT
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+FROM durable_step_attempts WHERE execution_id = :id ORDER BY seq;
 
 -- name: list
 -- Newest first, by any filters (NULL: all); walks the created index. The store takes
 -- one of the list_by_ blocks when a filter can choose an index instead.
-SELECT * FROM durable_executions
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
 WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
 ORDER BY created_at DESC, seq DESC
@@ -71,7 +98,12 @@ LIMIT :limit;
 
 -- name: list_by_status
 -- As list, for exactly one status: walks that status in the status index, in order.
-SELECT * FROM durable_executions
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
 WHERE status = :status
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -80,7 +112,12 @@ LIMIT :limit;
 
 -- name: list_by_statuses
 -- As list, for several statuses: each from the status index, then sorted.
-SELECT * FROM durable_executions
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
 WHERE status IN (SELECT value FROM json_each(:statuses))
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -89,7 +126,12 @@ LIMIT :limit;
 
 -- name: list_by_workflow
 -- As list, for exactly one workflow: walks that workflow in its index, in order.
-SELECT * FROM durable_executions
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
 WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
 ORDER BY created_at DESC, seq DESC
@@ -120,7 +162,11 @@ UPDATE durable_executions SET
               ELSE attempt END,
     attempt_started_at = coalesce(attempt_started_at, :now)
 WHERE seq IN (SELECT value FROM json_each(:seqs))
-RETURNING *;
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq;
@@ -229,11 +275,18 @@ UPDATE durable_executions SET
     claimable_at = CASE WHEN :at_once THEN NULL ELSE claimable_at END,
     suspended = CASE WHEN :at_once THEN FALSE ELSE suspended END
 WHERE id = :id
-RETURNING *;
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
 
 
 -- name: wait_get
-SELECT * FROM durable_waits WHERE execution_id = :id AND step = :step AND wait_seq = :wseq;
+SELECT
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at
+FROM durable_waits WHERE execution_id = :id AND step = :step AND wait_seq = :wseq;
 
 -- name: wait_insert
 INSERT INTO durable_waits (
@@ -243,7 +296,9 @@ INSERT INTO durable_waits (
     :id, :step, :wseq, :attempt, :kind, :names, :mode, :until, 'pending', :now,
     :prompt, :schema
 )
-RETURNING *;
+RETURNING
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at;
 
 -- name: wait_renew
 UPDATE durable_waits SET
@@ -251,21 +306,30 @@ UPDATE durable_waits SET
     status = 'pending', created_at = :now, prompt = :prompt, input_schema = :schema,
     result = NULL, resolved_at = NULL
 WHERE seq = :wid
-RETURNING *;
+RETURNING
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at;
 
 -- name: wait_set
 UPDATE durable_waits SET status = :status, result = :result, resolved_at = :now
 WHERE seq = :wid AND status = 'pending';
 
 -- name: wait_suspended_on
-SELECT * FROM durable_waits
+SELECT
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at
+FROM durable_waits
 WHERE execution_id = :id AND step = :step AND status = 'pending'
 ORDER BY wait_seq DESC
 LIMIT 1;
 
 -- name: waits_pending
 -- Pending waits of unfinished executions, oldest first, by any filters.
-SELECT w.*, e.workflow FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    e.workflow
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE w.status = 'pending' AND e.status IN ('pending', 'running', 'waiting', 'compensating')
   AND (:workflow IS NULL OR e.workflow = :workflow)
   AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
@@ -276,7 +340,11 @@ LIMIT :limit;
 
 -- name: waits_all
 -- Every wait, oldest first, by any filters.
-SELECT w.*, e.workflow FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    e.workflow
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE (:workflow IS NULL OR e.workflow = :workflow)
   AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
   AND (:execution_id IS NULL OR w.execution_id = :execution_id)
