@@ -45,6 +45,16 @@ log = logging.getLogger("durable.stores.postgres")
 OUT_OF_RANGE: Any = type("OutOfRange", (), {"__repr__": lambda _: "<date out of range>"})()
 
 
+def _by_name(cursor: Any) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """Rows as dicts by column name, like psycopg's ``dict_row``, with the names read
+    straight from the result: ``dict_row`` builds ``cursor.description`` (an object per
+    column) for every statement, a cost each hot transition would pay."""
+    result = cursor.pgresult
+    count = 0 if result is None else result.nfields
+    names = [result.fname(i).decode() for i in range(count)]
+    return lambda values: dict(zip(names, values, strict=True))
+
+
 def _load_dates_safely(conn: Any) -> None:
     """Make a timestamptz Python cannot hold (after the year 9999) load as OUT_OF_RANGE
     instead of failing the whole fetch: one such row must not stop a claim of several."""
@@ -83,14 +93,12 @@ class PostgresStore(SQLStore):
 
     def _connect(self) -> psycopg.Connection[Any]:
         pg = _psycopg()
-        from psycopg.rows import dict_row
-
         # Keep what the URL sets (search_path, sslmode, ...); add UTC to its options.
         params = pg.conninfo.conninfo_to_dict(self._dsn)
         params["options"] = f"{params.get('options', '')} -c TimeZone=UTC".strip()
         params.setdefault("connect_timeout", "10")
         params.setdefault("application_name", "durable")
-        conn: psycopg.Connection[Any] = pg.connect(autocommit=True, row_factory=dict_row, **params)
+        conn: psycopg.Connection[Any] = pg.connect(autocommit=True, row_factory=_by_name, **params)
         _load_dates_safely(conn)
         return conn
 
