@@ -20,6 +20,7 @@ import psycopg
 
 import durable
 from durable import step, workflow
+from durable.durations import MAX_DURATION_MS
 
 
 @workflow("bench_index_wf")
@@ -100,15 +101,28 @@ def main() -> None:
         )
         conn.execute("ANALYZE durable_executions")
         count = conn.execute("SELECT count(*) FROM durable_executions").fetchone()
+        # The store's own statements, with the parameters it binds (a worker's claim, a
+        # listing of running executions): what the engine really runs, not a copy of it.
+        store = engine.store
+        now = datetime.now(UTC)
+        claim = {
+            "now": now,
+            "expires": now + timedelta(seconds=30),
+            "worker": "bench",
+            "limit": 10,
+            "workflows": ["bench_index_wf"],
+            "queues": None,
+            "max_timeout_ms": MAX_DURATION_MS,
+        }
+        listing = {"status": "running", "workflows": None, "queues": None, "limit": 100}
         plans = {
             "claim": conn.execute(
-                "EXPLAIN SELECT seq FROM durable_executions WHERE claimable_at <= now() "
-                "AND workflow = ANY(ARRAY['bench_index_wf']) ORDER BY priority DESC, "
-                "scheduled_at, created_at, seq LIMIT 10 FOR UPDATE SKIP LOCKED"
+                "EXPLAIN " + store.SQL["claim"],  # type: ignore[attr-defined]
+                claim,
             ).fetchall(),
             "list running": conn.execute(
-                "EXPLAIN SELECT * FROM durable_executions WHERE 1 = 1 AND status = "
-                "ANY(ARRAY['running']) ORDER BY created_at DESC, seq DESC LIMIT 100"
+                "EXPLAIN " + store.SQL["list_by_status"],  # type: ignore[attr-defined]
+                listing,
             ).fetchall(),
         }
     print(

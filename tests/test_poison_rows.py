@@ -116,11 +116,11 @@ def test_context_that_is_not_a_json_object_fails_that_execution_only(sql_engine,
 def test_an_error_that_is_not_the_rows_fault_fails_nothing(tmp_path, durable_clock, monkeypatch):
     """A MemoryError (or a bug) while decoding is the process's trouble, not the row's: the
     claim fails as a StoreError, the execution is left as it was, and runs later."""
-    import durable.stores.sql.store as sql_store
+    import durable.stores.sql.rows as sql_rows
 
     engine = durable.Engine(f"sqlite:///{tmp_path / 'memory.db'}", clock=durable_clock)
     wid = engine.start(Fine, {"big": "input"})
-    real, calls = sql_store._loads, []
+    real, calls = sql_rows.loads, []
 
     def short_of_memory(text):
         if text and "big" in text and not calls:
@@ -128,7 +128,7 @@ def test_an_error_that_is_not_the_rows_fault_fails_nothing(tmp_path, durable_clo
             raise MemoryError
         return real(text)
 
-    monkeypatch.setattr(sql_store, "_loads", short_of_memory)
+    monkeypatch.setattr(sql_rows, "loads", short_of_memory)
     with pytest.raises(durable.StoreError, match="MemoryError"):
         engine.drain()
     assert engine.get_execution(wid).status == "pending"  # the claim was rolled back

@@ -9,7 +9,6 @@ use, so a restarted server needs no operator action.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -19,10 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 import sqlalchemy as sa
 
 from durable._text import redact_url
-from durable.durations import MAX_DURATION_MS
 from durable.errors import ConfigError
-from durable.stores.sql.sqlite import _sql as sqlite_sql
-from durable.stores.sql.store import ATTEMPT_COLUMNS, COLUMNS, SQLStore
+from durable.stores.sql.loader import load
+from durable.stores.sql.store import SQLStore
 
 if TYPE_CHECKING:
     import psycopg
@@ -43,118 +41,17 @@ __all__ = ["PostgresStore"]
 
 log = logging.getLogger("durable.stores.postgres")
 
-CHANNEL = "durable_work"
-
-
-def _pyformat(sql: str) -> str:
-    """``:name`` placeholders as psycopg's ``%(name)s`` (our SQL has no ``::`` casts)."""
-    return re.sub(r"(?<![:\w]):([a-z_][a-z0-9_]*)", r"%(\1)s", sql)
-
-
-def _sql() -> dict[str, Any]:
-    shared = {
-        name: tuple(map(_pyformat, sql)) if isinstance(sql, tuple) else _pyformat(sql)
-        for name, sql in sqlite_sql().items()
-    }
-    fence = (
-        "WHERE id = %(id)s AND token = %(token)s AND status = 'running' "
-        "AND coalesce(last_write, '') <> %(write_id)s"
-    )
-    ended = (
-        "run_at = NULL, lease_expires_at = NULL, worker_id = NULL, "
-        "attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE"
-    )
-    record = (
-        f"INSERT INTO durable_step_attempts ({ATTEMPT_COLUMNS}) SELECT %(a_execution_id)s, "
-        "%(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s, %(a_started_at)s, "
-        "%(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s, %(a_retry_at)s, "
-        "%(a_result)s FROM u RETURNING (SELECT status FROM u)"
-    )
-
-    def with_record(update: str) -> str:
-        # One statement: the fenced update and the attempt record commit together.
-        return f"WITH u AS ({update} {fence} AND NOT cancel_requested RETURNING status) {record}"
-
-    return {
-        **shared,
-        # to_regclass resolves through search_path, as the store's own statements do.
-        "has_migrations": (
-            "SELECT CASE WHEN to_regclass('durable_migrations') IS NULL THEN 0 ELSE 1 END"
-        ),
-        "create": (
-            "WITH i AS (INSERT INTO durable_executions (id, workflow, status, queue, "
-            "priority, input, context, created_at, scheduled_at, run_at, timeout_ms, "
-            "idempotency_key, step_index, step_name, attempt, token, cancel_requested, "
-            "claimable_at, max_attempts) VALUES (%(id)s, %(workflow)s, %(status)s, "
-            "%(queue)s, %(priority)s, %(input)s, %(context)s, %(created_at)s, "
-            "%(scheduled_at)s, %(run_at)s, %(timeout_ms)s, %(idempotency_key)s, "
-            "%(step_index)s, %(step_name)s, %(attempt)s, %(token)s, FALSE, "
-            "%(claimable_at)s, %(max_attempts)s) "
-            f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {COLUMNS}), "
-            f"n AS (SELECT pg_notify('{CHANNEL}', '')) SELECT i.* FROM i, n"
-        ),
-        "get_for_update": f"SELECT {COLUMNS} FROM durable_executions WHERE id = %(id)s FOR UPDATE",
-        "live": "SELECT status, step_name FROM durable_executions WHERE id = %(id)s FOR UPDATE",
-        "claim": (
-            # c remembers, before the update, whether an attempt was in flight
-            "WITH c AS (SELECT seq, attempt_started_at IS NULL AS fresh "
-            "FROM durable_executions WHERE claimable_at <= %(now)s "
-            "AND status IN ('pending', 'running', 'waiting') /*where*/ "
-            "ORDER BY priority DESC, scheduled_at, created_at, seq LIMIT %(limit)s "
-            "FOR UPDATE SKIP LOCKED) "
-            "UPDATE durable_executions AS e SET status = 'running', token = token + 1, "
-            "worker_id = %(worker)s, lease_expires_at = %(expires)s, "
-            "claimable_at = %(expires)s, run_at = NULL, "
-            "started_at = coalesce(started_at, %(now)s), "
-            # a timeout past what a store holds (written by an older version) is left for
-            # the claim to fail that row alone, not computed: it could overflow the interval
-            "deadline = CASE WHEN deadline IS NULL AND timeout_ms IS NOT NULL "
-            f"AND timeout_ms <= {MAX_DURATION_MS} "
-            "THEN %(now)s + timeout_ms * INTERVAL '1 millisecond' ELSE deadline END, "
-            "attempt = CASE WHEN attempt_started_at IS NULL AND NOT suspended THEN attempt + 1 "
-            "ELSE attempt END, "
-            "attempt_started_at = coalesce(attempt_started_at, %(now)s) "
-            "FROM c WHERE e.seq = c.seq RETURNING "
-            + ", ".join(f"e.{col}" for col in COLUMNS.split(", "))
-            + ", c.fresh"
-        ),
-        "complete_next": with_record(
-            "UPDATE durable_executions SET context = %(context)s, "
-            "step_index = %(next_index)s, step_name = %(next_name)s, suspended = FALSE, "
-            "attempt = %(next_attempt)s, attempt_started_at = %(next_started)s, "
-            "lost_attempts = 0, max_attempts = %(next_max)s, last_write = %(write_id)s"
-        ),
-        "complete_last": with_record(
-            "UPDATE durable_executions SET context = %(context)s, status = 'completed', "
-            f"completed_at = %(now)s, last_write = %(write_id)s, {ended}"
-        ),
-        "retry": with_record(
-            "UPDATE durable_executions SET status = 'pending', run_at = %(retry_at)s, "
-            "claimable_at = %(retry_at)s, lease_expires_at = NULL, worker_id = NULL, "
-            "attempt_started_at = NULL, suspended = FALSE, "
-            "max_attempts = %(a_max_attempts)s, last_write = %(write_id)s"
-        ),
-        "fail": with_record(
-            "UPDATE durable_executions SET status = 'failed', completed_at = %(now)s, "
-            f"error = %(error)s, last_write = %(write_id)s, {ended}"
-        ),
-        "restart": (
-            "WITH u AS (UPDATE durable_executions SET attempt_started_at = %(now)s, "
-            "lost_attempts = lost_attempts + 1, last_write = %(write_id)s "
-            f"{fence} RETURNING status) {record}"
-        ),
-        "cancel": str(shared["cancel"]).replace("cancel_requested = 1", "cancel_requested = TRUE"),
-        # the server's clock, to compare a worker's with (never used for a decision in SQL)
-        "server_time": "SELECT clock_timestamp()",
-        # two purges at once take different rows (no INDEXED BY here: the planner uses it)
-        "purge_pick": str(shared["purge_pick"]).replace(
-            " INDEXED BY durable_executions_finished", ""
-        )
-        + " FOR UPDATE SKIP LOCKED",
-    }
-
-
 OUT_OF_RANGE: Any = type("OutOfRange", (), {"__repr__": lambda _: "<date out of range>"})()
+
+
+def _by_name(cursor: Any) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """Rows as dicts by column name, like psycopg's ``dict_row``, with the names read
+    straight from the result: ``dict_row`` builds ``cursor.description`` (an object per
+    column) for every statement, a cost each hot transition would pay."""
+    result = cursor.pgresult
+    count = 0 if result is None else result.nfields
+    names = [result.fname(i).decode() for i in range(count)]
+    return lambda values: dict(zip(names, values, strict=True))
 
 
 def _load_dates_safely(conn: Any) -> None:
@@ -184,7 +81,7 @@ def _load_dates_safely(conn: Any) -> None:
 class PostgresStore(SQLStore):
     """A store in PostgreSQL, for any number of worker processes."""
 
-    SQL = _sql()
+    SQL = load("postgres")
     HOT_IN_TRANSACTION = False  # each hot transition is a single statement
 
     def __init__(self, url: str, dsn: str) -> None:
@@ -200,7 +97,7 @@ class PostgresStore(SQLStore):
         params["options"] = f"{params.get('options', '')} -c TimeZone=UTC".strip()
         params.setdefault("connect_timeout", "10")
         params.setdefault("application_name", "durable")
-        conn: psycopg.Connection[Any] = pg.connect(autocommit=True, **params)
+        conn: psycopg.Connection[Any] = pg.connect(autocommit=True, row_factory=_by_name, **params)
         _load_dates_safely(conn)
         return conn
 
@@ -217,9 +114,8 @@ class PostgresStore(SQLStore):
             raise ValueError("a date outside the years 1 to 9999, which Python cannot hold")
         return value.astimezone(UTC)  # type: ignore[no-any-return]
 
-    def _in(self, name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
-        params[name] = list(values)
-        return f"= ANY(%({name})s)"
+    def _array(self, values: Sequence[Any] | None) -> list[Any] | None:
+        return None if values is None else list(values)
 
     def _is_integrity_error(self, exc: Exception) -> bool:
         return isinstance(exc, _psycopg().errors.IntegrityError)
@@ -227,10 +123,6 @@ class PostgresStore(SQLStore):
     def _is_disconnect(self, exc: Exception) -> bool:
         conn = getattr(self._local, "conn", None)
         return isinstance(exc, _psycopg().OperationalError) or (conn is not None and conn.broken)
-
-    def _after_write(self) -> None:
-        with self._cursor(write=False) as cur:
-            cur.execute(f"SELECT pg_notify('{CHANNEL}', '')")
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         super().subscribe(callback)
@@ -247,7 +139,7 @@ class PostgresStore(SQLStore):
                 with _psycopg().connect(
                     self._dsn, autocommit=True, application_name="durable-listen"
                 ) as conn:
-                    conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(self.SQL["listen"])
                     backoff = 0.1
                     self._wake_subscribers()  # we may have missed something while away
                     while not self._closed.is_set():

@@ -1,31 +1,27 @@
 """The SQL store: each transition is one transaction of named, parameterised SQL.
 
-The statements live as data in the dialect modules (``sqlite.py``, ``postgres.py``); this
-module holds the logic they share. Hot transitions (start, claim, step completion, retry)
-are a single statement on PostgreSQL (data-modifying CTEs in autocommit), so each costs one
-round trip. Statements run on one DBAPI connection per thread, kept open. Every time
-comparison uses the ``now`` the engine passes in, never the database's clock.
+The statements live as data, one file per dialect (``queries/sqlite.sql``,
+``queries/postgres.sql``, read by :mod:`~durable.stores.sql.loader`); connections are in
+:mod:`~durable.stores.sql.connections`, rows in :mod:`~durable.stores.sql.rows`, and this
+module holds the transitions the dialects share. Hot transitions (start, claim, step
+completion, retry) are a single statement on PostgreSQL (data-modifying CTEs in
+autocommit), so each costs one round trip. Every time comparison uses the ``now`` the
+engine passes in, never the database's clock.
 """
 
 from __future__ import annotations
 
-import abc
-import json
-import logging
-import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 
-from durable._limits import MIN_TIME
-from durable._text import redact_url, scrub, url_secrets
+from durable._text import scrub
 from durable.durations import MAX_DURATION_MS
-from durable.errors import DurableError, ExecutionNotFound, InvalidState, LeaseLost, StoreError
-from durable.models import FINISHED, Status, StepExecution, StepStatus, Wait, WaitSpec
+from durable.errors import ExecutionNotFound, InvalidState, LeaseLost, StoreError
+from durable.models import FINISHED, Status, StepExecution, Wait, WaitSpec
 from durable.stores.base import (
     AlreadyDone,
     ExecutionRow,
@@ -38,265 +34,27 @@ from durable.stores.base import (
     not_pending_error,
     unreadable_error,
 )
-from durable.stores.sql import migrations
+from durable.stores.sql import migrations, rows
+from durable.stores.sql.connections import Connections, log
+from durable.stores.sql.rows import dumps
 from durable.stores.sql.schema import SCHEMA_VERSION
 
-__all__ = ["COLUMNS", "WAIT_COLUMNS", "SQLStore"]
-
-T = TypeVar("T")
-
-log = logging.getLogger("durable.stores.sql")
-
-# The execution columns every statement that returns a row returns, in this order.
-COLUMNS = (
-    "seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at, "
-    "run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index, "
-    "step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at, "
-    "cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts"
-)
-WAIT_COLUMNS = (
-    "seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status, "
-    "created_at, prompt, input_schema, result, resolved_at"
-)
-ATTEMPT_COLUMNS = (
-    "execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs, "
-    "max_attempts, retry_at, result"
-)
+__all__ = ["SQLStore"]
 
 
-# What "cannot be decoded" means: JSON that is broken (ValueError) or too deep to read
-# (RecursionError), a date Python cannot hold (OverflowError, or ValueError for the
-# PostgreSQL marker), an unknown status (ValueError). Anything else (MemoryError, a bug) is
-# not the row's fault and must not fail it for good: it propagates.
-_DECODING = (ValueError, TypeError, OverflowError, RecursionError)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _context(text: str) -> dict[str, Any]:
-    context = json.loads(text)
-    if not isinstance(context, dict):
-        raise ValueError(f"a JSON {type(context).__name__}, not a JSON object")
-    return context
-
-
-class SQLStore(Store):
+class SQLStore(Connections, Store):
     """What the SQL stores share. Subclasses give the statements and the connections."""
 
-    #: named statements in the driver's parameter style; a hot transition given as a pair
-    #: is (fenced UPDATE ... RETURNING status, INSERT of the attempt record)
-    SQL: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._secrets = url_secrets(url)  # scrubbed from every error message
-        self._local = threading.local()
-        self._all: list[tuple[threading.Thread, Any]] = []
-        self._all_lock = threading.Lock()
-        self._subscribers: list[Callable[[], None]] = []
-        self._sub_lock = threading.Lock()
-        self._sa_engine: sa.Engine | None = None
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({redact_url(self.url)!r})"
-
-    @property
-    def dialect(self) -> str:
-        """The SQL dialect: ``sqlite`` or ``postgresql``."""
-        return self.sa_engine().dialect.name
-
-    # -- what a dialect provides ---------------------------------------------------------
-
-    @abc.abstractmethod
-    def _connect(self) -> Any:
-        """A new DBAPI connection in autocommit mode."""
-
-    @abc.abstractmethod
-    def _sa_url(self) -> str:
-        """The SQLAlchemy URL, for migrations."""
-
-    #: how a write transaction begins
-    BEGIN = "BEGIN"
-    #: whether the hot single-row transitions need an explicit transaction: on PostgreSQL
-    #: each is one statement (so one transaction by itself); SQLite needs two statements
+    #: whether the hot single-row transitions need an explicit transaction. True (SQLite):
+    #: a hot transition's block is the fenced update alone, followed by insert_attempt in
+    #: the same transaction; False (PostgreSQL): its block is one statement that also
+    #: stores the attempt record, a transaction by itself
     HOT_IN_TRANSACTION = True
-
-    def _ts(self, value: datetime | None) -> Any:
-        """A datetime as the driver binds it."""
-        return value
-
-    @abc.abstractmethod
-    def _dt(self, value: Any) -> datetime | None:
-        """A stored time back as an aware UTC datetime."""
-
-    @abc.abstractmethod
-    def _in(self, name: str, values: Sequence[Any], params: dict[str, Any]) -> str:
-        """SQL for ``IN values`` (binding the values into params)."""
-
-    def _is_disconnect(self, exc: Exception) -> bool:
-        return False
-
-    def _notify(self, cur: Any) -> None:
-        """Tell idle workers (other processes too) to look for work."""
-
-    def _after_write(self) -> None:
-        """Called after a retry or a release made work available (to NOTIFY other
-        processes; a start notifies within its own statement)."""
-
-    # -- connections ---------------------------------------------------------------------
-
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = self._connect()
-            except Exception as exc:
-                raise StoreError(scrub(f"{self!r}: cannot connect: {exc}", self._secrets)) from exc
-            self._local.conn = conn
-            with self._all_lock:
-                ended = [c for t, c in self._all if not t.is_alive()]
-                self._all = [(t, c) for t, c in self._all if t.is_alive()]
-                self._all.append((threading.current_thread(), conn))
-            for old in ended:
-                with suppress(Exception):
-                    old.close()
-        return conn
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with suppress(Exception):
-                conn.close()
-
-    @contextmanager
-    def _cursor(self, *, write: bool) -> Iterator[Any]:
-        """A cursor; with ``write`` inside one explicit transaction (BEGIN ... COMMIT, or
-        ROLLBACK on error), else in autocommit, where each statement is its own."""
-        conn = self._conn()
-        try:
-            cur = conn.cursor()
-            try:
-                if write:
-                    cur.execute(self.BEGIN)
-                try:
-                    yield cur
-                    if write:
-                        cur.execute("COMMIT")
-                except BaseException:
-                    if write:
-                        with suppress(Exception):
-                            cur.execute("ROLLBACK")
-                    raise
-            finally:
-                with suppress(Exception):
-                    cur.close()
-        except (DurableError, AlreadyDone):
-            raise  # ours (a lost claim, a refused input...): already says what is wrong
-        except Exception as exc:
-            if self._is_integrity_error(exc):
-                raise
-            if self._is_disconnect(exc):
-                self._drop()
-            raise StoreError(scrub(f"{self!r}: {exc!r}", self._secrets)) from exc
-
-    def _is_integrity_error(self, exc: Exception) -> bool:
-        return False
-
-    def _one(self, name: str, params: dict[str, Any]) -> Any:
-        """One row of a single-statement read or start (autocommit)."""
-        with self._cursor(write=False) as cur:
-            cur.execute(self.SQL[name], params)
-            return cur.fetchone()
-
-    def _wake_others(self) -> None:
-        """NOTIFY after a committed transition; a failure here must not turn the committed
-        change into an error (workers also poll)."""
-        try:
-            self._after_write()
-        except Exception as exc:
-            log.warning("durable: could not notify workers (%r); they will poll", exc)
-
-    def _retry_once(self, fn: Callable[[], T]) -> T:
-        """Run fn; if its connection turned out dead (e.g. the server restarted since it
-        was last used), run it once more on a new connection. Only for reads and for
-        writes that are safe to repeat."""
-        try:
-            return fn()
-        except StoreError as exc:
-            cause = exc.__cause__
-            if not isinstance(cause, Exception) or not self._is_disconnect(cause):
-                raise
-            log.info("durable: %r lost its connection (%r); retrying on a new one", self, exc)
-            return fn()
 
     # -- rows ----------------------------------------------------------------------------
 
-    def _row(self, r: Sequence[Any]) -> ExecutionRow:
-        """The row decoded; a row that does not decode (a value nested past Python's
-        recursion limit, a date past year 9999, text that is not JSON) comes back with
-        those fields empty and ``unreadable`` saying why, instead of failing the read."""
-        try:
-            return self._decode(r, None)
-        except _DECODING:  # a value this process cannot read: note each one that fails
-            problems: list[str] = []
-            row = self._decode(r, problems)
-            row.unreadable = tuple(problems)
-            return row
-
-    def _decode(self, r: Sequence[Any], problems: list[str] | None) -> ExecutionRow:
-        """Decode ``r``. With ``problems`` (a list), a field that does not decode is noted
-        there and left empty; without, its error is raised."""
-
-        def field(name: str, decode: Callable[[Any], Any], i: int, default: Any) -> Any:
-            if problems is None:
-                return decode(r[i])
-            try:
-                return decode(r[i])
-            except _DECODING as exc:
-                why = "nested too deep to read" if isinstance(exc, RecursionError) else exc
-                problems.append(f"{name}: {why}")
-                return default
-
-        dt = self._dt
-        return ExecutionRow(
-            seq=r[0],
-            id=r[1],
-            workflow=r[2],
-            status=field("status", Status, 3, Status.FAILED),
-            queue=r[4],
-            priority=r[5],
-            input=field("input", _loads, 6, None),
-            context=field("context", _context, 7, {}),
-            created_at=field("created_at", dt, 8, MIN_TIME),
-            scheduled_at=field("scheduled_at", dt, 9, MIN_TIME),
-            run_at=field("run_at", dt, 10, None),
-            timeout_ms=r[11],
-            idempotency_key=r[12],
-            started_at=field("started_at", dt, 13, None),
-            completed_at=field("completed_at", dt, 14, None),
-            deadline=field("deadline", dt, 15, None),
-            step_index=r[16],
-            step_name=r[17],
-            attempt=r[18],
-            attempt_started_at=field("attempt_started_at", dt, 19, None),
-            error=field("error", _loads, 20, None),
-            token=r[21],
-            worker_id=r[22],
-            lease_expires_at=field("lease_expires_at", dt, 23, None),
-            cancel_requested=bool(r[24]),
-            cancel_reason=r[25],
-            suspended=bool(r[26]),
-            last_write=r[27],
-            lost_attempts=r[28],
-            max_attempts=r[29],
-        )
+    def _row(self, r: Any) -> ExecutionRow:
+        return rows.execution(r, self._dt)
 
     def _fenced_params(
         self,
@@ -315,37 +73,10 @@ class SQLStore(Store):
             **self._attempt_params(execution_id, record),
         }
 
-    def _attempt_params(self, execution_id: str, r: StepExecution) -> dict[str, Any]:
-        return {
-            "a_execution_id": execution_id,
-            "a_step_index": r.index,
-            "a_name": r.name,
-            "a_attempt": r.attempt,
-            "a_status": r.status.value,
-            "a_started_at": self._ts(r.started_at),
-            "a_completed_at": self._ts(r.completed_at),
-            "a_error": None if r.error is None else _dumps(r.error),
-            "a_logs": _dumps(r.logs),
-            "a_max_attempts": r.max_attempts,
-            "a_retry_at": self._ts(r.retry_at),
-            "a_result": None if r.result is None else _dumps(r.result),
-        }
+    def _attempt_params(self, execution_id: str, record: StepExecution) -> dict[str, Any]:
+        return rows.attempt_params(execution_id, record, self._ts)
 
-    # -- schema and lifecycle ------------------------------------------------------------
-
-    def sa_engine(self) -> sa.Engine:
-        """A SQLAlchemy engine on the same database (migrations, tests, tools)."""
-        if self._sa_engine is None:
-            self._sa_engine = self._make_sa_engine()
-        return self._sa_engine
-
-    def _make_sa_engine(self) -> sa.Engine:
-        return sa.create_engine(self._sa_url())
-
-    @property
-    def engine(self) -> sa.Engine:
-        """Alias of :meth:`sa_engine`."""
-        return self.sa_engine()
+    # -- schema --------------------------------------------------------------------------
 
     def migrate(self, now: datetime) -> list[int]:
         """Create or upgrade the schema; returns the versions applied."""
@@ -360,9 +91,9 @@ class SQLStore(Store):
         """Refuse a database whose schema is not the version this code was written for."""
 
         def version() -> int:
-            if not self._one("has_migrations", {})[0]:
+            if not self._one("has_migrations", {})["present"]:
                 return 0
-            return int(self._one("schema_version", {})[0])
+            return int(self._one("schema_version", {})["version"])
 
         have = self._retry_once(version)
         if have < SCHEMA_VERSION:
@@ -376,38 +107,10 @@ class SQLStore(Store):
                 f"({SCHEMA_VERSION}): another process upgraded it. Upgrade durable-engine here."
             )
 
-    def subscribe(self, callback: Callable[[], None]) -> None:
-        with self._sub_lock:
-            self._subscribers.append(callback)
-
-    def _wake_subscribers(self) -> None:
-        with self._sub_lock:
-            callbacks = list(self._subscribers)
-        for cb in callbacks:
-            cb()
-
     def server_time(self) -> datetime | None:
-        sql = self.SQL.get("server_time")
-        if sql is None:
+        if not self.SQL.steps("server_time"):
             return None
-        return self._dt(self._retry_once(lambda: self._one("server_time", {}))[0])
-
-    def close(self) -> None:
-        """Close this thread's connection and those of threads that have ended.
-
-        A connection of a thread that still runs is left to that thread (closing it under
-        a running statement would crash the driver); it closes when the thread ends.
-        """
-        me = threading.current_thread()
-        with self._all_lock:
-            mine = [c for t, c in self._all if t is me or not t.is_alive()]
-            self._all = [(t, c) for t, c in self._all if t is not me and t.is_alive()]
-        for conn in mine:
-            with suppress(Exception):
-                conn.close()
-        self._local.conn = None
-        if self._sa_engine is not None:
-            self._sa_engine.dispose()
+        return self._dt(self._retry_once(lambda: self._one("server_time", {}))["now"])
 
     # -- fencing -------------------------------------------------------------------------
 
@@ -457,8 +160,8 @@ class SQLStore(Store):
             "status": row.status.value,
             "queue": row.queue,
             "priority": row.priority,
-            "input": _dumps(row.input),
-            "context": _dumps(row.context),
+            "input": dumps(row.input),
+            "context": dumps(row.context),
             "created_at": self._ts(row.created_at),
             "scheduled_at": self._ts(row.scheduled_at),
             "run_at": self._ts(row.run_at),
@@ -509,50 +212,8 @@ class SQLStore(Store):
         r = self._retry_once(lambda: self._one("get", {"id": execution_id}))
         return None if r is None else self._row(r)
 
-    def _all_rows(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        def read() -> list[Any]:
-            with self._cursor(write=False) as cur:
-                cur.execute(sql, params)
-                return list(cur.fetchall())
-
-        return self._retry_once(read)
-
     def steps(self, execution_id: str) -> list[StepExecution]:
-        rows = self._all_rows(self.SQL["steps"], {"id": execution_id})
-        dt = self._dt
-        return [
-            StepExecution(
-                name=r[2],
-                status=StepStatus(r[4]),
-                attempt=r[3],
-                started_at=dt(r[5]),  # type: ignore[arg-type]
-                completed_at=dt(r[6]),
-                error=_loads(r[7]),
-                logs=_loads(r[8]),
-                index=r[1],
-                max_attempts=r[9],
-                retry_at=dt(r[10]),
-                result=_loads(r[11]),
-            )
-            for r in rows
-        ]
-
-    def _filters(
-        self,
-        params: dict[str, Any],
-        workflows: Sequence[str] | None,
-        queues: Sequence[str] | None,
-        statuses: Sequence[str] | None = None,
-    ) -> str:
-        # Only fixed fragments and placeholders go into the SQL text; values are bound.
-        where = ""
-        if workflows is not None:
-            where += " AND workflow " + self._in("wf", list(workflows), params)
-        if queues is not None:
-            where += " AND queue " + self._in("q", list(queues), params)
-        if statuses is not None:
-            where += " AND status " + self._in("st", list(statuses), params)
-        return where
+        return [rows.step(r, self._dt) for r in self._all_rows("steps", {"id": execution_id})]
 
     def list_executions(
         self,
@@ -562,20 +223,29 @@ class SQLStore(Store):
         queues: Sequence[str] | None,
         limit: int,
     ) -> list[ExecutionRow]:
-        params: dict[str, Any] = {"limit": limit}
-        where = self._filters(
-            params, workflows, queues, None if statuses is None else [s.value for s in statuses]
-        )
-        sql = self.SQL["list"].replace("/*where*/", where)
-        return [self._row(r) for r in self._all_rows(sql, params)]
+        params: dict[str, Any] = {
+            "workflows": self._array(workflows),
+            "queues": self._array(queues),
+            "limit": limit,
+        }
+        # A filter that may be NULL cannot choose an index: given statuses (else a single
+        # workflow), take the statement that searches by them (one value: in index order)
+        if statuses is not None and len(statuses) == 1:
+            name, params["status"] = "list_by_status", statuses[0].value
+        elif statuses is not None:
+            name, params["statuses"] = "list_by_statuses", self._array([s.value for s in statuses])
+        elif workflows is not None and len(workflows) == 1:
+            name, params["workflow"] = "list_by_workflow", workflows[0]
+        else:
+            name = "list"
+        return [self._row(r) for r in self._all_rows(name, params)]
 
     def next_due(
         self, *, queues: Sequence[str] | None, workflows: Sequence[str] | None
     ) -> datetime | None:
-        params: dict[str, Any] = {}
-        sql = self.SQL["next_due"].replace("/*where*/", self._filters(params, workflows, queues))
-        found = self._all_rows(sql, params)
-        return self._dt(found[0][0]) if found else None
+        params = {"workflows": self._array(workflows), "queues": self._array(queues)}
+        found = self._all_rows("next_due", params)
+        return self._dt(found[0]["due"]) if found else None
 
     # -- claims --------------------------------------------------------------------------
 
@@ -591,15 +261,15 @@ class SQLStore(Store):
     ) -> list[ExecutionRow]:
         if not workflows or limit < 1:
             return []
-        rows: list[ExecutionRow] = []
-        while len(rows) < limit:
-            want = limit - len(rows)
+        taken: list[ExecutionRow] = []
+        while len(taken) < limit:
+            want = limit - len(taken)
             got, failed = self._claim_batch(queues, workflows, worker_id, now, lease_ms, want)
-            rows.extend(got)
+            taken.extend(got)
             if not failed:  # else rows it could not read took places: claim for them again
                 break
-        rows.sort(key=lambda r: (-r.priority, r.scheduled_at, r.created_at, r.seq))
-        return rows
+        taken.sort(key=lambda r: (-r.priority, r.scheduled_at, r.created_at, r.seq))
+        return taken
 
     def _claim_batch(
         self,
@@ -611,31 +281,33 @@ class SQLStore(Store):
         limit: int,
     ) -> tuple[list[ExecutionRow], int]:
         """One claim statement: the rows it took and could read, and how many it failed."""
-        params: dict[str, Any] = {
+        params = {
             "now": self._ts(now),
             "expires": self._ts(now + timedelta(milliseconds=lease_ms)),
             "worker": worker_id,
             "limit": limit,
+            "workflows": self._array(workflows),
+            "queues": self._array(queues),
+            "max_timeout_ms": MAX_DURATION_MS,
         }
-        where = self._filters(params, workflows, queues)
-        sql = self.SQL["claim"]
+        pick, *take = self.SQL.steps("claim")
         failed = 0
         with self._cursor(write=self.HOT_IN_TRANSACTION) as cur:
-            if isinstance(sql, tuple):  # select the candidates, then update them
-                cur.execute(sql[0].replace("/*where*/", where), params)
-                fresh = {seq: bool(f) for seq, f in cur.fetchall()}
+            cur.execute(pick, params)
+            if take:  # it picked the candidates (and whether each is fresh): take them
+                fresh = {r["seq"]: bool(r["fresh"]) for r in cur.fetchall()}
                 if not fresh:
                     return [], 0
-                seqs = self._in("seq", list(fresh), params)[len("IN (") : -1]
-                cur.execute(sql[1].replace("/*seqs*/", seqs), params)
-                found = [(*r, fresh[r[0]]) for r in cur.fetchall()]
-            else:  # one statement that returns the fresh flag last
-                cur.execute(sql.replace("/*where*/", where), params)
-                found = cur.fetchall()
-            rows = []
-            for values in found:
-                claimed = self._row(values)
-                claimed.began = bool(values[-1])
+                params["seqs"] = self._array(list(fresh))
+                for sql in take:
+                    cur.execute(sql, params)
+                found = [(r, fresh[r["seq"]]) for r in cur.fetchall()]
+            else:  # one statement that took them and says which are fresh
+                found = [(r, bool(r["fresh"])) for r in cur.fetchall()]
+            taken = []
+            for r, began in found:
+                claimed = self._row(r)
+                claimed.began = began
                 if claimed.deadline is None and claimed.timeout_ms is not None:
                     try:
                         if claimed.timeout_ms > MAX_DURATION_MS:
@@ -657,8 +329,8 @@ class SQLStore(Store):
                     self._fail_unreadable(cur, claimed, now)
                     failed += 1
                     continue
-                rows.append(claimed)
-        return rows, failed
+                taken.append(claimed)
+        return taken, failed
 
     def _fail_unreadable(self, cur: Any, row: ExecutionRow, now: datetime) -> None:
         log.error(
@@ -673,7 +345,7 @@ class SQLStore(Store):
                 "token": row.token,
                 "status": Status.FAILED.value,
                 "now": self._ts(now),
-                "error": _dumps(unreadable_error(row.id, row.unreadable)),
+                "error": dumps(unreadable_error(row.id, row.unreadable)),
                 "write_id": uuid.uuid4().hex,
             },
         )
@@ -707,7 +379,7 @@ class SQLStore(Store):
         write_id: str | None = None,
     ) -> Status:
         params = self._fenced_params(execution_id, token, now, write_id, record)
-        params["context"] = _dumps(context)
+        params["context"] = dumps(context)
         if next_step is None:
             name = "complete_last"
         else:
@@ -732,18 +404,13 @@ class SQLStore(Store):
     ) -> Status:
         """Run a fenced update that also stores the attempt record; on no match, find out
         why (lost claim, or a cancel requested: then the result is discarded)."""
-        sql = self.SQL[name]
         with self._cursor(write=self.HOT_IN_TRANSACTION) as cur:
-            if isinstance(sql, tuple):
-                cur.execute(sql[0], params)
-                found = cur.fetchone()
-                if found is not None:
-                    cur.execute(sql[1], params)
-            else:
-                cur.execute(sql, params)
-                found = cur.fetchone()
+            cur.execute(self.SQL[name], params)
+            found = cur.fetchone()
+            if found is not None and self.HOT_IN_TRANSACTION:
+                cur.execute(self.SQL["insert_attempt"], params)
         if found is not None:
-            return Status(found[0])
+            return Status(found["status"])
         write_id = params["write_id"]
         try:
             with self._cursor(write=True) as cur:
@@ -773,7 +440,7 @@ class SQLStore(Store):
             if status == Status.PENDING:
                 self._wake_others()
             return status
-        params["error"] = _dumps(error)
+        params["error"] = dumps(error)
         return self._fenced_with_record("fail", params, execution_id, token, record, now)
 
     def restart_attempt(
@@ -806,7 +473,7 @@ class SQLStore(Store):
             "token": token,
             "status": status.value,
             "now": self._ts(now),
-            "error": None if error is None else _dumps(error),
+            "error": None if error is None else dumps(error),
             "write_id": write_id or uuid.uuid4().hex,
         }
 
@@ -859,24 +526,8 @@ class SQLStore(Store):
 
     # -- waits ---------------------------------------------------------------------------
 
-    def _wait_row(self, r: Sequence[Any], workflow: str = "") -> Wait:
-        dt = self._dt
-        return Wait(
-            execution_id=r[1],
-            workflow=workflow,
-            step=r[2],
-            seq=r[3],
-            kind=r[5],
-            names=tuple(_loads(r[6])),
-            mode=r[7],
-            until=dt(r[8]),
-            status=r[9],
-            created_at=dt(r[10]),  # type: ignore[arg-type]
-            prompt=r[11],
-            schema=_loads(r[12]),
-            result=_loads(r[13]),
-            resolved_at=dt(r[14]),
-        )
+    def _wait_row(self, r: Any, workflow: str = "") -> Wait:
+        return rows.wait(r, self._dt, workflow)
 
     def _fence_row(
         self, cur: Any, execution_id: str, token: int, write_id: str | None = None
@@ -900,34 +551,32 @@ class SQLStore(Store):
             )
         return row
 
-    def _decide(self, cur: Any, r: Sequence[Any], now: datetime) -> Sequence[Any]:
+    def _decide(self, cur: Any, r: Any, now: datetime) -> Any:
         """Decide a pending wait row in an open transaction; returns the row as it is now."""
-        if r[9] != "pending":
+        if r["status"] != "pending":
             return r
-        names = _loads(r[6])
+        names = rows.loads(r["names"])
         inbox = []
-        if r[5] == "event":  # only events come through the inbox
-            params: dict[str, Any] = {"id": r[1]}
-            sql = self.SQL["inbox"].replace("/*names*/", self._in("n", names, params))
-            cur.execute(sql, params)
-            inbox = [(seq, name, _loads(p), self._dt(at)) for seq, name, p, at in cur.fetchall()]
-        d = decide_wait(r[5], r[7], names, self._dt(r[8]), now, inbox)  # type: ignore[arg-type]
+        if r["kind"] == "event":  # only events come through the inbox
+            cur.execute(self.SQL["inbox"], {"id": r["execution_id"], "names": self._array(names)})
+            inbox = [
+                (e["seq"], e["name"], rows.loads(e["payload"]), self._dt(e["sent_at"]))
+                for e in cur.fetchall()
+            ]
+        d = decide_wait(r["kind"], r["mode"], names, self._dt(r["until_at"]), now, inbox)  # type: ignore[arg-type]
         if d.status == "pending":
             return r
-        result = None if d.result is None else _dumps(d.result)
+        result = None if d.result is None else dumps(d.result)
         cur.execute(
             self.SQL["wait_set"],
-            {"wid": r[0], "status": d.status, "result": result, "now": self._ts(now)},
+            {"wid": r["seq"], "status": d.status, "result": result, "now": self._ts(now)},
         )
         if d.consumed:
-            consume: dict[str, Any] = {"now": self._ts(now)}
             cur.execute(
-                self.SQL["consume"].replace("/*in*/", self._in("ev", list(d.consumed), consume)),
-                consume,
+                self.SQL["consume"],
+                {"now": self._ts(now), "seqs": self._array(list(d.consumed))},
             )
-        out = list(r)
-        out[9], out[13], out[14] = d.status, result, self._ts(now)
-        return out
+        return {**r, "status": d.status, "result": result, "resolved_at": self._ts(now)}
 
     def wait(
         self,
@@ -944,12 +593,12 @@ class SQLStore(Store):
         fields = {
             "attempt": attempt,
             "kind": spec.kind,
-            "names": _dumps(list(spec.names)),
+            "names": dumps(list(spec.names)),
             "mode": spec.mode,
             "until": self._ts(spec.deadline(now)),
             "now": self._ts(now),
             "prompt": spec.prompt,
-            "schema": None if spec.schema is None else _dumps(spec.schema),
+            "schema": None if spec.schema is None else dumps(spec.schema),
         }
         with self._cursor(write=True) as cur:
             workflow = self._fence_row(cur, execution_id, token).workflow
@@ -958,10 +607,12 @@ class SQLStore(Store):
             if r is None:
                 cur.execute(self.SQL["wait_insert"], {**key, **fields})
                 r = cur.fetchone()
-            elif (r[5], tuple(_loads(r[6])), r[7]) != (spec.kind, spec.names, spec.mode) or (
-                r[9] == "timed_out" and r[4] != attempt
-            ):
-                cur.execute(self.SQL["wait_renew"], {"wid": r[0], **fields})
+            elif (r["kind"], tuple(rows.loads(r["names"])), r["mode"]) != (
+                spec.kind,
+                spec.names,
+                spec.mode,
+            ) or (r["status"] == "timed_out" and r["attempt"] != attempt):
+                cur.execute(self.SQL["wait_renew"], {"wid": r["seq"], **fields})
                 r = cur.fetchone()
             r = self._decide(cur, r, now)
         return self._wait_row(r, workflow)
@@ -1001,10 +652,10 @@ class SQLStore(Store):
             w = self._decide(cur, cur.fetchone(), now)
             deadline = row.deadline
             wake: datetime | None = now
-            if w[9] != "pending":
+            if w["status"] != "pending":
                 status = Status.PENDING
             else:
-                timers = [t for t in (self._dt(w[8]), deadline) if t is not None]
+                timers = [t for t in (self._dt(w["until_at"]), deadline) if t is not None]
                 status, wake = Status.WAITING, min(timers) if timers else None
             params = {
                 "id": execution_id,
@@ -1025,10 +676,10 @@ class SQLStore(Store):
         found = cur.fetchone()
         if found is None:
             raise ExecutionNotFound(f"no execution with id {execution_id!r}")
-        status = Status(found[0])
+        status = Status(found["status"])
         if status in FINISHED:
             raise not_live_error(execution_id, status)
-        return status, found[1]
+        return status, found["step_name"]
 
     def _suspended_on(self, cur: Any, execution_id: str, step: str | None) -> Any:
         cur.execute(self.SQL["wait_suspended_on"], {"id": execution_id, "step": step})
@@ -1043,13 +694,13 @@ class SQLStore(Store):
                 {
                     "id": execution_id,
                     "name": name,
-                    "payload": _dumps(payload),
+                    "payload": dumps(payload),
                     "now": self._ts(now),
                 },
             )
             if status == Status.WAITING:
                 w = self._suspended_on(cur, execution_id, step)
-                if w is not None and self._decide(cur, w, now)[9] != "pending":
+                if w is not None and self._decide(cur, w, now)["status"] != "pending":
                     cur.execute(self.SQL["wake"], {"id": execution_id, "now": self._ts(now)})
                     woke = True
         if woke:
@@ -1068,17 +719,22 @@ class SQLStore(Store):
         with self._cursor(write=True) as cur:
             status, step = self._live(cur, execution_id)
             w = self._suspended_on(cur, execution_id, step)
-            asked = [] if w is None or w[5] != "input" else _loads(w[6])
+            asked = [] if w is None or w["kind"] != "input" else rows.loads(w["names"])
             if name not in asked:
                 raise not_pending_error(execution_id, name, asked)
-            until = self._dt(w[8])
+            until = self._dt(w["until_at"])
             if until is not None and until < now:
                 raise input_too_late(execution_id, name, until)
             if validate is not None:
-                validate(_loads(w[12]))
+                validate(rows.loads(w["input_schema"]))
             cur.execute(
                 self.SQL["wait_set"],
-                {"wid": w[0], "status": "resolved", "result": _dumps(data), "now": self._ts(now)},
+                {
+                    "wid": w["seq"],
+                    "status": "resolved",
+                    "result": dumps(data),
+                    "now": self._ts(now),
+                },
             )
             if status == Status.WAITING:
                 cur.execute(self.SQL["wake"], {"id": execution_id, "now": self._ts(now)})
@@ -1094,39 +750,33 @@ class SQLStore(Store):
         open_at: datetime | None = None,
         limit: int = 1000,
     ) -> list[Wait]:
-        params: dict[str, Any] = {"limit": limit}
-        where = ""
-        if workflow is not None:
-            where += " AND e.workflow " + self._in("wf", [workflow], params)
-        if open_at is not None:
-            params["open_at"] = self._ts(open_at)
-            where += self.SQL["waits_open"]
-        if execution_id is not None:
-            where += " AND w.execution_id " + self._in("eid", [execution_id], params)
-        if kind is not None:
-            where += " AND w.kind " + self._in("kind", [kind], params)
-        if pending_only:
-            where += " AND w.status = 'pending' AND e.status " + self._in(
-                "live", [s.value for s in Status if s not in FINISHED], params
-            )
-        rows = self._all_rows(self.SQL["waits_list"].replace("/*where*/", where), params)
-        return [self._wait_row(r, r[15]) for r in rows]
+        params = {
+            "workflow": workflow,
+            "open_at": self._ts(open_at),
+            "execution_id": execution_id,
+            "kind": kind,
+            "limit": limit,
+        }
+        found = self._all_rows("waits_pending" if pending_only else "waits_all", params)
+        return [self._wait_row(r, r["workflow"]) for r in found]
 
     def purge(
         self, *, finished_before: datetime, workflows: Sequence[str] | None, limit: int
     ) -> list[str]:
-        params: dict[str, Any] = {"before": self._ts(finished_before), "limit": limit}
-        where = self._filters(params, workflows, None)
+        params = {
+            "before": self._ts(finished_before),
+            "workflows": self._array(workflows),
+            "limit": limit,
+        }
         with self._cursor(write=True) as cur:
-            cur.execute(self.SQL["purge_pick"].replace("/*where*/", where), params)
-            picked = [r[0] for r in cur.fetchall()]
+            cur.execute(self.SQL["purge_pick"], params)
+            picked = [r["id"] for r in cur.fetchall()]
             if not picked:
                 return []
-            bound: dict[str, Any] = {}
-            in_ids = self._in("pid", picked, bound)
-            for sql in self.SQL["purge"]:
-                cur.execute(sql.replace("/*ids*/", in_ids), bound)
-            deleted = {r[0] for r in cur.fetchall()}  # the last statement returns its ids
+            ids = {"ids": self._array(picked)}
+            for sql in self.SQL.steps("purge"):
+                cur.execute(sql, ids)
+            deleted = {r["id"] for r in cur.fetchall()}  # the last statement returns its ids
         return [eid for eid in picked if eid in deleted]
 
     def request_cancel(

@@ -1,0 +1,234 @@
+"""Connections of the SQL stores: one DBAPI connection per thread, kept open.
+
+Transactions, errors (scrubbed of the URL's secrets), a lost connection (dropped, and a
+read retried once on a new one), waking workers after a commit, and the SQLAlchemy engine
+that migrations and tools use. The dialects give the driver: how to connect, how values
+bind and read back, which errors mean what.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+import sqlalchemy as sa
+
+from durable._text import redact_url, scrub, url_secrets
+from durable.errors import DurableError, StoreError
+from durable.stores.base import AlreadyDone
+from durable.stores.sql.loader import Queries
+
+__all__ = ["Connections"]
+
+T = TypeVar("T")
+
+log = logging.getLogger("durable.stores.sql")
+
+
+class Connections(abc.ABC):
+    """Per-thread connections to one database, and the dialect's statements (``SQL``)."""
+
+    #: the dialect's named statements (see :mod:`durable.stores.sql.loader`)
+    SQL: ClassVar[Queries]
+    #: how a write transaction begins
+    BEGIN = "BEGIN"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._secrets = url_secrets(url)  # scrubbed from every error message
+        self._local = threading.local()
+        self._all: list[tuple[threading.Thread, Any]] = []
+        self._all_lock = threading.Lock()
+        self._subscribers: list[Callable[[], None]] = []
+        self._sub_lock = threading.Lock()
+        self._sa_engine: sa.Engine | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({redact_url(self.url)!r})"
+
+    # -- what a dialect provides ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def _connect(self) -> Any:
+        """A new DBAPI connection in autocommit mode whose rows read by column name."""
+
+    @abc.abstractmethod
+    def _sa_url(self) -> str:
+        """The SQLAlchemy URL, for migrations."""
+
+    def _ts(self, value: datetime | None) -> Any:
+        """A datetime as the driver binds it."""
+        return value
+
+    @abc.abstractmethod
+    def _dt(self, value: Any) -> datetime | None:
+        """A stored time back as an aware UTC datetime."""
+
+    @abc.abstractmethod
+    def _array(self, values: Sequence[Any] | None) -> Any:
+        """A list parameter as the dialect's statements take it (None stays None)."""
+
+    def _is_disconnect(self, exc: Exception) -> bool:
+        return False
+
+    def _is_integrity_error(self, exc: Exception) -> bool:
+        return False
+
+    # -- connections and transactions ----------------------------------------------------
+
+    def _conn(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = self._connect()
+            except Exception as exc:
+                raise StoreError(scrub(f"{self!r}: cannot connect: {exc}", self._secrets)) from exc
+            self._local.conn = conn
+            with self._all_lock:
+                ended = [c for t, c in self._all if not t.is_alive()]
+                self._all = [(t, c) for t, c in self._all if t.is_alive()]
+                self._all.append((threading.current_thread(), conn))
+            for old in ended:
+                with suppress(Exception):
+                    old.close()
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with suppress(Exception):
+                conn.close()
+
+    @contextmanager
+    def _cursor(self, *, write: bool) -> Iterator[Any]:
+        """A cursor; with ``write`` inside one explicit transaction (BEGIN ... COMMIT, or
+        ROLLBACK on error), else in autocommit, where each statement is its own."""
+        conn = self._conn()
+        try:
+            cur = conn.cursor()
+            try:
+                if write:
+                    cur.execute(self.BEGIN)
+                try:
+                    yield cur
+                    if write:
+                        cur.execute("COMMIT")
+                except BaseException:
+                    if write:
+                        with suppress(Exception):
+                            cur.execute("ROLLBACK")
+                    raise
+            finally:
+                with suppress(Exception):
+                    cur.close()
+        except (DurableError, AlreadyDone):
+            raise  # ours (a lost claim, a refused input...): already says what is wrong
+        except Exception as exc:
+            if self._is_integrity_error(exc):
+                raise
+            if self._is_disconnect(exc):
+                self._drop()
+            raise StoreError(scrub(f"{self!r}: {exc!r}", self._secrets)) from exc
+
+    def _one(self, name: str, params: dict[str, Any]) -> Any:
+        """One row of a single-statement read or start (autocommit)."""
+        with self._cursor(write=False) as cur:
+            cur.execute(self.SQL[name], params)
+            return cur.fetchone()
+
+    def _all_rows(self, name: str, params: dict[str, Any]) -> list[Any]:
+        """Every row of a single-statement read, retried once on a lost connection."""
+
+        def read() -> list[Any]:
+            with self._cursor(write=False) as cur:
+                cur.execute(self.SQL[name], params)
+                return list(cur.fetchall())
+
+        return self._retry_once(read)
+
+    def _retry_once(self, fn: Callable[[], T]) -> T:
+        """Run fn; if its connection turned out dead (e.g. the server restarted since it
+        was last used), run it once more on a new connection. Only for reads and for
+        writes that are safe to repeat."""
+        try:
+            return fn()
+        except StoreError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, Exception) or not self._is_disconnect(cause):
+                raise
+            log.info("durable: %r lost its connection (%r); retrying on a new one", self, exc)
+            return fn()
+
+    # -- waking workers ------------------------------------------------------------------
+
+    def _after_write(self) -> None:
+        """Tell idle workers of other processes that a commit made work available (a
+        start does so within its own statement); nothing where the dialect has no way."""
+        notify = self.SQL.steps("notify")
+        if notify:
+            with self._cursor(write=False) as cur:
+                for sql in notify:
+                    cur.execute(sql)
+
+    def _wake_others(self) -> None:
+        """Notify after a committed transition; a failure here must not turn the committed
+        change into an error (workers also poll)."""
+        try:
+            self._after_write()
+        except Exception as exc:
+            log.warning("durable: could not notify workers (%r); they will poll", exc)
+
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when work may have become available."""
+        with self._sub_lock:
+            self._subscribers.append(callback)
+
+    def _wake_subscribers(self) -> None:
+        with self._sub_lock:
+            callbacks = list(self._subscribers)
+        for cb in callbacks:
+            cb()
+
+    # -- SQLAlchemy and closing ----------------------------------------------------------
+
+    def sa_engine(self) -> sa.Engine:
+        """A SQLAlchemy engine on the same database (migrations, tests, tools)."""
+        if self._sa_engine is None:
+            self._sa_engine = self._make_sa_engine()
+        return self._sa_engine
+
+    def _make_sa_engine(self) -> sa.Engine:
+        return sa.create_engine(self._sa_url())
+
+    @property
+    def engine(self) -> sa.Engine:
+        """Alias of :meth:`sa_engine`."""
+        return self.sa_engine()
+
+    @property
+    def dialect(self) -> str:
+        """The SQL dialect: ``sqlite`` or ``postgresql``."""
+        return self.sa_engine().dialect.name
+
+    def close(self) -> None:
+        """Close this thread's connection and those of threads that have ended.
+
+        A connection of a thread that still runs is left to that thread (closing it under
+        a running statement would crash the driver); it closes when the thread ends.
+        """
+        me = threading.current_thread()
+        with self._all_lock:
+            mine = [c for t, c in self._all if t is me or not t.is_alive()]
+            self._all = [(t, c) for t, c in self._all if t is not me and t.is_alive()]
+        for conn in mine:
+            with suppress(Exception):
+                conn.close()
+        self._local.conn = None
+        if self._sa_engine is not None:
+            self._sa_engine.dispose()

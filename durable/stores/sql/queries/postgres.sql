@@ -1,0 +1,458 @@
+-- The PostgreSQL store's statements (see durable/stores/sql/loader.py for the format).
+--
+-- Parameters are psycopg's %(named)s. Times are timestamptz; every "now" is a parameter
+-- from the engine's clock, never the server's. A list parameter is an array, matched with
+-- = ANY(...); a filter given as NULL applies no restriction (cast, so that PostgreSQL
+-- knows the type of a NULL).
+--
+-- A fenced write matches only while the caller's claim holds (its token, status running)
+-- and refuses to apply twice: a retry of a transition whose first try committed finds its
+-- own write id on the row, and the store reports it done.
+--
+-- The hot transitions (create, claim, complete_next, complete_last, retry, fail, restart)
+-- are each one statement, run in autocommit: one round trip, one transaction. Those that
+-- store an attempt record do it in the same statement (u: the fenced update).
+
+
+-- name: has_migrations
+-- (to_regclass resolves through search_path, as the store's own statements do)
+SELECT CASE WHEN to_regclass('durable_migrations') IS NULL THEN 0 ELSE 1 END AS present;
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) AS version FROM durable_migrations;
+
+-- name: server_time
+-- The server's clock, to compare a worker's with (never used for a decision in SQL).
+SELECT clock_timestamp() AS now;
+
+-- name: notify
+-- Wake idle workers, in every process, after a commit that made work available.
+SELECT pg_notify('durable_work', '');
+
+-- name: listen
+LISTEN durable_work;
+
+
+-- name: create
+-- A new execution (and a notification); nothing when its idempotency key is taken.
+WITH i AS (
+    INSERT INTO durable_executions (
+        id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+        run_at, timeout_ms, idempotency_key, step_index, step_name, attempt, token,
+        cancel_requested, claimable_at, max_attempts
+    ) VALUES (
+        %(id)s, %(workflow)s, %(status)s, %(queue)s, %(priority)s, %(input)s, %(context)s,
+        %(created_at)s, %(scheduled_at)s, %(run_at)s, %(timeout_ms)s, %(idempotency_key)s,
+        %(step_index)s, %(step_name)s, %(attempt)s, %(token)s, FALSE, %(claimable_at)s,
+        %(max_attempts)s
+    )
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING
+        seq, id, workflow, status, queue, priority, input, context, created_at,
+        scheduled_at, run_at, timeout_ms, idempotency_key, started_at, completed_at,
+        deadline, step_index, step_name, attempt, attempt_started_at, error, token,
+        worker_id, lease_expires_at, cancel_requested, cancel_reason, suspended, last_write,
+        lost_attempts, max_attempts
+), n AS (SELECT pg_notify('durable_work', ''))
+SELECT i.* FROM i, n;
+
+-- name: by_key
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE idempotency_key = %(key)s;
+
+-- name: get
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE id = %(id)s;
+
+-- name: get_for_update
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE id = %(id)s FOR UPDATE;
+
+-- name: live
+SELECT status, step_name FROM durable_executions WHERE id = %(id)s FOR UPDATE;
+
+-- name: steps
+SELECT
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+FROM durable_step_attempts WHERE execution_id = %(id)s ORDER BY seq;
+
+-- name: list
+-- Newest first, by any filters (NULL: all); walks the created index. The store takes
+-- one of the list_by_ blocks when a filter can choose an index instead.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
+WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+ORDER BY created_at DESC, seq DESC
+LIMIT %(limit)s;
+
+-- name: list_by_status
+-- As list, for exactly one status: walks that status in the status index, in order.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
+WHERE status = %(status)s
+  AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+ORDER BY created_at DESC, seq DESC
+LIMIT %(limit)s;
+
+-- name: list_by_statuses
+-- As list, for several statuses: each from the status index, then sorted.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
+WHERE status = ANY(%(statuses)s)
+  AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+ORDER BY created_at DESC, seq DESC
+LIMIT %(limit)s;
+
+-- name: list_by_workflow
+-- As list, for exactly one workflow: walks that workflow in its index, in order.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
+WHERE workflow = %(workflow)s
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+ORDER BY created_at DESC, seq DESC
+LIMIT %(limit)s;
+
+-- name: next_due
+SELECT min(claimable_at) AS due FROM durable_executions
+WHERE claimable_at IS NOT NULL
+  AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+HAVING min(claimable_at) IS NOT NULL;
+
+
+-- name: claim
+-- Take the due rows, best first, skipping those another worker is taking; c remembers,
+-- before the update, whether an attempt was in flight. A timeout past what a store holds
+-- (written by an older version) is left for the store to fail that row alone, not
+-- computed: it could overflow the interval.
+WITH c AS (
+    SELECT seq, attempt_started_at IS NULL AS fresh FROM durable_executions
+    WHERE claimable_at <= %(now)s AND status IN ('pending', 'running', 'waiting')
+      AND workflow = ANY(%(workflows)s)
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+    ORDER BY priority DESC, scheduled_at, created_at, seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE durable_executions AS e SET
+    status = 'running', token = token + 1, worker_id = %(worker)s,
+    lease_expires_at = %(expires)s, claimable_at = %(expires)s, run_at = NULL,
+    started_at = coalesce(started_at, %(now)s),
+    deadline = CASE WHEN deadline IS NULL AND timeout_ms IS NOT NULL
+                    AND timeout_ms <= %(max_timeout_ms)s
+               THEN %(now)s + timeout_ms * INTERVAL '1 millisecond' ELSE deadline END,
+    attempt = CASE WHEN attempt_started_at IS NULL AND NOT suspended THEN attempt + 1
+              ELSE attempt END,
+    attempt_started_at = coalesce(attempt_started_at, %(now)s)
+FROM c WHERE e.seq = c.seq
+RETURNING
+    e.seq, e.id, e.workflow, e.status, e.queue, e.priority, e.input, e.context,
+    e.created_at, e.scheduled_at, e.run_at, e.timeout_ms, e.idempotency_key, e.started_at,
+    e.completed_at, e.deadline, e.step_index, e.step_name, e.attempt, e.attempt_started_at,
+    e.error, e.token, e.worker_id, e.lease_expires_at, e.cancel_requested, e.cancel_reason,
+    e.suspended, e.last_write, e.lost_attempts, e.max_attempts, c.fresh;
+
+-- name: set_deadline
+UPDATE durable_executions SET deadline = %(deadline)s WHERE seq = %(seq)s;
+
+-- name: heartbeat
+UPDATE durable_executions SET lease_expires_at = %(expires)s, claimable_at = %(expires)s
+WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+RETURNING id;
+
+-- name: insert_attempt
+INSERT INTO durable_step_attempts (
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+) VALUES (
+    %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
+    %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
+    %(a_retry_at)s, %(a_result)s
+);
+
+-- name: complete_next
+WITH u AS (
+    UPDATE durable_executions SET
+        context = %(context)s, step_index = %(next_index)s, step_name = %(next_name)s,
+        suspended = FALSE, attempt = %(next_attempt)s, attempt_started_at = %(next_started)s,
+        lost_attempts = 0, max_attempts = %(next_max)s, last_write = %(write_id)s
+    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+      AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
+    RETURNING status
+)
+INSERT INTO durable_step_attempts (
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+)
+SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
+    %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
+    %(a_retry_at)s, %(a_result)s
+FROM u
+RETURNING (SELECT status FROM u) AS status;
+
+-- name: complete_last
+WITH u AS (
+    UPDATE durable_executions SET
+        context = %(context)s, status = 'completed', completed_at = %(now)s,
+        last_write = %(write_id)s, run_at = NULL, lease_expires_at = NULL, worker_id = NULL,
+        attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
+    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+      AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
+    RETURNING status
+)
+INSERT INTO durable_step_attempts (
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+)
+SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
+    %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
+    %(a_retry_at)s, %(a_result)s
+FROM u
+RETURNING (SELECT status FROM u) AS status;
+
+-- name: retry
+WITH u AS (
+    UPDATE durable_executions SET
+        status = 'pending', run_at = %(retry_at)s, claimable_at = %(retry_at)s,
+        lease_expires_at = NULL, worker_id = NULL, attempt_started_at = NULL,
+        suspended = FALSE, max_attempts = %(a_max_attempts)s, last_write = %(write_id)s
+    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+      AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
+    RETURNING status
+)
+INSERT INTO durable_step_attempts (
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+)
+SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
+    %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
+    %(a_retry_at)s, %(a_result)s
+FROM u
+RETURNING (SELECT status FROM u) AS status;
+
+-- name: fail
+WITH u AS (
+    UPDATE durable_executions SET
+        status = 'failed', completed_at = %(now)s, error = %(error)s,
+        last_write = %(write_id)s, run_at = NULL, lease_expires_at = NULL, worker_id = NULL,
+        attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
+    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+      AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
+    RETURNING status
+)
+INSERT INTO durable_step_attempts (
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+)
+SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
+    %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
+    %(a_retry_at)s, %(a_result)s
+FROM u
+RETURNING (SELECT status FROM u) AS status;
+
+-- name: restart
+WITH u AS (
+    UPDATE durable_executions SET
+        attempt_started_at = %(now)s, lost_attempts = lost_attempts + 1,
+        last_write = %(write_id)s
+    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+      AND coalesce(last_write, '') <> %(write_id)s
+    RETURNING status
+)
+INSERT INTO durable_step_attempts (
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+)
+SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
+    %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
+    %(a_retry_at)s, %(a_result)s
+FROM u
+RETURNING (SELECT status FROM u) AS status;
+
+-- name: end
+UPDATE durable_executions SET
+    status = %(status)s, completed_at = %(now)s, error = %(error)s, last_write = %(write_id)s,
+    run_at = NULL, lease_expires_at = NULL, worker_id = NULL, attempt_started_at = NULL,
+    claimable_at = NULL, suspended = FALSE
+WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+  AND coalesce(last_write, '') <> %(write_id)s
+RETURNING status;
+
+-- name: release
+UPDATE durable_executions SET
+    status = 'pending', run_at = %(now)s, claimable_at = %(now)s, lease_expires_at = NULL,
+    worker_id = NULL,
+    attempt = CASE WHEN %(ran)s OR attempt_started_at IS NULL OR suspended THEN attempt
+              ELSE attempt - 1 END,
+    last_write = %(write_id)s,
+    attempt_started_at = CASE WHEN %(ran)s THEN attempt_started_at ELSE NULL END
+WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+  AND coalesce(last_write, '') <> %(write_id)s
+RETURNING status;
+
+-- name: suspend
+UPDATE durable_executions SET
+    status = %(status)s, run_at = %(wake)s, claimable_at = %(wake)s, lease_expires_at = NULL,
+    worker_id = NULL, attempt_started_at = NULL, suspended = TRUE, last_write = %(write_id)s,
+    lost_attempts = 0
+WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+  AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
+RETURNING status, deadline;
+
+-- name: wake
+UPDATE durable_executions SET status = 'pending', run_at = %(now)s, claimable_at = %(now)s
+WHERE id = %(id)s AND status = 'waiting';
+
+-- name: cancel
+-- Mark the cancel; with at_once (nothing runs it now) end the execution as well.
+UPDATE durable_executions SET
+    cancel_requested = TRUE, cancel_reason = %(reason)s,
+    status = CASE WHEN %(at_once)s THEN 'cancelled' ELSE status END,
+    completed_at = CASE WHEN %(at_once)s THEN %(now)s ELSE completed_at END,
+    run_at = CASE WHEN %(at_once)s THEN NULL ELSE run_at END,
+    lease_expires_at = CASE WHEN %(at_once)s THEN NULL ELSE lease_expires_at END,
+    worker_id = CASE WHEN %(at_once)s THEN NULL ELSE worker_id END,
+    attempt_started_at = CASE WHEN %(at_once)s THEN NULL ELSE attempt_started_at END,
+    claimable_at = CASE WHEN %(at_once)s THEN NULL ELSE claimable_at END,
+    suspended = CASE WHEN %(at_once)s THEN FALSE ELSE suspended END
+WHERE id = %(id)s
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
+
+
+-- name: wait_get
+SELECT
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at
+FROM durable_waits
+WHERE execution_id = %(id)s AND step = %(step)s AND wait_seq = %(wseq)s;
+
+-- name: wait_insert
+INSERT INTO durable_waits (
+    execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status, created_at,
+    prompt, input_schema
+) VALUES (
+    %(id)s, %(step)s, %(wseq)s, %(attempt)s, %(kind)s, %(names)s, %(mode)s, %(until)s,
+    'pending', %(now)s, %(prompt)s, %(schema)s
+)
+RETURNING
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at;
+
+-- name: wait_renew
+UPDATE durable_waits SET
+    attempt = %(attempt)s, kind = %(kind)s, names = %(names)s, mode = %(mode)s,
+    until_at = %(until)s, status = 'pending', created_at = %(now)s, prompt = %(prompt)s,
+    input_schema = %(schema)s, result = NULL, resolved_at = NULL
+WHERE seq = %(wid)s
+RETURNING
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at;
+
+-- name: wait_set
+UPDATE durable_waits SET status = %(status)s, result = %(result)s, resolved_at = %(now)s
+WHERE seq = %(wid)s AND status = 'pending';
+
+-- name: wait_suspended_on
+SELECT
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at
+FROM durable_waits
+WHERE execution_id = %(id)s AND step = %(step)s AND status = 'pending'
+ORDER BY wait_seq DESC
+LIMIT 1;
+
+-- name: waits_pending
+-- Pending waits of unfinished executions, oldest first, by any filters.
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    e.workflow
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE w.status = 'pending' AND e.status IN ('pending', 'running', 'waiting', 'compensating')
+  AND (%(workflow)s::text IS NULL OR e.workflow = %(workflow)s)
+  AND (%(open_at)s::timestamptz IS NULL OR w.until_at IS NULL OR w.until_at >= %(open_at)s)
+  AND (%(execution_id)s::text IS NULL OR w.execution_id = %(execution_id)s)
+  AND (%(kind)s::text IS NULL OR w.kind = %(kind)s)
+ORDER BY w.created_at, w.seq
+LIMIT %(limit)s;
+
+-- name: waits_all
+-- Every wait, oldest first, by any filters.
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    e.workflow
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE (%(workflow)s::text IS NULL OR e.workflow = %(workflow)s)
+  AND (%(open_at)s::timestamptz IS NULL OR w.until_at IS NULL OR w.until_at >= %(open_at)s)
+  AND (%(execution_id)s::text IS NULL OR w.execution_id = %(execution_id)s)
+  AND (%(kind)s::text IS NULL OR w.kind = %(kind)s)
+ORDER BY w.created_at, w.seq
+LIMIT %(limit)s;
+
+-- name: inbox
+-- The unconsumed events of an execution with one of :names, in order.
+SELECT seq, name, payload, sent_at FROM durable_events
+WHERE execution_id = %(id)s AND consumed_at IS NULL AND name = ANY(%(names)s)
+ORDER BY seq;
+
+-- name: consume
+UPDATE durable_events SET consumed_at = %(now)s WHERE seq = ANY(%(seqs)s);
+
+-- name: event_insert
+INSERT INTO durable_events (execution_id, name, payload, sent_at)
+VALUES (%(id)s, %(name)s, %(payload)s, %(now)s);
+
+
+-- name: purge_pick
+-- Finished executions, oldest first; two purges at once take different rows.
+SELECT id FROM durable_executions
+WHERE completed_at < %(before)s
+  AND status IN ('completed', 'failed', 'cancelled', 'compensated')
+  AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
+ORDER BY completed_at, seq
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: purge
+-- Delete the picked executions (ids) and what they own; the last returns what it deleted.
+DELETE FROM durable_events WHERE execution_id = ANY(%(ids)s);
+DELETE FROM durable_waits WHERE execution_id = ANY(%(ids)s);
+DELETE FROM durable_step_attempts WHERE execution_id = ANY(%(ids)s);
+DELETE FROM durable_executions WHERE id = ANY(%(ids)s) RETURNING id;

@@ -1,0 +1,387 @@
+-- The SQLite store's statements (see durable/stores/sql/loader.py for the format).
+--
+-- Parameters are :named. Times are fixed-width ISO text ("0999-01-01 00:00:00.000000"),
+-- naive UTC, so text order is time order; every "now" is a parameter from the engine's
+-- clock. A list parameter is a JSON array, read with json_each; a filter given as NULL
+-- applies no restriction.
+--
+-- A fenced write matches only while the caller's claim holds (its token, status running)
+-- and refuses to apply twice: a retry of a transition whose first try committed finds its
+-- own write id on the row, and the store reports it done.
+--
+-- The hot transitions (complete_next, complete_last, retry, fail, restart) update the row
+-- and return its status; the store then runs insert_attempt in the same transaction.
+
+
+-- name: has_migrations
+SELECT count(*) AS present FROM sqlite_master
+WHERE type = 'table' AND name = 'durable_migrations';
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) AS version FROM durable_migrations;
+
+-- name: server_time
+-- (none: SQLite has no clock of its own to compare the workers' with)
+
+-- name: notify
+-- (none: workers on one SQLite file find new work by polling)
+
+-- name: listen
+-- (none, as for notify)
+
+
+-- name: create
+-- A new execution; nothing (and no error) when its idempotency key is taken.
+INSERT INTO durable_executions (
+    id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, step_index, step_name, attempt, token,
+    cancel_requested, claimable_at, max_attempts
+) VALUES (
+    :id, :workflow, :status, :queue, :priority, :input, :context, :created_at, :scheduled_at,
+    :run_at, :timeout_ms, :idempotency_key, :step_index, :step_name, :attempt, :token,
+    0, :claimable_at, :max_attempts
+)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
+
+-- name: by_key
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE idempotency_key = :key;
+
+-- name: get
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE id = :id;
+
+-- name: get_for_update
+-- (the write transaction began IMMEDIATE: it already holds the write lock)
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions WHERE id = :id;
+
+-- name: live
+SELECT status, step_name FROM durable_executions WHERE id = :id;
+
+-- name: steps
+SELECT
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+FROM durable_step_attempts WHERE execution_id = :id ORDER BY seq;
+
+-- name: list
+-- Newest first, by any filters (NULL: all); walks the created index. The store takes
+-- one of the list_by_ blocks when a filter can choose an index instead.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
+WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+ORDER BY created_at DESC, seq DESC
+LIMIT :limit;
+
+-- name: list_by_status
+-- As list, for exactly one status: walks that status in the status index, in order.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
+WHERE status = :status
+  AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+ORDER BY created_at DESC, seq DESC
+LIMIT :limit;
+
+-- name: list_by_statuses
+-- As list, for several statuses: each from the status index, then sorted.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
+WHERE status IN (SELECT value FROM json_each(:statuses))
+  AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+ORDER BY created_at DESC, seq DESC
+LIMIT :limit;
+
+-- name: list_by_workflow
+-- As list, for exactly one workflow: walks that workflow in its index, in order.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+FROM durable_executions
+WHERE workflow = :workflow
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+ORDER BY created_at DESC, seq DESC
+LIMIT :limit;
+
+-- name: next_due
+SELECT min(claimable_at) AS due FROM durable_executions
+WHERE claimable_at IS NOT NULL
+  AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+HAVING min(claimable_at) IS NOT NULL;
+
+
+-- name: claim
+-- Two statements: pick the due rows, best first, noting whether each starts a fresh
+-- attempt (RETURNING only sees the updated row); then take the picked rows (:seqs).
+SELECT seq, attempt_started_at IS NULL AS fresh FROM durable_executions
+WHERE claimable_at <= :now AND status IN ('pending', 'running', 'waiting')
+  AND workflow IN (SELECT value FROM json_each(:workflows))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+ORDER BY priority DESC, scheduled_at, created_at, seq
+LIMIT :limit;
+UPDATE durable_executions SET
+    status = 'running', token = token + 1, worker_id = :worker,
+    lease_expires_at = :expires, claimable_at = :expires, run_at = NULL,
+    started_at = coalesce(started_at, :now),
+    attempt = CASE WHEN attempt_started_at IS NULL AND NOT suspended THEN attempt + 1
+              ELSE attempt END,
+    attempt_started_at = coalesce(attempt_started_at, :now)
+WHERE seq IN (SELECT value FROM json_each(:seqs))
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
+
+-- name: set_deadline
+UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq;
+
+-- name: heartbeat
+UPDATE durable_executions SET lease_expires_at = :expires, claimable_at = :expires
+WHERE id = :id AND token = :token AND status = 'running'
+RETURNING id;
+
+-- name: insert_attempt
+INSERT INTO durable_step_attempts (
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result
+) VALUES (
+    :a_execution_id, :a_step_index, :a_name, :a_attempt, :a_status, :a_started_at,
+    :a_completed_at, :a_error, :a_logs, :a_max_attempts, :a_retry_at, :a_result
+);
+
+-- name: complete_next
+UPDATE durable_executions SET
+    context = :context, step_index = :next_index, step_name = :next_name,
+    attempt = :next_attempt, suspended = FALSE, lost_attempts = 0,
+    max_attempts = :next_max, last_write = :write_id, attempt_started_at = :next_started
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
+RETURNING status;
+
+-- name: complete_last
+UPDATE durable_executions SET
+    context = :context, status = 'completed', completed_at = :now, last_write = :write_id,
+    run_at = NULL, lease_expires_at = NULL, worker_id = NULL, attempt_started_at = NULL,
+    claimable_at = NULL, suspended = FALSE
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
+RETURNING status;
+
+-- name: retry
+UPDATE durable_executions SET
+    status = 'pending', run_at = :retry_at, claimable_at = :retry_at,
+    lease_expires_at = NULL, worker_id = NULL, suspended = FALSE,
+    max_attempts = :a_max_attempts, last_write = :write_id, attempt_started_at = NULL
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
+RETURNING status;
+
+-- name: fail
+UPDATE durable_executions SET
+    status = 'failed', completed_at = :now, error = :error, last_write = :write_id,
+    run_at = NULL, lease_expires_at = NULL, worker_id = NULL, attempt_started_at = NULL,
+    claimable_at = NULL, suspended = FALSE
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
+RETURNING status;
+
+-- name: restart
+UPDATE durable_executions SET
+    attempt_started_at = :now, lost_attempts = lost_attempts + 1, last_write = :write_id
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id
+RETURNING status;
+
+-- name: end
+UPDATE durable_executions SET
+    status = :status, completed_at = :now, error = :error, last_write = :write_id,
+    run_at = NULL, lease_expires_at = NULL, worker_id = NULL, attempt_started_at = NULL,
+    claimable_at = NULL, suspended = FALSE
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id
+RETURNING status;
+
+-- name: release
+UPDATE durable_executions SET
+    status = 'pending', run_at = :now, claimable_at = :now, lease_expires_at = NULL,
+    worker_id = NULL,
+    attempt = CASE WHEN :ran OR attempt_started_at IS NULL OR suspended THEN attempt
+              ELSE attempt - 1 END,
+    last_write = :write_id,
+    attempt_started_at = CASE WHEN :ran THEN attempt_started_at ELSE NULL END
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id
+RETURNING status;
+
+-- name: suspend
+UPDATE durable_executions SET
+    status = :status, run_at = :wake, claimable_at = :wake, lease_expires_at = NULL,
+    worker_id = NULL, attempt_started_at = NULL, suspended = TRUE, last_write = :write_id,
+    lost_attempts = 0
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
+RETURNING status, deadline;
+
+-- name: wake
+UPDATE durable_executions SET status = 'pending', run_at = :now, claimable_at = :now
+WHERE id = :id AND status = 'waiting';
+
+-- name: cancel
+-- Mark the cancel; with :at_once (nothing runs it now) end the execution as well.
+UPDATE durable_executions SET
+    cancel_requested = 1, cancel_reason = :reason,
+    status = CASE WHEN :at_once THEN 'cancelled' ELSE status END,
+    completed_at = CASE WHEN :at_once THEN :now ELSE completed_at END,
+    run_at = CASE WHEN :at_once THEN NULL ELSE run_at END,
+    lease_expires_at = CASE WHEN :at_once THEN NULL ELSE lease_expires_at END,
+    worker_id = CASE WHEN :at_once THEN NULL ELSE worker_id END,
+    attempt_started_at = CASE WHEN :at_once THEN NULL ELSE attempt_started_at END,
+    claimable_at = CASE WHEN :at_once THEN NULL ELSE claimable_at END,
+    suspended = CASE WHEN :at_once THEN FALSE ELSE suspended END
+WHERE id = :id
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
+
+
+-- name: wait_get
+SELECT
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at
+FROM durable_waits WHERE execution_id = :id AND step = :step AND wait_seq = :wseq;
+
+-- name: wait_insert
+INSERT INTO durable_waits (
+    execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status, created_at,
+    prompt, input_schema
+) VALUES (
+    :id, :step, :wseq, :attempt, :kind, :names, :mode, :until, 'pending', :now,
+    :prompt, :schema
+)
+RETURNING
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at;
+
+-- name: wait_renew
+UPDATE durable_waits SET
+    attempt = :attempt, kind = :kind, names = :names, mode = :mode, until_at = :until,
+    status = 'pending', created_at = :now, prompt = :prompt, input_schema = :schema,
+    result = NULL, resolved_at = NULL
+WHERE seq = :wid
+RETURNING
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at;
+
+-- name: wait_set
+UPDATE durable_waits SET status = :status, result = :result, resolved_at = :now
+WHERE seq = :wid AND status = 'pending';
+
+-- name: wait_suspended_on
+SELECT
+    seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
+    created_at, prompt, input_schema, result, resolved_at
+FROM durable_waits
+WHERE execution_id = :id AND step = :step AND status = 'pending'
+ORDER BY wait_seq DESC
+LIMIT 1;
+
+-- name: waits_pending
+-- Pending waits of unfinished executions, oldest first, by any filters.
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    e.workflow
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE w.status = 'pending' AND e.status IN ('pending', 'running', 'waiting', 'compensating')
+  AND (:workflow IS NULL OR e.workflow = :workflow)
+  AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
+  AND (:execution_id IS NULL OR w.execution_id = :execution_id)
+  AND (:kind IS NULL OR w.kind = :kind)
+ORDER BY w.created_at, w.seq
+LIMIT :limit;
+
+-- name: waits_all
+-- Every wait, oldest first, by any filters.
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    e.workflow
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE (:workflow IS NULL OR e.workflow = :workflow)
+  AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
+  AND (:execution_id IS NULL OR w.execution_id = :execution_id)
+  AND (:kind IS NULL OR w.kind = :kind)
+ORDER BY w.created_at, w.seq
+LIMIT :limit;
+
+-- name: inbox
+-- The unconsumed events of an execution with one of :names (a JSON array), in order.
+SELECT seq, name, payload, sent_at FROM durable_events
+WHERE execution_id = :id AND consumed_at IS NULL
+  AND name IN (SELECT value FROM json_each(:names))
+ORDER BY seq;
+
+-- name: consume
+UPDATE durable_events SET consumed_at = :now
+WHERE seq IN (SELECT value FROM json_each(:seqs));
+
+-- name: event_insert
+INSERT INTO durable_events (execution_id, name, payload, sent_at)
+VALUES (:id, :name, :payload, :now);
+
+
+-- name: purge_pick
+-- Finished executions, oldest first. INDEXED BY: without ANALYZE statistics SQLite would
+-- take the status index and sort every finished execution, under the write lock, for
+-- each batch.
+SELECT id FROM durable_executions INDEXED BY durable_executions_finished
+WHERE completed_at < :before
+  AND status IN ('completed', 'failed', 'cancelled', 'compensated')
+  AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
+ORDER BY completed_at, seq
+LIMIT :limit;
+
+-- name: purge
+-- Delete the picked executions (:ids) and what they own; the last returns what it deleted.
+DELETE FROM durable_events WHERE execution_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM durable_waits WHERE execution_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM durable_step_attempts WHERE execution_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM durable_executions WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING id;
