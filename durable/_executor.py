@@ -110,6 +110,8 @@ class _Walk:
     context: dict[str, Any]
     in_flight_since: datetime | None  # the current attempt's start, while one is in flight
     begun: bool  # the claim (or this walk) began the attempt in flight; else it was lost
+    visit: int  # the current step run is (execution, step, visit)
+    visits: dict[str, int]  # the latest visit of each step reached
 
     @property
     def eid(self) -> str:
@@ -148,6 +150,7 @@ class _Walk:
             self.index,
             self.policy.max_attempts,
             result=result,
+            visit=self.visit,
         )
 
     def label(self) -> str:
@@ -294,6 +297,8 @@ class Executor:
             context=row.context,
             in_flight_since=row.attempt_started_at,
             begun=row.began,
+            visit=row.visit,
+            visits=dict(row.visits),
         )
         if w.index == 0 and w.attempt == 1 and w.begun and not row.suspended:
             self._notify("durable_workflow_started", w.eid, lambda: row)
@@ -396,6 +401,7 @@ class Executor:
             clone(w.row.input),
             clone(w.context),
             self.clock,
+            visit=w.visit,
         )
         run.waiter = partial(self._reach_wait, run, w.claim)
         run.owner = OwnerCalls()
@@ -408,6 +414,7 @@ class Executor:
                 execution_id=w.eid,
                 step=sdef.name,
                 attempt=w.attempt,
+                visit=w.visit,
                 is_async=sdef.is_async,
                 body=call,
             )
@@ -527,6 +534,12 @@ class Executor:
         eid, token, wdef = w.eid, w.token, w.wdef
         upcoming = wdef.next_step(done.name, done.result)
         next_step = None if upcoming is None else (wdef.step_index(upcoming.name), upcoming.name)
+        # The next step run's journal key: a step reached again starts a new visit.
+        visits = {**w.visits, done.name: w.visit}
+        next_visit = 1
+        if upcoming is not None:
+            next_visit = visits.get(upcoming.name, 0) + 1
+            visits[upcoming.name] = next_visit
         next_budget = 1 if upcoming is None else wdef.budget(upcoming)
         start_next = (
             upcoming is not None
@@ -546,6 +559,7 @@ class Executor:
                 next_step=next_step,
                 start_next=start_next,
                 next_max_attempts=next_budget,
+                visits=visits if upcoming is not None else None,
                 write_id=wid,
             ),
         )
@@ -562,6 +576,8 @@ class Executor:
             attempt=w.attempt if next_step is None else (1 if start_next else 0),
             attempt_started_at=now if start_next else None,
             completed_at=now if next_step is None else None,
+            visit=w.visit if next_step is None else next_visit,
+            visits=w.visits if next_step is None else visits,
         )
         self._notify("durable_step_completed", eid, after, step=done)
         if status == Status.COMPLETED:
@@ -571,6 +587,7 @@ class Executor:
         w.context = new_context
         assert next_step is not None
         w.index = next_step[0]
+        w.visit, w.visits = next_visit, visits
         w.attempt = 1 if start_next else 0
         w.in_flight_since = now if start_next else None
         w.begun = start_next
@@ -599,6 +616,7 @@ class Executor:
                     claim.token,
                     now=self.clock.now(),
                     step=run.step,
+                    visit=run.visit,
                     seq=seq,
                     attempt=run.attempt,
                     spec=spec,
@@ -629,7 +647,14 @@ class Executor:
             w.claim,
             "suspending on a wait",
             lambda wid: self.store.suspend(
-                eid, token, now=now, record=record, step=w.sdef.name, seq=signal.seq, write_id=wid
+                eid,
+                token,
+                now=now,
+                record=record,
+                step=w.sdef.name,
+                visit=w.visit,
+                seq=signal.seq,
+                write_id=wid,
             ),
         )
         if status == Status.CANCELLED:

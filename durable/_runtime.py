@@ -89,6 +89,7 @@ class StepRun:
     input: Any
     context: dict[str, Any]
     clock: Clock
+    visit: int = 1  # which visit of the step this attempt belongs to
     logs: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False  # set when the attempt ended; an abandoned thread logs no more
     # resolves a wait the step reached (set by the executor): spec -> result, or raises

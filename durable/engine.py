@@ -205,6 +205,7 @@ class Engine:
                         started_at=row.attempt_started_at,
                         index=row.step_index,
                         max_attempts=self._budget(row),
+                        visit=row.visit,
                     )
                 )
         return row.to_execution(steps)

@@ -34,6 +34,9 @@ registration or an observer and takes plain implementations only."""
 class StepCall:
     """One step attempt about to run, as :func:`durable_step_call` wrappers see it.
 
+    ``(execution_id, step, visit)`` is the step run it belongs to (``visit`` counts the
+    times the execution reached the step); ``attempt`` counts from 1 in each visit.
+
     ``body`` runs the step: it returns the step's value (for an ``async def`` step, the
     coroutine to await). A wrapper may replace ``body`` before it yields, to run something
     else in the step's place (``durable_testing``'s step overrides do).
@@ -43,6 +46,7 @@ class StepCall:
     execution_id: str
     step: str
     attempt: int
+    visit: int
     is_async: bool
     body: Callable[[], Any]
 

@@ -91,6 +91,8 @@ class Wait:
     waits for; ``mode``: ``any`` or ``all`` of them. ``until``: when a sleep ends or a
     wait times out (None: no timeout). ``status``: ``pending``, ``resolved`` or
     ``timed_out``. ``prompt`` and ``schema`` describe an input for whoever provides it.
+    ``(step, visit, seq)`` is its place in the execution's journal: the ``seq``-th wait
+    reached in that visit of that step.
     """
 
     execution_id: str
@@ -107,6 +109,7 @@ class Wait:
     schema: dict[str, Any] | None = None
     result: Any = None
     resolved_at: datetime | None = None
+    visit: int = 1
 
     def __post_init__(self) -> None:
         # Stores hand in what they read back (plain str); the API gives enums. A value no
@@ -127,7 +130,9 @@ class StepExecution:
     ``retry_at`` is when the next attempt was scheduled for (failed attempts with budget
     left); ``max_attempts`` the budget in force. A ``lost`` run (its worker was killed or
     cut off) is run again under the same attempt number. ``result`` is what a completed
-    attempt returned (JSON).
+    attempt returned (JSON). ``visit`` counts the times the execution reached this step
+    (a step reached again by a loop starts a new visit, its attempts from 1 again);
+    ``phase`` is what the attempt ran for (the flow itself: ``run``).
     """
 
     name: str
@@ -141,6 +146,8 @@ class StepExecution:
     max_attempts: int = 1
     retry_at: datetime | None = None
     result: Any = None
+    visit: int = 1
+    phase: StepPhase = StepPhase.RUN
 
     @property
     def duration_ms(self) -> int | None:
@@ -157,6 +164,7 @@ class Execution:
     ``steps`` is filled by ``get_execution(..., include_steps=True)``: every attempt of every
     step in the order they started, including the attempt in flight. ``unreadable`` names
     the stored fields this process could not decode, and why (they read as None or empty).
+    ``current_visit`` is the visit of ``current_step`` (1 unless a loop came back to it).
     """
 
     id: str
@@ -180,6 +188,7 @@ class Execution:
     cancel_reason: str | None = None
     steps: list[StepExecution] | None = None
     unreadable: tuple[str, ...] = ()
+    current_visit: int = 1
 
     @property
     def finished(self) -> bool:

@@ -322,6 +322,81 @@ class StoreContract:
         assert store.next_due(queues=None, workflows=None) is None
         assert _claim(store, T0 + timedelta(days=9)) == []
 
+    def test_a_step_reached_again_starts_a_new_visit_afresh(self, store: Store) -> None:
+        """(execution, step, visit) keys each step run: a step reached again (a loop) gets
+        new attempts from 1, and its waits are not the earlier visit's."""
+        c = self._claimed(store)
+        spec = WaitSpec(kind=WaitKind.EVENT, names=("go",))
+        store.send_event(c.id, "go", "first time", now=T0)
+        w = store.wait(c.id, c.token, now=T0, step="first", visit=1, seq=0, attempt=1, spec=spec)
+        assert (w.status, w.result, w.visit) == (
+            "resolved",
+            {"name": "go", "payload": "first time"},
+            1,
+        )
+        done = _record("first", 1, StepStatus.COMPLETED, T0, index=0)
+        store.complete_step(
+            c.id,
+            c.token,
+            now=T0 + _ms(5),
+            record=done,
+            context={},
+            next_step=(1, "second"),
+            start_next=True,
+            visits={"first": 1, "second": 1},
+        )
+        second = _record("second", 1, StepStatus.COMPLETED, T0 + _ms(5), index=1)
+        # the plan goes back to "first": its second visit
+        store.complete_step(
+            c.id,
+            c.token,
+            now=T0 + _ms(10),
+            record=second,
+            context={},
+            next_step=(0, "first"),
+            start_next=True,
+            visits={"first": 2, "second": 1},
+        )
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.step_name, got.visit, got.attempt) == ("first", 2, 1)
+        assert got.visits == {"first": 2, "second": 1}
+        assert got.to_execution().current_visit == 2
+        # the wait at the same place in the new visit is new: nothing to replay
+        again = store.wait(
+            c.id, c.token, now=T0 + _ms(10), step="first", visit=2, seq=0, attempt=1, spec=spec
+        )
+        assert (again.status, again.visit, again.created_at) == ("pending", 2, T0 + _ms(10))
+        rec = _record("first", 1, StepStatus.SUSPENDED, T0 + _ms(10), index=0, visit=2)
+        assert (
+            store.suspend(c.id, c.token, now=T0 + _ms(10), record=rec, step="first", visit=2, seq=0)
+            == Status.WAITING
+        )
+        assert store.send_event(c.id, "go", "second time", now=T0 + _ms(11)) is True
+        (resumed,) = _claim(store, T0 + _ms(11))
+        assert (resumed.step_name, resumed.visit, resumed.attempt) == ("first", 2, 1)
+        w2 = store.wait(
+            c.id,
+            resumed.token,
+            now=T0 + _ms(11),
+            step="first",
+            visit=2,
+            seq=0,
+            attempt=1,
+            spec=spec,
+        )
+        assert (w2.status, w2.result) == ("resolved", {"name": "go", "payload": "second time"})
+        waits = store.waits(execution_id=c.id, pending_only=False)
+        assert [(x.step, x.visit, x.seq, x.status) for x in waits] == [
+            ("first", 1, 0, "resolved"),
+            ("first", 2, 0, "resolved"),
+        ]
+        assert [(s.name, s.visit, s.attempt) for s in store.steps(c.id)] == [
+            ("first", 1, 1),
+            ("second", 1, 1),
+            ("first", 2, 1),
+        ]
+
     def test_complete_step_without_starting_the_next(self, store: Store) -> None:
         c = self._claimed(store)
         rec = _record("first", 1, StepStatus.COMPLETED, T0)
@@ -511,13 +586,13 @@ class StoreContract:
         assert (got.attempt, got.lost_attempts, got.attempt_started_at) == (1, 1, T0 + _ms(7))
         assert store.steps(c.id) == [lost]
         store.wait(
-            c.id, c.token, now=T0, step="first", seq=0, attempt=1,
+            c.id, c.token, now=T0, step="first", visit=1, seq=0, attempt=1,
             spec=WaitSpec(kind=WaitKind.SLEEP, for_ms=1000),
         )  # fmt: skip
         rec = _record("first", 1, StepStatus.SUSPENDED, T0)
         for _ in range(2):
             status = store.suspend(
-                c.id, c.token, now=T0, record=rec, step="first", seq=0, write_id="w-s"
+                c.id, c.token, now=T0, record=rec, step="first", visit=1, seq=0, write_id="w-s"
             )
             assert status == Status.WAITING
         assert store.steps(c.id) == [lost, rec]
@@ -610,10 +685,10 @@ class StoreContract:
         self, store: Store, spec: WaitSpec, at: datetime = T0
     ) -> tuple[ExecutionRow, Wait]:
         c = self._claimed(store)
-        w = store.wait(c.id, c.token, now=at, step="first", seq=0, attempt=1, spec=spec)
+        w = store.wait(c.id, c.token, now=at, step="first", visit=1, seq=0, attempt=1, spec=spec)
         assert w.status == "pending"
         rec = _record("first", 1, StepStatus.SUSPENDED, at)
-        store.suspend(c.id, c.token, now=at, record=rec, step="first", seq=0)
+        store.suspend(c.id, c.token, now=at, record=rec, step="first", visit=1, seq=0)
         return c, w
 
     def test_a_sleep_suspends_without_a_claim_and_resumes_the_same_attempt(
@@ -641,6 +716,7 @@ class StoreContract:
             again.token,
             now=T0 + _ms(60_000),
             step="first",
+            visit=1,
             seq=0,
             attempt=1,
             spec=WaitSpec(kind=WaitKind.SLEEP, for_ms=60_000),
@@ -672,13 +748,13 @@ class StoreContract:
         assert store.send_event(c.id, "paid", {"n": 1}, now=T0) is False  # running: kept
         store.send_event(c.id, "paid", {"n": 2}, now=T0)
         spec = WaitSpec(kind=WaitKind.EVENT, names=("paid",))
-        w = store.wait(c.id, c.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
+        w = store.wait(c.id, c.token, now=T0, step="first", visit=1, seq=0, attempt=1, spec=spec)
         assert (w.status, w.result) == ("resolved", {"name": "paid", "payload": {"n": 1}})
-        w = store.wait(c.id, c.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
+        w = store.wait(c.id, c.token, now=T0, step="first", visit=1, seq=0, attempt=1, spec=spec)
         assert w.result == {"name": "paid", "payload": {"n": 1}}  # memoised, not re-consumed
-        w = store.wait(c.id, c.token, now=T0, step="first", seq=1, attempt=1, spec=spec)
+        w = store.wait(c.id, c.token, now=T0, step="first", visit=1, seq=1, attempt=1, spec=spec)
         assert w.result == {"name": "paid", "payload": {"n": 2}}
-        w = store.wait(c.id, c.token, now=T0, step="first", seq=2, attempt=1, spec=spec)
+        w = store.wait(c.id, c.token, now=T0, step="first", visit=1, seq=2, attempt=1, spec=spec)
         assert w.status == "pending"
 
     def test_an_event_wakes_a_waiting_execution_and_all_waits_for_every_name(
@@ -694,18 +770,20 @@ class StoreContract:
         assert got is not None and (got.status, got.run_at) == (Status.PENDING, T0 + _ms(2))
         (again,) = _claim(store, T0 + _ms(2))
         w = store.wait(
-            c.id, again.token, now=T0 + _ms(2), step="first", seq=0, attempt=1, spec=spec
+            c.id, again.token, now=T0 + _ms(2), step="first", visit=1, seq=0, attempt=1, spec=spec
         )
         assert (w.status, w.result) == ("resolved", {"a": 1, "b": 2})
 
     def test_a_suspend_that_can_resolve_makes_the_execution_pending(self, store: Store) -> None:
         c = self._claimed(store)
         spec = WaitSpec(kind=WaitKind.EVENT, names=("x",))
-        w = store.wait(c.id, c.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
+        w = store.wait(c.id, c.token, now=T0, step="first", visit=1, seq=0, attempt=1, spec=spec)
         assert w.status == "pending"
         store.send_event(c.id, "x", "raced", now=T0 + _ms(1))  # between wait and suspend
         rec = _record("first", 1, StepStatus.SUSPENDED, T0)
-        status = store.suspend(c.id, c.token, now=T0 + _ms(2), record=rec, step="first", seq=0)
+        status = store.suspend(
+            c.id, c.token, now=T0 + _ms(2), record=rec, step="first", visit=1, seq=0
+        )
         assert status == Status.PENDING
 
     def test_inputs_resolve_only_a_pending_wait(self, store: Store) -> None:
@@ -731,7 +809,14 @@ class StoreContract:
             store.provide_input(c.id, "ok", {"again": True}, now=T0 + _ms(6))
         (again,) = _claim(store, T0 + _ms(6))
         w = store.wait(
-            c.id, again.token, now=T0 + _ms(9_999), step="first", seq=0, attempt=1, spec=spec
+            c.id,
+            again.token,
+            now=T0 + _ms(9_999),
+            step="first",
+            visit=1,
+            seq=0,
+            attempt=1,
+            spec=spec,
         )
         assert (w.status, w.result) == ("resolved", {"yes": True})
         with pytest.raises(ExecutionNotFound):
@@ -744,7 +829,14 @@ class StoreContract:
         c, _ = self._suspended(store, spec)
         (again,) = _claim(store, T0 + _ms(1000))
         w = store.wait(
-            c.id, again.token, now=T0 + _ms(1000), step="first", seq=0, attempt=1, spec=spec
+            c.id,
+            again.token,
+            now=T0 + _ms(1000),
+            step="first",
+            visit=1,
+            seq=0,
+            attempt=1,
+            spec=spec,
         )
         assert w.status == "timed_out"
         rec = _record("first", 1, StepStatus.FAILED, T0 + _ms(1000))
@@ -754,7 +846,14 @@ class StoreContract:
         (third,) = _claim(store, T0 + _ms(1500))
         assert third.attempt == 2
         w = store.wait(
-            c.id, third.token, now=T0 + _ms(1500), step="first", seq=0, attempt=2, spec=spec
+            c.id,
+            third.token,
+            now=T0 + _ms(1500),
+            step="first",
+            visit=1,
+            seq=0,
+            attempt=2,
+            spec=spec,
         )
         assert (w.status, w.until) == ("pending", T0 + _ms(2500))
 
@@ -767,11 +866,13 @@ class StoreContract:
         (new,) = _claim(store, T0 + _ms(1000))
         spec = WaitSpec(kind=WaitKind.SLEEP, for_ms=5)
         with pytest.raises(LeaseLost):
-            store.wait(row.id, old.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
-        store.wait(row.id, new.token, now=T0, step="first", seq=0, attempt=1, spec=spec)
+            store.wait(
+                row.id, old.token, now=T0, step="first", visit=1, seq=0, attempt=1, spec=spec
+            )
+        store.wait(row.id, new.token, now=T0, step="first", visit=1, seq=0, attempt=1, spec=spec)
         rec = _record("first", 1, StepStatus.SUSPENDED, T0)
         with pytest.raises(LeaseLost):
-            store.suspend(row.id, old.token, now=T0, record=rec, step="first", seq=0)
+            store.suspend(row.id, old.token, now=T0, record=rec, step="first", visit=1, seq=0)
         store.finish(row.id, new.token, now=T0 + _ms(1), status=Status.CANCELLED, error=None)
         with pytest.raises(InvalidState):
             store.send_event(row.id, "x", 1, now=T0 + _ms(2))
@@ -1083,6 +1184,7 @@ def _build_machine() -> type:
                     self.claims[eid],
                     now=self.now,
                     step="first",
+                    visit=1,
                     seq=seq,
                     attempt=attempt,
                     spec=spec,
@@ -1100,7 +1202,7 @@ def _build_machine() -> type:
             rec = _record("first", 1, StepStatus.SUSPENDED, self.now)
             self.both(
                 lambda st_: st_.suspend(
-                    eid, self.claims[eid], now=self.now, record=rec, step="first", seq=seq
+                    eid, self.claims[eid], now=self.now, record=rec, step="first", visit=1, seq=seq
                 )
             )
 

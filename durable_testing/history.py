@@ -34,7 +34,8 @@ class Attempt:
     ``at`` and ``ended`` are virtual offsets from the execution's ``created_at``;
     ``started_at``/``completed_at`` are the absolute (clock) instants. ``result`` is what a
     completed attempt returned. A ``lost`` run (its worker was lost) is followed by a run
-    of the same attempt number.
+    of the same attempt number. ``visit`` is which visit of the step the attempt belongs to
+    (1 unless a loop came back to the step: each visit counts its attempts from 1).
     """
 
     step: str
@@ -49,6 +50,7 @@ class Attempt:
     logs: tuple[str, ...]
     retry_at: timedelta | None
     result: Any = None
+    visit: int = 1
 
     @property
     def duration(self) -> timedelta | None:
@@ -81,6 +83,7 @@ class Attempt:
             logs=tuple(str(r.get("message", "")) for r in record.logs),
             retry_at=None if record.retry_at is None else record.retry_at - origin,
             result=record.result,
+            visit=record.visit,
         )
 
 
@@ -172,7 +175,7 @@ class History(Sequence[Attempt]):
         for a in self._attempts:
             line = (
                 f"  {_offset(a.started_at, origin):>10} .. {_offset(a.completed_at, origin):<10} "
-                f"{a.step} #{a.attempt} {a.status}"
+                f"{a.step}{f' (visit {a.visit})' if a.visit > 1 else ''} #{a.attempt} {a.status}"
             )
             if a.error_type:
                 line += f": {a.error_type}: {a.error_message}"

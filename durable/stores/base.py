@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import abc
 import copy
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +81,11 @@ class ExecutionRow:
     last_write: str | None = None
     lost_attempts: int = 0  # attempts of the current step run lost with their worker
     max_attempts: int = 1  # the retry budget in force for the current step
+    # the journal key of the current step run is (id, step_name, visit): the visit counts
+    # the times this execution reached that step; visits holds the latest visit of every
+    # step reached (a step missing from it was never left)
+    visit: int = 1
+    visits: dict[str, int] = field(default_factory=dict)
     began: bool = False  # not stored: set by claim() when it began the current attempt
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once
@@ -110,6 +115,7 @@ class ExecutionRow:
             cancel_reason=self.cancel_reason,
             steps=steps,
             unreadable=self.unreadable,
+            current_visit=self.visit,
         )
 
 
@@ -125,6 +131,8 @@ def as_cancelled(record: StepExecution, now: datetime) -> StepExecution:
         record.logs,
         record.index,
         record.max_attempts,
+        visit=record.visit,
+        phase=record.phase,
     )
 
 
@@ -290,12 +298,16 @@ class Store(abc.ABC):
         next_step: tuple[int, str] | None,
         start_next: bool,
         next_max_attempts: int = 1,
+        visits: Mapping[str, int] | None = None,
         write_id: str | None = None,
     ) -> Status:
         """Commit a completed attempt: its record, the new context and the step pointer.
 
         ``next_step`` is ``(index, name)`` of the step to run next, or None when the
-        workflow is done (status ``completed``). With ``start_next`` the next step's first
+        workflow is done (status ``completed``). ``visits`` is the execution's map of
+        visits after the move (kept as ``visits``); the next step runs as its visit
+        ``visits[name]`` (1 when not given), so a step reached again starts afresh: its
+        attempts count from 1, its waits are new. With ``start_next`` the next step's first
         attempt is begun in the same transaction; ``next_max_attempts`` is its retry budget
         (kept as ``max_attempts``) and its count of lost attempts starts at 0. When a
         cancel was requested, the result is discarded instead: the record is stored as
@@ -369,12 +381,14 @@ class Store(abc.ABC):
         *,
         now: datetime,
         step: str,
+        visit: int,
         seq: int,
         attempt: int,
         spec: WaitSpec,
     ) -> Wait:
-        """Reach the ``seq``-th wait of ``step`` in a claimed execution (fenced) and return
-        it as it stands after :func:`decide_wait`.
+        """Reach the ``seq``-th wait of visit ``visit`` of ``step`` in a claimed execution
+        (fenced) and return it as it stands after :func:`decide_wait`. Waits of another
+        visit of the step are never matched.
 
         The first time, the wait is recorded (``until`` from ``spec.deadline(now)``). Later
         runs of the step find it: resolved or timed out, it is returned as it is (a
@@ -392,10 +406,12 @@ class Store(abc.ABC):
         now: datetime,
         record: StepExecution,
         step: str,
+        visit: int,
         seq: int,
         write_id: str | None = None,
     ) -> Status:
-        """Suspend a claimed execution on its pending wait ``(step, seq)``: store the run's
+        """Suspend a claimed execution on its pending wait ``(step, visit, seq)``: store the
+        run's
         ``record`` and release the claim. The execution becomes ``waiting`` until the
         wait's ``until`` (or the workflow deadline, if earlier; no timer if neither), and
         ``suspended`` so that the next claim resumes the same attempt. If the wait can

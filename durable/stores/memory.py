@@ -12,7 +12,7 @@ import heapq
 import itertools
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,8 +50,8 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._rows: dict[str, ExecutionRow] = {}
         self._steps: dict[str, list[StepExecution]] = {}
-        # per execution: (step, seq) -> mutable wait fields; and its unconsumed events
-        self._waits: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+        # per execution: (step, visit, seq) -> mutable wait fields; and its unconsumed events
+        self._waits: dict[str, dict[tuple[str, int, int], dict[str, Any]]] = {}
         self._inbox: dict[str, list[tuple[int, str, Any, datetime]]] = {}
         self._keys: dict[str, str] = {}
         self._version: dict[str, int] = {}
@@ -319,6 +319,7 @@ class MemoryStore(Store):
         next_step: tuple[int, str] | None,
         start_next: bool,
         next_max_attempts: int = 1,
+        visits: Mapping[str, int] | None = None,
         write_id: str | None = None,
     ) -> Status:
         with self._lock:
@@ -334,6 +335,9 @@ class MemoryStore(Store):
                 self._end(row, Status.COMPLETED, now)
             else:
                 row.step_index, row.step_name = next_step
+                if visits is not None:
+                    row.visits = dict(visits)
+                row.visit = row.visits.get(row.step_name, 1) if visits is not None else 1
                 row.attempt = 1 if start_next else 0
                 row.attempt_started_at = now if start_next else None
                 row.lost_attempts = 0
@@ -421,6 +425,7 @@ class MemoryStore(Store):
             workflow=self._rows[w["execution_id"]].workflow,
             step=w["step"],
             seq=w["seq"],
+            visit=w["visit"],
             kind=w["kind"],
             names=tuple(w["names"]),
             mode=w["mode"],
@@ -451,6 +456,7 @@ class MemoryStore(Store):
         *,
         now: datetime,
         step: str,
+        visit: int,
         seq: int,
         attempt: int,
         spec: WaitSpec,
@@ -458,15 +464,16 @@ class MemoryStore(Store):
         with self._lock:
             self._fenced(execution_id, token)
             mine = self._waits.setdefault(execution_id, {})
-            w = mine.get((step, seq))
+            w = mine.get((step, visit, seq))
             renew = w is not None and (
                 (w["kind"], tuple(w["names"]), w["mode"]) != (spec.kind, spec.names, spec.mode)
                 or (w["status"] == "timed_out" and w["attempt"] != attempt)
             )
             if w is None or renew:
-                w = mine[(step, seq)] = {
+                w = mine[(step, visit, seq)] = {
                     "execution_id": execution_id,
                     "step": step,
+                    "visit": visit,
                     "seq": seq,
                     "attempt": attempt,
                     "kind": spec.kind,
@@ -491,6 +498,7 @@ class MemoryStore(Store):
         now: datetime,
         record: StepExecution,
         step: str,
+        visit: int,
         seq: int,
         write_id: str | None = None,
     ) -> Status:
@@ -501,7 +509,7 @@ class MemoryStore(Store):
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, record, now)
             self._record(row, record)
-            w = self._waits[execution_id][(step, seq)]
+            w = self._waits[execution_id][(step, visit, seq)]
             self._decide(w, now)
             row.attempt_started_at = None
             row.lease_expires_at = None
@@ -544,11 +552,12 @@ class MemoryStore(Store):
             return w["status"] != "pending" and self._wake(row, now)
 
     def _suspended_on(self, row: ExecutionRow) -> dict[str, Any] | None:
-        """The wait the execution is suspended on: the newest pending one of its step."""
+        """The wait the execution is suspended on: the newest pending one of its current
+        step run."""
         pending = [
             w
-            for (step, _), w in self._waits.get(row.id, {}).items()
-            if step == row.step_name and w["status"] == "pending"
+            for (step, visit, _), w in self._waits.get(row.id, {}).items()
+            if step == row.step_name and visit == row.visit and w["status"] == "pending"
         ]
         return max(pending, key=lambda w: w["seq"]) if pending else None
 
@@ -602,7 +611,9 @@ class MemoryStore(Store):
                 and (not pending_only or w["status"] == "pending")
                 and (open_at is None or w["until"] is None or w["until"] >= open_at)
             ]
-            out.sort(key=lambda w: (w["created_at"], w["execution_id"], w["step"], w["seq"]))
+            out.sort(
+                key=lambda w: (w["created_at"], w["execution_id"], w["step"], w["visit"], w["seq"])
+            )
             return [self._wait_view(w) for w in out[:limit]]
 
     def purge(
@@ -653,6 +664,7 @@ def _clone_row(row: ExecutionRow) -> ExecutionRow:
     out.input = clone(row.input)
     out.context = clone(row.context)
     out.error = clone(row.error)
+    out.visits = dict(row.visits)
     return out
 
 

@@ -207,12 +207,74 @@ def _v5_write_ids(conn: sa.Connection) -> None:
     )
 
 
+def _v6_journal_key(conn: sa.Connection) -> None:
+    """The journal key: each step run is (execution, step, visit). The row's pointer,
+    every attempt and every wait carry the visit (1 for all that exists: no loops yet),
+    the row keeps the latest visit of each step reached, attempts their phase, and waits
+    are unique per visit, so a step reached again never finds an earlier visit's waits."""
+    for table, column in (
+        ("durable_executions", "step_visit INTEGER NOT NULL DEFAULT 1"),
+        ("durable_executions", "visits TEXT"),
+        ("durable_step_attempts", "visit INTEGER NOT NULL DEFAULT 1"),
+        ("durable_step_attempts", "phase VARCHAR(20) NOT NULL DEFAULT 'run'"),
+    ):
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column}"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("ALTER TABLE durable_waits ADD COLUMN visit INTEGER NOT NULL DEFAULT 1")
+        )
+        conn.execute(sa.text("ALTER TABLE durable_waits DROP CONSTRAINT durable_waits_position"))
+        conn.execute(
+            sa.text(
+                "ALTER TABLE durable_waits ADD CONSTRAINT durable_waits_position "
+                "UNIQUE (execution_id, step, visit, wait_seq)"
+            )
+        )
+        return
+    # SQLite cannot drop a table's constraint: rebuild the table under the new key.
+    md = sa.MetaData()
+    new = sa.Table(
+        "durable_waits_v6",
+        md,
+        sa.Column("seq", BigInt, primary_key=True, autoincrement=True),
+        sa.Column("execution_id", sa.String(64), nullable=False),
+        sa.Column("step", sa.String(200), nullable=False),
+        sa.Column("wait_seq", sa.Integer, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("kind", sa.String(10), nullable=False),
+        sa.Column("names", sa.Text, nullable=False),
+        sa.Column("mode", sa.String(10), nullable=False),
+        sa.Column("until_at", UTCDateTime),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("prompt", sa.Text),
+        sa.Column("input_schema", sa.Text),
+        sa.Column("result", sa.Text),
+        sa.Column("resolved_at", UTCDateTime),
+        sa.Column("visit", sa.Integer, nullable=False, server_default="1"),
+        sa.UniqueConstraint(
+            "execution_id", "step", "visit", "wait_seq", name="durable_waits_position"
+        ),
+    )
+    new.create(conn)
+    kept = ", ".join(c.name for c in new.columns if c.name != "visit")
+    conn.execute(
+        sa.text(f"INSERT INTO durable_waits_v6 ({kept}, visit) SELECT {kept}, 1 FROM durable_waits")
+    )
+    conn.execute(sa.text("DROP TABLE durable_waits"))
+    conn.execute(sa.text("ALTER TABLE durable_waits_v6 RENAME TO durable_waits"))
+    conn.execute(
+        sa.text("CREATE INDEX durable_waits_status ON durable_waits (status, kind, created_at)")
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
     (3, "waits", _v3_waits),
     (4, "finished_index", _v4_finished_index),
     (5, "write_ids", _v5_write_ids),
+    (6, "journal_key", _v6_journal_key),
 ]
 
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from durable._limits import MIN_TIME
-from durable.models import Status, StepExecution, StepStatus, Wait
+from durable.models import Status, StepExecution, StepPhase, StepStatus, Wait
 from durable.stores.base import ExecutionRow
 
 __all__ = ["DECODING", "attempt_params", "dumps", "execution", "loads", "step", "wait"]
@@ -105,7 +105,16 @@ def _decode(r: Row, dt: ToDatetime, problems: list[str] | None) -> ExecutionRow:
         last_write=r["last_write"],
         lost_attempts=r["lost_attempts"],
         max_attempts=r["max_attempts"],
+        visit=r["step_visit"],
+        visits=field("visits", _visits, {}),
     )
+
+
+def _visits(text: str | None) -> dict[str, int]:
+    visits = {} if text is None else json.loads(text)
+    if not isinstance(visits, dict):
+        raise ValueError(f"a JSON {type(visits).__name__}, not a JSON object")
+    return visits
 
 
 def step(r: Row, dt: ToDatetime) -> StepExecution:
@@ -122,6 +131,8 @@ def step(r: Row, dt: ToDatetime) -> StepExecution:
         max_attempts=r["max_attempts"],
         retry_at=dt(r["retry_at"]),
         result=loads(r["result"]),
+        visit=r["visit"],
+        phase=StepPhase(r["phase"]),
     )
 
 
@@ -142,6 +153,7 @@ def wait(r: Row, dt: ToDatetime, workflow: str = "") -> Wait:
         schema=loads(r["input_schema"]),
         result=loads(r["result"]),
         resolved_at=dt(r["resolved_at"]),
+        visit=r["visit"],
     )
 
 
@@ -160,4 +172,6 @@ def attempt_params(execution_id: str, r: StepExecution, ts: FromDatetime) -> dic
         "a_max_attempts": r.max_attempts,
         "a_retry_at": ts(r.retry_at),
         "a_result": None if r.result is None else dumps(r.result),
+        "a_visit": r.visit,
+        "a_phase": r.phase.value,
     }

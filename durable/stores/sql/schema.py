@@ -19,7 +19,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -95,6 +95,10 @@ executions = sa.Table(
     sa.Column("last_write", sa.String(64)),
     sa.Column("lost_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="1"),
+    # v6: the journal key of the current step run is (id, step_name, step_visit); visits
+    # holds the latest visit of every step reached (JSON object; NULL: none left yet)
+    sa.Column("step_visit", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("visits", sa.Text),
 )
 
 sa.Index(
@@ -133,6 +137,9 @@ attempts = sa.Table(
     sa.Column("max_attempts", sa.Integer, nullable=False),
     sa.Column("retry_at", UTCDateTime),
     sa.Column("result", sa.Text),  # v5: what a completed attempt returned (JSON)
+    # v6: the step run (visit) the attempt belongs to, and what it ran for
+    sa.Column("visit", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("phase", sa.String(20), nullable=False, server_default="run"),
 )
 
 # v4: finished executions by when they finished, for retention (live rows are not in it)
@@ -144,7 +151,7 @@ sa.Index(
     sqlite_where=executions.c.completed_at.isnot(None),
 )
 
-# v3: every wait a step reached, by position in the step (its result is memoised there)
+# v3: every wait a step reached, by position in the step run (its result is memoised there)
 waits = sa.Table(
     "durable_waits",
     metadata,
@@ -163,7 +170,9 @@ waits = sa.Table(
     sa.Column("input_schema", sa.Text),
     sa.Column("result", sa.Text),
     sa.Column("resolved_at", UTCDateTime),
-    sa.UniqueConstraint("execution_id", "step", "wait_seq", name="durable_waits_position"),
+    # v6: waits are placed by step run: (execution, step, visit, position)
+    sa.Column("visit", sa.Integer, nullable=False, server_default="1"),
+    sa.UniqueConstraint("execution_id", "step", "visit", "wait_seq", name="durable_waits_position"),
 )
 sa.Index("durable_waits_status", waits.c.status, waits.c.kind, waits.c.created_at)
 

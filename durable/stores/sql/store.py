@@ -12,7 +12,7 @@ engine passes in, never the database's clock.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -376,6 +376,7 @@ class SQLStore(Connections, Store):
         next_step: tuple[int, str] | None,
         start_next: bool,
         next_max_attempts: int = 1,
+        visits: Mapping[str, int] | None = None,
         write_id: str | None = None,
     ) -> Status:
         params = self._fenced_params(execution_id, token, now, write_id, record)
@@ -390,6 +391,8 @@ class SQLStore(Connections, Store):
                 next_attempt=1 if start_next else 0,
                 next_started=self._ts(now) if start_next else None,
                 next_max=next_max_attempts,
+                next_visit=1 if visits is None else visits.get(next_step[1], 1),
+                visits=None if visits is None else dumps(dict(visits)),
             )
         return self._fenced_with_record(name, params, execution_id, token, record, now)
 
@@ -585,11 +588,12 @@ class SQLStore(Connections, Store):
         *,
         now: datetime,
         step: str,
+        visit: int,
         seq: int,
         attempt: int,
         spec: WaitSpec,
     ) -> Wait:
-        key = {"id": execution_id, "step": step, "wseq": seq}
+        key = {"id": execution_id, "step": step, "visit": visit, "wseq": seq}
         fields = {
             "attempt": attempt,
             "kind": spec.kind,
@@ -625,12 +629,13 @@ class SQLStore(Connections, Store):
         now: datetime,
         record: StepExecution,
         step: str,
+        visit: int,
         seq: int,
         write_id: str | None = None,
     ) -> Status:
         write_id = write_id or uuid.uuid4().hex
         try:
-            return self._suspend(execution_id, token, now, record, step, seq, write_id)
+            return self._suspend(execution_id, token, now, record, (step, visit, seq), write_id)
         except AlreadyDone as done:
             return done.row.status
 
@@ -640,15 +645,18 @@ class SQLStore(Connections, Store):
         token: int,
         now: datetime,
         record: StepExecution,
-        step: str,
-        seq: int,
+        place: tuple[str, int, int],
         write_id: str,
     ) -> Status:
         with self._cursor(write=True) as cur:
             row = self._fence_row(cur, execution_id, token, write_id)
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(cur, execution_id, token, record, now, write_id)
-            cur.execute(self.SQL["wait_get"], {"id": execution_id, "step": step, "wseq": seq})
+            step, visit, seq = place
+            cur.execute(
+                self.SQL["wait_get"],
+                {"id": execution_id, "step": step, "visit": visit, "wseq": seq},
+            )
             w = self._decide(cur, cur.fetchone(), now)
             deadline = row.deadline
             wake: datetime | None = now
@@ -671,7 +679,9 @@ class SQLStore(Connections, Store):
         self._wake_others()  # a pending row to claim, or a new timer to wait for
         return status
 
-    def _live(self, cur: Any, execution_id: str) -> tuple[Status, str | None]:
+    def _live(self, cur: Any, execution_id: str) -> tuple[Status, tuple[str | None, int]]:
+        """The execution's status and its current step run (step, visit), the row locked;
+        ExecutionNotFound, or InvalidState when it finished."""
         cur.execute(self.SQL["live"], {"id": execution_id})
         found = cur.fetchone()
         if found is None:
@@ -679,16 +689,21 @@ class SQLStore(Connections, Store):
         status = Status(found["status"])
         if status in FINISHED:
             raise not_live_error(execution_id, status)
-        return status, found["step_name"]
+        return status, (found["step_name"], found["step_visit"])
 
-    def _suspended_on(self, cur: Any, execution_id: str, step: str | None) -> Any:
-        cur.execute(self.SQL["wait_suspended_on"], {"id": execution_id, "step": step})
+    def _suspended_on(self, cur: Any, execution_id: str, run: tuple[str | None, int]) -> Any:
+        """The wait the execution is suspended on: the newest pending one of its current
+        step run."""
+        step, visit = run
+        cur.execute(
+            self.SQL["wait_suspended_on"], {"id": execution_id, "step": step, "visit": visit}
+        )
         return cur.fetchone()
 
     def send_event(self, execution_id: str, name: str, payload: Any, *, now: datetime) -> bool:
         woke = False
         with self._cursor(write=True) as cur:
-            status, step = self._live(cur, execution_id)
+            status, run = self._live(cur, execution_id)
             cur.execute(
                 self.SQL["event_insert"],
                 {
@@ -699,7 +714,7 @@ class SQLStore(Connections, Store):
                 },
             )
             if status == Status.WAITING:
-                w = self._suspended_on(cur, execution_id, step)
+                w = self._suspended_on(cur, execution_id, run)
                 if w is not None and self._decide(cur, w, now)["status"] != "pending":
                     cur.execute(self.SQL["wake"], {"id": execution_id, "now": self._ts(now)})
                     woke = True
@@ -717,8 +732,8 @@ class SQLStore(Connections, Store):
         validate: Callable[[dict[str, Any] | None], None] | None = None,
     ) -> None:
         with self._cursor(write=True) as cur:
-            status, step = self._live(cur, execution_id)
-            w = self._suspended_on(cur, execution_id, step)
+            status, run = self._live(cur, execution_id)
+            w = self._suspended_on(cur, execution_id, run)
             asked = [] if w is None or w["kind"] != "input" else rows.loads(w["names"])
             if name not in asked:
                 raise not_pending_error(execution_id, name, asked)

@@ -52,7 +52,7 @@ WITH i AS (
         scheduled_at, run_at, timeout_ms, idempotency_key, started_at, completed_at,
         deadline, step_index, step_name, attempt, attempt_started_at, error, token,
         worker_id, lease_expires_at, cancel_requested, cancel_reason, suspended, last_write,
-        lost_attempts, max_attempts
+        lost_attempts, max_attempts, step_visit, visits
 ), n AS (SELECT pg_notify('durable_work', ''))
 SELECT i.* FROM i, n;
 
@@ -61,7 +61,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions WHERE idempotency_key = %(key)s;
 
 -- name: get
@@ -69,7 +69,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions WHERE id = %(id)s;
 
 -- name: get_for_update
@@ -77,16 +77,16 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
-SELECT status, step_name FROM durable_executions WHERE id = %(id)s FOR UPDATE;
+SELECT status, step_name, step_visit FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: steps
 SELECT
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result
+    max_attempts, retry_at, result, visit, phase
 FROM durable_step_attempts WHERE execution_id = %(id)s ORDER BY seq;
 
 -- name: list
@@ -96,7 +96,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions
 WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -109,7 +109,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions
 WHERE status = %(status)s
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -123,7 +123,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions
 WHERE status = ANY(%(statuses)s)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -137,7 +137,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions
 WHERE workflow = %(workflow)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -182,7 +182,8 @@ RETURNING
     e.created_at, e.scheduled_at, e.run_at, e.timeout_ms, e.idempotency_key, e.started_at,
     e.completed_at, e.deadline, e.step_index, e.step_name, e.attempt, e.attempt_started_at,
     e.error, e.token, e.worker_id, e.lease_expires_at, e.cancel_requested, e.cancel_reason,
-    e.suspended, e.last_write, e.lost_attempts, e.max_attempts, c.fresh;
+    e.suspended, e.last_write, e.lost_attempts, e.max_attempts,
+    e.step_visit, e.visits, c.fresh;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = %(deadline)s WHERE seq = %(seq)s;
@@ -195,11 +196,11 @@ RETURNING id;
 -- name: insert_attempt
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result
+    max_attempts, retry_at, result, visit, phase
 ) VALUES (
     %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
 );
 
 -- name: complete_next
@@ -207,18 +208,19 @@ WITH u AS (
     UPDATE durable_executions SET
         context = %(context)s, step_index = %(next_index)s, step_name = %(next_name)s,
         suspended = FALSE, attempt = %(next_attempt)s, attempt_started_at = %(next_started)s,
-        lost_attempts = 0, max_attempts = %(next_max)s, last_write = %(write_id)s
+        lost_attempts = 0, max_attempts = %(next_max)s, last_write = %(write_id)s,
+        step_visit = %(next_visit)s, visits = coalesce(%(visits)s, visits)
     WHERE id = %(id)s AND token = %(token)s AND status = 'running'
       AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
     RETURNING status
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result
+    max_attempts, retry_at, result, visit, phase
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -234,11 +236,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result
+    max_attempts, retry_at, result, visit, phase
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -254,11 +256,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result
+    max_attempts, retry_at, result, visit, phase
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -274,11 +276,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result
+    max_attempts, retry_at, result, visit, phase
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -293,11 +295,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result
+    max_attempts, retry_at, result, visit, phase
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -352,27 +354,28 @@ RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits;
 
 
 -- name: wait_get
 SELECT
     seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
-    created_at, prompt, input_schema, result, resolved_at
+    created_at, prompt, input_schema, result, resolved_at, visit
 FROM durable_waits
-WHERE execution_id = %(id)s AND step = %(step)s AND wait_seq = %(wseq)s;
+WHERE execution_id = %(id)s AND step = %(step)s AND visit = %(visit)s
+  AND wait_seq = %(wseq)s;
 
 -- name: wait_insert
 INSERT INTO durable_waits (
     execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status, created_at,
-    prompt, input_schema
+    prompt, input_schema, visit
 ) VALUES (
     %(id)s, %(step)s, %(wseq)s, %(attempt)s, %(kind)s, %(names)s, %(mode)s, %(until)s,
-    'pending', %(now)s, %(prompt)s, %(schema)s
+    'pending', %(now)s, %(prompt)s, %(schema)s, %(visit)s
 )
 RETURNING
     seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
-    created_at, prompt, input_schema, result, resolved_at;
+    created_at, prompt, input_schema, result, resolved_at, visit;
 
 -- name: wait_renew
 UPDATE durable_waits SET
@@ -382,7 +385,7 @@ UPDATE durable_waits SET
 WHERE seq = %(wid)s
 RETURNING
     seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
-    created_at, prompt, input_schema, result, resolved_at;
+    created_at, prompt, input_schema, result, resolved_at, visit;
 
 -- name: wait_set
 UPDATE durable_waits SET status = %(status)s, result = %(result)s, resolved_at = %(now)s
@@ -391,9 +394,10 @@ WHERE seq = %(wid)s AND status = 'pending';
 -- name: wait_suspended_on
 SELECT
     seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
-    created_at, prompt, input_schema, result, resolved_at
+    created_at, prompt, input_schema, result, resolved_at, visit
 FROM durable_waits
-WHERE execution_id = %(id)s AND step = %(step)s AND status = 'pending'
+WHERE execution_id = %(id)s AND step = %(step)s AND visit = %(visit)s
+  AND status = 'pending'
 ORDER BY wait_seq DESC
 LIMIT 1;
 
@@ -402,7 +406,7 @@ LIMIT 1;
 SELECT
     w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
     w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
-    e.workflow
+    w.visit, e.workflow
 FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE w.status = 'pending' AND e.status IN ('pending', 'running', 'waiting', 'compensating')
   AND (%(workflow)s::text IS NULL OR e.workflow = %(workflow)s)
@@ -417,7 +421,7 @@ LIMIT %(limit)s;
 SELECT
     w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
     w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
-    e.workflow
+    w.visit, e.workflow
 FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE (%(workflow)s::text IS NULL OR e.workflow = %(workflow)s)
   AND (%(open_at)s::timestamptz IS NULL OR w.until_at IS NULL OR w.until_at >= %(open_at)s)

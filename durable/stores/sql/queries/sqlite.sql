@@ -46,14 +46,14 @@ RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits;
 
 -- name: by_key
 SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions WHERE idempotency_key = :key;
 
 -- name: get
@@ -61,7 +61,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions WHERE id = :id;
 
 -- name: get_for_update
@@ -70,16 +70,16 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions WHERE id = :id;
 
 -- name: live
-SELECT status, step_name FROM durable_executions WHERE id = :id;
+SELECT status, step_name, step_visit FROM durable_executions WHERE id = :id;
 
 -- name: steps
 SELECT
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result
+    max_attempts, retry_at, result, visit, phase
 FROM durable_step_attempts WHERE execution_id = :id ORDER BY seq;
 
 -- name: list
@@ -89,7 +89,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions
 WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -102,7 +102,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions
 WHERE status = :status
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -116,7 +116,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions
 WHERE status IN (SELECT value FROM json_each(:statuses))
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -130,7 +130,7 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
 FROM durable_executions
 WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -166,7 +166,7 @@ RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq;
@@ -179,17 +179,18 @@ RETURNING id;
 -- name: insert_attempt
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result
+    max_attempts, retry_at, result, visit, phase
 ) VALUES (
     :a_execution_id, :a_step_index, :a_name, :a_attempt, :a_status, :a_started_at,
-    :a_completed_at, :a_error, :a_logs, :a_max_attempts, :a_retry_at, :a_result
+    :a_completed_at, :a_error, :a_logs, :a_max_attempts, :a_retry_at, :a_result, :a_visit, :a_phase
 );
 
 -- name: complete_next
 UPDATE durable_executions SET
     context = :context, step_index = :next_index, step_name = :next_name,
     attempt = :next_attempt, suspended = FALSE, lost_attempts = 0,
-    max_attempts = :next_max, last_write = :write_id, attempt_started_at = :next_started
+    max_attempts = :next_max, last_write = :write_id, attempt_started_at = :next_started,
+    step_visit = :next_visit, visits = coalesce(:visits, visits)
 WHERE id = :id AND token = :token AND status = 'running'
   AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
 RETURNING status;
@@ -279,26 +280,27 @@ RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts;
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits;
 
 
 -- name: wait_get
 SELECT
     seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
-    created_at, prompt, input_schema, result, resolved_at
-FROM durable_waits WHERE execution_id = :id AND step = :step AND wait_seq = :wseq;
+    created_at, prompt, input_schema, result, resolved_at, visit
+FROM durable_waits WHERE execution_id = :id AND step = :step AND visit = :visit
+  AND wait_seq = :wseq;
 
 -- name: wait_insert
 INSERT INTO durable_waits (
     execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status, created_at,
-    prompt, input_schema
+    prompt, input_schema, visit
 ) VALUES (
     :id, :step, :wseq, :attempt, :kind, :names, :mode, :until, 'pending', :now,
-    :prompt, :schema
+    :prompt, :schema, :visit
 )
 RETURNING
     seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
-    created_at, prompt, input_schema, result, resolved_at;
+    created_at, prompt, input_schema, result, resolved_at, visit;
 
 -- name: wait_renew
 UPDATE durable_waits SET
@@ -308,7 +310,7 @@ UPDATE durable_waits SET
 WHERE seq = :wid
 RETURNING
     seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
-    created_at, prompt, input_schema, result, resolved_at;
+    created_at, prompt, input_schema, result, resolved_at, visit;
 
 -- name: wait_set
 UPDATE durable_waits SET status = :status, result = :result, resolved_at = :now
@@ -317,9 +319,10 @@ WHERE seq = :wid AND status = 'pending';
 -- name: wait_suspended_on
 SELECT
     seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
-    created_at, prompt, input_schema, result, resolved_at
+    created_at, prompt, input_schema, result, resolved_at, visit
 FROM durable_waits
-WHERE execution_id = :id AND step = :step AND status = 'pending'
+WHERE execution_id = :id AND step = :step AND visit = :visit
+  AND status = 'pending'
 ORDER BY wait_seq DESC
 LIMIT 1;
 
@@ -328,7 +331,7 @@ LIMIT 1;
 SELECT
     w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
     w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
-    e.workflow
+    w.visit, e.workflow
 FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE w.status = 'pending' AND e.status IN ('pending', 'running', 'waiting', 'compensating')
   AND (:workflow IS NULL OR e.workflow = :workflow)
@@ -343,7 +346,7 @@ LIMIT :limit;
 SELECT
     w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
     w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
-    e.workflow
+    w.visit, e.workflow
 FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE (:workflow IS NULL OR e.workflow = :workflow)
   AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
