@@ -49,7 +49,7 @@ def _reset(engine: durable.Engine) -> None:
     with autovacuum off (as on this machine's server) every later run would slow down."""
     store = engine.store
     with store.sa_engine().begin() as conn:  # type: ignore[attr-defined]
-        if store.dialect == "postgresql":  # type: ignore[attr-defined]
+        if store.engine.dialect.name == "postgresql":  # type: ignore[attr-defined]
             conn.execute(sa.text("TRUNCATE durable_step_attempts, durable_executions"))
         else:
             conn.execute(sa.text("DELETE FROM durable_step_attempts"))
@@ -62,7 +62,7 @@ def _commit_cost(engine: durable.Engine, n: int = 200) -> float:
     wid = engine.start(ThreeNoop)
     # The value must change: SQLite skips writing (and syncing) an unchanged row.
     sql = "UPDATE durable_executions SET priority = priority + 1 WHERE id = " + (
-        ":id" if store.dialect == "sqlite" else "%(id)s"  # type: ignore[attr-defined]
+        ":id" if store.engine.dialect.name == "sqlite" else "%(id)s"  # type: ignore[attr-defined]
     )
     times = []
     for _ in range(n):

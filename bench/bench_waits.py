@@ -64,7 +64,7 @@ def _reset(url: str) -> None:
     store = engine.store
     with store.sa_engine().begin() as conn:  # type: ignore[attr-defined]
         tables = "durable_events, durable_waits, durable_step_attempts, durable_executions"
-        if store.dialect == "postgresql":  # type: ignore[attr-defined]
+        if store.engine.dialect.name == "postgresql":  # type: ignore[attr-defined]
             conn.execute(sa.text(f"TRUNCATE {tables}"))
         else:
             for t in tables.split(", "):

@@ -63,7 +63,7 @@ def test_migrations_build_exactly_the_current_schema(blank_url, tmp_path):
     assert store.migrate(T0) == []  # idempotent
 
     reference = open_sqlite(f"sqlite:///{tmp_path / 'reference.db'}").engine
-    if store.dialect == "postgresql":
+    if store.engine.dialect.name == "postgresql":
         reference = sa.create_engine(
             blank_url.replace("durable_blank", "durable_reference").replace(
                 "postgresql://", "postgresql+psycopg://"
@@ -124,7 +124,11 @@ def test_upgrade_from_the_first_version_keeps_and_backfills_data(blank_url):
         "lease_expires_at": None,
         "completed_at": None,
     }
-    iso = (lambda d: d.replace(tzinfo=None)) if store.dialect == "sqlite" else (lambda d: d)
+    iso = (
+        (lambda d: d.replace(tzinfo=None))
+        if store.engine.dialect.name == "sqlite"
+        else (lambda d: d)
+    )
     rows = [
         {
             **base,

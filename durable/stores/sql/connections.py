@@ -211,11 +211,6 @@ class Connections(abc.ABC):
         """Alias of :meth:`sa_engine`."""
         return self.sa_engine()
 
-    @property
-    def dialect(self) -> str:
-        """The SQL dialect: ``sqlite`` or ``postgresql``."""
-        return self.sa_engine().dialect.name
-
     def close(self) -> None:
         """Close this thread's connection and those of threads that have ended.
 
