@@ -40,12 +40,23 @@ if _typing.TYPE_CHECKING:
         run_worker,
         start,
     )
+    from durable._runtime import WaitSignal
     from durable.clock import Clock, SystemClock
     from durable.dsl import StepDef, WorkflowDef, get_workflow, step, workflow
-    from durable.durations import days, hours, minutes, seconds
+    from durable.durations import Duration, days, hours, minutes, seconds
     from durable.engine import Engine
     from durable.hookspecs import StepCall
-    from durable.models import Execution, Status, StepExecution, StepStatus, Wait
+    from durable.models import (
+        Execution,
+        Status,
+        StepExecution,
+        StepPhase,
+        StepStatus,
+        Wait,
+        WaitKind,
+        WaitMode,
+        WaitStatus,
+    )
     from durable.plugins import hookimpl
     from durable.retry import Retry
     from durable.scheduler import Scheduler
@@ -75,12 +86,23 @@ _LAZY = {
         "run_worker",
         "start",
     ),
+    "durable._runtime": ("WaitSignal",),
     "durable.clock": ("Clock", "SystemClock"),
     "durable.dsl": ("StepDef", "WorkflowDef", "get_workflow", "step", "workflow"),
-    "durable.durations": ("days", "hours", "minutes", "seconds"),
+    "durable.durations": ("Duration", "days", "hours", "minutes", "seconds"),
     "durable.engine": ("Engine",),
     "durable.hookspecs": ("StepCall",),
-    "durable.models": ("Execution", "Status", "StepExecution", "StepStatus", "Wait"),
+    "durable.models": (
+        "Execution",
+        "Status",
+        "StepExecution",
+        "StepPhase",
+        "StepStatus",
+        "Wait",
+        "WaitKind",
+        "WaitMode",
+        "WaitStatus",
+    ),
     "durable.plugins": ("hookimpl",),
     "durable.retry": ("Retry",),
     "durable.scheduler": ("Scheduler",),
@@ -124,6 +146,7 @@ __all__ = [
     "ConfigError",
     "ContextError",
     "DurableError",
+    "Duration",
     "Engine",
     "Execution",
     "ExecutionNotFound",
@@ -138,12 +161,17 @@ __all__ = [
     "StepDef",
     "StepExecution",
     "StepNotFound",
+    "StepPhase",
     "StepStatus",
     "StepTimeout",
     "StoreError",
     "SystemClock",
     "UnreadableExecution",
     "Wait",
+    "WaitKind",
+    "WaitMode",
+    "WaitSignal",
+    "WaitStatus",
     "WaitTimeout",
     "WorkerLost",
     "WorkflowDef",

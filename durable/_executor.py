@@ -300,7 +300,8 @@ class Executor:
             visit=row.visit,
             visits=dict(row.visits),
         )
-        if w.index == 0 and w.attempt == 1 and w.begun and not row.suspended:
+        first_run = w.index == 0 and w.visit == 1 and not w.visits
+        if first_run and w.attempt == 1 and w.begun and not row.suspended:
             self._notify("durable_workflow_started", w.eid, lambda: row)
         while self._begin(w):
             run, outcome, until = self._attempt(w)
@@ -382,6 +383,8 @@ class Executor:
                     step_name=w.sdef.name,
                     attempt=w.attempt,
                     attempt_started_at=started,
+                    visit=w.visit,
+                    visits=w.visits,
                 ),
                 step=w.record(StepStatus.RUNNING, started, None),
             )
@@ -709,6 +712,9 @@ class Executor:
             else:
                 pending = dataclasses.replace(
                     row,
+                    context=w.context,
+                    visit=w.visit,
+                    visits=w.visits,
                     status=Status.PENDING,
                     run_at=retry_at,
                     attempt=record.attempt,

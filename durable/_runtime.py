@@ -155,8 +155,10 @@ def install_log_capture() -> None:
 
 
 class WaitSignal(BaseException):
-    """What a wait raises through the step's code to the executor. A BaseException, so
-    that a step's ``except Exception`` does not swallow it."""
+    """What a wait raises through the step's code to the executor (``durable.WaitSignal``):
+    the step suspends on a wait that is not resolved yet. A BaseException, so that a
+    step's ``except Exception`` does not swallow it; a ``durable_step_call`` wrapper sees
+    it at its ``yield`` and should let it pass without counting it as an error."""
 
 
 class Suspend(WaitSignal):

@@ -52,6 +52,8 @@ def _step_line(s: StepExecution, width: int) -> str:
     if s.result is not None:
         shown = _json(s.result)
         note += f"-> {shown if len(shown) <= 80 else shown[:77] + '...'}"
+    if s.visit > 1:  # a step reached again: its attempts count from 1 in each visit
+        note = f"(visit {s.visit}) {note}"
     return (
         f"    {printable(s.name):<{width}}  {f'{s.attempt}/{s.max_attempts}':>8}  "
         f"{s.status.value:<10}{_fmt_time(s.started_at):<25}{took:>10}  {printable(note)}"

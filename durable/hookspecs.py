@@ -65,7 +65,10 @@ def durable_step_call(call: StepCall) -> Any:
     Called inside the attempt, on its thread (a sync step) or in its task on the engine's
     event loop (an async step, whose wrappers' code after ``yield`` runs once the step's
     coroutine has finished), so context variables a wrapper sets are seen by the step.
-    A wrapper that raises before it yields fails the attempt with that error.
+    A wrapper that raises before it yields fails the attempt with that error. A step that
+    reaches a wait not yet resolved suspends: the wrapper sees :class:`durable.WaitSignal`
+    thrown at its ``yield`` and should let it pass (it is not an error; the step runs
+    again when the wait resolves).
     """
 
 

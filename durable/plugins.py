@@ -262,13 +262,12 @@ class PluginHost:
                     gen.send(result)
                 else:
                     gen.throw(error)
+                error = _no_yield(impl, twice=True)
+                gen.close()
             except StopIteration as stop:
                 result, error = stop.value, None
             except BaseException as exc:
                 error = exc
-            else:
-                gen.close()
-                error = _no_yield(impl, twice=True)
         if error is not None:
             raise error
         return result

@@ -248,7 +248,9 @@ class StepOverrides:
         with self._lock:
             self._by_step.clear()
 
-    @hookimpl(wrapper=True)
+    # Innermost: what an override injects (a fault, a replaced body, virtual time) is seen
+    # by every other wrapper (a tracer) as the step's own doing.
+    @hookimpl(wrapper=True, trylast=True)
     def durable_step_call(self, call: StepCall) -> Generator[None, Any, Any]:
         with self._lock:
             override = self._by_step.get((call.workflow, call.step))

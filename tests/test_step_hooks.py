@@ -170,3 +170,58 @@ def test_the_scheduler_claims_and_executes(durable_clock):
         assert scheduler.run_due() == 1
         assert engine.get_execution(wid).status == "completed"
         assert scheduler.next_due() is None
+
+
+def test_an_override_is_the_innermost_wrapper_so_other_wrappers_see_its_faults(durable_engine):
+    seen: list[tuple[str, int, str]] = []
+
+    class Tracer:
+        @hookimpl(wrapper=True)
+        def durable_step_call(self, call):
+            try:
+                result = yield
+            except Exception as exc:
+                seen.append((call.step, call.attempt, type(exc).__name__))
+                raise
+            seen.append((call.step, call.attempt, repr(result)))
+            return result
+
+    from durable_testing import TimeTravelEngine
+
+    with TimeTravelEngine(plugins=[Tracer()]) as engine:
+        engine.override("first", workflow=Hooked, fail=1, returns="fake")
+        wid = engine.start(Hooked)
+        assert engine.run_until(wid).status == "completed"
+    assert seen == [
+        ("first", 1, "InjectedFault"),
+        ("first", 2, "'fake'"),
+        ("second", 1, "None"),
+    ]
+
+
+def test_a_wrapper_sees_a_suspension_pass_as_a_wait_signal(durable_clock):
+    passed: list[str] = []
+
+    @workflow("hooked_sleep")
+    class Sleeper:
+        @step
+        def nap(self):
+            durable.sleep_for(1000)
+
+    class Watch:
+        @hookimpl(wrapper=True)
+        def durable_step_call(self, call):
+            try:
+                return (yield)
+            except durable.WaitSignal:
+                passed.append("suspended")
+                raise
+
+    with durable.Engine("memory://", clock=durable_clock, plugins=[Watch()]) as engine:
+        wid = engine.start(Sleeper)
+        engine.drain()
+        assert engine.get_execution(wid).status == "waiting"
+        durable_clock.advance(1000)
+        engine.drain()
+        assert engine.get_execution(wid).status == "completed"
+    assert passed == ["suspended"]
