@@ -14,7 +14,7 @@ from durable.stores.base import Store
 from durable_testing.clock import TimeTravelClock
 from durable_testing.history import History
 from durable_testing.overrides import (
-    _UNSET,
+    UNSET,
     ErrorSpec,
     StepOverride,
     StepOverrides,
@@ -237,7 +237,7 @@ class TimeTravelEngine(Engine):
         fail: int | None = None,
         error: ErrorSpec | None = None,
         faults: Sequence[ErrorSpec | None] | None = None,
-        returns: Any = _UNSET,
+        returns: Any = UNSET,
         context: Mapping[str, Any] | None = None,
         takes: Duration | None = None,
     ) -> StepOverride:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["InjectedFault", "StepOverride", "StepOverrides", "resolve_step"]
 
-_UNSET: Any = object()
+UNSET: Any = object()
 
 ErrorSpec = BaseException | type[BaseException]
 
@@ -101,7 +101,7 @@ class StepOverride:
     faults: tuple[ErrorSpec | None, ...] = ()
     always: bool = False
     always_error: ErrorSpec | None = None
-    returns: Any = _UNSET
+    returns: Any = UNSET
     context: Mapping[str, Any] | None = None
     takes_ms: int | None = None
     clock: TimeTravelClock | None = None
@@ -160,7 +160,7 @@ class StepOverride:
     @property
     def replaces_body(self) -> bool:
         """True when the real step does not run (``returns`` or ``context`` was given)."""
-        return self.returns is not _UNSET or self.context is not None
+        return self.returns is not UNSET or self.context is not None
 
     def _before(self) -> None:
         attempt = ctx.attempt()
@@ -175,7 +175,7 @@ class StepOverride:
         if self.context is not None:
             for key, value in self.context.items():
                 ctx.put_context(key, value)
-        return None if self.returns is _UNSET else self.returns
+        return None if self.returns is UNSET else self.returns
 
     def _after(self) -> None:
         if self.takes_ms and self.clock is not None:
