@@ -17,6 +17,19 @@ PG_ADMIN = os.environ.get("DURABLE_TEST_PG", "postgresql://postgres@127.0.0.1:54
 # One database per test run, so that two runs (a developer's and CI's) never meet.
 PG_DB = f"durable_tests_{os.getpid()}"
 STORES = ["memory", "sqlite", "postgres"]
+# How a test reaches the PostgreSQL server: one of these fixtures, or "postgres" as the
+# value of a store parameter (durable_store_url's, or a test's own store-kind fixture's).
+PG_FIXTURES = {"postgres_url", "durable_store_url_pg"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the PostgreSQL server ``postgres``, so that
+    ``-m "not postgres"`` runs the rest where there is none."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        values = list(callspec.params.values()) if callspec is not None else []
+        if PG_FIXTURES & set(getattr(item, "fixturenames", ())) or "postgres" in values:
+            item.add_marker(pytest.mark.postgres)
 
 
 def _pg_url(db: str) -> str:

@@ -23,8 +23,6 @@ from durable.context import attempt, put_context, wait_for_event
 
 from conftest import PG_ADMIN
 
-pytestmark = pytest.mark.postgres
-
 box: dict[str, Any] = {}
 
 
