@@ -6,12 +6,25 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import durable
 from durable_testing.plugin import session_label
 from durable_testing.sandbox import StoreSandbox, open_sandbox
 
 pytest_plugins = ["pytester"]
+
+# Hypothesis: the everyday run tries a tenth of the examples; CI (nox -s tests) passes
+# --hypothesis-profile=full. Both start from the profile hypothesis chose (its "ci"
+# one where a CI variable is set). Counts a test sets itself go through helpers.examples.
+settings.register_profile("full", settings(), max_examples=100)
+settings.register_profile("everyday", settings(), max_examples=10)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("--hypothesis-profile"):
+        settings.load_profile("everyday")
+
 
 PG_ADMIN = os.environ.get("DURABLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # One database per test run, so that two runs (a developer's and CI's) never meet.

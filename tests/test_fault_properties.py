@@ -17,8 +17,12 @@ from durable.context import get_context, input, put_context
 from durable_testing import TimeTravelEngine
 from durable_testing.strategies import FaultSchedule, clock_advances, errors, fault_schedules
 
+from helpers import examples
+
 PROPERTY = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 

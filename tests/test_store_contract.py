@@ -12,6 +12,8 @@ import durable
 from durable.stores.memory import MemoryStore
 from durable_testing.contract import StoreContract, compare_with_memory
 
+from helpers import examples
+
 
 def _truncate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
@@ -50,7 +52,7 @@ def test_sqlite_agrees_with_memory(tmp_path):
     def make():
         return durable.Engine(f"sqlite:///{tmp_path / f'cmp{next(counter)}.db'}").store
 
-    compare_with_memory(make, max_examples=50)
+    compare_with_memory(make, max_examples=examples(50))
 
 
 def test_postgres_agrees_with_memory(postgres_url):
@@ -58,4 +60,4 @@ def test_postgres_agrees_with_memory(postgres_url):
         _truncate(postgres_url)
         return durable.Engine(postgres_url).store
 
-    compare_with_memory(make, max_examples=50)
+    compare_with_memory(make, max_examples=examples(50))
