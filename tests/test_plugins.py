@@ -122,6 +122,7 @@ print(json.dumps({"store": type(engine.store).__module__ + "." + type(engine.sto
 """
 
 
+@pytest.mark.slow  # pip installs a package, then runs two processes
 def test_a_throwaway_plugin_distribution_is_found_and_used(tmp_path):
     project = tmp_path / "durable-myplugin"
     project.mkdir()
