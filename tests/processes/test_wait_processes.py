@@ -10,9 +10,9 @@ from collections import Counter
 
 import psycopg
 import pytest
+from test_crash_and_scale_out import Workers
 
 import durable
-from test_processes import Workers
 from wait_workflows import EventWaiter, RaceInput, RealNap
 
 from helpers import eventually

@@ -19,7 +19,7 @@ from durable import hookspecs
 from durable.plugins import PluginHost, StoreRegistry, hookimpl
 from durable.stores.memory import MemoryStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_builtins_are_entry_point_plugins():

@@ -33,7 +33,7 @@ from helpers import eventually
 
 pytestmark = [pytest.mark.processes, pytest.mark.slow]
 
-TESTS = Path(__file__).parent
+HERE = Path(__file__).parent  # outage_workflows, which the workers import
 LEASE_MS = 1500
 PID = os.getpid()  # in every file and database name: two runs at once never meet
 
@@ -58,7 +58,7 @@ def _within(seconds: float, predicate: Callable[[], bool], every: float = 0.1) -
 
 
 def _env(log: Path) -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "DURABLE_OUTAGE_LOG": str(log)}
     env.pop("CI", None)
     return env
@@ -381,9 +381,8 @@ def _about_heartbeat(message: str) -> bool:
 
 
 def test_heartbeats_back_off_while_the_database_refuses_connections(own_pg_db, tmp_path, caplog):
-    import psycopg
-
     import outage_workflows  # noqa: F401
+    import psycopg
 
     admin, url = own_pg_db
     name = url.rsplit("/", 1)[1]
@@ -553,9 +552,8 @@ def test_worker_processes_log_failures_retries_and_recoveries(tmp_path):
 
 
 def test_a_worker_started_while_the_database_refuses_connections_waits_for_it(own_pg_db, tmp_path):
-    import psycopg
-
     import outage_workflows  # noqa: F401
+    import psycopg
 
     admin, url = own_pg_db
     name = url.rsplit("/", 1)[1]

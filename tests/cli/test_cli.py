@@ -28,7 +28,10 @@ from durable.context import attempt, put_context, wait_for_any_event, wait_for_i
 from helpers import eventually
 
 PASSWORD = "s3cret-pw"
-TESTS = Path(__file__).parent
+# A process that imports this module (for its workflows) needs its folder, and tests/
+# for the helpers it imports.
+HERE = Path(__file__).parent
+IMPORT_PATH = os.pathsep.join([str(HERE), str(HERE.parent)])
 
 # -- workflows ---------------------------------------------------------------------------------
 
@@ -201,7 +204,7 @@ def test_stored_escape_sequences_are_shown_escaped(tmp_path, durable_clock):
         ids = _escapes_fixture(engine)
     _check_escapes_cli(url, *ids)
     # The bytes a real process writes (importing this module for its workflows).
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = {**os.environ, "PYTHONPATH": IMPORT_PATH}
     env.pop("DURABLE_STORE", None)
     run = subprocess.run(
         [sys.executable, "-m", "durable.cli", "--store", url, "-i", "test_cli", "show", ids[0]],
