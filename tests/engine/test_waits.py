@@ -441,7 +441,7 @@ def test_cli_lists_waits_sends_events_and_provides_input(tmp_path):
     assert gone.exit_code == 1 and "already finished" in gone.output
 
 
-# -- regressions from review -----------------------------------------------------------------
+# -- late answers, store failures, interruptions, async waits and threads --------------------
 
 
 def test_an_input_after_the_timeout_is_refused_even_before_a_worker_looked(
