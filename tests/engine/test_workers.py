@@ -102,6 +102,22 @@ class CrashVictim:
         put_context("second", attempt())
 
 
+def test_the_scheduler_claims_and_executes(durable_clock):
+    with durable.Engine("memory://", clock=durable_clock) as engine:
+        wid = engine.start(CrashVictim)
+        scheduler = engine.scheduler
+        assert scheduler.workflows() and "crash_victim" in scheduler.workflows()
+        (row,) = scheduler.claim(limit=5)
+        assert row.id == wid and row.status == "running"
+        assert scheduler.claim() == []  # claimed already
+        scheduler.execute(row, stop_at=lambda name: name == "second")
+        ex = engine.get_execution(wid)
+        assert (ex.status, ex.current_step) == ("pending", "second")
+        assert scheduler.run_due() == 1
+        assert engine.get_execution(wid).status == "completed"
+        assert scheduler.next_due() is None
+
+
 def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_runs_again_for_free(
     engine, durable_clock
 ):
