@@ -15,7 +15,7 @@ import pytest
 import durable
 import durable_testing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Neither a cheap start nor a store that does not need them should import these.
 HEAVY = {"sqlalchemy", "psycopg", "freezegun", "hypothesis", "jsonschema"}
