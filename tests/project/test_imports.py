@@ -67,6 +67,7 @@ def test_loading_the_pytest_plugin_imports_nothing_of_durable(tmp_path):
     assert top_level(mods) & HEAVY == set()
 
 
+@pytest.mark.slow  # a pytest run in a process of its own
 def test_a_pytest_run_imports_freezegun_and_the_engine_only_for_a_fixture(pytester):
     pytester.makepyfile(
         test_user="""
