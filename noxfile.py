@@ -20,7 +20,8 @@ def tests(session: nox.Session) -> None:
     """The test suite, every engine test on memory, SQLite and PostgreSQL; then the example
     project's own tests, as its user runs them, on each of the three stores."""
     session.install("-e", ".[dev]")
-    session.run("pytest", *session.posargs)
+    # Every property test at its full example count (the everyday default is a tenth).
+    session.run("pytest", "--hypothesis-profile=full", *session.posargs)
     if session.posargs:
         return
     postgres = os.environ.get("DURABLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")

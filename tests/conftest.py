@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import durable
 from durable_testing.plugin import session_label
@@ -13,10 +14,35 @@ from durable_testing.sandbox import StoreSandbox, open_sandbox
 
 pytest_plugins = ["pytester"]
 
+# Hypothesis: the everyday run tries a tenth of the examples; CI (nox -s tests) passes
+# --hypothesis-profile=full. Both start from the profile hypothesis chose (its "ci"
+# one where a CI variable is set). Counts a test sets itself go through helpers.examples.
+settings.register_profile("full", settings(), max_examples=100)
+settings.register_profile("everyday", settings(), max_examples=10)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.getoption("--hypothesis-profile"):
+        settings.load_profile("everyday")
+
+
 PG_ADMIN = os.environ.get("DURABLE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # One database per test run, so that two runs (a developer's and CI's) never meet.
 PG_DB = f"durable_tests_{os.getpid()}"
 STORES = ["memory", "sqlite", "postgres"]
+# How a test reaches the PostgreSQL server: one of these fixtures, or "postgres" as the
+# value of a store parameter (durable_store_url's, or a test's own store-kind fixture's).
+PG_FIXTURES = {"postgres_url", "durable_store_url_pg"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the PostgreSQL server ``postgres``, so that
+    ``-m "not postgres"`` runs the rest where there is none."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        values = list(callspec.params.values()) if callspec is not None else []
+        if PG_FIXTURES & set(getattr(item, "fixturenames", ())) or "postgres" in values:
+            item.add_marker(pytest.mark.postgres)
 
 
 def _pg_url(db: str) -> str:
@@ -176,7 +202,11 @@ def engine(
     durable_clock: Any, durable_store_url: str, recorder: Recorder
 ) -> Iterator[durable.Engine]:
     """Like durable_engine, with the recorder observing."""
-    eng = durable.Engine(store=durable_store_url, clock=durable_clock, plugins=[recorder])
+    # The sandbox migrated the store; migrating again costs ~20 ms (SQLite) to ~90 ms
+    # (PostgreSQL) a test for nothing. The engine still checks the schema version.
+    eng = durable.Engine(
+        store=durable_store_url, clock=durable_clock, plugins=[recorder], migrate=False
+    )
     try:
         yield eng
     finally:

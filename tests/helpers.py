@@ -3,6 +3,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from hypothesis import settings
+
 
 def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     """Wait for another thread to make predicate true (a wait for an event, not a sleep
@@ -15,3 +17,10 @@ def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
         gate.wait(0.002)
         waited += 0.002
     return True
+
+
+def examples(full: int) -> int:
+    """How many examples a property test asks for: ``full`` under the full hypothesis
+    profile (100 examples a test, what CI runs), scaled with the active profile's
+    ``max_examples``, so a tenth in the everyday one (never fewer than 2)."""
+    return max(2, round(full * settings().max_examples / 100))

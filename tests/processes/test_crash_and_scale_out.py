@@ -22,7 +22,10 @@ from helpers import eventually
 
 pytestmark = [pytest.mark.processes, pytest.mark.slow]
 
-TESTS = Path(__file__).parent
+# Worker processes import their workflows from this folder (proc_workflows) or from
+# tests/ (wait_workflows, shared with the in-process wait tests).
+HERE = Path(__file__).parent
+IMPORT_PATH = os.pathsep.join([str(HERE), str(HERE.parent)])
 LEASE_MS = 1500
 
 
@@ -46,7 +49,7 @@ class Workers:
     def start(self, concurrency: int = 4) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
-            "PYTHONPATH": str(TESTS),
+            "PYTHONPATH": IMPORT_PATH,
             "DURABLE_PROC_LOG": str(self.log),
             "DURABLE_PROC_RELEASE": str(self.log.with_suffix(".release")),
         }

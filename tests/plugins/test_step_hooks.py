@@ -156,22 +156,6 @@ def test_an_observer_that_raises_does_not_silence_the_others(caplog):
     assert "<locals>.Broken.durable_step_completed failed" in failures[0].getMessage()
 
 
-def test_the_scheduler_claims_and_executes(durable_clock):
-    with durable.Engine("memory://", clock=durable_clock) as engine:
-        wid = engine.start(Hooked)
-        scheduler = engine.scheduler
-        assert scheduler.workflows() and "hooked" in scheduler.workflows()
-        (row,) = scheduler.claim(limit=5)
-        assert row.id == wid and row.status == "running"
-        assert scheduler.claim() == []  # claimed already
-        scheduler.execute(row, stop_at=lambda name: name == "second")
-        ex = engine.get_execution(wid)
-        assert (ex.status, ex.current_step) == ("pending", "second")
-        assert scheduler.run_due() == 1
-        assert engine.get_execution(wid).status == "completed"
-        assert scheduler.next_due() is None
-
-
 def test_an_override_is_the_innermost_wrapper_so_other_wrappers_see_its_faults(durable_engine):
     seen: list[tuple[str, int, str]] = []
 

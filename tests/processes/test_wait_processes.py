@@ -9,12 +9,15 @@ import time
 from collections import Counter
 
 import psycopg
+import pytest
+from test_crash_and_scale_out import Workers
 
 import durable
-from test_processes import Workers
 from wait_workflows import EventWaiter, RaceInput, RealNap
 
 from helpers import eventually
+
+pytestmark = [pytest.mark.processes, pytest.mark.slow]
 
 
 def test_four_workers_resume_each_wait_exactly_once(durable_store_url_pg, tmp_path):

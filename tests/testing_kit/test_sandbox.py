@@ -127,6 +127,7 @@ def test_b(durable_engine):
 """
 
 
+@pytest.mark.slow  # a pytest run in a process of its own
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_a_user_suite_on_each_store_is_isolated_per_test(pytester, kind, request):
     pytester.makepyfile(test_user=USER_TESTS)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import durable
 from durable import Retry, seconds, step, workflow
 from durable.context import attempt, input, put_context
+from durable.retry import MAX_DELAY_MS
 
 
 def test_delay_formulas():
@@ -194,3 +195,29 @@ def test_steps_without_retry_get_one_attempt(engine):
     ex = engine.get_execution(wid, include_steps=True)
     assert ex.status == "failed"
     assert len(ex.steps) == 1
+
+
+def test_huge_backoffs_are_capped_instead_of_overflowing():
+    policy = Retry(max_attempts=100, backoff="exponential", base=2.5)
+    assert policy.delay_ms(2000) == MAX_DELAY_MS
+    assert Retry(max_attempts=100, backoff="exponential", base=2).delay_ms(99) == MAX_DELAY_MS
+
+
+@workflow("retry_overflow")
+class Overflow:
+    @step(retry=Retry(max_attempts=60, backoff="exponential"))
+    def s(self) -> None:
+        raise RuntimeError("always")
+
+
+def test_an_execution_with_a_huge_backoff_is_rescheduled_not_stuck(engine, durable_clock):
+    wid = engine.start(Overflow)
+    engine.drain()
+    for _ in range(39):
+        durable_clock.set(engine.next_due())
+        engine.drain()
+    ex = engine.get_execution(wid, include_steps=True)
+    assert ex.status == "pending"
+    assert ex.attempt == 40
+    last = ex.steps[-1]
+    assert last.retry_at - last.completed_at == timedelta(milliseconds=MAX_DELAY_MS)

@@ -92,10 +92,10 @@ def test_purge_command(tmp_path):
 def test_sqlite_purge_uses_the_finished_index(tmp_path):
     store = durable.Engine(f"sqlite:///{tmp_path / 'plan.db'}").store
     sql = store.SQL["purge_pick"]
-    with store._cursor(write=False) as cur:
+    with store.sa_engine().connect() as conn:
         params = {"before": "2030-01-01", "workflows": None, "limit": 10}
-        cur.execute("EXPLAIN QUERY PLAN " + sql, params)
-        plan = " ".join(str(r[-1]) for r in cur.fetchall())
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all()
+        plan = " ".join(str(r[-1]) for r in rows)
     assert "durable_executions_finished" in plan
     assert "TEMP B-TREE" not in plan  # no sort of every finished execution
     store.close()

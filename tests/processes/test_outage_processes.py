@@ -31,9 +31,10 @@ import durable
 
 from helpers import eventually
 
-pytestmark = [pytest.mark.processes, pytest.mark.slow]
+# All slow (real outages, real time); all but the heartbeat test start worker processes.
+pytestmark = pytest.mark.slow
 
-TESTS = Path(__file__).parent
+HERE = Path(__file__).parent  # outage_workflows, which the workers import
 LEASE_MS = 1500
 PID = os.getpid()  # in every file and database name: two runs at once never meet
 
@@ -58,7 +59,7 @@ def _within(seconds: float, predicate: Callable[[], bool], every: float = 0.1) -
 
 
 def _env(log: Path) -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "DURABLE_OUTAGE_LOG": str(log)}
     env.pop("CI", None)
     return env
@@ -176,6 +177,7 @@ def _statuses(url: str) -> dict[str, int]:
     return {str(status): int(n) for status, n in rows or []}
 
 
+@pytest.mark.processes
 def test_600_executions_without_retries_survive_a_postgres_restart(durable_store_url_pg, tmp_path):
     import outage_workflows  # noqa: F401  (registers the workflows in this process too)
 
@@ -275,6 +277,7 @@ class _StderrReader:
 FULL = re.compile(r"disk I/O error|database or disk is full")
 
 
+@pytest.mark.processes
 def test_a_worker_on_a_full_disk_logs_a_bounded_number_of_lines_and_recovers(tmp_path):
     import outage_workflows  # noqa: F401
 
@@ -381,9 +384,8 @@ def _about_heartbeat(message: str) -> bool:
 
 
 def test_heartbeats_back_off_while_the_database_refuses_connections(own_pg_db, tmp_path, caplog):
-    import psycopg
-
     import outage_workflows  # noqa: F401
+    import psycopg
 
     admin, url = own_pg_db
     name = url.rsplit("/", 1)[1]
@@ -483,6 +485,7 @@ def test_heartbeats_back_off_while_the_database_refuses_connections(own_pg_db, t
 # -- 4. what a worker logs, through `logging` --------------------------------------------
 
 
+@pytest.mark.processes
 def test_worker_processes_log_failures_retries_and_recoveries(tmp_path):
     import outage_workflows  # noqa: F401
 
@@ -552,10 +555,10 @@ def test_worker_processes_log_failures_retries_and_recoveries(tmp_path):
 # -- 5. a worker started while the database is unavailable -------------------------------
 
 
+@pytest.mark.processes
 def test_a_worker_started_while_the_database_refuses_connections_waits_for_it(own_pg_db, tmp_path):
-    import psycopg
-
     import outage_workflows  # noqa: F401
+    import psycopg
 
     admin, url = own_pg_db
     name = url.rsplit("/", 1)[1]

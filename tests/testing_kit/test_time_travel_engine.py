@@ -327,6 +327,7 @@ def test_history_reads_as_a_table_in_virtual_time(durable_engine):
     assert [a.attempt for a in h.attempts("charge_payment")] == [1, 2]
 
 
+@pytest.mark.slow  # a pytest run in a process of its own
 def test_a_failing_history_assertion_prints_the_history(pytester):
     pytester.makepyfile(
         test_user="""

@@ -19,7 +19,7 @@ from durable import hookspecs
 from durable.plugins import PluginHost, StoreRegistry, hookimpl
 from durable.stores.memory import MemoryStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_builtins_are_entry_point_plugins():
@@ -122,6 +122,7 @@ print(json.dumps({"store": type(engine.store).__module__ + "." + type(engine.sto
 """
 
 
+@pytest.mark.slow  # pip installs a package, then runs two processes
 def test_a_throwaway_plugin_distribution_is_found_and_used(tmp_path):
     project = tmp_path / "durable-myplugin"
     project.mkdir()

@@ -6,6 +6,7 @@ never run a retry early."""
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import timedelta
 
 import pytest
@@ -17,8 +18,12 @@ from durable.context import get_context, input, put_context
 from durable_testing import TimeTravelEngine
 from durable_testing.strategies import FaultSchedule, clock_advances, errors, fault_schedules
 
+from helpers import examples
+
 PROPERTY = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -142,4 +147,12 @@ def test_the_strategies_check_their_arguments() -> None:
         fault_schedules(Pipeline, budget="some")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="has no step"):
         fault_schedules(Pipeline, steps=["nope"])
-    assert isinstance(st.lists(errors()), st.SearchStrategy)
+
+
+@given(drawn=st.lists(errors([ConnectionError, TimeoutError]), min_size=1))
+def test_errors_draws_exceptions_of_the_given_types_named_as_injected(
+    drawn: list[BaseException],
+) -> None:
+    for error in drawn:
+        assert type(error) in (ConnectionError, TimeoutError)
+        assert re.fullmatch(rf"injected {type(error).__name__} #\d+", str(error))

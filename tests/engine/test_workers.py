@@ -3,6 +3,7 @@ test clock; the multi-process versions run against the SQL stores)."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import threading
 from datetime import timedelta
@@ -10,9 +11,11 @@ from datetime import timedelta
 import pytest
 
 import durable
-from durable import Retry, seconds, step, workflow
-from durable.context import attempt, put_context, workflow_id
+from durable import Retry, minutes, seconds, step, workflow
+from durable.context import append_context, attempt, put_context, workflow_id
 from durable.models import StepExecution, StepStatus
+from durable.stores.base import ExecutionRow
+from durable.stores.memory import MemoryStore
 
 from helpers import eventually
 from workflows import ORDER, OrderWorkflow
@@ -97,6 +100,22 @@ class CrashVictim:
     @step(retry=Retry(max_attempts=3, backoff="constant", base=5))
     def second(self) -> None:
         put_context("second", attempt())
+
+
+def test_the_scheduler_claims_and_executes(durable_clock):
+    with durable.Engine("memory://", clock=durable_clock) as engine:
+        wid = engine.start(CrashVictim)
+        scheduler = engine.scheduler
+        assert scheduler.workflows() and "crash_victim" in scheduler.workflows()
+        (row,) = scheduler.claim(limit=5)
+        assert row.id == wid and row.status == "running"
+        assert scheduler.claim() == []  # claimed already
+        scheduler.execute(row, stop_at=lambda name: name == "second")
+        ex = engine.get_execution(wid)
+        assert (ex.status, ex.current_step) == ("pending", "second")
+        assert scheduler.run_due() == 1
+        assert engine.get_execution(wid).status == "completed"
+        assert scheduler.next_due() is None
 
 
 def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_runs_again_for_free(
@@ -302,3 +321,99 @@ def test_losses_spread_over_a_waiting_steps_resumes_do_not_add_up(engine, durabl
     assert (ex.status, ex.context) == ("completed", {"done": True})
     assert [s.status for s in ex.steps].count("lost") == 5
     assert "failed" not in [s.status for s in ex.steps]
+
+
+@workflow("workers_long_step")
+class LongStep:
+    @step(timeout=minutes(5))
+    def work(self) -> None:
+        append_context("runs", attempt())
+        shared.setdefault("runs", []).append(attempt())  # type: ignore[attr-defined]
+        gate.wait(10)
+
+
+def test_a_clock_jump_past_the_lease_does_not_make_the_engine_steal_its_own_claim(
+    engine, durable_clock, recorder
+):
+    wid = engine.start(LongStep)
+    with engine.worker(concurrency=2, poll_interval=seconds(1)):
+        assert eventually(lambda: shared.get("runs") == [1])
+        durable_clock.advance(minutes(1))  # past the 30 s lease, within the step timeout
+        # let the worker loop and the heartbeat both see the jump
+        durable_clock.advance(1)
+        assert eventually(lambda: engine.store.get(wid).lease_expires_at > durable_clock.now())
+        gate.set()
+        assert recorder.wait_done(1)
+    ex = engine.get_execution(wid, include_steps=True)
+    assert ex.status == "completed"
+    assert shared["runs"] == [1]
+    assert [(s.attempt, s.status) for s in ex.steps] == [(1, "completed")]
+
+
+class FlakyNextDue(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def next_due(self, *, queues, workflows):
+        if self.failures:
+            self.failures -= 1
+            raise durable.StoreError("database restarting")
+        return super().next_due(queues=queues, workflows=workflows)
+
+
+def test_a_store_error_in_the_idle_loop_does_not_kill_the_worker(durable_clock, recorder):
+    store = FlakyNextDue()
+    eng = durable.Engine(store, clock=durable_clock, plugins=[recorder])
+    with eng.worker(concurrency=1):
+        assert eventually(lambda: store.failures == 0)
+        durable_clock.advance(seconds(1))  # past the worker's backoff
+        wid = eng.start(OrderWorkflow, ORDER)
+        assert recorder.wait_done(1)
+    assert eng.get_execution(wid).status == "completed"
+
+
+def test_next_due_ignores_workflows_this_worker_cannot_run(engine, durable_clock):
+    now = durable_clock.now()
+    engine.store.create(
+        ExecutionRow(
+            id="ghost",
+            workflow="not_deployed_here",
+            status=durable.Status.PENDING,
+            queue="default",
+            priority=0,
+            input=None,
+            context={},
+            created_at=now,
+            scheduled_at=now,
+            run_at=now,
+        )
+    )
+    assert engine.store.next_due(queues=None, workflows=None) == now
+    assert engine.store.next_due(queues=None, workflows=["process_order"]) is None
+    assert engine.drain() == 0  # and nothing claims it
+
+
+started = threading.Event()
+
+
+@workflow("workers_async_forever")
+class AsyncForever:
+    @step
+    async def s(self) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+
+def test_close_returns_with_an_async_step_in_flight(durable_store_url):
+    started.clear()
+    eng = durable.Engine(durable_store_url)
+    thread = threading.Thread(target=eng.run_worker, daemon=True)
+    thread.start()
+    wid = eng.start(AsyncForever)
+    assert started.wait(10)
+    eng.close(timeout=0.1)  # the step never ends by itself: its task is cancelled
+    thread.join(10)
+    assert not thread.is_alive()
+    ex = eng.get_execution(wid)  # (a closed engine can still read)
+    assert ex.status == "pending"  # handed back, resumable at once

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from datetime import timedelta
 
@@ -11,6 +12,8 @@ import pytest
 import durable
 from durable import Retry, hours, minutes, seconds, step, workflow
 from durable.context import attempt, input, put_context
+
+from helpers import eventually
 
 release = threading.Event()
 
@@ -188,3 +191,26 @@ def test_bad_timeouts_are_config_errors():
         step(timeout=0)
     with pytest.raises(durable.ConfigError, match="workflow timeout"):
         workflow("bad_timeout", timeout="2h")
+
+
+@workflow("timeouts_abandoned_logs")
+class AbandonedLogs:
+    @step(timeout=minutes(1))
+    def s(self) -> None:
+        logger = logging.getLogger("timeouts")
+        logger.warning("before timeout")
+        clock_box["clock"].advance(minutes(2))  # type: ignore[attr-defined]
+        release.wait(10)
+        logger.warning("abandoned thread still logging")
+        clock_box["logged_late"] = True
+
+
+def test_an_abandoned_attempt_cannot_change_its_stored_record(engine, durable_clock):
+    clock_box["clock"] = durable_clock
+    clock_box.pop("logged_late", None)
+    wid = engine.start(AbandonedLogs)
+    engine.drain()
+    release.set()
+    assert eventually(lambda: clock_box.get("logged_late") is True)
+    logs = engine.get_execution(wid, include_steps=True).steps[0].logs
+    assert [entry["message"] for entry in logs] == ["before timeout"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import durable
 import durable_testing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 WALL_CLOCK = re.compile(
     r"\b(datetime\.(now|utcnow|today)\(|date\.today\(|time\.(time|monotonic|perf_counter"

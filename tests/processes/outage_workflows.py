@@ -1,4 +1,4 @@
-"""Workflows for the store-outage tests (tests/test_outage_processes.py).
+"""Workflows for the store-outage tests (tests/processes/test_outage_processes.py).
 
 Each step body appends a line ``<what> <execution id> <attempt> <pid>`` to a log file when
 it runs (the file named by the input's ``log``, else by DURABLE_OUTAGE_LOG), so a test can

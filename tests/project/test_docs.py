@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
@@ -23,6 +23,7 @@ def run_blocks(pytester: pytest.Pytester, blocks: list[str], *args: str) -> pyte
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
+@pytest.mark.slow  # a pytest run in a process of its own
 def test_testing_md_examples_run(pytester):
     blocks = python_blocks(ROOT / "docs" / "testing.md")
     tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
@@ -31,6 +32,7 @@ def test_testing_md_examples_run(pytester):
     result.assert_outcomes(passed=tests)
 
 
+@pytest.mark.slow  # a pytest run in a process of its own
 @pytest.mark.parametrize("store", ["memory", "postgres"])
 def test_waits_md_examples_run(pytester, store, request):
     blocks = python_blocks(ROOT / "docs" / "waits.md")
@@ -41,6 +43,7 @@ def test_waits_md_examples_run(pytester, store, request):
     result.assert_outcomes(passed=tests)
 
 
+@pytest.mark.slow  # a pytest run in a process of its own
 def test_testing_md_examples_run_on_postgres(pytester, postgres_url):
     blocks = python_blocks(ROOT / "docs" / "testing.md")
     tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
@@ -62,6 +65,7 @@ def python_blocks_of(text: str) -> list[str]:
     return BLOCK.findall(text)
 
 
+@pytest.mark.slow  # a pytest run in a process of its own
 def test_readme_testing_example_runs(pytester):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Testing your workflows", 1)[1].split("\n## ", 1)[0]

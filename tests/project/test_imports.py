@@ -15,7 +15,7 @@ import pytest
 import durable
 import durable_testing
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Neither a cheap start nor a store that does not need them should import these.
 HEAVY = {"sqlalchemy", "psycopg", "freezegun", "hypothesis", "jsonschema"}
@@ -67,6 +67,7 @@ def test_loading_the_pytest_plugin_imports_nothing_of_durable(tmp_path):
     assert top_level(mods) & HEAVY == set()
 
 
+@pytest.mark.slow  # a pytest run in a process of its own
 def test_a_pytest_run_imports_freezegun_and_the_engine_only_for_a_fixture(pytester):
     pytester.makepyfile(
         test_user="""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _order_workflow(source: str) -> str:
@@ -41,6 +41,7 @@ def test_the_quick_start_shows_the_demo_workflow(doc):
     )
 
 
+@pytest.mark.slow  # waits out a real 2 s backoff in a process of its own
 def test_demo_runs_the_quick_start_and_keeps_its_runs(tmp_path):
     """Waits out the payment step's real 2 s backoff once."""
     env = {k: v for k, v in os.environ.items() if k != "DURABLE_STORE"}

@@ -28,7 +28,10 @@ from durable.context import attempt, put_context, wait_for_any_event, wait_for_i
 from helpers import eventually
 
 PASSWORD = "s3cret-pw"
-TESTS = Path(__file__).parent
+# A process that imports this module (for its workflows) needs its folder, and tests/
+# for the helpers it imports.
+HERE = Path(__file__).parent
+IMPORT_PATH = os.pathsep.join([str(HERE), str(HERE.parent)])
 
 # -- workflows ---------------------------------------------------------------------------------
 
@@ -201,7 +204,7 @@ def test_stored_escape_sequences_are_shown_escaped(tmp_path, durable_clock):
         ids = _escapes_fixture(engine)
     _check_escapes_cli(url, *ids)
     # The bytes a real process writes (importing this module for its workflows).
-    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    env = {**os.environ, "PYTHONPATH": IMPORT_PATH}
     env.pop("DURABLE_STORE", None)
     run = subprocess.run(
         [sys.executable, "-m", "durable.cli", "--store", url, "-i", "test_cli", "show", ids[0]],
@@ -215,7 +218,6 @@ def test_stored_escape_sequences_are_shown_escaped(tmp_path, durable_clock):
     assert b"log WARNING \\x1b]0;pwned\\x07 hi" in run.stdout
 
 
-@pytest.mark.postgres
 def test_stored_escape_sequences_are_shown_escaped_on_postgres(durable_store_url_pg, durable_clock):
     with durable.Engine(durable_store_url_pg, clock=durable_clock) as engine:
         ids = _escapes_fixture(engine)
@@ -257,7 +259,6 @@ def test_forged_wait_fields_are_escaped_in_waits_and_show(tmp_path, durable_cloc
 # -- 2. passwords are never printed -------------------------------------------------------------
 
 
-@pytest.mark.postgres
 def test_migrate_and_errors_hide_the_password(postgres_url):
     url = with_password(postgres_url)
     migrated = cli("--store", url, "migrate")
@@ -280,7 +281,6 @@ def test_migrate_and_errors_hide_the_password(postgres_url):
     assert PASSWORD not in in_query.output and "password=***" in in_query.output
 
 
-@pytest.mark.postgres
 def test_a_stray_percent_in_the_password_is_not_echoed(postgres_url):
     """A password with a '%' that is not URL-encoded: the driver's complaint about it must
     not quote it."""
@@ -323,7 +323,6 @@ class Lines:
             return "".join(self.lines)
 
 
-@pytest.mark.postgres
 @pytest.mark.processes
 @pytest.mark.slow
 def test_worker_start_line_hides_the_password(postgres_url):

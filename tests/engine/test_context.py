@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 import durable
-from durable import step, workflow
+from durable import Retry, step, workflow
 from durable.context import (
     append_context,
     attempt,
@@ -199,3 +199,50 @@ def test_logging_records_are_stored_with_the_attempt(engine, durable_clock):
             "message": "charging order 7",
         }
     ]
+
+
+@workflow("context_input_mutation")
+class MutatesInput:
+    @step(retry=Retry(max_attempts=2, backoff="constant", base=0))
+    def a(self) -> None:
+        input()["items"].append(f"attempt {attempt()}")
+        if attempt() == 1:
+            raise RuntimeError("fail after mutating the input")
+
+    @step
+    def b(self) -> None:
+        put_context("seen", input()["items"])
+
+
+def test_input_is_read_only_per_attempt(engine):
+    wid = engine.start(MutatesInput, {"items": []})
+    engine.drain()
+    ex = engine.get_execution(wid)
+    assert ex.status == "completed"
+    assert ex.input == {"items": []}
+    assert ex.context == {"seen": []}
+
+
+@workflow("context_bad_keys")
+class BadKeys:
+    @step
+    def s(self) -> None:
+        for bad in ({1: "a", "1": "b"}, {"ok": {None: 1}}):
+            try:
+                put_context("m", bad)
+            except durable.SerializationError as exc:
+                append_context("errors", str(exc))
+        try:
+            increment_context("n", float("inf"))
+        except durable.SerializationError as exc:
+            append_context("errors", str(exc))
+
+
+def test_non_str_keys_and_infinities_are_refused_at_the_call(engine):
+    wid = engine.start(BadKeys)
+    engine.drain()
+    ctx = engine.get_execution(wid).context
+    assert "m" not in ctx and "n" not in ctx
+    assert "key 1 at top level is int, not str" in ctx["errors"][0]
+    assert "key None" in ctx["errors"][1]
+    assert "context key 'n'" in ctx["errors"][2]

@@ -54,12 +54,14 @@ def test_store_option(durable_engine, request):
 """
 
 
+@pytest.mark.slow  # a pytest run in a process of its own
 def test_user_suite_with_the_fixtures(pytester):
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.slow  # two pytest runs in processes of their own
 def test_durable_store_option(pytester):
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess(

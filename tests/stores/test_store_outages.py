@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -22,8 +23,6 @@ from durable import Retry, seconds, step, workflow
 from durable.context import attempt, put_context, wait_for_event
 
 from conftest import PG_ADMIN
-
-pytestmark = pytest.mark.postgres
 
 box: dict[str, Any] = {}
 
@@ -44,11 +43,27 @@ def _database(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
-def _kill_my_connection(engine: durable.Engine) -> None:
-    """Terminate the connection the calling thread's store uses (the executor's, for an
-    inline step), from another connection: the next statement on it fails."""
-    pid = engine.store._conn().info.backend_pid  # type: ignore[attr-defined]
-    _admin("SELECT pg_terminate_backend(%s)", pid)
+# The store keeps the application_name a URL sets: it tells this run's victim engine's
+# connections apart from every other connection to the server.
+VICTIM = f"durable-victim-{os.getpid()}"
+
+
+def _victim(url: str) -> str:
+    """``url`` for the engine whose connections _kill_connections() terminates."""
+    return f"{url}{'&' if '?' in url else '?'}application_name={VICTIM}"
+
+
+def _kill_connections(url: str) -> None:
+    """Terminate, from another connection, every connection the victim engine has open
+    to the database of ``url``: the next statement on each fails. (Its one in use is the
+    executor's, that of the thread running the inline step: nothing else of it runs.)"""
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        (killed,) = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s AND datname = %s",
+            (VICTIM, _database(url)),
+        ).fetchone()
+    assert killed >= 1, "the victim engine had no connection open"
 
 
 @workflow("outage_blip")
@@ -69,15 +84,17 @@ class BlipWait:
 
 @pytest.fixture
 def pg_engine(durable_store_url_pg, durable_clock) -> Iterator[durable.Engine]:
-    engine = durable.Engine(durable_store_url_pg, clock=durable_clock)
+    engine = durable.Engine(_victim(durable_store_url_pg), clock=durable_clock)
     yield engine
     engine.close()
 
 
-def test_a_killed_connection_under_a_step_is_not_a_lost_attempt(pg_engine, caplog):
+def test_a_killed_connection_under_a_step_is_not_a_lost_attempt(
+    pg_engine, durable_store_url_pg, caplog
+):
     """The step's completion finds its connection dead, is tried again on a new one at
     once, and commits: no lost attempt, no failure, the step ran once."""
-    box["during"] = lambda: _kill_my_connection(pg_engine)
+    box["during"] = lambda: _kill_connections(durable_store_url_pg)
     wid = pg_engine.start(Blip)  # one attempt only: a lost attempt would have failed it
     assert pg_engine.drain() == 1
     ex = pg_engine.get_execution(wid, include_steps=True)
@@ -86,8 +103,8 @@ def test_a_killed_connection_under_a_step_is_not_a_lost_attempt(pg_engine, caplo
     assert "completing step 'work' of" in caplog.text and "did not commit" in caplog.text
 
 
-def test_a_killed_connection_while_a_wait_is_decided_is_retried(pg_engine):
-    box["during"] = lambda: _kill_my_connection(pg_engine)
+def test_a_killed_connection_while_a_wait_is_decided_is_retried(pg_engine, durable_store_url_pg):
+    box["during"] = lambda: _kill_connections(durable_store_url_pg)
     wid = pg_engine.start(BlipWait)
     pg_engine.drain()
     assert pg_engine.get_execution(wid).status == "waiting"
@@ -106,7 +123,7 @@ def test_an_outage_shorter_than_the_lease_is_waited_out(pg_engine, durable_store
 
     def outage() -> None:
         _admin(f'ALTER DATABASE "{db}" WITH ALLOW_CONNECTIONS false')
-        _kill_my_connection(pg_engine)
+        _kill_connections(durable_store_url_pg)
         threading.Timer(
             0.4, lambda: _admin(f'ALTER DATABASE "{db}" WITH ALLOW_CONNECTIONS true')
         ).start()
@@ -126,13 +143,13 @@ def test_an_outage_longer_than_the_lease_loses_the_attempt_which_runs_again_for_
     durable_store_url_pg, durable_clock, caplog
 ):
     db = _database(durable_store_url_pg)
-    engine = durable.Engine(durable_store_url_pg, clock=durable_clock, lease=seconds(1))
+    engine = durable.Engine(_victim(durable_store_url_pg), clock=durable_clock, lease=seconds(1))
 
     def outage() -> None:
         if attempt() == 1 and "out" not in box:
             box["out"] = True
             _admin(f'ALTER DATABASE "{db}" WITH ALLOW_CONNECTIONS false')
-            _kill_my_connection(engine)
+            _kill_connections(durable_store_url_pg)
 
     box["during"] = outage
     try:
