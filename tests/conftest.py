@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -84,23 +84,35 @@ def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, St
         sandbox.close()
 
 
-@pytest.fixture(params=STORES)
-def durable_store_url(
+@pytest.fixture
+def sandbox_of(
     request: pytest.FixtureRequest,
     sandboxes: dict[str, StoreSandbox],
     tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], StoreSandbox]:
+    """The session's sandbox of a kind of store ("memory", "sqlite", "postgres"): its
+    for_test() is an empty, migrated store, at the cost of emptying, not migrating."""
+
+    def get(kind: str) -> StoreSandbox:
+        if kind not in sandboxes:
+            url = {
+                "memory": lambda: "memory://",
+                "sqlite": lambda: "sqlite:///sandbox.db",
+                "postgres": lambda: request.getfixturevalue("postgres_url"),
+            }[kind]()
+            sandboxes[kind] = open_sandbox(url, tmp_path_factory.getbasetemp(), session_label())
+        return sandboxes[kind]
+
+    return get
+
+
+@pytest.fixture(params=STORES)
+def durable_store_url(
+    request: pytest.FixtureRequest, sandbox_of: Callable[[str], StoreSandbox]
 ) -> Iterator[str]:
     """Every engine test runs on each store: memory, a SQLite file, Postgres; each test on
     an empty one, through the same sandboxes ``--durable-store`` uses."""
-    kind = request.param
-    if kind not in sandboxes:
-        url = {
-            "memory": lambda: "memory://",
-            "sqlite": lambda: "sqlite:///sandbox.db",
-            "postgres": lambda: request.getfixturevalue("postgres_url"),
-        }[kind]()
-        sandboxes[kind] = open_sandbox(url, tmp_path_factory.getbasetemp(), session_label())
-    sandbox = sandboxes[kind]
+    sandbox = sandbox_of(request.param)
     url = sandbox.for_test()
     try:
         yield url

@@ -3,26 +3,19 @@ SQL store compared with the memory store on random operation sequences."""
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
-import psycopg
 import pytest
 
 import durable
-from durable.stores.base import ExecutionRow
+from durable.stores.base import ExecutionRow, Store
 from durable.stores.memory import MemoryStore
 from durable_testing.contract import StoreContract, compare_with_memory
+from durable_testing.sandbox import StoreSandbox
 
 from helpers import examples
-
-
-def _truncate(url: str) -> None:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "TRUNCATE durable_executions, durable_step_attempts, durable_waits, durable_events "
-            "RESTART IDENTITY"
-        )
 
 
 class TestMemoryStore(StoreContract):
@@ -57,35 +50,44 @@ class TestMemoryStore(StoreContract):
         assert [r.id for r in store.claim(queues=["qb"], now=later, **common)] == ["b"]
 
 
+@contextmanager
+def _empty_store(sandbox: StoreSandbox) -> Iterator[Store]:
+    """A store on an empty, migrated database of the session's sandbox (no migration of
+    its own: ~0.15 s a test on SQLite, ~0.25 s on PostgreSQL, saved)."""
+    url = sandbox.for_test()
+    store = durable.Engine(url, migrate=False).store
+    try:
+        yield store
+    finally:
+        store.close()
+        sandbox.after_test(url)
+
+
 class TestSQLiteStore(StoreContract):
     @pytest.fixture
-    def store(self, tmp_path):
-        store = durable.Engine(f"sqlite:///{tmp_path / 'contract.db'}").store
-        yield store
-        store.close()
+    def store(self, sandbox_of):
+        with _empty_store(sandbox_of("sqlite")) as store:
+            yield store
 
 
 class TestPostgresStore(StoreContract):
     @pytest.fixture
-    def store(self, postgres_url):
-        _truncate(postgres_url)
-        store = durable.Engine(postgres_url).store
-        yield store
-        store.close()
+    def store(self, sandbox_of, postgres_url):  # (postgres_url: the server, for the marker)
+        with _empty_store(sandbox_of("postgres")) as store:
+            yield store
 
 
-def test_sqlite_agrees_with_memory(tmp_path):
-    counter = itertools.count()
+def _compare(sandbox: StoreSandbox) -> None:
+    """compare_with_memory on stores of the sandbox's kind, each empty."""
+    with ExitStack() as made:
+        compare_with_memory(
+            lambda: made.enter_context(_empty_store(sandbox)), max_examples=examples(50)
+        )
 
-    def make():
-        return durable.Engine(f"sqlite:///{tmp_path / f'cmp{next(counter)}.db'}").store
 
-    compare_with_memory(make, max_examples=examples(50))
+def test_sqlite_agrees_with_memory(sandbox_of):
+    _compare(sandbox_of("sqlite"))
 
 
-def test_postgres_agrees_with_memory(postgres_url):
-    def make():
-        _truncate(postgres_url)
-        return durable.Engine(postgres_url).store
-
-    compare_with_memory(make, max_examples=examples(50))
+def test_postgres_agrees_with_memory(sandbox_of, postgres_url):
+    _compare(sandbox_of("postgres"))
