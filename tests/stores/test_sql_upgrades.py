@@ -9,7 +9,6 @@ starts afresh.
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,25 +22,6 @@ from durable.stores.sql.schema import SCHEMA_VERSION
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 WF = "upgrade_flow"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def old_url(request, tmp_path):
-    """An empty database of each SQL kind, to build an old version in."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    import psycopg
-
-    base: str = request.getfixturevalue("postgres_url")
-    name = f"durable_upgrade_{os.getpid()}"
-    admin = base.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _insert(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> None:
@@ -131,8 +111,8 @@ def _build(engine: sa.Engine, version: int) -> None:
 
 
 @pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
-def test_an_upgrade_from_each_version_keeps_the_data_as_visit_1(old_url, version):
-    store = PluginHost().make_store(old_url)
+def test_an_upgrade_from_each_version_keeps_the_data_as_visit_1(blank_url, version):
+    store = PluginHost().make_store(blank_url)
     try:
         migrations.upgrade(store.engine, now=T0, target=version)
         _build(store.engine, version)
