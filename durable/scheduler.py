@@ -79,6 +79,9 @@ class Heartbeat:
         self._lease = timedelta(milliseconds=lease_ms)
         self._claims: dict[str, Claim] = {}
         self._lock = threading.Lock()
+        # held while a beat writes, so that drop() can wait for one in flight (reentrant:
+        # a beat drops the claims it finds lost)
+        self._beating = threading.RLock()
         self._signal = threading.Event()  # claims changed, or stop
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -97,10 +100,16 @@ class Heartbeat:
         return claim
 
     def drop(self, claim: Claim) -> None:
-        """Stop renewing ``claim``."""
+        """Stop renewing ``claim``; return once no beat is writing it any more.
+
+        Waiting out a beat in flight matters on PostgreSQL: its UPDATE of the row (which
+        finds the claim gone and changes nothing) still locks the row for a moment, and a
+        claim right after, with SKIP LOCKED, would pass over an execution that is due."""
         with self._lock:
             if self._claims.get(claim.execution_id) is claim:
                 del self._claims[claim.execution_id]
+        with self._beating:
+            pass
 
     def _next_beat(self) -> datetime | None:
         with self._lock:
@@ -134,25 +143,26 @@ class Heartbeat:
         The scheduler calls this before it claims, so that it never takes back a claim it
         still holds because the clock jumped past the lease before the heartbeat thread
         woke (a test clock moves in jumps)."""
-        due = self._next_beat()
-        now = self._clock.now()
-        if due is None or due > now:
-            return
-        with self._lock:
-            claims = list(self._claims.values())
-        lease_ms = self._lease // timedelta(milliseconds=1)
-        lost = set(
-            self._store.heartbeat(
-                [(c.execution_id, c.token) for c in claims], now=now, lease_ms=lease_ms
+        with self._beating:
+            due = self._next_beat()
+            now = self._clock.now()
+            if due is None or due > now:
+                return
+            with self._lock:
+                claims = list(self._claims.values())
+            lease_ms = self._lease // timedelta(milliseconds=1)
+            lost = set(
+                self._store.heartbeat(
+                    [(c.execution_id, c.token) for c in claims], now=now, lease_ms=lease_ms
+                )
             )
-        )
-        expires = now + self._lease
-        for c in claims:
-            if c.execution_id in lost:
-                c.lost = True
-                self.drop(c)
-            else:
-                c.expires = expires
+            expires = now + self._lease
+            for c in claims:
+                if c.execution_id in lost:
+                    c.lost = True
+                    self.drop(c)
+                else:
+                    c.expires = expires
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop renewing (closing, or a test playing a paused process) and wait for a beat

@@ -33,11 +33,12 @@ from durable.plugins import PluginHost
 from durable.stores import memory
 from durable_testing.engine import TimeTravelEngine
 
-__all__ = ["StoreSandbox", "open_sandbox"]
+__all__ = ["DATA_TABLES", "TRUNCATE_AFTER_ROWS", "PostgresSandbox", "StoreSandbox", "open_sandbox"]
 
-_TRUNCATE_AFTER_ROWS = 20_000
-# every table that holds executions' data (not the migrations record)
-_DATA_TABLES = ("durable_events", "durable_waits", "durable_step_attempts", "durable_executions")
+#: how many rows a PostgreSQL sandbox deletes before it truncates instead
+TRUNCATE_AFTER_ROWS = 20_000
+#: every table that holds executions' data (not the migrations record)
+DATA_TABLES = ("durable_events", "durable_waits", "durable_step_attempts", "durable_executions")
 
 
 class StoreSandbox(abc.ABC):
@@ -113,8 +114,11 @@ class SQLiteSandbox(StoreSandbox):
 
 
 class PostgresSandbox(StoreSandbox):
-    def __init__(self, url: str, label: str) -> None:
+    def __init__(
+        self, url: str, label: str, *, truncate_after_rows: int = TRUNCATE_AFTER_ROWS
+    ) -> None:
         super().__init__(url)
+        self.truncate_after_rows = truncate_after_rows
         import psycopg
 
         parts = urlsplit(url)
@@ -137,6 +141,11 @@ class PostgresSandbox(StoreSandbox):
         self._dirty = False
         self._deleted = 0
 
+    @property
+    def rows_deleted(self) -> int:
+        """Rows deleted by emptying since the last TRUNCATE."""
+        return self._deleted
+
     def for_test(self) -> str:
         if self._dirty:
             self._empty()
@@ -147,8 +156,8 @@ class PostgresSandbox(StoreSandbox):
         # DELETE of a test's few rows costs ~0.05 ms where TRUNCATE costs ~5 ms (new files,
         # fsynced); the dead rows it leaves are cleared by a TRUNCATE once they add up, so
         # a long session does not slow down where autovacuum is off.
-        tables = [f'"{self.schema}".{name}' for name in _DATA_TABLES]
-        if self._deleted >= _TRUNCATE_AFTER_ROWS:
+        tables = [f'"{self.schema}".{name}' for name in DATA_TABLES]
+        if self._deleted >= self.truncate_after_rows:
             sql, self._deleted = f"TRUNCATE {', '.join(tables)}", 0
         else:
             sql = "; ".join(f"DELETE FROM {t}" for t in tables)

@@ -106,6 +106,8 @@ def test_a_key_whose_execution_was_purged_meanwhile_starts_anew(engine, monkeypa
     store = engine.store
     if not hasattr(store, "_one"):
         return  # memory: one lock, no window between insert and read
+    # Fault injection: a purge landing between the conflicting insert and the read of the
+    # key's execution is a race no public call can time, so the read is intercepted.
     real = store._one
     calls = {"n": 0}
 

@@ -118,6 +118,48 @@ def test_the_scheduler_claims_and_executes(durable_clock):
         assert scheduler.next_due() is None
 
 
+@pytest.mark.parametrize("durable_store_url", ["postgres"], indirect=True)
+def test_a_dropped_claim_is_not_left_locked_by_a_beat_in_flight(engine, durable_clock):
+    """A beat's UPDATE holds the row's lock for a moment even when it finds the claim gone;
+    drop() waits it out, so a claim just after (FOR UPDATE SKIP LOCKED) sees the row. Once,
+    under load, drain() passed over a retry that was due this way."""
+    import psycopg
+
+    wid = engine.start(OrderWorkflow, ORDER)
+    heartbeat = engine.scheduler.heartbeat
+    (row,) = engine.scheduler.claim()
+    claim = heartbeat.hold(row)
+    heartbeat.stop()  # beats come from this test only
+    durable_clock.advance(seconds(engine.scheduler.lease_ms / 1000))  # a beat is due
+    order: list[str] = []
+    with psycopg.connect(engine.store.url, autocommit=True) as other:
+        with other.transaction():  # another transaction holds the row
+            other.execute("SELECT 1 FROM durable_executions WHERE id = %s FOR UPDATE", (wid,))
+
+            def beat() -> None:
+                heartbeat.beat()
+                order.append("beat done")
+
+            def drop() -> None:
+                heartbeat.drop(claim)
+                order.append("dropped")
+
+            beating = threading.Thread(target=beat)
+            beating.start()
+            waiting = (
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            with psycopg.connect(engine.store.url, autocommit=True) as watch:
+                assert eventually(lambda: watch.execute(waiting).fetchone()[0] >= 1)
+            dropping = threading.Thread(target=drop)
+            dropping.start()
+            dropping.join(0.5)  # a drop that does not wait for the beat returns meanwhile
+        beating.join(10)
+        dropping.join(10)
+    assert order == ["beat done", "dropped"]
+
+
 def test_lost_worker_is_recovered_after_its_lease_and_the_attempt_runs_again_for_free(
     engine, durable_clock
 ):

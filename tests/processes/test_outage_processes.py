@@ -393,15 +393,6 @@ def test_heartbeats_back_off_while_the_database_refuses_connections(own_pg_db, t
     release = tmp_path / f"release-{PID}"
     steps_log = tmp_path / f"steps-{PID}.log"
     engine = durable.Engine(url, lease=lease_ms)
-    connects = 0
-    connecting = engine.store._connect  # type: ignore[attr-defined]
-
-    def counting_connect() -> Any:
-        nonlocal connects
-        connects += 1
-        return connecting()
-
-    engine.store._connect = counting_connect  # type: ignore[attr-defined]
     caplog.set_level(logging.WARNING, logger="durable")
 
     def lease_expires() -> Any:
@@ -434,13 +425,13 @@ def test_heartbeats_back_off_while_the_database_refuses_connections(own_pg_db, t
                 adm.execute(f"ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false")
                 began = time.monotonic()
                 warned_before = len(worker_warnings())
-                connects_before = connects
+                connects_before = engine.store.connect_attempts  # type: ignore[attr-defined]
                 # cut every connection to it, again and again for those opened meanwhile
                 while time.monotonic() - began < 3.0:
                     adm.execute(terminate)
                     pause.wait(0.05)
                 warned = worker_warnings()[warned_before:]
-                tries = connects - connects_before
+                tries = engine.store.connect_attempts - connects_before  # type: ignore[attr-defined]
                 # Stay down until the heartbeat has failed at least once (normally it has,
                 # at 2 s), so that the window above did measure a heartbeat on a dead store.
                 assert _within(

@@ -9,7 +9,7 @@ import pytest
 import durable
 from durable.stores.sql.schema import metadata
 from durable_testing import TimeTravelClock
-from durable_testing.sandbox import _DATA_TABLES, open_sandbox
+from durable_testing.sandbox import DATA_TABLES, PostgresSandbox, open_sandbox
 
 from workflows import ORDER, OrderWorkflow
 
@@ -73,7 +73,8 @@ def test_postgres_sandbox_has_a_schema_of_its_own_and_truncates_now_and_then(
 ):
     import psycopg
 
-    sandbox = open_sandbox(postgres_url, tmp_path, "schema")
+    executions_and_attempts = 3 + 4 * 3
+    sandbox = PostgresSandbox(postgres_url, "schema", truncate_after_rows=executions_and_attempts)
     try:
         url = sandbox.for_test()
         assert "search_path" in url
@@ -82,10 +83,9 @@ def test_postgres_sandbox_has_a_schema_of_its_own_and_truncates_now_and_then(
                 eng.start(OrderWorkflow, ORDER)
             eng.drain()
         sandbox.for_test()
-        assert sandbox._deleted >= 3 + 4 * 3  # executions and their step attempts
-        sandbox._deleted = 10**9  # as after a long session: the next emptying truncates
-        sandbox.for_test()
-        assert sandbox._deleted == 0
+        assert sandbox.rows_deleted >= executions_and_attempts  # deleted, not truncated
+        sandbox.for_test()  # past the threshold, as after a long session: truncated
+        assert sandbox.rows_deleted == 0
         with psycopg.connect(postgres_url) as conn:
             schemas = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")]
             assert sandbox.schema in schemas
@@ -94,7 +94,7 @@ def test_postgres_sandbox_has_a_schema_of_its_own_and_truncates_now_and_then(
                 "SELECT count(*) FROM pg_tables WHERE schemaname = %s", (sandbox.schema,)
             ).fetchone()
             assert count == (len(metadata.tables),)
-        assert set(_DATA_TABLES) == set(metadata.tables) - {"durable_migrations"}
+        assert set(DATA_TABLES) == set(metadata.tables) - {"durable_migrations"}
     finally:
         sandbox.close()
     with psycopg.connect(postgres_url) as conn:

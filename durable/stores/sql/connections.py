@@ -47,6 +47,9 @@ class Connections(abc.ABC):
         self._subscribers: list[Callable[[], None]] = []
         self._sub_lock = threading.Lock()
         self._sa_engine: sa.Engine | None = None
+        #: how many times this store has tried to open a database connection (each
+        #: thread opens one and keeps it; a figure for diagnostics and tests)
+        self.connect_attempts = 0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({redact_url(self.url)!r})"
@@ -84,6 +87,8 @@ class Connections(abc.ABC):
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            with self._all_lock:
+                self.connect_attempts += 1
             try:
                 conn = self._connect()
             except Exception as exc:
