@@ -15,6 +15,7 @@ from durable.errors import (
     ContextError,
     DurableError,
     ExecutionNotFound,
+    InvalidDecision,
     InvalidInput,
     InvalidState,
     LeaseLost,
@@ -22,6 +23,7 @@ from durable.errors import (
     StepNotFound,
     StepTimeout,
     StoreError,
+    TooManyStepRuns,
     UnreadableExecution,
     WaitTimeout,
     WorkerLost,
@@ -42,7 +44,7 @@ if _typing.TYPE_CHECKING:
     )
     from durable._runtime import WaitSignal
     from durable.clock import Clock, SystemClock
-    from durable.dsl import StepDef, WorkflowDef, get_workflow, step, workflow
+    from durable.dsl import StepDef, WorkflowDef, decision, get_workflow, step, workflow
     from durable.durations import Duration, days, hours, minutes, seconds
     from durable.engine import Engine
     from durable.hookspecs import StepCall
@@ -88,7 +90,7 @@ _LAZY = {
     ),
     "durable._runtime": ("WaitSignal",),
     "durable.clock": ("Clock", "SystemClock"),
-    "durable.dsl": ("StepDef", "WorkflowDef", "get_workflow", "step", "workflow"),
+    "durable.dsl": ("StepDef", "WorkflowDef", "decision", "get_workflow", "step", "workflow"),
     "durable.durations": ("Duration", "days", "hours", "minutes", "seconds"),
     "durable.engine": ("Engine",),
     "durable.hookspecs": ("StepCall",),
@@ -150,6 +152,7 @@ __all__ = [
     "Engine",
     "Execution",
     "ExecutionNotFound",
+    "InvalidDecision",
     "InvalidInput",
     "InvalidState",
     "LeaseLost",
@@ -166,6 +169,7 @@ __all__ = [
     "StepTimeout",
     "StoreError",
     "SystemClock",
+    "TooManyStepRuns",
     "UnreadableExecution",
     "Wait",
     "WaitKind",
@@ -181,6 +185,7 @@ __all__ = [
     "cancel",
     "configure",
     "days",
+    "decision",
     "default_engine",
     "drain",
     "get_execution",

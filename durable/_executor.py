@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from durable._invoke import AsyncRunner, Outcome, invoke
 from durable._json import MAX_DEPTH, clone, normalise, to_json
@@ -31,11 +31,13 @@ from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
 from durable.errors import (
     ExecutionNotFound,
+    InvalidDecision,
     LeaseLost,
     SerializationError,
     StepNotFound,
     StepTimeout,
     StoreError,
+    TooManyStepRuns,
     WaitTimeout,
     WorkerLost,
     WorkflowTimeout,
@@ -112,6 +114,7 @@ class _Walk:
     begun: bool  # the claim (or this walk) began the attempt in flight; else it was lost
     visit: int  # the current step run is (execution, step, visit)
     visits: dict[str, int]  # the latest visit of each step reached
+    resumed: bool  # the current step run already ran (it is resumed after a wait)
 
     @property
     def eid(self) -> str:
@@ -299,18 +302,26 @@ class Executor:
             begun=row.began,
             visit=row.visit,
             visits=dict(row.visits),
+            resumed=row.suspended,
         )
         first_run = w.index == 0 and w.visit == 1 and not w.visits
         if first_run and w.attempt == 1 and w.begun and not row.suspended:
             self._notify("durable_workflow_started", w.eid, lambda: row)
-        while self._begin(w):
+        while True:
+            verdict = self._begin(w)
+            if verdict == "skipped":
+                continue
+            if verdict == "stop":
+                return
             run, outcome, until = self._attempt(w)
             if outcome is None or not self._settle(w, run, outcome, until):
                 return
 
-    def _begin(self, w: _Walk) -> bool:
+    def _begin(self, w: _Walk) -> Literal["run", "skipped", "stop"]:
         """The checkpoint before an attempt runs: a lost claim, a cancel, a lost attempt,
-        the workflow deadline, a stop. True when the attempt is to run now."""
+        the workflow deadline, a stop, too many step runs, a ``when`` that says skip.
+        ``"run"`` when the attempt is to run now; ``"skipped"`` when the step was skipped
+        and the walk goes on with the next; ``"stop"`` when this claim is done."""
         now = self.clock.now()
         eid, token = w.eid, w.token
         if w.claim.lost:
@@ -324,13 +335,13 @@ class Executor:
                 ),
             )
             self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
-            return False
+            return "stop"
         lost = None
         if w.in_flight_since is not None and not w.begun:
             lost = w.record(StepStatus.LOST, w.in_flight_since, now, _worker_lost(w.row))
         if w.row.deadline is not None and now >= w.row.deadline:
             self._timeout_workflow(w, now, lost)
-            return False
+            return "stop"
         if lost is not None:
             if w.row.lost_attempts >= MAX_LOST_ATTEMPTS:
                 log.warning(
@@ -343,7 +354,7 @@ class Executor:
                     lost, status=StepStatus.FAILED, error=_worker_lost(w.row, counted=True)
                 )
                 self._failed(w, failed, now)
-                return False
+                return "stop"
             log.warning(
                 "durable: recovering %s, lost with its worker (loss %d of %d that are free); "
                 "running it again",
@@ -360,6 +371,19 @@ class Executor:
             )
             w.row.lost_attempts += 1
             w.in_flight_since, w.begun = now, True
+        if self._too_many_runs(w, now):
+            return "stop"
+        if w.sdef.when is not None and w.attempt == 1 and not w.resumed:
+            try:
+                runs = w.sdef.runs_on(w.context)
+            except Exception as exc:
+                # A condition that raises is the step's failed attempt (retried as such).
+                error = error_info(exc)
+                self._failed(w, w.record(StepStatus.FAILED, now, now, error), now)
+                return "stop"
+            if not runs:
+                skipped = w.record(StepStatus.SKIPPED, now, now)
+                return "skipped" if self._complete(w, skipped, w.context, now) else "stop"
         if w.stop_at(w.sdef.name):
             self._commit(
                 w.claim,
@@ -368,7 +392,7 @@ class Executor:
                     eid, token, now=now, attempt_ran=False, write_id=wid
                 ),
             )
-            return False
+            return "stop"
         started = w.in_flight_since
         assert started is not None
         if self.plugins.has_observers("durable_step_started"):
@@ -388,7 +412,7 @@ class Executor:
                 ),
                 step=w.record(StepStatus.RUNNING, started, None),
             )
-        return True
+        return "run"
 
     def _attempt(self, w: _Walk) -> tuple[StepRun, Outcome | None, datetime | None]:
         """Run the current attempt; None as the outcome when the claim was released
@@ -497,6 +521,8 @@ class Executor:
         else:
             result = self._result(w, outcome.result, logs)
             try:
+                if sdef.kind == "decision":
+                    w.wdef.check_decision(sdef.name, result)
                 new_context = json.loads(
                     to_json(
                         run.context,
@@ -504,7 +530,7 @@ class Executor:
                         max_depth=MAX_DEPTH + 1,  # each value may nest MAX_DEPTH levels
                     )
                 )
-            except SerializationError as exc:
+            except (SerializationError, InvalidDecision) as exc:
                 error = error_info(exc)
         if error is not None:
             self._failed(w, w.record(StepStatus.FAILED, started, now, error, logs), now)
@@ -591,6 +617,7 @@ class Executor:
         assert next_step is not None
         w.index = next_step[0]
         w.visit, w.visits = next_visit, visits
+        w.resumed = False
         w.attempt = 1 if start_next else 0
         w.in_flight_since = now if start_next else None
         w.begun = start_next
@@ -745,6 +772,31 @@ class Executor:
             return
         self._notify("durable_step_failed", eid, step=record)
         self._notify("durable_workflow_failed", eid, error=final)
+
+    def _too_many_runs(self, w: _Walk, now: datetime) -> bool:
+        """Fail the execution when the step run about to begin is one more than the
+        workflow allows (every visit of every step counts); True when it did."""
+        runs = sum({**w.visits, w.sdef.name: w.visit}.values())
+        limit = w.wdef.max_step_runs
+        if runs <= limit:
+            return False
+        exc = TooManyStepRuns(
+            f"execution {w.eid} of workflow {w.wdef.name!r} was about to begin step run "
+            f"{runs} (step {w.sdef.name!r}, visit {w.visit}), past its max_step_runs of "
+            f"{limit}: a loop whose way out is never taken? If it is meant to run this "
+            "long, raise @workflow(max_step_runs=...)"
+        )
+        error = {**error_info(exc), "traceback": "", "step": w.sdef.name}
+        log.warning("durable: %s", exc)
+        self._commit(
+            w.claim,
+            "failing the execution (too many step runs)",
+            lambda wid: self.store.finish(
+                w.eid, w.token, now=now, status=Status.FAILED, error=error, write_id=wid
+            ),
+        )
+        self._notify("durable_workflow_failed", w.eid, error=error)
+        return True
 
     def _timeout_workflow(self, w: _Walk, now: datetime, record: StepExecution | None) -> None:
         eid, token = w.eid, w.token

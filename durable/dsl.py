@@ -1,4 +1,6 @@
-"""The workflow DSL: ``@workflow`` classes whose ``@step`` methods run in written order.
+"""The workflow DSL: ``@workflow`` classes whose ``@step`` methods run in written order,
+``@decision`` steps that choose what runs next (a later step skips ahead, an earlier one
+loops), and ``when=`` conditions that skip a step.
 
 A workflow's shape is static: it is read from the class at definition time, so it can be
 validated, listed and drawn without running anything.
@@ -14,34 +16,63 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
+from durable._json import clone
 from durable._limits import check_name
 from durable.durations import Duration, to_ms
-from durable.errors import ConfigError, WorkflowNotFound
+from durable.errors import ConfigError, InvalidDecision, WorkflowNotFound
 from durable.retry import Retry
 
-__all__ = ["StepDef", "WorkflowDef", "get_workflow", "registered_workflows", "step", "workflow"]
+__all__ = [
+    "StepDef",
+    "WorkflowDef",
+    "decision",
+    "get_workflow",
+    "registered_workflows",
+    "step",
+    "workflow",
+]
 
 _STEP_ATTR = "__durable_step__"
 _ONE_ATTEMPT = Retry(max_attempts=1)
 _WORKFLOW_ATTR = "__durable_workflow__"
 
+#: the default of ``@workflow(max_step_runs=)``
+MAX_STEP_RUNS = 10_000
+
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
+
+#: a ``when=`` condition: a context key that must be truthy, or a function of the context
+When = Callable[[Mapping[str, Any]], Any] | str
 
 
 @dataclass(frozen=True, slots=True)
 class StepDef:
-    """A step as declared: its method, retry policy and timeout (ms)."""
+    """A step as declared: its method, retry policy and timeout (ms); for a decision the
+    steps it may choose (``targets``); the ``when`` condition that must hold for it to run.
+    """
 
     name: str
     fn: Callable[..., Any]
     retry: Retry | None = None
     timeout: int | None = None
     is_async: bool = False
+    kind: str = "step"  # "step" or "decision"
+    targets: tuple[str, ...] = ()
+    when: When | None = None
 
     def policy(self, default: Retry | None) -> Retry:
         """The retry policy in force: the step's own, else the workflow default, else one try."""
         return self.retry or default or _ONE_ATTEMPT
+
+    def runs_on(self, context: Mapping[str, Any]) -> bool:
+        """Whether the step runs given the workflow's context (its ``when`` condition; a
+        function gets a read-only copy). Raises what the condition raises."""
+        if self.when is None:
+            return True
+        if isinstance(self.when, str):
+            return bool(context.get(self.when))
+        return bool(self.when(MappingProxyType(clone(dict(context)))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +89,7 @@ class WorkflowDef:
     timeout: int | None = None
     queue: str = "default"
     default_retry: Retry | None = None
+    max_step_runs: int = MAX_STEP_RUNS
     _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
     _after: Mapping[str, StepDef | None] = field(init=False, repr=False, compare=False)
 
@@ -67,6 +99,14 @@ class WorkflowDef:
             s.name: self.steps[i + 1] if i + 1 < len(self.steps) else None
             for i, s in enumerate(self.steps)
         }
+        for s in self.steps:
+            unknown = [t for t in s.targets if t not in index]
+            if unknown:
+                raise ConfigError(
+                    f"workflow {self.name!r}: decision {s.name!r} names "
+                    f"{', '.join(map(repr, unknown))}, which {'is' if len(unknown) == 1 else 'are'}"
+                    f" not a step of the workflow (steps: {', '.join(index)})"
+                )
         object.__setattr__(self, "_index", MappingProxyType(index))
         object.__setattr__(self, "_after", MappingProxyType(after))
 
@@ -84,9 +124,24 @@ class WorkflowDef:
         return self._index[name]
 
     def next_step(self, current: str, outcome: Any = None) -> StepDef | None:
-        """What runs after step ``current`` completed, given its ``outcome`` (what it
-        returned); None when the workflow is done. Steps run in written order."""
+        """What runs after step ``current`` ended, given its ``outcome`` (what it returned);
+        None when the workflow is done. Steps run in written order, except after a
+        decision that chose one of its targets. (A skipped step's outcome is None.)"""
+        if outcome is not None and self.step(current).kind == "decision":
+            return self.step(self.check_decision(current, outcome))
         return self._after[current]
+
+    def check_decision(self, current: str, outcome: Any) -> Any:
+        """``outcome`` if decision ``current`` may return it (one of its targets, or
+        None); else InvalidDecision saying what it may return."""
+        sdef = self.step(current)
+        if outcome is None or (isinstance(outcome, str) and outcome in sdef.targets):
+            return outcome
+        raise InvalidDecision(
+            f"decision {current!r} of workflow {self.name!r} returned {outcome!r}; it may "
+            f"return one of {', '.join(map(repr, sdef.targets))}, or None for the next step "
+            "in order"
+        )
 
     def budget(self, sdef: StepDef) -> int:
         """How many attempts ``sdef`` gets in this workflow."""
@@ -101,6 +156,7 @@ def step(
     retry: Retry | Mapping[str, Any] | None = None,
     timeout: Duration | None = None,
     name: str | None = None,
+    when: When | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -111,30 +167,94 @@ def step(
     retry: Retry | Mapping[str, Any] | None = None,
     timeout: Duration | None = None,
     name: str | None = None,
+    when: When | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a method of a ``@workflow`` class as a step. Works bare or with options.
 
     ``retry``: a :class:`Retry` or a dict of its keys. ``timeout``: ms or timedelta; an
-    attempt that runs longer counts as failed and its result is discarded.
+    attempt that runs longer counts as failed and its result is discarded. ``when``: the
+    step runs only if this holds when it comes up — a context key that must be truthy
+    (a missing key is falsy), or a function given the context as a read-only mapping;
+    otherwise it is recorded as ``skipped`` and the next step comes up.
     """
+    mark = _marker("@step", "step", retry=retry, timeout=timeout, name=name, when=when)
+    if fn is not None:
+        return mark(fn)
+    return mark
+
+
+def decision(
+    *targets: str,
+    retry: Retry | Mapping[str, Any] | None = None,
+    timeout: Duration | None = None,
+    name: str | None = None,
+    when: When | None = None,
+) -> Callable[[F], F]:
+    """Mark a method as a decision step: it returns one of ``targets`` (step names) to
+    run next, or None for the next step in written order. An earlier target loops back
+    (the step starts a new visit), a later one skips ahead. Anything else fails the
+    attempt with :class:`~durable.InvalidDecision`. Targets are checked when the class is
+    defined. Other options as for :func:`step`."""
+    if targets and callable(targets[0]) and not isinstance(targets[0], str):
+        raise ConfigError(
+            '@decision needs the steps it may choose, e.g. @decision("review", "pack"); '
+            "it was used bare"
+        )
+    if not targets:
+        raise ConfigError(
+            "@decision() names no targets: give the steps it may choose, e.g. "
+            '@decision("review", "pack") (return None from it for the next step in order)'
+        )
+    for t in targets:
+        if not isinstance(t, str):
+            raise ConfigError(f"@decision targets are step names (str), got {t!r}")
+    if len(set(targets)) != len(targets):
+        raise ConfigError(f"@decision{targets!r} names a target twice")
+    return _marker(
+        "@decision",
+        "decision",
+        retry=retry,
+        timeout=timeout,
+        name=name,
+        when=when,
+        targets=tuple(targets),
+    )
+
+
+def _marker(
+    label: str,
+    kind: str,
+    *,
+    retry: Retry | Mapping[str, Any] | None,
+    timeout: Duration | None,
+    name: str | None,
+    when: When | None,
+    targets: tuple[str, ...] = (),
+) -> Callable[[F], F]:
     policy = Retry.coerce(retry)
     timeout_ms = None if timeout is None else to_ms(timeout, what="step timeout", allow_zero=False)
+    if when is not None and not callable(when) and not (isinstance(when, str) and when):
+        raise ConfigError(
+            f"{label}(when=...) takes a context key (a non-empty str) or a function of the "
+            f"context, got {when!r}"
+        )
 
     def mark(f: F) -> F:
         if not callable(f):
-            raise ConfigError(f"@step decorates a method, got {type(f).__name__}")
+            raise ConfigError(f"{label} decorates a method, got {type(f).__name__}")
         sdef = StepDef(
-            name=check_name(name or f.__name__, "@step name"),
+            name=check_name(name or f.__name__, f"{label} name"),
             fn=f,
             retry=policy,
             timeout=timeout_ms,
             is_async=inspect.iscoroutinefunction(inspect.unwrap(f)),
+            kind=kind,
+            targets=targets,
+            when=when,
         )
         setattr(f, _STEP_ATTR, sdef)
         return f
 
-    if fn is not None:
-        return mark(fn)
     return mark
 
 
@@ -148,12 +268,16 @@ def workflow(
     timeout: Duration | None = None,
     max_retries: int | None = None,
     queue: str = "default",
+    max_step_runs: int = MAX_STEP_RUNS,
 ) -> Callable[[C], C]:
     """Declare a workflow class and register it under ``name``.
 
     ``timeout`` (ms or timedelta) bounds the whole execution from its first start.
     ``max_retries`` is the retry budget of steps that set no ``retry``: that many retries
     after the first attempt, with exponential backoff. ``queue`` is the default queue.
+    ``max_step_runs`` bounds the step runs (every visit of every step, skipped ones
+    included) of one execution: past it the execution fails with
+    :class:`~durable.TooManyStepRuns`, so a loop that never ends stops.
     """
     check_name(name, "@workflow name")
     timeout_ms = (
@@ -163,6 +287,8 @@ def workflow(
         isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
     ):
         raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    if isinstance(max_step_runs, bool) or not isinstance(max_step_runs, int) or max_step_runs < 1:
+        raise ConfigError(f"max_step_runs must be an int >= 1, got {max_step_runs!r}")
     check_name(queue, "queue")
 
     def register(cls: C) -> C:
@@ -201,6 +327,7 @@ def workflow(
             timeout=timeout_ms,
             queue=queue,
             default_retry=default_retry,
+            max_step_runs=max_step_runs,
         )
         with _registry_lock:
             prior = _registry.get(name)

@@ -17,6 +17,8 @@ The tree::
     ├── WorkflowTimeout      (also TimeoutError) an execution ran past its workflow timeout
     ├── WaitTimeout          (also TimeoutError) a wait timed out without a timeout_value
     ├── InvalidInput         (also ValueError) provided data does not match its schema
+    ├── InvalidDecision      (also ValueError) a @decision returned no declared target
+    ├── TooManyStepRuns      an execution ran more step runs than its max_step_runs
     └── WorkerLost           recorded, never raised: an attempt's worker stopped renewing
                              its lease (killed, paused, cut off); the attempt runs again
 """
@@ -28,6 +30,7 @@ __all__ = [
     "ContextError",
     "DurableError",
     "ExecutionNotFound",
+    "InvalidDecision",
     "InvalidInput",
     "InvalidState",
     "LeaseLost",
@@ -35,6 +38,7 @@ __all__ = [
     "StepNotFound",
     "StepTimeout",
     "StoreError",
+    "TooManyStepRuns",
     "UnreadableExecution",
     "WaitTimeout",
     "WorkerLost",
@@ -99,6 +103,16 @@ class WaitTimeout(DurableError, TimeoutError):
 class InvalidInput(DurableError, ValueError):
     """Data given to ``provide_input`` does not match the input's JSON Schema (nothing was
     stored)."""
+
+
+class InvalidDecision(DurableError, ValueError):
+    """A ``@decision`` step returned something other than one of its declared targets or
+    None; the attempt fails (and is retried like any failed attempt)."""
+
+
+class TooManyStepRuns(DurableError):
+    """An execution reached more step runs than its workflow's ``max_step_runs``: most
+    likely a loop whose way out is never taken. The execution fails with this error."""
 
 
 class UnreadableExecution(StoreError):

@@ -116,7 +116,8 @@ def durable_step_started(execution: Execution, step: StepExecution) -> None:
 
 @hookspec
 def durable_step_completed(execution: Execution, step: StepExecution) -> None:
-    """A step attempt completed and its context writes were committed."""
+    """A step attempt completed and its context writes were committed; also a step its
+    ``when=`` condition skipped (``step.status == "skipped"``, no attempt ran)."""
 
 
 @hookspec

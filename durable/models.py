@@ -50,6 +50,7 @@ class StepStatus(StrEnum):
     CANCELLED = "cancelled"
     SUSPENDED = "suspended"  # the run reached a wait; the step runs again when it resolves
     LOST = "lost"  # its worker was lost (killed, paused, cut off); the attempt runs again
+    SKIPPED = "skipped"  # its ``when=`` condition was false when the step came up: not run
 
 
 class StepPhase(StrEnum):
