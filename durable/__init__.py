@@ -12,6 +12,7 @@ import typing as _typing
 
 from durable.errors import (
     ConfigError,
+    ContextConflict,
     ContextError,
     DurableError,
     ExecutionNotFound,
@@ -19,6 +20,7 @@ from durable.errors import (
     InvalidInput,
     InvalidState,
     LeaseLost,
+    ParallelFailed,
     SerializationError,
     StepNotFound,
     StepTimeout,
@@ -44,7 +46,16 @@ if _typing.TYPE_CHECKING:
     )
     from durable._runtime import WaitSignal
     from durable.clock import Clock, SystemClock
-    from durable.dsl import StepDef, WorkflowDef, decision, get_workflow, step, workflow
+    from durable.dsl import (
+        StepDef,
+        WorkflowDef,
+        decision,
+        foreach,
+        get_workflow,
+        parallel,
+        step,
+        workflow,
+    )
     from durable.durations import Duration, days, hours, minutes, seconds
     from durable.engine import Engine
     from durable.hookspecs import StepCall
@@ -90,7 +101,16 @@ _LAZY = {
     ),
     "durable._runtime": ("WaitSignal",),
     "durable.clock": ("Clock", "SystemClock"),
-    "durable.dsl": ("StepDef", "WorkflowDef", "decision", "get_workflow", "step", "workflow"),
+    "durable.dsl": (
+        "StepDef",
+        "WorkflowDef",
+        "decision",
+        "foreach",
+        "get_workflow",
+        "parallel",
+        "step",
+        "workflow",
+    ),
     "durable.durations": ("Duration", "days", "hours", "minutes", "seconds"),
     "durable.engine": ("Engine",),
     "durable.hookspecs": ("StepCall",),
@@ -146,6 +166,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "Clock",
     "ConfigError",
+    "ContextConflict",
     "ContextError",
     "DurableError",
     "Duration",
@@ -156,6 +177,7 @@ __all__ = [
     "InvalidInput",
     "InvalidState",
     "LeaseLost",
+    "ParallelFailed",
     "Retry",
     "Scheduler",
     "SerializationError",
@@ -188,12 +210,14 @@ __all__ = [
     "decision",
     "default_engine",
     "drain",
+    "foreach",
     "get_execution",
     "get_workflow",
     "hookimpl",
     "hours",
     "list_executions",
     "minutes",
+    "parallel",
     "run_worker",
     "seconds",
     "sleep_for",

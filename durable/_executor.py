@@ -19,20 +19,24 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from durable._invoke import AsyncRunner, Outcome, invoke
 from durable._json import MAX_DEPTH, clone, normalise, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
+from durable._merge import branch_writes, merge
 from durable._runtime import OwnerCalls, StepRun, StoreInterrupt, Suspend
 from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
 from durable.errors import (
+    ContextConflict,
+    DurableError,
     ExecutionNotFound,
     InvalidDecision,
     LeaseLost,
+    ParallelFailed,
     SerializationError,
     StepNotFound,
     StepTimeout,
@@ -45,7 +49,7 @@ from durable.errors import (
 from durable.hookspecs import StepCall
 from durable.models import Status, StepExecution, StepStatus, Wait, WaitSpec
 from durable.retry import Retry
-from durable.stores.base import ExecutionRow, Store
+from durable.stores.base import ExecutionRow, Store, Unit
 
 if TYPE_CHECKING:
     from durable.plugins import PluginHost
@@ -62,6 +66,7 @@ _COMMIT_BACKOFF = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 # than a uuid per commit, and short, so every fenced write stores little.
 _WRITER = uuid.uuid4().hex[:16]
 _writes = itertools.count()
+_ONE_ATTEMPT = Retry(max_attempts=1)
 
 
 def _new_writer() -> None:
@@ -126,10 +131,19 @@ class _Walk:
 
     @property
     def sdef(self) -> StepDef:
+        if self.row.unit is not None:
+            return self.wdef.step(self.row.unit)
         return self.wdef.steps[self.index]
 
     @property
+    def name(self) -> str:
+        """The current step run's name: a unit's is its own ("group.step", "step[i]")."""
+        return self.row.unit if self.row.unit is not None else self.sdef.name
+
+    @property
     def policy(self) -> Retry:
+        if self.row.unit is None and self.sdef.fans_out:
+            return _ONE_ATTEMPT
         return self.sdef.policy(self.wdef.default_retry)
 
     def record(
@@ -143,7 +157,7 @@ class _Walk:
     ) -> StepExecution:
         """The record of the current attempt."""
         return StepExecution(
-            self.sdef.name,
+            self.name,
             status,
             self.attempt,
             started,
@@ -159,7 +173,7 @@ class _Walk:
     def label(self) -> str:
         """The attempt, for log lines."""
         return (
-            f"{self.wdef.name} {self.eid} step {self.sdef.name!r} "
+            f"{self.wdef.name} {self.eid} step {self.name!r} "
             f"attempt {self.attempt}/{self.policy.max_attempts}"
         )
 
@@ -180,6 +194,7 @@ class Executor:
         self.plugins = plugins
         self.runner = runner
         self.lease_ms = lease_ms
+        self._local = threading.local()
 
     # -- observers -----------------------------------------------------------------------
 
@@ -196,8 +211,15 @@ class Executor:
         if not self.plugins.has_observers(hook):
             return
         row = snapshot() if snapshot is not None else self.store.get(execution_id)
-        if row is not None:
-            self.plugins.notify(hook, execution=row.to_execution(), **kwargs)
+        if row is None:
+            return
+        if row.unit is not None:
+            # A unit is a part of its execution: its own start and end are not the
+            # workflow's, and its steps are reported under the execution's id.
+            if hook.startswith("durable_workflow_"):
+                return
+            row = dataclasses.replace(row, id=row.parent_id or row.id)
+        self.plugins.notify(hook, execution=row.to_execution(), **kwargs)
 
     # -- committing ----------------------------------------------------------------------
 
@@ -373,6 +395,8 @@ class Executor:
             w.in_flight_since, w.begun = now, True
         if self._too_many_runs(w, now):
             return "stop"
+        if w.row.unit is None and w.sdef.fans_out:
+            return "skipped" if self._fan(w, now) else "stop"
         if w.sdef.when is not None and w.attempt == 1 and not w.resumed:
             try:
                 runs = w.sdef.runs_on(w.context)
@@ -384,7 +408,7 @@ class Executor:
             if not runs:
                 skipped = w.record(StepStatus.SKIPPED, now, now)
                 return "skipped" if self._complete(w, skipped, w.context, now) else "stop"
-        if w.stop_at(w.sdef.name):
+        if w.stop_at(w.name):
             self._commit(
                 w.claim,
                 "releasing",
@@ -404,7 +428,7 @@ class Executor:
                     w.row,
                     context=w.context,
                     step_index=w.index,
-                    step_name=w.sdef.name,
+                    step_name=w.name,
                     attempt=w.attempt,
                     attempt_started_at=started,
                     visit=w.visit,
@@ -420,26 +444,41 @@ class Executor:
         sdef = w.sdef
         started = w.in_flight_since
         assert started is not None
+        unit = w.row.unit is not None
+        workflow_input, workflow_context = (
+            self._parent_data(w.row) if unit else (w.row.input, w.context)
+        )
         run = StepRun(
             w.eid,
             w.wdef.name,
-            sdef.name,
+            w.name,
             w.attempt,
-            clone(w.row.input),
-            clone(w.context),
+            clone(workflow_input),
+            clone(workflow_context),
             self.clock,
             visit=w.visit,
         )
         run.waiter = partial(self._reach_wait, run, w.claim)
         run.owner = OwnerCalls()
         call: Callable[[], Any] = partial(_call_step, w.wdef, sdef)
+        if unit:
+            run.workflow_id = w.row.parent_id
+            if sdef.kind == "foreach":
+                run.item_index = w.row.unit_index
+                run.read_only = (
+                    f"the context is read-only in foreach item {w.name!r}; return the "
+                    "item's result instead (it is stored in the step's list)"
+                )
+                call = partial(_call_item, w.wdef, sdef, clone(w.row.item))
+            else:
+                run.ops = {}
         if self.plugins.wraps_steps:
             # The around-step hook runs inside the attempt: on its thread for a sync step,
             # in its task on the event loop for an async one.
             step_call = StepCall(
                 workflow=w.wdef.name,
                 execution_id=w.eid,
-                step=sdef.name,
+                step=w.name,
                 attempt=w.attempt,
                 visit=w.visit,
                 is_async=sdef.is_async,
@@ -518,6 +557,11 @@ class Executor:
             )
         elif outcome.error is not None:
             error = error_info(outcome.error)
+        elif w.row.unit is not None:
+            try:
+                result, new_context = self._unit_result(w, run, outcome.result)
+            except SerializationError as exc:
+                error = error_info(exc)
         else:
             result = self._result(w, outcome.result, logs)
             try:
@@ -543,7 +587,7 @@ class Executor:
         attempt that has done its work (retrying it would repeat that work): it is not
         stored, and a warning says so, in the worker's log and in the attempt's logs."""
         try:
-            return normalise(value, f"the return value of step {w.sdef.name!r}")
+            return normalise(value, f"the return value of step {w.name!r}")
         except SerializationError as exc:
             message = f"{exc} The attempt completed; its return value was not stored."
             log.warning("durable: %s: %s", w.label(), message)
@@ -561,6 +605,8 @@ class Executor:
         self, w: _Walk, done: StepExecution, new_context: dict[str, Any], now: datetime
     ) -> bool:
         eid, token, wdef = w.eid, w.token, w.wdef
+        if w.row.unit is not None:
+            return self._complete_unit(w, done, new_context, now)
         upcoming = wdef.next_step(done.name, done.result)
         next_step = None if upcoming is None else (wdef.step_index(upcoming.name), upcoming.name)
         # The next step run's journal key: a step reached again starts a new visit.
@@ -624,6 +670,133 @@ class Executor:
         w.row.lost_attempts = 0
         return True  # not started: the next checkpoint says why (a stop, a lost claim...)
 
+    # -- parallel groups and foreach: fork, units, join ------------------------------------
+
+    def _fan(self, w: _Walk, now: datetime) -> bool:
+        """The walk is at a parallel group or foreach: fork its units (first time) or join
+        them (resumed after they ended). True when the walk goes on to the next step."""
+        if not w.resumed:
+            self._fork(w, now)
+            return False
+        return self._join(w, now)
+
+    def _fork(self, w: _Walk, now: datetime) -> None:
+        sdef, wdef = w.sdef, w.wdef
+        if sdef.kind == "parallel":
+            units = [
+                Unit(b.name, i, context=clone(w.context), max_attempts=wdef.budget(b))
+                for i, b in enumerate(sdef.branches)
+            ]
+            concurrency = None
+        else:
+            try:
+                items = _items(sdef, w.context)
+            except ForeachError as exc:
+                failed = w.record(StepStatus.FAILED, now, now, error_info(exc))
+                self._failed(w, failed, now)
+                return
+            budget = sdef.policy(wdef.default_retry).max_attempts
+            units = [
+                Unit(sdef.unit_name(i), i, item=item, max_attempts=budget)
+                for i, item in enumerate(items)
+            ]
+            concurrency = sdef.concurrency
+        eid, token = w.eid, w.token
+        status = self._commit(
+            w.claim,
+            f"starting the units of {sdef.name!r}",
+            lambda wid: self.store.fork(
+                eid,
+                token,
+                now=now,
+                step=sdef.name,
+                visit=w.visit,
+                units=units,
+                concurrency=concurrency,
+                stops_group=sdef.fail_fast,
+                write_id=wid,
+            ),
+        )
+        if status == Status.CANCELLED:
+            self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
+
+    def _join(self, w: _Walk, now: datetime) -> bool:
+        """Every unit ended (or, fail-fast, one failed): merge, or fail the execution."""
+        sdef = w.sdef
+        units = self.store.units(w.eid, sdef.name, w.visit)
+        started = min((u.created_at for u in units), default=now)
+        failed = [u for u in units if u.status in (Status.FAILED, Status.CANCELLED)]
+        error: dict[str, Any] | None = None
+        new_context: dict[str, Any] = {}
+        if failed:
+            error = _group_error(sdef, failed)
+        else:
+            try:
+                if sdef.kind == "parallel":
+                    new_context = merge(w.context, [(u.unit or "", u.result or {}) for u in units])
+                else:
+                    new_context = {**w.context, sdef.into or sdef.name: [u.result for u in units]}
+            except ContextConflict as exc:
+                error = {
+                    **error_info(exc),
+                    "traceback": "",
+                    "key": exc.key,
+                    "branches": list(exc.branches),
+                }
+        if error is not None:
+            self._failed(w, w.record(StepStatus.FAILED, started, now, error), now)
+            return False
+        done = w.record(StepStatus.COMPLETED, started, now)
+        return self._complete(w, done, new_context, now)
+
+    def _parent_data(self, row: ExecutionRow) -> tuple[Any, dict[str, Any]]:
+        """A unit's execution's input and context (as at the fork: the execution waits at
+        the group meanwhile), read once per thread and group run."""
+        key = (row.parent_id, row.group_step, row.group_visit)
+        cached = getattr(self._local, "parent", None)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
+        parent = self.store.get(row.parent_id or "")
+        if parent is None:
+            raise ExecutionNotFound(f"unit {row.id} belongs to no execution (purged?)")
+        self._local.parent = (key, parent.input, parent.context)
+        return parent.input, parent.context
+
+    def _unit_result(self, w: _Walk, run: StepRun, value: Any) -> tuple[Any, dict[str, Any]]:
+        """What a unit that returned keeps: a branch its writes (and its context), an item
+        its return value. SerializationError names what is not JSON."""
+        if w.sdef.kind == "foreach":
+            return normalise(value, f"the result of item {w.row.unit_index} ({w.name!r})"), {}
+        final = json.loads(
+            to_json(run.context, f"the context after branch {w.name!r}", max_depth=MAX_DEPTH + 1)
+        )
+        return branch_writes(w.row.context, final, run.ops or {}), final
+
+    def _complete_unit(
+        self, w: _Walk, done: StepExecution, new_context: dict[str, Any], now: datetime
+    ) -> bool:
+        eid, token = w.eid, w.token
+        result = done.result
+        done = dataclasses.replace(done, result=None if w.sdef.kind == "parallel" else result)
+        status = self._commit(
+            w.claim,
+            f"completing {w.name!r}",
+            lambda wid: self.store.complete_step(
+                eid,
+                token,
+                now=now,
+                record=done,
+                context=new_context,
+                next_step=None,
+                start_next=False,
+                result=result,
+                write_id=wid,
+            ),
+        )
+        if status != Status.CANCELLED:
+            self._notify("durable_step_completed", eid, step=done)
+        return False
+
     # -- waits ---------------------------------------------------------------------------
 
     def _reach_wait(self, run: StepRun, claim: Claim, spec: WaitSpec) -> Any:
@@ -681,7 +854,7 @@ class Executor:
                 token,
                 now=now,
                 record=record,
-                step=w.sdef.name,
+                step=w.name,
                 visit=w.visit,
                 seq=signal.seq,
                 write_id=wid,
@@ -776,17 +949,17 @@ class Executor:
     def _too_many_runs(self, w: _Walk, now: datetime) -> bool:
         """Fail the execution when the step run about to begin is one more than the
         workflow allows (every visit of every step counts); True when it did."""
-        runs = sum({**w.visits, w.sdef.name: w.visit}.values())
+        runs = sum({**w.visits, w.name: w.visit}.values())
         limit = w.wdef.max_step_runs
         if runs <= limit:
             return False
         exc = TooManyStepRuns(
             f"execution {w.eid} of workflow {w.wdef.name!r} was about to begin step run "
-            f"{runs} (step {w.sdef.name!r}, visit {w.visit}), past its max_step_runs of "
+            f"{runs} (step {w.name!r}, visit {w.visit}), past its max_step_runs of "
             f"{limit}: a loop whose way out is never taken? If it is meant to run this "
             "long, raise @workflow(max_step_runs=...)"
         )
-        error = {**error_info(exc), "traceback": "", "step": w.sdef.name}
+        error = {**error_info(exc), "traceback": "", "step": w.name}
         log.warning("durable: %s", exc)
         self._commit(
             w.claim,
@@ -822,7 +995,11 @@ class Executor:
 
 def _call_step(wdef: WorkflowDef, sdef: StepDef) -> Any:
     # The instance is made inside the attempt, so a failing __init__ is a failed attempt.
-    return sdef.fn(wdef.cls())
+    return sdef.fn((sdef.owner or wdef.cls)())
+
+
+def _call_item(wdef: WorkflowDef, sdef: StepDef, item: Any) -> Any:
+    return sdef.fn(wdef.cls(), item)
 
 
 def _resolve_step(wdef: WorkflowDef, row: ExecutionRow) -> int:
@@ -831,6 +1008,9 @@ def _resolve_step(wdef: WorkflowDef, row: ExecutionRow) -> int:
     if row.step_name is None:
         return row.step_index
     try:
+        if row.unit is not None:
+            wdef.step(row.unit)  # a unit's step must still exist
+            return wdef.step_index(row.group_step or "")
         return wdef.step_index(row.step_name)
     except KeyError:
         raise StepNotFound(
@@ -866,3 +1046,51 @@ def _timeout_error(row: ExecutionRow, wdef: WorkflowDef) -> dict[str, Any]:
     info = error_info(exc)
     info["traceback"] = ""
     return info
+
+
+class ForeachError(DurableError):
+    """A foreach's items are not a JSON list, or too many."""
+
+
+def _items(sdef: StepDef, context: dict[str, Any]) -> list[Any]:
+    key = sdef.items or ""
+    if key not in context:
+        raise ForeachError(
+            f"foreach {sdef.name!r} runs over context[{key!r}], which is not set; put the "
+            "list there in an earlier step"
+        )
+    items = context[key]
+    if not isinstance(items, list):
+        raise ForeachError(
+            f"foreach {sdef.name!r} runs over context[{key!r}], which holds "
+            f"{type(items).__name__} {_short(items)}, not a list"
+        )
+    if len(items) > sdef.max_items:
+        raise ForeachError(
+            f"foreach {sdef.name!r}: context[{key!r}] holds {len(items)} items, more than its "
+            f"max_items of {sdef.max_items}; split the work or raise @foreach(max_items=...)"
+        )
+    return items
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _group_error(sdef: StepDef, failed: list[ExecutionRow]) -> dict[str, Any]:
+    """The execution's error when units of ``sdef`` failed."""
+    real = [u for u in failed if u.status == Status.FAILED] or failed
+    first = min(
+        real, key=lambda u: (u.completed_at or datetime.max.replace(tzinfo=UTC), u.unit_index)
+    )
+    if sdef.fail_fast:
+        return {**(first.error or {}), "step": first.unit}
+    failures = {u.unit or "": u.error or {"type": "cancelled", "message": ""} for u in real}
+    listed = "; ".join(
+        f"{name}: {e.get('type')}: {e.get('message')}" for name, e in failures.items()
+    )
+    exc = ParallelFailed(
+        f"{len(failures)} of the units of {sdef.name!r} failed: {listed}", failures
+    )
+    return {**error_info(exc), "traceback": "", "step": sdef.name, "failures": failures}

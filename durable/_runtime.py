@@ -97,6 +97,13 @@ class StepRun:
     waits: int = 0  # waits reached so far in this run: the next one's position
     owner: OwnerCalls | None = None  # the executor's thread, for store calls from the step
     aio_wait: bool = False  # a durable.aio wait is in flight (one at a time per run)
+    # a parallel branch: what it wrote, per key (see durable._merge), for the merge
+    ops: dict[str, tuple[Any, ...]] | None = None
+    # a foreach item: its position, and why the context may not be written
+    item_index: int | None = None
+    read_only: str | None = None
+    # a unit runs under an id of its own; workflow_id() gives its execution's
+    workflow_id: str | None = None
     # context writes and close() take it, so a write from a thread the step started either
     # lands before the executor reads the context or raises: it never vanishes
     lock: threading.RLock = field(default_factory=threading.RLock)

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from durable._json import normalise
+from durable._merge import note
 from durable._runtime import StepRun, current
 from durable.errors import ContextError, SerializationError
 from durable.waits import (
@@ -33,6 +34,7 @@ __all__ = [
     "get_context",
     "increment_context",
     "input",
+    "item_index",
     "put_context",
     "sleep_for",
     "sleep_until",
@@ -62,6 +64,8 @@ def _writing(fn: str) -> Iterator[StepRun]:
     """The running attempt, locked for a write; ContextError once it has ended (a thread
     the step started, writing after the step returned: the write would be lost)."""
     run = _run(fn)
+    if run.read_only is not None:
+        raise ContextError(f"{fn}(): {run.read_only}")
     with run.lock:
         if run.closed:
             raise ContextError(
@@ -99,7 +103,8 @@ def input() -> Any:
 
 def workflow_id() -> str:
     """The id of the running execution."""
-    return _run("workflow_id").execution_id
+    run = _run("workflow_id")
+    return run.workflow_id or run.execution_id
 
 
 def attempt() -> int:
@@ -118,11 +123,14 @@ def put_context(key: str | Mapping[str, Any], value: Any = _MISSING) -> None:
         items = {_key(k, "put_context"): normalise(v, f"context key {k!r}") for k, v in key.items()}
         with _writing("put_context") as run:
             run.context.update(items)
+            for k in items:
+                _note(run, k, "set")
         return
     k = _key(key, "put_context")
     new = normalise(value, f"context key {k!r}")
     with _writing("put_context") as run:
         run.context[k] = new
+        _note(run, k, "set")
 
 
 def update_context(key: str, fn: Callable[[Any], Any]) -> Any:
@@ -131,6 +139,7 @@ def update_context(key: str, fn: Callable[[Any], Any]) -> Any:
     with _writing("update_context") as run:
         new = normalise(fn(copy.deepcopy(run.context.get(k))), f"context key {k!r}")
         run.context[k] = new
+        _note(run, k, "set")
     return new
 
 
@@ -139,6 +148,7 @@ def delete_context(key: str) -> None:
     k = _key(key, "delete_context")
     with _writing("delete_context") as run:
         run.context.pop(k, None)
+        _note(run, k, "set")
 
 
 def append_context(key: str, value: Any) -> list[Any]:
@@ -153,6 +163,7 @@ def append_context(key: str, value: Any) -> list[Any]:
             )
         new = [*old, item]
         run.context[k] = new
+        _note(run, k, "append", item, new)
     return new
 
 
@@ -169,4 +180,20 @@ def increment_context(key: str, by: int | float = 1) -> int | float:
             )
         new: int | float = normalise(old + by, f"context key {k!r}")
         run.context[k] = new
+        _note(run, k, "increment", by, new)
     return new
+
+
+def _note(run: StepRun, key: str, kind: str, amount: Any = None, after: Any = None) -> None:
+    if run.ops is not None:
+        note(run.ops, key, kind, amount, after)
+
+
+def item_index() -> int:
+    """The position of the running foreach item in its list (0 for the first)."""
+    run = _run("item_index")
+    if run.item_index is None:
+        raise ContextError(
+            f"item_index() was called in step {run.step!r}, which is not a @foreach item"
+        )
+    return run.item_index

@@ -1,6 +1,7 @@
 """The workflow DSL: ``@workflow`` classes whose ``@step`` methods run in written order,
 ``@decision`` steps that choose what runs next (a later step skips ahead, an earlier one
-loops), and ``when=`` conditions that skip a step.
+loops), ``when=`` conditions that skip a step, ``@parallel`` groups of branches and
+``@foreach`` steps run once per item.
 
 A workflow's shape is static: it is read from the class at definition time, so it can be
 validated, listed and drawn without running anything.
@@ -8,6 +9,7 @@ validated, listed and drawn without running anything.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import threading
@@ -26,7 +28,9 @@ __all__ = [
     "StepDef",
     "WorkflowDef",
     "decision",
+    "foreach",
     "get_workflow",
+    "parallel",
     "registered_workflows",
     "step",
     "workflow",
@@ -38,6 +42,11 @@ _WORKFLOW_ATTR = "__durable_workflow__"
 
 #: the default of ``@workflow(max_step_runs=)``
 MAX_STEP_RUNS = 10_000
+#: the defaults of ``@foreach(concurrency=, max_items=)``
+FOREACH_CONCURRENCY = 10
+MAX_ITEMS = 100_000
+# Characters that qualify unit names ("group.step", "step[3]"): not in a step's own name.
+_QUALIFIERS = ".[]"
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
@@ -57,9 +66,34 @@ class StepDef:
     retry: Retry | None = None
     timeout: int | None = None
     is_async: bool = False
-    kind: str = "step"  # "step" or "decision"
+    kind: str = "step"  # "step", "decision", "parallel" or "foreach"
     targets: tuple[str, ...] = ()
     when: When | None = None
+    #: the class whose instance a step method is called on (a branch: its group's class)
+    owner: type | None = None
+    #: a parallel group: its branches, named "group.step", in written order
+    branches: tuple[StepDef, ...] = ()
+    #: a branch: its group's name
+    group: str | None = None
+    #: parallel and foreach: the first failed unit (out of attempts) stops the others
+    fail_fast: bool = True
+    #: foreach: the context key holding the items, how many run at once, where results go
+    items: str | None = None
+    concurrency: int = FOREACH_CONCURRENCY
+    into: str | None = None
+    max_items: int = MAX_ITEMS
+
+    @property
+    def fans_out(self) -> bool:
+        """A parallel group or a foreach: the step runs as units any worker can claim."""
+        return self.kind in ("parallel", "foreach")
+
+    def unit_name(self, index: int) -> str:
+        """The name a unit of this step is recorded under: ``"group.step"`` for a branch,
+        ``"step[i]"`` for an item."""
+        if self.kind == "parallel":
+            return self.branches[index].name
+        return f"{self.name}[{index}]"
 
     def policy(self, default: Retry | None) -> Retry:
         """The retry policy in force: the step's own, else the workflow default, else one try."""
@@ -92,9 +126,12 @@ class WorkflowDef:
     max_step_runs: int = MAX_STEP_RUNS
     _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
     _after: Mapping[str, StepDef | None] = field(init=False, repr=False, compare=False)
+    _branches: Mapping[str, StepDef] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = {s.name: i for i, s in enumerate(self.steps)}
+        branches = {b.name: b for s in self.steps for b in s.branches}
+        object.__setattr__(self, "_branches", MappingProxyType(branches))
         after = {
             s.name: self.steps[i + 1] if i + 1 < len(self.steps) else None
             for i, s in enumerate(self.steps)
@@ -116,8 +153,20 @@ class WorkflowDef:
         return self.steps[0]
 
     def step(self, name: str) -> StepDef:
-        """The named step (KeyError when the workflow has none of that name)."""
-        return self.steps[self._index[name]]
+        """The named step, branch (``"group.step"``) or item (``"step[i]"``: the foreach
+        step); KeyError when the workflow has none of that name."""
+        i = self._index.get(name)
+        if i is not None:
+            return self.steps[i]
+        branch = self._branches.get(name)
+        if branch is not None:
+            return branch
+        base, bracket, rest = name.partition("[")
+        if bracket and rest.endswith("]") and rest[:-1].isdigit() and base in self._index:
+            sdef = self.steps[self._index[base]]
+            if sdef.kind == "foreach":
+                return sdef
+        raise KeyError(name)
 
     def step_index(self, name: str) -> int:
         """Position of the named step in the written order (KeyError if unknown)."""
@@ -144,7 +193,10 @@ class WorkflowDef:
         )
 
     def budget(self, sdef: StepDef) -> int:
-        """How many attempts ``sdef`` gets in this workflow."""
+        """How many attempts ``sdef`` gets in this workflow (a parallel group or foreach
+        itself one: its units have their own)."""
+        if sdef.fans_out:
+            return 1
         return sdef.policy(self.default_retry).max_attempts
 
 
@@ -243,7 +295,7 @@ def _marker(
         if not callable(f):
             raise ConfigError(f"{label} decorates a method, got {type(f).__name__}")
         sdef = StepDef(
-            name=check_name(name or f.__name__, f"{label} name"),
+            name=_step_name(name or f.__name__, label),
             fn=f,
             retry=policy,
             timeout=timeout_ms,
@@ -256,6 +308,146 @@ def _marker(
         return f
 
     return mark
+
+
+def _step_name(value: object, label: str) -> str:
+    name = check_name(value, f"{label} name")
+    if any(c in name for c in _QUALIFIERS):
+        raise ConfigError(
+            f"{label} name {name!r} contains one of {_QUALIFIERS!r}, which name branches "
+            '("group.step") and items ("step[3]"); choose another name'
+        )
+    return name
+
+
+def parallel(cls: C | None = None, /, *, fail_fast: bool = True, name: str | None = None) -> Any:
+    """Mark a class nested in a ``@workflow`` class as a parallel group: each of its
+    ``@step`` methods is a branch, recorded as ``"group.step"``, claimed by any worker.
+
+    Branches start from a copy of the context at the fork; when all have ended their
+    writes are merged into the workflow's context in branch order (a key set by two
+    branches is a :class:`~durable.ContextConflict`; ``append_context`` items are
+    concatenated and ``increment_context`` amounts summed). ``fail_fast=True``: the first
+    branch out of attempts stops the others and fails the execution with its error;
+    ``fail_fast=False``: every branch ends, then :class:`~durable.ParallelFailed` lists
+    the failures."""
+    if not isinstance(fail_fast, bool):
+        raise ConfigError(f"@parallel(fail_fast=...) takes True or False, got {fail_fast!r}")
+
+    def mark(group: C) -> C:
+        if not isinstance(group, type):
+            raise ConfigError(
+                f"@parallel decorates a class nested in the workflow class (its @step "
+                f"methods are the branches), got {type(group).__name__}"
+            )
+        setattr(
+            group,
+            _STEP_ATTR,
+            StepDef(
+                name=_step_name(name or group.__name__, "@parallel"),
+                fn=group,
+                kind="parallel",
+                fail_fast=fail_fast,
+                owner=group,
+            ),
+        )
+        return group
+
+    if cls is not None:
+        return mark(cls)
+    return mark
+
+
+def foreach(
+    key: str,
+    *,
+    concurrency: int = FOREACH_CONCURRENCY,
+    into: str | None = None,
+    retry: Retry | Mapping[str, Any] | None = None,
+    timeout: Duration | None = None,
+    fail_fast: bool = True,
+    max_items: int = MAX_ITEMS,
+    name: str | None = None,
+) -> Callable[[F], F]:
+    """Mark a method ``(self, item)`` as run once per item of the list in
+    ``context[key]``, read when the step comes up. Each item is a unit any worker can
+    claim, with its own attempts (``retry``, ``timeout``), recorded as ``"step[i]"``; at
+    most ``concurrency`` run at once across all workers. The return values are stored, in
+    item order, into ``context[into]`` (default: the step's name). Inside an item the
+    context is read-only (return the result instead); ``durable.context.item_index()``
+    gives its position. ``fail_fast`` as for :func:`parallel`; more than ``max_items``
+    items fail the step."""
+    check_name(key, "@foreach key")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"@foreach(concurrency=...) must be an int >= 1, got {concurrency!r}")
+    if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
+        raise ConfigError(f"@foreach(max_items=...) must be an int >= 1, got {max_items!r}")
+    if into is not None:
+        check_name(into, "@foreach into")
+    if not isinstance(fail_fast, bool):
+        raise ConfigError(f"@foreach(fail_fast=...) takes True or False, got {fail_fast!r}")
+    base = _marker("@foreach", "foreach", retry=retry, timeout=timeout, name=name, when=None)
+
+    def mark(f: F) -> F:
+        marked = base(f)
+        params = [
+            p
+            for p in inspect.signature(inspect.unwrap(f)).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        if len(params) < 2:
+            raise ConfigError(
+                f"@foreach({key!r}) method {f.__name__} takes no item: write it as "
+                f"`def {f.__name__}(self, item)`"
+            )
+        sdef: StepDef = getattr(marked, _STEP_ATTR)
+        setattr(
+            marked,
+            _STEP_ATTR,
+            dataclasses.replace(
+                sdef,
+                items=key,
+                concurrency=concurrency,
+                into=into,
+                fail_fast=fail_fast,
+                max_items=max_items,
+            ),
+        )
+        return marked
+
+    return mark
+
+
+def _branches_of(workflow_name: str, group: StepDef) -> tuple[StepDef, ...]:
+    """The branches of a parallel group, checked and named ``"group.step"``."""
+    assert group.owner is not None
+    found: dict[str, StepDef] = {}
+    for attr_name, attr in vars(group.owner).items():
+        sdef = getattr(attr, _STEP_ATTR, None)
+        if not isinstance(sdef, StepDef):
+            continue
+        where = f"workflow {workflow_name!r}, parallel group {group.name!r}"
+        if sdef.kind != "step":
+            raise ConfigError(
+                f"{where}: {attr_name} is a {sdef.kind}; a branch is a @step (put "
+                "decisions, groups and foreach steps in the workflow's own flow)"
+            )
+        if sdef.when is not None:
+            raise ConfigError(
+                f"{where}: branch {sdef.name!r} has when=...; every branch of a group runs "
+                "(decide before the group, or return early from the branch)"
+            )
+        if sdef.name in found:
+            raise ConfigError(f"{where} has two branches named {sdef.name!r}")
+        found[sdef.name] = dataclasses.replace(
+            sdef, name=f"{group.name}.{sdef.name}", group=group.name, owner=group.owner
+        )
+    if not found:
+        raise ConfigError(
+            f"workflow {workflow_name!r}: parallel group {group.name!r} has no @step "
+            "methods; each @step in the group's class is a branch"
+        )
+    return tuple(found.values())
 
 
 _registry: dict[str, WorkflowDef] = {}
@@ -314,7 +506,11 @@ def workflow(
                     f"{sdef.name!r}: the methods {other} and {attr_name}; give one of them "
                     "another name (@step(name=...))"
                 )
-            found[sdef.name] = sdef
+            found[sdef.name] = (
+                dataclasses.replace(sdef, branches=_branches_of(name, sdef))
+                if sdef.kind == "parallel"
+                else sdef
+            )
         default_retry = (
             Retry(max_attempts=max_retries + 1, backoff="exponential")
             if max_retries is not None

@@ -19,6 +19,8 @@ The tree::
     ├── InvalidInput         (also ValueError) provided data does not match its schema
     ├── InvalidDecision      (also ValueError) a @decision returned no declared target
     ├── TooManyStepRuns      an execution ran more step runs than its max_step_runs
+    ├── ContextConflict      two parallel branches set the same context key
+    ├── ParallelFailed       branches or items of a fail_fast=False group failed
     └── WorkerLost           recorded, never raised: an attempt's worker stopped renewing
                              its lease (killed, paused, cut off); the attempt runs again
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ContextConflict",
     "ContextError",
     "DurableError",
     "ExecutionNotFound",
@@ -34,6 +37,7 @@ __all__ = [
     "InvalidInput",
     "InvalidState",
     "LeaseLost",
+    "ParallelFailed",
     "SerializationError",
     "StepNotFound",
     "StepTimeout",
@@ -113,6 +117,25 @@ class InvalidDecision(DurableError, ValueError):
 class TooManyStepRuns(DurableError):
     """An execution reached more step runs than its workflow's ``max_step_runs``: most
     likely a loop whose way out is never taken. The execution fails with this error."""
+
+
+class ContextConflict(DurableError):
+    """Two branches of a parallel group set the same context key (only appends and
+    increments merge); the group fails. ``key`` and ``branches`` name them."""
+
+    def __init__(self, message: str, key: str = "", branches: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.key = key
+        self.branches = branches
+
+
+class ParallelFailed(DurableError):
+    """Units of a ``fail_fast=False`` parallel group or foreach failed; ``failures`` maps
+    each failed unit's name to its stored error (type, message, traceback)."""
+
+    def __init__(self, message: str, failures: dict[str, dict] | None = None) -> None:  # type: ignore[type-arg]
+        super().__init__(message)
+        self.failures = dict(failures or {})
 
 
 class UnreadableExecution(StoreError):

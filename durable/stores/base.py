@@ -32,6 +32,7 @@ __all__ = [
     "AlreadyDone",
     "ExecutionRow",
     "Store",
+    "Unit",
     "WaitDecision",
     "as_cancelled",
     "decide_wait",
@@ -39,6 +40,7 @@ __all__ = [
     "input_too_late",
     "not_live_error",
     "not_pending_error",
+    "unit_id",
     "unreadable_error",
 ]
 
@@ -86,6 +88,19 @@ class ExecutionRow:
     # step reached (a step missing from it was never left)
     visit: int = 1
     visits: dict[str, int] = field(default_factory=dict)
+    # Units (a parallel group's branches, a foreach's items) are rows of their own, claimed
+    # like executions: ``parent_id`` is the execution, ``unit`` the unit's name
+    # ("group.step", "step[i]"), ``group_step`` / ``group_visit`` the step run they belong
+    # to. A unit ending ends its part of that run (see Store.fork).
+    parent_id: str | None = None
+    unit: str | None = None
+    group_step: str | None = None
+    group_visit: int = 0
+    unit_index: int = 0
+    stops_group: bool = False  # a unit whose failure ends the group at once (fail_fast)
+    item: Any = None  # an item unit: its item
+    result: Any = None  # a unit that completed: its result (what the executor gave)
+    open_units: int = 0  # an execution at a group: its units not yet ended
     began: bool = False  # not stored: set by claim() when it began the current attempt
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once
@@ -117,6 +132,22 @@ class ExecutionRow:
             unreadable=self.unreadable,
             current_visit=self.visit,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One unit to insert at a fork: a branch or an item."""
+
+    name: str  # "group.step" or "step[i]"
+    index: int  # the branch's position in the group, the item's in the list
+    context: dict[str, Any] | None = None  # a branch's copy of the context (items: None)
+    item: Any = None
+    max_attempts: int = 1
+
+
+def unit_id(execution_id: str, step: str, visit: int, index: int) -> str:
+    """The id of a unit row: the same for the same unit, so a fork repeated finds it."""
+    return f"{execution_id}/{step}@{visit}/{index}"
 
 
 def as_cancelled(record: StepExecution, now: datetime) -> StepExecution:
@@ -299,6 +330,7 @@ class Store(abc.ABC):
         start_next: bool,
         next_max_attempts: int = 1,
         visits: Mapping[str, int] | None = None,
+        result: Any = None,
         write_id: str | None = None,
     ) -> Status:
         """Commit a completed attempt: its record, the new context and the step pointer.
@@ -312,6 +344,7 @@ class Store(abc.ABC):
         (kept as ``max_attempts``) and its count of lost attempts starts at 0. When a
         cancel was requested, the result is discarded instead: the record is stored as
         ``cancelled`` with the old context and the execution becomes ``cancelled``.
+        A unit (see :meth:`fork`) completes with ``next_step=None``, keeping ``result``.
         Returns the execution's new status.
         """
 
@@ -331,6 +364,46 @@ class Store(abc.ABC):
         ``run_at = retry_at`` and the claim is released (``max_attempts`` becomes the
         record's); without it the execution becomes ``failed`` with ``error``. A requested
         cancel wins (``cancelled``). Returns the new status."""
+
+    @abc.abstractmethod
+    def fork(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        step: str,
+        visit: int,
+        units: Sequence[Unit],
+        concurrency: int | None,
+        stops_group: bool,
+        write_id: str | None = None,
+    ) -> Status:
+        """The claimed execution reached a parallel group or foreach step: insert its
+        units and let it wait for them, in one transaction.
+
+        Each unit becomes a row (id :func:`unit_id`) of the same workflow, queue, priority,
+        ``scheduled_at`` and deadline, ``status`` pending, attempt 0, at step ``unit.name``
+        with budget ``unit.max_attempts``, ``context`` the unit's (or empty), input None.
+        The first ``concurrency`` units (all when None) are claimable at ``now``; the
+        others are parked (pending with no ``run_at``) until a unit ends. The execution
+        becomes ``waiting`` (suspended, its timer the deadline if any) with
+        ``open_units = len(units)``; with no units it becomes ``pending`` at once.
+
+        A unit ends when a transition gives it a final status: ``complete_step`` with
+        ``next_step=None`` (completed, its ``result`` kept), ``fail_attempt`` without a
+        retry, ``finish``, or a cancel. In that same transaction: the parent's
+        ``open_units`` goes down by one; when it reaches 0, or the unit failed or was
+        cancelled and ``stops_group``, the parent becomes ``pending`` (run_at now) and,
+        for a stopping failure, the group's unfinished units are cancelled (running ones
+        at their next checkpoint); otherwise the next parked unit of the group, lowest
+        index first, becomes claimable. Only while the parent waits at (``step``,
+        ``visit``). A requested cancel wins (``cancelled``). Returns the parent's status.
+        """
+
+    @abc.abstractmethod
+    def units(self, execution_id: str, step: str, visit: int) -> list[ExecutionRow]:
+        """The units of visit ``visit`` of ``step`` of an execution, by index."""
 
     @abc.abstractmethod
     def restart_attempt(

@@ -24,12 +24,14 @@ from durable.stores.base import (
     AlreadyDone,
     ExecutionRow,
     Store,
+    Unit,
     as_cancelled,
     decide_wait,
     finished_error,
     input_too_late,
     not_live_error,
     not_pending_error,
+    unit_id,
 )
 
 __all__ = ["MemoryStore", "forget"]
@@ -54,6 +56,7 @@ class MemoryStore(Store):
         self._waits: dict[str, dict[tuple[str, int, int], dict[str, Any]]] = {}
         self._inbox: dict[str, list[tuple[int, str, Any, datetime]]] = {}
         self._keys: dict[str, str] = {}
+        self._children: dict[str, list[str]] = {}  # an execution's unit rows, by id
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
         # (due, seq, id, version): pending rows by run_at, running rows by lease expiry
@@ -141,7 +144,22 @@ class MemoryStore(Store):
 
     def steps(self, execution_id: str) -> list[StepExecution]:
         with self._lock:
-            return copy.deepcopy(self._steps.get(execution_id, []))
+            own = self._steps.get(execution_id, [])
+            units = self._units_of(execution_id)
+            if not units:
+                return copy.deepcopy(own)
+            # The units' attempts among the execution's own, in the order they began.
+            keyed = [(r.started_at, 0, 0, i, r) for i, r in enumerate(own)]
+            for u in units:
+                keyed += [
+                    (r.started_at, 1, u.unit_index, i, r) for i, r in enumerate(self._steps[u.id])
+                ]
+            keyed.sort(key=lambda k: k[:4])
+            return copy.deepcopy([k[4] for k in keyed])
+
+    def _units_of(self, execution_id: str) -> list[ExecutionRow]:
+        ids = self._children.get(execution_id, ())
+        return [self._rows[i] for i in ids if i in self._rows]
 
     def list_executions(
         self,
@@ -155,7 +173,8 @@ class MemoryStore(Store):
             out = [
                 r
                 for r in self._rows.values()
-                if (workflows is None or r.workflow in workflows)
+                if r.unit is None
+                and (workflows is None or r.workflow in workflows)
                 and (statuses is None or r.status in statuses)
                 and (queues is None or r.queue in queues)
             ]
@@ -297,6 +316,43 @@ class MemoryStore(Store):
         row.lease_expires_at = None
         row.worker_id = None
         row.attempt_started_at = None
+        if row.unit is not None:
+            self._unit_ended(row, now)
+
+    def _unit_ended(self, unit: ExecutionRow, now: datetime) -> None:
+        """The fan-in, in the transition that ended ``unit`` (see Store.fork)."""
+        parent = self._rows.get(unit.parent_id or "")
+        if (
+            parent is None
+            or parent.status != Status.WAITING
+            or (parent.step_name, parent.visit) != (unit.group_step, unit.group_visit)
+        ):
+            return
+        parent.open_units -= 1
+        siblings = [
+            u
+            for u in self._units_of(parent.id)
+            if (u.group_step, u.group_visit) == (unit.group_step, unit.group_visit)
+        ]
+        stop = unit.stops_group and unit.status != Status.COMPLETED
+        if parent.open_units <= 0 or stop:
+            if stop:
+                for u in siblings:
+                    if u.status in FINISHED:
+                        continue
+                    u.cancel_requested = True
+                    u.cancel_reason = f"{unit.unit} failed and its group fails fast"
+                    if u.status != Status.RUNNING:
+                        u.status, u.completed_at, u.run_at = Status.CANCELLED, now, None
+                        u.suspended = False
+                    self._touch(u)
+            self._wake(parent, now)
+            return
+        parked = [u for u in siblings if u.status == Status.PENDING and u.run_at is None]
+        if parked:
+            nxt = min(parked, key=lambda u: u.unit_index)
+            nxt.run_at = now
+            self._touch(nxt)
 
     def _cancel_at_checkpoint(
         self, row: ExecutionRow, record: StepExecution | None, now: datetime
@@ -320,6 +376,7 @@ class MemoryStore(Store):
         start_next: bool,
         next_max_attempts: int = 1,
         visits: Mapping[str, int] | None = None,
+        result: Any = None,
         write_id: str | None = None,
     ) -> Status:
         with self._lock:
@@ -332,6 +389,7 @@ class MemoryStore(Store):
             row.context = clone(context)
             row.suspended = False
             if next_step is None:
+                row.result = clone(result)
                 self._end(row, Status.COMPLETED, now)
             else:
                 row.step_index, row.step_name = next_step
@@ -376,6 +434,80 @@ class MemoryStore(Store):
                 self._end(row, Status.FAILED, now)
             self._touch(row)
             return row.status
+
+    def fork(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        step: str,
+        visit: int,
+        units: Sequence[Unit],
+        concurrency: int | None,
+        stops_group: bool,
+        write_id: str | None = None,
+    ) -> Status:
+        with self._lock:
+            row = self._write(execution_id, token, write_id)
+            if row is None:
+                return self._rows[execution_id].status
+            if row.cancel_requested:
+                return self._cancel_at_checkpoint(row, None, now)
+            children = self._children.setdefault(row.id, [])
+            for n, u in enumerate(units):
+                uid = unit_id(row.id, step, visit, u.index)
+                if uid in self._rows:
+                    continue
+                unit = ExecutionRow(
+                    id=uid,
+                    workflow=row.workflow,
+                    status=Status.PENDING,
+                    queue=row.queue,
+                    priority=row.priority,
+                    input=None,
+                    context=clone(u.context) if u.context is not None else {},
+                    created_at=now,
+                    scheduled_at=row.scheduled_at,
+                    run_at=now if concurrency is None or n < concurrency else None,
+                    deadline=row.deadline,
+                    step_name=u.name,
+                    max_attempts=u.max_attempts,
+                    parent_id=row.id,
+                    unit=u.name,
+                    group_step=step,
+                    group_visit=visit,
+                    unit_index=u.index,
+                    stops_group=stops_group,
+                    item=clone(u.item),
+                )
+                unit.seq = next(self._seq)
+                self._rows[uid] = unit
+                self._steps[uid] = []
+                children.append(uid)
+                self._touch(unit)
+            row.open_units = len(units)
+            row.attempt_started_at = None
+            row.lease_expires_at = None
+            row.worker_id = None
+            row.suspended = True
+            row.lost_attempts = 0
+            if units:
+                row.status, row.run_at = Status.WAITING, row.deadline
+            else:
+                row.status, row.run_at = Status.PENDING, now
+            self._touch(row)
+            return row.status
+
+    def units(self, execution_id: str, step: str, visit: int) -> list[ExecutionRow]:
+        with self._lock:
+            found = [
+                u
+                for u in self._units_of(execution_id)
+                if (u.group_step, u.group_visit) == (step, visit)
+            ]
+            found.sort(key=lambda u: u.unit_index)
+            return [_clone_row(u) for u in found]
 
     def restart_attempt(
         self,
@@ -438,16 +570,22 @@ class MemoryStore(Store):
             resolved_at=w["resolved_at"],
         )
 
+    def _inbox_of(self, execution_id: str) -> str:
+        """Whose events a row's waits take: a unit takes its execution's."""
+        row = self._rows.get(execution_id)
+        return row.parent_id if row is not None and row.unit is not None else execution_id  # type: ignore[return-value]
+
     def _decide(self, w: dict[str, Any], now: datetime) -> None:
         if w["status"] != "pending":
             return
-        inbox = self._inbox.get(w["execution_id"], [])
+        owner = self._inbox_of(w["execution_id"])
+        inbox = self._inbox.get(owner, [])
         d = decide_wait(w["kind"], w["mode"], w["names"], w["until"], now, inbox)
         if d.status == "pending":
             return
         w["status"], w["result"], w["resolved_at"] = d.status, clone(d.result), now
         if d.consumed:
-            self._inbox[w["execution_id"]] = [e for e in inbox if e[0] not in d.consumed]
+            self._inbox[owner] = [e for e in inbox if e[0] not in d.consumed]
 
     def wait(
         self,
@@ -543,13 +681,22 @@ class MemoryStore(Store):
             self._inbox.setdefault(execution_id, []).append(
                 (next(self._seq), name, clone(payload), now)
             )
-            if row.status != Status.WAITING:
-                return False
-            w = self._suspended_on(row)
-            if w is None:
-                return False
-            self._decide(w, now)
-            return w["status"] != "pending" and self._wake(row, now)
+            woke = False
+            # The execution and its waiting units, each on the wait it is suspended on,
+            # oldest wait first: an event goes to the first that takes it.
+            suspended = [
+                (w, r)
+                for r in [row, *self._units_of(row.id)]
+                if r.status == Status.WAITING
+                for w in [self._suspended_on(r)]
+                if w is not None
+            ]
+            suspended.sort(key=lambda pair: (pair[0]["created_at"], pair[1].seq))
+            for w, r in suspended:
+                self._decide(w, now)
+                if w["status"] != "pending":
+                    woke = self._wake(r, now) or woke
+            return woke
 
     def _suspended_on(self, row: ExecutionRow) -> dict[str, Any] | None:
         """The wait the execution is suspended on: the newest pending one of its current
@@ -572,11 +719,18 @@ class MemoryStore(Store):
     ) -> None:
         with self._lock:
             row = self._live(execution_id)
-            w = self._suspended_on(row)
-            asked = [] if w is None or w["kind"] != "input" else w["names"]
-            if name not in asked:
+            # The execution, or one of its units, suspended on an input of that name.
+            asking = [
+                (r, w)
+                for r in [row, *(u for u in self._units_of(row.id) if u.status == Status.WAITING)]
+                for w in [self._suspended_on(r)]
+                if w is not None and w["kind"] == "input"
+            ]
+            asked = [n for _, w in asking for n in w["names"]]
+            chosen = next(((r, w) for r, w in asking if name in w["names"]), None)
+            if chosen is None:
                 raise not_pending_error(execution_id, name, asked)
-            assert w is not None
+            row, w = chosen
             if w["until"] is not None and w["until"] < now:
                 raise input_too_late(execution_id, name, w["until"])
             if validate is not None:
@@ -598,7 +752,10 @@ class MemoryStore(Store):
             if execution_id is None:
                 groups = list(self._waits.items())
             elif execution_id in self._rows:
-                groups = [(execution_id, self._waits.get(execution_id, {}))]
+                groups = [
+                    (eid, self._waits.get(eid, {}))
+                    for eid in [execution_id, *(u.id for u in self._units_of(execution_id))]
+                ]
             else:
                 groups = []
             out = [
@@ -625,6 +782,7 @@ class MemoryStore(Store):
                     r
                     for r in self._rows.values()
                     if r.status in FINISHED
+                    and r.unit is None
                     and r.completed_at is not None
                     and r.completed_at < finished_before
                     and (workflows is None or r.workflow in workflows)
@@ -632,6 +790,12 @@ class MemoryStore(Store):
                 key=lambda r: (r.completed_at, r.seq),
             )[:limit]
             for r in done:
+                for u in self._units_of(r.id):
+                    del self._rows[u.id]
+                    self._steps.pop(u.id, None)
+                    self._version.pop(u.id, None)
+                    self._waits.pop(u.id, None)
+                self._children.pop(r.id, None)
                 del self._rows[r.id]
                 self._steps.pop(r.id, None)
                 self._version.pop(r.id, None)
@@ -656,6 +820,15 @@ class MemoryStore(Store):
                 row.cancel_requested = True
                 self._end(row, Status.CANCELLED, now)
             self._touch(row)
+            for unit in self._units_of(row.id):
+                if unit.status in FINISHED:
+                    continue
+                unit.cancel_requested, unit.cancel_reason = True, reason
+                unit_live = unit.lease_expires_at is not None and unit.lease_expires_at > now
+                if not (unit.status == Status.RUNNING and unit_live):
+                    unit.status, unit.completed_at, unit.run_at = Status.CANCELLED, now, None
+                    unit.suspended, unit.attempt_started_at = False, None
+                self._touch(unit)
             return copy.deepcopy(row)
 
 
@@ -665,6 +838,8 @@ def _clone_row(row: ExecutionRow) -> ExecutionRow:
     out.context = clone(row.context)
     out.error = clone(row.error)
     out.visits = dict(row.visits)
+    out.item = clone(row.item)
+    out.result = clone(row.result)
     return out
 
 

@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "durable._json": 1,
     "durable._text": 1,
     "durable._schemas": 1,
+    "durable._merge": 1,
     "durable.clock": 1,
     # 2. the workflow's shape, and the running step's state
     "durable.dsl": 2,
