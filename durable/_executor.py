@@ -926,12 +926,14 @@ class Executor:
                     "durable_step_retrying", eid, lambda: pending, step=record, retry_at=retry_at
                 )
             return
-        final = {**error, "step": record.name, "attempt": record.attempt}
+        # (a failed group's error already names the unit that failed, and its attempt)
+        final = {"step": record.name, "attempt": record.attempt, **error}
         log.warning(
-            "durable: %s failed with no attempt left (%s: %s); the execution failed",
+            "durable: %s failed with no attempt left (%s: %s); %s",
             w.label(),
             error.get("type"),
             error.get("message"),
+            "the execution failed" if w.row.unit is None else "its group ends",
         )
         status = self._commit(
             w.claim,

@@ -50,23 +50,28 @@ def resolve_step(step: str | Callable[..., Any], workflow: Any = None) -> tuple[
     if method is not None and workflow is None:
         # The method says which workflow it belongs to, whatever other workflows have a
         # step of the same name.
-        mine = [w for w in registered_workflows().values() if any(s is method for s in w.steps)]
+        mine = [
+            (w, s.name)
+            for w in registered_workflows().values()
+            for s in _all_steps(w)
+            if s.fn is method.fn
+        ]
         if len(mine) == 1:
-            return mine[0], name
+            return mine[0]
         if len(mine) > 1:  # a step of a base class that several workflows inherit
             raise ConfigError(
                 f"the step {name!r} is in several workflows "
-                f"({', '.join(sorted(w.name for w in mine))}); pass workflow= to choose one"
+                f"({', '.join(sorted(w.name for w, _ in mine))}); pass workflow= to choose one"
             )
     if workflow is not None:
         wdef = get_workflow(workflow)
-        if not any(s.name == name for s in wdef.steps):
+        if not _has(wdef, name):
             raise ConfigError(
                 f"workflow {wdef.name!r} has no step {name!r}; "
-                f"its steps are {[s.name for s in wdef.steps]}"
+                f"its steps are {[s.name for s in _all_steps(wdef)]}"
             )
         return wdef, name
-    owners = [w for w in registered_workflows().values() if any(s.name == name for s in w.steps)]
+    owners = [w for w in registered_workflows().values() if _has(w, name)]
     if not owners:
         raise ConfigError(f"no registered workflow has a step named {name!r}")
     if len(owners) > 1:
@@ -75,6 +80,20 @@ def resolve_step(step: str | Callable[..., Any], workflow: Any = None) -> tuple[
             f"({', '.join(sorted(w.name for w in owners))}); pass workflow= to choose one"
         )
     return owners[0], name
+
+
+def _all_steps(wdef: WorkflowDef) -> list[StepDef]:
+    """The workflow's steps and its parallel groups' branches."""
+    return [x for s in wdef.steps for x in (s, *s.branches)]
+
+
+def _has(wdef: WorkflowDef, name: str) -> bool:
+    """Whether ``name`` is a step, a branch ("group.step") or an item ("step[i]") of it."""
+    try:
+        wdef.step(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _make_error(spec: ErrorSpec | None, step: str, attempt: int) -> BaseException:
@@ -254,6 +273,10 @@ class StepOverrides:
     def durable_step_call(self, call: StepCall) -> Generator[None, Any, Any]:
         with self._lock:
             override = self._by_step.get((call.workflow, call.step))
+            if override is None and call.step.endswith("]"):
+                # "ship" overrides every item of foreach ship; "ship[3]" only that one
+                base = call.step.partition("[")[0]
+                override = self._by_step.get((call.workflow, base))
         if override is None:
             return (yield)
         return (yield from override.wrap(call))

@@ -52,6 +52,7 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
         self._rows: dict[str, ExecutionRow] = {}
         self._steps: dict[str, list[StepExecution]] = {}
+        self._record_seq: dict[int, int] = {}  # id(record) -> when it was stored
         # per execution: (step, visit, seq) -> mutable wait fields; and its unconsumed events
         self._waits: dict[str, dict[tuple[str, int, int], dict[str, Any]]] = {}
         self._inbox: dict[str, list[tuple[int, str, Any, datetime]]] = {}
@@ -148,14 +149,11 @@ class MemoryStore(Store):
             units = self._units_of(execution_id)
             if not units:
                 return copy.deepcopy(own)
-            # The units' attempts among the execution's own, in the order they began.
-            keyed = [(r.started_at, 0, 0, i, r) for i, r in enumerate(own)]
-            for u in units:
-                keyed += [
-                    (r.started_at, 1, u.unit_index, i, r) for i, r in enumerate(self._steps[u.id])
-                ]
-            keyed.sort(key=lambda k: k[:4])
-            return copy.deepcopy([k[4] for k in keyed])
+            # The units' attempts among the execution's own, in the order they were stored.
+            seqs = self._record_seq
+            everything = [*own, *(r for u in units for r in self._steps[u.id])]
+            everything.sort(key=lambda r: seqs[id(r)])
+            return copy.deepcopy(everything)
 
     def _units_of(self, execution_id: str) -> list[ExecutionRow]:
         ids = self._children.get(execution_id, ())
@@ -307,6 +305,7 @@ class MemoryStore(Store):
                     result=clone(record.result),
                 )
             self._steps[row.id].append(record)
+            self._record_seq[id(record)] = next(self._seq)
 
     def _end(self, row: ExecutionRow, status: Status, now: datetime) -> None:
         row.suspended = False
@@ -792,12 +791,14 @@ class MemoryStore(Store):
             for r in done:
                 for u in self._units_of(r.id):
                     del self._rows[u.id]
-                    self._steps.pop(u.id, None)
+                    for rec in self._steps.pop(u.id, ()):
+                        self._record_seq.pop(id(rec), None)
                     self._version.pop(u.id, None)
                     self._waits.pop(u.id, None)
                 self._children.pop(r.id, None)
                 del self._rows[r.id]
-                self._steps.pop(r.id, None)
+                for rec in self._steps.pop(r.id, ()):
+                    self._record_seq.pop(id(rec), None)
                 self._version.pop(r.id, None)
                 self._inbox.pop(r.id, None)
                 if r.idempotency_key is not None:
