@@ -11,6 +11,7 @@ import logging as _logging
 import typing as _typing
 
 from durable.errors import (
+    ChildWorkflowFailed,
     ConfigError,
     ContextConflict,
     ContextError,
@@ -74,8 +75,10 @@ if _typing.TYPE_CHECKING:
     from durable.retry import Retry
     from durable.scheduler import Scheduler
     from durable.waits import (
+        call_workflow,
         sleep_for,
         sleep_until,
+        start_workflow,
         wait_for_all_events,
         wait_for_any_event,
         wait_for_event,
@@ -129,11 +132,13 @@ _LAZY = {
     "durable.retry": ("Retry",),
     "durable.scheduler": ("Scheduler",),
     "durable.waits": (
+        "call_workflow",
         "sleep_for",
         "sleep_until",
         "wait_for_all_events",
         "wait_for_any_event",
         "wait_for_event",
+        "start_workflow",
         "wait_for_input",
     ),
 }
@@ -164,6 +169,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ChildWorkflowFailed",
     "Clock",
     "ConfigError",
     "ContextConflict",
@@ -204,6 +210,7 @@ __all__ = [
     "WorkflowNotFound",
     "WorkflowTimeout",
     "__version__",
+    "call_workflow",
     "cancel",
     "configure",
     "days",
@@ -223,6 +230,7 @@ __all__ = [
     "sleep_for",
     "sleep_until",
     "start",
+    "start_workflow",
     "step",
     "wait_for_all_events",
     "wait_for_any_event",

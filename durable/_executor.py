@@ -28,6 +28,7 @@ from durable._json import MAX_DEPTH, clone, normalise, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
 from durable._merge import branch_writes, merge
 from durable._runtime import OwnerCalls, StepRun, StoreInterrupt, Suspend
+from durable._starts import child_id, new_row, store_new
 from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
 from durable.errors import (
@@ -195,6 +196,8 @@ class Executor:
         self.runner = runner
         self.lease_ms = lease_ms
         self._local = threading.local()
+        #: called after a child workflow was started (the scheduler wakes its workers)
+        self.wake_workers: Callable[[], None] = lambda: None
 
     # -- observers -----------------------------------------------------------------------
 
@@ -459,6 +462,7 @@ class Executor:
             visit=w.visit,
         )
         run.waiter = partial(self._reach_wait, run, w.claim)
+        run.starter = partial(self.start_child, run)
         run.owner = OwnerCalls()
         call: Callable[[], Any] = partial(_call_step, w.wdef, sdef)
         if unit:
@@ -808,10 +812,16 @@ class Executor:
         run.waits += 1
         owner = run.owner
         assert owner is not None
+        child = spec.child
+        if child is not None:
+            # The child's id is its call position in this step run: a resumed or retried
+            # step finds the child it started and waits for that one.
+            cid = child_id(run.execution_id, run.step, run.visit, f"call{seq}")
+            spec = dataclasses.replace(spec, names=(cid,), child=None)
 
         def decide() -> Wait:
             # Deciding a wait is safe to repeat (it finds what an earlier try recorded).
-            return self._commit(
+            wait = self._commit(
                 claim,
                 f"reaching a wait of step {run.step!r}",
                 lambda _wid: self.store.wait(
@@ -825,6 +835,10 @@ class Executor:
                     spec=spec,
                 ),
             )
+            if child is not None and wait.status == "pending":
+                # After the wait is recorded, so that the child's end always finds it.
+                self._start_child(run, spec.names[0], child)
+            return wait
 
         try:
             wait = owner.call(decide)
@@ -842,6 +856,40 @@ class Executor:
                 f"{wait.until.isoformat() if wait.until else '?'} and nothing came"
             )
         raise Suspend(spec, seq, wait.until)
+
+    def _start_child(
+        self, run: StepRun, cid: str, child: tuple[str, Any, str | None, int | None]
+    ) -> str:
+        """Start the child workflow ``cid`` of the running step, once (a second start
+        finds it). Called on the executor's thread."""
+        name, value, queue, timeout_ms = child
+        wdef = get_workflow(name)
+        row = new_row(
+            wdef,
+            value,
+            now=self.clock.now(),
+            queue=wdef.queue if queue is None else queue,
+            execution_id=cid,
+            parent_id=run.workflow_id or run.execution_id,
+            timeout_ms=timeout_ms,
+        )
+        stored, created = store_new(self.store, row)
+        if created:
+            self.wake_workers()
+        return stored.id
+
+    def start_child(self, run: StepRun, child: tuple[str, Any, str | None, int | None]) -> str:
+        """``start_workflow`` in a step: start a child at the step run's next start
+        position (once) and return its id."""
+        position = run.starts
+        run.starts += 1
+        cid = child_id(run.execution_id, run.step, run.visit, f"start{position}")
+        owner = run.owner
+        assert owner is not None
+        try:
+            return str(owner.call(lambda: self._start_child(run, cid, child)))
+        except (StoreError, ExecutionNotFound) as exc:
+            raise StoreInterrupt(exc) from exc
 
     def _suspend(self, w: _Walk, signal: Suspend, record: StepExecution) -> None:
         now = record.completed_at or self.clock.now()

@@ -95,6 +95,9 @@ class StepRun:
     # resolves a wait the step reached (set by the executor): spec -> result, or raises
     waiter: Callable[[Any], Any] | None = None
     waits: int = 0  # waits reached so far in this run: the next one's position
+    # starts a child workflow (set by the executor): (workflow, input, queue, timeout) -> id
+    starter: Callable[[Any], str] | None = None
+    starts: int = 0  # children started so far by start_workflow in this run
     owner: OwnerCalls | None = None  # the executor's thread, for store calls from the step
     aio_wait: bool = False  # a durable.aio wait is in flight (one at a time per run)
     # a parallel branch: what it wrote, per key (see durable._merge), for the merge

@@ -25,8 +25,10 @@ from durable.durations import Duration
 from durable.errors import ContextError
 
 __all__ = [
+    "call_workflow",
     "sleep_for",
     "sleep_until",
+    "start_workflow",
     "wait_for_all_events",
     "wait_for_any_event",
     "wait_for_event",
@@ -108,4 +110,20 @@ async def wait_for_input(
         schema=schema,
         timeout=timeout,
         timeout_value=timeout_value,
+    )
+
+
+async def call_workflow(
+    workflow: Any, input: Any = None, *, timeout: Duration | None = None, queue: str | None = None
+) -> Any:
+    """Awaitable :func:`durable.waits.call_workflow`."""
+    return await _in_thread(waits.call_workflow, workflow, input, timeout=timeout, queue=queue)
+
+
+async def start_workflow(
+    workflow: Any, input: Any = None, *, timeout: Duration | None = None, queue: str | None = None
+) -> str:
+    """Awaitable :func:`durable.waits.start_workflow`."""
+    return str(
+        await _in_thread(waits.start_workflow, workflow, input, timeout=timeout, queue=queue)
     )

@@ -25,6 +25,7 @@ from durable._limits import (
 )
 from durable._runtime import install_log_capture
 from durable._schemas import validate_input
+from durable._starts import new_row
 from durable._text import redact_url
 from durable._worker import Worker
 from durable.clock import Clock
@@ -144,21 +145,14 @@ class Engine:
             check_name(idempotency_key, "idempotency_key", MAX_KEY_LENGTH)
         now = self.clock.now()
         when = now if scheduled_at is None else check_time(scheduled_at, "scheduled_at")
-        row = ExecutionRow(
-            id=str(uuid.uuid4()),
-            workflow=wdef.name,
-            status=Status.PENDING,
+        row = new_row(
+            wdef,
+            value,
+            now=now,
             queue=queue,
             priority=priority,
-            input=value,
-            context={},
-            created_at=now,
             scheduled_at=when,
-            run_at=when,
-            timeout_ms=wdef.timeout,
             idempotency_key=idempotency_key,
-            step_name=wdef.first_step.name,
-            max_attempts=wdef.budget(wdef.first_step),
         )
         stored, created = self.store.create(row)
         if not created and (
@@ -228,8 +222,10 @@ class Engine:
         status: str | Status | Sequence[str | Status] | None = None,
         queue: str | Sequence[str] | None = None,
         limit: int = 100,
+        parent: str | None = None,
     ) -> list[Execution]:
-        """Executions matching every filter given, newest first, at most ``limit``."""
+        """Executions matching every filter given, newest first, at most ``limit``;
+        ``parent``: the child workflows that execution started."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
             raise ConfigError(f"limit must be an int from 1 to 10000, got {limit!r}")
         workflows = None
@@ -241,8 +237,10 @@ class Engine:
             raw = [status] if isinstance(status, str) else list(status)
             statuses = [_status(s) for s in raw]
         queues = None if queue is None else _queues([queue] if isinstance(queue, str) else queue)
+        if parent is not None:
+            parent = self._id(parent)
         rows = self.store.list_executions(
-            workflows=workflows, statuses=statuses, queues=queues, limit=limit
+            workflows=workflows, statuses=statuses, queues=queues, limit=limit, parent=parent
         )
         return [r.to_execution() for r in rows]
 

@@ -21,6 +21,7 @@ The tree::
     ├── TooManyStepRuns      an execution ran more step runs than its max_step_runs
     ├── ContextConflict      two parallel branches set the same context key
     ├── ParallelFailed       branches or items of a fail_fast=False group failed
+    ├── ChildWorkflowFailed  a child workflow called with call_workflow did not complete
     └── WorkerLost           recorded, never raised: an attempt's worker stopped renewing
                              its lease (killed, paused, cut off); the attempt runs again
 """
@@ -28,6 +29,7 @@ The tree::
 from __future__ import annotations
 
 __all__ = [
+    "ChildWorkflowFailed",
     "ConfigError",
     "ContextConflict",
     "ContextError",
@@ -136,6 +138,24 @@ class ParallelFailed(DurableError):
     def __init__(self, message: str, failures: dict[str, dict] | None = None) -> None:  # type: ignore[type-arg]
         super().__init__(message)
         self.failures = dict(failures or {})
+
+
+class ChildWorkflowFailed(DurableError):
+    """A child workflow started by ``call_workflow`` ended without completing: ``child_id``,
+    its ``status`` (failed or cancelled) and its stored ``error`` (type, message,
+    traceback; None when cancelled)."""
+
+    def __init__(
+        self,
+        message: str,
+        child_id: str = "",
+        status: str = "",
+        error: dict | None = None,  # type: ignore[type-arg]
+    ) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+        self.status = status
+        self.error = error
 
 
 class UnreadableExecution(StoreError):

@@ -67,6 +67,7 @@ class WaitKind(StrEnum):
     SLEEP = "sleep"
     EVENT = "event"
     INPUT = "input"
+    CHILD = "child"  # a child workflow's end (call_workflow); its name is the child's id
 
 
 class WaitMode(StrEnum):
@@ -190,6 +191,7 @@ class Execution:
     steps: list[StepExecution] | None = None
     unreadable: tuple[str, ...] = ()
     current_visit: int = 1
+    parent_id: str | None = None  # a child workflow: the execution that started it
 
     @property
     def finished(self) -> bool:
@@ -217,6 +219,9 @@ class WaitSpec:
     timeout_value: Any = None
     has_timeout_value: bool = False
     single: bool = False  # wait_for_event: return the payload, not (name, payload)
+    # a child wait: the child to start, once, when the wait is first reached
+    # (workflow, input, queue, timeout_ms)
+    child: tuple[str, Any, str | None, int | None] | None = None
 
     def deadline(self, now: datetime) -> datetime | None:
         """When the sleep ends or the wait times out, if first reached at ``now``."""
@@ -232,7 +237,7 @@ class WaitSpec:
         any of several, ``{name: payload}`` for all of several."""
         if self.kind == "sleep":
             return None
-        if self.kind == "input":
+        if self.kind in ("input", "child"):
             return raw
         if self.single:
             return raw["payload"]
@@ -246,6 +251,8 @@ class WaitSpec:
         names = ", ".join(repr(n) for n in self.names)
         if self.kind == "input":
             return f"input {names}"
+        if self.kind == "child":
+            return f"child workflow {names}"
         return f"event {names}" if len(self.names) == 1 else f"{self.mode} of events {names}"
 
 
@@ -292,7 +299,8 @@ def decide_wait(
                     {n: first[n][1] for n in names},
                     tuple(sorted(first[n][0] for n in names)),
                 )
-    # an input is resolved by provide_input itself; here it can only time out
+    # an input (a child's end) is resolved by provide_input (the child's last transition)
+    # itself; here it can only time out
     if until is not None and until <= now:
         return WaitDecision(WaitStatus.TIMED_OUT)
     return WaitDecision(WaitStatus.PENDING)

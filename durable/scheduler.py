@@ -206,6 +206,7 @@ class Scheduler:
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
         self._subscribed = False
+        self._executor.wake_workers = self.wake
         # Clock skew: checked against the store's clock (PostgreSQL) for real clocks only.
         self._checks_skew = isinstance(clock, SystemClock) or bool(
             getattr(clock, "wall_clock", False)

@@ -28,13 +28,16 @@ from durable._json import normalise
 from durable._limits import check_name, check_text, check_time
 from durable._runtime import StepRun, current
 from durable._schemas import check_schema
+from durable.dsl import get_workflow
 from durable.durations import Duration, to_ms
-from durable.errors import ConfigError, ContextError
+from durable.errors import ChildWorkflowFailed, ConfigError, ContextError
 from durable.models import WaitKind, WaitMode, WaitSpec
 
 __all__ = [
+    "call_workflow",
     "sleep_for",
     "sleep_until",
+    "start_workflow",
     "wait_for_all_events",
     "wait_for_any_event",
     "wait_for_event",
@@ -180,3 +183,54 @@ def wait_for_input(
             has_timeout_value=has,
         ),
     )
+
+
+def _child(
+    fn: str, workflow: Any, input: Any, timeout: Duration | None, queue: str | None
+) -> tuple[str, Any, str | None, int | None]:
+    wdef = get_workflow(workflow)
+    if queue is not None:
+        check_name(queue, f"{fn}() queue")
+    ms = None if timeout is None else to_ms(timeout, what=f"{fn}() timeout", allow_zero=False)
+    return (wdef.name, normalise(input, f"the input of {fn}({wdef.name!r})"), queue, ms)
+
+
+def call_workflow(
+    workflow: Any, input: Any = None, *, timeout: Duration | None = None, queue: str | None = None
+) -> Any:
+    """Start ``workflow`` (a class or name) as a child of the running execution and wait
+    for it to end, holding no worker; return the child's final context.
+
+    The child is started once per call position, however often the step is resumed or
+    retried after it started. ``timeout`` (ms or timedelta) is the child's workflow
+    timeout (default: its own). A child that fails or is cancelled raises
+    :class:`~durable.ChildWorkflowFailed` with its id, status and error. The child's id is
+    in ``engine.list_executions(parent=workflow_id())``; cancelling this execution
+    cancels the child."""
+    spec = WaitSpec(
+        kind=WaitKind.CHILD, child=_child("call_workflow", workflow, input, timeout, queue)
+    )
+    ended = _wait("call_workflow", spec)
+    if ended["status"] == "completed":
+        return ended["context"]
+    error = ended.get("error") or {}
+    why = f": {error.get('type')}: {error.get('message')}" if error else ""
+    raise ChildWorkflowFailed(
+        f"child workflow {spec.child[0] if spec.child else ''!r} {ended['id']} "
+        f"{ended['status']}{why}",
+        child_id=ended["id"],
+        status=ended["status"],
+        error=error or None,
+    )
+
+
+def start_workflow(
+    workflow: Any, input: Any = None, *, timeout: Duration | None = None, queue: str | None = None
+) -> str:
+    """Start ``workflow`` as a child of the running execution and return its id at once
+    (started once per call position, however often the step runs again). Wait for it
+    later with :func:`call_workflow`'s sibling ``engine.wait``, or not at all."""
+    run = _run("start_workflow")
+    if run.starter is None:
+        raise ContextError("start_workflow() needs a running step")
+    return run.starter(_child("start_workflow", workflow, input, timeout, queue))

@@ -131,6 +131,7 @@ class ExecutionRow:
             steps=steps,
             unreadable=self.unreadable,
             current_visit=self.visit,
+            parent_id=self.parent_id,
         )
 
 
@@ -256,9 +257,17 @@ class Store(abc.ABC):
         statuses: Sequence[Status] | None,
         queues: Sequence[str] | None,
         limit: int,
+        parent: str | None = None,
     ) -> list[ExecutionRow]:
         """Executions matching every given filter, newest first (by ``created_at`` then
-        ``seq``), at most ``limit``."""
+        ``seq``), at most ``limit``; ``parent``: only its child workflows. Units are never
+        listed.
+
+        A child workflow (``parent_id`` set, not a unit) that ends — in any transition
+        that gives it a final status — resolves, in that transaction, the pending
+        ``child`` wait named by its id in its parent or the parent's units with
+        ``{"id", "status", "context", "error"}``, and wakes the row suspended on it. A
+        cancel of an execution cancels its unfinished children (and theirs) with it."""
 
     @abc.abstractmethod
     def next_due(

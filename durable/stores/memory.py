@@ -166,12 +166,14 @@ class MemoryStore(Store):
         statuses: Sequence[Status] | None,
         queues: Sequence[str] | None,
         limit: int,
+        parent: str | None = None,
     ) -> list[ExecutionRow]:
         with self._lock:
             out = [
                 r
                 for r in self._rows.values()
                 if r.unit is None
+                and (parent is None or r.parent_id == parent)
                 and (workflows is None or r.workflow in workflows)
                 and (statuses is None or r.status in statuses)
                 and (queues is None or r.queue in queues)
@@ -317,6 +319,27 @@ class MemoryStore(Store):
         row.attempt_started_at = None
         if row.unit is not None:
             self._unit_ended(row, now)
+        elif row.parent_id is not None:
+            self._child_ended(row, now)
+
+    def _child_ended(self, child: ExecutionRow, now: datetime) -> None:
+        """Resolve the wait of the parent (or of its unit) that called ``child``."""
+        parent = self._rows.get(child.parent_id or "")
+        if parent is None:
+            return
+        for r in [parent, *self._units_of(parent.id)]:
+            for w in self._waits.get(r.id, {}).values():
+                if w["kind"] == "child" and w["names"] == [child.id] and w["status"] == "pending":
+                    w["status"], w["resolved_at"] = "resolved", now
+                    w["result"] = {
+                        "id": child.id,
+                        "status": child.status.value,
+                        "context": clone(child.context),
+                        "error": clone(child.error),
+                    }
+                    if self._suspended_on(r) is None:
+                        self._wake(r, now)
+                    return
 
     def _unit_ended(self, unit: ExecutionRow, now: datetime) -> None:
         """The fan-in, in the transition that ended ``unit`` (see Store.fork)."""
@@ -830,6 +853,9 @@ class MemoryStore(Store):
                     unit.status, unit.completed_at, unit.run_at = Status.CANCELLED, now, None
                     unit.suspended, unit.attempt_started_at = False, None
                 self._touch(unit)
+            for child in [r for r in self._rows.values() if r.parent_id == row.id]:
+                if child.unit is None and child.status not in FINISHED:
+                    self.request_cancel(child.id, now=now, reason=reason)
             return copy.deepcopy(row)
 
 

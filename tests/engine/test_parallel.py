@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import durable
 from durable import Retry, parallel, step, workflow
 from durable.context import (
     append_context,

@@ -311,3 +311,71 @@ def test_a_branch_method_and_the_checks_at_definition(durable_engine):
 
     with pytest.raises(durable.ConfigError, match="contains one of"):
         step(name="a.b")(lambda self: None)
+
+
+# -- units run at the same time on different workers -----------------------------------
+
+barrier = threading.Barrier(2, timeout=20)
+
+
+@workflow("units_barrier")
+class Barrier:
+    @parallel
+    class meet:
+        @step
+        def left(self):
+            put_context("left", barrier.wait())
+
+        @step
+        def right(self):
+            put_context("right", barrier.wait())
+
+
+def test_two_branches_run_at_once_on_two_worker_threads(engine, durable_clock):
+    barrier.reset()
+    wid = engine.start(Barrier)
+    with engine.worker(concurrency=2):
+        ex = engine.wait(wid, timeout=30) if hasattr(engine, "wait") else None
+        if ex is None:
+            from helpers import eventually
+
+            assert eventually(lambda: engine.get_execution(wid).finished, 30)
+            ex = engine.get_execution(wid)
+    assert ex.status == "completed", ex.error  # neither branch could pass the barrier alone
+    assert sorted([ex.context["left"], ex.context["right"]]) == [0, 1]
+
+
+active = {"now": 0, "most": 0}
+turnstile = threading.Condition()
+
+
+@workflow("units_pairs")
+class Pairs:
+    @step
+    def load(self):
+        put_context("xs", list(range(8)))
+
+    @foreach("xs", concurrency=2)
+    def each(self, x):
+        with turnstile:
+            active["now"] += 1
+            active["most"] = max(active["most"], active["now"])
+            turnstile.notify_all()
+            # give another item the chance to be in flight too (an item left alone at the
+            # end goes on after a second: the bound below holds either way)
+            turnstile.wait_for(lambda: active["now"] >= 2, timeout=1)
+        with turnstile:
+            active["now"] -= 1
+        return x * 10
+
+
+def test_at_most_concurrency_items_run_at_once_across_workers(engine):
+    active.update(now=0, most=0)
+    wid = engine.start(Pairs)
+    with engine.worker(concurrency=4):
+        from helpers import eventually
+
+        assert eventually(lambda: engine.get_execution(wid).finished, 30)
+    ex = engine.get_execution(wid)
+    assert ex.context["each"] == [x * 10 for x in range(8)]
+    assert active["most"] <= 2  # four worker threads, but two items at a time

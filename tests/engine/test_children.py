@@ -1,0 +1,117 @@
+"""Child workflows: call_workflow waits for a child holding no worker, start_workflow
+starts one; each started once per call position; cancel reaches them."""
+
+from __future__ import annotations
+
+import pytest
+
+import durable
+from durable import Retry, call_workflow, start_workflow, step, workflow
+from durable.context import attempt, input, put_context, workflow_id
+from durable.waits import wait_for_event
+
+pytestmark = pytest.mark.parametrize("durable_store_url", ["memory"], indirect=True)
+
+
+@workflow("child_charge")
+class Charge:
+    @step
+    def charge(self):
+        if input().get("decline"):
+            raise ValueError("card declined")
+        put_context("charge_id", f"ch_{input()['amount']}")
+
+    @step
+    def confirm(self):
+        if input().get("wait"):
+            put_context("confirmed", wait_for_event("confirm"))
+
+
+@workflow("child_order")
+class Order:
+    @step(retry=Retry(max_attempts=2, backoff="constant", base=1))
+    def pay(self):
+        paid = call_workflow(Charge, {"amount": 42, **(input() or {})})
+        if attempt() == 1 and (input() or {}).get("fail_after_call"):
+            raise RuntimeError("crashed after the child ended")
+        put_context("paid", paid["charge_id"])
+
+    @step
+    def notify(self):
+        put_context("audit", start_workflow("child_charge", {"amount": 0}))
+        put_context("me", workflow_id())
+
+
+def test_call_workflow_returns_the_childs_context(durable_engine):
+    wid = durable_engine.start(Order)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "completed", ex.error
+    assert ex.context["paid"] == "ch_42" and ex.context["me"] == wid
+    durable_engine.run_all()  # the child start_workflow started runs on its own
+    children = durable_engine.list_executions(parent=wid)
+    assert len(children) == 2 and all(c.parent_id == wid for c in children)
+    assert {c.id for c in children} >= {ex.context["audit"]}
+    assert all(c.status == "completed" for c in children)
+    # the children are listed with everything else too, the parent first started
+    assert {e.id for e in durable_engine.list_executions()} == {wid} | {c.id for c in children}
+
+
+def test_the_parent_waits_holding_no_worker(durable_engine):
+    wid = durable_engine.start(Order, {"wait": True})
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).status == "waiting"
+    (child,) = durable_engine.list_executions(parent=wid)
+    assert child.status == "waiting"
+    durable_engine.send_event(child.id, "confirm", "ok")
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "completed"
+    assert durable_engine.get_execution(child.id).context["confirmed"] == "ok"
+
+
+def test_a_retried_step_finds_the_child_it_started(durable_engine):
+    wid = durable_engine.start(Order, {"fail_after_call": True})
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "completed"
+    charges = [c for c in durable_engine.list_executions(parent=wid) if c.input["amount"] == 42]
+    assert len(charges) == 1  # started once, though the step ran twice
+
+
+def test_a_failed_child_raises_child_workflow_failed(durable_engine):
+    wid = durable_engine.start(Order, {"decline": True})
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "failed"
+    assert ex.error["type"] == "durable.errors.ChildWorkflowFailed"
+    assert "card declined" in ex.error["message"]
+    (child,) = durable_engine.list_executions(parent=wid)
+    assert child.id in ex.error["message"] and child.status == "failed"
+
+
+@workflow("child_catches")
+class Catches:
+    @step
+    def pay(self):
+        try:
+            call_workflow(Charge, {"amount": 1, "decline": True})
+        except durable.ChildWorkflowFailed as exc:
+            put_context("caught", [exc.status, exc.error["type"], exc.child_id is not None])
+
+
+def test_a_step_may_catch_the_childs_failure(durable_engine):
+    ex = durable_engine.run_until(durable_engine.start(Catches))
+    assert ex.context == {"caught": ["failed", "ValueError", True]}
+
+
+def test_cancelling_the_parent_cancels_its_unfinished_children(durable_engine):
+    wid = durable_engine.start(Order, {"wait": True})
+    durable_engine.drain()
+    durable_engine.cancel(wid)
+    (child,) = durable_engine.list_executions(parent=wid)
+    assert child.status == "cancelled"
+    assert durable_engine.get_execution(wid).status == "cancelled"
+
+
+def test_call_workflow_outside_a_step_is_a_context_error(durable_engine):
+    with pytest.raises(durable.ContextError):
+        call_workflow(Charge, {})
+    with pytest.raises(durable.WorkflowNotFound):
+        call_workflow("no_such_workflow", {})
