@@ -75,6 +75,8 @@ def format_execution(ex: Execution) -> str:
     ]
     if ex.idempotency_key is not None:
         lines.append(f"  key        {p(ex.idempotency_key)}")
+    if ex.parent_id is not None:
+        lines.append(f"  parent     {p(ex.parent_id)} (this is a child workflow)")
     if ex.status == Status.PENDING and ex.run_at is not None:
         lines.append(f"  runs at    {_fmt_time(ex.run_at)} (step {p(ex.current_step)})")
     if ex.status == Status.WAITING:
@@ -96,12 +98,53 @@ def format_execution(ex: Execution) -> str:
             f"{'took':>10}  note"
         )
         lines.append(header)
+        many = _many_items(ex.steps)
         for s in ex.steps:
+            base = _item_base(s.name)
+            if base in many:
+                continue
             lines.append(_step_line(s, width))
             lines.extend(
                 f"{'':<6}log {p(entry.get('level'))} {p(entry.get('message'))}" for entry in s.logs
             )
+        for base, records in many.items():
+            lines.append(_items_summary(base, records))
     return "\n".join(lines)
+
+
+# A foreach with more items than this is summed up in one line rather than listed.
+_LIST_ITEMS_UP_TO = 20
+
+
+def _item_base(name: str) -> str | None:
+    """``"ship"`` for an item's name ``"ship[3]"``; None for any other step."""
+    base, bracket, rest = name.partition("[")
+    return base if bracket and rest.endswith("]") and rest[:-1].isdigit() else None
+
+
+def _many_items(steps: Sequence[StepExecution]) -> dict[str, list[StepExecution]]:
+    found: dict[str, list[StepExecution]] = {}
+    for s in steps:
+        base = _item_base(s.name)
+        if base is not None:
+            found.setdefault(base, []).append(s)
+    return {
+        base: records
+        for base, records in found.items()
+        if len({r.name for r in records}) > _LIST_ITEMS_UP_TO
+    }
+
+
+def _items_summary(base: str, records: Sequence[StepExecution]) -> str:
+    items = {r.name for r in records}
+    by_status: dict[str, int] = {}
+    for r in records:
+        by_status[r.status.value] = by_status.get(r.status.value, 0) + 1
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(by_status.items()))
+    failed = sorted({r.name for r in records if r.status.value == "failed"})
+    shown = ", ".join(printable(n) for n in failed[:5]) + (" ..." if len(failed) > 5 else "")
+    note = f"; failed attempts in {shown}" if failed else ""
+    return f"    {printable(base)}[...]  {len(items)} items, attempts: {counts}{note}"
 
 
 def _import(modules: Sequence[str]) -> None:
@@ -321,6 +364,13 @@ def show(ctx: click.Context, execution_id: str) -> None:
     ex = engine.get_execution(execution_id, include_steps=True)
     waits = engine.list_waits(execution_id)
     click.echo(format_execution(ex))
+    children = engine.list_executions(parent=ex.id, limit=10_000)
+    if children:
+        click.echo("  children")
+        for child in reversed(children):  # oldest first
+            click.echo(
+                f"    {printable(child.id)}  {printable(child.workflow):<20} {child.status.value}"
+            )
     if waits:
         click.echo("  waits for")
         for w in waits:
@@ -334,6 +384,7 @@ def format_wait(w: Wait) -> str:
         "sleep": "sleep",
         "event": ("event " if len(w.names) == 1 else f"{printable(w.mode)} of events ") + names,
         "input": f"input {names}" + (f" ({printable(w.prompt)})" if w.prompt else ""),
+        "child": f"child workflow {names}",
     }.get(w.kind, printable(w.kind))
     until = f"until {_fmt_time(w.until)}" if w.until else "no timeout"
     return f"{what:<40} {until}  (step {printable(w.step)}, since {_fmt_time(w.created_at)})"

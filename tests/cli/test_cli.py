@@ -498,3 +498,58 @@ def test_show_keeps_columns_aligned_and_shows_results(tmp_path, durable_clock):
     ):
         assert line.index(status, len(LONG)) == status_at, shown
         assert line.index(attempt_text, 4) + len(attempt_text) == attempt_end, shown
+
+
+@workflow("cli_fan_child")
+class FanChild:
+    @step
+    def hello(self) -> None:
+        put_context("hello", True)
+
+
+@workflow("cli_fan")
+class Fan:
+    @step
+    def load(self) -> None:
+        put_context("xs", list(range(30)))
+        put_context("few", [1, 2])
+
+    @durable.foreach("few")
+    def some(self, x: int) -> int:
+        return x
+
+    @durable.foreach("xs", concurrency=30)
+    def many(self, x: int) -> int:
+        if x == 3 and attempt() == 1:
+            raise ValueError("three")
+        return x
+
+    @durable.parallel
+    class both:
+        @step
+        def left(self) -> None:
+            put_context("left", 1)
+
+        @step
+        def right(self) -> None:
+            put_context("child", durable.call_workflow(FanChild))
+
+
+def test_show_prints_branches_items_and_children(tmp_path, durable_clock):
+    url = sqlite_url(tmp_path)
+    with durable.Engine(url, clock=durable_clock) as engine:
+        wid = engine.start(Fan)
+        while engine.drain() or engine.next_due() is not None:
+            due = engine.next_due()
+            if due is not None and due > durable_clock.now():
+                durable_clock.set(due)
+        assert engine.get_execution(wid).status == "completed"
+        (child,) = engine.list_executions(parent=wid)
+        shown = ok("--store", url, "show", wid)
+        child_shown = ok("--store", url, "show", child.id)
+    assert "some[0]" in shown and "some[1]" in shown  # few items: each listed
+    assert "many[...]  30 items, attempts: 30 completed, 1 failed; failed attempts in many[3]" in shown
+    assert "many[4]" not in shown  # many items: summed up
+    assert "both.left" in shown and "both.right" in shown
+    assert f"children\n    {child.id}  cli_fan_child" in shown
+    assert f"parent     {wid} (this is a child workflow)" in child_shown
