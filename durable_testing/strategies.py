@@ -59,9 +59,11 @@ class FaultSchedule:
     def exhausted_step(self) -> str | None:
         """The first step (in workflow order) that fails more often than its retry
         budget allows, where the execution fails; None if the schedule is within budget."""
-        for sdef in self.workflow.steps:
-            if self.failures(sdef.name) >= sdef.policy(self.workflow.default_retry).max_attempts:
-                return sdef.name
+        flow = [s.name for s in self.workflow.steps]
+        ordered = [*flow, *(n for n in self.faults if n not in flow)]
+        for name in ordered:
+            if name in self.faults and self.failures(name) >= _budget(self.workflow, name):
+                return name
         return None
 
     @property
@@ -72,7 +74,15 @@ class FaultSchedule:
     def backoff(self) -> timedelta:
         """The virtual time the retries cost: the sum of the backoff delays after every
         failed attempt that is retried (steps themselves take no virtual time). Raises
-        for policies with jitter, whose delays are random."""
+        for policies with jitter, whose delays are random, and for faults in branches or
+        items, whose retries overlap in time."""
+        flow = {s.name for s in self.workflow.steps}
+        overlapping = [n for n, errs in self.faults.items() if errs and n not in flow]
+        if overlapping:
+            raise ConfigError(
+                f"backoff() adds up delays of steps that run one after another; {overlapping} "
+                "run side by side"
+            )
         total = 0
         for sdef in self.workflow.steps:
             policy = sdef.policy(self.workflow.default_retry)
@@ -110,6 +120,20 @@ def errors(types: Sequence[type[BaseException]] = _ERROR_TYPES) -> st.SearchStra
     )
 
 
+def _has_step(wdef: WorkflowDef, name: str) -> bool:
+    try:
+        wdef.step(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _budget(wdef: WorkflowDef, name: str) -> int:
+    """Attempts a step, branch or item of ``wdef`` gets."""
+    sdef = wdef.step(name)
+    return sdef.policy(wdef.default_retry).max_attempts if sdef.fans_out else wdef.budget(sdef)
+
+
 def fault_schedules(
     workflow: Any,
     *,
@@ -127,11 +151,14 @@ def fault_schedules(
     wdef = get_workflow(workflow)
     if budget not in ("within", "beyond", "any"):
         raise ConfigError(f"budget must be 'within', 'beyond' or 'any', got {budget!r}")
-    names = [s.name for s in wdef.steps] if steps is None else list(steps)
-    unknown = set(names) - {s.name for s in wdef.steps}
+    # Steps with attempts of their own: flow steps and branches (a group or a foreach
+    # runs no attempt itself; its items, "step[i]", are named in ``steps``).
+    runnable = [x.name for s in wdef.steps for x in (s.branches or [s]) if x.kind != "foreach"]
+    names = runnable if steps is None else list(steps)
+    unknown = [n for n in names if not _has_step(wdef, n)]
     if unknown:
         raise ConfigError(f"workflow {wdef.name!r} has no step(s) {sorted(unknown)}")
-    budgets = {s.name: s.policy(wdef.default_retry).max_attempts for s in wdef.steps}
+    budgets = {n: _budget(wdef, n) for n in names}
     error = errors() if error is None else error
 
     def per_step(name: str, most: int) -> st.SearchStrategy[tuple[BaseException, ...]]:

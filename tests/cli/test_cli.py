@@ -548,7 +548,9 @@ def test_show_prints_branches_items_and_children(tmp_path, durable_clock):
         shown = ok("--store", url, "show", wid)
         child_shown = ok("--store", url, "show", child.id)
     assert "some[0]" in shown and "some[1]" in shown  # few items: each listed
-    assert "many[...]  30 items, attempts: 30 completed, 1 failed; failed attempts in many[3]" in shown
+    assert (
+        "many[...]  30 items, attempts: 30 completed, 1 failed; failed attempts in many[3]" in shown
+    )
     assert "many[4]" not in shown  # many items: summed up
     assert "both.left" in shown and "both.right" in shown
     assert f"children\n    {child.id}  cli_fan_child" in shown

@@ -7,6 +7,7 @@ import threading
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 import durable
 from durable import Retry, foreach, minutes, parallel, step, workflow
@@ -19,6 +20,8 @@ from durable.context import (
     put_context,
 )
 from durable.waits import sleep_for, wait_for_event
+
+from helpers import examples
 
 pytestmark = pytest.mark.parametrize("durable_store_url", ["memory"], indirect=True)
 
@@ -379,3 +382,65 @@ def test_at_most_concurrency_items_run_at_once_across_workers(engine):
     ex = engine.get_execution(wid)
     assert ex.context["each"] == [x * 10 for x in range(8)]
     assert active["most"] <= 2  # four worker threads, but two items at a time
+
+
+# -- a property: any fault schedule within the budgets ends as the fault-free run --------
+
+
+@workflow("units_prop")
+class PropFlow:
+    @step
+    def load(self):
+        put_context("xs", list(range(6)))
+
+    @parallel
+    class enrich:
+        @step(retry=Retry(max_attempts=3, backoff="constant", base=1))
+        def a(self):
+            append_context("tags", "a")
+
+        @step(retry=Retry(max_attempts=4, backoff="linear", base=2))
+        def b(self):
+            put_context("b", get_context("xs")[-1])
+
+    @foreach("xs", concurrency=2, retry=Retry(max_attempts=3, backoff="exponential", base=2))
+    def square(self, x):
+        return x * x
+
+
+PROP_ITEMS = [f"square[{i}]" for i in range(6)]
+
+
+def _prop_schedules():
+    from durable_testing.strategies import fault_schedules
+
+    return fault_schedules(
+        PropFlow, budget="within", steps=["load", "enrich.a", "enrich.b", *PROP_ITEMS]
+    )
+
+
+@settings(
+    max_examples=examples(30),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(schedule=_prop_schedules())
+def test_faults_within_budget_across_branches_and_items_change_nothing(schedule, durable_store_url):
+    from durable_testing import TimeTravelEngine
+
+    with TimeTravelEngine(durable_store_url) as engine:
+        schedule.apply(engine)
+        wid = engine.start(PropFlow)
+        ex = engine.run_until(wid)
+        assert ex.status == "completed", engine.history(wid)
+        assert ex.context == {
+            "xs": list(range(6)),
+            "tags": ["a"],
+            "b": 5,
+            "square": [x * x for x in range(6)],
+        }
+        history = engine.history(wid)
+        for name in PROP_ITEMS:
+            attempts = history.attempts(name)
+            assert [a.status for a in attempts].count("completed") == 1  # exactly once
+            assert len(attempts) == schedule.failures(name) + 1
