@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import copy
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -146,9 +147,12 @@ class Unit:
     max_attempts: int = 1
 
 
+_UNITS = uuid.UUID("0c7d6a2e-5b1f-4f8e-9d3a-6e2b8c4a1f57")
+
+
 def unit_id(execution_id: str, step: str, visit: int, index: int) -> str:
     """The id of a unit row: the same for the same unit, so a fork repeated finds it."""
-    return f"{execution_id}/{step}@{visit}/{index}"
+    return str(uuid.uuid5(_UNITS, f"{execution_id}\x00{step}\x00{visit}\x00{index}"))
 
 
 def as_cancelled(record: StepExecution, now: datetime) -> StepExecution:

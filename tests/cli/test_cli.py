@@ -518,7 +518,7 @@ class Fan:
     def some(self, x: int) -> int:
         return x
 
-    @durable.foreach("xs", concurrency=30)
+    @durable.foreach("xs", concurrency=30, retry=Retry(max_attempts=2, backoff="constant", base=1))
     def many(self, x: int) -> int:
         if x == 3 and attempt() == 1:
             raise ValueError("three")

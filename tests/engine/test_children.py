@@ -10,7 +10,6 @@ from durable import Retry, call_workflow, start_workflow, step, workflow
 from durable.context import attempt, input, put_context, workflow_id
 from durable.waits import wait_for_event
 
-pytestmark = pytest.mark.parametrize("durable_store_url", ["memory"], indirect=True)
 
 
 @workflow("child_charge")

@@ -14,7 +14,6 @@ from durable.context import (
     workflow_id,
 )
 
-pytestmark = pytest.mark.parametrize("durable_store_url", ["memory"], indirect=True)
 
 
 @workflow("par_enrich")

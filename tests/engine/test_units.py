@@ -23,7 +23,6 @@ from durable.waits import sleep_for, wait_for_event
 
 from helpers import examples
 
-pytestmark = pytest.mark.parametrize("durable_store_url", ["memory"], indirect=True)
 
 seen: list[tuple[int, int]] = []
 lock = threading.Lock()

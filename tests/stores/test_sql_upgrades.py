@@ -1,4 +1,5 @@
-"""Upgrading from every earlier schema version, with data in it, to the journal key (v6).
+"""Upgrading from every earlier schema version, with data in it, to the journal key (v6)
+and units and children (v7).
 
 Each case builds a database at version N with what that version could hold (an execution
 suspended on a wait that already resolved, its attempts, an unconsumed event), upgrades it,
@@ -127,6 +128,10 @@ def test_an_upgrade_from_each_version_keeps_the_data_as_visit_1(blank_url, versi
             1,
             {},
         )
+        # (v7) what existed is neither a unit nor a child, and is listed as before
+        assert (row.parent_id, row.unit, row.open_units, row.result) == (None, None, 0, None)
+        listed = store.list_executions(workflows=None, statuses=None, queues=None, limit=10)
+        assert [r.id for r in listed] == ["old-1"]
         steps = store.steps("old-1")
         assert [(s.name, s.visit, s.phase) for s in steps] == [
             ("first", 1, "run"),

@@ -66,6 +66,18 @@ NAMES = frozenset(
         "inbox",
         "consume",
         "event_insert",
+        # units and children
+        "unit_insert",
+        "fork_wait",
+        "units",
+        "ended_row",
+        "group_count_down",
+        "group_activate",
+        "cancel_units",
+        "live_children",
+        "waiting_units",
+        "child_wait",
+        "units_of",
         # retention
         "purge_pick",
         "purge",

@@ -268,6 +268,31 @@ def _v6_journal_key(conn: sa.Connection) -> None:
     )
 
 
+def _v7_units_and_children(conn: sa.Connection) -> None:
+    """Units (parallel branches, foreach items) and child workflows: rows that belong to
+    an execution (parent_id), the unit's name and place, what it gave back, and the count
+    of units an execution waits for. Nothing existing is a unit or a child."""
+    false = "FALSE" if conn.dialect.name == "postgresql" else "0"
+    for column in (
+        "parent_id VARCHAR(64)",
+        "unit VARCHAR(200)",
+        "group_step VARCHAR(200)",
+        "group_visit INTEGER NOT NULL DEFAULT 0",
+        "unit_index INTEGER NOT NULL DEFAULT 0",
+        f"stops_group BOOLEAN NOT NULL DEFAULT {false}",
+        "item TEXT",
+        "result TEXT",
+        "open_units INTEGER NOT NULL DEFAULT 0",
+    ):
+        conn.execute(sa.text(f"ALTER TABLE durable_executions ADD COLUMN {column}"))
+    conn.execute(
+        sa.text(
+            "CREATE INDEX durable_executions_parent ON durable_executions "
+            "(parent_id, group_step, group_visit, unit_index) WHERE parent_id IS NOT NULL"
+        )
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -275,6 +300,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (4, "finished_index", _v4_finished_index),
     (5, "write_ids", _v5_write_ids),
     (6, "journal_key", _v6_journal_key),
+    (7, "units_and_children", _v7_units_and_children),
 ]
 
 

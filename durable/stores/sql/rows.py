@@ -107,6 +107,15 @@ def _decode(r: Row, dt: ToDatetime, problems: list[str] | None) -> ExecutionRow:
         max_attempts=r["max_attempts"],
         visit=r["step_visit"],
         visits=field("visits", _visits, {}),
+        parent_id=r["parent_id"],
+        unit=r["unit"],
+        group_step=r["group_step"],
+        group_visit=r["group_visit"],
+        unit_index=r["unit_index"],
+        stops_group=bool(r["stops_group"]),
+        item=field("item", loads, None),
+        result=field("result", loads, None),
+        open_units=r["open_units"],
     )
 
 

@@ -19,7 +19,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -99,6 +99,20 @@ executions = sa.Table(
     # holds the latest visit of every step reached (JSON object; NULL: none left yet)
     sa.Column("step_visit", sa.Integer, nullable=False, server_default="1"),
     sa.Column("visits", sa.Text),
+    # v7: units (a parallel group's branches, a foreach's items) and child workflows.
+    # parent_id: the execution that started a child, or that a unit is part of; unit: the
+    # unit's name ("group.step", "step[i]"); group_step/group_visit: the step run a unit
+    # belongs to; item, result: a unit's item and what it gave back (JSON); open_units:
+    # an execution's units not yet ended, while it waits at a group
+    sa.Column("parent_id", sa.String(64)),
+    sa.Column("unit", sa.String(200)),
+    sa.Column("group_step", sa.String(200)),
+    sa.Column("group_visit", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("unit_index", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("stops_group", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("item", sa.Text),
+    sa.Column("result", sa.Text),
+    sa.Column("open_units", sa.Integer, nullable=False, server_default="0"),
 )
 
 sa.Index(
@@ -108,6 +122,16 @@ sa.Index(
     sqlite_where=executions.c.claimable_at.isnot(None),
 )
 sa.Index("durable_executions_created", executions.c.created_at, executions.c.seq)
+# an execution's children and units: a group's units in order, parked ones first found
+sa.Index(
+    "durable_executions_parent",
+    executions.c.parent_id,
+    executions.c.group_step,
+    executions.c.group_visit,
+    executions.c.unit_index,
+    postgresql_where=executions.c.parent_id.isnot(None),
+    sqlite_where=executions.c.parent_id.isnot(None),
+)
 sa.Index(
     "durable_executions_status_created",
     executions.c.status,

@@ -26,12 +26,14 @@ from durable.stores.base import (
     AlreadyDone,
     ExecutionRow,
     Store,
+    Unit,
     as_cancelled,
     decide_wait,
     finished_error,
     input_too_late,
     not_live_error,
     not_pending_error,
+    unit_id,
     unreadable_error,
 )
 from durable.stores.sql import migrations, rows
@@ -149,7 +151,67 @@ class SQLStore(Connections, Store):
                 self.SQL["insert_attempt"],
                 self._attempt_params(execution_id, as_cancelled(record, now)),
             )
+        self._after_end(cur, execution_id, now)
         return Status.CANCELLED
+
+    def _after_end(self, cur: Any, execution_id: str, now: datetime) -> bool:
+        """In the transaction that ended ``execution_id``: a unit's fan-in, or a child's
+        end reported to the wait that called it (see Store.fork, list_executions). True
+        when that made work for a worker."""
+        cur.execute(self.SQL["ended_row"], {"id": execution_id})
+        r = cur.fetchone()
+        if r is None or r["parent_id"] is None:
+            return False
+        ts = self._ts(now)
+        if r["unit"] is not None:
+            stop = bool(r["stops_group"]) and r["status"] != Status.COMPLETED.value
+            group = {
+                "parent": r["parent_id"],
+                "step": r["group_step"],
+                "visit": r["group_visit"],
+                "now": ts,
+            }
+            cur.execute(self.SQL["group_count_down"], {**group, "stop": stop})
+            counted = cur.fetchone()
+            if counted is None:  # the execution no longer waits for this group run
+                return False
+            if counted["status"] == Status.PENDING.value:
+                if stop:
+                    cur.execute(
+                        self.SQL["cancel_units"],
+                        {
+                            "id": r["parent_id"],
+                            "step": r["group_step"],
+                            "visit": r["group_visit"],
+                            "now": ts,
+                            "reason": f"{r['unit']} failed and its group fails fast",
+                        },
+                    )
+                return True
+            cur.execute(self.SQL["group_activate"], group)
+            return True
+        cur.execute(
+            self.SQL["child_wait"], {"parent": r["parent_id"], "names": dumps([execution_id])}
+        )
+        w = cur.fetchone()
+        if w is None:
+            return False
+        ended = {
+            "id": execution_id,
+            "status": r["status"],
+            "context": rows.loads(r["context"]),
+            "error": rows.loads(r["error"]),
+        }
+        cur.execute(
+            self.SQL["wait_set"],
+            {"wid": w["seq"], "status": "resolved", "result": dumps(ended), "now": ts},
+        )
+        if w["row_status"] != Status.WAITING.value:
+            return False
+        if self._suspended_on(cur, w["execution_id"], (w["row_step"], w["row_visit"])):
+            return False  # it waits for something else too
+        cur.execute(self.SQL["wake"], {"id": w["execution_id"], "now": ts})
+        return True
 
     # -- starting and reading ------------------------------------------------------------
 
@@ -173,6 +235,7 @@ class SQLStore(Connections, Store):
             "token": row.token,
             "claimable_at": self._ts(row.run_at if row.status == Status.PENDING else None),
             "max_attempts": row.max_attempts,
+            "parent_id": row.parent_id,
         }
         retried = False
 
@@ -222,11 +285,13 @@ class SQLStore(Connections, Store):
         statuses: Sequence[Status] | None,
         queues: Sequence[str] | None,
         limit: int,
+        parent: str | None = None,
     ) -> list[ExecutionRow]:
         params: dict[str, Any] = {
             "workflows": self._array(workflows),
             "queues": self._array(queues),
             "limit": limit,
+            "parent": parent,
         }
         # A filter that may be NULL cannot choose an index: given statuses (else a single
         # workflow), take the statement that searches by them (one value: in index order)
@@ -350,6 +415,7 @@ class SQLStore(Connections, Store):
             },
         )
         cur.fetchall()
+        self._after_end(cur, row.id, now)
 
     def heartbeat(
         self, claims: Sequence[tuple[str, int]], *, now: datetime, lease_ms: int
@@ -377,12 +443,14 @@ class SQLStore(Connections, Store):
         start_next: bool,
         next_max_attempts: int = 1,
         visits: Mapping[str, int] | None = None,
+        result: Any = None,
         write_id: str | None = None,
     ) -> Status:
         params = self._fenced_params(execution_id, token, now, write_id, record)
         params["context"] = dumps(context)
         if next_step is None:
             name = "complete_last"
+            params["result"] = None if result is None else dumps(result)
         else:
             name = "complete_next"
             params.update(
@@ -394,7 +462,9 @@ class SQLStore(Connections, Store):
                 next_visit=1 if visits is None else visits.get(next_step[1], 1),
                 visits=None if visits is None else dumps(dict(visits)),
             )
-        return self._fenced_with_record(name, params, execution_id, token, record, now)
+        return self._fenced_with_record(
+            name, params, execution_id, token, record, now, ends=next_step is None
+        )
 
     def _fenced_with_record(
         self,
@@ -404,14 +474,22 @@ class SQLStore(Connections, Store):
         token: int,
         record: StepExecution | None,
         now: datetime,
+        *,
+        ends: bool = False,
     ) -> Status:
         """Run a fenced update that also stores the attempt record; on no match, find out
-        why (lost claim, or a cancel requested: then the result is discarded)."""
-        with self._cursor(write=self.HOT_IN_TRANSACTION) as cur:
+        why (lost claim, or a cancel requested: then the result is discarded). One that
+        ``ends`` the execution runs in a transaction with what its end tells its parent."""
+        woke = False
+        with self._cursor(write=self.HOT_IN_TRANSACTION or ends) as cur:
             cur.execute(self.SQL[name], params)
             found = cur.fetchone()
             if found is not None and self.HOT_IN_TRANSACTION:
                 cur.execute(self.SQL["insert_attempt"], params)
+            if found is not None and ends:
+                woke = self._after_end(cur, execution_id, now)
+        if woke:
+            self._wake_others()
         if found is not None:
             return Status(found["status"])
         write_id = params["write_id"]
@@ -444,7 +522,76 @@ class SQLStore(Connections, Store):
                 self._wake_others()
             return status
         params["error"] = dumps(error)
-        return self._fenced_with_record("fail", params, execution_id, token, record, now)
+        return self._fenced_with_record("fail", params, execution_id, token, record, now, ends=True)
+
+    def fork(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        step: str,
+        visit: int,
+        units: Sequence[Unit],
+        concurrency: int | None,
+        stops_group: bool,
+        write_id: str | None = None,
+    ) -> Status:
+        write_id = write_id or uuid.uuid4().hex
+        ts = self._ts(now)
+        try:
+            with self._cursor(write=True) as cur:
+                row = self._fence_row(cur, execution_id, token, write_id)
+                if row.cancel_requested:
+                    return self._cancel_at_checkpoint(cur, execution_id, token, None, now, write_id)
+                deadline = self._ts(row.deadline)
+                inserts = [
+                    {
+                        "id": unit_id(execution_id, step, visit, u.index),
+                        "workflow": row.workflow,
+                        "queue": row.queue,
+                        "priority": row.priority,
+                        "context": dumps(u.context if u.context is not None else {}),
+                        "now": ts,
+                        "scheduled_at": self._ts(row.scheduled_at),
+                        "run_at": ts if concurrency is None or n < concurrency else None,
+                        "deadline": deadline,
+                        "step_index": row.step_index,
+                        "name": u.name,
+                        "max_attempts": u.max_attempts,
+                        "parent": execution_id,
+                        "step": step,
+                        "visit": visit,
+                        "index": u.index,
+                        "stops": stops_group,
+                        "item": dumps(u.item),
+                    }
+                    for n, u in enumerate(units)
+                ]
+                if inserts:
+                    cur.executemany(self.SQL["unit_insert"], inserts)
+                status = Status.WAITING if units else Status.PENDING
+                cur.execute(
+                    self.SQL["fork_wait"],
+                    {
+                        "id": execution_id,
+                        "token": token,
+                        "write_id": write_id,
+                        "status": status.value,
+                        "wake": deadline if units else ts,
+                        "open": len(units),
+                    },
+                )
+                if cur.fetchone() is None:
+                    raise StoreError(f"{self!r}: fork matched nothing for {execution_id}")
+        except AlreadyDone as done:
+            return done.row.status
+        self._wake_others()
+        return status
+
+    def units(self, execution_id: str, step: str, visit: int) -> list[ExecutionRow]:
+        found = self._all_rows("units", {"id": execution_id, "step": step, "visit": visit})
+        return [self._row(r) for r in found]
 
     def restart_attempt(
         self,
@@ -480,11 +627,17 @@ class SQLStore(Connections, Store):
             "write_id": write_id or uuid.uuid4().hex,
         }
 
+        woke = False
+
         def also_record(cur: Any) -> None:
+            nonlocal woke
             if record is not None:
                 cur.execute(self.SQL["insert_attempt"], self._attempt_params(execution_id, record))
+            woke = self._after_end(cur, execution_id, now)
 
         self._fenced_write("end", params, execution_id, token, also_record)
+        if woke:
+            self._wake_others()
 
     def release(
         self,
@@ -554,14 +707,16 @@ class SQLStore(Connections, Store):
             )
         return row
 
-    def _decide(self, cur: Any, r: Any, now: datetime) -> Any:
-        """Decide a pending wait row in an open transaction; returns the row as it is now."""
+    def _decide(self, cur: Any, r: Any, now: datetime, inbox_of: str | None = None) -> Any:
+        """Decide a pending wait row in an open transaction; returns the row as it is now.
+        ``inbox_of``: whose events it takes (a unit's waits take its execution's)."""
         if r["status"] != "pending":
             return r
         names = rows.loads(r["names"])
         inbox = []
         if r["kind"] == "event":  # only events come through the inbox
-            cur.execute(self.SQL["inbox"], {"id": r["execution_id"], "names": self._array(names)})
+            owner = inbox_of or r["execution_id"]
+            cur.execute(self.SQL["inbox"], {"id": owner, "names": self._array(names)})
             inbox = [
                 (e["seq"], e["name"], rows.loads(e["payload"]), self._dt(e["sent_at"]))
                 for e in cur.fetchall()
@@ -605,7 +760,9 @@ class SQLStore(Connections, Store):
             "schema": None if spec.schema is None else dumps(spec.schema),
         }
         with self._cursor(write=True) as cur:
-            workflow = self._fence_row(cur, execution_id, token).workflow
+            fenced = self._fence_row(cur, execution_id, token)
+            workflow = fenced.workflow
+            inbox_of = fenced.parent_id if fenced.unit is not None else None
             cur.execute(self.SQL["wait_get"], key)
             r = cur.fetchone()
             if r is None:
@@ -618,7 +775,7 @@ class SQLStore(Connections, Store):
             ) or (r["status"] == "timed_out" and r["attempt"] != attempt):
                 cur.execute(self.SQL["wait_renew"], {"wid": r["seq"], **fields})
                 r = cur.fetchone()
-            r = self._decide(cur, r, now)
+            r = self._decide(cur, r, now, inbox_of)
         return self._wait_row(r, workflow)
 
     def suspend(
@@ -657,7 +814,8 @@ class SQLStore(Connections, Store):
                 self.SQL["wait_get"],
                 {"id": execution_id, "step": step, "visit": visit, "wseq": seq},
             )
-            w = self._decide(cur, cur.fetchone(), now)
+            inbox_of = row.parent_id if row.unit is not None else None
+            w = self._decide(cur, cur.fetchone(), now, inbox_of)
             deadline = row.deadline
             wake: datetime | None = now
             if w["status"] != "pending":
@@ -713,10 +871,22 @@ class SQLStore(Connections, Store):
                     "now": self._ts(now),
                 },
             )
+            # The execution and its waiting units, each on the wait it is suspended on,
+            # oldest wait first: an event goes to the first that takes it.
+            suspended = []
             if status == Status.WAITING:
                 w = self._suspended_on(cur, execution_id, run)
-                if w is not None and self._decide(cur, w, now)["status"] != "pending":
-                    cur.execute(self.SQL["wake"], {"id": execution_id, "now": self._ts(now)})
+                if w is not None:
+                    suspended.append(w)
+            cur.execute(self.SQL["waiting_units"], {"id": execution_id})
+            for unit in cur.fetchall():
+                w = self._suspended_on(cur, unit["id"], (unit["step_name"], unit["step_visit"]))
+                if w is not None:
+                    suspended.append(w)
+            suspended.sort(key=lambda w: (w["created_at"], w["seq"]))
+            for w in suspended:
+                if self._decide(cur, w, now, execution_id)["status"] != "pending":
+                    cur.execute(self.SQL["wake"], {"id": w["execution_id"], "now": self._ts(now)})
                     woke = True
         if woke:
             self._wake_others()
@@ -733,10 +903,22 @@ class SQLStore(Connections, Store):
     ) -> None:
         with self._cursor(write=True) as cur:
             status, run = self._live(cur, execution_id)
+            # The execution, or one of its units, suspended on an input of that name.
+            asking = []
             w = self._suspended_on(cur, execution_id, run)
-            asked = [] if w is None or w["kind"] != "input" else rows.loads(w["names"])
-            if name not in asked:
+            if w is not None:
+                asking.append((status, w))
+            cur.execute(self.SQL["waiting_units"], {"id": execution_id})
+            for unit in cur.fetchall():
+                uw = self._suspended_on(cur, unit["id"], (unit["step_name"], unit["step_visit"]))
+                if uw is not None:
+                    asking.append((Status.WAITING, uw))
+            inputs = [(st, x) for st, x in asking if x["kind"] == "input"]
+            asked = [n for _, x in inputs for n in rows.loads(x["names"])]
+            chosen = next(((st, x) for st, x in inputs if name in rows.loads(x["names"])), None)
+            if chosen is None:
                 raise not_pending_error(execution_id, name, asked)
+            status, w = chosen
             until = self._dt(w["until_at"])
             if until is not None and until < now:
                 raise input_too_late(execution_id, name, until)
@@ -752,7 +934,7 @@ class SQLStore(Connections, Store):
                 },
             )
             if status == Status.WAITING:
-                cur.execute(self.SQL["wake"], {"id": execution_id, "now": self._ts(now)})
+                cur.execute(self.SQL["wake"], {"id": w["execution_id"], "now": self._ts(now)})
         self._wake_others()
 
     def waits(
@@ -788,7 +970,9 @@ class SQLStore(Connections, Store):
             picked = [r["id"] for r in cur.fetchall()]
             if not picked:
                 return []
-            ids = {"ids": self._array(picked)}
+            cur.execute(self.SQL["units_of"], {"ids": self._array(picked)})
+            units = [r["id"] for r in cur.fetchall()]
+            ids = {"ids": self._array(picked + units)}
             for sql in self.SQL.steps("purge"):
                 cur.execute(sql, ids)
             deleted = {r["id"] for r in cur.fetchall()}  # the last statement returns its ids
@@ -798,17 +982,35 @@ class SQLStore(Connections, Store):
         self, execution_id: str, *, now: datetime, reason: str | None
     ) -> ExecutionRow:
         with self._cursor(write=True) as cur:
-            cur.execute(self.SQL["get_for_update"], {"id": execution_id})
-            found = cur.fetchone()
-            if found is None:
-                raise ExecutionNotFound(f"no execution with id {execution_id!r}")
-            row = self._row(found)
-            if row.status in FINISHED:
-                raise finished_error(execution_id, row.status)
-            lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
-            at_once = not (row.status == Status.RUNNING and lease_live)
-            cur.execute(
-                self.SQL["cancel"],
-                {"id": execution_id, "reason": reason, "now": self._ts(now), "at_once": at_once},
-            )
-            return self._row(cur.fetchone())
+            return self._cancel(cur, execution_id, now, reason)
+
+    def _cancel(
+        self, cur: Any, execution_id: str, now: datetime, reason: str | None
+    ) -> ExecutionRow:
+        """In a write transaction: cancel an execution, its units and (recursively) its
+        unfinished children."""
+        cur.execute(self.SQL["get_for_update"], {"id": execution_id})
+        found = cur.fetchone()
+        if found is None:
+            raise ExecutionNotFound(f"no execution with id {execution_id!r}")
+        row = self._row(found)
+        if row.status in FINISHED:
+            raise finished_error(execution_id, row.status)
+        lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
+        at_once = not (row.status == Status.RUNNING and lease_live)
+        cur.execute(
+            self.SQL["cancel"],
+            {"id": execution_id, "reason": reason, "now": self._ts(now), "at_once": at_once},
+        )
+        cancelled = self._row(cur.fetchone())
+        ts = self._ts(now)
+        cur.execute(
+            self.SQL["cancel_units"],
+            {"id": execution_id, "step": None, "visit": 0, "now": ts, "reason": reason},
+        )
+        cur.execute(self.SQL["live_children"], {"id": execution_id})
+        for child in [r["id"] for r in cur.fetchall()]:
+            self._cancel(cur, child, now, reason)
+        if at_once:
+            self._after_end(cur, execution_id, now)  # a child: its caller hears of it
+        return cancelled

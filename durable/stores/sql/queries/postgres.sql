@@ -39,12 +39,12 @@ WITH i AS (
     INSERT INTO durable_executions (
         id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
         run_at, timeout_ms, idempotency_key, step_index, step_name, attempt, token,
-        cancel_requested, claimable_at, max_attempts
+        cancel_requested, claimable_at, max_attempts, parent_id
     ) VALUES (
         %(id)s, %(workflow)s, %(status)s, %(queue)s, %(priority)s, %(input)s, %(context)s,
         %(created_at)s, %(scheduled_at)s, %(run_at)s, %(timeout_ms)s, %(idempotency_key)s,
         %(step_index)s, %(step_name)s, %(attempt)s, %(token)s, FALSE, %(claimable_at)s,
-        %(max_attempts)s
+        %(max_attempts)s, %(parent_id)s
     )
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING
@@ -52,7 +52,8 @@ WITH i AS (
         scheduled_at, run_at, timeout_ms, idempotency_key, started_at, completed_at,
         deadline, step_index, step_name, attempt, attempt_started_at, error, token,
         worker_id, lease_expires_at, cancel_requested, cancel_reason, suspended, last_write,
-        lost_attempts, max_attempts, step_visit, visits
+        lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 ), n AS (SELECT pg_notify('durable_work', ''))
 SELECT i.* FROM i, n;
 
@@ -61,7 +62,8 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE idempotency_key = %(key)s;
 
 -- name: get
@@ -69,7 +71,8 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE id = %(id)s;
 
 -- name: get_for_update
@@ -77,7 +80,8 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
@@ -87,7 +91,12 @@ SELECT status, step_name, step_visit FROM durable_executions WHERE id = %(id)s F
 SELECT
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
     max_attempts, retry_at, result, visit, phase
-FROM durable_step_attempts WHERE execution_id = %(id)s ORDER BY seq;
+FROM durable_step_attempts
+WHERE execution_id = %(id)s
+   OR execution_id IN (
+       SELECT id FROM durable_executions WHERE parent_id = %(id)s AND unit IS NOT NULL
+   )
+ORDER BY seq;
 
 -- name: list
 -- Newest first, by any filters (NULL: all); walks the created index. The store takes
@@ -96,10 +105,13 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+  AND unit IS NULL
+  AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
@@ -109,11 +121,14 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE status = %(status)s
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+  AND unit IS NULL
+  AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
@@ -123,11 +138,14 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE status = ANY(%(statuses)s)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+  AND unit IS NULL
+  AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
@@ -137,10 +155,13 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE workflow = %(workflow)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
+  AND unit IS NULL
+  AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
@@ -183,7 +204,8 @@ RETURNING
     e.completed_at, e.deadline, e.step_index, e.step_name, e.attempt, e.attempt_started_at,
     e.error, e.token, e.worker_id, e.lease_expires_at, e.cancel_requested, e.cancel_reason,
     e.suspended, e.last_write, e.lost_attempts, e.max_attempts,
-    e.step_visit, e.visits, c.fresh;
+    e.step_visit, e.visits, e.parent_id, e.unit, e.group_step, e.group_visit, e.unit_index,
+    e.stops_group, e.item, e.result, e.open_units, c.fresh;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = %(deadline)s WHERE seq = %(seq)s;
@@ -227,7 +249,7 @@ RETURNING (SELECT status FROM u) AS status;
 -- name: complete_last
 WITH u AS (
     UPDATE durable_executions SET
-        context = %(context)s, status = 'completed', completed_at = %(now)s,
+        context = %(context)s, status = 'completed', completed_at = %(now)s, result = %(result)s,
         last_write = %(write_id)s, run_at = NULL, lease_expires_at = NULL, worker_id = NULL,
         attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
     WHERE id = %(id)s AND token = %(token)s AND status = 'running'
@@ -354,7 +376,8 @@ RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits;
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
 
 
 -- name: wait_get
@@ -411,7 +434,8 @@ FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE w.status = 'pending' AND e.status IN ('pending', 'running', 'waiting', 'compensating')
   AND (%(workflow)s::text IS NULL OR e.workflow = %(workflow)s)
   AND (%(open_at)s::timestamptz IS NULL OR w.until_at IS NULL OR w.until_at >= %(open_at)s)
-  AND (%(execution_id)s::text IS NULL OR w.execution_id = %(execution_id)s)
+  AND (%(execution_id)s::text IS NULL OR w.execution_id = %(execution_id)s
+       OR e.parent_id = %(execution_id)s AND e.unit IS NOT NULL)
   AND (%(kind)s::text IS NULL OR w.kind = %(kind)s)
 ORDER BY w.created_at, w.seq
 LIMIT %(limit)s;
@@ -425,7 +449,8 @@ SELECT
 FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE (%(workflow)s::text IS NULL OR e.workflow = %(workflow)s)
   AND (%(open_at)s::timestamptz IS NULL OR w.until_at IS NULL OR w.until_at >= %(open_at)s)
-  AND (%(execution_id)s::text IS NULL OR w.execution_id = %(execution_id)s)
+  AND (%(execution_id)s::text IS NULL OR w.execution_id = %(execution_id)s
+       OR e.parent_id = %(execution_id)s AND e.unit IS NOT NULL)
   AND (%(kind)s::text IS NULL OR w.kind = %(kind)s)
 ORDER BY w.created_at, w.seq
 LIMIT %(limit)s;
@@ -447,7 +472,7 @@ VALUES (%(id)s, %(name)s, %(payload)s, %(now)s);
 -- name: purge_pick
 -- Finished executions, oldest first; two purges at once take different rows.
 SELECT id FROM durable_executions
-WHERE completed_at < %(before)s
+WHERE unit IS NULL AND completed_at < %(before)s
   AND status IN ('completed', 'failed', 'cancelled', 'compensated')
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
 ORDER BY completed_at, seq
@@ -460,3 +485,115 @@ DELETE FROM durable_events WHERE execution_id = ANY(%(ids)s);
 DELETE FROM durable_waits WHERE execution_id = ANY(%(ids)s);
 DELETE FROM durable_step_attempts WHERE execution_id = ANY(%(ids)s);
 DELETE FROM durable_executions WHERE id = ANY(%(ids)s) RETURNING id;
+
+
+-- Units (parallel branches, foreach items) and child workflows -------------------------
+
+-- name: unit_insert
+-- One unit of a fork (its id is derived from its place, so a repeated fork adds nothing).
+INSERT INTO durable_executions (
+    id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
+    max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item
+) VALUES (
+    %(id)s, %(workflow)s, 'pending', %(queue)s, %(priority)s, 'null', %(context)s,
+    %(now)s, %(scheduled_at)s, %(run_at)s, %(run_at)s, %(deadline)s, %(step_index)s,
+    %(name)s, 0, 0, FALSE, %(max_attempts)s, %(parent)s, %(name)s, %(step)s, %(visit)s,
+    %(index)s, %(stops)s, %(item)s
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: fork_wait
+-- The execution waits for its units (or, with none, is pending at once).
+UPDATE durable_executions SET
+    status = %(status)s, run_at = %(wake)s, claimable_at = %(wake)s, lease_expires_at = NULL,
+    worker_id = NULL, attempt_started_at = NULL, suspended = TRUE, lost_attempts = 0,
+    open_units = %(open)s, last_write = %(write_id)s
+WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+  AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
+RETURNING status;
+
+-- name: units
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+FROM durable_executions
+WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
+  AND unit IS NOT NULL
+ORDER BY unit_index;
+
+-- name: ended_row
+-- After a transition ended a row: what its parent needs to hear.
+SELECT id, status, parent_id, unit, group_step, group_visit, stops_group, context, error
+FROM durable_executions WHERE id = %(id)s;
+
+-- name: group_count_down
+-- A unit ended: one fewer open unit; the last one (or a stopping failure) lets the
+-- execution run again. Only while it waits at that group run.
+UPDATE durable_executions SET
+    open_units = open_units - 1,
+    status = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN 'pending' ELSE status END,
+    run_at = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN %(now)s ELSE run_at END,
+    claimable_at = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN %(now)s ELSE claimable_at END
+WHERE id = %(parent)s AND status = 'waiting' AND step_name = %(step)s AND step_visit = %(visit)s
+RETURNING status;
+
+-- name: group_activate
+-- Let the next parked unit of the group (pending, not claimable), lowest index first, be
+-- claimed.
+UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
+WHERE seq = (
+    SELECT seq FROM durable_executions
+    WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
+      AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+    ORDER BY unit_index
+    LIMIT 1
+FOR UPDATE SKIP LOCKED
+);
+
+-- name: cancel_units
+-- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
+-- a running one with a live lease at its next checkpoint, the others at once.
+UPDATE durable_executions SET
+    cancel_requested = TRUE, cancel_reason = %(reason)s,
+    status = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN status
+                  ELSE 'cancelled' END,
+    completed_at = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN completed_at
+                        ELSE %(now)s END,
+    run_at = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN run_at ELSE NULL END,
+    claimable_at = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN claimable_at
+                        ELSE NULL END,
+    suspended = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN suspended
+                     ELSE FALSE END
+WHERE parent_id = %(id)s AND unit IS NOT NULL
+  AND status IN ('pending', 'running', 'waiting')
+  AND (%(step)s::text IS NULL OR (group_step = %(step)s AND group_visit = %(visit)s));
+
+-- name: live_children
+SELECT id FROM durable_executions
+WHERE parent_id = %(id)s AND unit IS NULL
+  AND status IN ('pending', 'running', 'waiting', 'compensating');
+
+-- name: waiting_units
+-- An execution's units suspended on a wait, by the time they began waiting.
+SELECT id, step_name, step_visit FROM durable_executions
+WHERE parent_id = %(id)s AND unit IS NOT NULL AND status = 'waiting'
+ORDER BY seq;
+
+-- name: child_wait
+-- The pending wait (in the parent or one of its units) for the child named by :names.
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    w.visit, e.status AS row_status, e.step_name AS row_step, e.step_visit AS row_visit
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE (e.id = %(parent)s OR (e.parent_id = %(parent)s AND e.unit IS NOT NULL))
+  AND w.kind = 'child' AND w.names = %(names)s AND w.status = 'pending';
+
+-- name: units_of
+-- The unit rows of the given executions (purged with them).
+SELECT id FROM durable_executions
+WHERE parent_id IN (SELECT unnest(%(ids)s::text[])) AND unit IS NOT NULL;

@@ -35,25 +35,27 @@ SELECT coalesce(max(version), 0) AS version FROM durable_migrations;
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, step_index, step_name, attempt, token,
-    cancel_requested, claimable_at, max_attempts
+    cancel_requested, claimable_at, max_attempts, parent_id
 ) VALUES (
     :id, :workflow, :status, :queue, :priority, :input, :context, :created_at, :scheduled_at,
     :run_at, :timeout_ms, :idempotency_key, :step_index, :step_name, :attempt, :token,
-    0, :claimable_at, :max_attempts
+    0, :claimable_at, :max_attempts, :parent_id
 )
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits;
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
 
 -- name: by_key
 SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE idempotency_key = :key;
 
 -- name: get
@@ -61,7 +63,8 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE id = :id;
 
 -- name: get_for_update
@@ -70,7 +73,8 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE id = :id;
 
 -- name: live
@@ -80,7 +84,12 @@ SELECT status, step_name, step_visit FROM durable_executions WHERE id = :id;
 SELECT
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
     max_attempts, retry_at, result, visit, phase
-FROM durable_step_attempts WHERE execution_id = :id ORDER BY seq;
+FROM durable_step_attempts
+WHERE execution_id = :id
+   OR execution_id IN (
+       SELECT id FROM durable_executions WHERE parent_id = :id AND unit IS NOT NULL
+   )
+ORDER BY seq;
 
 -- name: list
 -- Newest first, by any filters (NULL: all); walks the created index. The store takes
@@ -89,10 +98,13 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND unit IS NULL
+  AND (:parent IS NULL OR parent_id = :parent)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
@@ -102,11 +114,14 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE status = :status
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND unit IS NULL
+  AND (:parent IS NULL OR parent_id = :parent)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
@@ -116,11 +131,14 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE status IN (SELECT value FROM json_each(:statuses))
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND unit IS NULL
+  AND (:parent IS NULL OR parent_id = :parent)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
@@ -130,10 +148,13 @@ SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND unit IS NULL
+  AND (:parent IS NULL OR parent_id = :parent)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
@@ -166,7 +187,8 @@ RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits;
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq;
@@ -199,7 +221,7 @@ RETURNING status;
 UPDATE durable_executions SET
     context = :context, status = 'completed', completed_at = :now, last_write = :write_id,
     run_at = NULL, lease_expires_at = NULL, worker_id = NULL, attempt_started_at = NULL,
-    claimable_at = NULL, suspended = FALSE
+    claimable_at = NULL, suspended = FALSE, result = :result
 WHERE id = :id AND token = :token AND status = 'running'
   AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
 RETURNING status;
@@ -280,7 +302,8 @@ RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
-    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits;
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
 
 
 -- name: wait_get
@@ -336,7 +359,8 @@ FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE w.status = 'pending' AND e.status IN ('pending', 'running', 'waiting', 'compensating')
   AND (:workflow IS NULL OR e.workflow = :workflow)
   AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
-  AND (:execution_id IS NULL OR w.execution_id = :execution_id)
+  AND (:execution_id IS NULL OR w.execution_id = :execution_id
+       OR e.parent_id = :execution_id AND e.unit IS NOT NULL)
   AND (:kind IS NULL OR w.kind = :kind)
 ORDER BY w.created_at, w.seq
 LIMIT :limit;
@@ -350,7 +374,8 @@ SELECT
 FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE (:workflow IS NULL OR e.workflow = :workflow)
   AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
-  AND (:execution_id IS NULL OR w.execution_id = :execution_id)
+  AND (:execution_id IS NULL OR w.execution_id = :execution_id
+       OR e.parent_id = :execution_id AND e.unit IS NOT NULL)
   AND (:kind IS NULL OR w.kind = :kind)
 ORDER BY w.created_at, w.seq
 LIMIT :limit;
@@ -376,7 +401,7 @@ VALUES (:id, :name, :payload, :now);
 -- take the status index and sort every finished execution, under the write lock, for
 -- each batch.
 SELECT id FROM durable_executions INDEXED BY durable_executions_finished
-WHERE completed_at < :before
+WHERE unit IS NULL AND completed_at < :before
   AND status IN ('completed', 'failed', 'cancelled', 'compensated')
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
 ORDER BY completed_at, seq
@@ -388,3 +413,114 @@ DELETE FROM durable_events WHERE execution_id IN (SELECT value FROM json_each(:i
 DELETE FROM durable_waits WHERE execution_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM durable_step_attempts WHERE execution_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM durable_executions WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING id;
+
+
+-- Units (parallel branches, foreach items) and child workflows -------------------------
+
+-- name: unit_insert
+-- One unit of a fork (its id is derived from its place, so a repeated fork adds nothing).
+INSERT INTO durable_executions (
+    id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
+    max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item
+) VALUES (
+    :id, :workflow, 'pending', :queue, :priority, 'null', :context,
+    :now, :scheduled_at, :run_at, :run_at, :deadline, :step_index,
+    :name, 0, 0, 0, :max_attempts, :parent, :name, :step, :visit,
+    :index, :stops, :item
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: fork_wait
+-- The execution waits for its units (or, with none, is pending at once).
+UPDATE durable_executions SET
+    status = :status, run_at = :wake, claimable_at = :wake, lease_expires_at = NULL,
+    worker_id = NULL, attempt_started_at = NULL, suspended = 1, lost_attempts = 0,
+    open_units = :open, last_write = :write_id
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
+RETURNING status;
+
+-- name: units
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+FROM durable_executions
+WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
+  AND unit IS NOT NULL
+ORDER BY unit_index;
+
+-- name: ended_row
+-- After a transition ended a row: what its parent needs to hear.
+SELECT id, status, parent_id, unit, group_step, group_visit, stops_group, context, error
+FROM durable_executions WHERE id = :id;
+
+-- name: group_count_down
+-- A unit ended: one fewer open unit; the last one (or a stopping failure) lets the
+-- execution run again. Only while it waits at that group run.
+UPDATE durable_executions SET
+    open_units = open_units - 1,
+    status = CASE WHEN open_units - 1 <= 0 OR :stop THEN 'pending' ELSE status END,
+    run_at = CASE WHEN open_units - 1 <= 0 OR :stop THEN :now ELSE run_at END,
+    claimable_at = CASE WHEN open_units - 1 <= 0 OR :stop THEN :now ELSE claimable_at END
+WHERE id = :parent AND status = 'waiting' AND step_name = :step AND step_visit = :visit
+RETURNING status;
+
+-- name: group_activate
+-- Let the next parked unit of the group (pending, not claimable), lowest index first, be
+-- claimed.
+UPDATE durable_executions SET run_at = :now, claimable_at = :now
+WHERE seq = (
+    SELECT seq FROM durable_executions
+    WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
+      AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+    ORDER BY unit_index
+    LIMIT 1
+);
+
+-- name: cancel_units
+-- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
+-- a running one with a live lease at its next checkpoint, the others at once.
+UPDATE durable_executions SET
+    cancel_requested = 1, cancel_reason = :reason,
+    status = CASE WHEN status = 'running' AND lease_expires_at > :now THEN status
+                  ELSE 'cancelled' END,
+    completed_at = CASE WHEN status = 'running' AND lease_expires_at > :now THEN completed_at
+                        ELSE :now END,
+    run_at = CASE WHEN status = 'running' AND lease_expires_at > :now THEN run_at ELSE NULL END,
+    claimable_at = CASE WHEN status = 'running' AND lease_expires_at > :now THEN claimable_at
+                        ELSE NULL END,
+    suspended = CASE WHEN status = 'running' AND lease_expires_at > :now THEN suspended
+                     ELSE 0 END
+WHERE parent_id = :id AND unit IS NOT NULL
+  AND status IN ('pending', 'running', 'waiting')
+  AND (:step IS NULL OR (group_step = :step AND group_visit = :visit));
+
+-- name: live_children
+SELECT id FROM durable_executions
+WHERE parent_id = :id AND unit IS NULL
+  AND status IN ('pending', 'running', 'waiting', 'compensating');
+
+-- name: waiting_units
+-- An execution's units suspended on a wait, by the time they began waiting.
+SELECT id, step_name, step_visit FROM durable_executions
+WHERE parent_id = :id AND unit IS NOT NULL AND status = 'waiting'
+ORDER BY seq;
+
+-- name: child_wait
+-- The pending wait (in the parent or one of its units) for the child named by :names.
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    w.visit, e.status AS row_status, e.step_name AS row_step, e.step_visit AS row_visit
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE (e.id = :parent OR (e.parent_id = :parent AND e.unit IS NOT NULL))
+  AND w.kind = 'child' AND w.names = :names AND w.status = 'pending';
+
+-- name: units_of
+-- The unit rows of the given executions (purged with them).
+SELECT id FROM durable_executions
+WHERE parent_id IN (SELECT value FROM json_each(:ids)) AND unit IS NOT NULL;
