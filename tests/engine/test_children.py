@@ -11,7 +11,6 @@ from durable.context import attempt, input, put_context, workflow_id
 from durable.waits import wait_for_event
 
 
-
 @workflow("child_charge")
 class Charge:
     @step

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from durable import Retry, parallel, step, workflow
 from durable.context import (
     append_context,
@@ -13,7 +11,6 @@ from durable.context import (
     put_context,
     workflow_id,
 )
-
 
 
 @workflow("par_enrich")

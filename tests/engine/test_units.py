@@ -23,7 +23,6 @@ from durable.waits import sleep_for, wait_for_event
 
 from helpers import examples
 
-
 seen: list[tuple[int, int]] = []
 lock = threading.Lock()
 

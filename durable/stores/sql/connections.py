@@ -9,6 +9,7 @@ bind and read back, which errors mean what.
 from __future__ import annotations
 
 import abc
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -81,6 +82,22 @@ class Connections(abc.ABC):
 
     def _is_integrity_error(self, exc: Exception) -> bool:
         return False
+
+    def _is_deadlock(self, exc: BaseException | None) -> bool:
+        return False
+
+    def _retry_deadlock(self, fn: Callable[[], T]) -> T:
+        """Run the write transaction ``fn``; if the database broke a deadlock by rolling
+        it back (a cancel cascading over an execution's units while they end), run it
+        again: nothing of it was committed."""
+        for tries in itertools.count(1):
+            try:
+                return fn()
+            except StoreError as exc:
+                if tries >= 3 or not self._is_deadlock(exc.__cause__):
+                    raise
+                log.info("durable: %r: a deadlock rolled back a write; trying again", self)
+        raise AssertionError("unreachable")
 
     # -- connections and transactions ----------------------------------------------------
 

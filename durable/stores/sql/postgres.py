@@ -120,6 +120,9 @@ class PostgresStore(SQLStore):
     def _is_integrity_error(self, exc: Exception) -> bool:
         return isinstance(exc, _psycopg().errors.IntegrityError)
 
+    def _is_deadlock(self, exc: BaseException | None) -> bool:
+        return isinstance(exc, _psycopg().errors.DeadlockDetected)
+
     def _is_disconnect(self, exc: Exception) -> bool:
         conn = getattr(self._local, "conn", None)
         return isinstance(exc, _psycopg().OperationalError) or (conn is not None and conn.broken)

@@ -859,6 +859,9 @@ class SQLStore(Connections, Store):
         return cur.fetchone()
 
     def send_event(self, execution_id: str, name: str, payload: Any, *, now: datetime) -> bool:
+        return self._retry_deadlock(lambda: self._send_event(execution_id, name, payload, now))
+
+    def _send_event(self, execution_id: str, name: str, payload: Any, now: datetime) -> bool:
         woke = False
         with self._cursor(write=True) as cur:
             status, run = self._live(cur, execution_id)
@@ -900,6 +903,16 @@ class SQLStore(Connections, Store):
         *,
         now: datetime,
         validate: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> None:
+        self._retry_deadlock(lambda: self._provide_input(execution_id, name, data, now, validate))
+
+    def _provide_input(
+        self,
+        execution_id: str,
+        name: str,
+        data: Any,
+        now: datetime,
+        validate: Callable[[dict[str, Any] | None], None] | None,
     ) -> None:
         with self._cursor(write=True) as cur:
             status, run = self._live(cur, execution_id)
@@ -981,8 +994,11 @@ class SQLStore(Connections, Store):
     def request_cancel(
         self, execution_id: str, *, now: datetime, reason: str | None
     ) -> ExecutionRow:
-        with self._cursor(write=True) as cur:
-            return self._cancel(cur, execution_id, now, reason)
+        def cancel() -> ExecutionRow:
+            with self._cursor(write=True) as cur:
+                return self._cancel(cur, execution_id, now, reason)
+
+        return self._retry_deadlock(cancel)
 
     def _cancel(
         self, cur: Any, execution_id: str, now: datetime, reason: str | None
