@@ -1,4 +1,5 @@
-"""The module-level API: ``durable.start(...)`` and friends on one default engine."""
+"""The module-level API: ``durable.start(...)`` and friends on one default engine — or,
+inside a running step, on the engine running that step."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from durable._runtime import current
+from durable.durations import Duration
 from durable.engine import Engine, WorkflowRef
 from durable.models import Execution, Status
 
@@ -30,8 +33,13 @@ def configure(store: Any = None, **options: Any) -> Engine:
 
 
 def default_engine() -> Engine:
-    """The default engine, created on first use."""
+    """The engine the module-level API acts on: inside a running step the engine running
+    it (so a step in a PostgreSQL worker starts work in that database, not in a
+    ``durable.db`` of its own); elsewhere the default engine, created on first use."""
     global _engine
+    run = current.get()
+    if run is not None and isinstance(run.engine, Engine):
+        return run.engine
     with _lock:
         if _engine is None:
             _engine = Engine()
@@ -68,9 +76,25 @@ def list_executions(
     status: str | Status | Sequence[str | Status] | None = None,
     queue: str | Sequence[str] | None = None,
     limit: int = 100,
+    parent: str | None = None,
 ) -> list[Execution]:
     """``Engine.list_executions`` on the default engine."""
-    return default_engine().list_executions(workflow, status, queue, limit)
+    return default_engine().list_executions(workflow, status, queue, limit, parent)
+
+
+def send_event(execution_id: str, name: str, payload: Any = None) -> None:
+    """``Engine.send_event`` on the default engine."""
+    default_engine().send_event(execution_id, name, payload)
+
+
+def provide_input(execution_id: str, name: str, data: Any) -> None:
+    """``Engine.provide_input`` on the default engine."""
+    default_engine().provide_input(execution_id, name, data)
+
+
+def wait(execution_id: str, timeout: Duration | None = None) -> Execution:
+    """``Engine.wait`` on the default engine."""
+    return default_engine().wait(execution_id, timeout)
 
 
 def cancel(execution_id: str, reason: str | None = None) -> Execution:

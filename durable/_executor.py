@@ -198,6 +198,8 @@ class Executor:
         self._local = threading.local()
         #: called after a child workflow was started (the scheduler wakes its workers)
         self.wake_workers: Callable[[], None] = lambda: None
+        #: what durable.context.engine() gives a running step (the Engine)
+        self.owner: Any = None
 
     # -- observers -----------------------------------------------------------------------
 
@@ -463,6 +465,7 @@ class Executor:
         )
         run.waiter = partial(self._reach_wait, run, w.claim)
         run.starter = partial(self.start_child, run)
+        run.engine = self.owner
         run.owner = OwnerCalls()
         call: Callable[[], Any] = partial(_call_step, w.wdef, sdef)
         if unit:

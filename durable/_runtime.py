@@ -107,6 +107,7 @@ class StepRun:
     read_only: str | None = None
     # a unit runs under an id of its own; workflow_id() gives its execution's
     workflow_id: str | None = None
+    engine: Any = None  # the engine running the step (durable.context.engine())
     # context writes and close() take it, so a write from a thread the step started either
     # lands before the executor reads the context or raises: it never vanishes
     lock: threading.RLock = field(default_factory=threading.RLock)

@@ -31,6 +31,7 @@ __all__ = [
     "attempt",
     "context",
     "delete_context",
+    "engine",
     "get_context",
     "increment_context",
     "input",
@@ -187,6 +188,15 @@ def increment_context(key: str, by: int | float = 1) -> int | float:
 def _note(run: StepRun, key: str, kind: str, amount: Any = None, after: Any = None) -> None:
     if run.ops is not None:
         note(run.ops, key, kind, amount, after)
+
+
+def engine() -> Any:
+    """The :class:`~durable.Engine` running the current step (the module-level API
+    ``durable.start`` and friends act on it inside a step)."""
+    run = _run("engine")
+    if run.engine is None:
+        raise ContextError("engine() was called in a step no engine runs (a test double?)")
+    return run.engine
 
 
 def item_index() -> int:

@@ -31,13 +31,18 @@ from durable._worker import Worker
 from durable.clock import Clock
 from durable.dsl import WorkflowDef, get_workflow, registered_workflows
 from durable.durations import Duration, seconds, to_ms
-from durable.errors import ConfigError, ExecutionNotFound, InvalidState
+from durable.errors import ConfigError, ExecutionNotFinished, ExecutionNotFound, InvalidState
 from durable.models import Execution, Status, StepExecution, StepStatus, Wait
 from durable.plugins import PluginHost
 from durable.scheduler import Scheduler
 from durable.stores.base import ExecutionRow, Store
 
 log = logging.getLogger("durable.engine")
+
+# How often wait() looks again although nothing told it to: a safety net where the store
+# tells of every end (memory, PostgreSQL), the way to notice one where it cannot (SQLite).
+_RECHECK_S = 5.0
+_RECHECK_UNTOLD_S = 0.2
 
 __all__ = ["DEFAULT_STORE", "Engine"]
 
@@ -104,6 +109,7 @@ class Engine:
             lease_ms=self.lease_ms,
             worker_id=self.worker_id,
             store_label=self.store_label,
+            owner=self,
         )
         self._workers: list[Worker] = []
         self._workers_lock = threading.Lock()
@@ -243,6 +249,57 @@ class Engine:
             workflows=workflows, statuses=statuses, queues=queues, limit=limit, parent=parent
         )
         return [r.to_execution() for r in rows]
+
+    def wait(self, execution_id: str, timeout: Duration | None = None) -> Execution:
+        """Block until the execution has finished (completed, failed, cancelled, or
+        compensated), and return it.
+
+        Something else must run it meanwhile: a worker, here or in another process. The
+        waiting is woken by the end itself — in this process, or from any process by
+        PostgreSQL's NOTIFY — and looks again every few seconds as a safety net (on SQLite,
+        which cannot tell other processes, every 200 ms). ``timeout`` (ms or timedelta of
+        real time; None: no limit) raises :class:`~durable.ExecutionNotFinished`,
+        changing nothing. ExecutionNotFound for an unknown id."""
+        limit = None if timeout is None else to_ms(timeout, what="wait() timeout")
+        execution_id = self._id(execution_id)
+        ended = threading.Event()
+
+        def heard(eid: str | None) -> None:
+            if eid is None or eid == execution_id:
+                ended.set()
+
+        every = _RECHECK_S if self.store.tells_ends else _RECHECK_UNTOLD_S
+        # Real time, measured by a timer rather than by reading a clock: the engine reads
+        # time only through its clock plugin, and a test clock must not end this wait.
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            ended.set()
+
+        timer = None
+        if limit is not None:
+            timer = threading.Timer(limit / 1000, expire)
+            timer.daemon = True
+            timer.start()
+        self.store.subscribe_ended(heard)
+        try:
+            while True:
+                ex = self.get_execution(execution_id)
+                if ex.finished:
+                    return ex
+                if expired.is_set():
+                    raise ExecutionNotFinished(
+                        f"execution {execution_id} is still {ex.status.value} (at step "
+                        f"{ex.current_step!r}) after waiting {limit} ms; it goes on: wait "
+                        "again or look later"
+                    )
+                ended.wait(every)
+                ended.clear()
+        finally:
+            self.store.unsubscribe_ended(heard)
+            if timer is not None:
+                timer.cancel()
 
     def next_due(self, queues: Sequence[str] | None = None) -> datetime | None:
         """When the next scheduled work (a start, a retry, a lease expiry) falls due."""

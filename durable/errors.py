@@ -9,6 +9,7 @@ The tree::
     ├── WorkflowNotFound     (also LookupError) no workflow registered under a name
     │   └── StepNotFound     a stored execution is at a step the deployed workflow lacks
     ├── ExecutionNotFound    (also LookupError) no execution with an id
+    ├── ExecutionNotFinished (also TimeoutError) engine.wait() ran out of time
     ├── InvalidState         an operation that the execution's status does not allow
     ├── StoreError           the store failed or is unreachable
     │   ├── LeaseLost        a worker's claim was taken over; it may write nothing more
@@ -34,6 +35,7 @@ __all__ = [
     "ContextConflict",
     "ContextError",
     "DurableError",
+    "ExecutionNotFinished",
     "ExecutionNotFound",
     "InvalidDecision",
     "InvalidInput",
@@ -79,6 +81,11 @@ class StepNotFound(WorkflowNotFound):
 
 class ExecutionNotFound(DurableError, LookupError):
     """No execution has the given id."""
+
+
+class ExecutionNotFinished(DurableError, TimeoutError):
+    """``engine.wait(..., timeout=)`` ran out of time before the execution finished (it
+    goes on; nothing was changed)."""
 
 
 class InvalidState(DurableError):

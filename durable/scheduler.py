@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from durable._executor import Claim, Executor
 from durable._invoke import AsyncRunner
@@ -193,6 +194,7 @@ class Scheduler:
         lease_ms: int,
         worker_id: str,
         store_label: str | None = None,
+        owner: Any = None,
     ) -> None:
         self.store = store
         self.store_label = store_label or repr(store)
@@ -207,6 +209,7 @@ class Scheduler:
         self._listeners_lock = threading.Lock()
         self._subscribed = False
         self._executor.wake_workers = self.wake
+        self._executor.owner = owner
         # Clock skew: checked against the store's clock (PostgreSQL) for real clocks only.
         self._checks_skew = isinstance(clock, SystemClock) or bool(
             getattr(clock, "wall_clock", False)

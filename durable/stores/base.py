@@ -573,5 +573,16 @@ class Store(abc.ABC):
         retry, a release), including by other processes. Workers also poll, so a store
         that never calls back is correct, only slower to react."""
 
+    #: whether :meth:`subscribe_ended` hears of every execution that ends (in any process
+    #: using the store); when False, whoever waits for an end also checks now and then
+    tells_ends = False
+
+    def subscribe_ended(self, callback: Callable[[str | None], None]) -> None:  # noqa: B027
+        """Optional: call ``callback(execution_id)`` after an execution ended (None: one
+        may have ended unheard, look again), including in other processes."""
+
+    def unsubscribe_ended(self, callback: Callable[[str | None], None]) -> None:  # noqa: B027
+        """Optional: stop calling ``callback``."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release connections."""

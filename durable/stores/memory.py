@@ -58,6 +58,7 @@ class MemoryStore(Store):
         self._inbox: dict[str, list[tuple[int, str, Any, datetime]]] = {}
         self._keys: dict[str, str] = {}
         self._children: dict[str, list[str]] = {}  # an execution's unit rows, by id
+        self._ended: list[Callable[[str | None], None]] = []
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
         # (due, seq, id, version): pending rows by run_at, running rows by lease expiry
@@ -319,8 +320,11 @@ class MemoryStore(Store):
         row.attempt_started_at = None
         if row.unit is not None:
             self._unit_ended(row, now)
-        elif row.parent_id is not None:
+            return
+        if row.parent_id is not None:
             self._child_ended(row, now)
+        for callback in list(self._ended):
+            callback(row.id)  # (under the lock: the change is visible to whoever looks)
 
     def _child_ended(self, child: ExecutionRow, now: datetime) -> None:
         """Resolve the wait of the parent (or of its unit) that called ``child``."""
@@ -456,6 +460,17 @@ class MemoryStore(Store):
                 self._end(row, Status.FAILED, now)
             self._touch(row)
             return row.status
+
+    tells_ends = True
+
+    def subscribe_ended(self, callback: Callable[[str | None], None]) -> None:
+        with self._lock:
+            self._ended.append(callback)
+
+    def unsubscribe_ended(self, callback: Callable[[str | None], None]) -> None:
+        with self._lock:
+            if callback in self._ended:
+                self._ended.remove(callback)
 
     def fork(
         self,

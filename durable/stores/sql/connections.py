@@ -46,6 +46,7 @@ class Connections(abc.ABC):
         self._all: list[tuple[threading.Thread, Any]] = []
         self._all_lock = threading.Lock()
         self._subscribers: list[Callable[[], None]] = []
+        self._ended_subscribers: list[Callable[[str | None], None]] = []
         self._sub_lock = threading.Lock()
         self._sa_engine: sa.Engine | None = None
         #: how many times this store has tried to open a database connection (each
@@ -210,6 +211,23 @@ class Connections(abc.ABC):
         """Call ``callback`` when work may have become available."""
         with self._sub_lock:
             self._subscribers.append(callback)
+
+    def subscribe_ended(self, callback: Callable[[str | None], None]) -> None:
+        """Call ``callback(execution_id)`` when an execution ended (where the dialect can
+        tell: see ``tells_ends``)."""
+        with self._sub_lock:
+            self._ended_subscribers.append(callback)
+
+    def unsubscribe_ended(self, callback: Callable[[str | None], None]) -> None:
+        with self._sub_lock:
+            if callback in self._ended_subscribers:
+                self._ended_subscribers.remove(callback)
+
+    def _tell_ended(self, execution_id: str | None) -> None:
+        with self._sub_lock:
+            callbacks = list(self._ended_subscribers)
+        for cb in callbacks:
+            cb(execution_id)
 
     def _wake_subscribers(self) -> None:
         with self._sub_lock:

@@ -28,6 +28,7 @@ NAMES = frozenset(
         "server_time",
         "notify",
         "listen",
+        "notify_done",
         # starting and reading
         "create",
         "by_key",

@@ -127,13 +127,24 @@ class PostgresStore(SQLStore):
         conn = getattr(self._local, "conn", None)
         return isinstance(exc, _psycopg().OperationalError) or (conn is not None and conn.broken)
 
+    tells_ends = True
+
     def subscribe(self, callback: Callable[[], None]) -> None:
         super().subscribe(callback)
-        if self._listener is None:
+        self._start_listening()
+
+    def subscribe_ended(self, callback: Callable[[str | None], None]) -> None:
+        super().subscribe_ended(callback)
+        self._start_listening()
+
+    def _start_listening(self) -> None:
+        with self._sub_lock:
+            if self._listener is not None:
+                return
             self._listener = threading.Thread(
                 target=self._listen, name="durable-pg-listen", daemon=True
             )
-            self._listener.start()
+        self._listener.start()
 
     def _listen(self) -> None:
         backoff = 0.1
@@ -142,12 +153,18 @@ class PostgresStore(SQLStore):
                 with _psycopg().connect(
                     self._dsn, autocommit=True, application_name="durable-listen"
                 ) as conn:
-                    conn.execute(self.SQL["listen"])
+                    for sql in self.SQL.steps("listen"):
+                        conn.execute(sql)
                     backoff = 0.1
-                    self._wake_subscribers()  # we may have missed something while away
+                    # we may have missed something while away
+                    self._wake_subscribers()
+                    self._tell_ended(None)
                     while not self._closed.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self._wake_subscribers()
+                        for note in conn.notifies(timeout=1.0, stop_after=1):
+                            if note.channel == "durable_done":
+                                self._tell_ended(note.payload)
+                            else:
+                                self._wake_subscribers()
             except _psycopg().Error as exc:
                 if self._closed.is_set():
                     return

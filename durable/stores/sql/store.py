@@ -158,6 +158,8 @@ class SQLStore(Connections, Store):
         """In the transaction that ended ``execution_id``: a unit's fan-in, or a child's
         end reported to the wait that called it (see Store.fork, list_executions). True
         when that made work for a worker."""
+        for sql in self.SQL.steps("notify_done"):
+            cur.execute(sql, {"id": execution_id})
         cur.execute(self.SQL["ended_row"], {"id": execution_id})
         r = cur.fetchone()
         if r is None or r["parent_id"] is None:

@@ -31,6 +31,12 @@ SELECT pg_notify('durable_work', '');
 
 -- name: listen
 LISTEN durable_work;
+LISTEN durable_done;
+
+-- name: notify_done
+-- Tell whoever waits for an execution (engine.wait), in every process, that it ended:
+-- delivered when the transaction that ended it commits.
+SELECT pg_notify('durable_done', %(id)s);
 
 
 -- name: create

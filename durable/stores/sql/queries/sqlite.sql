@@ -29,6 +29,9 @@ SELECT coalesce(max(version), 0) AS version FROM durable_migrations;
 -- name: listen
 -- (none, as for notify)
 
+-- name: notify_done
+-- (none: whoever waits for an end on SQLite looks again now and then)
+
 
 -- name: create
 -- A new execution; nothing (and no error) when its idempotency key is taken.
