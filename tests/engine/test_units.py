@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import durable
-from durable import Retry, foreach, minutes, parallel, step, workflow
+from durable import Retry, foreach, minutes, parallel, seconds, step, workflow
 from durable.context import (
     append_context,
     attempt,
@@ -336,12 +336,7 @@ def test_two_branches_run_at_once_on_two_worker_threads(engine, durable_clock):
     barrier.reset()
     wid = engine.start(Barrier)
     with engine.worker(concurrency=2):
-        ex = engine.wait(wid, timeout=30) if hasattr(engine, "wait") else None
-        if ex is None:
-            from helpers import eventually
-
-            assert eventually(lambda: engine.get_execution(wid).finished, 30)
-            ex = engine.get_execution(wid)
+        ex = engine.wait(wid, timeout=seconds(30))
     assert ex.status == "completed", ex.error  # neither branch could pass the barrier alone
     assert sorted([ex.context["left"], ex.context["right"]]) == [0, 1]
 
@@ -374,10 +369,7 @@ def test_at_most_concurrency_items_run_at_once_across_workers(engine):
     active.update(now=0, most=0)
     wid = engine.start(Pairs)
     with engine.worker(concurrency=4):
-        from helpers import eventually
-
-        assert eventually(lambda: engine.get_execution(wid).finished, 30)
-    ex = engine.get_execution(wid)
+        ex = engine.wait(wid, timeout=seconds(30))
     assert ex.context["each"] == [x * 10 for x in range(8)]
     assert active["most"] <= 2  # four worker threads, but two items at a time
 
