@@ -75,3 +75,60 @@ class Three:
     def three(self) -> None:
         _mark("three")
         put_context("three", True)
+
+
+# -- units and children across processes -------------------------------------------------
+
+from durable import call_workflow, foreach, parallel  # noqa: E402
+
+
+@workflow("proc_fan")
+class Fan:
+    @step
+    def load(self) -> None:
+        put_context("xs", list(range(200)))
+
+    @parallel
+    class four:
+        @step
+        def a(self) -> None:
+            _mark("branch-a")
+            put_context("a", 1)
+
+        @step
+        def b(self) -> None:
+            _mark("branch-b")
+            put_context("b", 2)
+
+        @step
+        def c(self) -> None:
+            _mark("branch-c")
+            put_context("c", 3)
+
+        @step
+        def d(self) -> None:
+            _mark("branch-d")
+            put_context("d", 4)
+
+    @foreach("xs", concurrency=20)
+    def double(self, x: int) -> int:
+        _mark("item")
+        _forever.wait(0.005)  # a little work, so that a kill finds items in flight
+        return x * 2
+
+
+@workflow("proc_child")
+class Child:
+    @step
+    def work(self) -> None:
+        _mark("child")
+        _forever.wait(0.01)
+        put_context("n", attempt())
+
+
+@workflow("proc_parent")
+class Parent:
+    @step
+    def call_three(self) -> None:
+        got = [call_workflow(Child, {"k": k})["n"] for k in range(3)]
+        put_context("children", got)
