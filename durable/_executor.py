@@ -453,13 +453,17 @@ class Executor:
         workflow_input, workflow_context = (
             self._parent_data(w.row) if unit else (w.row.input, w.context)
         )
+        # An item reads its execution's input and context (shared by every item of the
+        # thread, read-only: the context API copies what an item reads); anything else
+        # works on a copy of its own.
+        item = unit and sdef.kind == "foreach"
         run = StepRun(
             w.eid,
             w.wdef.name,
             w.name,
             w.attempt,
-            clone(workflow_input),
-            clone(workflow_context),
+            workflow_input if item else clone(workflow_input),
+            workflow_context if item else clone(workflow_context),
             self.clock,
             visit=w.visit,
         )

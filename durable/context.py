@@ -94,12 +94,16 @@ def get_context(key: str, default: Any = None) -> Any:
     """The value under ``key``, or ``default`` when it is not set."""
     run = _run("get_context")
     with run.lock:
-        return run.context.get(key, default)
+        value = run.context.get(key, default)
+    # A foreach item shares its execution's context with the thread's other items: what
+    # it reads is its own copy.
+    return copy.deepcopy(value) if run.read_only is not None else value
 
 
 def input() -> Any:
     """The input the execution was started with."""
-    return _run("input").input
+    run = _run("input")
+    return copy.deepcopy(run.input) if run.read_only is not None else run.input
 
 
 def workflow_id() -> str:

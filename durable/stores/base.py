@@ -102,6 +102,7 @@ class ExecutionRow:
     item: Any = None  # an item unit: its item
     result: Any = None  # a unit that completed: its result (what the executor gave)
     open_units: int = 0  # an execution at a group: its units not yet ended
+    next_unit: int = 0  # an execution at a foreach: the index of the next unit to let in
     began: bool = False  # not stored: set by claim() when it began the current attempt
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once

@@ -58,6 +58,8 @@ class MemoryStore(Store):
         self._inbox: dict[str, list[tuple[int, str, Any, datetime]]] = {}
         self._keys: dict[str, str] = {}
         self._children: dict[str, list[str]] = {}  # an execution's unit rows, by id
+        # (execution, step, visit) -> its units' ids, by index
+        self._groups: dict[tuple[str, str, int], list[str]] = {}
         self._ended: list[Callable[[str | None], None]] = []
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
@@ -355,15 +357,12 @@ class MemoryStore(Store):
         ):
             return
         parent.open_units -= 1
-        siblings = [
-            u
-            for u in self._units_of(parent.id)
-            if (u.group_step, u.group_visit) == (unit.group_step, unit.group_visit)
-        ]
+        group = self._groups.get((parent.id, unit.group_step or "", unit.group_visit), [])
         stop = unit.stops_group and unit.status != Status.COMPLETED
         if parent.open_units <= 0 or stop:
             if stop:
-                for u in siblings:
+                for uid in group:
+                    u = self._rows[uid]
                     if u.status in FINISHED:
                         continue
                     u.cancel_requested = True
@@ -374,11 +373,12 @@ class MemoryStore(Store):
                     self._touch(u)
             self._wake(parent, now)
             return
-        parked = [u for u in siblings if u.status == Status.PENDING and u.run_at is None]
-        if parked:
-            nxt = min(parked, key=lambda u: u.unit_index)
-            nxt.run_at = now
-            self._touch(nxt)
+        let_in, parent.next_unit = parent.next_unit, parent.next_unit + 1
+        if let_in < len(group):
+            nxt = self._rows[group[let_in]]
+            if nxt.status == Status.PENDING and nxt.run_at is None:
+                nxt.run_at = now
+                self._touch(nxt)
 
     def _cancel_at_checkpoint(
         self, row: ExecutionRow, record: StepExecution | None, now: datetime
@@ -492,6 +492,7 @@ class MemoryStore(Store):
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(row, None, now)
             children = self._children.setdefault(row.id, [])
+            group = self._groups.setdefault((row.id, step, visit), [])
             for n, u in enumerate(units):
                 uid = unit_id(row.id, step, visit, u.index)
                 if uid in self._rows:
@@ -522,8 +523,10 @@ class MemoryStore(Store):
                 self._rows[uid] = unit
                 self._steps[uid] = []
                 children.append(uid)
+                group.append(uid)
                 self._touch(unit)
             row.open_units = len(units)
+            row.next_unit = len(units) if concurrency is None else concurrency
             row.attempt_started_at = None
             row.lease_expires_at = None
             row.worker_id = None
@@ -538,13 +541,8 @@ class MemoryStore(Store):
 
     def units(self, execution_id: str, step: str, visit: int) -> list[ExecutionRow]:
         with self._lock:
-            found = [
-                u
-                for u in self._units_of(execution_id)
-                if (u.group_step, u.group_visit) == (step, visit)
-            ]
-            found.sort(key=lambda u: u.unit_index)
-            return [_clone_row(u) for u in found]
+            group = self._groups.get((execution_id, step, visit), [])
+            return [_clone_row(self._rows[uid]) for uid in group if uid in self._rows]
 
     def restart_attempt(
         self,
@@ -834,6 +832,8 @@ class MemoryStore(Store):
                     self._version.pop(u.id, None)
                     self._waits.pop(u.id, None)
                 self._children.pop(r.id, None)
+                for key in [k for k in self._groups if k[0] == r.id]:
+                    del self._groups[key]
                 del self._rows[r.id]
                 for rec in self._steps.pop(r.id, ()):
                     self._record_seq.pop(id(rec), None)

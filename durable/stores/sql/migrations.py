@@ -283,6 +283,7 @@ def _v7_units_and_children(conn: sa.Connection) -> None:
         "item TEXT",
         "result TEXT",
         "open_units INTEGER NOT NULL DEFAULT 0",
+        "next_unit INTEGER NOT NULL DEFAULT 0",
     ):
         conn.execute(sa.text(f"ALTER TABLE durable_executions ADD COLUMN {column}"))
     conn.execute(

@@ -116,6 +116,7 @@ def _decode(r: Row, dt: ToDatetime, problems: list[str] | None) -> ExecutionRow:
         item=field("item", loads, None),
         result=field("result", loads, None),
         open_units=r["open_units"],
+        next_unit=r["next_unit"],
     )
 
 

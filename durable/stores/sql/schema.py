@@ -103,7 +103,7 @@ executions = sa.Table(
     # parent_id: the execution that started a child, or that a unit is part of; unit: the
     # unit's name ("group.step", "step[i]"); group_step/group_visit: the step run a unit
     # belongs to; item, result: a unit's item and what it gave back (JSON); open_units:
-    # an execution's units not yet ended, while it waits at a group
+    # an execution's units not yet ended, while it waits at a group; next_unit: below
     sa.Column("parent_id", sa.String(64)),
     sa.Column("unit", sa.String(200)),
     sa.Column("group_step", sa.String(200)),
@@ -113,6 +113,8 @@ executions = sa.Table(
     sa.Column("item", sa.Text),
     sa.Column("result", sa.Text),
     sa.Column("open_units", sa.Integer, nullable=False, server_default="0"),
+    # the index of the next parked unit to let in (units beyond a foreach's concurrency)
+    sa.Column("next_unit", sa.Integer, nullable=False, server_default="0"),
 )
 
 sa.Index(

@@ -158,11 +158,14 @@ class SQLStore(Connections, Store):
         """In the transaction that ended ``execution_id``: a unit's fan-in, or a child's
         end reported to the wait that called it (see Store.fork, list_executions). True
         when that made work for a worker."""
-        for sql in self.SQL.steps("notify_done"):
-            cur.execute(sql, {"id": execution_id})
         cur.execute(self.SQL["ended_row"], {"id": execution_id})
         r = cur.fetchone()
-        if r is None or r["parent_id"] is None:
+        if r is None:
+            return False
+        if r["unit"] is None:  # an execution's end, which engine.wait() may wait for
+            for sql in self.SQL.steps("notify_done"):
+                cur.execute(sql, {"id": execution_id})
+        if r["parent_id"] is None:
             return False
         ts = self._ts(now)
         if r["unit"] is not None:
@@ -190,8 +193,10 @@ class SQLStore(Connections, Store):
                         },
                     )
                 return True
-            cur.execute(self.SQL["group_activate"], group)
-            return True
+            # The next item is claimable now; the worker that ran this one looks for work
+            # at once, so no other worker needs waking.
+            cur.execute(self.SQL["group_activate"], {**group, "index": counted["let_in"]})
+            return False
         cur.execute(
             self.SQL["child_wait"], {"parent": r["parent_id"], "names": dumps([execution_id])}
         )
@@ -582,6 +587,7 @@ class SQLStore(Connections, Store):
                         "status": status.value,
                         "wake": deadline if units else ts,
                         "open": len(units),
+                        "next_unit": len(units) if concurrency is None else concurrency,
                     },
                 )
                 if cur.fetchone() is None:

@@ -59,7 +59,7 @@ WITH i AS (
         deadline, step_index, step_name, attempt, attempt_started_at, error, token,
         worker_id, lease_expires_at, cancel_requested, cancel_reason, suspended, last_write,
         lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 ), n AS (SELECT pg_notify('durable_work', ''))
 SELECT i.* FROM i, n;
 
@@ -69,7 +69,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions WHERE idempotency_key = %(key)s;
 
 -- name: get
@@ -78,7 +78,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions WHERE id = %(id)s;
 
 -- name: get_for_update
@@ -87,7 +87,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
@@ -112,7 +112,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -128,7 +128,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE status = %(status)s
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -145,7 +145,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE status = ANY(%(statuses)s)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -162,7 +162,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE workflow = %(workflow)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -211,7 +211,7 @@ RETURNING
     e.error, e.token, e.worker_id, e.lease_expires_at, e.cancel_requested, e.cancel_reason,
     e.suspended, e.last_write, e.lost_attempts, e.max_attempts,
     e.step_visit, e.visits, e.parent_id, e.unit, e.group_step, e.group_visit, e.unit_index,
-    e.stops_group, e.item, e.result, e.open_units, c.fresh;
+    e.stops_group, e.item, e.result, e.open_units, e.next_unit, c.fresh;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = %(deadline)s WHERE seq = %(seq)s;
@@ -383,7 +383,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit;
 
 
 -- name: wait_get
@@ -514,7 +514,7 @@ ON CONFLICT (id) DO NOTHING;
 UPDATE durable_executions SET
     status = %(status)s, run_at = %(wake)s, claimable_at = %(wake)s, lease_expires_at = NULL,
     worker_id = NULL, attempt_started_at = NULL, suspended = TRUE, lost_attempts = 0,
-    open_units = %(open)s, last_write = %(write_id)s
+    open_units = %(open)s, next_unit = %(next_unit)s, last_write = %(write_id)s
 WHERE id = %(id)s AND token = %(token)s AND status = 'running'
   AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
 RETURNING status;
@@ -525,7 +525,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
   AND unit IS NOT NULL
@@ -538,27 +538,23 @@ FROM durable_executions WHERE id = %(id)s;
 
 -- name: group_count_down
 -- A unit ended: one fewer open unit; the last one (or a stopping failure) lets the
--- execution run again. Only while it waits at that group run.
+-- execution run again, else the next parked unit (next_unit) may be let in. Only while
+-- the execution waits at that group run. (Its row lock orders the units' ends.)
 UPDATE durable_executions SET
     open_units = open_units - 1,
     status = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN 'pending' ELSE status END,
     run_at = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN %(now)s ELSE run_at END,
-    claimable_at = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN %(now)s ELSE claimable_at END
+    claimable_at = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN %(now)s ELSE claimable_at END,
+    next_unit = next_unit + 1
 WHERE id = %(parent)s AND status = 'waiting' AND step_name = %(step)s AND step_visit = %(visit)s
-RETURNING status;
+RETURNING status, next_unit - 1 AS let_in;
 
 -- name: group_activate
--- Let the next parked unit of the group (pending, not claimable), lowest index first, be
--- claimed.
+-- Let the parked unit at index :index of the group be claimed (none there: nothing).
 UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
-WHERE seq = (
-    SELECT seq FROM durable_executions
-    WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
-      AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
-    ORDER BY unit_index
-    LIMIT 1
-FOR UPDATE SKIP LOCKED
-);
+WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
+  AND unit_index = %(index)s AND unit IS NOT NULL AND status = 'pending'
+  AND claimable_at IS NULL;
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):

@@ -50,7 +50,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit;
 
 -- name: by_key
 SELECT
@@ -58,7 +58,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions WHERE idempotency_key = :key;
 
 -- name: get
@@ -67,7 +67,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions WHERE id = :id;
 
 -- name: get_for_update
@@ -77,7 +77,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions WHERE id = :id;
 
 -- name: live
@@ -102,7 +102,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -118,7 +118,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE status = :status
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -135,7 +135,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE status IN (SELECT value FROM json_each(:statuses))
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -152,7 +152,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -191,7 +191,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq;
@@ -306,7 +306,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit;
 
 
 -- name: wait_get
@@ -439,7 +439,7 @@ ON CONFLICT (id) DO NOTHING;
 UPDATE durable_executions SET
     status = :status, run_at = :wake, claimable_at = :wake, lease_expires_at = NULL,
     worker_id = NULL, attempt_started_at = NULL, suspended = 1, lost_attempts = 0,
-    open_units = :open, last_write = :write_id
+    open_units = :open, next_unit = :next_unit, last_write = :write_id
 WHERE id = :id AND token = :token AND status = 'running'
   AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
 RETURNING status;
@@ -450,7 +450,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
 FROM durable_executions
 WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
   AND unit IS NOT NULL
@@ -463,26 +463,23 @@ FROM durable_executions WHERE id = :id;
 
 -- name: group_count_down
 -- A unit ended: one fewer open unit; the last one (or a stopping failure) lets the
--- execution run again. Only while it waits at that group run.
+-- execution run again, else the next parked unit (next_unit) may be let in. Only while
+-- the execution waits at that group run. (Its row lock orders the units' ends.)
 UPDATE durable_executions SET
     open_units = open_units - 1,
     status = CASE WHEN open_units - 1 <= 0 OR :stop THEN 'pending' ELSE status END,
     run_at = CASE WHEN open_units - 1 <= 0 OR :stop THEN :now ELSE run_at END,
-    claimable_at = CASE WHEN open_units - 1 <= 0 OR :stop THEN :now ELSE claimable_at END
+    claimable_at = CASE WHEN open_units - 1 <= 0 OR :stop THEN :now ELSE claimable_at END,
+    next_unit = next_unit + 1
 WHERE id = :parent AND status = 'waiting' AND step_name = :step AND step_visit = :visit
-RETURNING status;
+RETURNING status, next_unit - 1 AS let_in;
 
 -- name: group_activate
--- Let the next parked unit of the group (pending, not claimable), lowest index first, be
--- claimed.
+-- Let the parked unit at index :index of the group be claimed (none there: nothing).
 UPDATE durable_executions SET run_at = :now, claimable_at = :now
-WHERE seq = (
-    SELECT seq FROM durable_executions
-    WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
-      AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
-    ORDER BY unit_index
-    LIMIT 1
-);
+WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
+  AND unit_index = :index AND unit IS NOT NULL AND status = 'pending'
+  AND claimable_at IS NULL;
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
