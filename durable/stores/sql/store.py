@@ -52,6 +52,10 @@ class SQLStore(Connections, Store):
     #: the same transaction; False (PostgreSQL): its block is one statement that also
     #: stores the attempt record, a transaction by itself
     HOT_IN_TRANSACTION = True
+    #: whether complete_last and fail also do, in their one statement, what an end tells
+    #: (a unit's fan-in, a child's caller, engine.wait); else _after_end does it in their
+    #: transaction
+    ENDS_IN_ONE_STATEMENT = False
 
     # -- rows ----------------------------------------------------------------------------
 
@@ -488,13 +492,18 @@ class SQLStore(Connections, Store):
         why (lost claim, or a cancel requested: then the result is discarded). One that
         ``ends`` the execution runs in a transaction with what its end tells its parent."""
         woke = False
-        with self._cursor(write=self.HOT_IN_TRANSACTION or ends) as cur:
+        # (where an end is one statement with all it tells, it needs no transaction)
+        in_tx = self.HOT_IN_TRANSACTION or (ends and not self.ENDS_IN_ONE_STATEMENT)
+        with self._cursor(write=in_tx) as cur:
             cur.execute(self.SQL[name], params)
             found = cur.fetchone()
             if found is not None and self.HOT_IN_TRANSACTION:
                 cur.execute(self.SQL["insert_attempt"], params)
             if found is not None and ends:
-                woke = self._after_end(cur, execution_id, now)
+                if self.ENDS_IN_ONE_STATEMENT:
+                    woke = bool(found["woke"])
+                else:
+                    woke = self._after_end(cur, execution_id, now)
         if woke:
             self._wake_others()
         if found is not None:

@@ -11,7 +11,8 @@
 --
 -- The hot transitions (create, claim, complete_next, complete_last, retry, fail, restart)
 -- are each one statement, run in autocommit: one round trip, one transaction. Those that
--- store an attempt record do it in the same statement (u: the fenced update).
+-- store an attempt record do it in the same statement (u: the fenced update); those that
+-- end an execution or unit also tell, in it, what the end changes for others.
 
 
 -- name: has_migrations
@@ -253,6 +254,8 @@ FROM u
 RETURNING (SELECT status FROM u) AS status;
 
 -- name: complete_last
+-- The execution (or unit) completes: with what its end tells the execution it belongs to
+-- or the wait that called it, all in this one statement (see the fail block too).
 WITH u AS (
     UPDATE durable_executions SET
         context = %(context)s, status = 'completed', completed_at = %(now)s, result = %(result)s,
@@ -260,17 +263,92 @@ WITH u AS (
         attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
     WHERE id = %(id)s AND token = %(token)s AND status = 'running'
       AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
-    RETURNING status
+    RETURNING id, status, parent_id, unit, group_step, group_visit, stops_group, context, error
+), ins AS (
+    INSERT INTO durable_step_attempts (
+        execution_id, step_index, name, attempt, status, started_at, completed_at, error,
+        logs, max_attempts, retry_at, result, visit, phase
+    )
+    SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
+        %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
+        %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
+    FROM u
+    RETURNING 1
+), told AS (
+    -- whoever waits for this execution's end (engine.wait), in any process
+    SELECT pg_notify('durable_done', u.id) FROM u WHERE u.unit IS NULL
+), p AS (
+    -- a unit's end: its group counts down; the last one, or a stopping failure, lets the
+    -- execution run again (the parent's row lock orders the units' ends)
+    UPDATE durable_executions AS p SET
+        open_units = p.open_units - 1,
+        status = CASE WHEN p.open_units - 1 <= 0 OR (u.stops_group AND u.status <> 'completed')
+                      THEN 'pending' ELSE p.status END,
+        run_at = CASE WHEN p.open_units - 1 <= 0 OR (u.stops_group AND u.status <> 'completed')
+                      THEN %(now)s ELSE p.run_at END,
+        claimable_at = CASE WHEN p.open_units - 1 <= 0
+                                 OR (u.stops_group AND u.status <> 'completed')
+                            THEN %(now)s ELSE p.claimable_at END,
+        next_unit = p.next_unit + 1
+    FROM u
+    WHERE u.unit IS NOT NULL AND p.id = u.parent_id AND p.status = 'waiting'
+      AND p.step_name = u.group_step AND p.step_visit = u.group_visit
+    RETURNING p.id, p.status, p.next_unit - 1 AS let_in
+), let_in AS (
+    -- the group goes on: let the next parked unit in
+    UPDATE durable_executions AS n SET run_at = %(now)s, claimable_at = %(now)s
+    FROM p, u
+    WHERE p.status = 'waiting' AND n.parent_id = p.id AND n.group_step = u.group_step
+      AND n.group_visit = u.group_visit AND n.unit_index = p.let_in AND n.unit IS NOT NULL
+      AND n.status = 'pending' AND n.claimable_at IS NULL
+    RETURNING n.seq
+), stopped AS (
+    -- fail fast: the group's other unfinished units are cancelled (a running one at its
+    -- next checkpoint)
+    UPDATE durable_executions AS s SET
+        cancel_requested = TRUE, cancel_reason = u.unit || ' failed and its group fails fast',
+        status = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s THEN s.status
+                      ELSE 'cancelled' END,
+        completed_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
+                            THEN s.completed_at ELSE %(now)s END,
+        run_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s THEN s.run_at
+                      ELSE NULL END,
+        claimable_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
+                            THEN s.claimable_at ELSE NULL END,
+        suspended = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
+                         THEN s.suspended ELSE FALSE END
+    FROM p, u
+    WHERE p.status = 'pending' AND u.stops_group AND u.status <> 'completed'
+      AND s.parent_id = p.id AND s.group_step = u.group_step AND s.group_visit = u.group_visit
+      AND s.unit IS NOT NULL AND s.id <> u.id AND s.status IN ('pending', 'running', 'waiting')
+    RETURNING s.seq
+), heard AS (
+    -- a child's end: the wait that called it (in its parent, or a unit of it) resolves
+    UPDATE durable_waits AS w SET
+        status = 'resolved', resolved_at = %(now)s,
+        result = json_build_object(
+            'id', u.id, 'status', u.status, 'context', u.context::json, 'error', u.error::json
+        )::text
+    FROM u
+    WHERE u.unit IS NULL AND u.parent_id IS NOT NULL AND w.kind = 'child'
+      AND w.status = 'pending' AND w.names = json_build_array(u.id)::text
+      AND w.execution_id IN (
+          SELECT e.id FROM durable_executions e
+          WHERE e.id = u.parent_id OR (e.parent_id = u.parent_id AND e.unit IS NOT NULL)
+      )
+    RETURNING w.execution_id, w.step, w.visit
+), woken AS (
+    UPDATE durable_executions AS e SET status = 'pending', run_at = %(now)s, claimable_at = %(now)s
+    FROM heard
+    WHERE e.id = heard.execution_id AND e.status = 'waiting' AND e.step_name = heard.step
+      AND e.step_visit = heard.visit
+    RETURNING e.seq
 )
-INSERT INTO durable_step_attempts (
-    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
-)
-SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
-    %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
-FROM u
-RETURNING (SELECT status FROM u) AS status;
+SELECT u.status,
+    (SELECT count(*) FROM ins) + (SELECT count(*) FROM told) + (SELECT count(*) FROM let_in)
+        + (SELECT count(*) FROM stopped) AS done,
+    (SELECT count(*) FROM p WHERE p.status = 'pending') + (SELECT count(*) FROM woken) AS woke
+FROM u;
 
 -- name: retry
 WITH u AS (
@@ -293,6 +371,7 @@ FROM u
 RETURNING (SELECT status FROM u) AS status;
 
 -- name: fail
+-- Out of attempts: the execution (or unit) fails, with what its end tells (as complete_last).
 WITH u AS (
     UPDATE durable_executions SET
         status = 'failed', completed_at = %(now)s, error = %(error)s,
@@ -300,17 +379,92 @@ WITH u AS (
         attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
     WHERE id = %(id)s AND token = %(token)s AND status = 'running'
       AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
-    RETURNING status
+    RETURNING id, status, parent_id, unit, group_step, group_visit, stops_group, context, error
+), ins AS (
+    INSERT INTO durable_step_attempts (
+        execution_id, step_index, name, attempt, status, started_at, completed_at, error,
+        logs, max_attempts, retry_at, result, visit, phase
+    )
+    SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
+        %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
+        %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
+    FROM u
+    RETURNING 1
+), told AS (
+    -- whoever waits for this execution's end (engine.wait), in any process
+    SELECT pg_notify('durable_done', u.id) FROM u WHERE u.unit IS NULL
+), p AS (
+    -- a unit's end: its group counts down; the last one, or a stopping failure, lets the
+    -- execution run again (the parent's row lock orders the units' ends)
+    UPDATE durable_executions AS p SET
+        open_units = p.open_units - 1,
+        status = CASE WHEN p.open_units - 1 <= 0 OR (u.stops_group AND u.status <> 'completed')
+                      THEN 'pending' ELSE p.status END,
+        run_at = CASE WHEN p.open_units - 1 <= 0 OR (u.stops_group AND u.status <> 'completed')
+                      THEN %(now)s ELSE p.run_at END,
+        claimable_at = CASE WHEN p.open_units - 1 <= 0
+                                 OR (u.stops_group AND u.status <> 'completed')
+                            THEN %(now)s ELSE p.claimable_at END,
+        next_unit = p.next_unit + 1
+    FROM u
+    WHERE u.unit IS NOT NULL AND p.id = u.parent_id AND p.status = 'waiting'
+      AND p.step_name = u.group_step AND p.step_visit = u.group_visit
+    RETURNING p.id, p.status, p.next_unit - 1 AS let_in
+), let_in AS (
+    -- the group goes on: let the next parked unit in
+    UPDATE durable_executions AS n SET run_at = %(now)s, claimable_at = %(now)s
+    FROM p, u
+    WHERE p.status = 'waiting' AND n.parent_id = p.id AND n.group_step = u.group_step
+      AND n.group_visit = u.group_visit AND n.unit_index = p.let_in AND n.unit IS NOT NULL
+      AND n.status = 'pending' AND n.claimable_at IS NULL
+    RETURNING n.seq
+), stopped AS (
+    -- fail fast: the group's other unfinished units are cancelled (a running one at its
+    -- next checkpoint)
+    UPDATE durable_executions AS s SET
+        cancel_requested = TRUE, cancel_reason = u.unit || ' failed and its group fails fast',
+        status = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s THEN s.status
+                      ELSE 'cancelled' END,
+        completed_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
+                            THEN s.completed_at ELSE %(now)s END,
+        run_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s THEN s.run_at
+                      ELSE NULL END,
+        claimable_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
+                            THEN s.claimable_at ELSE NULL END,
+        suspended = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
+                         THEN s.suspended ELSE FALSE END
+    FROM p, u
+    WHERE p.status = 'pending' AND u.stops_group AND u.status <> 'completed'
+      AND s.parent_id = p.id AND s.group_step = u.group_step AND s.group_visit = u.group_visit
+      AND s.unit IS NOT NULL AND s.id <> u.id AND s.status IN ('pending', 'running', 'waiting')
+    RETURNING s.seq
+), heard AS (
+    -- a child's end: the wait that called it (in its parent, or a unit of it) resolves
+    UPDATE durable_waits AS w SET
+        status = 'resolved', resolved_at = %(now)s,
+        result = json_build_object(
+            'id', u.id, 'status', u.status, 'context', u.context::json, 'error', u.error::json
+        )::text
+    FROM u
+    WHERE u.unit IS NULL AND u.parent_id IS NOT NULL AND w.kind = 'child'
+      AND w.status = 'pending' AND w.names = json_build_array(u.id)::text
+      AND w.execution_id IN (
+          SELECT e.id FROM durable_executions e
+          WHERE e.id = u.parent_id OR (e.parent_id = u.parent_id AND e.unit IS NOT NULL)
+      )
+    RETURNING w.execution_id, w.step, w.visit
+), woken AS (
+    UPDATE durable_executions AS e SET status = 'pending', run_at = %(now)s, claimable_at = %(now)s
+    FROM heard
+    WHERE e.id = heard.execution_id AND e.status = 'waiting' AND e.step_name = heard.step
+      AND e.step_visit = heard.visit
+    RETURNING e.seq
 )
-INSERT INTO durable_step_attempts (
-    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
-)
-SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
-    %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
-FROM u
-RETURNING (SELECT status FROM u) AS status;
+SELECT u.status,
+    (SELECT count(*) FROM ins) + (SELECT count(*) FROM told) + (SELECT count(*) FROM let_in)
+        + (SELECT count(*) FROM stopped) AS done,
+    (SELECT count(*) FROM p WHERE p.status = 'pending') + (SELECT count(*) FROM woken) AS woke
+FROM u;
 
 -- name: restart
 WITH u AS (
