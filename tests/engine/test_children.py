@@ -113,3 +113,43 @@ def test_call_workflow_outside_a_step_is_a_context_error(durable_engine):
         call_workflow(Charge, {})
     with pytest.raises(durable.WorkflowNotFound):
         call_workflow("no_such_workflow", {})
+
+
+def test_a_child_that_ends_before_its_caller_suspends_is_not_missed(engine, durable_clock):
+    # Through the store API, the order a race can take: the caller records its child wait,
+    # the child runs and ends, and only then does the caller suspend on the wait.
+    from durable.models import StepExecution, StepStatus, WaitKind, WaitSpec
+    from durable.stores.base import ExecutionRow
+
+    store, now = engine.store, durable_clock.now()
+    wid = engine.start(Catches)
+    (caller,) = engine.scheduler.claim()
+    child_id = "c1d2e3f4-0000-4000-8000-000000000001"
+    spec = WaitSpec(kind=WaitKind.CHILD, names=(child_id,))
+    got = store.wait(wid, caller.token, now=now, step="pay", visit=1, seq=0, attempt=1, spec=spec)
+    assert got.status == "pending"
+    child_row = durable.get_workflow(Charge)
+    store.create(
+        ExecutionRow(
+            id=child_id,
+            workflow=child_row.name,
+            status=durable.Status.PENDING,
+            queue="default",
+            priority=0,
+            input={"amount": 1},
+            context={},
+            created_at=now,
+            scheduled_at=now,
+            run_at=now,
+            step_name=child_row.first_step.name,
+            parent_id=wid,
+        )
+    )
+    (child,) = engine.scheduler.claim()
+    engine.scheduler.execute(child)  # the child runs to its end
+    assert engine.get_execution(child_id).status == "completed"
+    record = StepExecution("pay", StepStatus.SUSPENDED, 1, now, now)
+    status = store.suspend(wid, caller.token, now=now, record=record, step="pay", visit=1, seq=0)
+    assert status == "pending"  # the wait had resolved: runnable at once, not waiting
+    (w,) = store.waits(execution_id=wid, pending_only=False)
+    assert w.status == "resolved" and w.result["status"] == "completed"

@@ -52,9 +52,9 @@ class SQLStore(Connections, Store):
     #: the same transaction; False (PostgreSQL): its block is one statement that also
     #: stores the attempt record, a transaction by itself
     HOT_IN_TRANSACTION = True
-    #: whether complete_last and fail also do, in their one statement, what an end tells
-    #: (a unit's fan-in, a child's caller, engine.wait); else _after_end does it in their
-    #: transaction
+    #: whether complete_last and fail also do, in their statement, what a unit's end
+    #: tells its execution (and tell engine.wait); else _after_end does it after them, in
+    #: their transaction. A child's end is told to its caller after them in either case
     ENDS_IN_ONE_STATEMENT = False
 
     # -- rows ----------------------------------------------------------------------------
@@ -201,14 +201,22 @@ class SQLStore(Connections, Store):
             # at once, so no other worker needs waking.
             cur.execute(self.SQL["group_activate"], {**group, "index": counted["let_in"]})
             return False
-        cur.execute(
-            self.SQL["child_wait"], {"parent": r["parent_id"], "names": dumps([execution_id])}
-        )
+        return self._child_ended(cur, r, now)
+
+    def _child_ended(self, cur: Any, r: Any, now: datetime) -> bool:
+        """In the transaction that ended the child ``r``: resolve the wait that called it
+        and wake the row suspended on it. That row is locked before the wait is resolved,
+        as a suspend locks it before it decides: so an end racing the suspend wakes it,
+        whichever commits first. True when a row was woken."""
+        ts = self._ts(now)
+        names = dumps([r["id"]])
+        cur.execute(self.SQL["child_wait"], {"parent": r["parent_id"], "names": names})
         w = cur.fetchone()
         if w is None:
             return False
+        status, run = self._live_row(cur, w["execution_id"])
         ended = {
-            "id": execution_id,
+            "id": r["id"],
             "status": r["status"],
             "context": rows.loads(r["context"]),
             "error": rows.loads(r["error"]),
@@ -217,9 +225,9 @@ class SQLStore(Connections, Store):
             self.SQL["wait_set"],
             {"wid": w["seq"], "status": "resolved", "result": dumps(ended), "now": ts},
         )
-        if w["row_status"] != Status.WAITING.value:
+        if status != Status.WAITING or run != (w["step"], w["visit"]):
             return False
-        if self._suspended_on(cur, w["execution_id"], (w["row_step"], w["row_visit"])):
+        if self._suspended_on(cur, w["execution_id"], run):
             return False  # it waits for something else too
         cur.execute(self.SQL["wake"], {"id": w["execution_id"], "now": ts})
         return True
@@ -492,18 +500,18 @@ class SQLStore(Connections, Store):
         why (lost claim, or a cancel requested: then the result is discarded). One that
         ``ends`` the execution runs in a transaction with what its end tells its parent."""
         woke = False
-        # (where an end is one statement with all it tells, it needs no transaction)
-        in_tx = self.HOT_IN_TRANSACTION or (ends and not self.ENDS_IN_ONE_STATEMENT)
-        with self._cursor(write=in_tx) as cur:
+        with self._cursor(write=self.HOT_IN_TRANSACTION or ends) as cur:
             cur.execute(self.SQL[name], params)
             found = cur.fetchone()
             if found is not None and self.HOT_IN_TRANSACTION:
                 cur.execute(self.SQL["insert_attempt"], params)
             if found is not None and ends:
-                if self.ENDS_IN_ONE_STATEMENT:
-                    woke = bool(found["woke"])
-                else:
+                if not self.ENDS_IN_ONE_STATEMENT:
                     woke = self._after_end(cur, execution_id, now)
+                else:  # the statement did a unit's fan-in; a child's caller is told here
+                    woke = bool(found["woke"])
+                    if found["parent_id"] is not None and found["unit"] is None:
+                        woke = self._child_ended(cur, found, now) or woke
         if woke:
             self._wake_others()
         if found is not None:
@@ -865,6 +873,16 @@ class SQLStore(Connections, Store):
         if status in FINISHED:
             raise not_live_error(execution_id, status)
         return status, (found["step_name"], found["step_visit"])
+
+    def _live_row(
+        self, cur: Any, execution_id: str
+    ) -> tuple[Status | None, tuple[str | None, int]]:
+        """The row's status and current step run, the row locked (None: no such row)."""
+        cur.execute(self.SQL["live"], {"id": execution_id})
+        found = cur.fetchone()
+        if found is None:
+            return None, (None, 0)
+        return Status(found["status"]), (found["step_name"], found["step_visit"])
 
     def _suspended_on(self, cur: Any, execution_id: str, run: tuple[str | None, int]) -> Any:
         """The wait the execution is suspended on: the newest pending one of its current

@@ -254,8 +254,9 @@ FROM u
 RETURNING (SELECT status FROM u) AS status;
 
 -- name: complete_last
--- The execution (or unit) completes: with what its end tells the execution it belongs to
--- or the wait that called it, all in this one statement (see the fail block too).
+-- The execution (or unit) completes, with what its end tells the execution a unit belongs
+-- to (and engine.wait) in this one statement; the store, in the same transaction, tells a
+-- child's caller (it must lock the caller's row first). See the fail block too.
 WITH u AS (
     UPDATE durable_executions SET
         context = %(context)s, status = 'completed', completed_at = %(now)s, result = %(result)s,
@@ -322,32 +323,11 @@ WITH u AS (
       AND s.parent_id = p.id AND s.group_step = u.group_step AND s.group_visit = u.group_visit
       AND s.unit IS NOT NULL AND s.id <> u.id AND s.status IN ('pending', 'running', 'waiting')
     RETURNING s.seq
-), heard AS (
-    -- a child's end: the wait that called it (in its parent, or a unit of it) resolves
-    UPDATE durable_waits AS w SET
-        status = 'resolved', resolved_at = %(now)s,
-        result = json_build_object(
-            'id', u.id, 'status', u.status, 'context', u.context::json, 'error', u.error::json
-        )::text
-    FROM u
-    WHERE u.unit IS NULL AND u.parent_id IS NOT NULL AND w.kind = 'child'
-      AND w.status = 'pending' AND w.names = json_build_array(u.id)::text
-      AND w.execution_id IN (
-          SELECT e.id FROM durable_executions e
-          WHERE e.id = u.parent_id OR (e.parent_id = u.parent_id AND e.unit IS NOT NULL)
-      )
-    RETURNING w.execution_id, w.step, w.visit
-), woken AS (
-    UPDATE durable_executions AS e SET status = 'pending', run_at = %(now)s, claimable_at = %(now)s
-    FROM heard
-    WHERE e.id = heard.execution_id AND e.status = 'waiting' AND e.step_name = heard.step
-      AND e.step_visit = heard.visit
-    RETURNING e.seq
 )
-SELECT u.status,
+SELECT u.id, u.status, u.parent_id, u.unit, u.context, u.error,
     (SELECT count(*) FROM ins) + (SELECT count(*) FROM told) + (SELECT count(*) FROM let_in)
         + (SELECT count(*) FROM stopped) AS done,
-    (SELECT count(*) FROM p WHERE p.status = 'pending') + (SELECT count(*) FROM woken) AS woke
+    (SELECT count(*) FROM p WHERE p.status = 'pending') AS woke
 FROM u;
 
 -- name: retry
@@ -438,32 +418,11 @@ WITH u AS (
       AND s.parent_id = p.id AND s.group_step = u.group_step AND s.group_visit = u.group_visit
       AND s.unit IS NOT NULL AND s.id <> u.id AND s.status IN ('pending', 'running', 'waiting')
     RETURNING s.seq
-), heard AS (
-    -- a child's end: the wait that called it (in its parent, or a unit of it) resolves
-    UPDATE durable_waits AS w SET
-        status = 'resolved', resolved_at = %(now)s,
-        result = json_build_object(
-            'id', u.id, 'status', u.status, 'context', u.context::json, 'error', u.error::json
-        )::text
-    FROM u
-    WHERE u.unit IS NULL AND u.parent_id IS NOT NULL AND w.kind = 'child'
-      AND w.status = 'pending' AND w.names = json_build_array(u.id)::text
-      AND w.execution_id IN (
-          SELECT e.id FROM durable_executions e
-          WHERE e.id = u.parent_id OR (e.parent_id = u.parent_id AND e.unit IS NOT NULL)
-      )
-    RETURNING w.execution_id, w.step, w.visit
-), woken AS (
-    UPDATE durable_executions AS e SET status = 'pending', run_at = %(now)s, claimable_at = %(now)s
-    FROM heard
-    WHERE e.id = heard.execution_id AND e.status = 'waiting' AND e.step_name = heard.step
-      AND e.step_visit = heard.visit
-    RETURNING e.seq
 )
-SELECT u.status,
+SELECT u.id, u.status, u.parent_id, u.unit, u.context, u.error,
     (SELECT count(*) FROM ins) + (SELECT count(*) FROM told) + (SELECT count(*) FROM let_in)
         + (SELECT count(*) FROM stopped) AS done,
-    (SELECT count(*) FROM p WHERE p.status = 'pending') + (SELECT count(*) FROM woken) AS woke
+    (SELECT count(*) FROM p WHERE p.status = 'pending') AS woke
 FROM u;
 
 -- name: restart
