@@ -562,7 +562,7 @@ class Executor:
                 return False
             error = error_info(
                 StepTimeout(
-                    f"step {sdef.name!r} attempt {w.attempt} ran past its timeout of "
+                    f"step {w.name!r} attempt {w.attempt} ran past its timeout of "
                     f"{sdef.timeout} ms; its result was discarded"
                 )
             )

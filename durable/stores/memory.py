@@ -357,6 +357,7 @@ class MemoryStore(Store):
         ):
             return
         parent.open_units -= 1
+        let_in, parent.next_unit = parent.next_unit, parent.next_unit + 1
         group = self._groups.get((parent.id, unit.group_step or "", unit.group_visit), [])
         stop = unit.stops_group and unit.status != Status.COMPLETED
         if parent.open_units <= 0 or stop:
@@ -373,7 +374,6 @@ class MemoryStore(Store):
                     self._touch(u)
             self._wake(parent, now)
             return
-        let_in, parent.next_unit = parent.next_unit, parent.next_unit + 1
         if let_in < len(group):
             nxt = self._rows[group[let_in]]
             if nxt.status == Status.PENDING and nxt.run_at is None:

@@ -434,3 +434,39 @@ def test_faults_within_budget_across_branches_and_items_change_nothing(schedule,
             attempts = history.attempts(name)
             assert [a.status for a in attempts].count("completed") == 1  # exactly once
             assert len(attempts) == schedule.failures(name) + 1
+
+
+def test_overriding_the_foreach_step_applies_to_every_item(durable_engine):
+    durable_engine.override("ship", returns={"stub": True}, workflow=ShipItems)
+    wid = durable_engine.start(ShipItems, {"items": ["a", "b", "c"]})
+    ex = durable_engine.run_until(wid)
+    assert ex.context["labels"] == [{"stub": True}] * 3
+
+
+@workflow("units_item_timeout")
+class ItemTimeout:
+    @step
+    def load(self):
+        put_context("xs", [1, 2, 3])
+
+    @foreach("xs", timeout=minutes(1), retry=Retry(max_attempts=2, backoff="constant", base=1))
+    def slow(self, x):
+        if x == 2 and attempt() == 1:
+            clocks["clock"].advance(minutes(5))  # as a slow call would: past the timeout
+        return x
+
+
+clocks: dict[str, object] = {}
+
+
+def test_a_step_timeout_applies_to_each_item(durable_engine, durable_clock):
+    clocks["clock"] = durable_clock
+    wid = durable_engine.start(ItemTimeout)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "completed", ex.error
+    assert ex.context["slow"] == [1, 2, 3]
+    attempts = durable_engine.history(wid).attempts("slow[1]")
+    assert [a.status for a in attempts][-2:] == ["failed", "completed"]
+    assert attempts[-2].error_type == "durable.errors.StepTimeout"
+    assert "step 'slow[1]' attempt 1 ran past its timeout" in attempts[-2].error_message
+    assert [a.status for a in durable_engine.history(wid).attempts("slow[0]")] == ["completed"]
