@@ -545,31 +545,37 @@ class SQLStore(Connections, Store):
                 if row.cancel_requested:
                     return self._cancel_at_checkpoint(cur, execution_id, token, None, now, write_id)
                 deadline = self._ts(row.deadline)
-                inserts = [
-                    {
-                        "id": unit_id(execution_id, step, visit, u.index),
-                        "workflow": row.workflow,
-                        "queue": row.queue,
-                        "priority": row.priority,
-                        "context": dumps(u.context if u.context is not None else {}),
-                        "now": ts,
-                        "scheduled_at": self._ts(row.scheduled_at),
-                        "run_at": ts if concurrency is None or n < concurrency else None,
-                        "deadline": deadline,
-                        "step_index": row.step_index,
-                        "name": u.name,
-                        "max_attempts": u.max_attempts,
-                        "parent": execution_id,
-                        "step": step,
-                        "visit": visit,
-                        "index": u.index,
-                        "stops": stops_group,
-                        "item": dumps(u.item),
-                    }
-                    for n, u in enumerate(units)
-                ]
-                if inserts:
-                    cur.executemany(self.SQL["unit_insert"], inserts)
+                if units:
+                    # One statement for them all (10,000 items: one round trip); each
+                    # unit's context and item go as JSON text, kept as given.
+                    rows_ = [
+                        [
+                            unit_id(execution_id, step, visit, u.index),
+                            u.name,
+                            u.index,
+                            u.max_attempts,
+                            None if u.context is None else dumps(u.context),
+                            dumps(u.item),
+                        ]
+                        for u in units
+                    ]
+                    cur.execute(
+                        self.SQL["unit_insert"],
+                        {
+                            "units": dumps(rows_),
+                            "concurrency": concurrency,
+                            "workflow": row.workflow,
+                            "queue": row.queue,
+                            "priority": row.priority,
+                            "now": ts,
+                            "scheduled_at": self._ts(row.scheduled_at),
+                            "deadline": deadline,
+                            "parent": execution_id,
+                            "step": step,
+                            "visit": visit,
+                            "stops": stops_group,
+                        },
+                    )
                 status = Status.WAITING if units else Status.PENDING
                 cur.execute(
                     self.SQL["fork_wait"],
