@@ -566,7 +566,8 @@ FOR UPDATE SKIP LOCKED
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
--- a running one with a live lease at its next checkpoint, the others at once.
+-- a running one with a live lease at its next checkpoint, the others at once (no attempt
+-- left in flight).
 UPDATE durable_executions SET
     cancel_requested = TRUE, cancel_reason = %(reason)s,
     status = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN status
@@ -577,7 +578,9 @@ UPDATE durable_executions SET
     claimable_at = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN claimable_at
                         ELSE NULL END,
     suspended = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN suspended
-                     ELSE FALSE END
+                     ELSE FALSE END,
+    attempt_started_at = CASE WHEN status = 'running' AND lease_expires_at > %(now)s
+                              THEN attempt_started_at ELSE NULL END
 WHERE parent_id = %(id)s AND unit IS NOT NULL
   AND status IN ('pending', 'running', 'waiting')
   AND (%(step)s::text IS NULL OR (group_step = %(step)s AND group_visit = %(visit)s));

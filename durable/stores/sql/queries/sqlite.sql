@@ -492,7 +492,8 @@ WHERE seq = (
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
--- a running one with a live lease at its next checkpoint, the others at once.
+-- a running one with a live lease at its next checkpoint, the others at once (no attempt
+-- left in flight).
 UPDATE durable_executions SET
     cancel_requested = 1, cancel_reason = :reason,
     status = CASE WHEN status = 'running' AND lease_expires_at > :now THEN status
@@ -503,7 +504,9 @@ UPDATE durable_executions SET
     claimable_at = CASE WHEN status = 'running' AND lease_expires_at > :now THEN claimable_at
                         ELSE NULL END,
     suspended = CASE WHEN status = 'running' AND lease_expires_at > :now THEN suspended
-                     ELSE 0 END
+                     ELSE 0 END,
+    attempt_started_at = CASE WHEN status = 'running' AND lease_expires_at > :now
+                              THEN attempt_started_at ELSE NULL END
 WHERE parent_id = :id AND unit IS NOT NULL
   AND status IN ('pending', 'running', 'waiting')
   AND (:step IS NULL OR (group_step = :step AND group_visit = :visit));
