@@ -713,6 +713,19 @@ class SQLStore(Connections, Store):
             )
         return row
 
+    def _lock_inbox(self, cur: Any, row: ExecutionRow) -> str | None:
+        """For a unit (its waits take its execution's events): lock its execution's row,
+        as send_event and provide_input do, and return its id; None for an execution.
+
+        Without it, on PostgreSQL, two units could take the same event, and an event sent
+        while a unit suspends could find the unit not yet waiting while the unit found no
+        event: the unit would sleep with its event in the inbox."""
+        if row.unit is None or row.parent_id is None:
+            return None
+        cur.execute(self.SQL["live"], {"id": row.parent_id})
+        cur.fetchone()
+        return row.parent_id
+
     def _decide(self, cur: Any, r: Any, now: datetime, inbox_of: str | None = None) -> Any:
         """Decide a pending wait row in an open transaction; returns the row as it is now.
         ``inbox_of``: whose events it takes (a unit's waits take its execution's)."""
@@ -768,7 +781,7 @@ class SQLStore(Connections, Store):
         with self._cursor(write=True) as cur:
             fenced = self._fence_row(cur, execution_id, token)
             workflow = fenced.workflow
-            inbox_of = fenced.parent_id if fenced.unit is not None else None
+            inbox_of = self._lock_inbox(cur, fenced)
             cur.execute(self.SQL["wait_get"], key)
             r = cur.fetchone()
             if r is None:
@@ -816,11 +829,11 @@ class SQLStore(Connections, Store):
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(cur, execution_id, token, record, now, write_id)
             step, visit, seq = place
+            inbox_of = self._lock_inbox(cur, row)
             cur.execute(
                 self.SQL["wait_get"],
                 {"id": execution_id, "step": step, "visit": visit, "wseq": seq},
             )
-            inbox_of = row.parent_id if row.unit is not None else None
             w = self._decide(cur, cur.fetchone(), now, inbox_of)
             deadline = row.deadline
             wake: datetime | None = now
@@ -843,9 +856,10 @@ class SQLStore(Connections, Store):
         self._wake_others()  # a pending row to claim, or a new timer to wait for
         return status
 
-    def _live(self, cur: Any, execution_id: str) -> tuple[Status, tuple[str | None, int]]:
-        """The execution's status and its current step run (step, visit), the row locked;
-        ExecutionNotFound, or InvalidState when it finished."""
+    def _live(self, cur: Any, execution_id: str) -> tuple[Status, tuple[str | None, int], str]:
+        """The execution's status, its current step run (step, visit) and whose events its
+        waits take (a unit's: its execution's), the row locked; ExecutionNotFound, or
+        InvalidState when it finished."""
         cur.execute(self.SQL["live"], {"id": execution_id})
         found = cur.fetchone()
         if found is None:
@@ -853,7 +867,8 @@ class SQLStore(Connections, Store):
         status = Status(found["status"])
         if status in FINISHED:
             raise not_live_error(execution_id, status)
-        return status, (found["step_name"], found["step_visit"])
+        inbox = found["parent_id"] if found["unit"] is not None else execution_id
+        return status, (found["step_name"], found["step_visit"]), inbox
 
     def _suspended_on(self, cur: Any, execution_id: str, run: tuple[str | None, int]) -> Any:
         """The wait the execution is suspended on: the newest pending one of its current
@@ -870,7 +885,7 @@ class SQLStore(Connections, Store):
     def _send_event(self, execution_id: str, name: str, payload: Any, now: datetime) -> bool:
         woke = False
         with self._cursor(write=True) as cur:
-            status, run = self._live(cur, execution_id)
+            status, run, inbox = self._live(cur, execution_id)
             cur.execute(
                 self.SQL["event_insert"],
                 {
@@ -894,7 +909,7 @@ class SQLStore(Connections, Store):
                     suspended.append(w)
             suspended.sort(key=lambda w: (w["created_at"], w["seq"]))
             for w in suspended:
-                if self._decide(cur, w, now, execution_id)["status"] != "pending":
+                if self._decide(cur, w, now, inbox)["status"] != "pending":
                     cur.execute(self.SQL["wake"], {"id": w["execution_id"], "now": self._ts(now)})
                     woke = True
         if woke:
@@ -921,7 +936,7 @@ class SQLStore(Connections, Store):
         validate: Callable[[dict[str, Any] | None], None] | None,
     ) -> None:
         with self._cursor(write=True) as cur:
-            status, run = self._live(cur, execution_id)
+            status, run, _ = self._live(cur, execution_id)
             # The execution, or one of its units, suspended on an input of that name.
             asking = []
             w = self._suspended_on(cur, execution_id, run)

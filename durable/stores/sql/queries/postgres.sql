@@ -85,7 +85,9 @@ SELECT
 FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
-SELECT status, step_name, step_visit FROM durable_executions WHERE id = %(id)s FOR UPDATE;
+-- An execution's state, its row locked (PostgreSQL) for an event, an input, or a unit's
+-- wait on its events.
+SELECT status, step_name, step_visit, parent_id, unit FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: steps
 SELECT

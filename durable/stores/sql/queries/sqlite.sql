@@ -78,7 +78,9 @@ SELECT
 FROM durable_executions WHERE id = :id;
 
 -- name: live
-SELECT status, step_name, step_visit FROM durable_executions WHERE id = :id;
+-- An execution's state, its row locked (PostgreSQL) for an event, an input, or a unit's
+-- wait on its events.
+SELECT status, step_name, step_visit, parent_id, unit FROM durable_executions WHERE id = :id;
 
 -- name: steps
 SELECT
