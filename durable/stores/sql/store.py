@@ -907,7 +907,8 @@ class SQLStore(Connections, Store):
                 w = self._suspended_on(cur, unit["id"], (unit["step_name"], unit["step_visit"]))
                 if w is not None:
                     suspended.append(w)
-            suspended.sort(key=lambda w: (w["created_at"], w["seq"]))
+            # (stable: waits begun at the same time go in the rows' creation order)
+            suspended.sort(key=lambda w: w["created_at"])
             for w in suspended:
                 if self._decide(cur, w, now, inbox)["status"] != "pending":
                     cur.execute(self.SQL["wake"], {"id": w["execution_id"], "now": self._ts(now)})
