@@ -31,7 +31,16 @@ from typing import Any
 import pytest
 
 from durable.errors import ExecutionNotFound, InvalidState, LeaseLost
-from durable.models import Status, StepExecution, StepStatus, Wait, WaitKind, WaitMode, WaitSpec
+from durable.models import (
+    FINISHED,
+    Status,
+    StepExecution,
+    StepStatus,
+    Wait,
+    WaitKind,
+    WaitMode,
+    WaitSpec,
+)
 from durable.stores.base import ExecutionRow, Store, Unit, unit_id
 
 __all__ = ["T0", "StoreContract", "compare_with_memory", "new_row"]  # + CompareWithMemory
@@ -1358,6 +1367,9 @@ def _build_machine() -> type:
     def observable(r: ExecutionRow | None) -> tuple[Any, ...] | None:
         if r is None:
             return None
+        # A finished row's attempt_started_at means nothing (the memory store's fail-fast
+        # cascade leaves it on the units it cancels; the SQL stores clear it).
+        in_flight = None if r.status in FINISHED else r.attempt_started_at
         return (
             r.id,
             r.status,
@@ -1370,7 +1382,7 @@ def _build_machine() -> type:
             r.step_index,
             r.step_name,
             r.attempt,
-            r.attempt_started_at,
+            in_flight,
             r.error,
             r.token,
             r.lease_expires_at,
@@ -1380,6 +1392,15 @@ def _build_machine() -> type:
             r.suspended,
             r.lost_attempts,
             r.max_attempts,
+            r.parent_id,
+            r.unit,
+            r.group_step,
+            r.group_visit,
+            r.unit_index,
+            r.stops_group,
+            r.item,
+            r.result,
+            r.open_units,
         )
 
     def wait_view(w: Wait) -> tuple[Any, ...]:
@@ -1425,8 +1446,10 @@ def _build_machine() -> type:
             self.now = T0
             self.ids: list[str] = []
             self.claims: dict[str, int] = {}
-            self.reached: set[tuple[str, int]] = set()
+            self.reached: set[tuple[str, str, int, int]] = set()  # (id, step, visit, seq)
+            self.groups: set[tuple[str, str, int]] = set()  # forked (id, step, visit)
             self.made = 0
+            self.forks = 0
 
         def next_id(self) -> str:
             # Ids in creation order, not random: hypothesis replays draws from sorted ids.
@@ -1519,6 +1542,7 @@ def _build_machine() -> type:
                         next_step=None if last else (1, "second"),
                         start_next=not last,
                         next_max_attempts=2,
+                        result={"from": eid} if last else None,
                         write_id=write_id,
                     )
                 )
@@ -1582,34 +1606,96 @@ def _build_machine() -> type:
         def wait(self, data: Any, spec: WaitSpec, seq: int) -> None:
             eid = data.draw(st.sampled_from(self.live()))
             row = self.model.get(eid)
-            attempt = row.attempt if row is not None else 1
+            assert row is not None
+            step, visit = row.step_name or "first", row.visit  # its current step run
             outcomes = self.both(
                 lambda st_: st_.wait(
                     eid,
                     self.claims[eid],
                     now=self.now,
-                    step="first",
-                    visit=1,
+                    step=step,
+                    visit=visit,
                     seq=seq,
-                    attempt=attempt,
+                    attempt=row.attempt,
                     spec=spec,
                 )
             )
             if outcomes[0][0] == "ok":
                 assert wait_view(outcomes[0][1]) == wait_view(outcomes[1][1])
-                self.reached.add((eid, seq))
+                self.reached.add((eid, step, visit, seq))
 
-        @precondition(lambda self: any(e in self.live() for e, _ in self.reached))
+        @precondition(lambda self: any(r[0] in self.live() for r in self.reached))
         @rule(data=st.data())
         def suspend(self, data: Any) -> None:
             live = self.live()
-            eid, seq = data.draw(st.sampled_from(sorted(r for r in self.reached if r[0] in live)))
-            rec = _record("first", 1, StepStatus.SUSPENDED, self.now)
+            eid, step, visit, seq = data.draw(
+                st.sampled_from(sorted(r for r in self.reached if r[0] in live))
+            )
+            rec = _record(step, 1, StepStatus.SUSPENDED, self.now)
             self.both(
                 lambda st_: st_.suspend(
-                    eid, self.claims[eid], now=self.now, record=rec, step="first", visit=1, seq=seq
+                    eid, self.claims[eid], now=self.now, record=rec, step=step, visit=visit, seq=seq
                 )
             )
+
+        @precondition(lambda self: self.live())
+        @rule(
+            data=st.data(),
+            n=st.integers(0, 4),
+            concurrency=st.none() | st.integers(1, 2),
+            stops=st.booleans(),
+            items=st.booleans(),
+            twice=st.booleans(),
+        )
+        def fork(
+            self,
+            data: Any,
+            n: int,
+            concurrency: int | None,
+            stops: bool,
+            items: bool,
+            twice: bool,
+        ) -> None:
+            """The claimed execution reached a group at its current step: its units."""
+            eid = data.draw(st.sampled_from(self.live()))
+            row = self.model.get(eid)
+            assert row is not None
+            step, visit = row.step_name or "first", row.visit
+            units = [
+                Unit(f"{step}[{i}]", i, item={"i": i}, max_attempts=2)
+                if items
+                else Unit(f"{step}.b{i}", i, context={"b": i, "n": len(self.ids)})
+                for i in range(n)
+            ]
+            self.forks += 1
+            write_id = f"fork-{self.forks}"
+            for _ in range(2 if twice else 1):  # twice: a retried commit
+                self.both(
+                    lambda st_: st_.fork(
+                        eid,
+                        self.claims[eid],
+                        now=self.now,
+                        step=step,
+                        visit=visit,
+                        units=units,
+                        concurrency=concurrency,
+                        stops_group=stops,
+                        write_id=write_id,
+                    )
+                )
+            self.groups.add((eid, step, visit))
+            for u in units:
+                uid = unit_id(eid, step, visit, u.index)
+                if uid not in self.ids:
+                    self.ids.append(uid)
+
+        @precondition(lambda self: self.ids)
+        @rule(limit=st.integers(1, 3))
+        def purge(self, limit: int) -> None:
+            (_, m), (_, s) = self.both(
+                lambda st_: st_.purge(finished_before=self.now, workflows=None, limit=limit)
+            )
+            assert m == s
 
         @precondition(lambda self: self.ids)
         @rule(data=st.data(), name=st.sampled_from(["x", "y"]), payload=st.integers(0, 9))
@@ -1635,6 +1721,23 @@ def _build_machine() -> type:
             for eid in self.ids:
                 assert observable(self.model.get(eid)) == observable(self.subject.get(eid))
                 assert self.model.steps(eid) == self.subject.steps(eid)
+                # (waits begun at the same time: in any order, as in same_waits)
+                m_waits = [wait_view(w) for w in self.model.waits(execution_id=eid)]
+                s_waits = [wait_view(w) for w in self.subject.waits(execution_id=eid)]
+                assert sorted(m_waits, key=repr) == sorted(s_waits, key=repr)
+            for eid, step, visit in sorted(self.groups):
+                m_units = [observable(u) for u in self.model.units(eid, step, visit)]
+                assert m_units == [observable(u) for u in self.subject.units(eid, step, visit)]
+            listed = [
+                [
+                    r.id
+                    for r in st_.list_executions(
+                        workflows=None, statuses=None, queues=None, limit=500
+                    )
+                ]
+                for st_ in (self.model, self.subject)
+            ]
+            assert listed[0] == listed[1]
             for queues in (None, ["a"]):
                 assert self.model.next_due(queues=queues, workflows=[WF]) == self.subject.next_due(
                     queues=queues, workflows=[WF]
