@@ -31,8 +31,17 @@ from typing import Any
 import pytest
 
 from durable.errors import ExecutionNotFound, InvalidState, LeaseLost
-from durable.models import Status, StepExecution, StepStatus, Wait, WaitKind, WaitMode, WaitSpec
-from durable.stores.base import ExecutionRow, Store
+from durable.models import (
+    FINISHED,
+    Status,
+    StepExecution,
+    StepStatus,
+    Wait,
+    WaitKind,
+    WaitMode,
+    WaitSpec,
+)
+from durable.stores.base import ExecutionRow, Store, Unit, unit_id
 
 __all__ = ["T0", "StoreContract", "compare_with_memory", "new_row"]  # + CompareWithMemory
 
@@ -922,6 +931,411 @@ class StoreContract:
         assert store.get(live.id) is not None
         assert store.get(waiting.id) is not None
 
+    # -- units: parallel groups and foreach ----------------------------------------------
+
+    def _forked(
+        self,
+        store: Store,
+        n: int,
+        *,
+        concurrency: int | None = None,
+        stops: bool = False,
+        items: bool = True,
+        **kw: Any,
+    ) -> ExecutionRow:
+        """A claimed execution that reached a group (its step "first") and forked ``n`` units
+        (items ``{"n": i}``, or branches with a context of their own), at T0."""
+        c = self._claimed(store, **kw)
+        units = [
+            Unit(f"first[{i}]", i, item={"n": i}, max_attempts=2)
+            if items
+            else Unit(f"first.b{i}", i, context={"branch": i}, max_attempts=2)
+            for i in range(n)
+        ]
+        status = store.fork(
+            c.id,
+            c.token,
+            now=T0,
+            step="first",
+            visit=1,
+            units=units,
+            concurrency=concurrency,
+            stops_group=stops,
+        )
+        assert status == (Status.WAITING if n else Status.PENDING)
+        return c
+
+    def _claim_units(self, store: Store, now: datetime, limit: int = 10) -> list[ExecutionRow]:
+        claimed = _claim(store, now, limit=limit)
+        assert all(r.unit is not None for r in claimed), [r.id for r in claimed]
+        return claimed
+
+    def _end_unit(
+        self, store: Store, u: ExecutionRow, now: datetime, *, fail: bool = False
+    ) -> Status:
+        name = u.step_name or ""
+        if fail:
+            err = {"type": "E", "message": "no"}
+            rec = _record(name, u.attempt, StepStatus.FAILED, now, error=err)
+            return store.fail_attempt(u.id, u.token, now=now, record=rec, retry_at=None, error=err)
+        rec = _record(name, u.attempt, StepStatus.COMPLETED, now, result=u.item)
+        return store.complete_step(
+            u.id,
+            u.token,
+            now=now,
+            record=rec,
+            context={},
+            next_step=None,
+            start_next=False,
+            result=u.item,
+        )
+
+    def test_fork_inserts_the_units_and_the_execution_waits_for_them(self, store: Store) -> None:
+        c = self._forked(store, 3, items=False, timeout_ms=60_000)
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.status, got.open_units, got.suspended, got.worker_id) == (
+            Status.WAITING,
+            3,
+            True,
+            None,
+        )
+        assert got.run_at == got.deadline == T0 + _ms(60_000)  # its timer: the deadline
+        units = store.units(c.id, "first", 1)
+        assert [u.id for u in units] == [unit_id(c.id, "first", 1, i) for i in range(3)]
+        u = units[1]
+        assert (u.status, u.workflow, u.queue, u.priority, u.input, u.attempt) == (
+            Status.PENDING,
+            WF,
+            "default",
+            0,
+            None,
+            0,
+        )
+        assert (u.parent_id, u.unit, u.step_name, u.group_step, u.group_visit) == (
+            c.id,
+            "first.b1",
+            "first.b1",
+            "first",
+            1,
+        )
+        assert (u.unit_index, u.context, u.max_attempts, u.run_at) == (1, {"branch": 1}, 2, T0)
+        assert (u.scheduled_at, u.deadline, u.stops_group) == (T0, T0 + _ms(60_000), False)
+        assert store.get(u.id) is not None
+        assert store.units(c.id, "first", 2) == [] and store.units(c.id, "other", 1) == []
+        # units are not executions of their own: never listed, never purged alone
+        listed = store.list_executions(workflows=None, statuses=None, queues=None, limit=10)
+        assert [r.id for r in listed] == [c.id]
+        for status in Status:
+            assert c.id not in {
+                r.id
+                for r in store.list_executions(
+                    workflows=[WF], statuses=[status], queues=["default"], limit=10
+                )
+                if r.unit is not None
+            }
+        # any worker claims them, like executions
+        claimed = self._claim_units(store, T0)
+        assert [r.id for r in claimed] == [u.id for u in units]
+        assert [(r.attempt, r.began, r.token) for r in claimed] == [(1, True, 1)] * 3
+
+    def test_fork_without_units_lets_the_execution_go_on_at_once(self, store: Store) -> None:
+        c = self._forked(store, 0)
+        got = store.get(c.id)
+        assert got is not None and (got.status, got.run_at, got.open_units) == (
+            Status.PENDING,
+            T0,
+            0,
+        )
+        assert store.units(c.id, "first", 1) == []
+
+    def test_fork_is_fenced_and_applied_once(self, store: Store) -> None:
+        c = self._claimed(store)
+        units = [Unit(f"first[{i}]", i, item=i) for i in range(2)]
+        with pytest.raises(LeaseLost):
+            store.fork(
+                c.id,
+                c.token - 1,
+                now=T0,
+                step="first",
+                visit=1,
+                units=units,
+                concurrency=None,
+                stops_group=False,
+            )
+        assert store.units(c.id, "first", 1) == []
+        for _ in range(2):  # a retried commit, with its write id
+            status = store.fork(
+                c.id,
+                c.token,
+                now=T0,
+                step="first",
+                visit=1,
+                units=units,
+                concurrency=None,
+                stops_group=False,
+                write_id="fork-1",
+            )
+            assert status == Status.WAITING
+        assert len(store.units(c.id, "first", 1)) == 2
+        assert store.get(c.id).open_units == 2  # type: ignore[union-attr]
+        with pytest.raises(LeaseLost):  # the execution waits: its claim is over
+            store.fork(
+                c.id,
+                c.token,
+                now=T0,
+                step="first",
+                visit=1,
+                units=units,
+                concurrency=None,
+                stops_group=False,
+            )
+
+    def test_the_last_unit_to_end_lets_the_execution_go_on(self, store: Store) -> None:
+        c = self._forked(store, 3)
+        a, b, d = self._claim_units(store, T0)
+        assert self._end_unit(store, b, T0 + _ms(1)) == Status.COMPLETED
+        got = store.get(c.id)
+        assert got is not None and (got.status, got.open_units) == (Status.WAITING, 2)
+        # a retry is not an end
+        err = {"type": "E", "message": "again"}
+        rec = _record("first[0]", 1, StepStatus.FAILED, T0 + _ms(2), error=err)
+        store.fail_attempt(
+            a.id, a.token, now=T0 + _ms(2), record=rec, retry_at=T0 + _ms(5), error=err
+        )
+        assert store.get(c.id).open_units == 2  # type: ignore[union-attr]
+        # nor is a release
+        store.release(d.id, d.token, now=T0 + _ms(2), attempt_ran=False)
+        assert store.get(c.id).open_units == 2  # type: ignore[union-attr]
+        a2, d2 = self._claim_units(store, T0 + _ms(5))
+        assert (a2.id, a2.attempt, d2.id) == (a.id, 2, d.id)
+        self._end_unit(store, a2, T0 + _ms(6), fail=True)  # a failure ends it too
+        got = store.get(c.id)
+        assert got is not None and (got.status, got.open_units) == (Status.WAITING, 1)
+        assert _claim(store, T0 + _ms(7)) == []
+        self._end_unit(store, d2, T0 + _ms(8))
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.status, got.run_at, got.open_units) == (Status.PENDING, T0 + _ms(8), 0)
+        assert store.next_due(queues=None, workflows=None) == T0 + _ms(8)
+        units = store.units(c.id, "first", 1)
+        assert [(u.status, u.result) for u in units] == [
+            (Status.FAILED, None),
+            (Status.COMPLETED, {"n": 1}),
+            (Status.COMPLETED, {"n": 2}),
+        ]
+        assert units[1].completed_at == T0 + _ms(1)
+        # the execution's steps hold its units' attempts, in the order they started
+        assert [(s.name, s.status) for s in store.steps(c.id)] == [
+            ("first[1]", StepStatus.COMPLETED),
+            ("first[0]", StepStatus.FAILED),
+            ("first[0]", StepStatus.FAILED),
+            ("first[2]", StepStatus.COMPLETED),
+        ]
+        (resumed,) = _claim(store, T0 + _ms(8))
+        assert (resumed.id, resumed.attempt, resumed.began) == (c.id, 1, True)
+
+    def test_parked_units_are_let_in_one_per_unit_ended_lowest_index_first(
+        self, store: Store
+    ) -> None:
+        c = self._forked(store, 5, concurrency=2)
+        units = store.units(c.id, "first", 1)
+        assert [u.run_at for u in units] == [T0, T0, None, None, None]
+        # parked units are never claimed, and are not due
+        assert store.next_due(queues=None, workflows=None) == T0
+        first = self._claim_units(store, T0 + _ms(10**6))
+        assert [u.unit_index for u in first] == [0, 1]
+        assert store.next_due(queues=None, workflows=None) == T0 + _ms(10**6 + 30_000)
+        assert _claim(store, T0 + _ms(10**6)) == []
+        self._end_unit(store, first[1], T0 + _ms(1))
+        assert [u.run_at for u in store.units(c.id, "first", 1)][2:] == [T0 + _ms(1), None, None]
+        self._end_unit(store, first[0], T0 + _ms(2), fail=True)  # not fail-fast: goes on
+        assert [u.run_at for u in store.units(c.id, "first", 1)][2:] == [
+            T0 + _ms(1),
+            T0 + _ms(2),
+            None,
+        ]
+        got = store.get(c.id)
+        assert got is not None and (got.status, got.open_units) == (Status.WAITING, 3)
+        second = self._claim_units(store, T0 + _ms(2))
+        assert [u.unit_index for u in second] == [2, 3]
+        for n, u in enumerate(second):
+            self._end_unit(store, u, T0 + _ms(3 + n))
+        (last,) = self._claim_units(store, T0 + _ms(4))
+        assert last.unit_index == 4
+        self._end_unit(store, last, T0 + _ms(5))
+        got = store.get(c.id)
+        assert got is not None and (got.status, got.open_units) == (Status.PENDING, 0)
+
+    def test_a_stopping_failure_ends_the_group_and_cancels_the_rest(self, store: Store) -> None:
+        c = self._forked(store, 4, concurrency=3, stops=True)
+        a, b, d = self._claim_units(store, T0)
+        store.release(d.id, d.token, now=T0 + _ms(1), attempt_ran=False)  # pending again
+        assert self._end_unit(store, a, T0 + _ms(2), fail=True) == Status.FAILED
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.status, got.run_at) == (Status.PENDING, T0 + _ms(2))
+        units = store.units(c.id, "first", 1)
+        # running with a live lease: at its next checkpoint; the others at once
+        assert [(u.status, u.cancel_requested) for u in units] == [
+            (Status.FAILED, False),
+            (Status.RUNNING, True),
+            (Status.CANCELLED, True),
+            (Status.CANCELLED, True),
+        ]
+        assert [u.completed_at for u in units[2:]] == [T0 + _ms(2)] * 2
+        assert units[1].cancel_reason == units[2].cancel_reason
+        assert units[1].cancel_reason and "first[0]" in units[1].cancel_reason
+        # the running one's result is discarded; the execution, already let go, is untouched
+        assert self._end_unit(store, b, T0 + _ms(3)) == Status.CANCELLED
+        again = store.get(c.id)
+        assert again is not None and (again.status, again.open_units, again.run_at) == (
+            got.status,
+            got.open_units,
+            got.run_at,
+        )
+        (resumed,) = _claim(store, T0 + _ms(3))
+        assert resumed.id == c.id
+
+    def test_a_unit_cancelled_on_its_own_counts_as_ended(self, store: Store) -> None:
+        c = self._forked(store, 3, concurrency=1)
+        _, u1, _ = store.units(c.id, "first", 1)
+        store.request_cancel(u1.id, now=T0 + _ms(1), reason="not this one")  # parked
+        got = store.get(c.id)
+        assert got is not None and (got.status, got.open_units) == (Status.WAITING, 2)
+        units = store.units(c.id, "first", 1)
+        assert [(u.status, u.run_at) for u in units] == [
+            (Status.PENDING, T0),
+            (Status.CANCELLED, None),
+            (Status.PENDING, T0 + _ms(1)),  # its place let the next one in
+        ]
+
+    def test_a_stopping_group_stops_at_a_cancelled_unit(self, store: Store) -> None:
+        c = self._forked(store, 2, stops=True)
+        u0, _ = store.units(c.id, "first", 1)
+        store.request_cancel(u0.id, now=T0 + _ms(1), reason=None)
+        got = store.get(c.id)
+        assert got is not None and got.status == Status.PENDING
+        assert [u.status for u in store.units(c.id, "first", 1)] == [Status.CANCELLED] * 2
+
+    def test_cancel_cascades_to_the_units(self, store: Store) -> None:
+        c = self._forked(store, 4, concurrency=3)
+        first, _, third = self._claim_units(store, T0)
+        store.release(third.id, third.token, now=T0, attempt_ran=False)
+        # second's lease runs out: nobody runs it any more
+        store.heartbeat([(first.id, first.token)], now=T0 + _ms(29_000), lease_ms=30_000)
+        got = store.request_cancel(c.id, now=T0 + _ms(30_000), reason="stop")
+        assert (got.status, got.cancel_reason) == (Status.CANCELLED, "stop")
+        units = store.units(c.id, "first", 1)
+        assert [(u.status, u.cancel_requested, u.cancel_reason) for u in units] == [
+            (Status.RUNNING, True, "stop"),  # its lease is live: at its next checkpoint
+            (Status.CANCELLED, True, "stop"),
+            (Status.CANCELLED, True, "stop"),
+            (Status.CANCELLED, True, "stop"),  # parked
+        ]
+        assert units[1].attempt_started_at is None
+        assert self._end_unit(store, first, T0 + _ms(30_001)) == Status.CANCELLED
+        assert _claim(store, T0 + _ms(10**9)) == []
+        assert store.next_due(queues=None, workflows=None) is None
+
+    def test_a_units_waits_take_its_executions_events(self, store: Store) -> None:
+        c = self._forked(store, 2, items=False)
+        u0, u1 = self._claim_units(store, T0)
+        spec = WaitSpec(kind=WaitKind.EVENT, names=("go",))
+        suspended = []
+        for n, u in enumerate((u1, u0)):  # u1 waits first
+            at = T0 + _ms(1 + n)
+            w = store.wait(
+                u.id, u.token, now=at, step=u.step_name or "", visit=1, seq=0, attempt=1, spec=spec
+            )
+            assert w.status == "pending"
+            rec = _record(u.step_name or "", 1, StepStatus.SUSPENDED, at)
+            status = store.suspend(
+                u.id, u.token, now=at, record=rec, step=u.step_name or "", visit=1, seq=0
+            )
+            assert status == Status.WAITING
+            suspended.append(u.id)
+        # the execution's waits include its units'; the units are listed nowhere else
+        assert [w.execution_id for w in store.waits(execution_id=c.id)] == suspended
+        assert store.waits(execution_id=u0.id)[0].execution_id == u0.id
+        # an event sent to the execution goes to the first waiter, oldest wait first
+        assert store.send_event(c.id, "go", 1, now=T0 + _ms(3)) is True
+        got = {u.id: u for u in store.units(c.id, "first", 1)}
+        assert (got[u1.id].status, got[u1.id].run_at) == (Status.PENDING, T0 + _ms(3))
+        assert got[u0.id].status == Status.WAITING
+        assert store.send_event(c.id, "go", 2, now=T0 + _ms(4)) is True
+        assert store.get(u0.id).status == Status.PENDING  # type: ignore[union-attr]
+        resumed = {r.id: r for r in self._claim_units(store, T0 + _ms(4))}
+        for uid, payload in ((u1.id, 1), (u0.id, 2)):
+            r = resumed[uid]
+            w = store.wait(
+                uid,
+                r.token,
+                now=T0 + _ms(5),
+                step=r.step_name or "",
+                visit=1,
+                seq=0,
+                attempt=1,
+                spec=spec,
+            )
+            assert (w.status, w.result) == ("resolved", {"name": "go", "payload": payload})
+        # an event nobody waits for stays with the execution, for a unit's next wait
+        store.send_event(c.id, "go", 3, now=T0 + _ms(6))
+        r = resumed[u0.id]
+        w = store.wait(
+            u0.id,
+            r.token,
+            now=T0 + _ms(7),
+            step=r.step_name or "",
+            visit=1,
+            seq=1,
+            attempt=1,
+            spec=spec,
+        )
+        assert w.result == {"name": "go", "payload": 3}
+
+    def test_an_input_reaches_the_unit_that_waits_for_it(self, store: Store) -> None:
+        c = self._forked(store, 2)
+        _, u1 = self._claim_units(store, T0)
+        spec = WaitSpec(kind=WaitKind.INPUT, names=("approve",), prompt="ok?")
+        name = u1.step_name or ""
+        store.wait(u1.id, u1.token, now=T0, step=name, visit=1, seq=0, attempt=1, spec=spec)
+        rec = _record(name, 1, StepStatus.SUSPENDED, T0)
+        store.suspend(u1.id, u1.token, now=T0, record=rec, step=name, visit=1, seq=0)
+        with pytest.raises(InvalidState):
+            store.provide_input(c.id, "other", 1, now=T0 + _ms(1))
+        store.provide_input(c.id, "approve", {"yes": True}, now=T0 + _ms(1))
+        got = store.get(u1.id)
+        assert got is not None and (got.status, got.run_at) == (Status.PENDING, T0 + _ms(1))
+        (w,) = store.waits(execution_id=c.id, pending_only=False)
+        assert (w.execution_id, w.status, w.result) == (u1.id, "resolved", {"yes": True})
+        with pytest.raises(InvalidState):  # resolved: nobody waits for it any more
+            store.provide_input(c.id, "approve", 2, now=T0 + _ms(2))
+
+    def test_purge_takes_the_units_with_their_execution(self, store: Store) -> None:
+        c = self._forked(store, 2)
+        for u in self._claim_units(store, T0):
+            self._end_unit(store, u, T0 + _ms(1))
+        (resumed,) = _claim(store, T0 + _ms(1))
+        rec = _record("first", 1, StepStatus.COMPLETED, T0 + _ms(1))
+        store.complete_step(
+            resumed.id,
+            resumed.token,
+            now=T0 + _ms(2),
+            record=rec,
+            context={},
+            next_step=None,
+            start_next=False,
+        )
+        unit_ids = [u.id for u in store.units(c.id, "first", 1)]
+        # finished units are never purged alone, only with their execution
+        assert store.purge(finished_before=T0 + _ms(2), workflows=None, limit=10) == []
+        assert store.purge(finished_before=T0 + _ms(3), workflows=None, limit=10) == [c.id]
+        assert store.units(c.id, "first", 1) == []
+        for uid in unit_ids:
+            assert store.get(uid) is None and store.steps(uid) == []
+        assert store.steps(c.id) == []
+
 
 # -- comparison with the memory store ---------------------------------------------------
 
@@ -953,6 +1367,9 @@ def _build_machine() -> type:
     def observable(r: ExecutionRow | None) -> tuple[Any, ...] | None:
         if r is None:
             return None
+        # A finished row's attempt_started_at means nothing (the memory store's fail-fast
+        # cascade leaves it on the units it cancels; the SQL stores clear it).
+        in_flight = None if r.status in FINISHED else r.attempt_started_at
         return (
             r.id,
             r.status,
@@ -965,7 +1382,7 @@ def _build_machine() -> type:
             r.step_index,
             r.step_name,
             r.attempt,
-            r.attempt_started_at,
+            in_flight,
             r.error,
             r.token,
             r.lease_expires_at,
@@ -975,6 +1392,15 @@ def _build_machine() -> type:
             r.suspended,
             r.lost_attempts,
             r.max_attempts,
+            r.parent_id,
+            r.unit,
+            r.group_step,
+            r.group_visit,
+            r.unit_index,
+            r.stops_group,
+            r.item,
+            r.result,
+            r.open_units,
         )
 
     def wait_view(w: Wait) -> tuple[Any, ...]:
@@ -1020,8 +1446,10 @@ def _build_machine() -> type:
             self.now = T0
             self.ids: list[str] = []
             self.claims: dict[str, int] = {}
-            self.reached: set[tuple[str, int]] = set()
+            self.reached: set[tuple[str, str, int, int]] = set()  # (id, step, visit, seq)
+            self.groups: set[tuple[str, str, int]] = set()  # forked (id, step, visit)
             self.made = 0
+            self.forks = 0
 
         def next_id(self) -> str:
             # Ids in creation order, not random: hypothesis replays draws from sorted ids.
@@ -1114,6 +1542,7 @@ def _build_machine() -> type:
                         next_step=None if last else (1, "second"),
                         start_next=not last,
                         next_max_attempts=2,
+                        result={"from": eid} if last else None,
                         write_id=write_id,
                     )
                 )
@@ -1177,34 +1606,96 @@ def _build_machine() -> type:
         def wait(self, data: Any, spec: WaitSpec, seq: int) -> None:
             eid = data.draw(st.sampled_from(self.live()))
             row = self.model.get(eid)
-            attempt = row.attempt if row is not None else 1
+            assert row is not None
+            step, visit = row.step_name or "first", row.visit  # its current step run
             outcomes = self.both(
                 lambda st_: st_.wait(
                     eid,
                     self.claims[eid],
                     now=self.now,
-                    step="first",
-                    visit=1,
+                    step=step,
+                    visit=visit,
                     seq=seq,
-                    attempt=attempt,
+                    attempt=row.attempt,
                     spec=spec,
                 )
             )
             if outcomes[0][0] == "ok":
                 assert wait_view(outcomes[0][1]) == wait_view(outcomes[1][1])
-                self.reached.add((eid, seq))
+                self.reached.add((eid, step, visit, seq))
 
-        @precondition(lambda self: any(e in self.live() for e, _ in self.reached))
+        @precondition(lambda self: any(r[0] in self.live() for r in self.reached))
         @rule(data=st.data())
         def suspend(self, data: Any) -> None:
             live = self.live()
-            eid, seq = data.draw(st.sampled_from(sorted(r for r in self.reached if r[0] in live)))
-            rec = _record("first", 1, StepStatus.SUSPENDED, self.now)
+            eid, step, visit, seq = data.draw(
+                st.sampled_from(sorted(r for r in self.reached if r[0] in live))
+            )
+            rec = _record(step, 1, StepStatus.SUSPENDED, self.now)
             self.both(
                 lambda st_: st_.suspend(
-                    eid, self.claims[eid], now=self.now, record=rec, step="first", visit=1, seq=seq
+                    eid, self.claims[eid], now=self.now, record=rec, step=step, visit=visit, seq=seq
                 )
             )
+
+        @precondition(lambda self: self.live())
+        @rule(
+            data=st.data(),
+            n=st.integers(0, 4),
+            concurrency=st.none() | st.integers(1, 2),
+            stops=st.booleans(),
+            items=st.booleans(),
+            twice=st.booleans(),
+        )
+        def fork(
+            self,
+            data: Any,
+            n: int,
+            concurrency: int | None,
+            stops: bool,
+            items: bool,
+            twice: bool,
+        ) -> None:
+            """The claimed execution reached a group at its current step: its units."""
+            eid = data.draw(st.sampled_from(self.live()))
+            row = self.model.get(eid)
+            assert row is not None
+            step, visit = row.step_name or "first", row.visit
+            units = [
+                Unit(f"{step}[{i}]", i, item={"i": i}, max_attempts=2)
+                if items
+                else Unit(f"{step}.b{i}", i, context={"b": i, "n": len(self.ids)})
+                for i in range(n)
+            ]
+            self.forks += 1
+            write_id = f"fork-{self.forks}"
+            for _ in range(2 if twice else 1):  # twice: a retried commit
+                self.both(
+                    lambda st_: st_.fork(
+                        eid,
+                        self.claims[eid],
+                        now=self.now,
+                        step=step,
+                        visit=visit,
+                        units=units,
+                        concurrency=concurrency,
+                        stops_group=stops,
+                        write_id=write_id,
+                    )
+                )
+            self.groups.add((eid, step, visit))
+            for u in units:
+                uid = unit_id(eid, step, visit, u.index)
+                if uid not in self.ids:
+                    self.ids.append(uid)
+
+        @precondition(lambda self: self.ids)
+        @rule(limit=st.integers(1, 3))
+        def purge(self, limit: int) -> None:
+            (_, m), (_, s) = self.both(
+                lambda st_: st_.purge(finished_before=self.now, workflows=None, limit=limit)
+            )
+            assert m == s
 
         @precondition(lambda self: self.ids)
         @rule(data=st.data(), name=st.sampled_from(["x", "y"]), payload=st.integers(0, 9))
@@ -1230,6 +1721,23 @@ def _build_machine() -> type:
             for eid in self.ids:
                 assert observable(self.model.get(eid)) == observable(self.subject.get(eid))
                 assert self.model.steps(eid) == self.subject.steps(eid)
+                # (waits begun at the same time: in any order, as in same_waits)
+                m_waits = [wait_view(w) for w in self.model.waits(execution_id=eid)]
+                s_waits = [wait_view(w) for w in self.subject.waits(execution_id=eid)]
+                assert sorted(m_waits, key=repr) == sorted(s_waits, key=repr)
+            for eid, step, visit in sorted(self.groups):
+                m_units = [observable(u) for u in self.model.units(eid, step, visit)]
+                assert m_units == [observable(u) for u in self.subject.units(eid, step, visit)]
+            listed = [
+                [
+                    r.id
+                    for r in st_.list_executions(
+                        workflows=None, statuses=None, queues=None, limit=500
+                    )
+                ]
+                for st_ in (self.model, self.subject)
+            ]
+            assert listed[0] == listed[1]
             for queues in (None, ["a"]):
                 assert self.model.next_due(queues=queues, workflows=[WF]) == self.subject.next_due(
                     queues=queues, workflows=[WF]

@@ -21,6 +21,17 @@ def _open(url: str):
     return PluginHost().make_store(url)
 
 
+def _predicate(index: dict) -> str | None:
+    """A partial index's WHERE, spelled the same however it was written (a partial index
+    that lost a term would still be used, and hold rows it should not)."""
+    options = index.get("dialect_options", {})
+    where = options.get("postgresql_where", options.get("sqlite_where"))
+    if where is None:
+        return None
+    text = str(where).lower().replace("durable_executions.", "").replace("::text", "")
+    return "".join(c for c in text if c not in " ()\n")
+
+
 def _shape(engine: sa.Engine) -> dict:
     insp = sa.inspect(engine)
     shape = {}
@@ -29,7 +40,9 @@ def _shape(engine: sa.Engine) -> dict:
             c["name"]: (str(c["type"]).split("(")[0], c["nullable"])
             for c in insp.get_columns(table)
         }
-        indexes = {i["name"]: tuple(i["column_names"]) for i in insp.get_indexes(table)}
+        indexes = {
+            i["name"]: (tuple(i["column_names"]), _predicate(i)) for i in insp.get_indexes(table)
+        }
         uniques = sorted(tuple(u["column_names"]) for u in insp.get_unique_constraints(table))
         shape[table] = (cols, indexes, uniques)
     return shape

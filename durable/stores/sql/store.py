@@ -569,31 +569,37 @@ class SQLStore(Connections, Store):
                 if row.cancel_requested:
                     return self._cancel_at_checkpoint(cur, execution_id, token, None, now, write_id)
                 deadline = self._ts(row.deadline)
-                inserts = [
-                    {
-                        "id": unit_id(execution_id, step, visit, u.index),
-                        "workflow": row.workflow,
-                        "queue": row.queue,
-                        "priority": row.priority,
-                        "context": dumps(u.context if u.context is not None else {}),
-                        "now": ts,
-                        "scheduled_at": self._ts(row.scheduled_at),
-                        "run_at": ts if concurrency is None or n < concurrency else None,
-                        "deadline": deadline,
-                        "step_index": row.step_index,
-                        "name": u.name,
-                        "max_attempts": u.max_attempts,
-                        "parent": execution_id,
-                        "step": step,
-                        "visit": visit,
-                        "index": u.index,
-                        "stops": stops_group,
-                        "item": dumps(u.item),
-                    }
-                    for n, u in enumerate(units)
-                ]
-                if inserts:
-                    cur.executemany(self.SQL["unit_insert"], inserts)
+                if units:
+                    # One statement for them all (10,000 items: one round trip); each
+                    # unit's context and item go as JSON text, kept as given.
+                    rows_ = [
+                        [
+                            unit_id(execution_id, step, visit, u.index),
+                            u.name,
+                            u.index,
+                            u.max_attempts,
+                            None if u.context is None else dumps(u.context),
+                            dumps(u.item),
+                        ]
+                        for u in units
+                    ]
+                    cur.execute(
+                        self.SQL["unit_insert"],
+                        {
+                            "units": dumps(rows_),
+                            "concurrency": concurrency,
+                            "workflow": row.workflow,
+                            "queue": row.queue,
+                            "priority": row.priority,
+                            "now": ts,
+                            "scheduled_at": self._ts(row.scheduled_at),
+                            "deadline": deadline,
+                            "parent": execution_id,
+                            "step": step,
+                            "visit": visit,
+                            "stops": stops_group,
+                        },
+                    )
                 status = Status.WAITING if units else Status.PENDING
                 cur.execute(
                     self.SQL["fork_wait"],
@@ -732,6 +738,19 @@ class SQLStore(Connections, Store):
             )
         return row
 
+    def _lock_inbox(self, cur: Any, row: ExecutionRow) -> str | None:
+        """For a unit (its waits take its execution's events): lock its execution's row,
+        as send_event and provide_input do, and return its id; None for an execution.
+
+        Without it, on PostgreSQL, two units could take the same event, and an event sent
+        while a unit suspends could find the unit not yet waiting while the unit found no
+        event: the unit would sleep with its event in the inbox."""
+        if row.unit is None or row.parent_id is None:
+            return None
+        cur.execute(self.SQL["live"], {"id": row.parent_id})
+        cur.fetchone()
+        return row.parent_id
+
     def _decide(self, cur: Any, r: Any, now: datetime, inbox_of: str | None = None) -> Any:
         """Decide a pending wait row in an open transaction; returns the row as it is now.
         ``inbox_of``: whose events it takes (a unit's waits take its execution's)."""
@@ -787,7 +806,7 @@ class SQLStore(Connections, Store):
         with self._cursor(write=True) as cur:
             fenced = self._fence_row(cur, execution_id, token)
             workflow = fenced.workflow
-            inbox_of = fenced.parent_id if fenced.unit is not None else None
+            inbox_of = self._lock_inbox(cur, fenced)
             cur.execute(self.SQL["wait_get"], key)
             r = cur.fetchone()
             if r is None:
@@ -835,11 +854,11 @@ class SQLStore(Connections, Store):
             if row.cancel_requested:
                 return self._cancel_at_checkpoint(cur, execution_id, token, record, now, write_id)
             step, visit, seq = place
+            inbox_of = self._lock_inbox(cur, row)
             cur.execute(
                 self.SQL["wait_get"],
                 {"id": execution_id, "step": step, "visit": visit, "wseq": seq},
             )
-            inbox_of = row.parent_id if row.unit is not None else None
             w = self._decide(cur, cur.fetchone(), now, inbox_of)
             deadline = row.deadline
             wake: datetime | None = now
@@ -862,9 +881,10 @@ class SQLStore(Connections, Store):
         self._wake_others()  # a pending row to claim, or a new timer to wait for
         return status
 
-    def _live(self, cur: Any, execution_id: str) -> tuple[Status, tuple[str | None, int]]:
-        """The execution's status and its current step run (step, visit), the row locked;
-        ExecutionNotFound, or InvalidState when it finished."""
+    def _live(self, cur: Any, execution_id: str) -> tuple[Status, tuple[str | None, int], str]:
+        """The execution's status, its current step run (step, visit) and whose events its
+        waits take (a unit's: its execution's), the row locked; ExecutionNotFound, or
+        InvalidState when it finished."""
         cur.execute(self.SQL["live"], {"id": execution_id})
         found = cur.fetchone()
         if found is None:
@@ -872,7 +892,8 @@ class SQLStore(Connections, Store):
         status = Status(found["status"])
         if status in FINISHED:
             raise not_live_error(execution_id, status)
-        return status, (found["step_name"], found["step_visit"])
+        inbox = found["parent_id"] if found["unit"] is not None else execution_id
+        return status, (found["step_name"], found["step_visit"]), inbox
 
     def _live_row(
         self, cur: Any, execution_id: str
@@ -899,7 +920,7 @@ class SQLStore(Connections, Store):
     def _send_event(self, execution_id: str, name: str, payload: Any, now: datetime) -> bool:
         woke = False
         with self._cursor(write=True) as cur:
-            status, run = self._live(cur, execution_id)
+            status, run, inbox = self._live(cur, execution_id)
             cur.execute(
                 self.SQL["event_insert"],
                 {
@@ -921,9 +942,10 @@ class SQLStore(Connections, Store):
                 w = self._suspended_on(cur, unit["id"], (unit["step_name"], unit["step_visit"]))
                 if w is not None:
                     suspended.append(w)
-            suspended.sort(key=lambda w: (w["created_at"], w["seq"]))
+            # (stable: waits begun at the same time go in the rows' creation order)
+            suspended.sort(key=lambda w: w["created_at"])
             for w in suspended:
-                if self._decide(cur, w, now, execution_id)["status"] != "pending":
+                if self._decide(cur, w, now, inbox)["status"] != "pending":
                     cur.execute(self.SQL["wake"], {"id": w["execution_id"], "now": self._ts(now)})
                     woke = True
         if woke:
@@ -950,7 +972,7 @@ class SQLStore(Connections, Store):
         validate: Callable[[dict[str, Any] | None], None] | None,
     ) -> None:
         with self._cursor(write=True) as cur:
-            status, run = self._live(cur, execution_id)
+            status, run, _ = self._live(cur, execution_id)
             # The execution, or one of its units, suspended on an input of that name.
             asking = []
             w = self._suspended_on(cur, execution_id, run)

@@ -92,7 +92,9 @@ SELECT
 FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
-SELECT status, step_name, step_visit FROM durable_executions WHERE id = %(id)s FOR UPDATE;
+-- An execution's state, its row locked (PostgreSQL) for an event, an input, or a unit's
+-- wait on its events.
+SELECT status, step_name, step_visit, parent_id, unit FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: steps
 SELECT
@@ -609,17 +611,27 @@ DELETE FROM durable_executions WHERE id = ANY(%(ids)s) RETURNING id;
 -- Units (parallel branches, foreach items) and child workflows -------------------------
 
 -- name: unit_insert
--- One unit of a fork (its id is derived from its place, so a repeated fork adds nothing).
+-- Every unit of a fork in one statement. %(units)s is a JSON array with one array per
+-- unit, in order: [id, name, index, max_attempts, context (JSON text, null: {}), item
+-- (JSON text)]; the first %(concurrency)s (all when NULL) are claimable at once, the
+-- others parked (pending, not claimable). A unit's id is derived from its place, so a
+-- repeated fork adds nothing.
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
     max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item
-) VALUES (
-    %(id)s, %(workflow)s, 'pending', %(queue)s, %(priority)s, 'null', %(context)s,
-    %(now)s, %(scheduled_at)s, %(run_at)s, %(run_at)s, %(deadline)s, %(step_index)s,
-    %(name)s, 0, 0, FALSE, %(max_attempts)s, %(parent)s, %(name)s, %(step)s, %(visit)s,
-    %(index)s, %(stops)s, %(item)s
 )
+SELECT
+    e.u ->> 0, %(workflow)s, 'pending', %(queue)s, %(priority)s, 'null',
+    coalesce(e.u ->> 4, '{}'), %(now)s, %(scheduled_at)s, a.run_at, a.run_at, %(deadline)s,
+    0, e.u ->> 1, 0, 0, FALSE, (e.u ->> 3)::int, %(parent)s, e.u ->> 1, %(step)s,
+    %(visit)s, (e.u ->> 2)::int, %(stops)s, e.u ->> 5
+FROM json_array_elements(%(units)s::json) WITH ORDINALITY AS e(u, n)
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN %(concurrency)s::int IS NULL OR e.n <= %(concurrency)s::int
+                THEN %(now)s::timestamptz END AS run_at
+) AS a
+ORDER BY e.n
 ON CONFLICT (id) DO NOTHING;
 
 -- name: fork_wait
@@ -671,7 +683,8 @@ WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
--- a running one with a live lease at its next checkpoint, the others at once.
+-- a running one with a live lease at its next checkpoint, the others at once (no attempt
+-- left in flight).
 UPDATE durable_executions SET
     cancel_requested = TRUE, cancel_reason = %(reason)s,
     status = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN status
@@ -682,7 +695,9 @@ UPDATE durable_executions SET
     claimable_at = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN claimable_at
                         ELSE NULL END,
     suspended = CASE WHEN status = 'running' AND lease_expires_at > %(now)s THEN suspended
-                     ELSE FALSE END
+                     ELSE FALSE END,
+    attempt_started_at = CASE WHEN status = 'running' AND lease_expires_at > %(now)s
+                              THEN attempt_started_at ELSE NULL END
 WHERE parent_id = %(id)s AND unit IS NOT NULL
   AND status IN ('pending', 'running', 'waiting')
   AND (%(step)s::text IS NULL OR (group_step = %(step)s AND group_visit = %(visit)s));

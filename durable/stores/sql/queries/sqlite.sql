@@ -81,7 +81,9 @@ SELECT
 FROM durable_executions WHERE id = :id;
 
 -- name: live
-SELECT status, step_name, step_visit FROM durable_executions WHERE id = :id;
+-- An execution's state, its row locked (PostgreSQL) for an event, an input, or a unit's
+-- wait on its events.
+SELECT status, step_name, step_visit, parent_id, unit FROM durable_executions WHERE id = :id;
 
 -- name: steps
 SELECT
@@ -421,17 +423,26 @@ DELETE FROM durable_executions WHERE id IN (SELECT value FROM json_each(:ids)) R
 -- Units (parallel branches, foreach items) and child workflows -------------------------
 
 -- name: unit_insert
--- One unit of a fork (its id is derived from its place, so a repeated fork adds nothing).
+-- Every unit of a fork in one statement. :units is a JSON array with one array per unit,
+-- in order: [id, name, index, max_attempts, context (JSON text, null: {}), item (JSON
+-- text)]; the first :concurrency (all when NULL) are claimable at once, the others parked
+-- (pending, not claimable). A unit's id is derived from its place, so a repeated fork
+-- adds nothing. (WHERE TRUE: an upsert after a SELECT needs one.)
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
     max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item
-) VALUES (
-    :id, :workflow, 'pending', :queue, :priority, 'null', :context,
-    :now, :scheduled_at, :run_at, :run_at, :deadline, :step_index,
-    :name, 0, 0, 0, :max_attempts, :parent, :name, :step, :visit,
-    :index, :stops, :item
 )
+SELECT
+    u.value ->> 0, :workflow, 'pending', :queue, :priority, 'null',
+    coalesce(u.value ->> 4, '{}'), :now, :scheduled_at,
+    CASE WHEN :concurrency IS NULL OR u.key < :concurrency THEN :now END,
+    CASE WHEN :concurrency IS NULL OR u.key < :concurrency THEN :now END,
+    :deadline, 0, u.value ->> 1, 0, 0, 0, u.value ->> 3, :parent, u.value ->> 1, :step,
+    :visit, u.value ->> 2, :stops, u.value ->> 5
+FROM json_each(:units) AS u
+WHERE TRUE
+ORDER BY u.key
 ON CONFLICT (id) DO NOTHING;
 
 -- name: fork_wait
@@ -483,7 +494,8 @@ WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
--- a running one with a live lease at its next checkpoint, the others at once.
+-- a running one with a live lease at its next checkpoint, the others at once (no attempt
+-- left in flight).
 UPDATE durable_executions SET
     cancel_requested = 1, cancel_reason = :reason,
     status = CASE WHEN status = 'running' AND lease_expires_at > :now THEN status
@@ -494,7 +506,9 @@ UPDATE durable_executions SET
     claimable_at = CASE WHEN status = 'running' AND lease_expires_at > :now THEN claimable_at
                         ELSE NULL END,
     suspended = CASE WHEN status = 'running' AND lease_expires_at > :now THEN suspended
-                     ELSE 0 END
+                     ELSE 0 END,
+    attempt_started_at = CASE WHEN status = 'running' AND lease_expires_at > :now
+                              THEN attempt_started_at ELSE NULL END
 WHERE parent_id = :id AND unit IS NOT NULL
   AND status IN ('pending', 'running', 'waiting')
   AND (:step IS NULL OR (group_step = :step AND group_visit = :visit));

@@ -1,0 +1,88 @@
+"""Races between a unit's waits and events sent to its execution, on PostgreSQL (SQLite
+serialises every write, the memory store holds one lock)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import psycopg
+
+import durable
+from durable.models import Status, StepExecution, StepStatus, WaitKind, WaitSpec
+from durable.stores.base import Unit
+from durable_testing.contract import T0, WF, new_row
+
+
+def _unit_at_a_wait(store):
+    """A claimed execution forked into one unit; the unit, claimed, at a pending event wait."""
+    store.create(new_row())
+    (parent,) = store.claim(
+        queues=None, workflows=[WF], worker_id="w", now=T0, lease_ms=60_000, limit=1
+    )
+    store.fork(
+        parent.id,
+        parent.token,
+        now=T0,
+        step="first",
+        visit=1,
+        units=[Unit("first.a", 0, context={})],
+        concurrency=None,
+        stops_group=False,
+    )
+    (unit,) = store.claim(
+        queues=None, workflows=[WF], worker_id="w", now=T0, lease_ms=60_000, limit=1
+    )
+    spec = WaitSpec(kind=WaitKind.EVENT, names=("go",))
+    w = store.wait(
+        unit.id, unit.token, now=T0, step="first.a", visit=1, seq=0, attempt=1, spec=spec
+    )
+    assert w.status == "pending"
+    return parent, unit
+
+
+def test_an_event_sent_while_a_unit_suspends_wakes_it(sandbox_of, postgres_url):
+    # send_event locks the execution's row, stores the event and wakes the units it finds
+    # waiting. A unit suspending meanwhile is not waiting yet; its suspend must wait for
+    # that lock and then find the event, or it would sleep with its event in the inbox.
+    sandbox = sandbox_of("postgres")
+    url = sandbox.for_test()
+    store = durable.Engine(url, migrate=False).store
+    try:
+        parent, unit = _unit_at_a_wait(store)
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn) as sender:  # send_event, held open at its commit
+            sender.execute(
+                "SELECT status FROM durable_executions WHERE id = %s FOR UPDATE", [parent.id]
+            )
+            sender.execute(
+                "INSERT INTO durable_events (execution_id, name, payload, sent_at) "
+                "VALUES (%s, 'go', '1', %s)",
+                [parent.id, T0 + timedelta(milliseconds=1)],
+            )
+            result: list[Status] = []
+            rec = StepExecution("first.a", StepStatus.SUSPENDED, 1, T0, T0)
+            suspending = threading.Thread(
+                target=lambda: result.append(
+                    store.suspend(
+                        unit.id,
+                        unit.token,
+                        now=T0 + timedelta(milliseconds=2),
+                        record=rec,
+                        step="first.a",
+                        visit=1,
+                        seq=0,
+                    )
+                )
+            )
+            suspending.start()
+            suspending.join(0.5)
+            assert suspending.is_alive(), "the unit's suspend did not wait for the send"
+            sender.commit()
+        suspending.join(10)
+        assert result == [Status.PENDING]  # it found the event: resumes at once
+        (w,) = store.waits(execution_id=parent.id, pending_only=False)
+        assert (w.status, w.result) == ("resolved", {"name": "go", "payload": 1})
+    finally:
+        store.close()
+        sandbox.after_test(url)
