@@ -65,8 +65,10 @@ def new_row(
     timeout_ms: int | None = None,
     input: Any = None,
     id: str | None = None,
+    parent_id: str | None = None,
 ) -> ExecutionRow:
-    """A new pending execution row as the engine would create it."""
+    """A new pending execution row as the engine would create it (``parent_id``: a child
+    workflow's)."""
     return ExecutionRow(
         id=id or str(uuid.uuid4()),
         workflow=workflow,
@@ -81,6 +83,7 @@ def new_row(
         timeout_ms=timeout_ms,
         idempotency_key=key,
         step_name="first",
+        parent_id=parent_id,
     )
 
 
@@ -1401,6 +1404,7 @@ def _build_machine() -> type:
             r.item,
             r.result,
             r.open_units,
+            r.next_unit,
         )
 
     def wait_view(w: Wait) -> tuple[Any, ...]:
@@ -1450,6 +1454,7 @@ def _build_machine() -> type:
             self.groups: set[tuple[str, str, int]] = set()  # forked (id, step, visit)
             self.made = 0
             self.forks = 0
+            self.children: list[str] = []  # executions made as some execution's child
 
         def next_id(self) -> str:
             # Ids in creation order, not random: hypothesis replays draws from sorted ids.
@@ -1690,6 +1695,25 @@ def _build_machine() -> type:
                     self.ids.append(uid)
 
         @precondition(lambda self: self.ids)
+        @rule(data=st.data())
+        def create_child(self, data: Any) -> None:
+            """A child of an execution, as call_workflow starts one."""
+            parent = data.draw(st.sampled_from(self.ids))
+            row = new_row(id=self.next_id(), at=self.now, parent_id=parent)
+            self.both(lambda st_: st_.create(row))
+            self.ids.append(row.id)
+            self.children.append(row.id)
+
+        @precondition(lambda self: self.live() and self.children)
+        @rule(data=st.data(), seq=st.integers(0, 2))
+        def wait_for_child(self, data: Any, seq: int) -> None:
+            """A live execution waits for a child's end (resolved by the end of the child
+            when the waiter is the child's parent or a unit of it)."""
+            child = data.draw(st.sampled_from(self.children))
+            spec = WaitSpec(kind=WaitKind.CHILD, names=(child,))
+            self.wait(data, spec, seq)
+
+        @precondition(lambda self: self.ids)
         @rule(limit=st.integers(1, 3))
         def purge(self, limit: int) -> None:
             (_, m), (_, s) = self.both(
@@ -1728,16 +1752,17 @@ def _build_machine() -> type:
             for eid, step, visit in sorted(self.groups):
                 m_units = [observable(u) for u in self.model.units(eid, step, visit)]
                 assert m_units == [observable(u) for u in self.subject.units(eid, step, visit)]
-            listed = [
-                [
-                    r.id
-                    for r in st_.list_executions(
-                        workflows=None, statuses=None, queues=None, limit=500
-                    )
+            for parent in (None, *self.ids[:3]):
+                listed = [
+                    [
+                        r.id
+                        for r in st_.list_executions(
+                            workflows=None, statuses=None, queues=None, limit=500, parent=parent
+                        )
+                    ]
+                    for st_ in (self.model, self.subject)
                 ]
-                for st_ in (self.model, self.subject)
-            ]
-            assert listed[0] == listed[1]
+                assert listed[0] == listed[1]
             for queues in (None, ["a"]):
                 assert self.model.next_due(queues=queues, workflows=[WF]) == self.subject.next_due(
                     queues=queues, workflows=[WF]

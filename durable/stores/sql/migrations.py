@@ -292,15 +292,6 @@ def _v7_units_and_children(conn: sa.Connection) -> None:
             "(parent_id, group_step, group_visit, unit_index) WHERE parent_id IS NOT NULL"
         )
     )
-    # A unit's end lets the group's next parked unit in: found in this index at once,
-    # not by walking past the units already let in (10,000 of them in a big foreach).
-    conn.execute(
-        sa.text(
-            "CREATE INDEX durable_executions_parked ON durable_executions "
-            "(parent_id, group_step, group_visit, unit_index) "
-            "WHERE unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL"
-        )
-    )
     # An event sent to an execution looks for its units suspended on a wait.
     conn.execute(
         sa.text(

@@ -134,21 +134,6 @@ sa.Index(
     postgresql_where=executions.c.parent_id.isnot(None),
     sqlite_where=executions.c.parent_id.isnot(None),
 )
-# a group's parked units (pending, not yet claimable), lowest index first: the next to let in
-_parked = sa.and_(
-    executions.c.unit.isnot(None),
-    executions.c.status == sa.literal_column("'pending'"),
-    executions.c.claimable_at.is_(None),
-)
-sa.Index(
-    "durable_executions_parked",
-    executions.c.parent_id,
-    executions.c.group_step,
-    executions.c.group_visit,
-    executions.c.unit_index,
-    postgresql_where=_parked,
-    sqlite_where=_parked,
-)
 # an execution's units suspended on a wait (an event sent to the execution may be theirs)
 _waiting_unit = sa.and_(
     executions.c.unit.isnot(None), executions.c.status == sa.literal_column("'waiting'")
