@@ -113,6 +113,7 @@ class _Walk:
     claim: Claim
     wdef: WorkflowDef
     stop_at: Callable[[str], bool]
+    interrupted: Callable[[], None] | None  # told of a KeyboardInterrupt before the release
     index: int
     attempt: int
     context: dict[str, Any]
@@ -277,7 +278,11 @@ class Executor:
     # -- the step loop -------------------------------------------------------------------
 
     def run(
-        self, row: ExecutionRow, claim: Claim, stop_at: Callable[[str], bool] = lambda _: False
+        self,
+        row: ExecutionRow,
+        claim: Claim,
+        stop_at: Callable[[str], bool] = lambda _: False,
+        interrupted: Callable[[], None] | None = None,
     ) -> None:
         """Run ``row`` (just claimed) until it finishes, is rescheduled or is released.
 
@@ -287,7 +292,7 @@ class Executor:
         releases the claim, the attempt left in flight for the next owner to run again,
         and is raised on."""
         try:
-            self._run(row, claim, stop_at)
+            self._run(row, claim, stop_at, interrupted)
         except LeaseLost as exc:
             log.warning("durable: %s; this worker stops working on it", exc)
         except StepNotFound as exc:
@@ -315,13 +320,20 @@ class Executor:
             except Exception:
                 log.exception("durable: could not record the internal error of %s", row.id)
 
-    def _run(self, row: ExecutionRow, claim: Claim, stop_at: Callable[[str], bool]) -> None:
+    def _run(
+        self,
+        row: ExecutionRow,
+        claim: Claim,
+        stop_at: Callable[[str], bool],
+        interrupted: Callable[[], None] | None,
+    ) -> None:
         wdef = get_workflow(row.workflow)
         w = _Walk(
             row=row,
             claim=claim,
             wdef=wdef,
             stop_at=stop_at,
+            interrupted=interrupted,
             index=_resolve_step(wdef, row),
             attempt=row.attempt,
             context=row.context,
@@ -513,6 +525,8 @@ class Executor:
                 w.label(),
                 type(stop).__name__,
             )
+            if w.interrupted is not None:
+                w.interrupted()
             self._release_in_flight(w)
             raise
         run.close()  # an abandoned attempt can no longer write context or add logs

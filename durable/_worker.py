@@ -109,7 +109,9 @@ class Worker:
 
     def _run_one(self, row: ExecutionRow) -> None:
         try:
-            self.scheduler.execute(row, stop_at=lambda _next: self._stop.is_set())
+            self.scheduler.execute(
+                row, stop_at=lambda _next: self._stop.is_set(), interrupted=self._stop.set
+            )
         except (KeyboardInterrupt, SystemExit) as stop:
             log.warning(
                 "durable: a step of %s raised %s: the worker stops once its other steps end",

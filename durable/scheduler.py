@@ -253,16 +253,24 @@ class Scheduler:
             limit=limit,
         )
 
-    def execute(self, row: ExecutionRow, *, stop_at: StopAt = _never) -> None:
+    def execute(
+        self,
+        row: ExecutionRow,
+        *,
+        stop_at: StopAt = _never,
+        interrupted: Callable[[], None] | None = None,
+    ) -> None:
         """Run the claimed execution ``row`` in this thread, its claim kept alive by the
         heartbeat, until it finishes, waits, is rescheduled or is released.
 
         ``stop_at(step)`` is asked before each step begins; when it says True the claim is
         released and the execution left pending at that step (a worker stopping, a test
-        stopping before a step)."""
+        stopping before a step). ``interrupted()`` is called when a step raised
+        KeyboardInterrupt or SystemExit, before the claim is given back (a worker stops
+        claiming first, so that it does not take the execution again)."""
         claim = self.heartbeat.hold(row)
         try:
-            self._executor.run(row, claim, stop_at)
+            self._executor.run(row, claim, stop_at, interrupted)
         finally:
             self.heartbeat.drop(claim)
 

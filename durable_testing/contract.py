@@ -1210,8 +1210,13 @@ class StoreContract:
         assert [(u.status, u.run_at) for u in units] == [
             (Status.PENDING, T0),
             (Status.CANCELLED, None),
-            (Status.PENDING, T0 + _ms(1)),  # its place let the next one in
+            # not let in yet: the one place (concurrency=1) is still the first unit's
+            (Status.PENDING, None),
         ]
+        (first,) = self._claim_units(store, T0 + _ms(2))
+        self._end_unit(store, first, T0 + _ms(3))
+        *_, last = store.units(c.id, "first", 1)
+        assert (last.status, last.run_at) == (Status.PENDING, T0 + _ms(3))  # now it is
 
     def test_a_stopping_group_stops_at_a_cancelled_unit(self, store: Store) -> None:
         c = self._forked(store, 2, stops=True)
