@@ -2,7 +2,7 @@
 ``durable demo`` runs.
 
 The payment service fails its first call, so the demo shows a retried step. The workflow
-is defined here only; the README and docs/index.md show it (tests/test_demo.py checks they
+is defined here only; the README and docs/index.md show it (tests/cli/test_demo.py checks they
 show this one), and the demo command takes its name from it.
 """
 

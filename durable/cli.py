@@ -391,7 +391,7 @@ def format_wait(w: Wait) -> str:
 
 
 @main.command()
-@click.option("--kind", type=click.Choice(["sleep", "event", "input"]), default=None)
+@click.option("--kind", type=click.Choice(["sleep", "event", "input", "child"]), default=None)
 @click.option("--limit", default=100, show_default=True, type=int)
 @click.pass_context
 def waits(ctx: click.Context, kind: str | None, limit: int) -> None:

@@ -32,17 +32,13 @@ from durable.clock import Clock
 from durable.dsl import WorkflowDef, get_workflow, registered_workflows
 from durable.durations import Duration, seconds, to_ms
 from durable.errors import ConfigError, ExecutionNotFinished, ExecutionNotFound, InvalidState
-from durable.models import Execution, Status, StepExecution, StepStatus, Wait
+from durable.models import Execution, Status, StepExecution, StepStatus, Wait, WaitKind
 from durable.plugins import PluginHost
 from durable.scheduler import Scheduler
 from durable.stores.base import ExecutionRow, Store
 
 log = logging.getLogger("durable.engine")
 
-# How often wait() looks again although nothing told it to: a safety net where the store
-# tells of every end (memory, PostgreSQL), the way to notice one where it cannot (SQLite).
-_RECHECK_S = 5.0
-_RECHECK_UNTOLD_S = 0.2
 
 __all__ = ["DEFAULT_STORE", "Engine"]
 
@@ -63,6 +59,12 @@ class Engine:
     claim lasts without a heartbeat. ``migrate``: create or upgrade the schema on first use.
     ``plugins``: extra plugin objects for this engine only (observers, stores, clocks).
     """
+
+    #: seconds between the looks :meth:`wait` takes although nothing told it of an end: a
+    #: safety net where the store tells of every end (memory, PostgreSQL) ...
+    wait_recheck: float = 5.0
+    #: ... and how it notices one where the store cannot tell (SQLite)
+    wait_poll: float = 0.2
 
     def __init__(
         self,
@@ -268,7 +270,7 @@ class Engine:
             if eid is None or eid == execution_id:
                 ended.set()
 
-        every = _RECHECK_S if self.store.tells_ends else _RECHECK_UNTOLD_S
+        every = self.wait_recheck if self.store.tells_ends else self.wait_poll
         # Real time, measured by a timer rather than by reading a clock: the engine reads
         # time only through its clock plugin, and a test clock must not end this wait.
         expired = threading.Event()
@@ -350,12 +352,22 @@ class Engine:
         )
 
     def list_waits(
-        self, execution_id: str | None = None, *, kind: str | None = None, limit: int = 100
+        self,
+        execution_id: str | None = None,
+        *,
+        kind: WaitKind | str | None = None,
+        limit: int = 100,
     ) -> list[Wait]:
         """What waiting executions wait for and until when: every pending wait (sleeps,
-        events, inputs), oldest first; ``kind`` filters (sleep, event, input)."""
-        if kind is not None and kind not in ("sleep", "event", "input"):
-            raise ConfigError(f"kind must be sleep, event or input, got {kind!r}")
+        events, inputs, child workflows), oldest first; ``kind`` filters (a
+        :class:`~durable.WaitKind` or its value). An execution's list includes its
+        units' waits."""
+        if kind is not None:
+            try:
+                kind = WaitKind(kind)
+            except ValueError:
+                known = ", ".join(k.value for k in WaitKind)
+                raise ConfigError(f"kind must be one of {known}, got {kind!r}") from None
         if execution_id is not None:
             try:
                 execution_id = self._id(execution_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -117,9 +118,8 @@ class Wait:
         # Stores hand in what they read back (plain str); the API gives enums. A value no
         # enum has (a row written by hand, or by a newer version) is kept as it is read.
         for name, enum in (("kind", WaitKind), ("mode", WaitMode), ("status", WaitStatus)):
-            value = getattr(self, name)
-            if value in enum._value2member_map_:
-                object.__setattr__(self, name, enum(value))
+            with contextlib.suppress(ValueError):
+                object.__setattr__(self, name, enum(getattr(self, name)))
 
 
 @dataclass(frozen=True, slots=True)

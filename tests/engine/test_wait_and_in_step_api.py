@@ -61,15 +61,13 @@ def test_wait_for_an_unknown_execution(engine):
 
 
 @pytest.mark.parametrize("durable_store_url", ["memory", "postgres"], indirect=True)
-def test_wait_is_woken_by_the_end_not_by_looking_again(durable_store_url, monkeypatch):
+def test_wait_is_woken_by_the_end_not_by_looking_again(durable_store_url):
     # The engine that waits runs nothing; another engine on the same store (another
     # process's, as far as the store can tell) runs the execution. With the safety-net
     # re-check an hour away, only being told of the end can return in time.
-    import durable.engine as engine_module
-
-    monkeypatch.setattr(engine_module, "_RECHECK_S", 3600.0)
     url = durable_store_url
     with durable.Engine(url, migrate=False) as waiter, durable.Engine(url, migrate=False) as runner:
+        waiter.wait_recheck = 3600.0
         assert waiter.store.tells_ends
         wid = waiter.start(Target, "far")
         done: list[durable.Execution] = []
