@@ -60,6 +60,10 @@ def test_the_parent_waits_holding_no_worker(durable_engine):
     assert durable_engine.get_execution(wid).status == "waiting"
     (child,) = durable_engine.list_executions(parent=wid)
     assert child.status == "waiting"
+    (waiting,) = durable_engine.list_waits(wid, kind=durable.WaitKind.CHILD)
+    assert waiting.names == (child.id,) and durable_engine.list_waits(wid, kind="child")
+    with pytest.raises(durable.ConfigError, match="sleep, event, input, child"):
+        durable_engine.list_waits(wid, kind="children")
     durable_engine.send_event(child.id, "confirm", "ok")
     ex = durable_engine.run_until(wid)
     assert ex.status == "completed"
