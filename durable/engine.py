@@ -252,6 +252,12 @@ class Engine:
         )
         return [r.to_execution() for r in rows]
 
+    @property
+    def workers_running(self) -> int:
+        """How many workers this engine runs now (``run_worker`` or ``worker()``)."""
+        with self._workers_lock:
+            return len(self._workers)
+
     def wait(self, execution_id: str, timeout: Duration | None = None) -> Execution:
         """Block until the execution has finished (completed, failed, cancelled, or
         compensated), and return it.

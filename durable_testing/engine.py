@@ -116,6 +116,20 @@ class TimeTravelEngine(Engine):
             self.clock.set(due)
         raise ExecutionStuck(f"run_all() made {_MAX_CLAIMS} claims without running out of work")
 
+    def wait(self, execution_id: str, timeout: Duration | None = None) -> Execution:
+        """:meth:`Engine.wait <durable.Engine.wait>` for tests, where time moves only when
+        the test moves it.
+
+        With no worker running on this engine nobody else would run the execution, so it
+        is run here as :meth:`run_until` does (the clock moved to each timer; ``timeout``
+        is not used): code under test that waits for an execution returns at once in
+        real time, or raises :class:`ExecutionStuck` with the history when the execution
+        cannot finish (it waits for an event nobody sends). With a worker running
+        (``engine.worker()``), it waits for that worker as ``Engine.wait`` does."""
+        if self.workers_running:
+            return super().wait(execution_id, timeout)
+        return self.run_until(execution_id)
+
     def run_until(
         self,
         execution_id: str,

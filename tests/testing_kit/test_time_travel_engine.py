@@ -389,3 +389,36 @@ def test_run_until_says_what_a_waiting_execution_waits_for_when_time_runs_out(
     assert f"for the input 'approval' until {until}: give it with provide_input()" in str(
         stuck.value
     )
+
+
+@workflow("tt_wait_for_event")
+class WaitsForEvent:
+    @step
+    def hold(self) -> None:
+        from durable.waits import wait_for_event
+
+        put_context("got", wait_for_event("go"))
+
+
+def test_wait_without_a_worker_runs_the_execution_in_virtual_time(durable_engine, durable_clock):
+    start = durable_clock.now()
+    durable_engine.override("charge_payment", fail=1, workflow=OrderWorkflow)
+    wid = durable_engine.start(OrderWorkflow, ORDER)
+    ex = durable_engine.wait(wid)  # nobody else would run it: run here, travelling time
+    assert ex.status == "completed"
+    assert durable_clock.now() - start == timedelta(seconds=2)  # exactly the backoff
+
+
+def test_wait_on_an_execution_that_cannot_finish_says_why(durable_engine):
+    wid = durable_engine.start(WaitsForEvent)
+    with pytest.raises(ExecutionStuck, match="'go'"):
+        durable_engine.wait(wid)
+
+
+def test_wait_with_a_worker_running_waits_for_it(durable_engine):
+    wid = durable_engine.start(WaitsForEvent)
+    with durable_engine.worker(concurrency=1):
+        assert durable_engine.workers_running == 1
+        durable_engine.send_event(wid, "go", "now")
+        assert durable_engine.wait(wid, timeout=seconds(30)).context == {"got": "now"}
+    assert durable_engine.workers_running == 0
