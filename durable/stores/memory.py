@@ -51,8 +51,9 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._rows: dict[str, ExecutionRow] = {}
-        self._steps: dict[str, list[StepExecution]] = {}
-        self._record_seq: dict[int, int] = {}  # id(record) -> when it was stored
+        # per execution: its attempt records, each with when it was stored (so that an
+        # execution's records and its units' read back in one order)
+        self._steps: dict[str, list[tuple[int, StepExecution]]] = {}
         # per execution: (step, visit, seq) -> mutable wait fields; and its unconsumed events
         self._waits: dict[str, dict[tuple[str, int, int], dict[str, Any]]] = {}
         self._inbox: dict[str, list[tuple[int, str, Any, datetime]]] = {}
@@ -148,15 +149,11 @@ class MemoryStore(Store):
 
     def steps(self, execution_id: str) -> list[StepExecution]:
         with self._lock:
-            own = self._steps.get(execution_id, [])
-            units = self._units_of(execution_id)
-            if not units:
-                return copy.deepcopy(own)
-            # The units' attempts among the execution's own, in the order they were stored.
-            seqs = self._record_seq
-            everything = [*own, *(r for u in units for r in self._steps[u.id])]
-            everything.sort(key=lambda r: seqs[id(r)])
-            return copy.deepcopy(everything)
+            stored = list(self._steps.get(execution_id, []))
+            for u in self._units_of(execution_id):  # their attempts among its own
+                stored += self._steps[u.id]
+            stored.sort(key=lambda pair: pair[0])
+            return copy.deepcopy([record for _, record in stored])
 
     def _units_of(self, execution_id: str) -> list[ExecutionRow]:
         ids = self._children.get(execution_id, ())
@@ -309,8 +306,7 @@ class MemoryStore(Store):
                     logs=clone(record.logs),
                     result=clone(record.result),
                 )
-            self._steps[row.id].append(record)
-            self._record_seq[id(record)] = next(self._seq)
+            self._steps[row.id].append((next(self._seq), record))
 
     def _end(self, row: ExecutionRow, status: Status, now: datetime) -> None:
         row.suspended = False
@@ -327,6 +323,18 @@ class MemoryStore(Store):
             self._child_ended(row, now)
         for callback in list(self._ended):
             callback(row.id)  # (under the lock: the change is visible to whoever looks)
+
+    def _cancel_unit(self, unit: ExecutionRow, now: datetime, reason: str | None) -> None:
+        """Cancel an unfinished unit: one running under a live lease at its next
+        checkpoint, any other at once (its group is not counted down: it is ending too)."""
+        if unit.status in FINISHED:
+            return
+        unit.cancel_requested, unit.cancel_reason = True, reason
+        live = unit.lease_expires_at is not None and unit.lease_expires_at > now
+        if not (unit.status == Status.RUNNING and live):
+            unit.status, unit.completed_at, unit.run_at = Status.CANCELLED, now, None
+            unit.suspended, unit.attempt_started_at = False, None
+        self._touch(unit)
 
     def _child_ended(self, child: ExecutionRow, now: datetime) -> None:
         """Resolve the wait of the parent (or of its unit) that called ``child``."""
@@ -362,16 +370,9 @@ class MemoryStore(Store):
         stop = unit.stops_group and unit.status != Status.COMPLETED
         if parent.open_units <= 0 or stop:
             if stop:
+                why = f"{unit.unit} failed and its group fails fast"
                 for uid in group:
-                    u = self._rows[uid]
-                    if u.status in FINISHED:
-                        continue
-                    u.cancel_requested = True
-                    u.cancel_reason = f"{unit.unit} failed and its group fails fast"
-                    if u.status != Status.RUNNING:
-                        u.status, u.completed_at, u.run_at = Status.CANCELLED, now, None
-                        u.suspended = False
-                    self._touch(u)
+                    self._cancel_unit(self._rows[uid], now, why)
             self._wake(parent, now)
             return
         if let_in < len(group):
@@ -827,16 +828,14 @@ class MemoryStore(Store):
             for r in done:
                 for u in self._units_of(r.id):
                     del self._rows[u.id]
-                    for rec in self._steps.pop(u.id, ()):
-                        self._record_seq.pop(id(rec), None)
+                    self._steps.pop(u.id, None)
                     self._version.pop(u.id, None)
                     self._waits.pop(u.id, None)
                 self._children.pop(r.id, None)
                 for key in [k for k in self._groups if k[0] == r.id]:
                     del self._groups[key]
                 del self._rows[r.id]
-                for rec in self._steps.pop(r.id, ()):
-                    self._record_seq.pop(id(rec), None)
+                self._steps.pop(r.id, None)
                 self._version.pop(r.id, None)
                 self._inbox.pop(r.id, None)
                 if r.idempotency_key is not None:
@@ -860,14 +859,7 @@ class MemoryStore(Store):
                 self._end(row, Status.CANCELLED, now)
             self._touch(row)
             for unit in self._units_of(row.id):
-                if unit.status in FINISHED:
-                    continue
-                unit.cancel_requested, unit.cancel_reason = True, reason
-                unit_live = unit.lease_expires_at is not None and unit.lease_expires_at > now
-                if not (unit.status == Status.RUNNING and unit_live):
-                    unit.status, unit.completed_at, unit.run_at = Status.CANCELLED, now, None
-                    unit.suspended, unit.attempt_started_at = False, None
-                self._touch(unit)
+                self._cancel_unit(unit, now, reason)
             for child in [r for r in self._rows.values() if r.parent_id == row.id]:
                 if child.unit is None and child.status not in FINISHED:
                     self.request_cancel(child.id, now=now, reason=reason)

@@ -52,9 +52,10 @@ class SQLStore(Connections, Store):
     #: the same transaction; False (PostgreSQL): its block is one statement that also
     #: stores the attempt record, a transaction by itself
     HOT_IN_TRANSACTION = True
-    #: whether complete_last and fail also do, in their statement, what a unit's end
-    #: tells its execution (and tell engine.wait); else _after_end does it after them, in
-    #: their transaction. A child's end is told to its caller after them in either case
+    #: whether finish_run (a completion, or a failure out of attempts) also does in its
+    #: statement what a unit's end tells its execution (and tells engine.wait); else
+    #: _after_end does it after the statement, in its transaction. A child's end is told
+    #: to its caller after the statement in either case
     ENDS_IN_ONE_STATEMENT = False
 
     # -- rows ----------------------------------------------------------------------------
@@ -468,8 +469,12 @@ class SQLStore(Connections, Store):
         params = self._fenced_params(execution_id, token, now, write_id, record)
         params["context"] = dumps(context)
         if next_step is None:
-            name = "complete_last"
-            params["result"] = None if result is None else dumps(result)
+            name = "finish_run"
+            params.update(
+                status=Status.COMPLETED.value,
+                result=None if result is None else dumps(result),
+                error=None,
+            )
         else:
             name = "complete_next"
             params.update(
@@ -545,8 +550,10 @@ class SQLStore(Connections, Store):
             if status == Status.PENDING:
                 self._wake_others()
             return status
-        params["error"] = dumps(error)
-        return self._fenced_with_record("fail", params, execution_id, token, record, now, ends=True)
+        params.update(status=Status.FAILED.value, error=dumps(error), context=None, result=None)
+        return self._fenced_with_record(
+            "finish_run", params, execution_id, token, record, now, ends=True
+        )
 
     def fork(
         self,

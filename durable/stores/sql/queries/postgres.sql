@@ -9,7 +9,7 @@
 -- and refuses to apply twice: a retry of a transition whose first try committed finds its
 -- own write id on the row, and the store reports it done.
 --
--- The hot transitions (create, claim, complete_next, complete_last, retry, fail, restart)
+-- The hot transitions (create, claim, complete_next, finish_run, retry, restart)
 -- are each one statement, run in autocommit: one round trip, one transaction. Those that
 -- store an attempt record do it in the same statement (u: the fenced update); those that
 -- end an execution or unit also tell, in it, what the end changes for others.
@@ -255,13 +255,15 @@ SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_stat
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
--- name: complete_last
--- The execution (or unit) completes, with what its end tells the execution a unit belongs
--- to (and engine.wait) in this one statement; the store, in the same transaction, tells a
--- child's caller (it must lock the caller's row first). See the fail block too.
+-- name: finish_run
+-- The execution (or unit) ends with :status, completed (its context and result kept) or
+-- failed out of attempts (its error kept), with what its end tells the execution a unit
+-- belongs to (and engine.wait) in this one statement; the store, in the same transaction,
+-- tells a child's caller (it must lock the caller's row first).
 WITH u AS (
     UPDATE durable_executions SET
-        context = %(context)s, status = 'completed', completed_at = %(now)s, result = %(result)s,
+        context = coalesce(%(context)s, context), status = %(status)s, completed_at = %(now)s,
+        result = %(result)s, error = %(error)s,
         last_write = %(write_id)s, run_at = NULL, lease_expires_at = NULL, worker_id = NULL,
         attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
     WHERE id = %(id)s AND token = %(token)s AND status = 'running'
@@ -351,81 +353,6 @@ SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_stat
     %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
-
--- name: fail
--- Out of attempts: the execution (or unit) fails, with what its end tells (as complete_last).
-WITH u AS (
-    UPDATE durable_executions SET
-        status = 'failed', completed_at = %(now)s, error = %(error)s,
-        last_write = %(write_id)s, run_at = NULL, lease_expires_at = NULL, worker_id = NULL,
-        attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
-    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
-      AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
-    RETURNING id, status, parent_id, unit, group_step, group_visit, stops_group, context, error
-), ins AS (
-    INSERT INTO durable_step_attempts (
-        execution_id, step_index, name, attempt, status, started_at, completed_at, error,
-        logs, max_attempts, retry_at, result, visit, phase
-    )
-    SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
-        %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-        %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
-    FROM u
-    RETURNING 1
-), told AS (
-    -- whoever waits for this execution's end (engine.wait), in any process
-    SELECT pg_notify('durable_done', u.id) FROM u WHERE u.unit IS NULL
-), p AS (
-    -- a unit's end: its group counts down; the last one, or a stopping failure, lets the
-    -- execution run again (the parent's row lock orders the units' ends)
-    UPDATE durable_executions AS p SET
-        open_units = p.open_units - 1,
-        status = CASE WHEN p.open_units - 1 <= 0 OR (u.stops_group AND u.status <> 'completed')
-                      THEN 'pending' ELSE p.status END,
-        run_at = CASE WHEN p.open_units - 1 <= 0 OR (u.stops_group AND u.status <> 'completed')
-                      THEN %(now)s ELSE p.run_at END,
-        claimable_at = CASE WHEN p.open_units - 1 <= 0
-                                 OR (u.stops_group AND u.status <> 'completed')
-                            THEN %(now)s ELSE p.claimable_at END,
-        next_unit = p.next_unit + 1
-    FROM u
-    WHERE u.unit IS NOT NULL AND p.id = u.parent_id AND p.status = 'waiting'
-      AND p.step_name = u.group_step AND p.step_visit = u.group_visit
-    RETURNING p.id, p.status, p.next_unit - 1 AS let_in
-), let_in AS (
-    -- the group goes on: let the next parked unit in
-    UPDATE durable_executions AS n SET run_at = %(now)s, claimable_at = %(now)s
-    FROM p, u
-    WHERE p.status = 'waiting' AND n.parent_id = p.id AND n.group_step = u.group_step
-      AND n.group_visit = u.group_visit AND n.unit_index = p.let_in AND n.unit IS NOT NULL
-      AND n.status = 'pending' AND n.claimable_at IS NULL
-    RETURNING n.seq
-), stopped AS (
-    -- fail fast: the group's other unfinished units are cancelled (a running one at its
-    -- next checkpoint)
-    UPDATE durable_executions AS s SET
-        cancel_requested = TRUE, cancel_reason = u.unit || ' failed and its group fails fast',
-        status = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s THEN s.status
-                      ELSE 'cancelled' END,
-        completed_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
-                            THEN s.completed_at ELSE %(now)s END,
-        run_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s THEN s.run_at
-                      ELSE NULL END,
-        claimable_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
-                            THEN s.claimable_at ELSE NULL END,
-        suspended = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
-                         THEN s.suspended ELSE FALSE END
-    FROM p, u
-    WHERE p.status = 'pending' AND u.stops_group AND u.status <> 'completed'
-      AND s.parent_id = p.id AND s.group_step = u.group_step AND s.group_visit = u.group_visit
-      AND s.unit IS NOT NULL AND s.id <> u.id AND s.status IN ('pending', 'running', 'waiting')
-    RETURNING s.seq
-)
-SELECT u.id, u.status, u.parent_id, u.unit, u.context, u.error,
-    (SELECT count(*) FROM ins) + (SELECT count(*) FROM told) + (SELECT count(*) FROM let_in)
-        + (SELECT count(*) FROM stopped) AS done,
-    (SELECT count(*) FROM p WHERE p.status = 'pending') AS woke
-FROM u;
 
 -- name: restart
 WITH u AS (

@@ -9,7 +9,7 @@
 -- and refuses to apply twice: a retry of a transition whose first try committed finds its
 -- own write id on the row, and the store reports it done.
 --
--- The hot transitions (complete_next, complete_last, retry, fail, restart) update the row
+-- The hot transitions (complete_next, finish_run, retry, restart) update the row
 -- and return its status; the store then runs insert_attempt in the same transaction.
 
 
@@ -222,11 +222,14 @@ WHERE id = :id AND token = :token AND status = 'running'
   AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
 RETURNING status;
 
--- name: complete_last
+-- name: finish_run
+-- The execution (or unit) ends with :status: completed (its context and result kept) or
+-- failed out of attempts (its error kept).
 UPDATE durable_executions SET
-    context = :context, status = 'completed', completed_at = :now, last_write = :write_id,
+    context = coalesce(:context, context), status = :status, completed_at = :now,
+    result = :result, error = :error, last_write = :write_id,
     run_at = NULL, lease_expires_at = NULL, worker_id = NULL, attempt_started_at = NULL,
-    claimable_at = NULL, suspended = FALSE, result = :result
+    claimable_at = NULL, suspended = FALSE
 WHERE id = :id AND token = :token AND status = 'running'
   AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
 RETURNING status;
@@ -236,15 +239,6 @@ UPDATE durable_executions SET
     status = 'pending', run_at = :retry_at, claimable_at = :retry_at,
     lease_expires_at = NULL, worker_id = NULL, suspended = FALSE,
     max_attempts = :a_max_attempts, last_write = :write_id, attempt_started_at = NULL
-WHERE id = :id AND token = :token AND status = 'running'
-  AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
-RETURNING status;
-
--- name: fail
-UPDATE durable_executions SET
-    status = 'failed', completed_at = :now, error = :error, last_write = :write_id,
-    run_at = NULL, lease_expires_at = NULL, worker_id = NULL, attempt_started_at = NULL,
-    claimable_at = NULL, suspended = FALSE
 WHERE id = :id AND token = :token AND status = 'running'
   AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
 RETURNING status;
