@@ -802,7 +802,8 @@ class Executor:
     ) -> bool:
         eid, token = w.eid, w.token
         result = done.result
-        done = dataclasses.replace(done, result=None if w.sdef.kind == "parallel" else result)
+        # (a branch's result is its writes, for the merge: not what its step returned)
+        done = dataclasses.replace(done, result=result if w.sdef.kind == "foreach" else None)
         status = self._commit(
             w.claim,
             f"completing {w.name!r}",

@@ -99,16 +99,18 @@ def format_execution(ex: Execution) -> str:
         )
         lines.append(header)
         many = _many_items(ex.steps)
+        summed: set[str] = set()
         for s in ex.steps:
             base = _item_base(s.name)
-            if base in many:
+            if base in many:  # summed up once, where its first item's attempt is
+                if base not in summed:
+                    summed.add(base)
+                    lines.append(_items_summary(base, many[base]))
                 continue
             lines.append(_step_line(s, width))
             lines.extend(
                 f"{'':<6}log {p(entry.get('level'))} {p(entry.get('message'))}" for entry in s.logs
             )
-        for base, records in many.items():
-            lines.append(_items_summary(base, records))
     return "\n".join(lines)
 
 
