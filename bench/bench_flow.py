@@ -6,7 +6,10 @@
    must not grow with the number of items (beyond the results list).
 2. fan-in: a 100-branch parallel group followed by a step; reports the median and p90 of
    the time from the last branch's completion to that step's start (from the attempt
-   records), over several executions, one worker in this process.
+   records), over several executions, one worker in this process with 16 threads. The
+   fan-in proper: 99 no-op branches and one that ends 0.3 s later, so that its end is
+   the group's last on its own. The burst: 100 no-op branches ending together, where the
+   last one also waits behind the other ends (the machine's cores are the limit there).
 3. decisions: sequential latency of a three-step workflow whose middle step is plain,
    a @decision returning None, or a @step(when=...) that holds; reports each median and
    its ratio to the plain one, measured in the same run.
@@ -66,6 +69,32 @@ class FanIn:
         pass
 
 
+def _slow_branch() -> object:
+    def branch(self: object) -> None:
+        time.sleep(0.3)  # ends well after the 99 others: its end is the fan-in alone
+
+    return branch
+
+
+_straggler = type(
+    "straggler",
+    (),
+    {
+        f"b{i:03d}": step(name=f"b{i:03d}")(_slow_branch() if i == 99 else _branch())
+        for i in range(100)
+    },
+)
+
+
+@workflow("bench_fan_in_straggler")
+class FanInStraggler:
+    straggler = parallel(_straggler)
+
+    @step
+    def after(self) -> None:
+        pass
+
+
 @workflow("bench_plain3")
 class Plain3:
     @step
@@ -115,7 +144,8 @@ def _reset(engine: durable.Engine) -> None:
     with engine.store.sa_engine().begin() as conn:  # type: ignore[attr-defined]
         conn.execute(
             sa.text(
-                "TRUNCATE durable_step_attempts, durable_executions, durable_waits, durable_events"
+                "TRUNCATE durable_step_attempts, durable_executions, durable_waits, durable_events,"
+                " durable_group_counts"
             )
         )
 
@@ -170,17 +200,18 @@ def foreach_run(url: str, n: int) -> tuple[float, int]:
         engine.close()
 
 
-def fan_in(url: str, executions: int = 15) -> list[float]:
+def fan_in(url: str, wf: type = FanIn, executions: int = 15) -> list[float]:
     """ms from the last branch's completion to the next step's start, per execution."""
     engine = durable.Engine(url)
     _reset(engine)
     gaps = []
+    group = "hundred." if wf is FanIn else "straggler."
     with engine.worker(concurrency=16):
         for _ in range(executions):
-            wid = engine.start(FanIn)
+            wid = engine.start(wf)
             ex = engine.wait(wid, timeout=120_000)
             steps = engine.get_execution(ex.id, include_steps=True).steps or []
-            last_branch = max(s.completed_at for s in steps if s.name.startswith("hundred."))
+            last_branch = max(s.completed_at for s in steps if s.name.startswith(group))
             after = next(s.started_at for s in steps if s.name == "after")
             gaps.append((after - last_branch).total_seconds() * 1000)
     engine.close()
@@ -221,9 +252,12 @@ def main() -> None:
     results["worker_peak_rss_mib_2k"] = round(max(p for _, p in small) / 1024, 1)
     results["worker_peak_rss_mib_10k"] = round(max(p for _, p in large) / 1024, 1)
 
-    gaps = sorted(g for _ in range(args.runs) for g in fan_in(args.store))
+    gaps = sorted(g for _ in range(args.runs) for g in fan_in(args.store, FanInStraggler))
     results["fan_in_ms_median"] = round(statistics.median(gaps), 2)
     results["fan_in_ms_p90"] = round(gaps[int(len(gaps) * 0.9)], 2)
+    burst = sorted(g for _ in range(args.runs) for g in fan_in(args.store, FanIn))
+    results["fan_in_burst_ms_median"] = round(statistics.median(burst), 2)
+    results["fan_in_burst_ms_p90"] = round(burst[int(len(burst) * 0.9)], 2)
 
     ratios = []
     medians = []

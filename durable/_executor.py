@@ -17,6 +17,7 @@ import os
 import threading
 import traceback
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,7 +51,7 @@ from durable.errors import (
 from durable.hookspecs import StepCall
 from durable.models import Status, StepExecution, StepStatus, Wait, WaitSpec
 from durable.retry import Retry
-from durable.stores.base import ExecutionRow, Store, Unit
+from durable.stores.base import ExecutionRow, Store, Unit, UnitOutcome
 
 if TYPE_CHECKING:
     from durable.plugins import PluginHost
@@ -68,6 +69,8 @@ _COMMIT_BACKOFF = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _WRITER = uuid.uuid4().hex[:16]
 _writes = itertools.count()
 _ONE_ATTEMPT = Retry(max_attempts=1)
+# how many executions' input and context a worker keeps for their units (see _parent_data)
+_PARENTS_KEPT = 8
 
 
 def _new_writer() -> None:
@@ -196,7 +199,10 @@ class Executor:
         self.plugins = plugins
         self.runner = runner
         self.lease_ms = lease_ms
-        self._local = threading.local()
+        # the input and context of the executions whose units ran last, shared by this
+        # executor's threads (items only read them): (parent, step, visit) -> (input, ctx)
+        self._parents: OrderedDict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = OrderedDict()
+        self._parents_lock = threading.Lock()
         #: called after a child workflow was started (the scheduler wakes its workers)
         self.wake_workers: Callable[[], None] = lambda: None
         #: what durable.context.engine() gives a running step (the Engine)
@@ -465,8 +471,8 @@ class Executor:
         workflow_input, workflow_context = (
             self._parent_data(w.row) if unit else (w.row.input, w.context)
         )
-        # An item reads its execution's input and context (shared by every item of the
-        # thread, read-only: the context API copies what an item reads); anything else
+        # An item reads its execution's input and context (shared by every item this
+        # worker runs, read-only: the context API copies what an item reads); anything else
         # works on a copy of its own.
         item = unit and sdef.kind == "foreach"
         run = StepRun(
@@ -748,7 +754,7 @@ class Executor:
     def _join(self, w: _Walk, now: datetime) -> bool:
         """Every unit ended (or, fail-fast, one failed): merge, or fail the execution."""
         sdef = w.sdef
-        units = self.store.units(w.eid, sdef.name, w.visit)
+        units = self.store.unit_outcomes(w.eid, sdef.name, w.visit)
         started = min((u.created_at for u in units), default=now)
         failed = [u for u in units if u.status in (Status.FAILED, Status.CANCELLED)]
         error: dict[str, Any] | None = None
@@ -758,7 +764,7 @@ class Executor:
         else:
             try:
                 if sdef.kind == "parallel":
-                    new_context = merge(w.context, [(u.unit or "", u.result or {}) for u in units])
+                    new_context = merge(w.context, [(u.name, u.result or {}) for u in units])
                 else:
                     new_context = {**w.context, sdef.into or sdef.name: [u.result for u in units]}
             except ContextConflict as exc:
@@ -776,15 +782,21 @@ class Executor:
 
     def _parent_data(self, row: ExecutionRow) -> tuple[Any, dict[str, Any]]:
         """A unit's execution's input and context (as at the fork: the execution waits at
-        the group meanwhile), read once per thread and group run."""
+        the group meanwhile), read once per group run while its units run here, and held
+        once for all threads (a foreach's context can be as large as its item list)."""
         key = (row.parent_id, row.group_step, row.group_visit)
-        cached = getattr(self._local, "parent", None)
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
+        with self._parents_lock:
+            cached = self._parents.get(key)
+            if cached is not None:
+                self._parents.move_to_end(key)
+                return cached
         parent = self.store.get(row.parent_id or "")
         if parent is None:
             raise ExecutionNotFound(f"unit {row.id} belongs to no execution (purged?)")
-        self._local.parent = (key, parent.input, parent.context)
+        with self._parents_lock:
+            self._parents[key] = (parent.input, parent.context)
+            while len(self._parents) > _PARENTS_KEPT:
+                self._parents.popitem(last=False)
         return parent.input, parent.context
 
     def _unit_result(self, w: _Walk, run: StepRun, value: Any) -> tuple[Any, dict[str, Any]]:
@@ -1150,15 +1162,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _group_error(sdef: StepDef, failed: list[ExecutionRow]) -> dict[str, Any]:
+def _group_error(sdef: StepDef, failed: list[UnitOutcome]) -> dict[str, Any]:
     """The execution's error when units of ``sdef`` failed."""
     real = [u for u in failed if u.status == Status.FAILED] or failed
-    first = min(
-        real, key=lambda u: (u.completed_at or datetime.max.replace(tzinfo=UTC), u.unit_index)
-    )
+    first = min(real, key=lambda u: (u.completed_at or datetime.max.replace(tzinfo=UTC), u.index))
     if sdef.fail_fast:
-        return {**(first.error or {}), "step": first.unit}
-    failures = {u.unit or "": u.error or {"type": "cancelled", "message": ""} for u in real}
+        return {**(first.error or {}), "step": first.name}
+    failures = {u.name: u.error or {"type": "cancelled", "message": ""} for u in real}
     listed = "; ".join(
         f"{name}: {e.get('type')}: {e.get('message')}" for name, e in failures.items()
     )

@@ -38,7 +38,13 @@ __all__ = ["DATA_TABLES", "TRUNCATE_AFTER_ROWS", "PostgresSandbox", "StoreSandbo
 #: how many rows a PostgreSQL sandbox deletes before it truncates instead
 TRUNCATE_AFTER_ROWS = 20_000
 #: every table that holds executions' data (not the migrations record)
-DATA_TABLES = ("durable_events", "durable_waits", "durable_step_attempts", "durable_executions")
+DATA_TABLES = (
+    "durable_events",
+    "durable_waits",
+    "durable_step_attempts",
+    "durable_group_counts",
+    "durable_executions",
+)
 
 
 class StoreSandbox(abc.ABC):

@@ -127,8 +127,8 @@ def durable_store_url_pg(postgres_url: str) -> str:
 
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE durable_executions, durable_step_attempts, durable_waits, durable_events "
-            "RESTART IDENTITY"
+            "TRUNCATE durable_executions, durable_step_attempts, durable_waits, durable_events, "
+            "durable_group_counts RESTART IDENTITY"
         )
     return postgres_url
 

@@ -34,6 +34,7 @@ __all__ = [
     "ExecutionRow",
     "Store",
     "Unit",
+    "UnitOutcome",
     "WaitDecision",
     "as_cancelled",
     "decide_wait",
@@ -101,8 +102,9 @@ class ExecutionRow:
     stops_group: bool = False  # a unit whose failure ends the group at once (fail_fast)
     item: Any = None  # an item unit: its item
     result: Any = None  # a unit that completed: its result (what the executor gave)
-    open_units: int = 0  # an execution at a group: its units not yet ended
-    next_unit: int = 0  # an execution at a foreach: the index of the next unit to let in
+    # an execution at a group: what is still open of its count (the memory store counts
+    # units; the SQL stores count the rows their count is split over, see GROUP_SHARDS)
+    open_units: int = 0
     began: bool = False  # not stored: set by claim() when it began the current attempt
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once
@@ -146,6 +148,19 @@ class Unit:
     context: dict[str, Any] | None = None  # a branch's copy of the context (items: None)
     item: Any = None
     max_attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class UnitOutcome:
+    """What a group's join needs of one of its units (lighter than its whole row)."""
+
+    index: int
+    name: str
+    status: Status
+    created_at: datetime
+    completed_at: datetime | None
+    result: Any = None
+    error: dict[str, Any] | None = None
 
 
 _UNITS = uuid.UUID("0c7d6a2e-5b1f-4f8e-9d3a-6e2b8c4a1f57")
@@ -418,6 +433,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def units(self, execution_id: str, step: str, visit: int) -> list[ExecutionRow]:
         """The units of visit ``visit`` of ``step`` of an execution, by index."""
+
+    def unit_outcomes(self, execution_id: str, step: str, visit: int) -> list[UnitOutcome]:
+        """How each unit of visit ``visit`` of ``step`` ended (or stands), by index: what
+        the join reads. Stores override it to read less than :meth:`units` (a foreach of
+        10,000 items should not need 10,000 whole rows in memory)."""
+        return [
+            UnitOutcome(
+                u.unit_index,
+                u.unit or "",
+                u.status,
+                u.created_at,
+                u.completed_at,
+                u.result,
+                u.error,
+            )
+            for u in self.units(execution_id, step, visit)
+        ]
 
     @abc.abstractmethod
     def restart_attempt(

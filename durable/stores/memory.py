@@ -25,6 +25,7 @@ from durable.stores.base import (
     ExecutionRow,
     Store,
     Unit,
+    UnitOutcome,
     as_cancelled,
     decide_wait,
     finished_error,
@@ -61,6 +62,9 @@ class MemoryStore(Store):
         self._children: dict[str, list[str]] = {}  # an execution's unit rows, by id
         # (execution, step, visit) -> its units' ids, by index
         self._groups: dict[tuple[str, str, int], list[str]] = {}
+        # per group: no unit below this index is parked (parked units are only ever let
+        # in or cancelled), where the search for the next one to let in starts
+        self._parked_from: dict[tuple[str, str, int], int] = {}
         self._ended: list[Callable[[str | None], None]] = []
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
@@ -309,6 +313,8 @@ class MemoryStore(Store):
             self._steps[row.id].append((next(self._seq), record))
 
     def _end(self, row: ExecutionRow, status: Status, now: datetime) -> None:
+        # a parked unit (never let in) holds no place a parked one could take
+        held_place = not (row.status == Status.PENDING and row.run_at is None)
         row.suspended = False
         row.status = status
         row.completed_at = now
@@ -317,7 +323,7 @@ class MemoryStore(Store):
         row.worker_id = None
         row.attempt_started_at = None
         if row.unit is not None:
-            self._unit_ended(row, now)
+            self._unit_ended(row, now, held_place=held_place)
             return
         if row.parent_id is not None:
             self._child_ended(row, now)
@@ -355,8 +361,9 @@ class MemoryStore(Store):
                         self._wake(r, now)
                     return
 
-    def _unit_ended(self, unit: ExecutionRow, now: datetime) -> None:
-        """The fan-in, in the transition that ended ``unit`` (see Store.fork)."""
+    def _unit_ended(self, unit: ExecutionRow, now: datetime, *, held_place: bool) -> None:
+        """The fan-in, in the transition that ended ``unit`` (see Store.fork); a unit that
+        ``held_place`` (was let in) lets the next parked one in."""
         parent = self._rows.get(unit.parent_id or "")
         if (
             parent is None
@@ -365,8 +372,8 @@ class MemoryStore(Store):
         ):
             return
         parent.open_units -= 1
-        let_in, parent.next_unit = parent.next_unit, parent.next_unit + 1
-        group = self._groups.get((parent.id, unit.group_step or "", unit.group_visit), [])
+        key = (parent.id, unit.group_step or "", unit.group_visit)
+        group = self._groups.get(key, [])
         stop = unit.stops_group and unit.status != Status.COMPLETED
         if parent.open_units <= 0 or stop:
             if stop:
@@ -375,11 +382,17 @@ class MemoryStore(Store):
                     self._cancel_unit(self._rows[uid], now, why)
             self._wake(parent, now)
             return
-        if let_in < len(group):
-            nxt = self._rows[group[let_in]]
+        if not held_place:
+            return
+        i = self._parked_from.get(key, 0)
+        while i < len(group):  # the lowest parked unit is let in
+            nxt = self._rows[group[i]]
+            i += 1
             if nxt.status == Status.PENDING and nxt.run_at is None:
                 nxt.run_at = now
                 self._touch(nxt)
+                break
+        self._parked_from[key] = i
 
     def _cancel_at_checkpoint(
         self, row: ExecutionRow, record: StepExecution | None, now: datetime
@@ -527,7 +540,6 @@ class MemoryStore(Store):
                 group.append(uid)
                 self._touch(unit)
             row.open_units = len(units)
-            row.next_unit = len(units) if concurrency is None else concurrency
             row.attempt_started_at = None
             row.lease_expires_at = None
             row.worker_id = None
@@ -544,6 +556,23 @@ class MemoryStore(Store):
         with self._lock:
             group = self._groups.get((execution_id, step, visit), [])
             return [_clone_row(self._rows[uid]) for uid in group if uid in self._rows]
+
+    def unit_outcomes(self, execution_id: str, step: str, visit: int) -> list[UnitOutcome]:
+        with self._lock:
+            group = self._groups.get((execution_id, step, visit), [])
+            rows = [self._rows[uid] for uid in group if uid in self._rows]
+            return [
+                UnitOutcome(
+                    r.unit_index,
+                    r.unit or "",
+                    r.status,
+                    r.created_at,
+                    r.completed_at,
+                    clone(r.result),
+                    clone(r.error),
+                )
+                for r in rows
+            ]
 
     def restart_attempt(
         self,
@@ -834,6 +863,7 @@ class MemoryStore(Store):
                 self._children.pop(r.id, None)
                 for key in [k for k in self._groups if k[0] == r.id]:
                     del self._groups[key]
+                    self._parked_from.pop(key, None)
                 del self._rows[r.id]
                 self._steps.pop(r.id, None)
                 self._version.pop(r.id, None)

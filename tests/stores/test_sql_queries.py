@@ -93,9 +93,9 @@ def test_blocks_hold_none_one_or_several_statements_without_comments():
         "-- name: one\n-- what it does\nSELECT 1\n-- a note\n  FROM t;\n"
         "-- name: two\nSELECT 1;\nSELECT 2;\n"
     )
-    assert blocks == {"none": (), "one": ("SELECT 1\n  FROM t",), "two": ("SELECT 1", "SELECT 2")}
+    assert blocks == {"none": (), "one": ("SELECT 1\nFROM t",), "two": ("SELECT 1", "SELECT 2")}
     sqlite, postgres = load("sqlite"), load("postgres")
-    assert len(sqlite.steps("purge")) == len(postgres.steps("purge")) == 4
+    assert len(sqlite.steps("purge")) == len(postgres.steps("purge")) == 5
     assert len(sqlite.steps("claim")) == 2  # pick, then take (see the file)
     assert postgres.steps("server_time") and not sqlite.steps("server_time")
     with pytest.raises(KeyError, match="'purge' is not one statement"):
@@ -108,3 +108,18 @@ def test_each_file_uses_its_drivers_parameter_style_only():
     named = re.compile(r"(?<![:\w]):[a-z_]+")  # :name, but not a ::cast
     for sql in parse(_text("postgres")).values():
         assert not any(named.search(s) for s in sql), sql
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_every_statement_is_short_enough_for_the_driver_to_cache_its_parsing(dialect):
+    # psycopg parses a statement's placeholders again on every execution when it is
+    # longer than 4096 bytes (MAX_CACHED_STATEMENT_LENGTH): a cost each hot transition
+    # would pay
+    queries = load(dialect)
+    too_long = {
+        name: len(sql.encode())
+        for name in queries.names()
+        for sql in queries.steps(name)
+        if len(sql.encode()) > 4096
+    }
+    assert too_long == {}

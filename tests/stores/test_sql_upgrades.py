@@ -176,3 +176,112 @@ def test_an_upgrade_from_each_version_keeps_the_data_as_visit_1(blank_url, versi
         assert (fresh.status, fresh.visit) == ("pending", 2)
     finally:
         store.close()
+
+
+def _unit_values(parent: str, index: int, status: str, run_at: datetime | None) -> dict[str, Any]:
+    return {
+        "id": f"{parent}-u{index}",
+        "workflow": WF,
+        "status": status,
+        "queue": "default",
+        "priority": 0,
+        "input": "null",
+        "context": "{}",
+        "created_at": T0,
+        "scheduled_at": T0,
+        "run_at": run_at,
+        "claimable_at": run_at,
+        "completed_at": T0 if status == "completed" else None,
+        "step_index": 0,
+        "step_name": f"each[{index}]",
+        "attempt": 1 if status == "completed" else 0,
+        "token": 1 if status == "completed" else 0,
+        "cancel_requested": False,
+        "max_attempts": 1,
+        "parent_id": parent,
+        "unit": f"each[{index}]",
+        "group_step": "each",
+        "group_visit": 1,
+        "unit_index": index,
+        "item": str(index),
+        "result": str(index) if status == "completed" else None,
+    }
+
+
+def test_a_group_in_flight_at_v7_is_counted_and_fans_in_once_after_the_upgrade(blank_url):
+    """v8 splits a group's count over rows and lets in the lowest parked unit: a foreach
+    in flight when the database is upgraded goes on and resumes its execution once."""
+    store = PluginHost().make_store(blank_url)
+    sqlite = store.engine.dialect.name == "sqlite"
+    at = (lambda d: d if d is None else d.replace(tzinfo=None)) if sqlite else (lambda d: d)
+    try:
+        migrations.upgrade(store.engine, now=T0, target=7)
+        meta = sa.MetaData()
+        meta.reflect(store.engine)
+        ex = meta.tables["durable_executions"]
+        with store.engine.begin() as conn:
+            # waiting at visit 1 of "each": unit 0 done, 1 and 2 let in, 3 and 4 parked
+            parent = {
+                **_unit_values("p", 0, "waiting", T0 + timedelta(hours=1)),
+                "id": "p",
+                "input": "{}",
+                "step_name": "each",
+                "step_visit": 1,
+                "suspended": True,
+                "started_at": T0,
+                "parent_id": None,
+                "unit": None,
+                "group_step": None,
+                "group_visit": 0,
+                "item": None,
+                "open_units": 4,
+                "next_unit": 3,
+            }
+            for values in (
+                parent,
+                _unit_values("p", 0, "completed", None),
+                _unit_values("p", 1, "pending", T0),
+                _unit_values("p", 2, "pending", T0),
+                _unit_values("p", 3, "pending", None),
+                _unit_values("p", 4, "pending", None),
+            ):
+                _insert(
+                    conn,
+                    ex,
+                    {k: at(v) if isinstance(v, datetime) else v for k, v in values.items()},
+                )
+        assert store.migrate(T0) == list(range(8, SCHEMA_VERSION + 1))
+        got = store.get("p")
+        assert got is not None and (got.status, got.open_units) == ("waiting", 4)
+
+        now = T0 + timedelta(seconds=1)
+        ended = []
+        while True:
+            claimed = store.claim(
+                queues=None, workflows=[WF], worker_id="w", now=now, lease_ms=30_000, limit=10
+            )
+            assert claimed
+            if any(c.id == "p" for c in claimed):  # resumed, once all its units ended
+                assert (len(claimed), sorted(ended)) == (1, [1, 2, 3, 4])
+                break
+            for c in claimed:
+                rec = StepExecution(c.step_name or "", StepStatus.COMPLETED, 1, now, now)
+                store.complete_step(
+                    c.id,
+                    c.token,
+                    now=now,
+                    record=rec,
+                    context={},
+                    next_step=None,
+                    start_next=False,
+                    result=c.item,
+                )
+                ended.append(c.unit_index)
+                got = store.get("p")
+                assert got is not None
+                assert got.status == ("pending" if len(ended) == 4 else "waiting")
+        assert ended[:2] == [1, 2]  # the parked ones were let in after
+        units = store.units("p", "each", 1)
+        assert [(u.status, u.result) for u in units] == [("completed", i) for i in range(5)]
+    finally:
+        store.close()

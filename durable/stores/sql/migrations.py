@@ -301,6 +301,69 @@ def _v7_units_and_children(conn: sa.Connection) -> None:
     )
 
 
+def _v8_group_counts(conn: sa.Connection) -> None:
+    """A group's count of open units split over up to 64 rows (units ending at the same
+    time no longer all wait for their execution's row), an index of parked units (the
+    next one let in is the lowest parked), no next_unit, and listing indexes without
+    units. Groups in flight are counted from their unfinished units."""
+    sa.Table(
+        "durable_group_counts",
+        sa.MetaData(),
+        sa.Column("parent_id", sa.String(64), primary_key=True),
+        sa.Column("group_step", sa.String(200), primary_key=True),
+        sa.Column("group_visit", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("open_units", sa.Integer, nullable=False),
+    ).create(conn)
+    conn.execute(
+        sa.text(
+            "CREATE INDEX durable_executions_parked ON durable_executions "
+            "(parent_id, group_step, group_visit, unit_index) "
+            "WHERE unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL"
+        )
+    )
+    # The groups executions wait at now: their unfinished units, counted by shard (64 is
+    # the store's GROUP_SHARDS, fixed at this version).
+    conn.execute(
+        sa.text(
+            "INSERT INTO durable_group_counts "
+            "(parent_id, group_step, group_visit, shard, open_units) "
+            "SELECT u.parent_id, u.group_step, u.group_visit, u.unit_index % 64, count(*) "
+            "FROM durable_executions u JOIN durable_executions p ON p.id = u.parent_id "
+            "WHERE u.unit IS NOT NULL AND u.status IN ('pending', 'running', 'waiting') "
+            "AND p.status = 'waiting' AND p.step_name = u.group_step "
+            "AND p.step_visit = u.group_visit "
+            "GROUP BY u.parent_id, u.group_step, u.group_visit, u.unit_index % 64"
+        )
+    )
+    conn.execute(
+        sa.text(
+            "UPDATE durable_executions SET open_units = ("
+            "SELECT count(*) FROM durable_group_counts c WHERE c.parent_id = "
+            "durable_executions.id AND c.group_step = durable_executions.step_name "
+            "AND c.group_visit = durable_executions.step_visit) "
+            "WHERE open_units > 0"
+        )
+    )
+    conn.execute(sa.text("ALTER TABLE durable_executions DROP COLUMN next_unit"))
+    # Listings and retention skip units (filtered out there already): a unit's row, updated
+    # several times in its short life, no longer adds entries to those indexes.
+    for name, columns, where in (
+        ("durable_executions_created", "created_at, seq", "unit IS NULL"),
+        ("durable_executions_status_created", "status, created_at, seq", "unit IS NULL"),
+        ("durable_executions_workflow_created", "workflow, created_at, seq", "unit IS NULL"),
+        (
+            "durable_executions_finished",
+            "completed_at, seq",
+            "completed_at IS NOT NULL AND unit IS NULL",
+        ),
+    ):
+        conn.execute(sa.text(f"DROP INDEX {name}"))
+        conn.execute(
+            sa.text(f"CREATE INDEX {name} ON durable_executions ({columns}) WHERE {where}")
+        )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -309,6 +372,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (5, "write_ids", _v5_write_ids),
     (6, "journal_key", _v6_journal_key),
     (7, "units_and_children", _v7_units_and_children),
+    (8, "group_counts", _v8_group_counts),
 ]
 
 

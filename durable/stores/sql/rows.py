@@ -14,9 +14,18 @@ from typing import Any
 
 from durable._limits import MIN_TIME
 from durable.models import Status, StepExecution, StepPhase, StepStatus, Wait
-from durable.stores.base import ExecutionRow
+from durable.stores.base import ExecutionRow, UnitOutcome
 
-__all__ = ["DECODING", "attempt_params", "dumps", "execution", "loads", "step", "wait"]
+__all__ = [
+    "DECODING",
+    "attempt_params",
+    "dumps",
+    "execution",
+    "loads",
+    "outcome",
+    "step",
+    "wait",
+]
 
 #: a row as the driver returns it, read by column name
 Row = Any
@@ -116,7 +125,19 @@ def _decode(r: Row, dt: ToDatetime, problems: list[str] | None) -> ExecutionRow:
         item=field("item", loads, None),
         result=field("result", loads, None),
         open_units=r["open_units"],
-        next_unit=r["next_unit"],
+    )
+
+
+def outcome(r: Row, dt: ToDatetime) -> UnitOutcome:
+    """How the unit in ``r`` (a ``unit_outcomes`` row) ended."""
+    return UnitOutcome(
+        r["unit_index"],
+        r["unit"],
+        Status(r["status"]),
+        dt(r["created_at"]) or MIN_TIME,
+        dt(r["completed_at"]),
+        loads(r["result"]),
+        loads(r["error"]),
     )
 
 

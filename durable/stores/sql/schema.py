@@ -9,17 +9,23 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
 __all__ = [
+    "GROUP_SHARDS",
     "SCHEMA_VERSION",
     "UTCDateTime",
     "attempts",
     "events",
     "executions",
+    "group_counts",
     "metadata",
     "migrations",
     "waits",
 ]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
+
+#: how many rows hold a group's count of open units (v8): a unit counts in the row
+#: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
+GROUP_SHARDS = 64
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -103,7 +109,8 @@ executions = sa.Table(
     # parent_id: the execution that started a child, or that a unit is part of; unit: the
     # unit's name ("group.step", "step[i]"); group_step/group_visit: the step run a unit
     # belongs to; item, result: a unit's item and what it gave back (JSON); open_units:
-    # an execution's units not yet ended, while it waits at a group; next_unit: below
+    # while an execution waits at a group, how many of the group's count rows
+    # (group_counts, v8) still count open units
     sa.Column("parent_id", sa.String(64)),
     sa.Column("unit", sa.String(200)),
     sa.Column("group_step", sa.String(200)),
@@ -113,8 +120,6 @@ executions = sa.Table(
     sa.Column("item", sa.Text),
     sa.Column("result", sa.Text),
     sa.Column("open_units", sa.Integer, nullable=False, server_default="0"),
-    # the index of the next parked unit to let in (units beyond a foreach's concurrency)
-    sa.Column("next_unit", sa.Integer, nullable=False, server_default="0"),
 )
 
 sa.Index(
@@ -123,7 +128,16 @@ sa.Index(
     postgresql_where=executions.c.claimable_at.isnot(None),
     sqlite_where=executions.c.claimable_at.isnot(None),
 )
-sa.Index("durable_executions_created", executions.c.created_at, executions.c.seq)
+# listings (v8: of executions only; a unit's row, updated several times in its short
+# life, costs no entry in them)
+_listed = executions.c.unit.is_(None)
+sa.Index(
+    "durable_executions_created",
+    executions.c.created_at,
+    executions.c.seq,
+    postgresql_where=_listed,
+    sqlite_where=_listed,
+)
 # an execution's children and units: a group's units in order, parked ones first found
 sa.Index(
     "durable_executions_parent",
@@ -133,6 +147,21 @@ sa.Index(
     executions.c.unit_index,
     postgresql_where=executions.c.parent_id.isnot(None),
     sqlite_where=executions.c.parent_id.isnot(None),
+)
+# v8: a group's parked units (beyond a foreach's concurrency), the lowest index first
+_parked = sa.and_(
+    executions.c.unit.isnot(None),
+    executions.c.status == sa.literal_column("'pending'"),
+    executions.c.claimable_at.is_(None),
+)
+sa.Index(
+    "durable_executions_parked",
+    executions.c.parent_id,
+    executions.c.group_step,
+    executions.c.group_visit,
+    executions.c.unit_index,
+    postgresql_where=_parked,
+    sqlite_where=_parked,
 )
 # an execution's units suspended on a wait (an event sent to the execution may be theirs)
 _waiting_unit = sa.and_(
@@ -150,12 +179,16 @@ sa.Index(
     executions.c.status,
     executions.c.created_at,
     executions.c.seq,
+    postgresql_where=_listed,
+    sqlite_where=_listed,
 )
 sa.Index(
     "durable_executions_workflow_created",
     executions.c.workflow,
     executions.c.created_at,
     executions.c.seq,
+    postgresql_where=_listed,
+    sqlite_where=_listed,
 )
 
 attempts = sa.Table(
@@ -179,13 +212,15 @@ attempts = sa.Table(
     sa.Column("phase", sa.String(20), nullable=False, server_default="run"),
 )
 
-# v4: finished executions by when they finished, for retention (live rows are not in it)
+# v4: finished executions by when they finished, for retention (live rows are not in it;
+# v8: nor units, purged with their execution)
+_finished = sa.and_(executions.c.completed_at.isnot(None), executions.c.unit.is_(None))
 sa.Index(
     "durable_executions_finished",
     executions.c.completed_at,
     executions.c.seq,
-    postgresql_where=executions.c.completed_at.isnot(None),
-    sqlite_where=executions.c.completed_at.isnot(None),
+    postgresql_where=_finished,
+    sqlite_where=_finished,
 )
 
 # v3: every wait a step reached, by position in the step run (its result is memoised there)
@@ -225,6 +260,19 @@ events = sa.Table(
     sa.Column("consumed_at", UTCDateTime),
 )
 sa.Index("durable_events_execution", events.c.execution_id, events.c.seq)
+
+# v8: a group run's count of open units, split over up to GROUP_SHARDS rows so that
+# units ending at the same time update different rows; only the end that empties a row
+# touches the execution's (its open_units), and the last of those resumes it
+group_counts = sa.Table(
+    "durable_group_counts",
+    metadata,
+    sa.Column("parent_id", sa.String(64), primary_key=True),
+    sa.Column("group_step", sa.String(200), primary_key=True),
+    sa.Column("group_visit", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("open_units", sa.Integer, nullable=False),
+)
 
 migrations = sa.Table(
     "durable_migrations",

@@ -27,6 +27,7 @@ from durable.stores.base import (
     ExecutionRow,
     Store,
     Unit,
+    UnitOutcome,
     as_cancelled,
     decide_wait,
     finished_error,
@@ -39,9 +40,18 @@ from durable.stores.base import (
 from durable.stores.sql import migrations, rows
 from durable.stores.sql.connections import Connections, log
 from durable.stores.sql.rows import dumps
-from durable.stores.sql.schema import SCHEMA_VERSION
+from durable.stores.sql.schema import GROUP_SHARDS, SCHEMA_VERSION
 
 __all__ = ["SQLStore"]
+
+
+def _shard_counts(units: int) -> list[list[int]]:
+    """A group of ``units`` units counted over its rows: [shard, units in it] for each
+    shard with a unit (unit i counts in shard i % GROUP_SHARDS)."""
+    return [
+        [shard, (units - shard + GROUP_SHARDS - 1) // GROUP_SHARDS]
+        for shard in range(min(units, GROUP_SHARDS))
+    ]
 
 
 class SQLStore(Connections, Store):
@@ -159,9 +169,12 @@ class SQLStore(Connections, Store):
         self._after_end(cur, execution_id, now)
         return Status.CANCELLED
 
-    def _after_end(self, cur: Any, execution_id: str, now: datetime) -> bool:
+    def _after_end(
+        self, cur: Any, execution_id: str, now: datetime, *, held_place: bool = True
+    ) -> bool:
         """In the transaction that ended ``execution_id``: a unit's fan-in, or a child's
-        end reported to the wait that called it (see Store.fork, list_executions). True
+        end reported to the wait that called it (see Store.fork, list_executions). A unit
+        that ``held_place`` (was let in, not parked) lets the next parked one in. True
         when that made work for a worker."""
         cur.execute(self.SQL["ended_row"], {"id": execution_id})
         r = cur.fetchone()
@@ -181,26 +194,35 @@ class SQLStore(Connections, Store):
                 "visit": r["group_visit"],
                 "now": ts,
             }
-            cur.execute(self.SQL["group_count_down"], {**group, "stop": stop})
-            counted = cur.fetchone()
-            if counted is None:  # the execution no longer waits for this group run
-                return False
-            if counted["status"] == Status.PENDING.value:
-                if stop:
-                    cur.execute(
-                        self.SQL["cancel_units"],
-                        {
-                            "id": r["parent_id"],
-                            "step": r["group_step"],
-                            "visit": r["group_visit"],
-                            "now": ts,
-                            "reason": f"{r['unit']} failed and its group fails fast",
-                        },
-                    )
-                return True
-            # The next item is claimable now; the worker that ran this one looks for work
-            # at once, so no other worker needs waking.
-            cur.execute(self.SQL["group_activate"], {**group, "index": counted["let_in"]})
+            # The unit's row of the group's count goes down; only the end that empties a
+            # row (or a stopping failure) touches the execution's.
+            cur.execute(
+                self.SQL["shard_count_down"], {**group, "shard": r["unit_index"] % GROUP_SHARDS}
+            )
+            left = cur.fetchone()
+            emptied = left is not None and left["open_units"] <= 0
+            if emptied or stop:
+                cur.execute(
+                    self.SQL["group_count_down"], {**group, "stop": stop, "emptied": int(emptied)}
+                )
+                counted = cur.fetchone()
+                if counted is not None and counted["status"] == Status.PENDING.value:
+                    if stop:
+                        cur.execute(
+                            self.SQL["cancel_units"],
+                            {
+                                "id": r["parent_id"],
+                                "step": r["group_step"],
+                                "visit": r["group_visit"],
+                                "now": ts,
+                                "reason": f"{r['unit']} failed and its group fails fast",
+                            },
+                        )
+                    return True
+            if held_place and not stop:
+                # The next item is claimable now; the worker that ran this one looks for
+                # work at once, so no other worker needs waking.
+                cur.execute(self.SQL["group_activate"], group)
             return False
         return self._child_ended(cur, r, now)
 
@@ -505,8 +527,18 @@ class SQLStore(Connections, Store):
         why (lost claim, or a cancel requested: then the result is discarded). One that
         ``ends`` the execution runs in a transaction with what its end tells its parent."""
         woke = False
+        found = None
+        if ends and self.ENDS_IN_ONE_STATEMENT:
+            # An end that tells no caller is the statement alone, its own transaction: no
+            # lock it takes (a unit's group row) is held while this thread waits for the
+            # GIL to send a COMMIT. A child's end matches nothing here and goes on below.
+            with self._cursor(write=False) as cur:
+                cur.execute(self.SQL[name], {**params, "alone": True, "shards": GROUP_SHARDS})
+                found = cur.fetchone()
+            if found is not None:  # (its statement told idle workers of what it woke)
+                return Status(found["status"])
         with self._cursor(write=self.HOT_IN_TRANSACTION or ends) as cur:
-            cur.execute(self.SQL[name], params)
+            cur.execute(self.SQL[name], {**params, "alone": False, "shards": GROUP_SHARDS})
             found = cur.fetchone()
             if found is not None and self.HOT_IN_TRANSACTION:
                 cur.execute(self.SQL["insert_attempt"], params)
@@ -579,21 +611,28 @@ class SQLStore(Connections, Store):
                 if units:
                     # One statement for them all (10,000 items: one round trip); each
                     # unit's context and item go as JSON text, kept as given.
-                    rows_ = [
-                        [
-                            unit_id(execution_id, step, visit, u.index),
-                            u.name,
-                            u.index,
-                            u.max_attempts,
-                            None if u.context is None else dumps(u.context),
-                            dumps(u.item),
-                        ]
-                        for u in units
-                    ]
+                    # (written a unit at a time: no list of every unit's row as well)
+                    payload = (
+                        "["
+                        + ",".join(
+                            dumps(
+                                [
+                                    unit_id(execution_id, step, visit, u.index),
+                                    u.name,
+                                    u.index,
+                                    u.max_attempts,
+                                    None if u.context is None else dumps(u.context),
+                                    dumps(u.item),
+                                ]
+                            )
+                            for u in units
+                        )
+                        + "]"
+                    )
                     cur.execute(
                         self.SQL["unit_insert"],
                         {
-                            "units": dumps(rows_),
+                            "units": payload,
                             "concurrency": concurrency,
                             "workflow": row.workflow,
                             "queue": row.queue,
@@ -607,6 +646,15 @@ class SQLStore(Connections, Store):
                             "stops": stops_group,
                         },
                     )
+                    cur.execute(
+                        self.SQL["group_counts_insert"],
+                        {
+                            "parent": execution_id,
+                            "step": step,
+                            "visit": visit,
+                            "counts": dumps(_shard_counts(len(units))),
+                        },
+                    )
                 status = Status.WAITING if units else Status.PENDING
                 cur.execute(
                     self.SQL["fork_wait"],
@@ -616,8 +664,7 @@ class SQLStore(Connections, Store):
                         "write_id": write_id,
                         "status": status.value,
                         "wake": deadline if units else ts,
-                        "open": len(units),
-                        "next_unit": len(units) if concurrency is None else concurrency,
+                        "open": min(len(units), GROUP_SHARDS),
                     },
                 )
                 if cur.fetchone() is None:
@@ -630,6 +677,19 @@ class SQLStore(Connections, Store):
     def units(self, execution_id: str, step: str, visit: int) -> list[ExecutionRow]:
         found = self._all_rows("units", {"id": execution_id, "step": step, "visit": visit})
         return [self._row(r) for r in found]
+
+    def unit_outcomes(self, execution_id: str, step: str, visit: int) -> list[UnitOutcome]:
+        def read() -> list[UnitOutcome]:
+            out: list[UnitOutcome] = []
+            with self._cursor(write=False) as cur:
+                cur.execute(
+                    self.SQL["unit_outcomes"], {"id": execution_id, "step": step, "visit": visit}
+                )
+                while batch := cur.fetchmany(1000):  # decoded as read, not all rows at once
+                    out.extend(rows.outcome(r, self._dt) for r in batch)
+            return out
+
+        return self._retry_once(read)
 
     def restart_attempt(
         self,
@@ -1091,6 +1151,7 @@ class SQLStore(Connections, Store):
         cur.execute(self.SQL["live_children"], {"id": execution_id})
         for child in [r["id"] for r in cur.fetchall()]:
             self._cancel(cur, child, now, reason)
-        if at_once:
-            self._after_end(cur, execution_id, now)  # a child: its caller hears of it
+        if at_once:  # a unit: its group hears of it; a child: its caller
+            parked = row.status == Status.PENDING and row.run_at is None
+            self._after_end(cur, execution_id, now, held_place=not parked)
         return cancelled

@@ -60,7 +60,7 @@ WITH i AS (
         deadline, step_index, step_name, attempt, attempt_started_at, error, token,
         worker_id, lease_expires_at, cancel_requested, cancel_reason, suspended, last_write,
         lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 ), n AS (SELECT pg_notify('durable_work', ''))
 SELECT i.* FROM i, n;
 
@@ -70,7 +70,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE idempotency_key = %(key)s;
 
 -- name: get
@@ -79,7 +79,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE id = %(id)s;
 
 -- name: get_for_update
@@ -88,7 +88,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
@@ -115,7 +115,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -131,7 +131,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE status = %(status)s
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -148,7 +148,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE status = ANY(%(statuses)s)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -165,7 +165,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE workflow = %(workflow)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -214,7 +214,7 @@ RETURNING
     e.error, e.token, e.worker_id, e.lease_expires_at, e.cancel_requested, e.cancel_reason,
     e.suspended, e.last_write, e.lost_attempts, e.max_attempts,
     e.step_visit, e.visits, e.parent_id, e.unit, e.group_step, e.group_visit, e.unit_index,
-    e.stops_group, e.item, e.result, e.open_units, e.next_unit, c.fresh;
+    e.stops_group, e.item, e.result, e.open_units, c.fresh;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = %(deadline)s WHERE seq = %(seq)s;
@@ -258,8 +258,10 @@ RETURNING (SELECT status FROM u) AS status;
 -- name: finish_run
 -- The execution (or unit) ends with :status, completed (its context and result kept) or
 -- failed out of attempts (its error kept), with what its end tells the execution a unit
--- belongs to (and engine.wait) in this one statement; the store, in the same transaction,
--- tells a child's caller (it must lock the caller's row first).
+-- belongs to (and engine.wait, and idle workers) in this one statement. With :alone it
+-- matches no child (so runs as its own transaction); a child's end runs without it in a
+-- transaction, where the store then tells the child's caller (it must lock the caller's
+-- row first).
 WITH u AS (
     UPDATE durable_executions SET
         context = coalesce(%(context)s, context), status = %(status)s, completed_at = %(now)s,
@@ -268,7 +270,9 @@ WITH u AS (
         attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
     WHERE id = %(id)s AND token = %(token)s AND status = 'running'
       AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
-    RETURNING id, status, parent_id, unit, group_step, group_visit, stops_group, context, error
+      AND (NOT %(alone)s OR parent_id IS NULL OR unit IS NOT NULL)
+    RETURNING id, status, parent_id, unit, group_step, group_visit, unit_index, stops_group,
+        context, error
 ), ins AS (
     INSERT INTO durable_step_attempts (
         execution_id, step_index, name, attempt, status, started_at, completed_at, error,
@@ -282,31 +286,52 @@ WITH u AS (
 ), told AS (
     -- whoever waits for this execution's end (engine.wait), in any process
     SELECT pg_notify('durable_done', u.id) FROM u WHERE u.unit IS NULL
-), p AS (
-    -- a unit's end: its group counts down; the last one, or a stopping failure, lets the
-    -- execution run again (the parent's row lock orders the units' ends)
-    UPDATE durable_executions AS p SET
-        open_units = p.open_units - 1,
-        status = CASE WHEN p.open_units - 1 <= 0 OR (u.stops_group AND u.status <> 'completed')
-                      THEN 'pending' ELSE p.status END,
-        run_at = CASE WHEN p.open_units - 1 <= 0 OR (u.stops_group AND u.status <> 'completed')
-                      THEN %(now)s ELSE p.run_at END,
-        claimable_at = CASE WHEN p.open_units - 1 <= 0
-                                 OR (u.stops_group AND u.status <> 'completed')
-                            THEN %(now)s ELSE p.claimable_at END,
-        next_unit = p.next_unit + 1
+), dec AS (
+    -- a unit's end: its row of the group's count (see GROUP_SHARDS) goes down
+    UPDATE durable_group_counts AS c SET open_units = c.open_units - 1
     FROM u
-    WHERE u.unit IS NOT NULL AND p.id = u.parent_id AND p.status = 'waiting'
-      AND p.step_name = u.group_step AND p.step_visit = u.group_visit
-    RETURNING p.id, p.status, p.next_unit - 1 AS let_in
+    WHERE u.unit IS NOT NULL AND c.parent_id = u.parent_id AND c.group_step = u.group_step
+      AND c.group_visit = u.group_visit AND c.shard = u.unit_index %% %(shards)s
+    RETURNING c.open_units
+), x AS (
+    SELECT u.parent_id, u.group_step, u.group_visit,
+        u.stops_group AND u.status <> 'completed' AS stop,
+        CASE WHEN EXISTS (SELECT 1 FROM dec WHERE dec.open_units = 0) THEN 1 ELSE 0 END
+            AS emptied
+    FROM u WHERE u.unit IS NOT NULL
+), p AS (
+    -- only the end that empties its count row, or a stopping failure, touches the
+    -- execution's row: one fewer open row; none left, or the failure, lets it run again
+    UPDATE durable_executions AS p SET
+        open_units = p.open_units - x.emptied,
+        status = CASE WHEN p.open_units - x.emptied <= 0 OR x.stop THEN 'pending'
+                      ELSE p.status END,
+        run_at = CASE WHEN p.open_units - x.emptied <= 0 OR x.stop THEN %(now)s
+                      ELSE p.run_at END,
+        claimable_at = CASE WHEN p.open_units - x.emptied <= 0 OR x.stop THEN %(now)s
+                            ELSE p.claimable_at END
+    FROM x
+    WHERE (x.emptied = 1 OR x.stop) AND p.id = x.parent_id AND p.status = 'waiting'
+      AND p.step_name = x.group_step AND p.step_visit = x.group_visit
+    RETURNING p.id, p.status
 ), let_in AS (
-    -- the group goes on: let the next parked unit in
+    -- the group goes on: its lowest parked unit is let in, one that no other end is
+    -- letting in at the same time (so that ends need not wait for each other)
     UPDATE durable_executions AS n SET run_at = %(now)s, claimable_at = %(now)s
-    FROM p, u
-    WHERE p.status = 'waiting' AND n.parent_id = p.id AND n.group_step = u.group_step
-      AND n.group_visit = u.group_visit AND n.unit_index = p.let_in AND n.unit IS NOT NULL
-      AND n.status = 'pending' AND n.claimable_at IS NULL
+    WHERE n.seq = (
+        SELECT q.seq FROM durable_executions AS q
+        WHERE q.parent_id = (SELECT x.parent_id FROM x WHERE NOT x.stop)
+          AND q.group_step = (SELECT x.group_step FROM x)
+          AND q.group_visit = (SELECT x.group_visit FROM x)
+          AND q.unit IS NOT NULL AND q.status = 'pending' AND q.claimable_at IS NULL
+        ORDER BY q.unit_index
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    )
     RETURNING n.seq
+), work AS (
+    -- the execution can run again: idle workers hear of it at this commit
+    SELECT pg_notify('durable_work', '') FROM p WHERE p.status = 'pending'
 ), stopped AS (
     -- fail fast: the group's other unfinished units are cancelled (a running one at its
     -- next checkpoint)
@@ -330,7 +355,8 @@ WITH u AS (
 )
 SELECT u.id, u.status, u.parent_id, u.unit, u.context, u.error,
     (SELECT count(*) FROM ins) + (SELECT count(*) FROM told) + (SELECT count(*) FROM let_in)
-        + (SELECT count(*) FROM stopped) AS done,
+        + (SELECT count(*) FROM stopped) + (SELECT count(*) FROM dec)
+        + (SELECT count(*) FROM work) AS done,
     (SELECT count(*) FROM p WHERE p.status = 'pending') AS woke
 FROM u;
 
@@ -425,7 +451,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
 
 
 -- name: wait_get
@@ -532,6 +558,7 @@ FOR UPDATE SKIP LOCKED;
 DELETE FROM durable_events WHERE execution_id = ANY(%(ids)s);
 DELETE FROM durable_waits WHERE execution_id = ANY(%(ids)s);
 DELETE FROM durable_step_attempts WHERE execution_id = ANY(%(ids)s);
+DELETE FROM durable_group_counts WHERE parent_id = ANY(%(ids)s);
 DELETE FROM durable_executions WHERE id = ANY(%(ids)s) RETURNING id;
 
 
@@ -566,7 +593,7 @@ ON CONFLICT (id) DO NOTHING;
 UPDATE durable_executions SET
     status = %(status)s, run_at = %(wake)s, claimable_at = %(wake)s, lease_expires_at = NULL,
     worker_id = NULL, attempt_started_at = NULL, suspended = TRUE, lost_attempts = 0,
-    open_units = %(open)s, next_unit = %(next_unit)s, last_write = %(write_id)s
+    open_units = %(open)s, last_write = %(write_id)s
 WHERE id = %(id)s AND token = %(token)s AND status = 'running'
   AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
 RETURNING status;
@@ -577,7 +604,15 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+FROM durable_executions
+WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
+  AND unit IS NOT NULL
+ORDER BY unit_index;
+
+-- name: unit_outcomes
+-- How each unit of a group run ended, by index: what its join reads.
+SELECT unit_index, unit, status, created_at, completed_at, result, error
 FROM durable_executions
 WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
   AND unit IS NOT NULL
@@ -585,28 +620,50 @@ ORDER BY unit_index;
 
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.
-SELECT id, status, parent_id, unit, group_step, group_visit, stops_group, context, error
+SELECT id, status, parent_id, unit, group_step, group_visit, unit_index, stops_group,
+    context, error
 FROM durable_executions WHERE id = %(id)s;
 
+-- name: group_counts_insert
+-- A group run's count of open units, in the rows %(counts)s gives: a JSON array of
+-- [shard, open units]. Repeated, it adds nothing.
+INSERT INTO durable_group_counts (parent_id, group_step, group_visit, shard, open_units)
+SELECT %(parent)s, %(step)s, %(visit)s, (e.c ->> 0)::int, (e.c ->> 1)::int
+FROM json_array_elements(%(counts)s::json) AS e(c)
+ON CONFLICT DO NOTHING;
+
+-- name: shard_count_down
+-- A unit ended: its row of the group's count goes down (what is left comes back).
+UPDATE durable_group_counts SET open_units = open_units - 1
+WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
+  AND shard = %(shard)s
+RETURNING open_units;
+
 -- name: group_count_down
--- A unit ended: one fewer open unit; the last one (or a stopping failure) lets the
--- execution run again, else the next parked unit (next_unit) may be let in. Only while
--- the execution waits at that group run. (Its row lock orders the units' ends.)
+-- The end that emptied a count row (:emptied 1), or a stopping failure: one fewer open
+-- row; none left, or the failure, lets the execution run again. Only while it waits at
+-- that group run.
 UPDATE durable_executions SET
-    open_units = open_units - 1,
-    status = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN 'pending' ELSE status END,
-    run_at = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN %(now)s ELSE run_at END,
-    claimable_at = CASE WHEN open_units - 1 <= 0 OR %(stop)s THEN %(now)s ELSE claimable_at END,
-    next_unit = next_unit + 1
+    open_units = open_units - %(emptied)s,
+    status = CASE WHEN open_units - %(emptied)s <= 0 OR %(stop)s THEN 'pending'
+                  ELSE status END,
+    run_at = CASE WHEN open_units - %(emptied)s <= 0 OR %(stop)s THEN %(now)s ELSE run_at END,
+    claimable_at = CASE WHEN open_units - %(emptied)s <= 0 OR %(stop)s THEN %(now)s
+                        ELSE claimable_at END
 WHERE id = %(parent)s AND status = 'waiting' AND step_name = %(step)s AND step_visit = %(visit)s
-RETURNING status, next_unit - 1 AS let_in;
+RETURNING status;
 
 -- name: group_activate
--- Let the parked unit at index :index of the group be claimed (none there: nothing).
+-- Let the group's lowest parked unit be claimed (one no other end is letting in).
 UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
-WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
-  AND unit_index = %(index)s AND unit IS NOT NULL AND status = 'pending'
-  AND claimable_at IS NULL;
+WHERE seq = (
+    SELECT seq FROM durable_executions
+    WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
+      AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+    ORDER BY unit_index
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+);
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):

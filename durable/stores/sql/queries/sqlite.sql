@@ -50,7 +50,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
 
 -- name: by_key
 SELECT
@@ -58,7 +58,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE idempotency_key = :key;
 
 -- name: get
@@ -67,7 +67,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE id = :id;
 
 -- name: get_for_update
@@ -77,7 +77,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions WHERE id = :id;
 
 -- name: live
@@ -104,7 +104,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -120,7 +120,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE status = :status
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -137,7 +137,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE status IN (SELECT value FROM json_each(:statuses))
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -154,7 +154,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
 FROM durable_executions
 WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -193,7 +193,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq;
@@ -302,7 +302,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
 
 
 -- name: wait_get
@@ -411,6 +411,7 @@ LIMIT :limit;
 DELETE FROM durable_events WHERE execution_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM durable_waits WHERE execution_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM durable_step_attempts WHERE execution_id IN (SELECT value FROM json_each(:ids));
+DELETE FROM durable_group_counts WHERE parent_id IN (SELECT value FROM json_each(:ids));
 DELETE FROM durable_executions WHERE id IN (SELECT value FROM json_each(:ids)) RETURNING id;
 
 
@@ -444,7 +445,7 @@ ON CONFLICT (id) DO NOTHING;
 UPDATE durable_executions SET
     status = :status, run_at = :wake, claimable_at = :wake, lease_expires_at = NULL,
     worker_id = NULL, attempt_started_at = NULL, suspended = 1, lost_attempts = 0,
-    open_units = :open, next_unit = :next_unit, last_write = :write_id
+    open_units = :open, last_write = :write_id
 WHERE id = :id AND token = :token AND status = 'running'
   AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
 RETURNING status;
@@ -455,7 +456,15 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, next_unit
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+FROM durable_executions
+WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
+  AND unit IS NOT NULL
+ORDER BY unit_index;
+
+-- name: unit_outcomes
+-- How each unit of a group run ended, by index: what its join reads.
+SELECT unit_index, unit, status, created_at, completed_at, result, error
 FROM durable_executions
 WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
   AND unit IS NOT NULL
@@ -463,28 +472,50 @@ ORDER BY unit_index;
 
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.
-SELECT id, status, parent_id, unit, group_step, group_visit, stops_group, context, error
+SELECT id, status, parent_id, unit, group_step, group_visit, unit_index, stops_group,
+    context, error
 FROM durable_executions WHERE id = :id;
 
+-- name: group_counts_insert
+-- A group run's count of open units, in the rows :counts gives: a JSON array of
+-- [shard, open units]. Repeated, it adds nothing. (WHERE TRUE: an upsert after a SELECT
+-- needs one.)
+INSERT INTO durable_group_counts (parent_id, group_step, group_visit, shard, open_units)
+SELECT :parent, :step, :visit, c.value ->> 0, c.value ->> 1
+FROM json_each(:counts) AS c
+WHERE TRUE
+ON CONFLICT DO NOTHING;
+
+-- name: shard_count_down
+-- A unit ended: its row of the group's count goes down (what is left comes back).
+UPDATE durable_group_counts SET open_units = open_units - 1
+WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
+  AND shard = :shard
+RETURNING open_units;
+
 -- name: group_count_down
--- A unit ended: one fewer open unit; the last one (or a stopping failure) lets the
--- execution run again, else the next parked unit (next_unit) may be let in. Only while
--- the execution waits at that group run. (Its row lock orders the units' ends.)
+-- The end that emptied a count row (:emptied 1), or a stopping failure: one fewer open
+-- row; none left, or the failure, lets the execution run again. Only while it waits at
+-- that group run.
 UPDATE durable_executions SET
-    open_units = open_units - 1,
-    status = CASE WHEN open_units - 1 <= 0 OR :stop THEN 'pending' ELSE status END,
-    run_at = CASE WHEN open_units - 1 <= 0 OR :stop THEN :now ELSE run_at END,
-    claimable_at = CASE WHEN open_units - 1 <= 0 OR :stop THEN :now ELSE claimable_at END,
-    next_unit = next_unit + 1
+    open_units = open_units - :emptied,
+    status = CASE WHEN open_units - :emptied <= 0 OR :stop THEN 'pending' ELSE status END,
+    run_at = CASE WHEN open_units - :emptied <= 0 OR :stop THEN :now ELSE run_at END,
+    claimable_at = CASE WHEN open_units - :emptied <= 0 OR :stop THEN :now
+                        ELSE claimable_at END
 WHERE id = :parent AND status = 'waiting' AND step_name = :step AND step_visit = :visit
-RETURNING status, next_unit - 1 AS let_in;
+RETURNING status;
 
 -- name: group_activate
--- Let the parked unit at index :index of the group be claimed (none there: nothing).
+-- Let the group's lowest parked unit be claimed.
 UPDATE durable_executions SET run_at = :now, claimable_at = :now
-WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
-  AND unit_index = :index AND unit IS NOT NULL AND status = 'pending'
-  AND claimable_at IS NULL;
+WHERE seq = (
+    SELECT seq FROM durable_executions
+    WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
+      AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+    ORDER BY unit_index
+    LIMIT 1
+);
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
