@@ -416,17 +416,19 @@ class Store(abc.ABC):
         with budget ``unit.max_attempts``, ``context`` the unit's (or empty), input None.
         The first ``concurrency`` units (all when None) are claimable at ``now``; the
         others are parked (pending with no ``run_at``) until a unit ends. The execution
-        becomes ``waiting`` (suspended, its timer the deadline if any) with
-        ``open_units = len(units)``; with no units it becomes ``pending`` at once.
+        becomes ``waiting`` (suspended, its timer the deadline if any) with ``open_units``
+        counting what is open of the group (its units; a SQL store counts the rows it
+        splits the group's count over, at most 64); with no units it becomes ``pending``
+        at once.
 
         A unit ends when a transition gives it a final status: ``complete_step`` with
         ``next_step=None`` (completed, its ``result`` kept), ``fail_attempt`` without a
-        retry, ``finish``, or a cancel. In that same transaction: the parent's
-        ``open_units`` goes down by one; when it reaches 0, or the unit failed or was
-        cancelled and ``stops_group``, the parent becomes ``pending`` (run_at now) and,
-        for a stopping failure, the group's unfinished units are cancelled (running ones
-        at their next checkpoint); otherwise the next parked unit of the group, lowest
-        index first, becomes claimable. Only while the parent waits at (``step``,
+        retry, ``finish``, or a cancel. In that same transaction the group counts down;
+        when nothing is open, or the unit failed or was cancelled and ``stops_group``,
+        the parent becomes ``pending`` (run_at now) and, for a stopping failure, the
+        group's unfinished units are cancelled (running ones at their next checkpoint);
+        otherwise, if the unit held a place (it was not itself parked), the group's
+        lowest parked unit becomes claimable. Only while the parent waits at (``step``,
         ``visit``). A requested cancel wins (``cancelled``). Returns the parent's status.
         """
 
