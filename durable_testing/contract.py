@@ -1233,6 +1233,23 @@ class StoreContract:
             Status.FAILED if i % 5 == 0 else Status.COMPLETED for i in range(150)
         ]
 
+    def test_no_parked_unit_is_let_in_once_the_execution_left_the_group(self, store: Store) -> None:
+        # the execution ran out of time at the group (its deadline claim failed it): a unit
+        # ending later lets nothing in, or each parked item would run only to time out
+        c = self._forked(store, 3, concurrency=1, timeout_ms=60_000)
+        (u0,) = self._claim_units(store, T0, limit=1)
+        deadline = T0 + _ms(60_000)
+        got = store.get(c.id)
+        assert got is not None and got.run_at == deadline
+        (at_deadline,) = _claim(store, deadline, limit=1)
+        assert at_deadline.id == c.id
+        err = {"type": "WorkflowTimeout", "message": "out of time"}
+        store.finish(c.id, at_deadline.token, now=deadline, status=Status.FAILED, error=err)
+        assert self._end_unit(store, u0, deadline) == Status.COMPLETED
+        units = store.units(c.id, "first", 1)
+        assert [(u.status, u.run_at) for u in units[1:]] == [(Status.PENDING, None)] * 2
+        assert _claim(store, deadline + _ms(1)) == []
+
     def test_a_unit_cancelled_on_its_own_counts_as_ended(self, store: Store) -> None:
         c = self._forked(store, 3, concurrency=1)
         _, u1, _ = store.units(c.id, "first", 1)

@@ -86,3 +86,83 @@ def test_an_event_sent_while_a_unit_suspends_wakes_it(sandbox_of, postgres_url):
     finally:
         store.close()
         sandbox.after_test(url)
+
+
+def _blocked_on_a_lock(conn: psycopg.Connection, timeout_s: float = 10.0) -> bool:
+    """Whether another session of the database waits for a row lock (looked at until
+    one does, or timeout_s)."""
+    done = threading.Event()
+    for _ in range(int(timeout_s / 0.01)):
+        (waiting,) = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        ).fetchone()
+        if waiting:
+            return True
+        done.wait(0.01)
+    return False
+
+
+def test_a_parked_unit_locked_for_a_moment_by_a_reader_is_still_let_in(sandbox_of):
+    # send_event or provide_input aimed at a parked unit's id locks its row and changes
+    # nothing. A unit ending meanwhile must still let that unit in once the lock is gone
+    # (skipping it would lose the group's place for good: nothing else lets it in).
+    sandbox = sandbox_of("postgres")
+    url = sandbox.for_test()
+    store = durable.Engine(url, migrate=False).store
+    try:
+        store.create(new_row())
+        (parent,) = store.claim(
+            queues=None, workflows=[WF], worker_id="w", now=T0, lease_ms=60_000, limit=1
+        )
+        store.fork(
+            parent.id,
+            parent.token,
+            now=T0,
+            step="first",
+            visit=1,
+            units=[Unit(f"first[{i}]", i, item=i) for i in range(2)],
+            concurrency=1,
+            stops_group=False,
+        )
+        (first,) = store.claim(
+            queues=None, workflows=[WF], worker_id="w", now=T0, lease_ms=60_000, limit=1
+        )
+        parked = store.units(parent.id, "first", 1)[1]
+        assert (parked.status, parked.run_at) == (Status.PENDING, None)
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as watcher, psycopg.connect(dsn) as reader:
+            reader.execute(
+                "SELECT status FROM durable_executions WHERE id = %s FOR UPDATE", [parked.id]
+            )
+            now = T0 + timedelta(milliseconds=1)
+            rec = StepExecution("first[0]", StepStatus.COMPLETED, 1, now, now)
+            ended: list[Status] = []
+            ending = threading.Thread(
+                target=lambda: ended.append(
+                    store.complete_step(
+                        first.id,
+                        first.token,
+                        now=now,
+                        record=rec,
+                        context={},
+                        next_step=None,
+                        start_next=False,
+                        result=0,
+                    )
+                )
+            )
+            ending.start()
+            assert _blocked_on_a_lock(watcher), "the end did not wait for the parked unit"
+            reader.rollback()
+            ending.join(10)
+        assert ended == [Status.COMPLETED]
+        let_in = store.units(parent.id, "first", 1)[1]
+        assert (let_in.status, let_in.run_at) == (Status.PENDING, now)
+        (claimed,) = store.claim(
+            queues=None, workflows=[WF], worker_id="w", now=now, lease_ms=60_000, limit=1
+        )
+        assert claimed.id == parked.id
+    finally:
+        store.close()
+        sandbox.after_test(url)

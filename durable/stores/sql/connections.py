@@ -146,7 +146,10 @@ class Connections(abc.ABC):
                     if write:
                         with suppress(Exception):
                             cur.execute("ROLLBACK")
+                        self._rolled_back()
                     raise
+                if write:
+                    self._committed(cur)
             finally:
                 with suppress(Exception):
                     cur.close()
@@ -158,6 +161,15 @@ class Connections(abc.ABC):
             if self._is_disconnect(exc):
                 self._drop()
             raise StoreError(scrub(f"{self!r}: {exc!r}", self._secrets)) from exc
+
+    def _committed(self, cur: Any) -> None:
+        """After a write transaction committed, on its cursor (now in autocommit): what
+        had to wait for the commit."""
+        return None
+
+    def _rolled_back(self) -> None:
+        """After a write transaction rolled back: forget what waited for its commit."""
+        return None
 
     def _one(self, name: str, params: dict[str, Any]) -> Any:
         """One row of a single-statement read or start (autocommit)."""

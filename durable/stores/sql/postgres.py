@@ -83,7 +83,6 @@ class PostgresStore(SQLStore):
 
     SQL = load("postgres")
     HOT_IN_TRANSACTION = False  # each hot transition is a single statement
-    ENDS_IN_ONE_STATEMENT = True
 
     def __init__(self, url: str, dsn: str) -> None:
         super().__init__(url)

@@ -62,11 +62,6 @@ class SQLStore(Connections, Store):
     #: the same transaction; False (PostgreSQL): its block is one statement that also
     #: stores the attempt record, a transaction by itself
     HOT_IN_TRANSACTION = True
-    #: whether finish_run (a completion, or a failure out of attempts) also does in its
-    #: statement what a unit's end tells its execution (and tells engine.wait); else
-    #: _after_end does it after the statement, in its transaction. A child's end is told
-    #: to its caller after the statement in either case
-    ENDS_IN_ONE_STATEMENT = False
 
     # -- rows ----------------------------------------------------------------------------
 
@@ -221,10 +216,48 @@ class SQLStore(Connections, Store):
                     return True
             if held_place and not stop:
                 # The next item is claimable now; the worker that ran this one looks for
-                # work at once, so no other worker needs waking.
+                # work at once, so no other worker needs waking. A parked unit that
+                # something else holds locked is let in after the commit (waiting here,
+                # holding this unit's locks, could deadlock with another unit's end).
                 cur.execute(self.SQL["group_activate"], group)
+                if cur.fetchone() is None:
+                    cur.execute(self.SQL["group_parked"], group)
+                    if cur.fetchone() is not None:
+                        self._owe_let_in(group)
             return False
         return self._child_ended(cur, r, now)
+
+    def _owe_let_in(self, group: dict[str, Any]) -> None:
+        """A unit's end owes its group a place: let a parked unit in once the end commits
+        (see _committed)."""
+        owed = getattr(self._local, "owed", None)
+        if owed is None:
+            owed = self._local.owed = []
+        owed.append(group)
+
+    def _committed(self, cur: Any) -> None:
+        owed = getattr(self._local, "owed", None)
+        if owed:
+            self._local.owed = []
+            for group in owed:
+                self._let_in(cur, group)
+
+    def _rolled_back(self) -> None:
+        self._local.owed = []
+
+    def _let_in(self, cur: Any, group: dict[str, Any]) -> None:
+        """Let the group's lowest parked unit in, waiting for it if something else holds it
+        locked for a moment (on its own: it holds nothing else). A failure here loses the
+        group a place, not a unit: it is logged."""
+        try:
+            cur.execute(self.SQL["group_activate_wait"], group)
+        except Exception as exc:
+            log.warning(
+                "durable: could not let the next unit of %s in (%r); the group runs with "
+                "one place fewer",
+                group.get("parent"),
+                exc,
+            )
 
     def _child_ended(self, cur: Any, r: Any, now: datetime) -> bool:
         """In the transaction that ended the child ``r``: resolve the wait that called it
@@ -528,27 +561,32 @@ class SQLStore(Connections, Store):
         ``ends`` the execution runs in a transaction with what its end tells its parent."""
         woke = False
         found = None
-        if ends and self.ENDS_IN_ONE_STATEMENT:
-            # An end that tells no caller is the statement alone, its own transaction: no
-            # lock it takes (a unit's group row) is held while this thread waits for the
-            # GIL to send a COMMIT. A child's end matches nothing here and goes on below.
+        alone = self.SQL.steps("finish_alone") if name == "finish_run" else ()
+        if alone:
+            # The end and what it tells others, in one statement that is its own
+            # transaction (no lock it takes is held while this thread waits for the GIL
+            # to send a COMMIT). A child's end, or a failure that stops its group, matches
+            # nothing there and goes on below.
             with self._cursor(write=False) as cur:
-                cur.execute(self.SQL[name], {**params, "alone": True, "shards": GROUP_SHARDS})
+                cur.execute(alone[0], {**params, "shards": GROUP_SHARDS})
                 found = cur.fetchone()
+                if found is not None and found["let_in_later"]:
+                    group = {
+                        "parent": found["parent_id"],
+                        "step": found["group_step"],
+                        "visit": found["group_visit"],
+                        "now": self._ts(now),
+                    }
+                    self._let_in(cur, group)
             if found is not None:  # (its statement told idle workers of what it woke)
                 return Status(found["status"])
         with self._cursor(write=self.HOT_IN_TRANSACTION or ends) as cur:
-            cur.execute(self.SQL[name], {**params, "alone": False, "shards": GROUP_SHARDS})
+            cur.execute(self.SQL[name], params)
             found = cur.fetchone()
             if found is not None and self.HOT_IN_TRANSACTION:
                 cur.execute(self.SQL["insert_attempt"], params)
             if found is not None and ends:
-                if not self.ENDS_IN_ONE_STATEMENT:
-                    woke = self._after_end(cur, execution_id, now)
-                else:  # the statement did a unit's fan-in; a child's caller is told here
-                    woke = bool(found["woke"])
-                    if found["parent_id"] is not None and found["unit"] is None:
-                        woke = self._child_ended(cur, found, now) or woke
+                woke = self._after_end(cur, execution_id, now)
         if woke:
             self._wake_others()
         if found is not None:

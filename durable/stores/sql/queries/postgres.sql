@@ -256,12 +256,9 @@ FROM u
 RETURNING (SELECT status FROM u) AS status;
 
 -- name: finish_run
--- The execution (or unit) ends with :status, completed (its context and result kept) or
--- failed out of attempts (its error kept), with what its end tells the execution a unit
--- belongs to (and engine.wait, and idle workers) in this one statement. With :alone it
--- matches no child (so runs as its own transaction); a child's end runs without it in a
--- transaction, where the store then tells the child's caller (it must lock the caller's
--- row first).
+-- The execution (or unit) ends with :status: completed (its context and result kept) or
+-- failed out of attempts (its error kept), with its attempt record. In a transaction,
+-- where the store then does what the end tells others (see finish_alone).
 WITH u AS (
     UPDATE durable_executions SET
         context = coalesce(%(context)s, context), status = %(status)s, completed_at = %(now)s,
@@ -270,9 +267,36 @@ WITH u AS (
         attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
     WHERE id = %(id)s AND token = %(token)s AND status = 'running'
       AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
-      AND (NOT %(alone)s OR parent_id IS NULL OR unit IS NOT NULL)
-    RETURNING id, status, parent_id, unit, group_step, group_visit, unit_index, stops_group,
-        context, error
+    RETURNING status
+)
+INSERT INTO durable_step_attempts (
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result, visit, phase
+)
+SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
+    %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
+FROM u
+RETURNING (SELECT status FROM u) AS status;
+
+-- name: finish_alone
+-- As finish_run, with everything its end tells others in this one statement, run as its
+-- own transaction (so no lock it takes is held while the worker's thread waits to send a
+-- COMMIT): engine.wait (NOTIFY durable_done), a unit's group (its count, the fan-in, the
+-- next parked unit), idle workers (NOTIFY durable_work). It matches nothing for the ends
+-- it does not do: a child's (its caller is told in finish_run's transaction) and a
+-- failure that stops its group (fail-fast).
+WITH u AS (
+    UPDATE durable_executions SET
+        context = coalesce(%(context)s, context), status = %(status)s, completed_at = %(now)s,
+        result = %(result)s, error = %(error)s,
+        last_write = %(write_id)s, run_at = NULL, lease_expires_at = NULL, worker_id = NULL,
+        attempt_started_at = NULL, claimable_at = NULL, suspended = FALSE
+    WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+      AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
+      AND (parent_id IS NULL OR unit IS NOT NULL)
+      AND NOT (stops_group AND %(status)s <> 'completed')
+    RETURNING id, status, parent_id, unit, group_step, group_visit, unit_index
 ), ins AS (
     INSERT INTO durable_step_attempts (
         execution_id, step_index, name, attempt, status, started_at, completed_at, error,
@@ -293,71 +317,50 @@ WITH u AS (
     WHERE u.unit IS NOT NULL AND c.parent_id = u.parent_id AND c.group_step = u.group_step
       AND c.group_visit = u.group_visit AND c.shard = u.unit_index %% %(shards)s
     RETURNING c.open_units
-), x AS (
-    SELECT u.parent_id, u.group_step, u.group_visit,
-        u.stops_group AND u.status <> 'completed' AS stop,
-        CASE WHEN EXISTS (SELECT 1 FROM dec WHERE dec.open_units = 0) THEN 1 ELSE 0 END
-            AS emptied
-    FROM u WHERE u.unit IS NOT NULL
 ), p AS (
-    -- only the end that empties its count row, or a stopping failure, touches the
-    -- execution's row: one fewer open row; none left, or the failure, lets it run again
+    -- only the end that empties its count row touches the execution's row: one fewer
+    -- open row; none left lets it run again
     UPDATE durable_executions AS p SET
-        open_units = p.open_units - x.emptied,
-        status = CASE WHEN p.open_units - x.emptied <= 0 OR x.stop THEN 'pending'
-                      ELSE p.status END,
-        run_at = CASE WHEN p.open_units - x.emptied <= 0 OR x.stop THEN %(now)s
-                      ELSE p.run_at END,
-        claimable_at = CASE WHEN p.open_units - x.emptied <= 0 OR x.stop THEN %(now)s
-                            ELSE p.claimable_at END
-    FROM x
-    WHERE (x.emptied = 1 OR x.stop) AND p.id = x.parent_id AND p.status = 'waiting'
-      AND p.step_name = x.group_step AND p.step_visit = x.group_visit
+        open_units = p.open_units - 1,
+        status = CASE WHEN p.open_units <= 1 THEN 'pending' ELSE p.status END,
+        run_at = CASE WHEN p.open_units <= 1 THEN %(now)s ELSE p.run_at END,
+        claimable_at = CASE WHEN p.open_units <= 1 THEN %(now)s ELSE p.claimable_at END
+    FROM u
+    WHERE EXISTS (SELECT 1 FROM dec WHERE dec.open_units = 0) AND p.id = u.parent_id
+      AND p.status = 'waiting' AND p.step_name = u.group_step AND p.step_visit = u.group_visit
     RETURNING p.id, p.status
+), g AS (
+    -- the group goes on: its execution still waits at it
+    SELECT u.parent_id, u.group_step, u.group_visit FROM u
+    JOIN durable_executions AS w ON w.id = u.parent_id
+    WHERE u.unit IS NOT NULL AND w.status = 'waiting' AND w.step_name = u.group_step
+      AND w.step_visit = u.group_visit
 ), let_in AS (
-    -- the group goes on: its lowest parked unit is let in, one that no other end is
-    -- letting in at the same time (so that ends need not wait for each other)
+    -- its lowest parked unit that no other end is letting in now; one locked by anything
+    -- else (all of them locked: let_in_later) is let in by the store after this statement
     UPDATE durable_executions AS n SET run_at = %(now)s, claimable_at = %(now)s
     WHERE n.seq = (
         SELECT q.seq FROM durable_executions AS q
-        WHERE q.parent_id = (SELECT x.parent_id FROM x WHERE NOT x.stop)
-          AND q.group_step = (SELECT x.group_step FROM x)
-          AND q.group_visit = (SELECT x.group_visit FROM x)
-          AND q.unit IS NOT NULL AND q.status = 'pending' AND q.claimable_at IS NULL
-        ORDER BY q.unit_index
-        LIMIT 1
-        FOR UPDATE SKIP LOCKED
+        WHERE q.parent_id = (SELECT parent_id FROM g) AND q.group_step = (SELECT group_step FROM g)
+          AND q.group_visit = (SELECT group_visit FROM g) AND q.unit IS NOT NULL
+          AND q.status = 'pending' AND q.claimable_at IS NULL
+        ORDER BY q.unit_index LIMIT 1 FOR UPDATE SKIP LOCKED
     )
     RETURNING n.seq
 ), work AS (
     -- the execution can run again: idle workers hear of it at this commit
     SELECT pg_notify('durable_work', '') FROM p WHERE p.status = 'pending'
-), stopped AS (
-    -- fail fast: the group's other unfinished units are cancelled (a running one at its
-    -- next checkpoint)
-    UPDATE durable_executions AS s SET
-        cancel_requested = TRUE, cancel_reason = u.unit || ' failed and its group fails fast',
-        status = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s THEN s.status
-                      ELSE 'cancelled' END,
-        completed_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
-                            THEN s.completed_at ELSE %(now)s END,
-        run_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s THEN s.run_at
-                      ELSE NULL END,
-        claimable_at = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
-                            THEN s.claimable_at ELSE NULL END,
-        suspended = CASE WHEN s.status = 'running' AND s.lease_expires_at > %(now)s
-                         THEN s.suspended ELSE FALSE END
-    FROM p, u
-    WHERE p.status = 'pending' AND u.stops_group AND u.status <> 'completed'
-      AND s.parent_id = p.id AND s.group_step = u.group_step AND s.group_visit = u.group_visit
-      AND s.unit IS NOT NULL AND s.id <> u.id AND s.status IN ('pending', 'running', 'waiting')
-    RETURNING s.seq
 )
-SELECT u.id, u.status, u.parent_id, u.unit, u.context, u.error,
-    (SELECT count(*) FROM ins) + (SELECT count(*) FROM told) + (SELECT count(*) FROM let_in)
-        + (SELECT count(*) FROM stopped) + (SELECT count(*) FROM dec)
-        + (SELECT count(*) FROM work) AS done,
-    (SELECT count(*) FROM p WHERE p.status = 'pending') AS woke
+-- (the updates and inserts above run whether read or not; the notifying SELECTs run
+-- because they are read here)
+SELECT u.id, u.status, u.parent_id, u.group_step, u.group_visit,
+    (SELECT count(*) FROM told) + (SELECT count(*) FROM work) AS notified,
+    NOT EXISTS (SELECT 1 FROM let_in) AND EXISTS (
+        SELECT 1 FROM durable_executions AS q
+        WHERE q.parent_id = (SELECT parent_id FROM g) AND q.group_step = (SELECT group_step FROM g)
+          AND q.group_visit = (SELECT group_visit FROM g) AND q.unit IS NOT NULL
+          AND q.status = 'pending' AND q.claimable_at IS NULL
+    ) AS let_in_later
 FROM u;
 
 -- name: retry
@@ -654,16 +657,55 @@ WHERE id = %(parent)s AND status = 'waiting' AND step_name = %(step)s AND step_v
 RETURNING status;
 
 -- name: group_activate
--- Let the group's lowest parked unit be claimed (one no other end is letting in).
+-- Let the group's lowest parked unit be claimed, while the execution waits at that group
+-- run: one that no other end is letting in now (none: the store calls group_activate_wait
+-- after its commit).
 UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
 WHERE seq = (
     SELECT seq FROM durable_executions
     WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
       AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+      AND EXISTS (
+          SELECT 1 FROM durable_executions AS w
+          WHERE w.id = %(parent)s AND w.status = 'waiting' AND w.step_name = %(step)s
+            AND w.step_visit = %(visit)s
+      )
     ORDER BY unit_index
     LIMIT 1
     FOR UPDATE SKIP LOCKED
-);
+)
+RETURNING seq;
+
+-- name: group_parked
+-- Whether the group still has a parked unit (while the execution waits at it).
+SELECT 1 AS parked FROM durable_executions
+WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
+  AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+  AND EXISTS (
+      SELECT 1 FROM durable_executions AS w
+      WHERE w.id = %(parent)s AND w.status = 'waiting' AND w.step_name = %(step)s
+        AND w.step_visit = %(visit)s
+  )
+LIMIT 1;
+
+-- name: group_activate_wait
+-- As group_activate, waiting for a parked unit that something else holds locked (run on
+-- its own, after the end that owed the group a place committed: it holds nothing else).
+UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
+WHERE seq = (
+    SELECT seq FROM durable_executions
+    WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
+      AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+      AND EXISTS (
+          SELECT 1 FROM durable_executions AS w
+          WHERE w.id = %(parent)s AND w.status = 'waiting' AND w.step_name = %(step)s
+            AND w.step_visit = %(visit)s
+      )
+    ORDER BY unit_index
+    LIMIT 1
+    FOR UPDATE
+)
+RETURNING seq;
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):

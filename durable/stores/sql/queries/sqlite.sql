@@ -234,6 +234,9 @@ WHERE id = :id AND token = :token AND status = 'running'
   AND coalesce(last_write, '') <> :write_id AND NOT cancel_requested
 RETURNING status;
 
+-- name: finish_alone
+-- (SQLite runs a run's end as finish_run and what it tells others in one transaction.)
+
 -- name: retry
 UPDATE durable_executions SET
     status = 'pending', run_at = :retry_at, claimable_at = :retry_at,
@@ -507,15 +510,51 @@ WHERE id = :parent AND status = 'waiting' AND step_name = :step AND step_visit =
 RETURNING status;
 
 -- name: group_activate
--- Let the group's lowest parked unit be claimed.
+-- Let the group's lowest parked unit be claimed, while the execution waits at that group
+-- run.
 UPDATE durable_executions SET run_at = :now, claimable_at = :now
 WHERE seq = (
     SELECT seq FROM durable_executions
     WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
       AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+      AND EXISTS (
+          SELECT 1 FROM durable_executions AS w
+          WHERE w.id = :parent AND w.status = 'waiting' AND w.step_name = :step
+            AND w.step_visit = :visit
+      )
     ORDER BY unit_index
     LIMIT 1
-);
+)
+RETURNING seq;
+
+-- name: group_parked
+-- Whether the group still has a parked unit (while the execution waits at it).
+SELECT 1 AS parked FROM durable_executions
+WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
+  AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+  AND EXISTS (
+      SELECT 1 FROM durable_executions AS w
+      WHERE w.id = :parent AND w.status = 'waiting' AND w.step_name = :step
+        AND w.step_visit = :visit
+  )
+LIMIT 1;
+
+-- name: group_activate_wait
+-- As group_activate (SQLite's one writer at a time never finds a unit another holds).
+UPDATE durable_executions SET run_at = :now, claimable_at = :now
+WHERE seq = (
+    SELECT seq FROM durable_executions
+    WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
+      AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
+      AND EXISTS (
+          SELECT 1 FROM durable_executions AS w
+          WHERE w.id = :parent AND w.status = 'waiting' AND w.step_name = :step
+            AND w.step_visit = :visit
+      )
+    ORDER BY unit_index
+    LIMIT 1
+)
+RETURNING seq;
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
