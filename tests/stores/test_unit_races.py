@@ -166,3 +166,61 @@ def test_a_parked_unit_locked_for_a_moment_by_a_reader_is_still_let_in(sandbox_o
     finally:
         store.close()
         sandbox.after_test(url)
+
+
+def test_a_unit_failed_as_unreadable_at_its_claim_still_lets_the_next_one_in(sandbox_of):
+    # a claimed unit this process cannot read is failed at once; its end owes the group a
+    # place even when the parked unit is locked by a reader at that moment
+    sandbox = sandbox_of("postgres")
+    url = sandbox.for_test()
+    store = durable.Engine(url, migrate=False).store
+    try:
+        store.create(new_row())
+        (parent,) = store.claim(
+            queues=None, workflows=[WF], worker_id="w", now=T0, lease_ms=60_000, limit=1
+        )
+        store.fork(
+            parent.id,
+            parent.token,
+            now=T0,
+            step="first",
+            visit=1,
+            units=[Unit(f"first[{i}]", i, item=i) for i in range(2)],
+            concurrency=1,
+            stops_group=False,
+        )
+        u0, u1 = store.units(parent.id, "first", 1)
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as watcher, psycopg.connect(dsn) as reader:
+            deep = '{"a":' * 5000 + "1" + "}" * 5000  # past what Python can decode
+            watcher.execute("UPDATE durable_executions SET item = %s WHERE id = %s", [deep, u0.id])
+            reader.execute(
+                "SELECT status FROM durable_executions WHERE id = %s FOR UPDATE", [u1.id]
+            )
+            now = T0 + timedelta(milliseconds=1)
+            claimed: list[list[str]] = []
+            claiming = threading.Thread(
+                target=lambda: claimed.append(
+                    [
+                        r.id
+                        for r in store.claim(
+                            queues=None,
+                            workflows=[WF],
+                            worker_id="w",
+                            now=now,
+                            lease_ms=60_000,
+                            limit=10,
+                        )
+                    ]
+                )
+            )
+            claiming.start()
+            assert _blocked_on_a_lock(watcher), "the failed unit's end did not wait to let in"
+            reader.rollback()
+            claiming.join(10)
+        assert store.get(u0.id).status == Status.FAILED  # type: ignore[union-attr]
+        assert claimed == [[u1.id]]  # let in, and taken by the same claim
+        assert store.get(u1.id).status == Status.RUNNING  # type: ignore[union-attr]
+    finally:
+        store.close()
+        sandbox.after_test(url)

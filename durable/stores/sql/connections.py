@@ -138,17 +138,20 @@ class Connections(abc.ABC):
             try:
                 if write:
                     cur.execute(self.BEGIN)
+                    self._local.writing = True
                 try:
                     yield cur
                     if write:
                         cur.execute("COMMIT")
                 except BaseException:
                     if write:
+                        self._local.writing = False
                         with suppress(Exception):
                             cur.execute("ROLLBACK")
                         self._rolled_back()
                     raise
                 if write:
+                    self._local.writing = False
                     self._committed(cur)
             finally:
                 with suppress(Exception):
@@ -161,6 +164,10 @@ class Connections(abc.ABC):
             if self._is_disconnect(exc):
                 self._drop()
             raise StoreError(scrub(f"{self!r}: {exc!r}", self._secrets)) from exc
+
+    def _writing(self) -> bool:
+        """Whether this thread is inside a write transaction."""
+        return bool(getattr(self._local, "writing", False))
 
     def _committed(self, cur: Any) -> None:
         """After a write transaction committed, on its cursor (now in autocommit): what

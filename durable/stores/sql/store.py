@@ -45,6 +45,11 @@ from durable.stores.sql.schema import GROUP_SHARDS, SCHEMA_VERSION
 __all__ = ["SQLStore"]
 
 
+#: how often a let-in owed after a commit looks again for the lowest parked unit when the
+#: one it found was let in by another end meanwhile
+_LET_IN_TRIES = 1000
+
+
 def _shard_counts(units: int) -> list[list[int]]:
     """A group of ``units`` units counted over its rows: [shard, units in it] for each
     shard with a unit (unit i counts in shard i % GROUP_SHARDS)."""
@@ -223,13 +228,16 @@ class SQLStore(Connections, Store):
                 if cur.fetchone() is None:
                     cur.execute(self.SQL["group_parked"], group)
                     if cur.fetchone() is not None:
-                        self._owe_let_in(group)
+                        self._owe_let_in(cur, group)
             return False
         return self._child_ended(cur, r, now)
 
-    def _owe_let_in(self, group: dict[str, Any]) -> None:
+    def _owe_let_in(self, cur: Any, group: dict[str, Any]) -> None:
         """A unit's end owes its group a place: let a parked unit in once the end commits
-        (see _committed)."""
+        (see _committed), or at once when the end was a statement of its own."""
+        if not self._writing():
+            self._let_in(cur, group)
+            return
         owed = getattr(self._local, "owed", None)
         if owed is None:
             owed = self._local.owed = []
@@ -247,10 +255,18 @@ class SQLStore(Connections, Store):
 
     def _let_in(self, cur: Any, group: dict[str, Any]) -> None:
         """Let the group's lowest parked unit in, waiting for it if something else holds it
-        locked for a moment (on its own: it holds nothing else). A failure here loses the
+        locked for a moment: one unit at a time, each try its own statement, so that it
+        never holds one unit's lock while waiting for another's. A failure here loses the
         group a place, not a unit: it is logged."""
         try:
-            cur.execute(self.SQL["group_activate_wait"], group)
+            for _ in range(_LET_IN_TRIES):
+                cur.execute(self.SQL["group_activate_wait"], group)
+                if cur.fetchone() is not None:
+                    return
+                cur.execute(self.SQL["group_parked"], group)
+                if cur.fetchone() is None:
+                    return  # none left parked (or the execution left the group)
+            raise StoreError(f"no parked unit could be let in after {_LET_IN_TRIES} tries")
         except Exception as exc:
             log.warning(
                 "durable: could not let the next unit of %s in (%r); the group runs with "
@@ -432,6 +448,7 @@ class SQLStore(Connections, Store):
         }
         pick, *take = self.SQL.steps("claim")
         failed = 0
+        unreadable: list[ExecutionRow] = []
         with self._cursor(write=self.HOT_IN_TRANSACTION) as cur:
             cur.execute(pick, params)
             if take:  # it picked the candidates (and whether each is fresh): take them
@@ -464,12 +481,16 @@ class SQLStore(Connections, Store):
                             {"seq": claimed.seq, "deadline": self._ts(claimed.deadline)},
                         )
                 if claimed.unreadable:
-                    # One row this process cannot decode must not stop the others: fail it
-                    # (fenced by the token just taken), keep what is stored, go on.
-                    self._fail_unreadable(cur, claimed, now)
-                    failed += 1
+                    unreadable.append(claimed)
                     continue
                 taken.append(claimed)
+        # One row this process cannot decode must not stop the others: fail it (fenced by
+        # the token just taken), in a transaction of its own with what its end tells
+        # others, keep what is stored, go on.
+        for claimed in unreadable:
+            with self._cursor(write=True) as cur:
+                self._fail_unreadable(cur, claimed, now)
+            failed += 1
         return taken, failed
 
     def _fail_unreadable(self, cur: Any, row: ExecutionRow, now: datetime) -> None:

@@ -689,22 +689,24 @@ WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit
 LIMIT 1;
 
 -- name: group_activate_wait
--- As group_activate, waiting for a parked unit that something else holds locked (run on
--- its own, after the end that owed the group a place committed: it holds nothing else).
+-- Let the group's lowest parked unit in, waiting for its row if something else holds it
+-- (run on its own, after the end that owed the group a place committed, so that it holds
+-- no other lock). No row back: that unit was let in or ended meanwhile; the store looks
+-- again.
 UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
 WHERE seq = (
     SELECT seq FROM durable_executions
     WHERE parent_id = %(parent)s AND group_step = %(step)s AND group_visit = %(visit)s
       AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
-      AND EXISTS (
-          SELECT 1 FROM durable_executions AS w
-          WHERE w.id = %(parent)s AND w.status = 'waiting' AND w.step_name = %(step)s
-            AND w.step_visit = %(visit)s
-      )
     ORDER BY unit_index
     LIMIT 1
-    FOR UPDATE
 )
+  AND status = 'pending' AND claimable_at IS NULL
+  AND EXISTS (
+      SELECT 1 FROM durable_executions AS w
+      WHERE w.id = %(parent)s AND w.status = 'waiting' AND w.step_name = %(step)s
+        AND w.step_visit = %(visit)s
+  )
 RETURNING seq;
 
 -- name: cancel_units
