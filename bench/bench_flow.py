@@ -49,15 +49,29 @@ class ForeachNoop:
         return x
 
 
-def _branch() -> object:
+def _branch(pause_s: float = 0.0) -> object:
     def branch(self: object) -> None:
-        pass
+        if pause_s:
+            time.sleep(pause_s)
 
     return branch
 
 
-# 100 branches, made in a loop (each a @step of the group's class)
-_hundred = type("hundred", (), {f"b{i:03d}": step(name=f"b{i:03d}")(_branch()) for i in range(100)})
+def _group(name: str, slow: int | None = None) -> type:
+    """A class of 100 branches (each a @step), made in a loop; branch ``slow`` ends 0.3 s
+    after the others, so that its end is the group's last on its own."""
+    return type(
+        name,
+        (),
+        {
+            f"b{i:03d}": step(name=f"b{i:03d}")(_branch(0.3 if i == slow else 0.0))
+            for i in range(100)
+        },
+    )
+
+
+_hundred = _group("hundred")
+_straggler = _group("straggler", slow=99)
 
 
 @workflow("bench_fan_in")
@@ -67,23 +81,6 @@ class FanIn:
     @step
     def after(self) -> None:
         pass
-
-
-def _slow_branch() -> object:
-    def branch(self: object) -> None:
-        time.sleep(0.3)  # ends well after the 99 others: its end is the fan-in alone
-
-    return branch
-
-
-_straggler = type(
-    "straggler",
-    (),
-    {
-        f"b{i:03d}": step(name=f"b{i:03d}")(_slow_branch() if i == 99 else _branch())
-        for i in range(100)
-    },
-)
 
 
 @workflow("bench_fan_in_straggler")

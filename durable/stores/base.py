@@ -438,7 +438,7 @@ class Store(abc.ABC):
 
     def unit_outcomes(self, execution_id: str, step: str, visit: int) -> list[UnitOutcome]:
         """How each unit of visit ``visit`` of ``step`` ended (or stands), by index: what
-        the join reads. Stores override it to read less than :meth:`units` (a foreach of
+        the join reads. A store may override it to read less than :meth:`units` (a foreach of
         10,000 items should not need 10,000 whole rows in memory)."""
         return [
             UnitOutcome(

@@ -25,7 +25,6 @@ from durable.stores.base import (
     ExecutionRow,
     Store,
     Unit,
-    UnitOutcome,
     as_cancelled,
     decide_wait,
     finished_error,
@@ -556,23 +555,6 @@ class MemoryStore(Store):
         with self._lock:
             group = self._groups.get((execution_id, step, visit), [])
             return [_clone_row(self._rows[uid]) for uid in group if uid in self._rows]
-
-    def unit_outcomes(self, execution_id: str, step: str, visit: int) -> list[UnitOutcome]:
-        with self._lock:
-            group = self._groups.get((execution_id, step, visit), [])
-            rows = [self._rows[uid] for uid in group if uid in self._rows]
-            return [
-                UnitOutcome(
-                    r.unit_index,
-                    r.unit or "",
-                    r.status,
-                    r.created_at,
-                    r.completed_at,
-                    clone(r.result),
-                    clone(r.error),
-                )
-                for r in rows
-            ]
 
     def restart_attempt(
         self,

@@ -103,6 +103,25 @@ def _blocked_on_a_lock(conn: psycopg.Connection, timeout_s: float = 10.0) -> boo
     return False
 
 
+def _foreach_of_two_one_at_a_time(store):
+    """A claimed execution forked into two items at concurrency 1: the second parked."""
+    store.create(new_row())
+    (parent,) = store.claim(
+        queues=None, workflows=[WF], worker_id="w", now=T0, lease_ms=60_000, limit=1
+    )
+    store.fork(
+        parent.id,
+        parent.token,
+        now=T0,
+        step="first",
+        visit=1,
+        units=[Unit(f"first[{i}]", i, item=i) for i in range(2)],
+        concurrency=1,
+        stops_group=False,
+    )
+    return parent
+
+
 def test_a_parked_unit_locked_for_a_moment_by_a_reader_is_still_let_in(sandbox_of):
     # send_event or provide_input aimed at a parked unit's id locks its row and changes
     # nothing. A unit ending meanwhile must still let that unit in once the lock is gone
@@ -111,20 +130,7 @@ def test_a_parked_unit_locked_for_a_moment_by_a_reader_is_still_let_in(sandbox_o
     url = sandbox.for_test()
     store = durable.Engine(url, migrate=False).store
     try:
-        store.create(new_row())
-        (parent,) = store.claim(
-            queues=None, workflows=[WF], worker_id="w", now=T0, lease_ms=60_000, limit=1
-        )
-        store.fork(
-            parent.id,
-            parent.token,
-            now=T0,
-            step="first",
-            visit=1,
-            units=[Unit(f"first[{i}]", i, item=i) for i in range(2)],
-            concurrency=1,
-            stops_group=False,
-        )
+        parent = _foreach_of_two_one_at_a_time(store)
         (first,) = store.claim(
             queues=None, workflows=[WF], worker_id="w", now=T0, lease_ms=60_000, limit=1
         )
@@ -175,20 +181,7 @@ def test_a_unit_failed_as_unreadable_at_its_claim_still_lets_the_next_one_in(san
     url = sandbox.for_test()
     store = durable.Engine(url, migrate=False).store
     try:
-        store.create(new_row())
-        (parent,) = store.claim(
-            queues=None, workflows=[WF], worker_id="w", now=T0, lease_ms=60_000, limit=1
-        )
-        store.fork(
-            parent.id,
-            parent.token,
-            now=T0,
-            step="first",
-            visit=1,
-            units=[Unit(f"first[{i}]", i, item=i) for i in range(2)],
-            concurrency=1,
-            stops_group=False,
-        )
+        parent = _foreach_of_two_one_at_a_time(store)
         u0, u1 = store.units(parent.id, "first", 1)
         dsn = url.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(dsn, autocommit=True) as watcher, psycopg.connect(dsn) as reader:

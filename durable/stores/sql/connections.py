@@ -184,13 +184,20 @@ class Connections(abc.ABC):
             cur.execute(self.SQL[name], params)
             return cur.fetchone()
 
-    def _all_rows(self, name: str, params: dict[str, Any]) -> list[Any]:
-        """Every row of a single-statement read, retried once on a lost connection."""
+    def _all_rows(
+        self, name: str, params: dict[str, Any], decode: Callable[[Any], Any] | None = None
+    ) -> list[Any]:
+        """Every row of a single-statement read (each passed through ``decode`` as it is
+        read, so that a large read never holds all its raw rows as well), retried once on
+        a lost connection."""
 
         def read() -> list[Any]:
+            out: list[Any] = []
             with self._cursor(write=False) as cur:
                 cur.execute(self.SQL[name], params)
-                return list(cur.fetchall())
+                while batch := cur.fetchmany(1000):
+                    out.extend(batch if decode is None else map(decode, batch))
+            return out
 
         return self._retry_once(read)
 

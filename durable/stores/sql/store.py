@@ -188,12 +188,7 @@ class SQLStore(Connections, Store):
         ts = self._ts(now)
         if r["unit"] is not None:
             stop = bool(r["stops_group"]) and r["status"] != Status.COMPLETED.value
-            group = {
-                "parent": r["parent_id"],
-                "step": r["group_step"],
-                "visit": r["group_visit"],
-                "now": ts,
-            }
+            group = self._group_of(r, now)
             # The unit's row of the group's count goes down; only the end that empties a
             # row (or a stopping failure) touches the execution's.
             cur.execute(
@@ -225,12 +220,22 @@ class SQLStore(Connections, Store):
                 # something else holds locked is let in after the commit (waiting here,
                 # holding this unit's locks, could deadlock with another unit's end).
                 cur.execute(self.SQL["group_activate"], group)
-                if cur.fetchone() is None:
-                    cur.execute(self.SQL["group_parked"], group)
+                parked = self.SQL.steps("group_parked")  # (none where nothing is skipped)
+                if cur.fetchone() is None and parked:
+                    cur.execute(parked[0], group)
                     if cur.fetchone() is not None:
                         self._owe_let_in(cur, group)
             return False
         return self._child_ended(cur, r, now)
+
+    def _group_of(self, r: Any, now: datetime) -> dict[str, Any]:
+        """The parameters naming the group run the unit in row ``r`` belongs to."""
+        return {
+            "parent": r["parent_id"],
+            "step": r["group_step"],
+            "visit": r["group_visit"],
+            "now": self._ts(now),
+        }
 
     def _owe_let_in(self, cur: Any, group: dict[str, Any]) -> None:
         """A unit's end owes its group a place: let a parked unit in once the end commits
@@ -581,7 +586,6 @@ class SQLStore(Connections, Store):
         why (lost claim, or a cancel requested: then the result is discarded). One that
         ``ends`` the execution runs in a transaction with what its end tells its parent."""
         woke = False
-        found = None
         alone = self.SQL.steps("finish_alone") if name == "finish_run" else ()
         if alone:
             # The end and what it tells others, in one statement that is its own
@@ -592,13 +596,7 @@ class SQLStore(Connections, Store):
                 cur.execute(alone[0], {**params, "shards": GROUP_SHARDS})
                 found = cur.fetchone()
                 if found is not None and found["let_in_later"]:
-                    group = {
-                        "parent": found["parent_id"],
-                        "step": found["group_step"],
-                        "visit": found["group_visit"],
-                        "now": self._ts(now),
-                    }
-                    self._let_in(cur, group)
+                    self._let_in(cur, self._group_of(found, now))
             if found is not None:  # (its statement told idle workers of what it woke)
                 return Status(found["status"])
         with self._cursor(write=self.HOT_IN_TRANSACTION or ends) as cur:
@@ -734,21 +732,12 @@ class SQLStore(Connections, Store):
         return status
 
     def units(self, execution_id: str, step: str, visit: int) -> list[ExecutionRow]:
-        found = self._all_rows("units", {"id": execution_id, "step": step, "visit": visit})
-        return [self._row(r) for r in found]
+        group = {"id": execution_id, "step": step, "visit": visit}
+        return self._all_rows("units", group, self._row)
 
     def unit_outcomes(self, execution_id: str, step: str, visit: int) -> list[UnitOutcome]:
-        def read() -> list[UnitOutcome]:
-            out: list[UnitOutcome] = []
-            with self._cursor(write=False) as cur:
-                cur.execute(
-                    self.SQL["unit_outcomes"], {"id": execution_id, "step": step, "visit": visit}
-                )
-                while batch := cur.fetchmany(1000):  # decoded as read, not all rows at once
-                    out.extend(rows.outcome(r, self._dt) for r in batch)
-            return out
-
-        return self._retry_once(read)
+        group = {"id": execution_id, "step": step, "visit": visit}
+        return self._all_rows("unit_outcomes", group, lambda r: rows.outcome(r, self._dt))
 
     def restart_attempt(
         self,

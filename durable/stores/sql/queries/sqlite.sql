@@ -528,37 +528,11 @@ WHERE seq = (
 RETURNING seq;
 
 -- name: group_parked
--- Whether the group still has a parked unit (while the execution waits at it).
-SELECT 1 AS parked FROM durable_executions
-WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
-  AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
-  AND EXISTS (
-      SELECT 1 FROM durable_executions AS w
-      WHERE w.id = :parent AND w.status = 'waiting' AND w.step_name = :step
-        AND w.step_visit = :visit
-  )
-LIMIT 1;
+-- (SQLite's one writer at a time never finds a parked unit another holds: group_activate
+-- always lets one in when one is parked, so no let-in is ever owed.)
 
 -- name: group_activate_wait
--- Let the group's lowest parked unit in, waiting for its row if something else holds it
--- (run on its own, after the end that owed the group a place committed, so that it holds
--- no other lock). No row back: that unit was let in or ended meanwhile; the store looks
--- again.
-UPDATE durable_executions SET run_at = :now, claimable_at = :now
-WHERE seq = (
-    SELECT seq FROM durable_executions
-    WHERE parent_id = :parent AND group_step = :step AND group_visit = :visit
-      AND unit IS NOT NULL AND status = 'pending' AND claimable_at IS NULL
-    ORDER BY unit_index
-    LIMIT 1
-)
-  AND status = 'pending' AND claimable_at IS NULL
-  AND EXISTS (
-      SELECT 1 FROM durable_executions AS w
-      WHERE w.id = :parent AND w.status = 'waiting' AND w.step_name = :step
-        AND w.step_visit = :visit
-  )
-RETURNING seq;
+-- (As group_parked: never needed.)
 
 -- name: cancel_units
 -- Cancel an execution's unfinished units (of one group run, or all when step is NULL):
