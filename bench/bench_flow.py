@@ -10,6 +10,9 @@
    fan-in proper: 99 no-op branches and one that ends 0.3 s later, so that its end is
    the group's last on its own. The burst: 100 no-op branches ending together, where the
    last one also waits behind the other ends (the machine's cores are the limit there).
+   A baseline is measured in the same run, as bench_sql.py does: one durable commit (an
+   empty transaction updating one row), so the figure can be read against what the
+   server gives at that moment (a 2-core machine shared with others varies by 2x).
 3. decisions: sequential latency of a three-step workflow whose middle step is plain,
    a @decision returning None, or a @step(when=...) that holds; reports each median and
    its ratio to the plain one, measured in the same run.
@@ -30,6 +33,7 @@ import time
 from pathlib import Path
 
 import sqlalchemy as sa
+from bench_sql import _commit_cost
 
 import durable
 from durable import decision, foreach, parallel, step, workflow
@@ -240,10 +244,15 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, object] = {}
 
-    small, large = [], []
+    small, large, commits = [], [], []
     for _ in range(args.runs):
+        engine = durable.Engine(args.store)
+        _reset(engine)
+        commits.append(_commit_cost(engine))
+        engine.close()
         small.append(foreach_run(args.store, 2_000))
         large.append(foreach_run(args.store, 10_000))
+    results["baseline_commit_ms_median"] = round(statistics.median(commits), 3)
     results["foreach_10k_items_per_s_median"] = round(statistics.median(r for r, _ in large))
     results["foreach_2k_items_per_s_median"] = round(statistics.median(r for r, _ in small))
     results["worker_peak_rss_mib_2k"] = round(max(p for _, p in small) / 1024, 1)

@@ -18,11 +18,11 @@ import threading
 import traceback
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from durable._invoke import AsyncRunner, Outcome, invoke
 from durable._json import MAX_DEPTH, clone, normalise, to_json
@@ -71,6 +71,8 @@ _writes = itertools.count()
 _ONE_ATTEMPT = Retry(max_attempts=1)
 # how many executions' input and context a worker keeps for their units (see _parent_data)
 _PARENTS_KEPT = 8
+# units a join reads per page
+_PAGE = 1000
 
 
 def _new_writer() -> None:
@@ -713,6 +715,7 @@ class Executor:
 
     def _fork(self, w: _Walk, now: datetime) -> None:
         sdef, wdef = w.sdef, w.wdef
+        units: Sequence[Unit]
         if sdef.kind == "parallel":
             units = [
                 Unit(b.name, i, context=clone(w.context), max_attempts=wdef.budget(b))
@@ -727,10 +730,7 @@ class Executor:
                 self._failed(w, failed, now)
                 return
             budget = sdef.policy(wdef.default_retry).max_attempts
-            units = [
-                Unit(sdef.unit_name(i), i, item=item, max_attempts=budget)
-                for i, item in enumerate(items)
-            ]
+            units = _ItemUnits(sdef, items, budget)
             concurrency = sdef.concurrency
         eid, token = w.eid, w.token
         status = self._commit(
@@ -754,9 +754,16 @@ class Executor:
     def _join(self, w: _Walk, now: datetime) -> bool:
         """Every unit ended (or, fail-fast, one failed): merge, or fail the execution."""
         sdef = w.sdef
-        units = self.store.unit_outcomes(w.eid, sdef.name, w.visit)
-        started = min((u.created_at for u in units), default=now)
-        failed = [u for u in units if u.status in (Status.FAILED, Status.CANCELLED)]
+        started = now
+        failed: list[UnitOutcome] = []
+        results: list[Any] = []  # what the units kept, in order, while none failed
+        for u in self._outcomes(w.eid, sdef.name, w.visit):
+            started = min(started, u.created_at)
+            if u.status in (Status.FAILED, Status.CANCELLED):
+                failed.append(u)
+                results.clear()
+            elif not failed:
+                results.append((u.name, u.result or {}) if sdef.kind == "parallel" else u.result)
         error: dict[str, Any] | None = None
         new_context: dict[str, Any] = {}
         if failed:
@@ -764,9 +771,9 @@ class Executor:
         else:
             try:
                 if sdef.kind == "parallel":
-                    new_context = merge(w.context, [(u.name, u.result or {}) for u in units])
+                    new_context = merge(w.context, results)
                 else:
-                    new_context = {**w.context, sdef.into or sdef.name: [u.result for u in units]}
+                    new_context = {**w.context, sdef.into or sdef.name: results}
             except ContextConflict as exc:
                 error = {
                     **error_info(exc),
@@ -779,6 +786,15 @@ class Executor:
             return False
         done = w.record(StepStatus.COMPLETED, started, now)
         return self._complete(w, done, new_context, now)
+
+    def _outcomes(self, eid: str, step: str, visit: int) -> Iterator[UnitOutcome]:
+        """Every unit of a group run, by index, read a page at a time."""
+        after = -1
+        while page := self.store.unit_outcomes(eid, step, visit, after=after, limit=_PAGE):
+            yield from page
+            if len(page) < _PAGE:
+                return
+            after = page[-1].index
 
     def _parent_data(self, row: ExecutionRow) -> tuple[Any, dict[str, Any]]:
         """A unit's execution's input and context (as at the fork: the execution waits at
@@ -1155,6 +1171,29 @@ def _items(sdef: StepDef, context: dict[str, Any]) -> list[Any]:
             f"max_items of {sdef.max_items}; split the work or raise @foreach(max_items=...)"
         )
     return items
+
+
+class _ItemUnits(Sequence[Unit]):
+    """A foreach's units, made one at a time as the store reads them: a fork of 10,000
+    items holds the items list (already in the context), not a Unit per item as well."""
+
+    def __init__(self, sdef: StepDef, items: list[Any], budget: int) -> None:
+        self._sdef, self._items, self._budget = sdef, items, budget
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, i: int) -> Unit: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Unit]: ...
+    def __getitem__(self, i: int | slice) -> Unit | Sequence[Unit]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        item = self._items[i]  # IndexError past the end, as a list's
+        return Unit(self._sdef.unit_name(i), i, item=item, max_attempts=self._budget)
 
 
 def _short(value: Any) -> str:

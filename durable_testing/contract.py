@@ -1233,6 +1233,28 @@ class StoreContract:
             Status.FAILED if i % 5 == 0 else Status.COMPLETED for i in range(150)
         ]
 
+    def test_a_fork_of_thousands_of_units_stores_each_and_reads_back_a_page_at_a_time(
+        self, store: Store
+    ) -> None:
+        # a SQL store inserts units a batch at a time: every unit is there once, with its
+        # own item, the first `concurrency` by index let in; the outcomes come in pages
+        c = self._forked(store, 2_500, concurrency=3)
+        units = store.units(c.id, "first", 1)
+        assert [(u.unit_index, u.unit, u.item) for u in units] == [
+            (i, f"first[{i}]", {"n": i}) for i in range(2_500)
+        ]
+        assert [u.unit_index for u in units if u.run_at is not None] == [0, 1, 2]
+        pages, after = [], -1
+        while page := store.unit_outcomes(c.id, "first", 1, after=after, limit=1_000):
+            pages.append([u.index for u in page])
+            after = page[-1].index
+        assert pages == [
+            list(range(0, 1_000)),
+            list(range(1_000, 2_000)),
+            list(range(2_000, 2_500)),
+        ]
+        assert all(u.status == Status.PENDING for u in store.unit_outcomes(c.id, "first", 1))
+
     def test_no_parked_unit_is_let_in_once_the_execution_left_the_group(self, store: Store) -> None:
         # the execution ran out of time at the group (its deadline claim failed it): a unit
         # ending later lets nothing in, or each parked item would run only to time out

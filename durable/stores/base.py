@@ -414,8 +414,8 @@ class Store(abc.ABC):
         Each unit becomes a row (id :func:`unit_id`) of the same workflow, queue, priority,
         ``scheduled_at`` and deadline, ``status`` pending, attempt 0, at step ``unit.name``
         with budget ``unit.max_attempts``, ``context`` the unit's (or empty), input None.
-        The first ``concurrency`` units (all when None) are claimable at ``now``; the
-        others are parked (pending with no ``run_at``) until a unit ends. The execution
+        Units whose index is below ``concurrency`` (all when None) are claimable at
+        ``now``; the others are parked (pending with no ``run_at``) until a unit ends. The execution
         becomes ``waiting`` (suspended, its timer the deadline if any) with ``open_units``
         counting what is open of the group (its units; a SQL store counts the rows it
         splits the group's count over, at most 64); with no units it becomes ``pending``
@@ -436,10 +436,13 @@ class Store(abc.ABC):
     def units(self, execution_id: str, step: str, visit: int) -> list[ExecutionRow]:
         """The units of visit ``visit`` of ``step`` of an execution, by index."""
 
-    def unit_outcomes(self, execution_id: str, step: str, visit: int) -> list[UnitOutcome]:
-        """How each unit of visit ``visit`` of ``step`` ended (or stands), by index: what
-        the join reads. A store may override it to read less than :meth:`units` (a foreach of
-        10,000 items should not need 10,000 whole rows in memory)."""
+    def unit_outcomes(
+        self, execution_id: str, step: str, visit: int, *, after: int = -1, limit: int = 1000
+    ) -> list[UnitOutcome]:
+        """How the units of visit ``visit`` of ``step`` ended (or stand), by index, a page
+        at a time: those whose index is above ``after``, at most ``limit``. The join reads
+        them page by page, so a foreach of 10,000 items never holds them all at once. A
+        store should override it to read only that page (this default reads every unit)."""
         return [
             UnitOutcome(
                 u.unit_index,
@@ -451,7 +454,8 @@ class Store(abc.ABC):
                 u.error,
             )
             for u in self.units(execution_id, step, visit)
-        ]
+            if u.unit_index > after
+        ][:limit]
 
     @abc.abstractmethod
     def restart_attempt(

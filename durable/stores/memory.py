@@ -506,7 +506,7 @@ class MemoryStore(Store):
                 return self._cancel_at_checkpoint(row, None, now)
             children = self._children.setdefault(row.id, [])
             group = self._groups.setdefault((row.id, step, visit), [])
-            for n, u in enumerate(units):
+            for u in units:
                 uid = unit_id(row.id, step, visit, u.index)
                 if uid in self._rows:
                     continue
@@ -520,7 +520,7 @@ class MemoryStore(Store):
                     context=clone(u.context) if u.context is not None else {},
                     created_at=now,
                     scheduled_at=row.scheduled_at,
-                    run_at=now if concurrency is None or n < concurrency else None,
+                    run_at=now if concurrency is None or u.index < concurrency else None,
                     deadline=row.deadline,
                     step_name=u.name,
                     max_attempts=u.max_attempts,

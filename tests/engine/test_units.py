@@ -68,6 +68,28 @@ def test_an_empty_list_gives_an_empty_result(durable_engine):
     assert durable_engine.run_until(wid).context == {"items": [], "labels": [], "count": 0}
 
 
+@workflow("units_many_items")
+class ManyItems:
+    @step
+    def load(self):
+        put_context("xs", list(range(input()["n"])))
+
+    @foreach("xs", concurrency=100)
+    def double(self, x):
+        return 2 * x
+
+
+@pytest.mark.slow
+def test_a_foreach_larger_than_a_store_batch_or_a_join_page_keeps_every_result_in_order(
+    durable_engine,
+):
+    # 2,500 items: a SQL store inserts them in three batches, the join reads three pages
+    wid = durable_engine.start(ManyItems, {"n": 2_500})
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "completed", ex.error
+    assert ex.context["double"] == [2 * x for x in range(2_500)]
+
+
 @pytest.mark.parametrize(
     ("items", "found"), [(None, "NoneType None"), ({"a": 1}, "dict {'a': 1}"), ("abc", "str")]
 )

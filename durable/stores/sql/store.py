@@ -49,6 +49,9 @@ __all__ = ["SQLStore"]
 #: one it found was let in by another end meanwhile
 _LET_IN_TRIES = 1000
 
+#: units inserted per statement at a fork
+_FORK_BATCH = 1000
+
 
 def _shard_counts(units: int) -> list[list[int]]:
     """A group of ``units`` units counted over its rows: [shard, units in it] for each
@@ -665,10 +668,10 @@ class SQLStore(Connections, Store):
                 if row.cancel_requested:
                     return self._cancel_at_checkpoint(cur, execution_id, token, None, now, write_id)
                 deadline = self._ts(row.deadline)
-                if units:
-                    # One statement for them all (10,000 items: one round trip); each
-                    # unit's context and item go as JSON text, kept as given.
-                    # (written a unit at a time: no list of every unit's row as well)
+                for start in range(0, len(units), _FORK_BATCH):
+                    # A statement per batch of units (10,000 items: ten round trips), each
+                    # unit's context and item as JSON text, written a unit at a time: the
+                    # worker never holds every unit's row at once.
                     payload = (
                         "["
                         + ",".join(
@@ -682,7 +685,7 @@ class SQLStore(Connections, Store):
                                     dumps(u.item),
                                 ]
                             )
-                            for u in units
+                            for u in units[start : start + _FORK_BATCH]
                         )
                         + "]"
                     )
@@ -703,6 +706,7 @@ class SQLStore(Connections, Store):
                             "stops": stops_group,
                         },
                     )
+                if units:
                     cur.execute(
                         self.SQL["group_counts_insert"],
                         {
@@ -735,8 +739,10 @@ class SQLStore(Connections, Store):
         group = {"id": execution_id, "step": step, "visit": visit}
         return self._all_rows("units", group, self._row)
 
-    def unit_outcomes(self, execution_id: str, step: str, visit: int) -> list[UnitOutcome]:
-        group = {"id": execution_id, "step": step, "visit": visit}
+    def unit_outcomes(
+        self, execution_id: str, step: str, visit: int, *, after: int = -1, limit: int = 1000
+    ) -> list[UnitOutcome]:
+        group = {"id": execution_id, "step": step, "visit": visit, "after": after, "limit": limit}
         return self._all_rows("unit_outcomes", group, lambda r: rows.outcome(r, self._dt))
 
     def restart_attempt(

@@ -570,9 +570,9 @@ DELETE FROM durable_executions WHERE id = ANY(%(ids)s) RETURNING id;
 -- name: unit_insert
 -- Every unit of a fork in one statement. %(units)s is a JSON array with one array per
 -- unit, in order: [id, name, index, max_attempts, context (JSON text, null: {}), item
--- (JSON text)]; the first %(concurrency)s (all when NULL) are claimable at once, the
--- others parked (pending, not claimable). A unit's id is derived from its place, so a
--- repeated fork adds nothing.
+-- (JSON text)]; units below index %(concurrency)s (all when NULL) are claimable at once,
+-- the others parked (pending, not claimable). A fork of many units runs it once per
+-- batch. A unit's id is derived from its place, so a repeated fork adds nothing.
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
@@ -585,7 +585,7 @@ SELECT
     %(visit)s, (e.u ->> 2)::int, %(stops)s, e.u ->> 5
 FROM json_array_elements(%(units)s::json) WITH ORDINALITY AS e(u, n)
 CROSS JOIN LATERAL (
-    SELECT CASE WHEN %(concurrency)s::int IS NULL OR e.n <= %(concurrency)s::int
+    SELECT CASE WHEN %(concurrency)s::int IS NULL OR (e.u ->> 2)::int < %(concurrency)s::int
                 THEN %(now)s::timestamptz END AS run_at
 ) AS a
 ORDER BY e.n
@@ -614,12 +614,14 @@ WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
 ORDER BY unit_index;
 
 -- name: unit_outcomes
--- How each unit of a group run ended, by index: what its join reads.
+-- How each unit of a group run ended, by index, a page at a time (the units after index
+-- %(after)s, at most %(limit)s of them): what its join reads.
 SELECT unit_index, unit, status, created_at, completed_at, result, error
 FROM durable_executions
 WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
-  AND unit IS NOT NULL
-ORDER BY unit_index;
+  AND unit IS NOT NULL AND unit_index > %(after)s
+ORDER BY unit_index
+LIMIT %(limit)s;
 
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.

@@ -423,9 +423,10 @@ DELETE FROM durable_executions WHERE id IN (SELECT value FROM json_each(:ids)) R
 -- name: unit_insert
 -- Every unit of a fork in one statement. :units is a JSON array with one array per unit,
 -- in order: [id, name, index, max_attempts, context (JSON text, null: {}), item (JSON
--- text)]; the first :concurrency (all when NULL) are claimable at once, the others parked
--- (pending, not claimable). A unit's id is derived from its place, so a repeated fork
--- adds nothing. (WHERE TRUE: an upsert after a SELECT needs one.)
+-- text)]; units below index :concurrency (all when NULL) are claimable at once, the
+-- others parked (pending, not claimable). A fork of many units runs it once per batch.
+-- A unit's id is derived from its place, so a repeated fork adds nothing. (WHERE TRUE:
+-- an upsert after a SELECT needs one.)
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
@@ -434,8 +435,8 @@ INSERT INTO durable_executions (
 SELECT
     u.value ->> 0, :workflow, 'pending', :queue, :priority, 'null',
     coalesce(u.value ->> 4, '{}'), :now, :scheduled_at,
-    CASE WHEN :concurrency IS NULL OR u.key < :concurrency THEN :now END,
-    CASE WHEN :concurrency IS NULL OR u.key < :concurrency THEN :now END,
+    CASE WHEN :concurrency IS NULL OR u.value ->> 2 < :concurrency THEN :now END,
+    CASE WHEN :concurrency IS NULL OR u.value ->> 2 < :concurrency THEN :now END,
     :deadline, 0, u.value ->> 1, 0, 0, 0, u.value ->> 3, :parent, u.value ->> 1, :step,
     :visit, u.value ->> 2, :stops, u.value ->> 5
 FROM json_each(:units) AS u
@@ -466,12 +467,14 @@ WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
 ORDER BY unit_index;
 
 -- name: unit_outcomes
--- How each unit of a group run ended, by index: what its join reads.
+-- How each unit of a group run ended, by index, a page at a time (the units after index
+-- :after, at most :limit of them): what its join reads.
 SELECT unit_index, unit, status, created_at, completed_at, result, error
 FROM durable_executions
 WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
-  AND unit IS NOT NULL
-ORDER BY unit_index;
+  AND unit IS NOT NULL AND unit_index > :after
+ORDER BY unit_index
+LIMIT :limit;
 
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.
