@@ -55,8 +55,9 @@ class StepStatus(StrEnum):
 
 
 class StepPhase(StrEnum):
-    """What a step attempt was run for: the workflow's flow (``run``); compensations
-    (``compensate``) come with sagas."""
+    """What a step attempt was run for: the workflow's flow (``run``), or undoing a
+    completed step after the execution failed or was cancelled (``compensate``). An
+    execution in its ``compensate`` phase reads as status ``compensating`` until it ends."""
 
     RUN = "run"
     COMPENSATE = "compensate"
@@ -134,7 +135,9 @@ class StepExecution:
     cut off) is run again under the same attempt number. ``result`` is what a completed
     attempt returned (JSON). ``visit`` counts the times the execution reached this step
     (a step reached again by a loop starts a new visit, its attempts from 1 again);
-    ``phase`` is what the attempt ran for (the flow itself: ``run``).
+    ``phase`` is what the attempt ran for: the flow itself (``run``), or a compensation
+    (``compensate``), whose ``name`` is the compensation's and ``compensates`` the step run
+    it undoes (``visit`` being that run's visit).
     """
 
     name: str
@@ -150,6 +153,7 @@ class StepExecution:
     result: Any = None
     visit: int = 1
     phase: StepPhase = StepPhase.RUN
+    compensates: str | None = None
 
     @property
     def duration_ms(self) -> int | None:

@@ -19,9 +19,11 @@ from typing import Any
 
 from durable.errors import InvalidState
 from durable.models import (
+    FINISHED,
     Execution,
     Status,
     StepExecution,
+    StepPhase,
     StepStatus,
     Wait,
     WaitDecision,
@@ -37,6 +39,8 @@ __all__ = [
     "UnitOutcome",
     "WaitDecision",
     "as_cancelled",
+    "cancel_error",
+    "compensating_error",
     "decide_wait",
     "finished_error",
     "input_too_late",
@@ -105,17 +109,28 @@ class ExecutionRow:
     # an execution at a group: what is still open of its count (the memory store counts
     # units; the SQL stores count the rows their count is split over, see GROUP_SHARDS)
     open_units: int = 0
+    # what the execution runs: its flow, or its compensations (then its status reads
+    # compensating until it ends; see Store.compensate)
+    phase: StepPhase = StepPhase.RUN
     began: bool = False  # not stored: set by claim() when it began the current attempt
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once
     unreadable: tuple[str, ...] = ()
+
+    @property
+    def public_status(self) -> Status:
+        """The status users see: ``compensating`` while the compensations of an execution
+        run (its row pending, running or waiting under them), else the row's own."""
+        if self.phase == StepPhase.COMPENSATE and self.status not in FINISHED:
+            return Status.COMPENSATING
+        return Status(self.status)
 
     def to_execution(self, steps: list[StepExecution] | None = None) -> Execution:
         """The public snapshot (context and input deep-copied)."""
         return Execution(
             id=self.id,
             workflow=self.workflow,
-            status=Status(self.status),
+            status=self.public_status,
             input=copy.deepcopy(self.input),
             context=copy.deepcopy(self.context),
             queue=self.queue,
@@ -185,6 +200,22 @@ def as_cancelled(record: StepExecution, now: datetime) -> StepExecution:
         record.max_attempts,
         visit=record.visit,
         phase=record.phase,
+        compensates=record.compensates,
+    )
+
+
+def cancel_error(reason: str | None) -> dict[str, Any]:
+    """The failure a cancel gives an execution whose compensations it starts (what
+    ``durable.context.failure()`` returns in them)."""
+    message = "cancelled" if reason is None else f"cancelled: {reason}"
+    return {"type": "Cancelled", "message": message, "traceback": "", "reason": reason}
+
+
+def compensating_error(execution_id: str) -> InvalidState:
+    """The error for cancelling an execution whose compensations are running."""
+    return InvalidState(
+        f"execution {execution_id} is compensating: its compensations run to the end "
+        "(a cancel cannot stop them); it then ends compensated, or failed if one failed"
     )
 
 
@@ -489,12 +520,49 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def request_cancel(
-        self, execution_id: str, *, now: datetime, reason: str | None
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        reason: str | None,
+        compensates: Callable[[str], bool] = lambda workflow: False,
     ) -> ExecutionRow:
         """Cancel: a pending or waiting execution, or a running one whose lease expired,
         becomes ``cancelled`` at once; a running one is marked ``cancel_requested`` and
-        stops at its next checkpoint. Raises ExecutionNotFound, or InvalidState when it
-        already finished. Returns the row after the change."""
+        stops at its next checkpoint. Its units are cancelled with it, and its unfinished
+        children (recursively).
+
+        An execution whose workflow ``compensates(workflow)`` (it declares compensations)
+        is not ended: instead of ``cancelled`` at once it enters its compensate phase as
+        :meth:`compensate` describes (``error`` :func:`cancel_error`, ``cancel_reason``
+        kept); a running one is marked ``cancel_requested`` with ``phase`` compensate, and
+        the transition that meets that mark (a checkpoint) enters the phase instead of
+        ending it, storing the attempt as cancelled and returning ``compensating``.
+
+        Raises ExecutionNotFound; InvalidState when it already finished
+        (:func:`finished_error`) or its compensations run (:func:`compensating_error`).
+        Returns the row after the change."""
+
+    @abc.abstractmethod
+    def compensate(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        error: dict[str, Any],
+        record: StepExecution | None = None,
+        write_id: str | None = None,
+    ) -> Status:
+        """The claimed execution failed (or met a cancel) and completed steps declare
+        compensations: instead of ending, it enters its compensate phase. ``phase``
+        becomes compensate; it becomes ``pending`` at ``now`` (claimable at once) with no
+        attempt in flight (``attempt`` 0, ``lost_attempts`` 0, not suspended); the cancel
+        request is cleared; ``error`` is kept as the failure that started it; ``record``
+        (the attempt that failed, if any) is stored. Its status reads ``compensating``
+        (see :attr:`ExecutionRow.public_status`) until a transition gives it a final
+        status. Later transitions (complete_step, fail_attempt, finish, ...) work on it as
+        on any claimed execution. Returns ``pending``."""
 
     # -- waits ---------------------------------------------------------------------------
 

@@ -19,13 +19,15 @@ from urllib.parse import urlsplit
 
 from durable._json import clone
 from durable.errors import ConfigError, ExecutionNotFound, InvalidState, LeaseLost
-from durable.models import FINISHED, Status, StepExecution, Wait, WaitSpec
+from durable.models import FINISHED, Status, StepExecution, StepPhase, Wait, WaitSpec
 from durable.stores.base import (
     AlreadyDone,
     ExecutionRow,
     Store,
     Unit,
     as_cancelled,
+    cancel_error,
+    compensating_error,
     decide_wait,
     finished_error,
     input_too_late,
@@ -178,7 +180,7 @@ class MemoryStore(Store):
                 if r.unit is None
                 and (parent is None or r.parent_id == parent)
                 and (workflows is None or r.workflow in workflows)
-                and (statuses is None or r.status in statuses)
+                and (statuses is None or r.public_status in statuses)
                 and (queues is None or r.queue in queues)
             ]
             out.sort(key=lambda r: (r.created_at, r.seq), reverse=True)
@@ -398,10 +400,48 @@ class MemoryStore(Store):
     ) -> Status:
         if record is not None:
             record = as_cancelled(record, now)
+        if row.phase == StepPhase.COMPENSATE:  # the cancel starts its compensations
+            self._to_compensate(row, now, cancel_error(row.cancel_reason), record)
+            return Status.COMPENSATING
         self._record(row, record)
         self._end(row, Status.CANCELLED, now)
         self._touch(row)
         return Status.CANCELLED
+
+    def _to_compensate(
+        self,
+        row: ExecutionRow,
+        now: datetime,
+        error: dict[str, Any],
+        record: StepExecution | None,
+    ) -> None:
+        """Under the lock: the execution enters its compensate phase (Store.compensate)."""
+        self._record(row, record)
+        row.phase = StepPhase.COMPENSATE
+        row.status, row.run_at = Status.PENDING, now
+        row.lease_expires_at = row.worker_id = row.attempt_started_at = None
+        row.attempt, row.lost_attempts, row.max_attempts = 0, 0, 1
+        row.suspended = row.cancel_requested = False
+        row.open_units = 0
+        row.error = clone(error)
+        self._touch(row)
+
+    def compensate(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        error: dict[str, Any],
+        record: StepExecution | None = None,
+        write_id: str | None = None,
+    ) -> Status:
+        with self._lock:
+            row = self._write(execution_id, token, write_id)
+            if row is None:
+                return self._rows[execution_id].status
+            self._to_compensate(row, now, error, record)
+            return Status.PENDING
 
     def complete_step(
         self,
@@ -856,16 +896,28 @@ class MemoryStore(Store):
             return [r.id for r in done]
 
     def request_cancel(
-        self, execution_id: str, *, now: datetime, reason: str | None
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        reason: str | None,
+        compensates: Callable[[str], bool] = lambda workflow: False,
     ) -> ExecutionRow:
         with self._lock:
             row = self._row(execution_id)
             if row.status in FINISHED:
                 raise finished_error(execution_id, row.status)
+            if row.phase == StepPhase.COMPENSATE:
+                raise compensating_error(execution_id)
             row.cancel_reason = reason
             lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
+            compensate = row.unit is None and compensates(row.workflow)
             if row.status == Status.RUNNING and lease_live:
                 row.cancel_requested = True
+                if compensate:
+                    row.phase = StepPhase.COMPENSATE  # the mark its next checkpoint meets
+            elif compensate:
+                self._to_compensate(row, now, cancel_error(reason), None)
             else:
                 row.cancel_requested = True
                 self._end(row, Status.CANCELLED, now)
@@ -874,7 +926,7 @@ class MemoryStore(Store):
                 self._cancel_unit(unit, now, reason)
             for child in [r for r in self._rows.values() if r.parent_id == row.id]:
                 if child.unit is None and child.status not in FINISHED:
-                    self.request_cancel(child.id, now=now, reason=reason)
+                    self.request_cancel(child.id, now=now, reason=reason, compensates=compensates)
             return copy.deepcopy(row)
 
 

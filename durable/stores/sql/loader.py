@@ -41,6 +41,7 @@ NAMES = frozenset(
         "list_by_status",
         "list_by_statuses",
         "list_by_workflow",
+        "list_compensating",
         "next_due",
         # claims and transitions
         "claim",
@@ -56,6 +57,8 @@ NAMES = frozenset(
         "release",
         "suspend",
         "wake",
+        "compensate",
+        "cancel_compensate",
         "cancel",
         # waits and events
         "wait_get",

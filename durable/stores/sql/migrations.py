@@ -364,6 +364,24 @@ def _v8_group_counts(conn: sa.Connection) -> None:
         )
 
 
+def _v9_sagas(conn: sa.Connection) -> None:
+    """Sagas: an execution's phase (its flow, or its compensations after a failure or a
+    cancel), the step run a compensation's attempt undoes, and an index of the executions
+    compensating."""
+    for table, column in (
+        ("durable_executions", "phase VARCHAR(20) NOT NULL DEFAULT 'run'"),
+        ("durable_step_attempts", "compensates VARCHAR(200)"),
+    ):
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column}"))
+    conn.execute(
+        sa.text(
+            "CREATE INDEX durable_executions_compensating ON durable_executions "
+            "(created_at, seq) "
+            "WHERE phase = 'compensate' AND completed_at IS NULL AND unit IS NULL"
+        )
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -373,6 +391,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (6, "journal_key", _v6_journal_key),
     (7, "units_and_children", _v7_units_and_children),
     (8, "group_counts", _v8_group_counts),
+    (9, "sagas", _v9_sagas),
 ]
 
 

@@ -125,6 +125,7 @@ def _decode(r: Row, dt: ToDatetime, problems: list[str] | None) -> ExecutionRow:
         item=field("item", loads, None),
         result=field("result", loads, None),
         open_units=r["open_units"],
+        phase=StepPhase(r["phase"]),
     )
 
 
@@ -164,6 +165,7 @@ def step(r: Row, dt: ToDatetime) -> StepExecution:
         result=loads(r["result"]),
         visit=r["visit"],
         phase=StepPhase(r["phase"]),
+        compensates=r["compensates"],
     )
 
 
@@ -205,4 +207,5 @@ def attempt_params(execution_id: str, r: StepExecution, ts: FromDatetime) -> dic
         "a_result": None if r.result is None else dumps(r.result),
         "a_visit": r.visit,
         "a_phase": r.phase.value,
+        "a_compensates": r.compensates,
     }

@@ -21,7 +21,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 #: how many rows hold a group's count of open units (v8): a unit counts in the row
 #: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
@@ -120,6 +120,10 @@ executions = sa.Table(
     sa.Column("item", sa.Text),
     sa.Column("result", sa.Text),
     sa.Column("open_units", sa.Integer, nullable=False, server_default="0"),
+    # v9: what the execution runs: its flow ("run") or, after it failed or was cancelled,
+    # the compensations of its completed steps ("compensate": its status reads compensating
+    # until it ends)
+    sa.Column("phase", sa.String(20), nullable=False, server_default="run"),
 )
 
 sa.Index(
@@ -182,6 +186,19 @@ sa.Index(
     postgresql_where=_listed,
     sqlite_where=_listed,
 )
+# v9: executions running their compensations (rare: listed by status "compensating")
+_compensating = sa.and_(
+    executions.c.phase == sa.literal_column("'compensate'"),
+    executions.c.completed_at.is_(None),
+    executions.c.unit.is_(None),
+)
+sa.Index(
+    "durable_executions_compensating",
+    executions.c.created_at,
+    executions.c.seq,
+    postgresql_where=_compensating,
+    sqlite_where=_compensating,
+)
 sa.Index(
     "durable_executions_workflow_created",
     executions.c.workflow,
@@ -210,6 +227,8 @@ attempts = sa.Table(
     # v6: the step run (visit) the attempt belongs to, and what it ran for
     sa.Column("visit", sa.Integer, nullable=False, server_default="1"),
     sa.Column("phase", sa.String(20), nullable=False, server_default="run"),
+    # v9: a compensation's attempt: the step run it undoes ("charge", "enrich.credit")
+    sa.Column("compensates", sa.String(200)),
 )
 
 # v4: finished executions by when they finished, for retention (live rows are not in it;

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from durable._text import scrub
 from durable.durations import MAX_DURATION_MS
 from durable.errors import ExecutionNotFound, InvalidState, LeaseLost, StoreError
-from durable.models import FINISHED, Status, StepExecution, Wait, WaitSpec
+from durable.models import FINISHED, Status, StepExecution, StepPhase, Wait, WaitSpec
 from durable.stores.base import (
     AlreadyDone,
     ExecutionRow,
@@ -29,6 +29,8 @@ from durable.stores.base import (
     Unit,
     UnitOutcome,
     as_cancelled,
+    cancel_error,
+    compensating_error,
     decide_wait,
     finished_error,
     input_too_late,
@@ -149,7 +151,15 @@ class SQLStore(Connections, Store):
         now: datetime,
         write_id: str,
     ) -> Status:
-        """In an open write transaction: discard the attempt, end as cancelled."""
+        """In an open write transaction: discard the attempt, end as cancelled (or, marked
+        to compensate by the cancel, enter the compensate phase)."""
+        row = self._fence_row(cur, execution_id, token)
+        if row.phase == StepPhase.COMPENSATE:
+            cancelled = None if record is None else as_cancelled(record, now)
+            self._compensate(
+                cur, execution_id, token, now, cancel_error(row.cancel_reason), cancelled, write_id
+            )
+            return Status.COMPENSATING
         cur.execute(
             self.SQL["end"],
             {
@@ -392,6 +402,18 @@ class SQLStore(Connections, Store):
             "limit": limit,
             "parent": parent,
         }
+        # Executions running their compensations (status compensating) have an index of
+        # their own: listed by a statement of their own, merged with any other statuses.
+        if statuses is not None and Status.COMPENSATING in statuses:
+            found = [self._row(r) for r in self._all_rows("list_compensating", params)]
+            others = [s for s in statuses if s != Status.COMPENSATING]
+            if not others:
+                return found
+            more = self.list_executions(
+                workflows=workflows, statuses=others, queues=queues, limit=limit, parent=parent
+            )
+            merged = sorted(found + more, key=lambda r: (r.created_at, r.seq), reverse=True)
+            return merged[:limit]
         # A filter that may be NULL cannot choose an index: given statuses (else a single
         # workflow), take the statement that searches by them (one value: in index order)
         if statuses is not None and len(statuses) == 1:
@@ -1169,17 +1191,74 @@ class SQLStore(Connections, Store):
             deleted = {r["id"] for r in cur.fetchall()}  # the last statement returns its ids
         return [eid for eid in picked if eid in deleted]
 
+    def compensate(
+        self,
+        execution_id: str,
+        token: int,
+        *,
+        now: datetime,
+        error: dict[str, Any],
+        record: StepExecution | None = None,
+        write_id: str | None = None,
+    ) -> Status:
+        write_id = write_id or uuid.uuid4().hex
+        try:
+            with self._cursor(write=True) as cur:
+                self._compensate(cur, execution_id, token, now, error, record, write_id)
+        except AlreadyDone:
+            pass
+        self._wake_others()
+        return Status.PENDING
+
+    def _compensate(
+        self,
+        cur: Any,
+        execution_id: str,
+        token: int,
+        now: datetime,
+        error: dict[str, Any],
+        record: StepExecution | None,
+        write_id: str,
+    ) -> None:
+        """In a write transaction: the claimed execution enters its compensate phase."""
+        params = {
+            "id": execution_id,
+            "token": token,
+            "now": self._ts(now),
+            "error": dumps(error),
+            "write_id": write_id,
+        }
+        cur.execute(self.SQL["compensate"], params)
+        if cur.fetchone() is None:
+            self._why(cur, execution_id, token, write_id)  # raises: the claim was lost
+            raise LeaseLost(f"execution {execution_id}: claim lost while compensating")
+        if record is not None:
+            cur.execute(self.SQL["insert_attempt"], self._attempt_params(execution_id, record))
+
     def request_cancel(
-        self, execution_id: str, *, now: datetime, reason: str | None
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        reason: str | None,
+        compensates: Callable[[str], bool] = lambda workflow: False,
     ) -> ExecutionRow:
         def cancel() -> ExecutionRow:
             with self._cursor(write=True) as cur:
-                return self._cancel(cur, execution_id, now, reason)
+                return self._cancel(cur, execution_id, now, reason, compensates)
 
-        return self._retry_deadlock(cancel)
+        row = self._retry_deadlock(cancel)
+        if row.phase == StepPhase.COMPENSATE:
+            self._wake_others()
+        return row
 
     def _cancel(
-        self, cur: Any, execution_id: str, now: datetime, reason: str | None
+        self,
+        cur: Any,
+        execution_id: str,
+        now: datetime,
+        reason: str | None,
+        compensates: Callable[[str], bool],
     ) -> ExecutionRow:
         """In a write transaction: cancel an execution, its units and (recursively) its
         unfinished children."""
@@ -1190,12 +1269,32 @@ class SQLStore(Connections, Store):
         row = self._row(found)
         if row.status in FINISHED:
             raise finished_error(execution_id, row.status)
+        if row.phase == StepPhase.COMPENSATE:
+            raise compensating_error(execution_id)
         lease_live = row.lease_expires_at is not None and row.lease_expires_at > now
         at_once = not (row.status == Status.RUNNING and lease_live)
-        cur.execute(
-            self.SQL["cancel"],
-            {"id": execution_id, "reason": reason, "now": self._ts(now), "at_once": at_once},
-        )
+        compensate = row.unit is None and compensates(row.workflow)
+        if at_once and compensate:
+            cur.execute(
+                self.SQL["cancel_compensate"],
+                {
+                    "id": execution_id,
+                    "reason": reason,
+                    "now": self._ts(now),
+                    "error": dumps(cancel_error(reason)),
+                },
+            )
+        else:
+            cur.execute(
+                self.SQL["cancel"],
+                {
+                    "id": execution_id,
+                    "reason": reason,
+                    "now": self._ts(now),
+                    "at_once": at_once,
+                    "mark": compensate,
+                },
+            )
         cancelled = self._row(cur.fetchone())
         ts = self._ts(now)
         cur.execute(
@@ -1204,8 +1303,8 @@ class SQLStore(Connections, Store):
         )
         cur.execute(self.SQL["live_children"], {"id": execution_id})
         for child in [r["id"] for r in cur.fetchall()]:
-            self._cancel(cur, child, now, reason)
-        if at_once:  # a unit: its group hears of it; a child: its caller
+            self._cancel(cur, child, now, reason, compensates)
+        if at_once and not compensate:  # a unit: its group hears of it; a child: its caller
             parked = row.status == Status.PENDING and row.run_at is None
             self._after_end(cur, execution_id, now, held_place=not parked)
         return cancelled

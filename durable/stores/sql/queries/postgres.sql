@@ -60,7 +60,7 @@ WITH i AS (
         deadline, step_index, step_name, attempt, attempt_started_at, error, token,
         worker_id, lease_expires_at, cancel_requested, cancel_reason, suspended, last_write,
         lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 ), n AS (SELECT pg_notify('durable_work', ''))
 SELECT i.* FROM i, n;
 
@@ -70,7 +70,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions WHERE idempotency_key = %(key)s;
 
 -- name: get
@@ -79,7 +79,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions WHERE id = %(id)s;
 
 -- name: get_for_update
@@ -88,7 +88,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
@@ -99,7 +99,7 @@ SELECT status, step_name, step_visit, parent_id, unit FROM durable_executions WH
 -- name: steps
 SELECT
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
+    max_attempts, retry_at, result, visit, phase, compensates
 FROM durable_step_attempts
 WHERE execution_id = %(id)s
    OR execution_id IN (
@@ -115,7 +115,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
 WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -125,15 +125,16 @@ ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
 -- name: list_by_status
--- As list, for exactly one status: walks that status in the status index, in order.
+-- As list, for exactly one status: walks that status in the status index, in order. (A
+-- row running its compensations is pending, running or waiting, but reads compensating.)
 SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
-WHERE status = %(status)s
+WHERE status = %(status)s AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
   AND unit IS NULL
@@ -148,12 +149,28 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
-WHERE status = ANY(%(statuses)s)
+WHERE status = ANY(%(statuses)s) AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
   AND unit IS NULL
+  AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
+ORDER BY created_at DESC, seq DESC
+LIMIT %(limit)s;
+
+-- name: list_compensating
+-- As list, for the executions running their compensations (rare: their own index).
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+FROM durable_executions
+WHERE phase = 'compensate' AND completed_at IS NULL AND unit IS NULL
+  AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
   AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
@@ -165,7 +182,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
 WHERE workflow = %(workflow)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -214,7 +231,7 @@ RETURNING
     e.error, e.token, e.worker_id, e.lease_expires_at, e.cancel_requested, e.cancel_reason,
     e.suspended, e.last_write, e.lost_attempts, e.max_attempts,
     e.step_visit, e.visits, e.parent_id, e.unit, e.group_step, e.group_visit, e.unit_index,
-    e.stops_group, e.item, e.result, e.open_units, c.fresh;
+    e.stops_group, e.item, e.result, e.open_units, e.phase, c.fresh;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = %(deadline)s WHERE seq = %(seq)s;
@@ -227,11 +244,11 @@ RETURNING id;
 -- name: insert_attempt
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
+    max_attempts, retry_at, result, visit, phase, compensates
 ) VALUES (
     %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
 );
 
 -- name: complete_next
@@ -247,11 +264,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
+    max_attempts, retry_at, result, visit, phase, compensates
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -271,11 +288,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
+    max_attempts, retry_at, result, visit, phase, compensates
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -300,11 +317,11 @@ WITH u AS (
 ), ins AS (
     INSERT INTO durable_step_attempts (
         execution_id, step_index, name, attempt, status, started_at, completed_at, error,
-        logs, max_attempts, retry_at, result, visit, phase
+        logs, max_attempts, retry_at, result, visit, phase, compensates
     )
     SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
         %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-        %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
+        %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
     FROM u
     RETURNING 1
 ), told AS (
@@ -375,11 +392,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
+    max_attempts, retry_at, result, visit, phase, compensates
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -394,11 +411,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
+    max_attempts, retry_at, result, visit, phase, compensates
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -436,10 +453,41 @@ RETURNING status, deadline;
 UPDATE durable_executions SET status = 'pending', run_at = %(now)s, claimable_at = %(now)s
 WHERE id = %(id)s AND status = 'waiting';
 
+-- name: compensate
+-- The claimed execution enters its compensate phase (see Store.compensate): pending at
+-- once, nothing in flight, its failure kept, a cancel request cleared.
+UPDATE durable_executions SET
+    phase = 'compensate', status = 'pending', run_at = %(now)s, claimable_at = %(now)s,
+    lease_expires_at = NULL, worker_id = NULL, attempt = 0, attempt_started_at = NULL,
+    suspended = FALSE, lost_attempts = 0, max_attempts = 1, cancel_requested = FALSE,
+    open_units = 0, error = %(error)s, last_write = %(write_id)s
+WHERE id = %(id)s AND token = %(token)s AND status = 'running'
+  AND coalesce(last_write, '') <> %(write_id)s
+RETURNING status;
+
+-- name: cancel_compensate
+-- A cancel of an execution nothing runs now, whose workflow compensates: it enters its
+-- compensate phase at once (as compensate does), the cancel's reason kept.
+UPDATE durable_executions SET
+    phase = 'compensate', status = 'pending', run_at = %(now)s, claimable_at = %(now)s,
+    lease_expires_at = NULL, worker_id = NULL, attempt = 0, attempt_started_at = NULL,
+    suspended = FALSE, lost_attempts = 0, max_attempts = 1, cancel_requested = FALSE,
+    open_units = 0, error = %(error)s, cancel_reason = %(reason)s
+WHERE id = %(id)s
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
+
 -- name: cancel
--- Mark the cancel; with at_once (nothing runs it now) end the execution as well.
+-- Mark the cancel; with at_once (nothing runs it now) end the execution as well. With
+-- mark (a running execution whose workflow compensates) mark its phase compensate: its
+-- next checkpoint starts its compensations instead of ending it.
 UPDATE durable_executions SET
     cancel_requested = TRUE, cancel_reason = %(reason)s,
+    phase = CASE WHEN %(mark)s THEN 'compensate' ELSE phase END,
     status = CASE WHEN %(at_once)s THEN 'cancelled' ELSE status END,
     completed_at = CASE WHEN %(at_once)s THEN %(now)s ELSE completed_at END,
     run_at = CASE WHEN %(at_once)s THEN NULL ELSE run_at END,
@@ -454,7 +502,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
 
 
 -- name: wait_get
@@ -607,7 +655,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
 WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
   AND unit IS NOT NULL

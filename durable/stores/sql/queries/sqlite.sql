@@ -50,7 +50,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
 
 -- name: by_key
 SELECT
@@ -58,7 +58,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions WHERE idempotency_key = :key;
 
 -- name: get
@@ -67,7 +67,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions WHERE id = :id;
 
 -- name: get_for_update
@@ -77,7 +77,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions WHERE id = :id;
 
 -- name: live
@@ -88,7 +88,7 @@ SELECT status, step_name, step_visit, parent_id, unit FROM durable_executions WH
 -- name: steps
 SELECT
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
+    max_attempts, retry_at, result, visit, phase, compensates
 FROM durable_step_attempts
 WHERE execution_id = :id
    OR execution_id IN (
@@ -104,7 +104,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
 WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -114,15 +114,16 @@ ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
 -- name: list_by_status
--- As list, for exactly one status: walks that status in the status index, in order.
+-- As list, for exactly one status: walks that status in the status index, in order. (A
+-- row running its compensations is pending, running or waiting, but reads compensating.)
 SELECT
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
-WHERE status = :status
+WHERE status = :status AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND unit IS NULL
@@ -137,12 +138,29 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
 WHERE status IN (SELECT value FROM json_each(:statuses))
+  AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND unit IS NULL
+  AND (:parent IS NULL OR parent_id = :parent)
+ORDER BY created_at DESC, seq DESC
+LIMIT :limit;
+
+-- name: list_compensating
+-- As list, for the executions running their compensations (rare: their own index).
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+FROM durable_executions
+WHERE phase = 'compensate' AND completed_at IS NULL AND unit IS NULL
+  AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND (:parent IS NULL OR parent_id = :parent)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
@@ -154,7 +172,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
 WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -193,7 +211,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq;
@@ -206,10 +224,10 @@ RETURNING id;
 -- name: insert_attempt
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase
+    max_attempts, retry_at, result, visit, phase, compensates
 ) VALUES (
     :a_execution_id, :a_step_index, :a_name, :a_attempt, :a_status, :a_started_at,
-    :a_completed_at, :a_error, :a_logs, :a_max_attempts, :a_retry_at, :a_result, :a_visit, :a_phase
+    :a_completed_at, :a_error, :a_logs, :a_max_attempts, :a_retry_at, :a_result, :a_visit, :a_phase, :a_compensates
 );
 
 -- name: complete_next
@@ -287,10 +305,41 @@ RETURNING status, deadline;
 UPDATE durable_executions SET status = 'pending', run_at = :now, claimable_at = :now
 WHERE id = :id AND status = 'waiting';
 
+-- name: compensate
+-- The claimed execution enters its compensate phase (see Store.compensate): pending at
+-- once, nothing in flight, its failure kept, a cancel request cleared.
+UPDATE durable_executions SET
+    phase = 'compensate', status = 'pending', run_at = :now, claimable_at = :now,
+    lease_expires_at = NULL, worker_id = NULL, attempt = 0, attempt_started_at = NULL,
+    suspended = 0, lost_attempts = 0, max_attempts = 1, cancel_requested = 0,
+    open_units = 0, error = :error, last_write = :write_id
+WHERE id = :id AND token = :token AND status = 'running'
+  AND coalesce(last_write, '') <> :write_id
+RETURNING status;
+
+-- name: cancel_compensate
+-- A cancel of an execution nothing runs now, whose workflow compensates: it enters its
+-- compensate phase at once (as compensate does), the cancel's reason kept.
+UPDATE durable_executions SET
+    phase = 'compensate', status = 'pending', run_at = :now, claimable_at = :now,
+    lease_expires_at = NULL, worker_id = NULL, attempt = 0, attempt_started_at = NULL,
+    suspended = 0, lost_attempts = 0, max_attempts = 1, cancel_requested = 0,
+    open_units = 0, error = :error, cancel_reason = :reason
+WHERE id = :id
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
+
 -- name: cancel
--- Mark the cancel; with :at_once (nothing runs it now) end the execution as well.
+-- Mark the cancel; with :at_once (nothing runs it now) end the execution as well. With
+-- mark (a running execution whose workflow compensates) mark its phase compensate: its
+-- next checkpoint starts its compensations instead of ending it.
 UPDATE durable_executions SET
     cancel_requested = 1, cancel_reason = :reason,
+    phase = CASE WHEN :mark THEN 'compensate' ELSE phase END,
     status = CASE WHEN :at_once THEN 'cancelled' ELSE status END,
     completed_at = CASE WHEN :at_once THEN :now ELSE completed_at END,
     run_at = CASE WHEN :at_once THEN NULL ELSE run_at END,
@@ -305,7 +354,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
 
 
 -- name: wait_get
@@ -460,7 +509,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
 FROM durable_executions
 WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
   AND unit IS NOT NULL
