@@ -12,6 +12,7 @@ import typing as _typing
 
 from durable.errors import (
     ChildWorkflowFailed,
+    CompensationFailed,
     ConfigError,
     ContextConflict,
     ContextError,
@@ -54,6 +55,7 @@ if _typing.TYPE_CHECKING:
     from durable.dsl import (
         StepDef,
         WorkflowDef,
+        compensation,
         decision,
         foreach,
         get_workflow,
@@ -114,6 +116,7 @@ _LAZY = {
     "durable.dsl": (
         "StepDef",
         "WorkflowDef",
+        "compensation",
         "decision",
         "foreach",
         "get_workflow",
@@ -178,6 +181,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "ChildWorkflowFailed",
     "Clock",
+    "CompensationFailed",
     "ConfigError",
     "ContextConflict",
     "ContextError",
@@ -220,6 +224,7 @@ __all__ = [
     "__version__",
     "call_workflow",
     "cancel",
+    "compensation",
     "configure",
     "days",
     "decision",

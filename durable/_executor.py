@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import threading
-import traceback
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -24,11 +23,12 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from durable._invoke import AsyncRunner, Outcome, invoke
+from durable._invoke import AsyncRunner, Outcome, error_info, invoke
 from durable._json import MAX_DEPTH, clone, normalise, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
 from durable._merge import branch_writes, merge
 from durable._runtime import OwnerCalls, StepRun, StoreInterrupt, Suspend
+from durable._saga import plan, run_compensations
 from durable._starts import child_id, new_row, store_new
 from durable.clock import Clock
 from durable.dsl import StepDef, WorkflowDef, get_workflow
@@ -49,9 +49,9 @@ from durable.errors import (
     WorkflowTimeout,
 )
 from durable.hookspecs import StepCall
-from durable.models import Status, StepExecution, StepStatus, Wait, WaitSpec
+from durable.models import Status, StepExecution, StepPhase, StepStatus, Wait, WaitSpec
 from durable.retry import Retry
-from durable.stores.base import ExecutionRow, Store, Unit, UnitOutcome
+from durable.stores.base import ExecutionRow, Store, Unit, UnitOutcome, cancel_error
 
 if TYPE_CHECKING:
     from durable.plugins import PluginHost
@@ -85,19 +85,6 @@ os.register_at_fork(after_in_child=_new_writer)
 
 def _write_id() -> str:
     return f"{_WRITER}{next(_writes):x}"
-
-
-def error_info(exc: BaseException) -> dict[str, Any]:
-    """An exception as stored: type, message and traceback."""
-    cls = type(exc)
-    name = (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
-    return {
-        "type": name,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(exc)),
-    }
 
 
 @dataclass(slots=True)
@@ -335,6 +322,9 @@ class Executor:
         stop_at: Callable[[str], bool],
         interrupted: Callable[[], None] | None,
     ) -> None:
+        if row.phase == StepPhase.COMPENSATE:
+            run_compensations(self, row, claim, stop_at)
+            return
         wdef = get_workflow(row.workflow)
         w = _Walk(
             row=row,
@@ -374,6 +364,8 @@ class Executor:
         if w.claim.lost:
             raise LeaseLost(f"heartbeat found the claim on {eid} taken over")
         if w.row.cancel_requested:
+            if self._compensate(w, now, cancel_error(w.row.cancel_reason)):
+                return "stop"
             self._commit(
                 w.claim,
                 "cancelling",
@@ -790,10 +782,9 @@ class Executor:
     def _outcomes(self, eid: str, step: str, visit: int) -> Iterator[UnitOutcome]:
         """Every unit of a group run, by index, read a page at a time."""
         after = -1
+        # (until a page comes back empty: a store may return fewer than asked)
         while page := self.store.unit_outcomes(eid, step, visit, after=after, limit=_PAGE):
             yield from page
-            if len(page) < _PAGE:
-                return
             after = page[-1].index
 
     def _parent_data(self, row: ExecutionRow) -> tuple[Any, dict[str, Any]]:
@@ -1026,6 +1017,9 @@ class Executor:
             return
         # (a failed group's error already names the unit that failed, and its attempt)
         final = {"step": record.name, "attempt": record.attempt, **error}
+        if self._compensate(w, now, final, record):
+            self._notify("durable_step_failed", eid, step=record)
+            return
         log.warning(
             "durable: %s failed with no attempt left (%s: %s); %s",
             w.label(),
@@ -1061,6 +1055,8 @@ class Executor:
         )
         error = {**error_info(exc), "traceback": "", "step": w.name}
         log.warning("durable: %s", exc)
+        if self._compensate(w, now, error):
+            return True
         self._commit(
             w.claim,
             "failing the execution (too many step runs)",
@@ -1071,9 +1067,49 @@ class Executor:
         self._notify("durable_workflow_failed", w.eid, error=error)
         return True
 
+    def _compensate(
+        self,
+        w: _Walk,
+        now: datetime,
+        error: dict[str, Any],
+        record: StepExecution | None = None,
+    ) -> bool:
+        """The execution is about to fail (or be cancelled): when completed steps declare
+        compensations, it enters its compensate phase instead (any worker then runs them,
+        newest first) and True is returned."""
+        if w.row.unit is not None or not w.wdef.compensates:
+            return False
+        if not plan(w.wdef, self.store.steps(w.eid)):
+            return False
+        eid, token = w.eid, w.token
+        log.warning(
+            "durable: %s %s %s (%s); the compensations of its completed steps run",
+            w.wdef.name,
+            eid,
+            "was cancelled" if error.get("type") == "Cancelled" else "failed",
+            error.get("message"),
+        )
+        self._commit(
+            w.claim,
+            "starting compensations",
+            lambda wid: self.store.compensate(
+                eid, token, now=now, error=error, record=record, write_id=wid
+            ),
+        )
+        return True
+
     def _timeout_workflow(self, w: _Walk, now: datetime, record: StepExecution | None) -> None:
         eid, token = w.eid, w.token
         error = _timeout_error(w.row, w.wdef)
+        if self._compensate(w, now, error, record):
+            log.warning(
+                "durable: %s %s ran past its workflow timeout; its compensations run",
+                w.wdef.name,
+                eid,
+            )
+            if record is not None:
+                self._notify("durable_step_failed", eid, step=record)
+            return
         log.warning("durable: %s %s ran past its workflow timeout; it failed", w.wdef.name, eid)
         self._commit(
             w.claim,
@@ -1192,7 +1228,9 @@ class _ItemUnits(Sequence[Unit]):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i < 0:
             i += len(self)
-        item = self._items[i]  # IndexError past the end, as a list's
+        if not 0 <= i < len(self):
+            raise IndexError(f"unit index {i} out of range")
+        item = self._items[i]
         return Unit(self._sdef.unit_name(i), i, item=item, max_attempts=self._budget)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,19 @@ from typing import Any
 
 from durable._runtime import OwnerCalls, StepRun, WaitSignal, current
 from durable.clock import Clock
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    """An exception as stored: type, message and traceback."""
+    cls = type(exc)
+    name = (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+    return {
+        "type": name,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
 
 
 @dataclass(slots=True)

@@ -108,6 +108,10 @@ class StepRun:
     # a unit runs under an id of its own; workflow_id() gives its execution's
     workflow_id: str | None = None
     engine: Any = None  # the engine running the step (durable.context.engine())
+    # a compensation: the failure that started its execution's compensations, and the
+    # step run it undoes (durable.context.failure())
+    failure: dict[str, Any] | None = None
+    compensates: str | None = None
     # context writes and close() take it, so a write from a thread the step started either
     # lands before the executor reads the context or raises: it never vanishes
     lock: threading.RLock = field(default_factory=threading.RLock)

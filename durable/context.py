@@ -32,6 +32,7 @@ __all__ = [
     "context",
     "delete_context",
     "engine",
+    "failure",
     "get_context",
     "increment_context",
     "input",
@@ -201,6 +202,14 @@ def engine() -> Any:
     if run.engine is None:
         raise ContextError("engine() was called in a step no engine runs (a test double?)")
     return run.engine
+
+
+def failure() -> dict[str, Any] | None:
+    """In a compensation: the failure that started its execution's compensations, as
+    stored (``{"type", "message", "traceback", ...}``; a cancel's has type ``Cancelled``
+    and its ``reason``). None in a step of the flow."""
+    run = _run("failure")
+    return copy.deepcopy(run.failure)
 
 
 def item_index() -> int:

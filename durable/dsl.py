@@ -25,8 +25,10 @@ from durable.errors import ConfigError, InvalidDecision, WorkflowNotFound
 from durable.retry import Retry
 
 __all__ = [
+    "CompensationDef",
     "StepDef",
     "WorkflowDef",
+    "compensation",
     "decision",
     "foreach",
     "get_workflow",
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 _STEP_ATTR = "__durable_step__"
+_COMPENSATION_ATTR = "__durable_compensation__"
 _ONE_ATTEMPT = Retry(max_attempts=1)
 _WORKFLOW_ATTR = "__durable_workflow__"
 
@@ -53,6 +56,26 @@ C = TypeVar("C", bound=type)
 
 #: a ``when=`` condition: a context key that must be truthy, or a function of the context
 When = Callable[[Mapping[str, Any]], Any] | str
+
+
+@dataclass(frozen=True, slots=True)
+class CompensationDef:
+    """A compensation as declared: the method that undoes a completed step, with its own
+    retry policy and timeout (ms). ``name`` is what its attempts are recorded under: the
+    method's name, qualified by its group (``"enrich.undo_credit"``) when it is declared
+    on a parallel group's class."""
+
+    name: str
+    fn: Callable[..., Any]
+    retry: Retry | None = None
+    timeout: int | None = None
+    is_async: bool = False
+    #: the class whose instance it is called on (a group's class, or the workflow's)
+    owner: type | None = None
+
+    def policy(self, default: Retry | None) -> Retry:
+        """The retry policy in force: its own, else the workflow default, else one try."""
+        return self.retry or default or _ONE_ATTEMPT
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +105,10 @@ class StepDef:
     concurrency: int = FOREACH_CONCURRENCY
     into: str | None = None
     max_items: int = MAX_ITEMS
+    #: the name given to ``compensate=``, and the compensation it names (resolved when
+    #: the workflow is defined)
+    compensate: str | None = None
+    undo: CompensationDef | None = None
 
     @property
     def fans_out(self) -> bool:
@@ -192,6 +219,14 @@ class WorkflowDef:
             "in order"
         )
 
+    @property
+    def compensates(self) -> bool:
+        """Whether any step or branch declares a compensation (a failure or a cancel then
+        runs those of the completed ones before the execution ends)."""
+        return any(s.undo is not None for s in self.steps) or any(
+            b.undo is not None for s in self.steps for b in s.branches
+        )
+
     def budget(self, sdef: StepDef) -> int:
         """How many attempts ``sdef`` gets in this workflow (a parallel group or foreach
         itself one: its units have their own)."""
@@ -209,6 +244,7 @@ def step(
     timeout: Duration | None = None,
     name: str | None = None,
     when: When | None = None,
+    compensate: str | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -220,6 +256,7 @@ def step(
     timeout: Duration | None = None,
     name: str | None = None,
     when: When | None = None,
+    compensate: str | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a method of a ``@workflow`` class as a step. Works bare or with options.
 
@@ -227,9 +264,21 @@ def step(
     attempt that runs longer counts as failed and its result is discarded. ``when``: the
     step runs only if this holds when it comes up — a context key that must be truthy
     (a missing key is falsy), or a function given the context as a read-only mapping;
-    otherwise it is recorded as ``skipped`` and the next step comes up.
+    otherwise it is recorded as ``skipped`` and the next step comes up. ``compensate``:
+    the name of the :func:`compensation` that undoes the step once it completed, run if
+    the execution later fails or is cancelled (checked when the workflow is defined).
     """
-    mark = _marker("@step", "step", retry=retry, timeout=timeout, name=name, when=when)
+    if compensate is not None:
+        check_name(compensate, "@step(compensate=...)")
+    mark = _marker(
+        "@step",
+        "step",
+        retry=retry,
+        timeout=timeout,
+        name=name,
+        when=when,
+        compensate=compensate,
+    )
     if fn is not None:
         return mark(fn)
     return mark
@@ -282,6 +331,7 @@ def _marker(
     name: str | None,
     when: When | None,
     targets: tuple[str, ...] = (),
+    compensate: str | None = None,
 ) -> Callable[[F], F]:
     policy = Retry.coerce(retry)
     timeout_ms = None if timeout is None else to_ms(timeout, what="step timeout", allow_zero=False)
@@ -303,10 +353,69 @@ def _marker(
             kind=kind,
             targets=targets,
             when=when,
+            compensate=compensate,
         )
+        if getattr(f, _COMPENSATION_ATTR, None) is not None:
+            raise ConfigError(
+                f"{f.__name__} is marked both {label} and @compensation; a compensation is "
+                "not part of the flow: give it a method of its own"
+            )
         setattr(f, _STEP_ATTR, sdef)
         return f
 
+    return mark
+
+
+@overload
+def compensation(fn: F, /) -> F: ...
+@overload
+def compensation(
+    *,
+    retry: Retry | Mapping[str, Any] | None = None,
+    timeout: Duration | None = None,
+    name: str | None = None,
+) -> Callable[[F], F]: ...
+
+
+def compensation(
+    fn: F | None = None,
+    /,
+    *,
+    retry: Retry | Mapping[str, Any] | None = None,
+    timeout: Duration | None = None,
+    name: str | None = None,
+) -> F | Callable[[F], F]:
+    """Mark a method as a compensation: it undoes a completed step that names it with
+    ``@step(compensate="name")``, and is not part of the flow. When an execution fails
+    (a step out of retries, the workflow timeout, a failed group) or is cancelled, the
+    compensations of its completed steps run, newest first, each with its own ``retry``
+    and ``timeout``, seeing the context as it was at the failure and
+    ``durable.context.failure()``. Works bare or with options."""
+    policy = Retry.coerce(retry)
+    timeout_ms = (
+        None if timeout is None else to_ms(timeout, what="compensation timeout", allow_zero=False)
+    )
+
+    def mark(f: F) -> F:
+        if not callable(f):
+            raise ConfigError(f"@compensation decorates a method, got {type(f).__name__}")
+        if getattr(f, _STEP_ATTR, None) is not None:
+            raise ConfigError(
+                f"{f.__name__} is marked both @step and @compensation; a compensation is "
+                "not part of the flow: give it a method of its own"
+            )
+        cdef = CompensationDef(
+            name=_step_name(name or f.__name__, "@compensation"),
+            fn=f,
+            retry=policy,
+            timeout=timeout_ms,
+            is_async=inspect.iscoroutinefunction(inspect.unwrap(f)),
+        )
+        setattr(f, _COMPENSATION_ATTR, cdef)
+        return f
+
+    if fn is not None:
+        return mark(fn)
     return mark
 
 
@@ -418,9 +527,60 @@ def foreach(
     return mark
 
 
-def _branches_of(workflow_name: str, group: StepDef) -> tuple[StepDef, ...]:
-    """The branches of a parallel group, checked and named ``"group.step"``."""
+def _compensations_of(
+    workflow_name: str, cls: type, group: str | None
+) -> dict[str, CompensationDef]:
+    """The compensations declared on a workflow class (through its bases) or on a group's
+    class (``group``: its name, which qualifies theirs), by their own names."""
+    by_attr: dict[str, CompensationDef] = {}
+    for klass in reversed(cls.__mro__) if group is None else (cls,):
+        for attr_name, attr in vars(klass).items():
+            cdef = getattr(attr, _COMPENSATION_ATTR, None)
+            if isinstance(cdef, CompensationDef):
+                by_attr[attr_name] = cdef
+            elif attr_name in by_attr:
+                del by_attr[attr_name]
+    out: dict[str, CompensationDef] = {}
+    for cdef in by_attr.values():
+        if cdef.name in out:
+            raise ConfigError(
+                f"workflow {workflow_name!r} has two compensations named {cdef.name!r}"
+                + ("" if group is None else f" in parallel group {group!r}")
+            )
+        recorded = cdef.name if group is None else f"{group}.{cdef.name}"
+        out[cdef.name] = dataclasses.replace(cdef, name=recorded, owner=cls)
+    return out
+
+
+def _resolve_undo(
+    workflow_name: str,
+    sdef: StepDef,
+    comps: Mapping[str, CompensationDef],
+    local: Mapping[str, CompensationDef] | None = None,
+) -> StepDef:
+    """``sdef`` with the compensation its ``compensate=`` names (a branch: its group's
+    first, then the workflow's); ConfigError naming what exists when there is none."""
+    if sdef.compensate is None:
+        return sdef
+    undo = (local or {}).get(sdef.compensate) or comps.get(sdef.compensate)
+    if undo is None:
+        known = sorted({*comps, *(local or {})})
+        where = "its group's class or the workflow class" if local is not None else "the workflow"
+        raise ConfigError(
+            f"workflow {workflow_name!r}: step {sdef.name!r} has compensate="
+            f"{sdef.compensate!r}, but {where} has no @compensation of that name "
+            f"(compensations: {', '.join(known) if known else 'none'})"
+        )
+    return dataclasses.replace(sdef, undo=undo)
+
+
+def _branches_of(
+    workflow_name: str, group: StepDef, comps: Mapping[str, CompensationDef]
+) -> tuple[StepDef, ...]:
+    """The branches of a parallel group, checked and named ``"group.step"``, each with
+    the compensation it names (on the group's class, else on the workflow's)."""
     assert group.owner is not None
+    local = _compensations_of(workflow_name, group.owner, group.name)
     found: dict[str, StepDef] = {}
     for attr_name, attr in vars(group.owner).items():
         sdef = getattr(attr, _STEP_ATTR, None)
@@ -439,8 +599,13 @@ def _branches_of(workflow_name: str, group: StepDef) -> tuple[StepDef, ...]:
             )
         if sdef.name in found:
             raise ConfigError(f"{where} has two branches named {sdef.name!r}")
-        found[sdef.name] = dataclasses.replace(
-            sdef, name=f"{group.name}.{sdef.name}", group=group.name, owner=group.owner
+        found[sdef.name] = _resolve_undo(
+            workflow_name,
+            dataclasses.replace(
+                sdef, name=f"{group.name}.{sdef.name}", group=group.name, owner=group.owner
+            ),
+            comps,
+            local,
         )
     if not found:
         raise ConfigError(
@@ -497,6 +662,7 @@ def workflow(
                     del by_attr[attr_name]  # overridden by a plain attribute
         if not by_attr:
             raise ConfigError(f"workflow {name!r} ({cls.__qualname__}) has no @step methods")
+        comps = _compensations_of(name, cls, None)
         found: dict[str, StepDef] = {}
         for attr_name, sdef in by_attr.items():
             if sdef.name in found:
@@ -507,9 +673,15 @@ def workflow(
                     "another name (@step(name=...))"
                 )
             found[sdef.name] = (
-                dataclasses.replace(sdef, branches=_branches_of(name, sdef))
+                dataclasses.replace(sdef, branches=_branches_of(name, sdef, comps))
                 if sdef.kind == "parallel"
-                else sdef
+                else _resolve_undo(name, sdef, comps)
+            )
+        clash = sorted(set(comps) & set(found))
+        if clash:
+            raise ConfigError(
+                f"workflow {name!r} ({cls.__qualname__}) uses the name {clash[0]!r} for a "
+                "step and a compensation; give one of them another name (name=...)"
             )
         default_retry = (
             Retry(max_attempts=max_retries + 1, backoff="exponential")

@@ -31,7 +31,13 @@ from durable._worker import Worker
 from durable.clock import Clock
 from durable.dsl import WorkflowDef, get_workflow, registered_workflows
 from durable.durations import Duration, seconds, to_ms
-from durable.errors import ConfigError, ExecutionNotFinished, ExecutionNotFound, InvalidState
+from durable.errors import (
+    ConfigError,
+    ExecutionNotFinished,
+    ExecutionNotFound,
+    InvalidState,
+    WorkflowNotFound,
+)
 from durable.models import Execution, Status, StepExecution, StepStatus, Wait, WaitKind
 from durable.plugins import PluginHost
 from durable.scheduler import Scheduler
@@ -411,10 +417,23 @@ class Engine:
         """Cancel an execution.
 
         Pending or waiting: cancelled at once. Running: it stops at its next checkpoint
-        and the running step's result is discarded. Finished: raises InvalidState.
+        and the running step's result is discarded. Finished, or running its
+        compensations: raises InvalidState. Its units and unfinished children are
+        cancelled with it.
+
+        When the workflow declares compensations (``@step(compensate=...)``) the execution
+        is not ended at once: it becomes ``compensating`` and a worker runs the
+        compensations of its completed steps (none completed: it ends ``cancelled``). A
+        workflow this process has not imported counts as one that may compensate, so that
+        no compensation is skipped: a worker that knows it decides.
         """
         reason = check_text(reason, "a cancel reason")
-        row = self.store.request_cancel(self._id(execution_id), now=self.clock.now(), reason=reason)
+        row = self.store.request_cancel(
+            self._id(execution_id),
+            now=self.clock.now(),
+            reason=reason,
+            compensates=_may_compensate,
+        )
         if row.status == Status.CANCELLED and self.plugins.has_observers(
             "durable_workflow_cancelled"
         ):
@@ -552,3 +571,12 @@ def _status(value: str | Status) -> Status:
         raise ConfigError(
             f"unknown status {value!r}; use one of {', '.join(s.value for s in Status)}"
         ) from None
+
+
+def _may_compensate(workflow: str) -> bool:
+    """Whether a cancel of an execution of ``workflow`` must leave it to its
+    compensations (unknown here: assume it may have some)."""
+    try:
+        return get_workflow(workflow).compensates
+    except WorkflowNotFound:
+        return True

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 __all__ = [
     "ChildWorkflowFailed",
+    "CompensationFailed",
     "ConfigError",
     "ContextConflict",
     "ContextError",
@@ -145,6 +146,22 @@ class ParallelFailed(DurableError):
     def __init__(self, message: str, failures: dict[str, dict] | None = None) -> None:  # type: ignore[type-arg]
         super().__init__(message)
         self.failures = dict(failures or {})
+
+
+class CompensationFailed(DurableError):
+    """Compensations of a failed or cancelled execution ran out of attempts (the others
+    still ran): ``failures`` lists each as ``{"compensation", "compensates", "visit",
+    "error"}``; ``cause`` is the failure that started the compensations."""
+
+    def __init__(
+        self,
+        message: str,
+        failures: list[dict] | None = None,  # type: ignore[type-arg]
+        cause: dict | None = None,  # type: ignore[type-arg]
+    ) -> None:
+        super().__init__(message)
+        self.failures = list(failures or [])
+        self.cause = cause
 
 
 class ChildWorkflowFailed(DurableError):

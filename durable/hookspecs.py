@@ -105,6 +105,13 @@ def durable_workflow_failed(execution: Execution, error: dict[str, Any]) -> None
 
 
 @hookspec
+def durable_workflow_compensated(execution: Execution) -> None:
+    """An execution that failed or was cancelled ran the compensations of its completed
+    steps, all of them successfully (``execution.error`` is the failure that started
+    them)."""
+
+
+@hookspec
 def durable_workflow_cancelled(execution: Execution, reason: str | None) -> None:
     """An execution was cancelled (at once, or at a running step's checkpoint)."""
 

@@ -35,13 +35,14 @@ from durable.models import (
     FINISHED,
     Status,
     StepExecution,
+    StepPhase,
     StepStatus,
     Wait,
     WaitKind,
     WaitMode,
     WaitSpec,
 )
-from durable.stores.base import ExecutionRow, Store, Unit, unit_id
+from durable.stores.base import ExecutionRow, Store, Unit, cancel_error, unit_id
 
 __all__ = ["T0", "StoreContract", "compare_with_memory", "new_row"]  # + CompareWithMemory
 
@@ -691,6 +692,145 @@ class StoreContract:
         assert (final.status, final.context) == (Status.CANCELLED, {})
         assert [s.status for s in store.steps(c.id)] == [StepStatus.CANCELLED]
 
+    # -- sagas: the compensate phase ----------------------------------------------------
+
+    def test_compensate_enters_the_phase_keeping_the_failure_and_the_record(
+        self, store: Store
+    ) -> None:
+        c = self._claimed(store)
+        failed = _record("first", 1, StepStatus.FAILED, T0, error={"type": "E", "message": "m"})
+        failure = {"type": "E", "message": "m", "step": "first"}
+        assert (
+            store.compensate(c.id, c.token, now=T0 + _ms(5), error=failure, record=failed)
+            == Status.PENDING
+        )
+        got = store.get(c.id)
+        assert got is not None
+        assert (got.status, got.public_status, got.phase, got.error) == (
+            Status.PENDING,
+            Status.COMPENSATING,
+            StepPhase.COMPENSATE,
+            failure,
+        )
+        assert (got.attempt, got.attempt_started_at, got.run_at, got.lease_expires_at) == (
+            0,
+            None,
+            T0 + _ms(5),
+            None,
+        )
+        assert got.to_execution().status == Status.COMPENSATING
+        assert [s.status for s in store.steps(c.id)] == [StepStatus.FAILED]
+        with pytest.raises(LeaseLost):  # the claim was given back
+            store.compensate(c.id, c.token, now=T0 + _ms(6), error=failure)
+        # claimed again: a compensation's attempt begins; its records say what it undoes
+        (again,) = _claim(store, T0 + _ms(6))
+        assert (again.phase, again.attempt, again.began) == (StepPhase.COMPENSATE, 1, True)
+        undo = StepExecution(
+            "refund",
+            StepStatus.COMPLETED,
+            1,
+            T0 + _ms(6),
+            T0 + _ms(7),
+            phase=StepPhase.COMPENSATE,
+            compensates="first",
+        )
+        store.complete_step(
+            again.id,
+            again.token,
+            now=T0 + _ms(7),
+            record=undo,
+            context={"undone": True},
+            next_step=(0, "first"),
+            start_next=False,
+            visits={"first": 1},
+        )
+        store.finish(
+            again.id, again.token, now=T0 + _ms(8), status=Status.COMPENSATED, error=failure
+        )
+        final = store.get(c.id)
+        assert final is not None
+        assert (final.status, final.public_status, final.context, final.error) == (
+            Status.COMPENSATED,
+            Status.COMPENSATED,
+            {"undone": True},
+            failure,
+        )
+        kept = store.steps(c.id)[-1]
+        assert (kept.name, kept.phase, kept.compensates) == (
+            "refund",
+            StepPhase.COMPENSATE,
+            "first",
+        )
+
+    def test_listing_by_status_reads_the_compensate_phase_as_compensating(
+        self, store: Store
+    ) -> None:
+        c = self._claimed(store)
+        other = new_row(at=T0 + _ms(1))
+        store.create(other)
+        store.compensate(c.id, c.token, now=T0 + _ms(5), error={"type": "E", "message": "m"})
+
+        def listed(*statuses: Status) -> list[str]:
+            return [
+                r.id
+                for r in store.list_executions(
+                    workflows=None, statuses=list(statuses), queues=None, limit=10
+                )
+            ]
+
+        assert listed(Status.COMPENSATING) == [c.id]
+        assert listed(Status.PENDING) == [other.id]  # the row is pending, but compensating
+        assert listed(Status.PENDING, Status.COMPENSATING) == [other.id, c.id]
+
+    def test_a_cancel_of_a_workflow_that_compensates_enters_the_phase(self, store: Store) -> None:
+        waiting = new_row()
+        store.create(waiting)
+        got = store.request_cancel(
+            waiting.id, now=T0 + _ms(1), reason="asked", compensates=lambda wf: wf == WF
+        )
+        assert (got.status, got.phase, got.cancel_reason, got.cancel_requested) == (
+            Status.PENDING,
+            StepPhase.COMPENSATE,
+            "asked",
+            False,
+        )
+        assert got.public_status == Status.COMPENSATING and got.run_at == T0 + _ms(1)
+        assert got.error == cancel_error("asked")
+        with pytest.raises(InvalidState, match="compensating"):
+            store.request_cancel(waiting.id, now=T0 + _ms(2), reason=None)
+
+    def test_a_cancel_marked_to_compensate_enters_the_phase_at_the_checkpoint(
+        self, store: Store
+    ) -> None:
+        c = self._claimed(store)
+        got = store.request_cancel(c.id, now=T0 + _ms(1), reason="stop", compensates=lambda _: True)
+        assert (got.status, got.cancel_requested, got.phase) == (
+            Status.RUNNING,
+            True,
+            StepPhase.COMPENSATE,
+        )
+        rec = _record("first", 1, StepStatus.COMPLETED, T0)
+        status = store.complete_step(
+            c.id,
+            c.token,
+            now=T0 + _ms(2),
+            record=rec,
+            context={"discarded": True},
+            next_step=(1, "second"),
+            start_next=True,
+        )
+        assert status == Status.COMPENSATING
+        final = store.get(c.id)
+        assert final is not None
+        assert (final.status, final.phase, final.context, final.cancel_requested) == (
+            Status.PENDING,
+            StepPhase.COMPENSATE,
+            {},
+            False,
+        )
+        assert final.error == cancel_error("stop")
+        assert [s.status for s in store.steps(c.id)] == [StepStatus.CANCELLED]
+
     # -- waits ---------------------------------------------------------------------------
 
     def _suspended(
@@ -1253,7 +1393,9 @@ class StoreContract:
             list(range(1_000, 2_000)),
             list(range(2_000, 2_500)),
         ]
-        assert all(u.status == Status.PENDING for u in store.unit_outcomes(c.id, "first", 1))
+        every = store.unit_outcomes(c.id, "first", 1)  # no limit: all of them
+        assert [u.index for u in every] == list(range(2_500))
+        assert all(u.status == Status.PENDING for u in every)
 
     def test_no_parked_unit_is_let_in_once_the_execution_left_the_group(self, store: Store) -> None:
         # the execution ran out of time at the group (its deadline claim failed it): a unit
@@ -1481,6 +1623,7 @@ def _build_machine() -> type:
             r.item,
             r.result,
             r.open_units,  # (groups here are small: a unit per count row on SQL stores)
+            r.phase,
         )
 
     def wait_view(w: Wait) -> tuple[Any, ...]:
@@ -1660,9 +1803,25 @@ def _build_machine() -> type:
         @rule(data=st.data())
         def cancel(self, data: Any) -> None:
             eid = data.draw(st.sampled_from(self.ids))
-            outcomes = self.both(lambda st_: st_.request_cancel(eid, now=self.now, reason="r"))
+            saga = data.draw(st.booleans())
+            outcomes = self.both(
+                lambda st_: st_.request_cancel(
+                    eid, now=self.now, reason="r", compensates=lambda _: saga
+                )
+            )
             if outcomes[0][0] == "ok":
                 assert observable(outcomes[0][1]) == observable(outcomes[1][1])
+
+        @precondition(lambda self: self.claims)
+        @rule(data=st.data(), failed=st.booleans())
+        def compensate(self, data: Any, failed: bool) -> None:
+            eid = data.draw(st.sampled_from(sorted(self.claims)))
+            rec = StepExecution("x", StepStatus.FAILED, 1, self.now, self.now) if failed else None
+            self.both(
+                lambda st_: st_.compensate(
+                    eid, self.claims[eid], now=self.now, error={"type": "E"}, record=rec
+                )
+            )
 
         @precondition(lambda self: self.claims)
         @rule()

@@ -36,6 +36,8 @@ class Attempt:
     completed attempt returned. A ``lost`` run (its worker was lost) is followed by a run
     of the same attempt number. ``visit`` is which visit of the step the attempt belongs to
     (1 unless a loop came back to the step: each visit counts its attempts from 1).
+    ``phase`` is ``"compensate"`` for a compensation's attempt (``step`` is then the
+    compensation's name and ``compensates`` the step run it undoes), else ``"run"``.
     """
 
     step: str
@@ -51,6 +53,8 @@ class Attempt:
     retry_at: timedelta | None
     result: Any = None
     visit: int = 1
+    phase: str = "run"
+    compensates: str | None = None
 
     @property
     def duration(self) -> timedelta | None:
@@ -84,6 +88,8 @@ class Attempt:
             retry_at=None if record.retry_at is None else record.retry_at - origin,
             result=record.result,
             visit=record.visit,
+            phase=str(record.phase),
+            compensates=record.compensates,
         )
 
 
@@ -132,6 +138,15 @@ class History(Sequence[Attempt]):
         return StepNames([a.step for a in self._attempts if a.status == "completed"], self)
 
     @property
+    def compensations(self) -> StepNames:
+        """Names of the compensations that completed, in the order they ran (newest
+        completed step's first)."""
+        return StepNames(
+            [a.step for a in self._attempts if a.phase == "compensate" and a.status == "completed"],
+            self,
+        )
+
+    @property
     def tried(self) -> StepNames:
         """The step name of every attempt, in order (a step retried twice appears 3 times)."""
         return StepNames([a.step for a in self._attempts], self)
@@ -177,6 +192,8 @@ class History(Sequence[Attempt]):
                 f"  {_offset(a.started_at, origin):>10} .. {_offset(a.completed_at, origin):<10} "
                 f"{a.step}{f' (visit {a.visit})' if a.visit > 1 else ''} #{a.attempt} {a.status}"
             )
+            if a.compensates is not None:
+                line += f" [compensates {a.compensates}]"
             if a.error_type:
                 line += f": {a.error_type}: {a.error_message}"
             if a.retry_at is not None:

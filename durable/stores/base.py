@@ -468,12 +468,19 @@ class Store(abc.ABC):
         """The units of visit ``visit`` of ``step`` of an execution, by index."""
 
     def unit_outcomes(
-        self, execution_id: str, step: str, visit: int, *, after: int = -1, limit: int = 1000
+        self,
+        execution_id: str,
+        step: str,
+        visit: int,
+        *,
+        after: int = -1,
+        limit: int | None = None,
     ) -> list[UnitOutcome]:
-        """How the units of visit ``visit`` of ``step`` ended (or stand), by index, a page
-        at a time: those whose index is above ``after``, at most ``limit``. The join reads
-        them page by page, so a foreach of 10,000 items never holds them all at once. A
-        store should override it to read only that page (this default reads every unit)."""
+        """How the units of visit ``visit`` of ``step`` ended (or stand), by index: those
+        whose index is above ``after``, at most ``limit`` (None: all). The join reads them
+        a page at a time, so a foreach of 10,000 items never holds them all at once; it
+        reads until a page comes back empty. A store should override it to read only that
+        page (this default reads every unit for each page)."""
         return [
             UnitOutcome(
                 u.unit_index,
@@ -486,7 +493,7 @@ class Store(abc.ABC):
             )
             for u in self.units(execution_id, step, visit)
             if u.unit_index > after
-        ][:limit]
+        ][:limit]  # ([:None] is all)
 
     @abc.abstractmethod
     def restart_attempt(
@@ -530,7 +537,7 @@ class Store(abc.ABC):
         """Cancel: a pending or waiting execution, or a running one whose lease expired,
         becomes ``cancelled`` at once; a running one is marked ``cancel_requested`` and
         stops at its next checkpoint. Its units are cancelled with it, and its unfinished
-        children (recursively).
+        children (recursively) but those already running their compensations.
 
         An execution whose workflow ``compensates(workflow)`` (it declares compensations)
         is not ended: instead of ``cancelled`` at once it enters its compensate phase as

@@ -6,6 +6,7 @@ within the process, so several engines (workers) can run against it.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import heapq
@@ -25,6 +26,7 @@ from durable.stores.base import (
     ExecutionRow,
     Store,
     Unit,
+    UnitOutcome,
     as_cancelled,
     cancel_error,
     compensating_error,
@@ -469,6 +471,7 @@ class MemoryStore(Store):
             row.suspended = False
             if next_step is None:
                 row.result = clone(result)
+                row.error = None
                 self._end(row, Status.COMPLETED, now)
             else:
                 row.step_index, row.step_name = next_step
@@ -595,6 +598,33 @@ class MemoryStore(Store):
         with self._lock:
             group = self._groups.get((execution_id, step, visit), [])
             return [_clone_row(self._rows[uid]) for uid in group if uid in self._rows]
+
+    def unit_outcomes(
+        self,
+        execution_id: str,
+        step: str,
+        visit: int,
+        *,
+        after: int = -1,
+        limit: int | None = None,
+    ) -> list[UnitOutcome]:
+        with self._lock:
+            group = self._groups.get((execution_id, step, visit), [])
+            # (a group's ids are kept in index order: the page starts after `after`)
+            start = bisect.bisect_right(group, after, key=lambda uid: self._rows[uid].unit_index)
+            page = group[start:] if limit is None else group[start : start + limit]
+            return [
+                UnitOutcome(
+                    u.unit_index,
+                    u.unit or "",
+                    u.status,
+                    u.created_at,
+                    u.completed_at,
+                    clone(u.result),
+                    clone(u.error),
+                )
+                for u in (self._rows[uid] for uid in page)
+            ]
 
     def restart_attempt(
         self,
@@ -925,7 +955,9 @@ class MemoryStore(Store):
             for unit in self._units_of(row.id):
                 self._cancel_unit(unit, now, reason)
             for child in [r for r in self._rows.values() if r.parent_id == row.id]:
-                if child.unit is None and child.status not in FINISHED:
+                # (one already running its compensations is ending: left to them)
+                live = child.status not in FINISHED and child.phase == StepPhase.RUN
+                if child.unit is None and live:
                     self.request_cancel(child.id, now=now, reason=reason, compensates=compensates)
             return copy.deepcopy(row)
 

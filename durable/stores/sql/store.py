@@ -762,7 +762,13 @@ class SQLStore(Connections, Store):
         return self._all_rows("units", group, self._row)
 
     def unit_outcomes(
-        self, execution_id: str, step: str, visit: int, *, after: int = -1, limit: int = 1000
+        self,
+        execution_id: str,
+        step: str,
+        visit: int,
+        *,
+        after: int = -1,
+        limit: int | None = None,
     ) -> list[UnitOutcome]:
         group = {"id": execution_id, "step": step, "visit": visit, "after": after, "limit": limit}
         return self._all_rows("unit_outcomes", group, lambda r: rows.outcome(r, self._dt))

@@ -663,7 +663,7 @@ ORDER BY unit_index;
 
 -- name: unit_outcomes
 -- How each unit of a group run ended, by index, a page at a time (the units after index
--- %(after)s, at most %(limit)s of them): what its join reads.
+-- %(after)s, at most %(limit)s of them; NULL: all): what its join reads.
 SELECT unit_index, unit, status, created_at, completed_at, result, error
 FROM durable_executions
 WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
@@ -781,9 +781,10 @@ WHERE parent_id = %(id)s AND unit IS NOT NULL
   AND (%(step)s::text IS NULL OR (group_step = %(step)s AND group_visit = %(visit)s));
 
 -- name: live_children
+-- The children a cancel reaches: unfinished, and not already running their compensations.
 SELECT id FROM durable_executions
 WHERE parent_id = %(id)s AND unit IS NULL
-  AND status IN ('pending', 'running', 'waiting', 'compensating');
+  AND status IN ('pending', 'running', 'waiting') AND phase = 'run';
 
 -- name: waiting_units
 -- An execution's units suspended on a wait, by the time they began waiting.

@@ -517,13 +517,13 @@ ORDER BY unit_index;
 
 -- name: unit_outcomes
 -- How each unit of a group run ended, by index, a page at a time (the units after index
--- :after, at most :limit of them): what its join reads.
+-- :after, at most :limit of them; NULL: all): what its join reads.
 SELECT unit_index, unit, status, created_at, completed_at, result, error
 FROM durable_executions
 WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
   AND unit IS NOT NULL AND unit_index > :after
 ORDER BY unit_index
-LIMIT :limit;
+LIMIT coalesce(:limit, -1);
 
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.
@@ -608,9 +608,10 @@ WHERE parent_id = :id AND unit IS NOT NULL
   AND (:step IS NULL OR (group_step = :step AND group_visit = :visit));
 
 -- name: live_children
+-- The children a cancel reaches: unfinished, and not already running their compensations.
 SELECT id FROM durable_executions
 WHERE parent_id = :id AND unit IS NULL
-  AND status IN ('pending', 'running', 'waiting', 'compensating');
+  AND status IN ('pending', 'running', 'waiting') AND phase = 'run';
 
 -- name: waiting_units
 -- An execution's units suspended on a wait, by the time they began waiting.
