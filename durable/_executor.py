@@ -27,6 +27,7 @@ from durable._invoke import AsyncRunner, Outcome, error_info, invoke
 from durable._json import MAX_DEPTH, clone, normalise, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
 from durable._merge import branch_writes, merge
+from durable._recovery import changes
 from durable._runtime import OwnerCalls, StepRun, StoreInterrupt, Suspend
 from durable._saga import plan, run_compensations
 from durable._starts import child_id, new_row, store_new
@@ -632,6 +633,8 @@ class Executor:
         eid, token, wdef = w.eid, w.token, w.wdef
         if w.row.unit is not None:
             return self._complete_unit(w, done, new_context, now)
+        # (kept with the record: engine.fork and engine.retry rebuild contexts from them)
+        done = dataclasses.replace(done, changes=changes(w.context, new_context))
         upcoming = wdef.next_step(done.name, done.result)
         next_step = None if upcoming is None else (wdef.step_index(upcoming.name), upcoming.name)
         # The next step run's journal key: a step reached again starts a new visit.

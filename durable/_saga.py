@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from durable._invoke import error_info, invoke
 from durable._json import MAX_DEPTH, clone, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
+from durable._recovery import changes
 from durable._runtime import OwnerCalls, StepRun, StoreInterrupt
 from durable.dsl import CompensationDef, WorkflowDef, get_workflow
 from durable.errors import (
@@ -375,6 +376,7 @@ def _next(
     begin the next one's first attempt in the same transaction when there is one."""
     ex, eid, token, row = s.ex, s.row.id, s.row.token, s.row
     name = row.step_name or s.wdef.steps[row.step_index].name
+    record = dataclasses.replace(record, changes=changes(s.context, context))
     start_next = more and not s.claim.lost
     ex._commit(
         s.claim,

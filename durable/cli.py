@@ -54,6 +54,8 @@ def _step_line(s: StepExecution, width: int) -> str:
         note += f"-> {shown if len(shown) <= 80 else shown[:77] + '...'}"
     if s.visit > 1:  # a step reached again: its attempts count from 1 in each visit
         note = f"(visit {s.visit}) {note}"
+    if s.compensates is not None:
+        note = f"(compensates {s.compensates}) {note}"
     return (
         f"    {printable(s.name):<{width}}  {f'{s.attempt}/{s.max_attempts}':>8}  "
         f"{s.status.value:<10}{_fmt_time(s.started_at):<25}{took:>10}  {printable(note)}"
@@ -77,6 +79,8 @@ def format_execution(ex: Execution) -> str:
         lines.append(f"  key        {p(ex.idempotency_key)}")
     if ex.parent_id is not None:
         lines.append(f"  parent     {p(ex.parent_id)} (this is a child workflow)")
+    if ex.forked_from is not None:
+        lines.append(f"  forked     from {p(ex.forked_from)}")
     if ex.status == Status.PENDING and ex.run_at is not None:
         lines.append(f"  runs at    {_fmt_time(ex.run_at)} (step {p(ex.current_step)})")
     if ex.status == Status.WAITING:
@@ -108,10 +112,24 @@ def format_execution(ex: Execution) -> str:
                     lines.append(_items_summary(base, many[base]))
                 continue
             lines.append(_step_line(s, width))
+            lines.extend(_change_lines(s))
             lines.extend(
                 f"{'':<6}log {p(entry.get('level'))} {p(entry.get('message'))}" for entry in s.logs
             )
     return "\n".join(lines)
+
+
+def _change_lines(s: StepExecution) -> list[str]:
+    """What a completed step run changed in the context, a line per key."""
+    if not s.changes:
+        return []
+    out = []
+    for key, value in s.changes.get("set", {}).items():
+        shown = _json(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        out.append(f"{'':<6}set {printable(key)} = {printable(shown)}")
+    out.extend(f"{'':<6}del {printable(key)}" for key in s.changes.get("deleted", []))
+    return out
 
 
 # A foreach with more items than this is summed up in one line rather than listed.
@@ -467,8 +485,53 @@ def _json_option(text: str, option: str) -> Any:
 def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
     """Cancel an execution."""
     ex = _engine(ctx).cancel(execution_id, reason)
-    state = "cancelled" if ex.status == Status.CANCELLED else "cancel requested (running)"
+    state = {
+        Status.CANCELLED: "cancelled",
+        Status.COMPENSATING: "compensating (a worker runs the compensations, then it ends)",
+    }.get(ex.status, "cancel requested (running)")
     click.echo(f"{execution_id}: {state}")
+
+
+@main.command()
+@click.argument("execution_id")
+@click.option(
+    "--from-step",
+    default=None,
+    help="The step to run again from (default: the step it stopped at).",
+)
+@click.pass_context
+def retry(ctx: click.Context, execution_id: str, from_step: str | None) -> None:
+    """Run a failed, cancelled or compensated execution again from the step that failed
+    (or --from-step); steps completed before it are not run again."""
+    ex = _engine(ctx).retry(execution_id, from_step=from_step)
+    click.echo(
+        f"{execution_id}: pending again at step {printable(ex.current_step)} "
+        f"(visit {ex.current_visit})"
+    )
+
+
+@main.command()
+@click.argument("execution_id")
+@click.option("--from-step", required=True, help="The step the new execution starts at.")
+@click.option(
+    "--context",
+    "context_json",
+    default=None,
+    help="A JSON object of context keys to set over the context before that step.",
+)
+@click.pass_context
+def fork(ctx: click.Context, execution_id: str, from_step: str, context_json: str | None) -> None:
+    """Start a new execution of the same workflow and input at --from-step, with the
+    context as it was before that step ran (updated with --context); print its id."""
+    context = None
+    if context_json is not None:
+        try:
+            context = json.loads(context_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--context") from None
+        if not isinstance(context, dict):
+            raise click.BadParameter("a JSON object of keys to set", param_hint="--context")
+    click.echo(_engine(ctx).fork(execution_id, from_step, context=context))
 
 
 @main.command()

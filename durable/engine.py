@@ -23,6 +23,7 @@ from durable._limits import (
     check_time,
     storable,
 )
+from durable._recovery import context_before, latest_visit
 from durable._runtime import install_log_capture
 from durable._schemas import validate_input
 from durable._starts import new_row
@@ -36,12 +37,14 @@ from durable.errors import (
     ExecutionNotFinished,
     ExecutionNotFound,
     InvalidState,
+    SerializationError,
+    StepNotFound,
     WorkflowNotFound,
 )
 from durable.models import Execution, Status, StepExecution, StepStatus, Wait, WaitKind
 from durable.plugins import PluginHost
 from durable.scheduler import Scheduler
-from durable.stores.base import ExecutionRow, Store
+from durable.stores.base import ExecutionRow, Store, not_retryable_error
 
 log = logging.getLogger("durable.engine")
 
@@ -441,6 +444,100 @@ class Engine:
                 "durable_workflow_cancelled", execution=row.to_execution(), reason=reason
             )
         return row.to_execution()
+
+    # -- recovering ----------------------------------------------------------------------
+
+    def _flow_step(self, wdef: WorkflowDef, step: object, what: str) -> str:
+        """``step`` as a step of the workflow's own flow (not a branch or an item), else
+        StepNotFound naming the steps there are."""
+        names = [s.name for s in wdef.steps]
+        if not isinstance(step, str) or step not in names:
+            raise StepNotFound(
+                f"{what}: workflow {wdef.name!r} has no step {step!r} in its flow (steps: "
+                f"{', '.join(names)}); a branch or an item is run again with its group"
+            )
+        return step
+
+    def retry(self, execution_id: str, from_step: str | None = None) -> Execution:
+        """Run a ``failed``, ``cancelled`` or ``compensated`` execution again from the step
+        that failed (or ``from_step``), as a new visit of that step.
+
+        Steps completed before it are not run again; the context is rebuilt as it was just
+        before that step last ran (what each completed step changed is recorded), so
+        compensations' writes and later steps' are gone. The execution becomes ``pending``
+        with a fresh workflow timeout from its next claim. Other statuses: InvalidState;
+        a step the workflow does not have: StepNotFound.
+        """
+        eid = self._id(execution_id)
+        row = self.store.get(eid)
+        if row is None:
+            raise ExecutionNotFound(f"no execution with id {eid!r} in {self.store_label}")
+        if row.unit is not None or row.status not in (
+            Status.FAILED,
+            Status.CANCELLED,
+            Status.COMPENSATED,
+        ):
+            raise not_retryable_error(row)
+        wdef = get_workflow(row.workflow)
+        if from_step is None and row.step_name not in [s.name for s in wdef.steps]:
+            raise StepNotFound(
+                f"execution {eid} stopped at step {row.step_name!r}, which workflow "
+                f"{wdef.name!r} no longer has; give from_step (steps: "
+                f"{', '.join(s.name for s in wdef.steps)})"
+            )
+        target = self._flow_step(wdef, from_step or row.step_name, f"retry of {eid}")
+        records = self.store.steps(eid)
+        base = (row.origin or {}).get("context", {})
+        context = context_before(
+            eid, base, records, target, current=(row.step_name or "", row.visit)
+        )
+        visit = latest_visit(records, target) + 1
+        updated = self.store.retry_execution(
+            eid,
+            now=self.clock.now(),
+            step_index=wdef.step_index(target),
+            step_name=target,
+            visit=visit,
+            visits={**row.visits, target: visit},
+            context=context,
+            max_attempts=wdef.budget(wdef.step(target)),
+        )
+        log.info("durable: %s %s retried from step %r (visit %d)", wdef.name, eid, target, visit)
+        self._wake_workers()
+        return updated.to_execution()
+
+    def fork(self, execution_id: str, from_step: str, context: dict[str, Any] | None = None) -> str:
+        """Start a new execution of the same workflow and input at ``from_step``, with the
+        context as it was just before that step last ran in ``execution_id``, updated
+        with ``context``; return its id. The execution forked from is left as it is (any
+        status). The new one records where it came from (``Execution.forked_from``).
+        """
+        eid = self._id(execution_id)
+        row = self.store.get(eid)
+        if row is None or row.unit is not None:
+            raise ExecutionNotFound(f"no execution with id {eid!r} in {self.store_label}")
+        wdef = get_workflow(row.workflow)
+        target = self._flow_step(wdef, from_step, f"fork of {eid}")
+        base = (row.origin or {}).get("context", {})
+        start_context = context_before(
+            eid, base, self.store.steps(eid), target, current=(row.step_name or "", row.visit)
+        )
+        if context is not None:
+            if not isinstance(context, dict):
+                raise SerializationError(
+                    f"fork(context=...) takes a dict of context keys to set, got "
+                    f"{type(context).__name__}"
+                )
+            start_context.update(normalise(context, "the fork's context"))
+        new = new_row(wdef, row.input, now=self.clock.now(), queue=row.queue, priority=row.priority)
+        new.step_index, new.step_name = wdef.step_index(target), target
+        new.max_attempts = wdef.budget(wdef.step(target))
+        new.context = start_context
+        new.origin = {"forked_from": eid, "step": target, "context": start_context}
+        stored, _ = self.store.create(new)
+        log.info("durable: %s %s forked from %s at step %r", wdef.name, stored.id, eid, target)
+        self._wake_workers()
+        return stored.id
 
     # -- running -------------------------------------------------------------------------
 

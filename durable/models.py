@@ -137,7 +137,10 @@ class StepExecution:
     (a step reached again by a loop starts a new visit, its attempts from 1 again);
     ``phase`` is what the attempt ran for: the flow itself (``run``), or a compensation
     (``compensate``), whose ``name`` is the compensation's and ``compensates`` the step run
-    it undoes (``visit`` being that run's visit).
+    it undoes (``visit`` being that run's visit). ``changes`` is what a completed run of
+    a step (or compensation) changed in the context: ``{"set": {key: value},
+    "deleted": [key]}`` (None for other attempts, and for units: a group's own record
+    carries the merge).
     """
 
     name: str
@@ -154,6 +157,7 @@ class StepExecution:
     visit: int = 1
     phase: StepPhase = StepPhase.RUN
     compensates: str | None = None
+    changes: dict[str, Any] | None = None
 
     @property
     def duration_ms(self) -> int | None:
@@ -196,6 +200,7 @@ class Execution:
     unreadable: tuple[str, ...] = ()
     current_visit: int = 1
     parent_id: str | None = None  # a child workflow: the execution that started it
+    forked_from: str | None = None  # made by engine.fork: the execution it was forked from
 
     @property
     def finished(self) -> bool:

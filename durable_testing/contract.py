@@ -23,6 +23,7 @@ compares with its database's own clock instead of ``now`` fails here.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -830,6 +831,83 @@ class StoreContract:
         )
         assert final.error == cancel_error("stop")
         assert [s.status for s in store.steps(c.id)] == [StepStatus.CANCELLED]
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def test_retry_execution_puts_an_ended_execution_back_at_a_step(self, store: Store) -> None:
+        c = self._claimed(store, timeout_ms=60_000)
+        rec = _record("first", 1, StepStatus.FAILED, T0)
+        store.fail_attempt(
+            c.id, c.token, now=T0 + _ms(5), record=rec, retry_at=None, error={"type": "E"}
+        )
+        later = T0 + _ms(10)
+        got = store.retry_execution(
+            c.id,
+            now=later,
+            step_index=0,
+            step_name="first",
+            visit=2,
+            visits={"first": 2},
+            context={"k": 1},
+            max_attempts=4,
+        )
+        assert (got.status, got.phase, got.run_at, got.completed_at, got.error) == (
+            Status.PENDING,
+            StepPhase.RUN,
+            later,
+            None,
+            None,
+        )
+        assert (got.step_name, got.visit, got.visits, got.context, got.max_attempts) == (
+            "first",
+            2,
+            {"first": 2},
+            {"k": 1},
+            4,
+        )
+        assert (got.attempt, got.deadline, got.cancel_requested) == (0, None, False)
+        (again,) = _claim(store, later)
+        assert (again.attempt, again.visit, again.began) == (1, 2, True)
+        assert again.deadline == later + _ms(60_000)  # a fresh workflow timeout
+        with pytest.raises(InvalidState, match="only a failed, cancelled or compensated"):
+            store.retry_execution(
+                c.id,
+                now=later,
+                step_index=0,
+                step_name="first",
+                visit=3,
+                visits={},
+                context={},
+                max_attempts=1,
+            )
+        with pytest.raises(ExecutionNotFound):
+            store.retry_execution(
+                "no-such-id",
+                now=later,
+                step_index=0,
+                step_name="first",
+                visit=1,
+                visits={},
+                context={},
+                max_attempts=1,
+            )
+
+    def test_a_record_keeps_the_changes_and_a_row_its_origin(self, store: Store) -> None:
+        row = new_row()
+        row.origin = {"forked_from": "x", "step": "first", "context": {"a": 1}}
+        store.create(row)
+        got = store.get(row.id)
+        assert got is not None and got.origin == row.origin
+        assert got.to_execution().forked_from == "x"
+        (c,) = _claim(store, T0)
+        rec = dataclasses.replace(
+            _record("first", 1, StepStatus.COMPLETED, T0),
+            changes={"set": {"b": 2}, "deleted": ["a"]},
+        )
+        store.complete_step(
+            c.id, c.token, now=T0, record=rec, context={"b": 2}, next_step=None, start_next=False
+        )
+        assert store.steps(c.id)[-1].changes == {"set": {"b": 2}, "deleted": ["a"]}
 
     # -- waits ---------------------------------------------------------------------------
 
@@ -1822,6 +1900,25 @@ def _build_machine() -> type:
                     eid, self.claims[eid], now=self.now, error={"type": "E"}, record=rec
                 )
             )
+
+        @precondition(lambda self: self.ids)
+        @rule(data=st.data(), visit=st.integers(1, 3))
+        def retry_ended(self, data: Any, visit: int) -> None:
+            eid = data.draw(st.sampled_from(self.ids))
+            outcomes = self.both(
+                lambda st_: st_.retry_execution(
+                    eid,
+                    now=self.now,
+                    step_index=0,
+                    step_name="first",
+                    visit=visit,
+                    visits={"first": visit},
+                    context={"retried": visit},
+                    max_attempts=2,
+                )
+            )
+            if outcomes[0][0] == "ok":
+                assert observable(outcomes[0][1]) == observable(outcomes[1][1])
 
         @precondition(lambda self: self.claims)
         @rule()

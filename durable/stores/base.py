@@ -46,6 +46,7 @@ __all__ = [
     "input_too_late",
     "not_live_error",
     "not_pending_error",
+    "not_retryable_error",
     "unit_id",
     "unreadable_error",
 ]
@@ -112,6 +113,9 @@ class ExecutionRow:
     # what the execution runs: its flow, or its compensations (then its status reads
     # compensating until it ends; see Store.compensate)
     phase: StepPhase = StepPhase.RUN
+    # an execution made by engine.fork: {"forked_from", "step", "context"} (the context
+    # it started with, which a later fork or retry rebuilds from)
+    origin: dict[str, Any] | None = None
     began: bool = False  # not stored: set by claim() when it began the current attempt
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once
@@ -151,6 +155,7 @@ class ExecutionRow:
             unreadable=self.unreadable,
             current_visit=self.visit,
             parent_id=self.parent_id,
+            forked_from=(self.origin or {}).get("forked_from"),
         )
 
 
@@ -201,7 +206,7 @@ def as_cancelled(record: StepExecution, now: datetime) -> StepExecution:
         visit=record.visit,
         phase=record.phase,
         compensates=record.compensates,
-    )
+    )  # (no changes: its writes were discarded)
 
 
 def cancel_error(reason: str | None) -> dict[str, Any]:
@@ -209,6 +214,20 @@ def cancel_error(reason: str | None) -> dict[str, Any]:
     ``durable.context.failure()`` returns in them)."""
     message = "cancelled" if reason is None else f"cancelled: {reason}"
     return {"type": "Cancelled", "message": message, "traceback": "", "reason": reason}
+
+
+def not_retryable_error(row: ExecutionRow) -> InvalidState:
+    """The error for retrying an execution that has not ended failed, cancelled or
+    compensated (or is a unit)."""
+    if row.unit is not None:
+        return InvalidState(
+            f"{row.id} is a unit ({row.unit}) of execution {row.parent_id}: retry the "
+            "execution instead"
+        )
+    return InvalidState(
+        f"execution {row.id} is {row.public_status.value}; only a failed, cancelled or "
+        "compensated execution can be retried"
+    )
 
 
 def compensating_error(execution_id: str) -> InvalidState:
@@ -549,6 +568,27 @@ class Store(abc.ABC):
         Raises ExecutionNotFound; InvalidState when it already finished
         (:func:`finished_error`) or its compensations run (:func:`compensating_error`).
         Returns the row after the change."""
+
+    @abc.abstractmethod
+    def retry_execution(
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        step_index: int,
+        step_name: str,
+        visit: int,
+        visits: Mapping[str, int],
+        context: dict[str, Any],
+        max_attempts: int,
+    ) -> ExecutionRow:
+        """``engine.retry``: an execution that ended ``failed``, ``cancelled`` or
+        ``compensated`` becomes ``pending`` at ``now`` again, in its flow (phase run), at
+        ``(step_index, step_name)`` as its visit ``visit`` (``visits`` kept), with
+        ``context``, no attempt in flight (``attempt`` 0, budget ``max_attempts``), no
+        error, result, cancel request or deadline (its next claim sets a fresh one from
+        ``timeout_ms``). Raises ExecutionNotFound, or InvalidState when it has not ended
+        so (or is a unit). Returns the row after the change."""
 
     @abc.abstractmethod
     def compensate(

@@ -35,6 +35,7 @@ from durable.stores.base import (
     input_too_late,
     not_live_error,
     not_pending_error,
+    not_retryable_error,
     unit_id,
 )
 
@@ -350,8 +351,10 @@ class MemoryStore(Store):
         parent = self._rows.get(child.parent_id or "")
         if parent is None:
             return
-        for r in [parent, *self._units_of(parent.id)]:
-            for w in self._waits.get(r.id, {}).values():
+        units = sorted(self._units_of(parent.id), key=lambda u: u.unit_index)
+        for r in [parent, *units]:
+            # (the first by step run and position, as the SQL stores pick it)
+            for _, w in sorted(self._waits.get(r.id, {}).items()):
                 if w["kind"] == "child" and w["names"] == [child.id] and w["status"] == "pending":
                     w["status"], w["resolved_at"] = "resolved", now
                     w["result"] = {
@@ -427,6 +430,36 @@ class MemoryStore(Store):
         row.open_units = 0
         row.error = clone(error)
         self._touch(row)
+
+    def retry_execution(
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        step_index: int,
+        step_name: str,
+        visit: int,
+        visits: Mapping[str, int],
+        context: dict[str, Any],
+        max_attempts: int,
+    ) -> ExecutionRow:
+        with self._lock:
+            row = self._row(execution_id)
+            retryable = (Status.FAILED, Status.CANCELLED, Status.COMPENSATED)
+            if row.unit is not None or row.status not in retryable:
+                raise not_retryable_error(row)
+            row.status, row.phase, row.run_at = Status.PENDING, StepPhase.RUN, now
+            row.completed_at = row.error = row.result = row.cancel_reason = None
+            row.cancel_requested = row.suspended = False
+            row.lease_expires_at = row.worker_id = row.attempt_started_at = None
+            row.attempt, row.lost_attempts, row.open_units = 0, 0, 0
+            row.deadline = None
+            row.max_attempts = max_attempts
+            row.step_index, row.step_name = step_index, step_name
+            row.visit, row.visits = visit, dict(visits)
+            row.context = clone(context)
+            self._touch(row)
+            return _clone_row(row)
 
     def compensate(
         self,
@@ -970,6 +1003,7 @@ def _clone_row(row: ExecutionRow) -> ExecutionRow:
     out.visits = dict(row.visits)
     out.item = clone(row.item)
     out.result = clone(row.result)
+    out.origin = clone(row.origin)
     return out
 
 

@@ -555,3 +555,51 @@ def test_show_prints_branches_items_and_children(tmp_path, durable_clock):
     assert "both.left" in shown and "both.right" in shown
     assert f"children\n    {child.id}  cli_fan_child" in shown
     assert f"parent     {wid} (this is a child workflow)" in child_shown
+
+
+# -- recovery: retry, fork, and what show prints of them ------------------------------------
+
+FIXED = {"now": False}
+
+
+@workflow("cli_recover")
+class Recover:
+    @step
+    def load(self) -> None:
+        put_context("total", 10)
+
+    @step
+    def charge(self) -> None:
+        if not FIXED["now"]:
+            raise RuntimeError("gateway down")
+        put_context("charged", durable.context.get_context("total"))
+
+
+def test_retry_and_fork_from_the_command_line(tmp_path, durable_clock):
+    url = sqlite_url(tmp_path)
+    engine = durable.Engine(url, clock=durable_clock)
+    FIXED["now"] = False
+    wid = engine.start(Recover)
+    engine.drain()
+    assert engine.get_execution(wid).status == "failed"
+    shown = ok("--store", url, "show", wid)
+    assert "set total = 10" in shown  # what load changed in the context
+    FIXED["now"] = True
+    assert f"{wid}: pending again at step charge (visit 2)" in ok("--store", url, "retry", wid)
+    engine.drain()
+    assert engine.get_execution(wid).context == {"total": 10, "charged": 10}
+    out = ok("--store", url, "fork", wid, "--from-step", "charge", "--context", '{"total": 7}')
+    fid = out.strip()
+    engine.drain()
+    forked = engine.get_execution(fid)
+    assert (forked.status, forked.context, forked.forked_from) == (
+        "completed",
+        {"total": 7, "charged": 7},
+        wid,
+    )
+    assert f"forked     from {wid}" in ok("--store", url, "show", fid)
+    bad = cli("--store", url, "fork", wid, "--from-step", "charge", "--context", "[1]")
+    assert bad.exit_code != 0 and "a JSON object" in bad.output
+    nope = cli("--store", url, "retry", wid)
+    assert nope.exit_code == 1 and "is completed; only a failed, cancelled" in nope.output
+    engine.close()

@@ -59,6 +59,7 @@ NAMES = frozenset(
         "wake",
         "compensate",
         "cancel_compensate",
+        "retry_execution",
         "cancel",
         # waits and events
         "wait_get",

@@ -382,6 +382,17 @@ def _v9_sagas(conn: sa.Connection) -> None:
     )
 
 
+def _v10_step_changes(conn: sa.Connection) -> None:
+    """What each completed step run changed in the context (so a fork or a retry from an
+    earlier step rebuilds the context before it), and where a forked execution came from.
+    Runs recorded before this version have none: a rebuild that needs them says so."""
+    for table, column in (
+        ("durable_step_attempts", "changes TEXT"),
+        ("durable_executions", "origin TEXT"),
+    ):
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column}"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -392,6 +403,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (7, "units_and_children", _v7_units_and_children),
     (8, "group_counts", _v8_group_counts),
     (9, "sagas", _v9_sagas),
+    (10, "step_changes", _v10_step_changes),
 ]
 
 

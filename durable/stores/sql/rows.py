@@ -126,6 +126,7 @@ def _decode(r: Row, dt: ToDatetime, problems: list[str] | None) -> ExecutionRow:
         result=field("result", loads, None),
         open_units=r["open_units"],
         phase=StepPhase(r["phase"]),
+        origin=field("origin", loads, None),
     )
 
 
@@ -166,6 +167,7 @@ def step(r: Row, dt: ToDatetime) -> StepExecution:
         visit=r["visit"],
         phase=StepPhase(r["phase"]),
         compensates=r["compensates"],
+        changes=loads(r["changes"]),
     )
 
 
@@ -208,4 +210,5 @@ def attempt_params(execution_id: str, r: StepExecution, ts: FromDatetime) -> dic
         "a_visit": r.visit,
         "a_phase": r.phase.value,
         "a_compensates": r.compensates,
+        "a_changes": None if r.changes is None else dumps(r.changes),
     }

@@ -21,7 +21,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 #: how many rows hold a group's count of open units (v8): a unit counts in the row
 #: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
@@ -124,6 +124,9 @@ executions = sa.Table(
     # the compensations of its completed steps ("compensate": its status reads compensating
     # until it ends)
     sa.Column("phase", sa.String(20), nullable=False, server_default="run"),
+    # v10: an execution made by engine.fork: where it came from and the context it started
+    # with (JSON: {"forked_from", "step", "context"})
+    sa.Column("origin", sa.Text),
 )
 
 sa.Index(
@@ -229,6 +232,8 @@ attempts = sa.Table(
     sa.Column("phase", sa.String(20), nullable=False, server_default="run"),
     # v9: a compensation's attempt: the step run it undoes ("charge", "enrich.credit")
     sa.Column("compensates", sa.String(200)),
+    # v10: what a completed step run changed in the context (JSON: {"set", "deleted"})
+    sa.Column("changes", sa.Text),
 )
 
 # v4: finished executions by when they finished, for retention (live rows are not in it;

@@ -36,6 +36,7 @@ from durable.stores.base import (
     input_too_late,
     not_live_error,
     not_pending_error,
+    not_retryable_error,
     unit_id,
     unreadable_error,
 )
@@ -345,6 +346,7 @@ class SQLStore(Connections, Store):
             "claimable_at": self._ts(row.run_at if row.status == Status.PENDING else None),
             "max_attempts": row.max_attempts,
             "parent_id": row.parent_id,
+            "origin": None if row.origin is None else dumps(row.origin),
         }
         retried = False
 
@@ -1196,6 +1198,40 @@ class SQLStore(Connections, Store):
                 cur.execute(sql, ids)
             deleted = {r["id"] for r in cur.fetchall()}  # the last statement returns its ids
         return [eid for eid in picked if eid in deleted]
+
+    def retry_execution(
+        self,
+        execution_id: str,
+        *,
+        now: datetime,
+        step_index: int,
+        step_name: str,
+        visit: int,
+        visits: Mapping[str, int],
+        context: dict[str, Any],
+        max_attempts: int,
+    ) -> ExecutionRow:
+        params = {
+            "id": execution_id,
+            "now": self._ts(now),
+            "step_index": step_index,
+            "step_name": step_name,
+            "visit": visit,
+            "visits": dumps(dict(visits)),
+            "context": dumps(context),
+            "max_attempts": max_attempts,
+        }
+        with self._cursor(write=True) as cur:
+            cur.execute(self.SQL["retry_execution"], params)
+            found = cur.fetchone()
+            if found is None:
+                cur.execute(self.SQL["get"], {"id": execution_id})
+                row = cur.fetchone()
+                if row is None:
+                    raise ExecutionNotFound(f"no execution with id {execution_id!r}")
+                raise not_retryable_error(self._row(row))
+        self._wake_others()
+        return self._row(found)
 
     def compensate(
         self,

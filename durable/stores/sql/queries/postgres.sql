@@ -46,12 +46,12 @@ WITH i AS (
     INSERT INTO durable_executions (
         id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
         run_at, timeout_ms, idempotency_key, step_index, step_name, attempt, token,
-        cancel_requested, claimable_at, max_attempts, parent_id
+        cancel_requested, claimable_at, max_attempts, parent_id, origin
     ) VALUES (
         %(id)s, %(workflow)s, %(status)s, %(queue)s, %(priority)s, %(input)s, %(context)s,
         %(created_at)s, %(scheduled_at)s, %(run_at)s, %(timeout_ms)s, %(idempotency_key)s,
         %(step_index)s, %(step_name)s, %(attempt)s, %(token)s, FALSE, %(claimable_at)s,
-        %(max_attempts)s, %(parent_id)s
+        %(max_attempts)s, %(parent_id)s, %(origin)s
     )
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING
@@ -60,7 +60,7 @@ WITH i AS (
         deadline, step_index, step_name, attempt, attempt_started_at, error, token,
         worker_id, lease_expires_at, cancel_requested, cancel_reason, suspended, last_write,
         lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 ), n AS (SELECT pg_notify('durable_work', ''))
 SELECT i.* FROM i, n;
 
@@ -70,7 +70,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions WHERE idempotency_key = %(key)s;
 
 -- name: get
@@ -79,7 +79,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions WHERE id = %(id)s;
 
 -- name: get_for_update
@@ -88,7 +88,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
@@ -99,7 +99,7 @@ SELECT status, step_name, step_visit, parent_id, unit FROM durable_executions WH
 -- name: steps
 SELECT
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase, compensates
+    max_attempts, retry_at, result, visit, phase, compensates, changes
 FROM durable_step_attempts
 WHERE execution_id = %(id)s
    OR execution_id IN (
@@ -115,7 +115,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -132,7 +132,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE status = %(status)s AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -149,7 +149,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE status = ANY(%(statuses)s) AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -166,7 +166,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE phase = 'compensate' AND completed_at IS NULL AND unit IS NULL
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -182,7 +182,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE workflow = %(workflow)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -231,7 +231,7 @@ RETURNING
     e.error, e.token, e.worker_id, e.lease_expires_at, e.cancel_requested, e.cancel_reason,
     e.suspended, e.last_write, e.lost_attempts, e.max_attempts,
     e.step_visit, e.visits, e.parent_id, e.unit, e.group_step, e.group_visit, e.unit_index,
-    e.stops_group, e.item, e.result, e.open_units, e.phase, c.fresh;
+    e.stops_group, e.item, e.result, e.open_units, e.phase, e.origin, c.fresh;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = %(deadline)s WHERE seq = %(seq)s;
@@ -244,11 +244,11 @@ RETURNING id;
 -- name: insert_attempt
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase, compensates
+    max_attempts, retry_at, result, visit, phase, compensates, changes
 ) VALUES (
     %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s, %(a_changes)s
 );
 
 -- name: complete_next
@@ -264,11 +264,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase, compensates
+    max_attempts, retry_at, result, visit, phase, compensates, changes
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s, %(a_changes)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -288,11 +288,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase, compensates
+    max_attempts, retry_at, result, visit, phase, compensates, changes
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s, %(a_changes)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -317,11 +317,11 @@ WITH u AS (
 ), ins AS (
     INSERT INTO durable_step_attempts (
         execution_id, step_index, name, attempt, status, started_at, completed_at, error,
-        logs, max_attempts, retry_at, result, visit, phase, compensates
+        logs, max_attempts, retry_at, result, visit, phase, compensates, changes
     )
     SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
         %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-        %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
+        %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s, %(a_changes)s
     FROM u
     RETURNING 1
 ), told AS (
@@ -392,11 +392,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase, compensates
+    max_attempts, retry_at, result, visit, phase, compensates, changes
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s, %(a_changes)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -411,11 +411,11 @@ WITH u AS (
 )
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase, compensates
+    max_attempts, retry_at, result, visit, phase, compensates, changes
 )
 SELECT %(a_execution_id)s, %(a_step_index)s, %(a_name)s, %(a_attempt)s, %(a_status)s,
     %(a_started_at)s, %(a_completed_at)s, %(a_error)s, %(a_logs)s, %(a_max_attempts)s,
-    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s
+    %(a_retry_at)s, %(a_result)s, %(a_visit)s, %(a_phase)s, %(a_compensates)s, %(a_changes)s
 FROM u
 RETURNING (SELECT status FROM u) AS status;
 
@@ -453,6 +453,26 @@ RETURNING status, deadline;
 UPDATE durable_executions SET status = 'pending', run_at = %(now)s, claimable_at = %(now)s
 WHERE id = %(id)s AND status = 'waiting';
 
+-- name: retry_execution
+-- An execution that ended failed, cancelled or compensated goes back to pending at a step
+-- (engine.retry): its flow again, a new visit of that step, the context rebuilt as it
+-- was before it, a fresh workflow timeout from its next claim.
+UPDATE durable_executions SET
+    status = 'pending', phase = 'run', run_at = %(now)s, claimable_at = %(now)s,
+    completed_at = NULL, error = NULL, result = NULL, cancel_requested = FALSE,
+    cancel_reason = NULL, lease_expires_at = NULL, worker_id = NULL, attempt = 0,
+    attempt_started_at = NULL, suspended = FALSE, lost_attempts = 0, open_units = 0,
+    deadline = NULL, max_attempts = %(max_attempts)s, step_index = %(step_index)s,
+    step_name = %(step_name)s, step_visit = %(visit)s, visits = %(visits)s,
+    context = %(context)s
+WHERE id = %(id)s AND unit IS NULL AND status IN ('failed', 'cancelled', 'compensated')
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin;
+
 -- name: compensate
 -- The claimed execution enters its compensate phase (see Store.compensate): pending at
 -- once, nothing in flight, its failure kept, a cancel request cleared.
@@ -479,7 +499,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin;
 
 -- name: cancel
 -- Mark the cancel; with at_once (nothing runs it now) end the execution as well. With
@@ -502,7 +522,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin;
 
 
 -- name: wait_get
@@ -655,7 +675,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
   AND unit IS NOT NULL
@@ -793,14 +813,18 @@ WHERE parent_id = %(id)s AND unit IS NOT NULL AND status = 'waiting'
 ORDER BY seq;
 
 -- name: child_wait
--- The pending wait (in the parent or one of its units) for the child named by :names.
+-- The pending wait (in the parent or one of its units) for the child named by :names:
+-- the parent's first, then by unit, step run and position (the same one every store
+-- picks, should two wait for one child).
 SELECT
     w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
     w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
     w.visit, e.status AS row_status, e.step_name AS row_step, e.step_visit AS row_visit
 FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE (e.id = %(parent)s OR (e.parent_id = %(parent)s AND e.unit IS NOT NULL))
-  AND w.kind = 'child' AND w.names = %(names)s AND w.status = 'pending';
+  AND w.kind = 'child' AND w.names = %(names)s AND w.status = 'pending'
+ORDER BY e.id <> %(parent)s, e.unit_index, w.step, w.visit, w.wait_seq
+LIMIT 1;
 
 -- name: units_of
 -- The unit rows of the given executions (purged with them).

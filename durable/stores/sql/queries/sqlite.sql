@@ -38,11 +38,11 @@ SELECT coalesce(max(version), 0) AS version FROM durable_migrations;
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, step_index, step_name, attempt, token,
-    cancel_requested, claimable_at, max_attempts, parent_id
+    cancel_requested, claimable_at, max_attempts, parent_id, origin
 ) VALUES (
     :id, :workflow, :status, :queue, :priority, :input, :context, :created_at, :scheduled_at,
     :run_at, :timeout_ms, :idempotency_key, :step_index, :step_name, :attempt, :token,
-    0, :claimable_at, :max_attempts, :parent_id
+    0, :claimable_at, :max_attempts, :parent_id, :origin
 )
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING
@@ -50,7 +50,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin;
 
 -- name: by_key
 SELECT
@@ -58,7 +58,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions WHERE idempotency_key = :key;
 
 -- name: get
@@ -67,7 +67,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions WHERE id = :id;
 
 -- name: get_for_update
@@ -77,7 +77,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions WHERE id = :id;
 
 -- name: live
@@ -88,7 +88,7 @@ SELECT status, step_name, step_visit, parent_id, unit FROM durable_executions WH
 -- name: steps
 SELECT
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase, compensates
+    max_attempts, retry_at, result, visit, phase, compensates, changes
 FROM durable_step_attempts
 WHERE execution_id = :id
    OR execution_id IN (
@@ -104,7 +104,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -121,7 +121,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE status = :status AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -138,7 +138,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE status IN (SELECT value FROM json_each(:statuses))
   AND (phase = 'run' OR completed_at IS NOT NULL)
@@ -156,7 +156,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE phase = 'compensate' AND completed_at IS NULL AND unit IS NULL
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -172,7 +172,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -211,7 +211,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq;
@@ -224,10 +224,10 @@ RETURNING id;
 -- name: insert_attempt
 INSERT INTO durable_step_attempts (
     execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
-    max_attempts, retry_at, result, visit, phase, compensates
+    max_attempts, retry_at, result, visit, phase, compensates, changes
 ) VALUES (
     :a_execution_id, :a_step_index, :a_name, :a_attempt, :a_status, :a_started_at,
-    :a_completed_at, :a_error, :a_logs, :a_max_attempts, :a_retry_at, :a_result, :a_visit, :a_phase, :a_compensates
+    :a_completed_at, :a_error, :a_logs, :a_max_attempts, :a_retry_at, :a_result, :a_visit, :a_phase, :a_compensates, :a_changes
 );
 
 -- name: complete_next
@@ -305,6 +305,26 @@ RETURNING status, deadline;
 UPDATE durable_executions SET status = 'pending', run_at = :now, claimable_at = :now
 WHERE id = :id AND status = 'waiting';
 
+-- name: retry_execution
+-- An execution that ended failed, cancelled or compensated goes back to pending at a step
+-- (engine.retry): its flow again, a new visit of that step, the context rebuilt as it
+-- was before it, a fresh workflow timeout from its next claim.
+UPDATE durable_executions SET
+    status = 'pending', phase = 'run', run_at = :now, claimable_at = :now,
+    completed_at = NULL, error = NULL, result = NULL, cancel_requested = 0,
+    cancel_reason = NULL, lease_expires_at = NULL, worker_id = NULL, attempt = 0,
+    attempt_started_at = NULL, suspended = 0, lost_attempts = 0, open_units = 0,
+    deadline = NULL, max_attempts = :max_attempts, step_index = :step_index,
+    step_name = :step_name, step_visit = :visit, visits = :visits,
+    context = :context
+WHERE id = :id AND unit IS NULL AND status IN ('failed', 'cancelled', 'compensated')
+RETURNING
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin;
+
 -- name: compensate
 -- The claimed execution enters its compensate phase (see Store.compensate): pending at
 -- once, nothing in flight, its failure kept, a cancel request cleared.
@@ -331,7 +351,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin;
 
 -- name: cancel
 -- Mark the cancel; with :at_once (nothing runs it now) end the execution as well. With
@@ -354,7 +374,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin;
 
 
 -- name: wait_get
@@ -509,7 +529,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin
 FROM durable_executions
 WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
   AND unit IS NOT NULL
@@ -620,14 +640,18 @@ WHERE parent_id = :id AND unit IS NOT NULL AND status = 'waiting'
 ORDER BY seq;
 
 -- name: child_wait
--- The pending wait (in the parent or one of its units) for the child named by :names.
+-- The pending wait (in the parent or one of its units) for the child named by :names:
+-- the parent's first, then by unit, step run and position (the same one every store
+-- picks, should two wait for one child).
 SELECT
     w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
     w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
     w.visit, e.status AS row_status, e.step_name AS row_step, e.step_visit AS row_visit
 FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE (e.id = :parent OR (e.parent_id = :parent AND e.unit IS NOT NULL))
-  AND w.kind = 'child' AND w.names = :names AND w.status = 'pending';
+  AND w.kind = 'child' AND w.names = :names AND w.status = 'pending'
+ORDER BY e.id <> :parent, e.unit_index, w.step, w.visit, w.wait_seq
+LIMIT 1;
 
 -- name: units_of
 -- The unit rows of the given executions (purged with them).

@@ -1,0 +1,83 @@
+"""Operator recovery: what a step run changed in the context, and the context as it was
+just before a step ran, rebuilt from those changes (for ``engine.retry`` and
+``engine.fork``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from durable._json import clone
+from durable.errors import InvalidState
+from durable.models import StepExecution, StepPhase, StepStatus
+
+__all__ = ["changes", "context_before", "latest_visit"]
+
+_UNIT_MARKS = ".["  # a unit's record ("group.step", "step[3]"): its group's carries the merge
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What went from ``before`` to ``after``: the keys set (new or changed) and deleted."""
+    return {
+        "set": {k: v for k, v in after.items() if k not in before or before[k] != v},
+        "deleted": [k for k in before if k not in after],
+    }
+
+
+def _runs_of(records: list[StepExecution], step: str) -> list[int]:
+    return [i for i, r in enumerate(records) if r.phase == StepPhase.RUN and r.name == step]
+
+
+def latest_visit(records: list[StepExecution], step: str) -> int:
+    """The latest visit of ``step`` the records show (0: it never ran)."""
+    return max((records[i].visit for i in _runs_of(records, step)), default=0)
+
+
+def context_before(
+    execution_id: str,
+    base: dict[str, Any],
+    records: list[StepExecution],
+    step: str,
+    *,
+    current: tuple[str, int] | None = None,
+) -> dict[str, Any]:
+    """The context just before the latest visit of ``step`` began: ``base`` (what the
+    execution started with) with the changes of every step run that completed before it
+    applied in order. ``step`` may also be the execution's ``current`` step and visit
+    ``(name, visit)`` before that visit ran (stopped or cancelled just before it): then
+    every completed run counts. InvalidState
+    when the step never ran in the execution, or a run before it was recorded without
+    its changes (before schema version 10)."""
+    runs = _runs_of(records, step)
+    ran_visit = max((records[i].visit for i in runs), default=0)
+    if current is not None and step == current[0] and current[1] > ran_visit:
+        return _replay(execution_id, base, records, step)
+    if not runs:
+        ran = list(dict.fromkeys(r.name for r in records if r.phase == StepPhase.RUN))
+        raise InvalidState(
+            f"step {step!r} never ran in execution {execution_id}, so there is no context "
+            f"from before it; steps that ran: {', '.join(ran) if ran else 'none'}"
+        )
+    visit = max(records[i].visit for i in runs)
+    first = min(i for i in runs if records[i].visit == visit)
+    return _replay(execution_id, base, records[:first], step)
+
+
+def _replay(
+    execution_id: str, base: dict[str, Any], records: list[StepExecution], step: str
+) -> dict[str, Any]:
+    context: dict[str, Any] = clone(base)
+    for r in records:
+        if r.phase != StepPhase.RUN or r.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+            continue
+        if any(c in r.name for c in _UNIT_MARKS):
+            continue
+        if r.changes is None:
+            raise InvalidState(
+                f"step {r.name!r} of execution {execution_id} completed before its changes "
+                "to the context were recorded (durable before schema version 10): the "
+                f"context before {step!r} cannot be rebuilt"
+            )
+        for key in r.changes.get("deleted", []):
+            context.pop(key, None)
+        context.update(clone(r.changes.get("set", {})))
+    return context
