@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 
-from durable import Retry, step, workflow
+from durable import Retry, compensation, step, workflow
 from durable.context import attempt, put_context, workflow_id
 
 
@@ -132,3 +132,42 @@ class Parent:
     def call_three(self) -> None:
         got = [call_workflow(Child, {"k": k})["n"] for k in range(3)]
         put_context("children", got)
+
+
+@workflow("proc_saga")
+class Saga:
+    """Three bookings undone after the fourth step fails; the first run of each
+    execution's undo_b hangs (the test SIGKILLs the worker running it)."""
+
+    @step(compensate="undo_a")
+    def a(self) -> None:
+        put_context("a", True)
+
+    @step(compensate="undo_b")
+    def b(self) -> None:
+        put_context("b", True)
+
+    @step(compensate="undo_c")
+    def c(self) -> None:
+        put_context("c", True)
+
+    @step
+    def d(self) -> None:
+        raise RuntimeError("the last step fails")
+
+    @compensation
+    def undo_c(self) -> None:
+        _mark("undo_c-done")
+
+    @compensation(retry=Retry(max_attempts=2, backoff="constant", base=0))
+    def undo_b(self) -> None:
+        first_run = _runs("undo_b-start") == 0
+        _mark("undo_b-start")
+        if first_run:
+            for _ in range(1200):  # killed here
+                _forever.wait(0.05)
+        _mark("undo_b-done")
+
+    @compensation
+    def undo_a(self) -> None:
+        _mark("undo_a-done")
