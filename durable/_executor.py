@@ -197,6 +197,27 @@ class Executor:
         self.wake_workers: Callable[[], None] = lambda: None
         #: what durable.context.engine() gives a running step (the Engine)
         self.owner: Any = None
+        # the attempts running here, by the id of the row they run (an execution's or a
+        # unit's): a cancel that reaches one stops it (see cancel_runs)
+        self._running: dict[str, StepRun] = {}
+        self._running_lock = threading.Lock()
+
+    def running_ids(self) -> list[str]:
+        """The ids of the executions and units whose attempts run here now."""
+        with self._running_lock:
+            return list(self._running)
+
+    def cancel_runs(self, execution_ids: set[str]) -> None:
+        """A cancel was requested for these executions or units: their attempts running
+        here are flagged (and an async one cancelled at its current await)."""
+        with self._running_lock:
+            runs = [run for rid, run in self._running.items() if rid in execution_ids]
+        for run in runs:
+            if not run.cancel_requested:
+                log.info(
+                    "durable: cancelling step %r of %s while it runs", run.step, run.execution_id
+                )
+                run.request_cancel()
 
     # -- observers -----------------------------------------------------------------------
 
@@ -513,6 +534,8 @@ class Executor:
                 step_call,
             )
         until = self._until(sdef, started, w.row.deadline)
+        with self._running_lock:
+            self._running[w.row.id] = run
         try:
             outcome = invoke(
                 call, run, is_async=sdef.is_async, until=until, clock=self.clock, runner=self.runner
@@ -530,6 +553,9 @@ class Executor:
                 w.interrupted()
             self._release_in_flight(w)
             raise
+        finally:
+            with self._running_lock:
+                self._running.pop(w.row.id, None)
         run.close()  # an abandoned attempt can no longer write context or add logs
         if outcome.interrupted:
             # Shutting down: hand the execution back with the attempt still marked in
@@ -557,6 +583,31 @@ class Executor:
         error: dict[str, Any] | None = None
         if isinstance(outcome.error, StoreInterrupt):
             raise outcome.error.error  # handled by run(): lost claim or store error
+        if run.cancel_requested:
+            # Cancelled while it ran: whatever it did is discarded. The store, seeing the
+            # cancel request, ends the execution (or starts its compensations).
+            stopped = w.record(
+                StepStatus.FAILED,
+                started,
+                now,
+                {
+                    "type": "Cancelled",
+                    "message": "cancelled while it ran; its result was discarded",
+                    "traceback": "",
+                },
+                logs,
+            )
+            eid, token = w.eid, w.token
+            status = self._commit(
+                w.claim,
+                "discarding a cancelled attempt",
+                lambda wid: self.store.fail_attempt(
+                    eid, token, now=now, record=stopped, retry_at=None, error=None, write_id=wid
+                ),
+            )
+            if status == Status.CANCELLED:
+                self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
+            return False
         if isinstance(outcome.error, Suspend):
             self._suspend(
                 w, outcome.error, w.record(StepStatus.SUSPENDED, started, now, None, logs)

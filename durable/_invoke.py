@@ -152,6 +152,11 @@ def invoke(
                 return signal
 
         future = asyncio.run_coroutine_threadsafe(task(), runner.loop())
+        with run.lock:
+            run.cancel_hook = future.cancel
+            stop_now = run.cancel_requested  # (a cancel that came before the hook was set)
+        if stop_now:
+            future.cancel()
 
         def finished(f: Any) -> None:
             if f.cancelled():

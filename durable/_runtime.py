@@ -112,6 +112,20 @@ class StepRun:
     # step run it undoes (durable.context.failure())
     failure: dict[str, Any] | None = None
     compensates: str | None = None
+    # set when a cancel of the execution reached this attempt while it ran (a sync step
+    # may look: durable.context.cancel_requested()); cancel_hook stops an async one at its
+    # current await
+    cancel_requested: bool = False
+    cancel_hook: Callable[[], Any] | None = None
+
+    def request_cancel(self) -> None:
+        """A cancel reached the running attempt: flag it, and stop it if it can be."""
+        with self.lock:
+            self.cancel_requested = True
+            hook = self.cancel_hook
+        if hook is not None:
+            hook()
+
     # context writes and close() take it, so a write from a thread the step started either
     # lands before the executor reads the context or raises: it never vanishes
     lock: threading.RLock = field(default_factory=threading.RLock)

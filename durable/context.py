@@ -29,6 +29,7 @@ from durable.waits import (
 __all__ = [
     "append_context",
     "attempt",
+    "cancel_requested",
     "context",
     "delete_context",
     "engine",
@@ -202,6 +203,13 @@ def engine() -> Any:
     if run.engine is None:
         raise ContextError("engine() was called in a step no engine runs (a test double?)")
     return run.engine
+
+
+def cancel_requested() -> bool:
+    """Whether a cancel of the execution reached this attempt while it runs. A sync step
+    doing long work may look now and then and stop early: its result is discarded either
+    way (an ``async def`` step is cancelled at its current ``await`` instead)."""
+    return _run("cancel_requested").cancel_requested
 
 
 def failure() -> dict[str, Any] | None:

@@ -437,6 +437,7 @@ class Engine:
             reason=reason,
             compensates=_may_compensate,
         )
+        self.scheduler.check_cancels()  # a step of it running here stops now
         if row.status == Status.CANCELLED and self.plugins.has_observers(
             "durable_workflow_cancelled"
         ):

@@ -86,6 +86,9 @@ class Heartbeat:
         self._signal = threading.Event()  # claims changed, or stop
         self._stopped = False
         self._thread: threading.Thread | None = None
+        #: called after each beat that renewed claims (the scheduler looks for cancels of
+        #: the steps it runs: within one beat where the store does not tell of cancels)
+        self.after_beat: Callable[[], None] = lambda: None
 
     def hold(self, row: ExecutionRow) -> Claim:
         """Keep ``row``'s claim alive until drop()."""
@@ -132,14 +135,17 @@ class Heartbeat:
             if self._stopped:
                 return
             try:
-                self.beat()
+                renewed = self.beat()
             except Exception as exc:
                 failures.failed(exc)
             else:
                 failures.succeeded()
+                if renewed:
+                    self.after_beat()
 
-    def beat(self) -> None:
-        """Renew every held claim that is due for renewal, now, in this thread.
+    def beat(self) -> bool:
+        """Renew every held claim that is due for renewal, now, in this thread; True when
+        some were.
 
         The scheduler calls this before it claims, so that it never takes back a claim it
         still holds because the clock jumped past the lease before the heartbeat thread
@@ -148,7 +154,7 @@ class Heartbeat:
             due = self._next_beat()
             now = self._clock.now()
             if due is None or due > now:
-                return
+                return False
             with self._lock:
                 claims = list(self._claims.values())
             lease_ms = self._lease // timedelta(milliseconds=1)
@@ -164,6 +170,7 @@ class Heartbeat:
                     self.drop(c)
                 else:
                     c.expires = expires
+            return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop renewing (closing, or a test playing a paused process) and wait for a beat
@@ -210,6 +217,7 @@ class Scheduler:
         self._subscribed = False
         self._executor.wake_workers = self.wake
         self._executor.owner = owner
+        self.heartbeat.after_beat = self.check_cancels
         # Clock skew: checked against the store's clock (PostgreSQL) for real clocks only.
         self._checks_skew = isinstance(clock, SystemClock) or bool(
             getattr(clock, "wall_clock", False)
@@ -297,6 +305,21 @@ class Scheduler:
             if not self._subscribed:
                 self._subscribed = True
                 self.store.subscribe(self.wake)
+                self.store.subscribe_cancels(self.check_cancels)
+
+    def check_cancels(self) -> None:
+        """Look whether a cancel reached any attempt running here (told by the store, at
+        each heartbeat, and after a cancel through this engine), and stop those."""
+        ids = self._executor.running_ids()
+        if not ids:
+            return
+        try:
+            found = self.store.cancel_requested_among(ids)
+        except Exception as exc:  # the next beat looks again
+            _worker_log.warning("durable: could not look for cancels (%r)", exc)
+            return
+        if found:
+            self._executor.cancel_runs(found)
 
     def unlisten(self, callback: Callable[[], None]) -> None:
         """Stop calling ``callback``."""

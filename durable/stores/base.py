@@ -738,5 +738,23 @@ class Store(abc.ABC):
     def unsubscribe_ended(self, callback: Callable[[str | None], None]) -> None:  # noqa: B027
         """Optional: stop calling ``callback``."""
 
+    #: whether :meth:`subscribe_cancels` hears of every cancel (in any process); when
+    #: False, workers look for cancels of what they run at each heartbeat
+    tells_cancels = False
+
+    def subscribe_cancels(self, callback: Callable[[], None]) -> None:  # noqa: B027
+        """Optional: call ``callback()`` after a cancel was requested (anywhere), so that a
+        worker looks at once whether a step it runs was cancelled."""
+
+    def cancel_requested_among(self, execution_ids: Sequence[str]) -> set[str]:
+        """Those of ``execution_ids`` whose cancel was requested (a worker asks about the
+        executions and units whose steps it runs)."""
+        found = set()
+        for eid in execution_ids:
+            row = self.get(eid)
+            if row is not None and row.cancel_requested:
+                found.add(eid)
+        return found
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release connections."""

@@ -65,6 +65,7 @@ class MemoryStore(Store):
         self._keys: dict[str, str] = {}
         self._children: dict[str, list[str]] = {}  # an execution's unit rows, by id
         # (execution, step, visit) -> its units' ids, by index
+        self._cancel_listeners: list[Callable[[], None]] = []
         self._groups: dict[tuple[str, str, int], list[str]] = {}
         # per group: no unit below this index is parked (parked units are only ever let
         # in or cancelled), where the search for the next one to let in starts
@@ -556,6 +557,12 @@ class MemoryStore(Store):
         with self._lock:
             self._ended.append(callback)
 
+    tells_cancels = True
+
+    def subscribe_cancels(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._cancel_listeners.append(callback)
+
     def unsubscribe_ended(self, callback: Callable[[str | None], None]) -> None:
         with self._lock:
             if callback in self._ended:
@@ -966,6 +973,20 @@ class MemoryStore(Store):
         reason: str | None,
         compensates: Callable[[str], bool] = lambda workflow: False,
     ) -> ExecutionRow:
+        row = self._request_cancel(execution_id, now, reason, compensates)
+        with self._lock:
+            listeners = list(self._cancel_listeners)
+        for callback in listeners:  # (outside the lock: a worker looks at what it runs)
+            callback()
+        return row
+
+    def _request_cancel(
+        self,
+        execution_id: str,
+        now: datetime,
+        reason: str | None,
+        compensates: Callable[[str], bool],
+    ) -> ExecutionRow:
         with self._lock:
             row = self._row(execution_id)
             if row.status in FINISHED:
@@ -991,7 +1012,7 @@ class MemoryStore(Store):
                 # (one already running its compensations is ending: left to them)
                 live = child.status not in FINISHED and child.phase == StepPhase.RUN
                 if child.unit is None and live:
-                    self.request_cancel(child.id, now=now, reason=reason, compensates=compensates)
+                    self._request_cancel(child.id, now, reason, compensates)
             return copy.deepcopy(row)
 
 

@@ -47,6 +47,7 @@ class Connections(abc.ABC):
         self._all_lock = threading.Lock()
         self._subscribers: list[Callable[[], None]] = []
         self._ended_subscribers: list[Callable[[str | None], None]] = []
+        self._cancel_subscribers: list[Callable[[], None]] = []
         self._sub_lock = threading.Lock()
         self._sa_engine: sa.Engine | None = None
         #: how many times this store has tried to open a database connection (each
@@ -254,6 +255,18 @@ class Connections(abc.ABC):
             callbacks = list(self._ended_subscribers)
         for cb in callbacks:
             cb(execution_id)
+
+    def subscribe_cancels(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when a cancel was requested (where the dialect can tell: see
+        ``tells_cancels``)."""
+        with self._sub_lock:
+            self._cancel_subscribers.append(callback)
+
+    def _tell_cancels(self) -> None:
+        with self._sub_lock:
+            callbacks = list(self._cancel_subscribers)
+        for cb in callbacks:
+            cb()
 
     def _wake_subscribers(self) -> None:
         with self._sub_lock:

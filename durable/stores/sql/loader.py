@@ -30,6 +30,8 @@ NAMES = frozenset(
         "notify",
         "listen",
         "notify_done",
+        "notify_cancel",
+        "cancel_requested_among",
         # starting and reading
         "create",
         "by_key",

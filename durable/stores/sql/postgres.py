@@ -128,6 +128,11 @@ class PostgresStore(SQLStore):
         return isinstance(exc, _psycopg().OperationalError) or (conn is not None and conn.broken)
 
     tells_ends = True
+    tells_cancels = True
+
+    def subscribe_cancels(self, callback: Callable[[], None]) -> None:
+        super().subscribe_cancels(callback)
+        self._start_listening()
 
     def subscribe(self, callback: Callable[[], None]) -> None:
         super().subscribe(callback)
@@ -159,10 +164,13 @@ class PostgresStore(SQLStore):
                     # we may have missed something while away
                     self._wake_subscribers()
                     self._tell_ended(None)
+                    self._tell_cancels()
                     while not self._closed.is_set():
                         for note in conn.notifies(timeout=1.0, stop_after=1):
                             if note.channel == "durable_done":
                                 self._tell_ended(note.payload)
+                            elif note.channel == "durable_cancel":
+                                self._tell_cancels()
                             else:
                                 self._wake_subscribers()
             except _psycopg().Error as exc:

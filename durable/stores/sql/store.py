@@ -1294,6 +1294,12 @@ class SQLStore(Connections, Store):
             self._wake_others()
         return row
 
+    def cancel_requested_among(self, execution_ids: Sequence[str]) -> set[str]:
+        if not execution_ids:
+            return set()
+        found = self._all_rows("cancel_requested_among", {"ids": self._array(execution_ids)})
+        return {r["id"] for r in found}
+
     def _cancel(
         self,
         cur: Any,
@@ -1346,6 +1352,8 @@ class SQLStore(Connections, Store):
         cur.execute(self.SQL["live_children"], {"id": execution_id})
         for child in [r["id"] for r in cur.fetchall()]:
             self._cancel(cur, child, now, reason, compensates)
+        for sql in self.SQL.steps("notify_cancel"):  # (on commit: the workers look)
+            cur.execute(sql)
         if at_once and not compensate:  # a unit: its group hears of it; a child: its caller
             parked = row.status == Status.PENDING and row.run_at is None
             self._after_end(cur, execution_id, now, held_place=not parked)

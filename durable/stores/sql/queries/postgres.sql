@@ -33,6 +33,16 @@ SELECT pg_notify('durable_work', '');
 -- name: listen
 LISTEN durable_work;
 LISTEN durable_done;
+LISTEN durable_cancel;
+
+-- name: notify_cancel
+-- Tell workers, in every process, that a cancel was requested: each looks whether a step
+-- it runs was cancelled (delivered when the cancel commits).
+SELECT pg_notify('durable_cancel', '');
+
+-- name: cancel_requested_among
+-- Which of these executions (or units) have a cancel requested.
+SELECT id FROM durable_executions WHERE id = ANY(%(ids)s) AND cancel_requested;
 
 -- name: notify_done
 -- Tell whoever waits for an execution (engine.wait), in every process, that it ended:

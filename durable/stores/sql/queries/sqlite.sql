@@ -32,6 +32,14 @@ SELECT coalesce(max(version), 0) AS version FROM durable_migrations;
 -- name: notify_done
 -- (none: whoever waits for an end on SQLite looks again now and then)
 
+-- name: notify_cancel
+-- (none: workers look for cancels of what they run at each heartbeat)
+
+-- name: cancel_requested_among
+-- Which of these executions (or units) have a cancel requested.
+SELECT id FROM durable_executions
+WHERE id IN (SELECT value FROM json_each(:ids)) AND cancel_requested;
+
 
 -- name: create
 -- A new execution; nothing (and no error) when its idempotency key is taken.
