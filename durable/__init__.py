@@ -32,6 +32,7 @@ from durable.errors import (
     UnreadableExecution,
     WaitTimeout,
     WorkerLost,
+    WorkflowChanged,
     WorkflowNotFound,
     WorkflowTimeout,
 )
@@ -50,6 +51,7 @@ if _typing.TYPE_CHECKING:
         start,
         wait,
     )
+    from durable._deploy import DeployProblem
     from durable._runtime import WaitSignal
     from durable.clock import Clock, SystemClock
     from durable.dsl import (
@@ -127,6 +129,7 @@ _LAZY = {
     "durable.durations": ("Duration", "days", "hours", "minutes", "seconds"),
     "durable.engine": ("Engine",),
     "durable.hookspecs": ("StepCall",),
+    "durable._deploy": ("DeployProblem",),
     "durable.models": (
         "Execution",
         "Status",
@@ -185,6 +188,7 @@ __all__ = [
     "ConfigError",
     "ContextConflict",
     "ContextError",
+    "DeployProblem",
     "DurableError",
     "Duration",
     "Engine",
@@ -218,6 +222,7 @@ __all__ = [
     "WaitStatus",
     "WaitTimeout",
     "WorkerLost",
+    "WorkflowChanged",
     "WorkflowDef",
     "WorkflowNotFound",
     "WorkflowTimeout",

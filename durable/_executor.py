@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
+from durable._deploy import position_problem
 from durable._invoke import AsyncRunner, Outcome, error_info, invoke
 from durable._json import MAX_DEPTH, clone, normalise, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
@@ -47,6 +48,7 @@ from durable.errors import (
     TooManyStepRuns,
     WaitTimeout,
     WorkerLost,
+    WorkflowChanged,
     WorkflowTimeout,
 )
 from durable.hookspecs import StepCall
@@ -127,7 +129,7 @@ class _Walk:
     @property
     def sdef(self) -> StepDef:
         if self.row.unit is not None:
-            return self.wdef.step(self.row.unit)
+            return self.wdef.step(self.wdef.current_name(self.row.unit) or self.row.unit)
         return self.wdef.steps[self.index]
 
     @property
@@ -1193,21 +1195,22 @@ def _call_item(wdef: WorkflowDef, sdef: StepDef, item: Any) -> Any:
 
 
 def _resolve_step(wdef: WorkflowDef, row: ExecutionRow) -> int:
-    """The current step's index, found by its stored name: a redeploy may have added,
-    removed or moved steps, and the stored name is what was running."""
+    """The current step's index, found by its stored name (or the step renamed from it):
+    a redeploy may have added, removed or moved steps, and the stored name is what was
+    running. WorkflowChanged when the loaded code cannot continue it there."""
     if row.step_name is None:
         return row.step_index
-    try:
-        if row.unit is not None:
-            wdef.step(row.unit)  # a unit's step must still exist
-            return wdef.step_index(row.group_step or "")
-        return wdef.step_index(row.step_name)
-    except KeyError:
-        raise StepNotFound(
-            f"execution {row.id} is at step {row.step_name!r}, which workflow "
-            f"{wdef.name!r} no longer has (steps now: {[s.name for s in wdef.steps]}); "
-            "deploy code that still has that step to resume it"
-        ) from None
+    problem = position_problem(row, wdef)
+    if problem is not None:
+        where = row.id if row.unit is None else f"{row.parent_id} (its unit {row.unit!r})"
+        raise WorkflowChanged(
+            f"execution {where} of workflow {wdef.name!r} cannot go on: {problem}; nothing "
+            f"was deleted: deploy code that can continue it, then "
+            f"engine.retry(..., from_step=...) (steps now: "
+            f"{', '.join(s.name for s in wdef.steps)})"
+        )
+    name = row.group_step if row.unit is not None else row.step_name
+    return wdef.step_index(wdef.current_name(name or "") or "")
 
 
 def _worker_lost(row: ExecutionRow, *, counted: bool = False) -> dict[str, Any]:

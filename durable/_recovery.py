@@ -23,13 +23,14 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _runs_of(records: list[StepExecution], step: str) -> list[int]:
-    return [i for i, r in enumerate(records) if r.phase == StepPhase.RUN and r.name == step]
+def _runs_of(records: list[StepExecution], names: tuple[str, ...]) -> list[int]:
+    return [i for i, r in enumerate(records) if r.phase == StepPhase.RUN and r.name in names]
 
 
-def latest_visit(records: list[StepExecution], step: str) -> int:
-    """The latest visit of ``step`` the records show (0: it never ran)."""
-    return max((records[i].visit for i in _runs_of(records, step)), default=0)
+def latest_visit(records: list[StepExecution], step: str, aliases: tuple[str, ...] = ()) -> int:
+    """The latest visit of ``step`` (recorded under it or an earlier name, ``aliases``)
+    the records show (0: it never ran)."""
+    return max((records[i].visit for i in _runs_of(records, (step, *aliases))), default=0)
 
 
 def context_before(
@@ -39,26 +40,23 @@ def context_before(
     step: str,
     *,
     current: tuple[str, int] | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """The context just before the latest visit of ``step`` began: ``base`` (what the
-    execution started with) with the changes of every step run that completed before it
-    applied in order. ``step`` may also be the execution's ``current`` step and visit
-    ``(name, visit)`` before that visit ran (stopped or cancelled just before it): then
-    every completed run counts. InvalidState
-    when the step never ran in the execution, or a run before it was recorded without
-    its changes (before schema version 10)."""
-    runs = _runs_of(records, step)
+    """The context just before the latest visit of ``step`` (recorded under it or an
+    earlier name, ``aliases``) began: ``base`` (what the execution started with) with the
+    changes of every step run that completed before it, applied in order.
+
+    A step that has not run yet (at that visit: the execution's ``current`` step and
+    visit, stopped or cancelled before it began; or one never reached, or new in this
+    code) starts from the context as it stands: every completed run counts.
+    InvalidState when a run before it was recorded without its changes (before schema
+    version 10)."""
+    runs = _runs_of(records, (step, *aliases))
     ran_visit = max((records[i].visit for i in runs), default=0)
-    if current is not None and step == current[0] and current[1] > ran_visit:
+    not_yet = current is not None and current[0] in (step, *aliases) and current[1] > ran_visit
+    if not runs or not_yet:
         return _replay(execution_id, base, records, step)
-    if not runs:
-        ran = list(dict.fromkeys(r.name for r in records if r.phase == StepPhase.RUN))
-        raise InvalidState(
-            f"step {step!r} never ran in execution {execution_id}, so there is no context "
-            f"from before it; steps that ran: {', '.join(ran) if ran else 'none'}"
-        )
-    visit = max(records[i].visit for i in runs)
-    first = min(i for i in runs if records[i].visit == visit)
+    first = min(i for i in runs if records[i].visit == ran_visit)
     return _replay(execution_id, base, records[:first], step)
 
 

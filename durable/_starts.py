@@ -56,6 +56,7 @@ def new_row(
         step_name=wdef.first_step.name,
         max_attempts=wdef.budget(wdef.first_step),
         parent_id=parent_id,
+        shape=wdef.shape(),
     )
 
 

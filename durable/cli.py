@@ -493,6 +493,23 @@ def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
 
 
 @main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """List the unfinished executions the loaded code (-i MODULE) cannot continue, one
+    line each: id, workflow, the step it is at, what changed. Exits 1 when there is any
+    (run it in CI before a deploy, with the new code)."""
+    found = _engine(ctx).check_deploy()
+    for problem in found:
+        click.echo(
+            f"{printable(problem.execution_id)}  {printable(problem.workflow)}  "
+            f"at {printable(str(problem.step))}: {printable(problem.change)}"
+        )
+    if found:
+        raise click.exceptions.Exit(1)
+    click.echo("ok: the loaded code can continue every unfinished execution")
+
+
+@main.command()
 @click.argument("execution_id")
 @click.option(
     "--from-step",

@@ -109,6 +109,9 @@ class StepDef:
     #: the workflow is defined)
     compensate: str | None = None
     undo: CompensationDef | None = None
+    #: earlier names of the step (``@step(renamed_from=...)``): executions in flight at
+    #: one of them carry on at this step
+    renamed_from: tuple[str, ...] = ()
 
     @property
     def fans_out(self) -> bool:
@@ -154,6 +157,8 @@ class WorkflowDef:
     _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
     _after: Mapping[str, StepDef | None] = field(init=False, repr=False, compare=False)
     _branches: Mapping[str, StepDef] = field(init=False, repr=False, compare=False)
+    _shape: dict[str, Any] = field(init=False, repr=False, compare=False)
+    _names: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = {s.name: i for i, s in enumerate(self.steps)}
@@ -173,6 +178,26 @@ class WorkflowDef:
                 )
         object.__setattr__(self, "_index", MappingProxyType(index))
         object.__setattr__(self, "_after", MappingProxyType(after))
+        names: dict[str, str] = {}
+        for s in (*self.steps, *branches.values()):
+            for old in s.renamed_from:
+                old_name = old if s.group is None else f"{s.group}.{old}"
+                if old_name in index or old_name in branches or old_name in names:
+                    raise ConfigError(
+                        f"workflow {self.name!r}: step {s.name!r} is renamed_from "
+                        f"{old_name!r}, a name another step has (or had)"
+                    )
+                names[old_name] = s.name
+        names.update({n: n for n in (*index, *branches)})
+        object.__setattr__(self, "_names", MappingProxyType(names))
+        shape = {
+            "steps": [[s.name, s.kind] for s in self.steps],
+            "branches": {s.name: [b.name for b in s.branches] for s in self.steps if s.branches},
+            "compensate": {
+                s.name: s.undo.name for s in (*self.steps, *branches.values()) if s.undo is not None
+            },
+        }
+        object.__setattr__(self, "_shape", shape)
 
     @property
     def first_step(self) -> StepDef:
@@ -219,6 +244,25 @@ class WorkflowDef:
             "in order"
         )
 
+    def shape(self) -> dict[str, Any]:
+        """What an execution records of the workflow when it starts, for deploy checks:
+        its steps and their kinds in order, each group's branches, and the compensation
+        each step (or branch) names."""
+        return self._shape
+
+    def current_name(self, name: str) -> str | None:
+        """The name the step (or branch, ``"group.step"``) recorded as ``name`` has in
+        this code: itself, or the step that declares it in ``renamed_from``; None when
+        it is gone. An item's name (``"ship[3]"``) maps through its foreach step's."""
+        found = self._names.get(name)
+        if found is None:
+            base, bracket, rest = name.partition("[")
+            if bracket and rest.endswith("]") and rest[:-1].isdigit():
+                step = self._names.get(base)
+                if step is not None and self.step(step).kind == "foreach":
+                    return f"{step}[{rest}"
+        return found
+
     @property
     def compensates(self) -> bool:
         """Whether any step or branch declares a compensation (a failure or a cancel then
@@ -245,6 +289,7 @@ def step(
     name: str | None = None,
     when: When | None = None,
     compensate: str | None = None,
+    renamed_from: str | tuple[str, ...] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -257,6 +302,7 @@ def step(
     name: str | None = None,
     when: When | None = None,
     compensate: str | None = None,
+    renamed_from: str | tuple[str, ...] | None = None,
 ) -> F | Callable[[F], F]:
     """Mark a method of a ``@workflow`` class as a step. Works bare or with options.
 
@@ -267,6 +313,8 @@ def step(
     otherwise it is recorded as ``skipped`` and the next step comes up. ``compensate``:
     the name of the :func:`compensation` that undoes the step once it completed, run if
     the execution later fails or is cancelled (checked when the workflow is defined).
+    ``renamed_from``: the step's earlier name (or names): executions in flight at it carry
+    on at this step after a deploy that renamed it.
     """
     if compensate is not None:
         check_name(compensate, "@step(compensate=...)")
@@ -278,6 +326,7 @@ def step(
         name=name,
         when=when,
         compensate=compensate,
+        renamed_from=renamed_from,
     )
     if fn is not None:
         return mark(fn)
@@ -332,8 +381,12 @@ def _marker(
     when: When | None,
     targets: tuple[str, ...] = (),
     compensate: str | None = None,
+    renamed_from: str | tuple[str, ...] | None = None,
 ) -> Callable[[F], F]:
     policy = Retry.coerce(retry)
+    olds = (renamed_from,) if isinstance(renamed_from, str) else tuple(renamed_from or ())
+    for old in olds:
+        _step_name(old, f"{label}(renamed_from=...)")
     timeout_ms = None if timeout is None else to_ms(timeout, what="step timeout", allow_zero=False)
     if when is not None and not callable(when) and not (isinstance(when, str) and when):
         raise ConfigError(
@@ -354,6 +407,7 @@ def _marker(
             targets=targets,
             when=when,
             compensate=compensate,
+            renamed_from=olds,
         )
         if getattr(f, _COMPENSATION_ATTR, None) is not None:
             raise ConfigError(

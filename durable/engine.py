@@ -14,6 +14,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 
+from durable._deploy import DeployProblem
+from durable._deploy import problems as deploy_problems
 from durable._json import normalise
 from durable._limits import (
     MAX_KEY_LENGTH,
@@ -480,19 +482,21 @@ class Engine:
         ):
             raise not_retryable_error(row)
         wdef = get_workflow(row.workflow)
-        if from_step is None and row.step_name not in [s.name for s in wdef.steps]:
+        if from_step is None and wdef.current_name(row.step_name or "") is None:
             raise StepNotFound(
                 f"execution {eid} stopped at step {row.step_name!r}, which workflow "
                 f"{wdef.name!r} no longer has; give from_step (steps: "
                 f"{', '.join(s.name for s in wdef.steps)})"
             )
-        target = self._flow_step(wdef, from_step or row.step_name, f"retry of {eid}")
+        wanted = from_step or row.step_name or ""
+        target = self._flow_step(wdef, wdef.current_name(wanted) or wanted, f"retry of {eid}")
+        olds = wdef.step(target).renamed_from  # (its runs may be recorded under them)
         records = self.store.steps(eid)
         base = (row.origin or {}).get("context", {})
         context = context_before(
-            eid, base, records, target, current=(row.step_name or "", row.visit)
+            eid, base, records, target, current=(row.step_name or "", row.visit), aliases=olds
         )
-        visit = latest_visit(records, target) + 1
+        visit = latest_visit(records, target, olds) + 1
         updated = self.store.retry_execution(
             eid,
             now=self.clock.now(),
@@ -518,10 +522,15 @@ class Engine:
         if row is None or row.unit is not None:
             raise ExecutionNotFound(f"no execution with id {eid!r} in {self.store_label}")
         wdef = get_workflow(row.workflow)
-        target = self._flow_step(wdef, from_step, f"fork of {eid}")
+        target = self._flow_step(wdef, wdef.current_name(from_step) or from_step, f"fork of {eid}")
         base = (row.origin or {}).get("context", {})
         start_context = context_before(
-            eid, base, self.store.steps(eid), target, current=(row.step_name or "", row.visit)
+            eid,
+            base,
+            self.store.steps(eid),
+            target,
+            current=(row.step_name or "", row.visit),
+            aliases=wdef.step(target).renamed_from,
         )
         if context is not None:
             if not isinstance(context, dict):
@@ -539,6 +548,25 @@ class Engine:
         log.info("durable: %s %s forked from %s at step %r", wdef.name, stored.id, eid, target)
         self._wake_workers()
         return stored.id
+
+    def check_deploy(self, *, limit: int = 100_000) -> list[DeployProblem]:
+        """The unfinished executions (at most ``limit`` looked at, newest first) that the
+        code loaded in this process cannot continue: their workflow is not defined here,
+        the step (or group, or branch) they are at is gone or changed kind since they
+        started, or a compensation they are running is gone. Run it in CI before a deploy
+        (``durable check``); an empty list means every one can go on."""
+        unfinished = [Status.PENDING, Status.RUNNING, Status.WAITING, Status.COMPENSATING]
+        rows = self.store.list_executions(
+            workflows=None, statuses=unfinished, queues=None, limit=limit
+        )
+        found: list[DeployProblem] = []
+        for row in rows:
+            try:
+                wdef: WorkflowDef | None = get_workflow(row.workflow)
+            except WorkflowNotFound:
+                wdef = None
+            found.extend(deploy_problems(row, wdef))
+        return found
 
     # -- running -------------------------------------------------------------------------
 

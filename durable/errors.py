@@ -51,6 +51,7 @@ __all__ = [
     "UnreadableExecution",
     "WaitTimeout",
     "WorkerLost",
+    "WorkflowChanged",
     "WorkflowNotFound",
     "WorkflowTimeout",
 ]
@@ -78,6 +79,13 @@ class WorkflowNotFound(DurableError, LookupError):
 
 class StepNotFound(WorkflowNotFound):
     """An execution is at a step that the deployed workflow no longer has."""
+
+
+class WorkflowChanged(StepNotFound):
+    """The deployed code cannot continue an execution in flight: the step (or group, or
+    branch) it is at is gone, or changed kind, since it started. The worker that meets it
+    fails it with this error, deleting nothing; deploy a fix (or mark a rename with
+    ``@step(renamed_from=...)``) and resume it with ``engine.retry(id, from_step=...)``."""
 
 
 class ExecutionNotFound(DurableError, LookupError):

@@ -116,6 +116,9 @@ class ExecutionRow:
     # an execution made by engine.fork: {"forked_from", "step", "context"} (the context
     # it started with, which a later fork or retry rebuilds from)
     origin: dict[str, Any] | None = None
+    # the workflow's shape when the execution started (WorkflowDef.shape()), for deploy
+    # checks; None for units and for executions started before it was recorded
+    shape: dict[str, Any] | None = None
     began: bool = False  # not stored: set by claim() when it began the current attempt
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once

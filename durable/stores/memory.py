@@ -1025,6 +1025,7 @@ def _clone_row(row: ExecutionRow) -> ExecutionRow:
     out.item = clone(row.item)
     out.result = clone(row.result)
     out.origin = clone(row.origin)
+    out.shape = clone(row.shape)
     return out
 
 

@@ -603,3 +603,36 @@ def test_retry_and_fork_from_the_command_line(tmp_path, durable_clock):
     nope = cli("--store", url, "retry", wid)
     assert nope.exit_code == 1 and "is completed; only a failed, cancelled" in nope.output
     engine.close()
+
+
+def _deployed(*names: str) -> type:
+    """The same workflow class as successive deploys define it."""
+    ns = {}
+    for name in names:
+
+        def run(self: object) -> None:
+            wait_for_any_event(["go"])
+
+        run.__name__ = name
+        ns[name] = step(run)
+    return workflow("cli_deploy")(type("Deployed", (), ns))
+
+
+def test_check_lists_what_the_loaded_code_cannot_continue_and_exits_1(tmp_path, durable_clock):
+    url = sqlite_url(tmp_path)
+    engine = durable.Engine(url, clock=durable_clock)
+    _deployed("a", "b")
+    fine = engine.start("cli_deploy")
+    engine.drain()  # waiting at a
+    assert "ok: the loaded code can continue" in ok("--store", url, "check")
+    engine.send_event(fine, "go")
+    engine.drain()  # waiting at b
+    stuck = engine.start("cli_deploy")
+    engine.drain()  # waiting at a
+    _deployed("a", "c")  # b is gone
+    result = cli("--store", url, "check")
+    assert result.exit_code == 1
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"{fine}  cli_deploy  at b: step 'b' is gone")
+    assert stuck not in result.output
+    engine.close()

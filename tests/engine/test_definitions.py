@@ -191,6 +191,8 @@ def test_a_redeploy_that_removes_the_current_step_fails_clearly(engine, durable_
     engine.drain()
     ex = engine.get_execution(wid)
     assert ex.status == "failed"
-    assert ex.error["type"] == "durable.errors.StepNotFound"
-    assert "at step 'b', which workflow 'definitions_redeploy' no longer has" in ex.error["message"]
+    # (WorkflowChanged is a StepNotFound)
+    assert ex.error["type"] == "durable.errors.WorkflowChanged"
+    assert "step 'b' is gone" in ex.error["message"]
+    assert "renamed_from='b'" in ex.error["message"]
     assert ex.context == {"ran": ["a"]}  # nothing already stored was lost

@@ -96,8 +96,6 @@ def test_retry_refuses_what_it_cannot_do(durable_engine):
     durable_engine.run_until(failed)
     with pytest.raises(durable.StepNotFound, match="no step 'nope'.*load, price, charge, ship"):
         durable_engine.retry(failed, from_step="nope")
-    with pytest.raises(durable.InvalidState, match="step 'ship' never ran"):
-        durable_engine.retry(failed, from_step="ship")
     with pytest.raises(durable.ExecutionNotFound):
         durable_engine.retry("no-such-id")
     assert durable_engine.get_execution(failed).status == "failed"  # nothing changed
@@ -139,6 +137,17 @@ def test_fork_starts_a_new_execution_at_a_step_with_corrected_context(durable_en
     }
     with pytest.raises(durable.SerializationError, match="takes a dict"):
         durable_engine.fork(wid, "ship", context=["x"])  # type: ignore[arg-type]
+
+
+def test_retry_from_a_step_that_never_ran_keeps_the_context_as_it_stands(durable_engine):
+    broken["charge"] = True
+    wid = durable_engine.start(Order, {"order": 2})
+    durable_engine.run_until(wid)
+    calls.clear()
+    again = durable_engine.retry(wid, from_step="ship")  # (skipping charge: the operator's call)
+    assert again.context == {"order": 2, "total": 20}
+    assert durable_engine.run_until(wid).context["shipped"] is True
+    assert calls == ["ship"]
 
 
 @workflow("recover_saga")

@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "durable._executor": 5,
     "durable._saga": 5,
     "durable._recovery": 5,
+    "durable._deploy": 5,
     "durable.scheduler": 5,
     "durable._starts": 5,
     # 6. the engine and its workers

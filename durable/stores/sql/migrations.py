@@ -393,6 +393,12 @@ def _v10_step_changes(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column}"))
 
 
+def _v11_shapes(conn: sa.Connection) -> None:
+    """Each execution's workflow shape at start (for engine.check_deploy). Executions that
+    started before this version have none: the check compares what it can without it."""
+    conn.execute(sa.text("ALTER TABLE durable_executions ADD COLUMN shape TEXT"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -404,6 +410,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (8, "group_counts", _v8_group_counts),
     (9, "sagas", _v9_sagas),
     (10, "step_changes", _v10_step_changes),
+    (11, "shapes", _v11_shapes),
 ]
 
 

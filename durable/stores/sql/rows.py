@@ -127,6 +127,7 @@ def _decode(r: Row, dt: ToDatetime, problems: list[str] | None) -> ExecutionRow:
         open_units=r["open_units"],
         phase=StepPhase(r["phase"]),
         origin=field("origin", loads, None),
+        shape=field("shape", loads, None),
     )
 
 

@@ -21,7 +21,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 #: how many rows hold a group's count of open units (v8): a unit counts in the row
 #: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
@@ -127,6 +127,9 @@ executions = sa.Table(
     # v10: an execution made by engine.fork: where it came from and the context it started
     # with (JSON: {"forked_from", "step", "context"})
     sa.Column("origin", sa.Text),
+    # v11: the workflow's shape when the execution started (JSON: its steps and kinds,
+    # branches and compensations), which a deploy check compares with the code
+    sa.Column("shape", sa.Text),
 )
 
 sa.Index(

@@ -347,6 +347,7 @@ class SQLStore(Connections, Store):
             "max_attempts": row.max_attempts,
             "parent_id": row.parent_id,
             "origin": None if row.origin is None else dumps(row.origin),
+            "shape": None if row.shape is None else dumps(row.shape),
         }
         retried = False
 
