@@ -55,6 +55,7 @@ class AsyncRunner:
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.closing = False
 
@@ -71,14 +72,17 @@ class AsyncRunner:
 
                 thread = threading.Thread(target=serve, name="durable-async-steps", daemon=True)
                 thread.start()
-                self._loop = loop
+                self._loop, self._thread = loop, thread
             return self._loop
 
-    def close(self) -> None:
-        """Cancel the async steps still running (their waiters wake) and stop the loop."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Cancel the async steps still running (their waiters wake), stop the loop and
+        wait (up to ``timeout`` s) for its thread to end: nothing of the engine runs on
+        after close() returns."""
         with self._lock:
             self.closing = True
             loop, self._loop = self._loop, None
+            thread, self._thread = self._thread, None
         if loop is None:
             return
 
@@ -91,6 +95,8 @@ class AsyncRunner:
             loop.call_soon(loop.stop)
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 def _no_awaitable(result: Any, run: StepRun) -> None:
@@ -140,8 +146,24 @@ def invoke(
     owner.serving = True  # before the step starts: its waits must come to this thread
 
     if is_async:
+        loop = runner.loop()
+
+        def cancel_task() -> None:
+            # In the loop: the task is cancelled at its current await, and the future
+            # ends only when the task did (its CancelledError cleanup ran), unlike
+            # future.cancel(), which marks it ended at once.
+            me = holder[0] if holder else None
+            if me is not None:
+                me.cancel()
+            else:
+                future.cancel()  # not started yet: it never will
+
+        holder: list[asyncio.Task[Any]] = []
 
         async def task() -> BaseException | _Returned:
+            me = asyncio.current_task()
+            if me is not None:
+                holder.append(me)
             current.set(run)
             coro: Coroutine[Any, Any, Any] = fn()
             try:
@@ -151,12 +173,16 @@ def invoke(
                 # loop's thread); hand it over as the task's result instead.
                 return signal
 
-        future = asyncio.run_coroutine_threadsafe(task(), runner.loop())
+        future = asyncio.run_coroutine_threadsafe(task(), loop)
+
+        def cancel_hook() -> None:
+            loop.call_soon_threadsafe(cancel_task)
+
         with run.lock:
-            run.cancel_hook = future.cancel
+            run.cancel_hook = cancel_hook
             stop_now = run.cancel_requested  # (a cancel that came before the hook was set)
         if stop_now:
-            future.cancel()
+            cancel_hook()
 
         def finished(f: Any) -> None:
             if f.cancelled():

@@ -77,6 +77,17 @@ def test_deploys_md_examples_run(pytester, store, request):
 
 
 @pytest.mark.slow  # a pytest run in a process of its own
+@pytest.mark.parametrize("store", ["memory", "postgres"])
+def test_operations_md_examples_run(pytester, store, request):
+    blocks = python_blocks(ROOT / "docs" / "operations.md")
+    tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
+    assert tests >= 4
+    args = [] if store == "memory" else ["--durable-store", request.getfixturevalue("postgres_url")]
+    result = run_blocks(pytester, blocks, *args)
+    result.assert_outcomes(passed=tests)
+
+
+@pytest.mark.slow  # a pytest run in a process of its own
 def test_testing_md_examples_run_on_postgres(pytester, postgres_url):
     blocks = python_blocks(ROOT / "docs" / "testing.md")
     tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
