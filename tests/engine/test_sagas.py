@@ -421,3 +421,37 @@ def test_the_compensations_that_run_are_those_of_the_completed_steps_newest_firs
     assert ex.status == ("compensated" if owed else "failed")
     history = durable_engine.history(wid)
     assert history.compensations == owed  # each completed exactly once
+
+
+@workflow("saga_child")
+class ChildSaga:
+    @step(compensate="unhold")
+    def hold(self):
+        put_context("held", True)
+
+    @step
+    def wait(self):
+        sleep_for(durable.hours(1))
+
+    @compensation
+    def unhold(self):
+        put_context("unheld", True)
+
+
+@workflow("saga_parent")
+class ParentOfSaga:
+    @step
+    def call(self):
+        put_context("child", durable.call_workflow(ChildSaga, None))
+
+
+def test_cancelling_a_parent_starts_its_childs_compensations(durable_engine):
+    wid = durable_engine.start(ParentOfSaga)
+    durable_engine.run_until(wid, "waiting")
+    (child,) = durable_engine.list_executions(parent=wid)
+    durable_engine.run_until(child.id, "waiting")  # the child holds, then sleeps
+    durable_engine.cancel(wid, reason="order withdrawn")
+    assert durable_engine.get_execution(child.id).status == "compensating"
+    ex = durable_engine.run_until(child.id)
+    assert ex.status == "compensated" and ex.context == {"held": True, "unheld": True}
+    assert durable_engine.get_execution(wid).status == "cancelled"
