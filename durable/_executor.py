@@ -74,6 +74,9 @@ _writes = itertools.count()
 _ONE_ATTEMPT = Retry(max_attempts=1)
 # how many executions' input and context a worker keeps for their units (see _parent_data)
 _PARENTS_KEPT = 8
+# what a transition returns when a cancel met it: the execution ended, or its
+# compensations start (the walk stops either way)
+_STOPPED = (Status.CANCELLED, Status.COMPENSATING)
 # units a join reads per page
 _PAGE = 1000
 
@@ -202,17 +205,23 @@ class Executor:
         # the attempts running here, by the id of the row they run (an execution's or a
         # unit's): a cancel that reaches one stops it (see cancel_runs)
         self._running: dict[str, StepRun] = {}
+        # the executions and units claimed here, and those of them a cancel reached (seen
+        # at the next checkpoint, even between two steps)
+        self._claimed: set[str] = set()
+        self._cancelled: set[str] = set()
         self._running_lock = threading.Lock()
 
     def running_ids(self) -> list[str]:
-        """The ids of the executions and units whose attempts run here now."""
+        """The ids of the executions and units claimed (and running) here now."""
         with self._running_lock:
-            return list(self._running)
+            return list(self._claimed | set(self._running))
 
     def cancel_runs(self, execution_ids: set[str]) -> None:
         """A cancel was requested for these executions or units: their attempts running
-        here are flagged (and an async one cancelled at its current await)."""
+        here are flagged (and an async one cancelled at its current await), and the next
+        checkpoint of the others claimed here sees it."""
         with self._running_lock:
+            self._cancelled |= execution_ids & self._claimed
             runs = [run for rid, run in self._running.items() if rid in execution_ids]
         for run in runs:
             if not run.cancel_requested:
@@ -310,6 +319,22 @@ class Executor:
         stopping at a step). A KeyboardInterrupt or SystemExit (from the step, or Ctrl-C)
         releases the claim, the attempt left in flight for the next owner to run again,
         and is raised on."""
+        with self._running_lock:
+            self._claimed.add(row.id)
+        try:
+            self._run_claimed(row, claim, stop_at, interrupted)
+        finally:
+            with self._running_lock:
+                self._claimed.discard(row.id)
+                self._cancelled.discard(row.id)
+
+    def _run_claimed(
+        self,
+        row: ExecutionRow,
+        claim: Claim,
+        stop_at: Callable[[str], bool],
+        interrupted: Callable[[], None] | None,
+    ) -> None:
         try:
             self._run(row, claim, stop_at, interrupted)
         except LeaseLost as exc:
@@ -387,6 +412,9 @@ class Executor:
         eid, token = w.eid, w.token
         if w.claim.lost:
             raise LeaseLost(f"heartbeat found the claim on {eid} taken over")
+        with self._running_lock:
+            if eid in self._cancelled:  # a cancel that came since the claim
+                w.row.cancel_requested = True
         if w.row.cancel_requested:
             if self._compensate(w, now, cancel_error(w.row.cancel_reason)):
                 return "stop"
@@ -719,8 +747,9 @@ class Executor:
                 write_id=wid,
             ),
         )
-        if status == Status.CANCELLED:
-            self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
+        if status in _STOPPED:  # a cancel met here: ended, or compensations start
+            if status == Status.CANCELLED:
+                self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
             return False
         after = partial(
             dataclasses.replace,
@@ -894,7 +923,7 @@ class Executor:
                 write_id=wid,
             ),
         )
-        if status != Status.CANCELLED:
+        if status not in _STOPPED:
             self._notify("durable_step_completed", eid, step=done)
         return False
 
@@ -1054,7 +1083,7 @@ class Executor:
             )
             if status == Status.CANCELLED:
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
-            else:
+            elif status != Status.COMPENSATING:
                 pending = dataclasses.replace(
                     row,
                     context=w.context,
@@ -1090,8 +1119,9 @@ class Executor:
                 eid, token, now=now, record=record, retry_at=None, error=final, write_id=wid
             ),
         )
-        if status == Status.CANCELLED:
-            self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
+        if status in _STOPPED:
+            if status == Status.CANCELLED:
+                self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
             return
         self._notify("durable_step_failed", eid, step=record)
         self._notify("durable_workflow_failed", eid, error=final)

@@ -10,7 +10,7 @@ from durable._json import clone
 from durable.errors import InvalidState
 from durable.models import StepExecution, StepPhase, StepStatus
 
-__all__ = ["changes", "context_before", "latest_visit"]
+__all__ = ["changes", "context_before", "latest_visit", "rewound_at"]
 
 _UNIT_MARKS = ".["  # a unit's record ("group.step", "step[3]"): its group's carries the merge
 
@@ -18,7 +18,12 @@ _UNIT_MARKS = ".["  # a unit's record ("group.step", "step[3]"): its group's car
 def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """What went from ``before`` to ``after``: the keys set (new or changed) and deleted."""
     return {
-        "set": {k: v for k, v in after.items() if k not in before or before[k] != v},
+        "set": {
+            k: v
+            for k, v in after.items()
+            # (10 == 10.0 and 1 == True: a change of type is a change)
+            if k not in before or before[k] != v or type(before[k]) is not type(v)
+        },
         "deleted": [k for k in before if k not in after],
     }
 
@@ -33,9 +38,16 @@ def latest_visit(records: list[StepExecution], step: str, aliases: tuple[str, ..
     return max((records[i].visit for i in _runs_of(records, (step, *aliases))), default=0)
 
 
+def rewound_at(origin: dict[str, Any] | None) -> int:
+    """How many records the execution had when it was last retried (its history before
+    that is of an earlier round: 0 when it never was)."""
+    rewinds = (origin or {}).get("rewinds") or []
+    return int(rewinds[-1][0]) if rewinds else 0
+
+
 def context_before(
     execution_id: str,
-    base: dict[str, Any],
+    origin: dict[str, Any] | None,
     records: list[StepExecution],
     step: str,
     *,
@@ -43,21 +55,30 @@ def context_before(
     aliases: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The context just before the latest visit of ``step`` (recorded under it or an
-    earlier name, ``aliases``) began: ``base`` (what the execution started with) with the
-    changes of every step run that completed before it, applied in order.
+    earlier name, ``aliases``) began.
+
+    It is rebuilt from where that run's history starts (the context the execution
+    started with, ``origin["context"]`` for a fork, or the context a retry set before
+    that run, ``origin["rewinds"]``), with the changes of every step run that completed
+    after that and before the step, applied in order: runs a retry rewound are not in it.
 
     A step that has not run yet (at that visit: the execution's ``current`` step and
     visit, stopped or cancelled before it began; or one never reached, or new in this
     code) starts from the context as it stands: every completed run counts.
-    InvalidState when a run before it was recorded without its changes (before schema
+    InvalidState when a run in between was recorded without its changes (before schema
     version 10)."""
     runs = _runs_of(records, (step, *aliases))
     ran_visit = max((records[i].visit for i in runs), default=0)
     not_yet = current is not None and current[0] in (step, *aliases) and current[1] > ran_visit
     if not runs or not_yet:
-        return _replay(execution_id, base, records, step)
-    first = min(i for i in runs if records[i].visit == ran_visit)
-    return _replay(execution_id, base, records[:first], step)
+        end = len(records)
+    else:
+        end = min(i for i in runs if records[i].visit == ran_visit)
+    start, base = 0, (origin or {}).get("context", {})
+    for after, context in (origin or {}).get("rewinds") or []:
+        if after <= end:
+            start, base = after, context
+    return _replay(execution_id, base, records[start:end], step)
 
 
 def _replay(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from durable._invoke import error_info, invoke
 from durable._json import MAX_DEPTH, clone, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
-from durable._recovery import changes
+from durable._recovery import changes, rewound_at
 from durable._runtime import OwnerCalls, StepRun, StoreInterrupt
 from durable.dsl import CompensationDef, WorkflowDef, get_workflow
 from durable.errors import (
@@ -411,7 +411,8 @@ def _finish(s: _Saga) -> None:
     when nothing was compensated), or failed naming each compensation out of attempts."""
     ex, eid, token = s.ex, s.row.id, s.row.token
     now = ex.clock.now()
-    records = ex.store.steps(eid)
+    # (this round's records: a retry after earlier compensations started a new one)
+    records = ex.store.steps(eid)[rewound_at(s.row.origin) :]
     ran = [r for r in records if r.phase == StepPhase.COMPENSATE]
     failed = failed_compensations(records)
     failure = s.failure

@@ -492,11 +492,25 @@ class Engine:
         target = self._flow_step(wdef, wdef.current_name(wanted) or wanted, f"retry of {eid}")
         olds = wdef.step(target).renamed_from  # (its runs may be recorded under them)
         records = self.store.steps(eid)
-        base = (row.origin or {}).get("context", {})
-        context = context_before(
-            eid, base, records, target, current=(row.step_name or "", row.visit), aliases=olds
-        )
-        visit = latest_visit(records, target, olds) + 1
+        try:
+            context = context_before(
+                eid,
+                row.origin,
+                records,
+                target,
+                current=(row.step_name or "", row.visit),
+                aliases=olds,
+            )
+        except InvalidState:
+            if from_step is not None:
+                raise
+            # Recorded before the changes were (schema 10): the stored context is what
+            # the execution had when it stopped there.
+            context = row.context
+        # (a group stopped before its join recorded nothing: its visit is the row's)
+        at_target = row.step_name in (target, *olds)
+        visit = max(latest_visit(records, target, olds), row.visit if at_target else 0) + 1
+        rewinds = [*(row.origin or {}).get("rewinds", []), [len(records), context]]
         updated = self.store.retry_execution(
             eid,
             now=self.clock.now(),
@@ -506,6 +520,7 @@ class Engine:
             visits={**row.visits, target: visit},
             context=context,
             max_attempts=wdef.budget(wdef.step(target)),
+            origin={**(row.origin or {}), "rewinds": rewinds},
         )
         log.info("durable: %s %s retried from step %r (visit %d)", wdef.name, eid, target, visit)
         self._wake_workers()
@@ -523,10 +538,9 @@ class Engine:
             raise ExecutionNotFound(f"no execution with id {eid!r} in {self.store_label}")
         wdef = get_workflow(row.workflow)
         target = self._flow_step(wdef, wdef.current_name(from_step) or from_step, f"fork of {eid}")
-        base = (row.origin or {}).get("context", {})
         start_context = context_before(
             eid,
-            base,
+            row.origin,
             self.store.steps(eid),
             target,
             current=(row.step_name or "", row.visit),

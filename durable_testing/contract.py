@@ -832,6 +832,15 @@ class StoreContract:
         assert final.error == cancel_error("stop")
         assert [s.status for s in store.steps(c.id)] == [StepStatus.CANCELLED]
 
+    def test_cancel_requested_among_names_those_with_a_cancel_requested(self, store: Store) -> None:
+        c = self._claimed(store)
+        other = new_row()
+        store.create(other)
+        assert store.cancel_requested_among([c.id, other.id, "no-such-id"]) == set()
+        store.request_cancel(c.id, now=T0 + _ms(1), reason=None)  # running: requested
+        assert store.cancel_requested_among([c.id, other.id]) == {c.id}
+        assert store.cancel_requested_among([]) == set()
+
     # -- recovery ------------------------------------------------------------------------
 
     def test_retry_execution_puts_an_ended_execution_back_at_a_step(self, store: Store) -> None:

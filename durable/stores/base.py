@@ -466,6 +466,7 @@ class Store(abc.ABC):
 
         Each unit becomes a row (id :func:`unit_id`) of the same workflow, queue, priority,
         ``scheduled_at`` and deadline, ``status`` pending, attempt 0, at step ``unit.name``
+        as visit ``visit`` (its records carry the group run's visit)
         with budget ``unit.max_attempts``, ``context`` the unit's (or empty), input None.
         Units whose index is below ``concurrency`` (all when None) are claimable at
         ``now``; the others are parked (pending with no ``run_at``) until a unit ends. The execution
@@ -584,13 +585,15 @@ class Store(abc.ABC):
         visits: Mapping[str, int],
         context: dict[str, Any],
         max_attempts: int,
+        origin: dict[str, Any] | None = None,
     ) -> ExecutionRow:
         """``engine.retry``: an execution that ended ``failed``, ``cancelled`` or
         ``compensated`` becomes ``pending`` at ``now`` again, in its flow (phase run), at
         ``(step_index, step_name)`` as its visit ``visit`` (``visits`` kept), with
         ``context``, no attempt in flight (``attempt`` 0, budget ``max_attempts``), no
         error, result, cancel request or deadline (its next claim sets a fresh one from
-        ``timeout_ms``). Raises ExecutionNotFound, or InvalidState when it has not ended
+        ``timeout_ms``); ``origin`` replaces the row's when given (the retry's rewind is
+        kept there). Raises ExecutionNotFound, or InvalidState when it has not ended
         so (or is a unit). Returns the row after the change."""
 
     @abc.abstractmethod

@@ -443,6 +443,7 @@ class MemoryStore(Store):
         visits: Mapping[str, int],
         context: dict[str, Any],
         max_attempts: int,
+        origin: dict[str, Any] | None = None,
     ) -> ExecutionRow:
         with self._lock:
             row = self._row(execution_id)
@@ -459,6 +460,8 @@ class MemoryStore(Store):
             row.step_index, row.step_name = step_index, step_name
             row.visit, row.visits = visit, dict(visits)
             row.context = clone(context)
+            if origin is not None:
+                row.origin = clone(origin)
             self._touch(row)
             return _clone_row(row)
 
@@ -612,6 +615,7 @@ class MemoryStore(Store):
                     group_step=step,
                     group_visit=visit,
                     unit_index=u.index,
+                    visit=visit,  # (a unit runs as its group run's visit)
                     stops_group=stops_group,
                     item=clone(u.item),
                 )

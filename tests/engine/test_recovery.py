@@ -216,3 +216,75 @@ def test_the_context_before_a_step_after_a_group_includes_the_merge(durable_engi
     assert durable_engine.get_execution(fid).context == {"n": 0}
     broken["charge"] = False
     assert durable_engine.run_until(fid).context == {"n": 0, "a": 1, "b": 2}
+
+
+# -- found by review ------------------------------------------------------------------------
+
+discount = {"on": True}
+
+
+@workflow("recover_rewind")
+class Rewind:
+    @step
+    def price(self):
+        put_context("total", 100)
+
+    @step
+    def discount(self):
+        if discount["on"]:
+            put_context("discount", 10)
+
+    @step
+    def charge(self):
+        if broken["charge"]:
+            raise RuntimeError("declined")
+        put_context("charged", get_context("total") - get_context("discount", 0))
+
+
+def test_a_second_retry_does_not_bring_back_what_the_first_rewound(durable_engine):
+    broken["charge"], discount["on"] = True, True
+    wid = durable_engine.start(Rewind)
+    durable_engine.run_until(wid)
+    discount["on"] = False
+    durable_engine.retry(wid, from_step="discount")  # the discount is withdrawn
+    durable_engine.run_until(wid)  # charge fails again
+    broken["charge"] = False
+    again = durable_engine.retry(wid)
+    assert again.context == {"total": 100}
+    assert durable_engine.run_until(wid).context["charged"] == 100
+
+
+@workflow("recover_group_cancel")
+class GroupThenEnd:
+    @parallel
+    class both:
+        @step
+        def a(self):
+            put_context("a", 1)
+
+        @step
+        def b(self):
+            from durable.waits import wait_for_event
+
+            wait_for_event("go")
+            put_context("b", 2)
+
+
+def test_retrying_an_execution_cancelled_at_a_group_runs_a_new_visit_of_it(durable_engine):
+    wid = durable_engine.start(GroupThenEnd)
+    durable_engine.run_until(wid, "waiting")
+    durable_engine.drain()  # a completes; b waits
+    durable_engine.cancel(wid)
+    again = durable_engine.retry(wid)
+    assert (again.current_step, again.current_visit) == ("both", 2)
+    durable_engine.drain()
+    durable_engine.send_event(wid, "go")
+    ex = durable_engine.run_until(wid)
+    assert (ex.status, ex.context) == ("completed", {"a": 1, "b": 2})
+
+
+def test_a_change_of_type_alone_is_recorded():
+    from durable._recovery import changes
+
+    assert changes({"amount": 10}, {"amount": 10.0}) == {"set": {"amount": 10.0}, "deleted": []}
+    assert changes({"paid": 0}, {"paid": False})["set"] == {"paid": False}

@@ -455,3 +455,93 @@ def test_cancelling_a_parent_starts_its_childs_compensations(durable_engine):
     ex = durable_engine.run_until(child.id)
     assert ex.status == "compensated" and ex.context == {"held": True, "unheld": True}
     assert durable_engine.get_execution(wid).status == "cancelled"
+
+
+# -- found by review ------------------------------------------------------------------------
+
+side_effects: list[str] = []
+
+
+@workflow("saga_cancel_between")
+class CancelledFromElsewhere:
+    @step(compensate="undo")
+    def first(self):
+        # another engine (another process, say) cancels while this step runs: this
+        # engine's worker does not hear of it before the step's checkpoint
+        other = durable.Engine(durable.context.engine().store_url)
+        other.cancel(workflow_id())
+        other.close()
+
+    @step
+    def second(self):
+        side_effects.append("second ran")
+
+    @compensation
+    def undo(self):
+        side_effects.append("undone")
+
+
+def test_a_cancel_met_at_a_checkpoint_stops_the_walk_before_the_next_step(tmp_path, durable_clock):
+    side_effects.clear()
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    engine = durable.Engine(url, clock=durable_clock)
+    try:
+        wid = engine.start(CancelledFromElsewhere)
+        engine.drain()
+        ex = engine.get_execution(wid, include_steps=True)
+        # first's result was discarded by the cancel (so there is nothing to undo), and
+        # the walk stopped there: second never ran
+        assert ex.status == "cancelled"
+        assert side_effects == []
+        assert [(s.name, s.status) for s in ex.steps] == [("first", "cancelled")]
+    finally:
+        engine.close()
+
+
+@workflow("saga_group_loop")
+class GroupInALoop:
+    @parallel
+    class reserve:
+        @step(compensate="unseat")
+        def seat(self):
+            increment_context("seats")
+
+    @decision("reserve")
+    def again(self):
+        return "reserve" if get_context("seats") < 3 else None
+
+    @step
+    def fail(self):
+        raise RuntimeError("late failure")
+
+    @compensation(retry=Retry(max_attempts=2, backoff="constant", base=1))
+    def unseat(self):
+        if attempt() == 1:
+            raise ConnectionError("flaky")
+        undone.append(("unseat", None))
+
+
+def test_every_run_of_a_branch_in_a_loop_is_compensated(durable_engine):
+    undone.clear()
+    wid = durable_engine.start(GroupInALoop)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "compensated"
+    assert undone == [("unseat", None)] * 3
+    steps = durable_engine.get_execution(wid, include_steps=True).steps
+    done = [
+        (s.compensates, s.visit)
+        for s in steps
+        if s.phase == "compensate" and s.status == "completed"
+    ]
+    assert done == [("reserve.seat", 3), ("reserve.seat", 2), ("reserve.seat", 1)]
+
+
+def test_a_second_round_of_compensations_ends_on_its_own_records(durable_engine):
+    undone.clear()
+    wid = durable_engine.start(BrokenUndo)
+    assert durable_engine.run_until(wid).status == "failed"  # undo_b ran out: round 1
+    durable_engine.retry(wid, from_step="b")  # b runs again (a new visit), boom again
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "failed"  # undo_b fails again, for b's second visit
+    (failed,) = ex.error["failures"]  # only this round's failure is named
+    assert (failed["compensates"], failed["visit"]) == ("b", 2)

@@ -1211,8 +1211,10 @@ class SQLStore(Connections, Store):
         visits: Mapping[str, int],
         context: dict[str, Any],
         max_attempts: int,
+        origin: dict[str, Any] | None = None,
     ) -> ExecutionRow:
         params = {
+            "origin": None if origin is None else dumps(origin),
             "id": execution_id,
             "now": self._ts(now),
             "step_index": step_index,

@@ -474,7 +474,7 @@ UPDATE durable_executions SET
     attempt_started_at = NULL, suspended = FALSE, lost_attempts = 0, open_units = 0,
     deadline = NULL, max_attempts = %(max_attempts)s, step_index = %(step_index)s,
     step_name = %(step_name)s, step_visit = %(visit)s, visits = %(visits)s,
-    context = %(context)s
+    context = %(context)s, origin = coalesce(%(origin)s, origin)
 WHERE id = %(id)s AND unit IS NULL AND status IN ('failed', 'cancelled', 'compensated')
 RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
@@ -654,13 +654,14 @@ DELETE FROM durable_executions WHERE id = ANY(%(ids)s) RETURNING id;
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
-    max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item
+    max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item,
+    step_visit
 )
 SELECT
     e.u ->> 0, %(workflow)s, 'pending', %(queue)s, %(priority)s, 'null',
     coalesce(e.u ->> 4, '{}'), %(now)s, %(scheduled_at)s, a.run_at, a.run_at, %(deadline)s,
     0, e.u ->> 1, 0, 0, FALSE, (e.u ->> 3)::int, %(parent)s, e.u ->> 1, %(step)s,
-    %(visit)s, (e.u ->> 2)::int, %(stops)s, e.u ->> 5
+    %(visit)s, (e.u ->> 2)::int, %(stops)s, e.u ->> 5, %(visit)s
 FROM json_array_elements(%(units)s::json) WITH ORDINALITY AS e(u, n)
 CROSS JOIN LATERAL (
     SELECT CASE WHEN %(concurrency)s::int IS NULL OR (e.u ->> 2)::int < %(concurrency)s::int

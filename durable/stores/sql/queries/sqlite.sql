@@ -324,7 +324,7 @@ UPDATE durable_executions SET
     attempt_started_at = NULL, suspended = 0, lost_attempts = 0, open_units = 0,
     deadline = NULL, max_attempts = :max_attempts, step_index = :step_index,
     step_name = :step_name, step_visit = :visit, visits = :visits,
-    context = :context
+    context = :context, origin = coalesce(:origin, origin)
 WHERE id = :id AND unit IS NULL AND status IN ('failed', 'cancelled', 'compensated')
 RETURNING
     seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
@@ -507,7 +507,8 @@ DELETE FROM durable_executions WHERE id IN (SELECT value FROM json_each(:ids)) R
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
-    max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item
+    max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item,
+    step_visit
 )
 SELECT
     u.value ->> 0, :workflow, 'pending', :queue, :priority, 'null',
@@ -515,7 +516,7 @@ SELECT
     CASE WHEN :concurrency IS NULL OR u.value ->> 2 < :concurrency THEN :now END,
     CASE WHEN :concurrency IS NULL OR u.value ->> 2 < :concurrency THEN :now END,
     :deadline, 0, u.value ->> 1, 0, 0, 0, u.value ->> 3, :parent, u.value ->> 1, :step,
-    :visit, u.value ->> 2, :stops, u.value ->> 5
+    :visit, u.value ->> 2, :stops, u.value ->> 5, :visit
 FROM json_each(:units) AS u
 WHERE TRUE
 ORDER BY u.key
