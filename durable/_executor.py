@@ -1331,7 +1331,12 @@ def _group_error(sdef: StepDef, failed: list[UnitOutcome]) -> dict[str, Any]:
     real = [u for u in failed if u.status == Status.FAILED] or failed
     first = min(real, key=lambda u: (u.completed_at or datetime.max.replace(tzinfo=UTC), u.index))
     if sdef.fail_fast:
-        return {**(first.error or {}), "step": first.name}
+        error = first.error or {
+            "type": "Cancelled",
+            "message": f"{first.name} was cancelled, which fails its group",
+            "traceback": "",
+        }
+        return {**error, "step": first.name}
     failures = {u.name: u.error or {"type": "cancelled", "message": ""} for u in real}
     listed = "; ".join(
         f"{name}: {e.get('type')}: {e.get('message')}" for name, e in failures.items()
