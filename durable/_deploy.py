@@ -3,10 +3,11 @@ workflow shape the execution recorded when it started and the position it is at.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from durable.dsl import WorkflowDef
-from durable.models import StepPhase
+from durable.models import StepExecution, StepPhase, StepStatus
 from durable.stores.base import ExecutionRow
 
 __all__ = ["DeployProblem", "position_problem", "problems"]
@@ -33,14 +34,24 @@ def _recorded_kind(row: ExecutionRow, name: str) -> str | None:
     return None
 
 
+def _begun(row: ExecutionRow) -> bool:
+    """Whether the current step run is under way: suspended in a wait, or at a group
+    waiting for its units. Resuming it needs the kind it began as; any other attempt
+    (a first, a retry) starts afresh under the code of the moment."""
+    return row.suspended
+
+
 def _gone(name: str) -> str:
     return f"step {name!r} is gone (restore it, or give its new name @step(renamed_from={name!r}))"
 
 
-def position_problem(row: ExecutionRow, wdef: WorkflowDef) -> str | None:
+def position_problem(
+    row: ExecutionRow, wdef: WorkflowDef, has_units: Callable[[], bool] | None = None
+) -> str | None:
     """What stops the loaded code from continuing ``row`` (an execution, or a unit of one)
     where it is, or None: its step is gone, or changed kind since the execution started;
-    a unit's group or branch is gone."""
+    a unit's group or branch is gone. ``has_units()`` says whether the current step run
+    forked units (it began as a group), asked only when the kind differs."""
     if row.unit is not None:
         group = row.group_step or ""
         current_group = wdef.current_name(group)
@@ -57,9 +68,16 @@ def position_problem(row: ExecutionRow, wdef: WorkflowDef) -> str | None:
     current = wdef.current_name(name)
     if current is None:
         return _gone(name)
+    if not _begun(row):
+        return None  # (it starts afresh under this code, whatever the step is now)
     was, now = _recorded_kind(row, name), wdef.step(current).kind
     if was is not None and was != now:
-        return f"step {name!r} was a {was} when the execution started and is a {now} now"
+        groups = ("parallel", "foreach")
+        # The run may have begun under newer code than the shape recorded at the start:
+        # whether it forked units tells which kind it began as.
+        began_as_group = has_units() if has_units is not None else was in groups
+        if began_as_group != (now in groups):
+            return f"step {name!r} was a {was} when the execution started and is a {now} now"
     branches = (row.shape or {}).get("branches", {}).get(name)
     if branches and now == "parallel":
         missing = [b for b in branches if wdef.current_name(b) is None]
@@ -68,9 +86,16 @@ def position_problem(row: ExecutionRow, wdef: WorkflowDef) -> str | None:
     return None
 
 
-def problems(row: ExecutionRow, wdef: WorkflowDef | None) -> list[DeployProblem]:
+def problems(
+    row: ExecutionRow,
+    wdef: WorkflowDef | None,
+    records: list[StepExecution] | None = None,
+    has_units: Callable[[], bool] | None = None,
+) -> list[DeployProblem]:
     """Why the loaded code cannot continue the unfinished execution ``row`` (none: it
-    can). ``wdef`` is its workflow in the loaded code (None: not defined there)."""
+    can). ``wdef`` is its workflow in the loaded code (None: not defined there);
+    ``records`` its attempts (needed for one running its compensations: only those of
+    completed steps count)."""
 
     def problem(change: str) -> DeployProblem:
         return DeployProblem(row.id, row.workflow, row.step_name, change)
@@ -79,12 +104,19 @@ def problems(row: ExecutionRow, wdef: WorkflowDef | None) -> list[DeployProblem]
         return [problem(f"workflow {row.workflow!r} is not defined in the loaded code")]
     found = []
     if row.phase == StepPhase.RUN:
-        position = position_problem(row, wdef)
+        position = position_problem(row, wdef, has_units)
         if position is not None:
             found.append(problem(position))
     else:
-        # Running its compensations: each recorded compensation must still be there.
+        # Running its compensations: that of each completed step must still be there.
+        completed = {
+            r.name
+            for r in records or []
+            if r.phase == StepPhase.RUN and r.status == StepStatus.COMPLETED
+        }
         for step, comp in (row.shape or {}).get("compensate", {}).items():
+            if step not in completed:
+                continue
             current = wdef.current_name(step)
             undo = None if current is None else wdef.step(current).undo
             if undo is None or undo.name != comp:

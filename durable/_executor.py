@@ -120,6 +120,7 @@ class _Walk:
     visit: int  # the current step run is (execution, step, visit)
     visits: dict[str, int]  # the latest visit of each step reached
     resumed: bool  # the current step run already ran (it is resumed after a wait)
+    alias: str | None = None  # the current run's recorded name, when the step was renamed
 
     @property
     def eid(self) -> str:
@@ -138,7 +139,11 @@ class _Walk:
     @property
     def name(self) -> str:
         """The current step run's name: a unit's is its own ("group.step", "step[i]")."""
-        return self.row.unit if self.row.unit is not None else self.sdef.name
+        if self.row.unit is not None:
+            return self.row.unit
+        # a step renamed (renamed_from) while this run of it was under way keeps the name
+        # it began under until the run ends: its waits, children and units are under it
+        return self.alias or self.sdef.name
 
     @property
     def policy(self) -> Retry:
@@ -381,7 +386,13 @@ class Executor:
             wdef=wdef,
             stop_at=stop_at,
             interrupted=interrupted,
-            index=_resolve_step(wdef, row),
+            index=_resolve_step(
+                wdef,
+                row,
+                lambda: bool(
+                    self.store.unit_outcomes(row.id, row.step_name or "", row.visit, limit=1)
+                ),
+            ),
             attempt=row.attempt,
             context=row.context,
             in_flight_since=row.attempt_started_at,
@@ -390,6 +401,8 @@ class Executor:
             visits=dict(row.visits),
             resumed=row.suspended,
         )
+        if row.unit is None and row.step_name and row.step_name != w.sdef.name:
+            w.alias = row.step_name  # renamed since this run of it began
         first_run = w.index == 0 and w.visit == 1 and not w.visits
         if first_run and w.attempt == 1 and w.begun and not row.suspended:
             self._notify("durable_workflow_started", w.eid, lambda: row)
@@ -771,7 +784,7 @@ class Executor:
             return False
         w.context = new_context
         assert next_step is not None
-        w.index = next_step[0]
+        w.index, w.alias = next_step[0], None
         w.visit, w.visits = next_visit, visits
         w.resumed = False
         w.attempt = 1 if start_next else 0
@@ -817,7 +830,7 @@ class Executor:
                 eid,
                 token,
                 now=now,
-                step=sdef.name,
+                step=w.name,
                 visit=w.visit,
                 units=units,
                 concurrency=concurrency,
@@ -834,7 +847,7 @@ class Executor:
         started = now
         failed: list[UnitOutcome] = []
         results: list[Any] = []  # what the units kept, in order, while none failed
-        for u in self._outcomes(w.eid, sdef.name, w.visit):
+        for u in self._outcomes(w.eid, w.name, w.visit):
             started = min(started, u.created_at)
             if u.status in (Status.FAILED, Status.CANCELLED):
                 failed.append(u)
@@ -1224,13 +1237,15 @@ def _call_item(wdef: WorkflowDef, sdef: StepDef, item: Any) -> Any:
     return sdef.fn(wdef.cls(), item)
 
 
-def _resolve_step(wdef: WorkflowDef, row: ExecutionRow) -> int:
+def _resolve_step(
+    wdef: WorkflowDef, row: ExecutionRow, has_units: Callable[[], bool] | None = None
+) -> int:
     """The current step's index, found by its stored name (or the step renamed from it):
     a redeploy may have added, removed or moved steps, and the stored name is what was
     running. WorkflowChanged when the loaded code cannot continue it there."""
     if row.step_name is None:
         return row.step_index
-    problem = position_problem(row, wdef)
+    problem = position_problem(row, wdef, has_units)
     if problem is not None:
         where = row.id if row.unit is None else f"{row.parent_id} (its unit {row.unit!r})"
         raise WorkflowChanged(

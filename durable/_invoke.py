@@ -8,7 +8,7 @@ import threading
 import traceback
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from durable._runtime import OwnerCalls, StepRun, WaitSignal, current
@@ -44,6 +44,9 @@ class Outcome:
 class _Returned:
     value: Any
 
+
+#: how long a cancelled async step's cleanup may take before it is abandoned
+CANCEL_GRACE = timedelta(seconds=10)
 
 # What stops the process rather than failing the attempt: raised on in the caller's thread
 # whichever thread or event loop the step ran on.
@@ -177,6 +180,7 @@ def invoke(
 
         def cancel_hook() -> None:
             loop.call_soon_threadsafe(cancel_task)
+            owner.wake.set()  # (the wait below starts counting the cleanup's grace)
 
         with run.lock:
             run.cancel_hook = cancel_hook
@@ -209,14 +213,23 @@ def invoke(
 
         threading.Thread(target=target, name=f"durable-step-{run.step}", daemon=True).start()
 
-    # Wait for the attempt to end or time out, serving the store calls of its waits.
+    # Wait for the attempt to end or time out, serving the store calls of its waits. A
+    # cancelled async step gets CANCEL_GRACE to run its cleanup; one that takes longer is
+    # abandoned (its future marked cancelled) so that it cannot hold the worker forever.
+    grace_until: datetime | None = None
     try:
         while True:
-            clock.wait_until(until, owner.wake)
+            if is_async and run.cancel_requested and grace_until is None:
+                grace_until = clock.now() + CANCEL_GRACE
+            wake_at = until if grace_until is None else min(until or grace_until, grace_until)
+            clock.wait_until(wake_at, owner.wake)
             owner.wake.clear()
             owner.serve()
             if done.is_set() or (until is not None and clock.now() >= until):
                 break
+            if grace_until is not None and clock.now() >= grace_until:
+                future.cancel()
+                return Outcome(error=asyncio.CancelledError())
     except BaseException:  # interrupted (Ctrl-C): abandon the attempt, pass it on
         if is_async:
             future.cancel()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from durable._deploy import problems
 from durable._invoke import error_info, invoke
 from durable._json import MAX_DEPTH, clone, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
@@ -30,6 +31,7 @@ from durable.errors import (
     LeaseLost,
     SerializationError,
     StepTimeout,
+    WorkflowChanged,
 )
 from durable.hookspecs import StepCall
 from durable.models import Status, StepExecution, StepPhase, StepStatus
@@ -73,7 +75,7 @@ def plan(wdef: WorkflowDef, records: list[StepExecution]) -> list[Undo]:
         if r.phase != StepPhase.RUN or r.status != StepStatus.COMPLETED:
             continue
         try:
-            sdef = wdef.step(r.name)
+            sdef = wdef.step(wdef.current_name(r.name) or r.name)  # (renamed since)
         except KeyError:
             log.warning(
                 "durable: workflow %r has no step %r any more: its completed run is not "
@@ -203,6 +205,12 @@ def run_compensations(
         context=row.context,
     )
     records = store.steps(eid)
+    gone = problems(row, wdef, records)
+    if gone:
+        raise WorkflowChanged(
+            f"execution {eid} of workflow {wdef.name!r} cannot go on with its "
+            f"compensations: {gone[0].change}; nothing was deleted: deploy code that has it"
+        )
     todo = plan(wdef, records)
     while todo:
         undo, more = todo[0], len(todo) > 1

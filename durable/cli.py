@@ -183,7 +183,7 @@ def _import(modules: Sequence[str]) -> None:
             ) from exc
 
 
-def _engine(ctx: click.Context, *, wait_for_store: bool = False) -> Engine:
+def _engine(ctx: click.Context, *, wait_for_store: bool = False, migrate: bool = True) -> Engine:
     """The command's engine. ``wait_for_store``: a store that cannot be reached (a
     database starting up or restarting) is tried again with backoff, until it answers or
     the command is stopped, instead of failing the command."""
@@ -196,7 +196,7 @@ def _engine(ctx: click.Context, *, wait_for_store: bool = False) -> Engine:
         pause = 0.5
         while True:
             try:
-                obj["engine"] = Engine(store=obj["store"], **options)
+                obj["engine"] = Engine(store=obj["store"], migrate=migrate, **options)
                 break
             except StoreError as exc:
                 if not wait_for_store:
@@ -498,7 +498,8 @@ def check(ctx: click.Context) -> None:
     """List the unfinished executions the loaded code (-i MODULE) cannot continue, one
     line each: id, workflow, the step it is at, what changed. Exits 1 when there is any
     (run it in CI before a deploy, with the new code)."""
-    found = _engine(ctx).check_deploy()
+    # (it only reads: the store it checks, production's, is not migrated)
+    found = _engine(ctx, migrate=False).check_deploy()
     for problem in found:
         click.echo(
             f"{printable(problem.execution_id)}  {printable(problem.workflow)}  "

@@ -9,6 +9,7 @@ validated, listed and drawn without running anything.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import inspect
@@ -228,6 +229,7 @@ class WorkflowDef:
         """What runs after step ``current`` ended, given its ``outcome`` (what it returned);
         None when the workflow is done. Steps run in written order, except after a
         decision that chose one of its targets. (A skipped step's outcome is None.)"""
+        current = self.current_name(current) or current  # (a run under an earlier name)
         if outcome is not None and self.step(current).kind == "decision":
             return self.step(self.check_decision(current, outcome))
         return self._after[current]
@@ -247,8 +249,8 @@ class WorkflowDef:
     def shape(self) -> dict[str, Any]:
         """What an execution records of the workflow when it starts, for deploy checks:
         its steps and their kinds in order, each group's branches, and the compensation
-        each step (or branch) names."""
-        return self._shape
+        each step (or branch) names. (A copy: it is the caller's to keep.)"""
+        return copy.deepcopy(self._shape)
 
     def current_name(self, name: str) -> str | None:
         """The name the step (or branch, ``"group.step"``) recorded as ``name`` has in

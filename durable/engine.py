@@ -43,7 +43,15 @@ from durable.errors import (
     StepNotFound,
     WorkflowNotFound,
 )
-from durable.models import Execution, Status, StepExecution, StepStatus, Wait, WaitKind
+from durable.models import (
+    Execution,
+    Status,
+    StepExecution,
+    StepPhase,
+    StepStatus,
+    Wait,
+    WaitKind,
+)
 from durable.plugins import PluginHost
 from durable.scheduler import Scheduler
 from durable.stores.base import ExecutionRow, Store, not_retryable_error
@@ -579,7 +587,13 @@ class Engine:
                 wdef: WorkflowDef | None = get_workflow(row.workflow)
             except WorkflowNotFound:
                 wdef = None
-            found.extend(deploy_problems(row, wdef))
+            records = self.store.steps(row.id) if row.phase == StepPhase.COMPENSATE else None
+
+            def has_units(row: ExecutionRow = row) -> bool:
+                name = row.step_name or ""
+                return bool(self.store.unit_outcomes(row.id, name, row.visit, limit=1))
+
+            found.extend(deploy_problems(row, wdef, records, has_units))
         return found
 
     # -- running -------------------------------------------------------------------------

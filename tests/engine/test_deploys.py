@@ -1,0 +1,202 @@
+"""Deploys that rename or change steps under executions in flight (found by review)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import durable
+from durable import Retry, compensation, foreach, seconds, step, workflow
+from durable.context import append_context, put_context
+from durable.waits import sleep_for, wait_for_event
+
+refunds: list[str] = []
+
+
+def billing(version: int) -> type:
+    @workflow("deploys_billing")
+    class Billing:
+        @step
+        def start(self):
+            append_context("ran", "start")
+
+        if version == 1:
+
+            @step(compensate="refund")
+            def charge(self):
+                append_context("ran", "charge")
+
+        else:
+
+            @step(compensate="refund", renamed_from="charge")
+            def bill(self):
+                append_context("ran", "bill")
+
+        @step
+        def approve(self):
+            wait_for_event("approved")  # (version 2 renames nothing here)
+
+        @step
+        def ship(self):
+            raise RuntimeError("warehouse closed")
+
+        @compensation
+        def refund(self):
+            refunds.append("refund")
+
+    return Billing
+
+
+def test_a_renamed_step_that_completed_is_still_compensated(durable_engine):
+    refunds.clear()
+    billing(1)
+    wid = durable_engine.start("deploys_billing")
+    durable_engine.run_until(wid, "waiting")  # charge completed under its old name
+    billing(2)  # charge is bill now
+    assert durable_engine.check_deploy() == []
+    durable_engine.send_event(wid, "approved")
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "compensated" and refunds == ["refund"]
+
+
+def waiting(version: int) -> type:
+    @workflow("deploys_waiting")
+    class Waiting:
+        @step
+        def begin(self):
+            pass
+
+        if version == 1:
+
+            @step
+            def approve(self):
+                put_context("answer", wait_for_event("approved"))
+
+        else:
+
+            @step(renamed_from="approve")
+            def review(self):
+                put_context("answer", wait_for_event("approved"))
+
+        @step
+        def after_review(self):
+            append_context("ran", "after_review")
+
+    return Waiting
+
+
+def test_a_step_renamed_while_an_execution_waits_in_it_resumes_it(durable_engine):
+    waiting(1)
+    wid = durable_engine.start("deploys_waiting")
+    durable_engine.run_until(wid, "waiting")
+    waiting(2)
+    assert durable_engine.check_deploy() == []
+    durable_engine.send_event(wid, "approved", {"ok": True})
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "completed", ex.error
+    assert ex.context == {"answer": {"ok": True}, "ran": ["after_review"]}
+    steps = durable_engine.get_execution(wid, include_steps=True).steps
+    # the run that began as approve ended as approve: the same wait, resumed once
+    assert [(s.name, s.status) for s in steps] == [
+        ("begin", "completed"),
+        ("approve", "suspended"),
+        ("approve", "completed"),
+        ("after_review", "completed"),
+    ]
+
+
+def ahead(version: int) -> type:
+    @workflow("deploys_ahead")
+    class Ahead:
+        @step
+        def first(self):
+            put_context("xs", [1, 2])
+            sleep_for(durable.hours(1))
+
+        if version == 1:
+
+            @step
+            def ahead_step(self):
+                append_context("ran", "ahead_step as a step")
+
+        else:
+
+            @foreach("xs", into="doubled")
+            def ahead_step(self, x):  # changed kind: nothing has reached it yet
+                return 2 * x
+
+    return Ahead
+
+
+def test_a_step_ahead_of_the_execution_may_change_kind(durable_engine):
+    ahead(1)
+    wid = durable_engine.start("deploys_ahead")
+    durable_engine.run_until(wid, "waiting")
+    ahead(2)
+    assert durable_engine.check_deploy() == []
+    ex = durable_engine.run_until(wid)
+    assert (ex.status, ex.context["doubled"]) == ("completed", [2, 4])
+
+
+def undoing(version: int) -> type:
+    @workflow("deploys_undoing")
+    class Undoing:
+        @step(compensate="refund" if version == 1 else None)
+        def charge(self):
+            put_context("charged", True)
+
+        @step
+        def ship(self):
+            raise RuntimeError("warehouse closed")
+
+        if version == 1:
+
+            @compensation(retry=Retry(max_attempts=2, backoff="constant", base=60))
+            def refund(self):
+                raise ConnectionError("payments down")
+
+    return Undoing
+
+
+def test_a_compensating_execution_whose_compensation_is_gone_fails_clearly(durable_engine):
+    undoing(1)
+    wid = durable_engine.start("deploys_undoing")
+    durable_engine.drain()  # refund failed once, its retry is a minute away
+    assert durable_engine.get_execution(wid).status == "compensating"
+    undoing(2)
+    (problem,) = durable_engine.check_deploy()
+    assert "compensation 'refund' of step 'charge' is gone" in problem.change
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "failed"
+    assert ex.error["type"] == "durable.errors.WorkflowChanged"  # not silently compensated
+
+
+entered = threading.Event()
+
+
+@workflow("deploys_stubborn")
+class Stubborn:
+    @step
+    async def slow(self):
+        entered.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.Event().wait()  # a cleanup that never ends
+
+
+def test_a_cancelled_async_step_whose_cleanup_never_ends_is_abandoned_after_a_grace(
+    durable_engine, durable_clock
+):
+    entered.clear()
+    wid = durable_engine.start(Stubborn)
+    with durable_engine.worker(concurrency=1):
+        assert entered.wait(30)
+        durable_engine.cancel(wid)
+        for _ in range(200):  # the worker notices the cancel and starts the grace
+            if durable_engine.get_execution(wid).status == "cancelled":
+                break
+            durable_clock.advance(seconds(11))  # past the 10 s grace
+            threading.Event().wait(0.05)
+        ex = durable_engine.wait(wid, timeout=seconds(30))
+    assert ex.status == "cancelled"
