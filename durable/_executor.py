@@ -346,9 +346,11 @@ class Executor:
             log.warning("durable: %s; this worker stops working on it", exc)
         except StepNotFound as exc:
             log.error("durable: %s", exc)
+            error = error_info(exc)
             self.store.finish(
-                row.id, row.token, now=self.clock.now(), status=Status.FAILED, error=error_info(exc)
+                row.id, row.token, now=self.clock.now(), status=Status.FAILED, error=error
             )
+            self._notify("durable_workflow_failed", row.id, error=error)  # (alerting hears)
         except (StoreError, ExecutionNotFound) as exc:
             # The claim stays; once its lease expires any worker resumes the execution.
             log.warning(

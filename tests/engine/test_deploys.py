@@ -200,3 +200,28 @@ def test_a_cancelled_async_step_whose_cleanup_never_ends_is_abandoned_after_a_gr
             threading.Event().wait(0.05)
         ex = durable_engine.wait(wid, timeout=seconds(30))
     assert ex.status == "cancelled"
+
+
+class _Failures:
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @durable.hookimpl
+    def durable_workflow_failed(self, execution, error):
+        self.seen.append(error["type"])
+
+
+def test_a_workflow_changed_failure_is_told_to_observers(durable_clock, durable_store_url):
+    failures = _Failures()
+    engine = durable.Engine(durable_store_url, clock=durable_clock, plugins=[failures])
+    try:
+        undoing(1)
+        wid = engine.start("deploys_undoing")
+        engine.drain()
+        undoing(2)
+        durable_clock.advance(durable.minutes(2))
+        engine.drain()
+        assert engine.get_execution(wid).status == "failed"
+        assert failures.seen == ["durable.errors.WorkflowChanged"]
+    finally:
+        engine.close()
