@@ -288,6 +288,10 @@ def _attempt(s: _Saga, undo: Undo, more: bool) -> bool | None:
         )
         wrap = ex.plugins.call_step_async if cdef.is_async else ex.plugins.call_step
         call = lambda: wrap(step_call)  # noqa: E731
+    if ex.plugins.has_observers("durable_step_started"):
+        ex._notify(
+            "durable_step_started", s.row.id, step=s.record(undo, StepStatus.RUNNING, started, None)
+        )
     until = None if cdef.timeout is None else started + timedelta(milliseconds=cdef.timeout)
     try:
         outcome = invoke(

@@ -355,7 +355,7 @@ class MemoryStore(Store):
         units = sorted(self._units_of(parent.id), key=lambda u: u.unit_index)
         for r in [parent, *units]:
             # (the first by step run and position, as the SQL stores pick it)
-            for _, w in sorted(self._waits.get(r.id, {}).items()):
+            for (step, visit, _), w in sorted(self._waits.get(r.id, {}).items()):
                 if w["kind"] == "child" and w["names"] == [child.id] and w["status"] == "pending":
                     w["status"], w["resolved_at"] = "resolved", now
                     w["result"] = {
@@ -364,7 +364,9 @@ class MemoryStore(Store):
                         "context": clone(child.context),
                         "error": clone(child.error),
                     }
-                    if self._suspended_on(r) is None:
+                    # (woken only if suspended in that step run, as the SQL stores do)
+                    in_run = r.status == Status.WAITING and (r.step_name, r.visit) == (step, visit)
+                    if in_run and self._suspended_on(r) is None:
                         self._wake(r, now)
                     return
 
