@@ -314,14 +314,14 @@ def _attempt(s: _Saga, undo: Undo, more: bool) -> bool | None:
     if outcome.timed_out:
         if until is not None and until < now:
             now = until
-        error = _error(
+        error = error_info(
             StepTimeout(
                 f"compensation {cdef.name!r} attempt {s.attempt} ran past its timeout of "
                 f"{cdef.timeout} ms; its result was discarded"
             )
         )
     elif outcome.error is not None:
-        error = _error(outcome.error)
+        error = error_info(outcome.error)
     else:
         try:
             new_context = json.loads(
@@ -332,7 +332,7 @@ def _attempt(s: _Saga, undo: Undo, more: bool) -> bool | None:
                 )
             )
         except SerializationError as exc:
-            error = _error(exc)
+            error = error_info(exc)
     if error is not None:
         failed = s.record(undo, StepStatus.FAILED, started, now, error, logs)
         return _failed_attempt(s, undo, failed, now, more=more)
@@ -448,7 +448,7 @@ def _finish(s: _Saga) -> None:
         exc = CompensationFailed(
             f"{len(failures)} compensation(s) ran out of attempts: {listed}", failures, failure
         )
-        error = {**_error(exc), "failures": failures, "cause": failure}
+        error = {**error_info(exc), "failures": failures, "cause": failure}
     elif ran:
         status, error = Status.COMPENSATED, failure
     elif failure.get("type") == "Cancelled":
@@ -476,10 +476,6 @@ def _release_in_flight(s: _Saga) -> None:
         "releasing",
         lambda wid: ex.store.release(eid, token, now=now, attempt_ran=True, write_id=wid),
     )
-
-
-def _error(exc: BaseException) -> dict[str, Any]:
-    return error_info(exc)
 
 
 def _lost_error() -> dict[str, Any]:

@@ -459,8 +459,10 @@ class Engine:
     # -- recovering ----------------------------------------------------------------------
 
     def _flow_step(self, wdef: WorkflowDef, step: object, what: str) -> str:
-        """``step`` as a step of the workflow's own flow (not a branch or an item), else
-        StepNotFound naming the steps there are."""
+        """``step`` (or the step renamed from it) as a step of the workflow's own flow (not
+        a branch or an item), else StepNotFound naming the steps there are."""
+        if isinstance(step, str):
+            step = wdef.current_name(step) or step
         names = [s.name for s in wdef.steps]
         if not isinstance(step, str) or step not in names:
             raise StepNotFound(
@@ -497,18 +499,11 @@ class Engine:
                 f"{', '.join(s.name for s in wdef.steps)})"
             )
         wanted = from_step or row.step_name or ""
-        target = self._flow_step(wdef, wdef.current_name(wanted) or wanted, f"retry of {eid}")
+        target = self._flow_step(wdef, wanted, f"retry of {eid}")
         olds = wdef.step(target).renamed_from  # (its runs may be recorded under them)
         records = self.store.steps(eid)
         try:
-            context = context_before(
-                eid,
-                row.origin,
-                records,
-                target,
-                current=(row.step_name or "", row.visit),
-                aliases=olds,
-            )
+            context = _context_before(row, wdef, target, records)
         except InvalidState:
             if from_step is not None:
                 raise
@@ -545,15 +540,8 @@ class Engine:
         if row is None or row.unit is not None:
             raise ExecutionNotFound(f"no execution with id {eid!r} in {self.store_label}")
         wdef = get_workflow(row.workflow)
-        target = self._flow_step(wdef, wdef.current_name(from_step) or from_step, f"fork of {eid}")
-        start_context = context_before(
-            eid,
-            row.origin,
-            self.store.steps(eid),
-            target,
-            current=(row.step_name or "", row.visit),
-            aliases=wdef.step(target).renamed_from,
-        )
+        target = self._flow_step(wdef, from_step, f"fork of {eid}")
+        start_context = _context_before(row, wdef, target, self.store.steps(eid))
         if context is not None:
             if not isinstance(context, dict):
                 raise SerializationError(
@@ -725,6 +713,21 @@ def _status(value: str | Status) -> Status:
         raise ConfigError(
             f"unknown status {value!r}; use one of {', '.join(s.value for s in Status)}"
         ) from None
+
+
+def _context_before(
+    row: ExecutionRow, wdef: WorkflowDef, target: str, records: list[StepExecution]
+) -> dict[str, Any]:
+    """The context of ``row`` just before step ``target`` (runs under its earlier names
+    count; its own current step that has not run yet starts from the context as it stands)."""
+    return context_before(
+        row.id,
+        row.origin,
+        records,
+        target,
+        current=(row.step_name or "", row.visit),
+        aliases=wdef.step(target).renamed_from,
+    )
 
 
 def _may_compensate(workflow: str) -> bool:

@@ -32,56 +32,17 @@ def test_testing_md_examples_run(pytester):
     result.assert_outcomes(passed=tests)
 
 
-@pytest.mark.slow  # a pytest run in a process of its own
-@pytest.mark.parametrize("store", ["memory", "postgres"])
-def test_waits_md_examples_run(pytester, store, request):
-    blocks = python_blocks(ROOT / "docs" / "waits.md")
-    tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
-    assert tests >= 2
-    args = [] if store == "memory" else ["--durable-store", request.getfixturevalue("postgres_url")]
-    result = run_blocks(pytester, blocks, *args)
-    result.assert_outcomes(passed=tests)
+# Pages whose examples run as tests, on memory and PostgreSQL: each with at least this many.
+PAGES = {"waits.md": 2, "flow.md": 5, "sagas.md": 4, "deploys.md": 5, "operations.md": 4}
 
 
 @pytest.mark.slow  # a pytest run in a process of its own
 @pytest.mark.parametrize("store", ["memory", "postgres"])
-def test_flow_md_examples_run(pytester, store, request):
-    blocks = python_blocks(ROOT / "docs" / "flow.md")
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_page_examples_run(pytester, page, store, request):
+    blocks = python_blocks(ROOT / "docs" / page)
     tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
-    assert tests >= 5
-    args = [] if store == "memory" else ["--durable-store", request.getfixturevalue("postgres_url")]
-    result = run_blocks(pytester, blocks, *args)
-    result.assert_outcomes(passed=tests)
-
-
-@pytest.mark.slow  # a pytest run in a process of its own
-@pytest.mark.parametrize("store", ["memory", "postgres"])
-def test_sagas_md_examples_run(pytester, store, request):
-    blocks = python_blocks(ROOT / "docs" / "sagas.md")
-    tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
-    assert tests >= 4
-    args = [] if store == "memory" else ["--durable-store", request.getfixturevalue("postgres_url")]
-    result = run_blocks(pytester, blocks, *args)
-    result.assert_outcomes(passed=tests)
-
-
-@pytest.mark.slow  # a pytest run in a process of its own
-@pytest.mark.parametrize("store", ["memory", "postgres"])
-def test_deploys_md_examples_run(pytester, store, request):
-    blocks = python_blocks(ROOT / "docs" / "deploys.md")
-    tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
-    assert tests >= 5
-    args = [] if store == "memory" else ["--durable-store", request.getfixturevalue("postgres_url")]
-    result = run_blocks(pytester, blocks, *args)
-    result.assert_outcomes(passed=tests)
-
-
-@pytest.mark.slow  # a pytest run in a process of its own
-@pytest.mark.parametrize("store", ["memory", "postgres"])
-def test_operations_md_examples_run(pytester, store, request):
-    blocks = python_blocks(ROOT / "docs" / "operations.md")
-    tests = sum(len(re.findall(r"^def test_", b, re.M)) for b in blocks)
-    assert tests >= 4
+    assert tests >= PAGES[page]
     args = [] if store == "memory" else ["--durable-store", request.getfixturevalue("postgres_url")]
     result = run_blocks(pytester, blocks, *args)
     result.assert_outcomes(passed=tests)
