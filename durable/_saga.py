@@ -34,7 +34,7 @@ from durable.errors import (
     WorkflowChanged,
 )
 from durable.hookspecs import StepCall
-from durable.models import Status, StepExecution, StepPhase, StepStatus
+from durable.models import FINISHED, Status, StepExecution, StepPhase, StepStatus
 from durable.retry import Retry
 from durable.stores.base import ExecutionRow, cancel_error
 
@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["Undo", "plan", "run_compensations"]
 
 log = logging.getLogger("durable.executor")
+
+#: how long compensations wait before looking again for a group's units still running
+UNITS_POLL = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,19 @@ def run_compensations(
         begun=row.began,
         context=row.context,
     )
+    if _units_still_running(ex, row, wdef):
+        # A cancel (or a fail-fast failure) ended the group while some of its units still
+        # run under a live claim; they stop at their next checkpoint. Compensating now
+        # would undo the steps before the group while a branch still acts: look again.
+        later = ex.clock.now() + UNITS_POLL
+        ex._commit(
+            claim,
+            "waiting for a group's running units",
+            lambda wid: store.release(
+                eid, token, now=ex.clock.now(), attempt_ran=False, run_at=later, write_id=wid
+            ),
+        )
+        return
     records = store.steps(eid)
     gone = problems(row, wdef, records)
     if gone:
@@ -219,6 +235,24 @@ def run_compensations(
             return
         todo = todo[1:]
     _finish(s)
+
+
+def _units_still_running(ex: Executor, row: ExecutionRow, wdef: WorkflowDef) -> bool:
+    """Whether the group run the flow stopped at has a unit that has not ended."""
+    if row.step_name is None:
+        return False
+    try:
+        kind = wdef.step(wdef.current_name(row.step_name) or row.step_name).kind
+    except KeyError:
+        return False
+    if kind not in ("parallel", "foreach"):
+        return False
+    after = -1
+    while page := ex.store.unit_outcomes(row.id, row.step_name, row.visit, after=after, limit=1000):
+        if any(u.status not in FINISHED for u in page):
+            return True
+        after = page[-1].index
+    return False
 
 
 def _begin(s: _Saga, undo: Undo, more: bool) -> Literal["run", "next", "stop"]:

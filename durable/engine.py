@@ -448,6 +448,7 @@ class Engine:
             compensates=_may_compensate,
         )
         self.scheduler.check_cancels()  # a step of it running here stops now
+        self._wake_workers()  # (its compensations, or its children's, are work now)
         if row.status == Status.CANCELLED and self.plugins.has_observers(
             "durable_workflow_cancelled"
         ):

@@ -290,6 +290,7 @@ class MemoryStore(Store):
         *,
         now: datetime,
         attempt_ran: bool,
+        run_at: datetime | None = None,
         write_id: str | None = None,
     ) -> None:
         with self._lock:
@@ -301,7 +302,7 @@ class MemoryStore(Store):
                     row.attempt -= 1
                 row.attempt_started_at = None
             row.status = Status.PENDING
-            row.run_at = now
+            row.run_at = now if run_at is None else run_at
             row.lease_expires_at = None
             row.worker_id = None
             self._touch(row)

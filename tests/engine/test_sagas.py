@@ -3,6 +3,8 @@ a failed group or a cancel; their retries, their failures, and what is recorded.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -545,3 +547,77 @@ def test_a_second_round_of_compensations_ends_on_its_own_records(durable_engine)
     assert ex.status == "failed"  # undo_b fails again, for b's second visit
     (failed,) = ex.error["failures"]  # only this round's failure is named
     assert (failed["compensates"], failed["visit"]) == ("b", 2)
+
+
+# -- a cancel while a branch runs -----------------------------------------------------------
+
+branch_entered = threading.Event()
+branch_release = threading.Event()
+
+
+@workflow("saga_cancel_running_branch")
+class CancelWhileABranchRuns:
+    @step(compensate="unbook")
+    def book(self):
+        put_context("booked", True)
+
+    @parallel
+    class reserve:
+        @step(compensate="unquick")
+        def quick(self):
+            return None
+
+        @step
+        def slow(self):
+            branch_entered.set()
+            branch_release.wait(60)
+
+    @compensation
+    def unbook(self):
+        undone.append(("unbook", None))
+
+    @compensation
+    def unquick(self):
+        undone.append(("unquick", None))
+
+
+def _relooked(engine, wid: str) -> bool:
+    """Whether a worker claimed the compensating execution and put it back for later."""
+    row = engine.store.get(wid)
+    return row.status == "pending" and row.run_at > engine.clock.now()
+
+
+def _until(done) -> None:
+    """Wait (up to 30 s of real time) for worker threads to get somewhere."""
+    for _ in range(3000):
+        if done():
+            return
+        branch_release.wait(0.01)
+    raise AssertionError("the workers never got there")
+
+
+def test_compensations_wait_for_a_branch_still_running_when_its_group_is_cancelled(
+    durable_engine, durable_clock
+):
+    undone.clear()
+    branch_entered.clear()
+    branch_release.clear()
+    store = durable_engine.store
+    wid = durable_engine.start(CancelWhileABranchRuns)
+    with durable_engine.worker(concurrency=3):
+        try:
+            assert branch_entered.wait(30)
+            _until(lambda: store.unit_outcomes(wid, "reserve", 1)[0].status == "completed")
+            assert durable_engine.cancel(wid).status == "compensating"
+            _until(lambda: _relooked(durable_engine, wid))
+            # the slow branch still runs: nothing before the group is undone yet
+            assert undone == []
+        finally:
+            branch_release.set()
+        _until(lambda: store.unit_outcomes(wid, "reserve", 1)[1].status == "cancelled")
+        durable_clock.advance(seconds(1))
+        ex = durable_engine.wait(wid, timeout=seconds(30))
+    assert ex.status == "compensated", ex.error
+    assert undone == [("unquick", None), ("unbook", None)]
+    steps = durable_engine.get_execution(wid, include_steps=True).steps
+    assert ("reserve.slow", "cancelled") in [(s.name, s.status) for s in steps]

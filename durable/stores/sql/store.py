@@ -829,12 +829,14 @@ class SQLStore(Connections, Store):
         *,
         now: datetime,
         attempt_ran: bool,
+        run_at: datetime | None = None,
         write_id: str | None = None,
     ) -> None:
         params = {
             "id": execution_id,
             "token": token,
             "now": self._ts(now),
+            "run_at": self._ts(now if run_at is None else run_at),
             "ran": attempt_ran,
             "write_id": write_id or uuid.uuid4().hex,
         }
@@ -1293,8 +1295,9 @@ class SQLStore(Connections, Store):
                 return self._cancel(cur, execution_id, now, reason, compensates)
 
         row = self._retry_deadlock(cancel)
-        if row.phase == StepPhase.COMPENSATE:
-            self._wake_others()
+        # (it, a child or a unit's parent may have become claimable: compensations to run,
+        # a group's fan-in)
+        self._wake_others()
         return row
 
     def cancel_requested_among(self, execution_ids: Sequence[str]) -> set[str]:

@@ -440,7 +440,7 @@ RETURNING status;
 
 -- name: release
 UPDATE durable_executions SET
-    status = 'pending', run_at = %(now)s, claimable_at = %(now)s, lease_expires_at = NULL,
+    status = 'pending', run_at = %(run_at)s, claimable_at = %(run_at)s, lease_expires_at = NULL,
     worker_id = NULL,
     attempt = CASE WHEN %(ran)s OR attempt_started_at IS NULL OR suspended THEN attempt
               ELSE attempt - 1 END,

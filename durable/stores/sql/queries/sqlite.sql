@@ -290,7 +290,7 @@ RETURNING status;
 
 -- name: release
 UPDATE durable_executions SET
-    status = 'pending', run_at = :now, claimable_at = :now, lease_expires_at = NULL,
+    status = 'pending', run_at = :run_at, claimable_at = :run_at, lease_expires_at = NULL,
     worker_id = NULL,
     attempt = CASE WHEN :ran OR attempt_started_at IS NULL OR suspended THEN attempt
               ELSE attempt - 1 END,
