@@ -10,22 +10,56 @@ from durable._json import clone
 from durable.errors import InvalidState
 from durable.models import StepExecution, StepPhase, StepStatus
 
-__all__ = ["changes", "context_before", "latest_visit", "rewound_at"]
+__all__ = ["apply_changes", "changes", "context_before", "latest_visit", "rewound_at"]
 
 _UNIT_MARKS = ".["  # a unit's record ("group.step", "step[3]"): its group's carries the merge
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """What went from ``before`` to ``after``: the keys set (new or changed) and deleted."""
-    return {
-        "set": {
-            k: v
-            for k, v in after.items()
-            # (10 == 10.0 and 1 == True: a change of type is a change)
-            if k not in before or before[k] != v or type(before[k]) is not type(v)
-        },
-        "deleted": [k for k in before if k not in after],
-    }
+    """What went from ``before`` to ``after``, small when a run changed a little of a large
+    value: ``set`` (keys new or replaced: their values), ``deleted`` (keys gone), and when
+    there are any, ``extended`` (lists that only grew at the end: the items added) and
+    ``patched`` (dicts changed in part: their changes, in this same form). Recording whole
+    values instead would store a list a loop appends to once per visit, over and over."""
+    set_: dict[str, Any] = {}
+    extended: dict[str, list[Any]] = {}
+    patched: dict[str, dict[str, Any]] = {}
+    for k, v in after.items():
+        if k not in before:
+            set_[k] = v
+            continue
+        old = before[k]
+        # (10 == 10.0 and 1 == True: a change of type is a change)
+        if type(old) is not type(v):
+            set_[k] = v
+        elif old == v:
+            continue
+        elif isinstance(v, list) and old and len(v) > len(old) and v[: len(old)] == old:
+            extended[k] = v[len(old) :]
+        elif isinstance(v, dict) and old:
+            patched[k] = changes(old, v)
+        else:
+            set_[k] = v
+    out: dict[str, Any] = {"set": set_, "deleted": [k for k in before if k not in after]}
+    if extended:
+        out["extended"] = extended
+    if patched:
+        out["patched"] = patched
+    return out
+
+
+def apply_changes(context: dict[str, Any], change: dict[str, Any]) -> None:
+    """Apply what :func:`changes` recorded to ``context`` (in place)."""
+    for key in change.get("deleted", []):
+        context.pop(key, None)
+    context.update(clone(change.get("set", {})))
+    for key, items in change.get("extended", {}).items():
+        context[key] = [*context.get(key, []), *clone(items)]
+    for key, inner in change.get("patched", {}).items():
+        value = context.get(key)
+        if not isinstance(value, dict):
+            value = context[key] = {}
+        apply_changes(value, inner)
 
 
 def _runs_of(records: list[StepExecution], names: tuple[str, ...]) -> list[int]:
@@ -96,7 +130,5 @@ def _replay(
                 "to the context were recorded (durable before schema version 10): the "
                 f"context before {step!r} cannot be rebuilt"
             )
-        for key in r.changes.get("deleted", []):
-            context.pop(key, None)
-        context.update(clone(r.changes.get("set", {})))
+        apply_changes(context, r.changes)
     return context

@@ -120,15 +120,24 @@ def format_execution(ex: Execution) -> str:
 
 
 def _change_lines(s: StepExecution) -> list[str]:
-    """What a completed step run changed in the context, a line per key."""
-    if not s.changes:
-        return []
-    out = []
-    for key, value in s.changes.get("set", {}).items():
+    """What a completed step run changed in the context, a line per key (a key inside a
+    dict changed in part as ``outer.inner``)."""
+    return _changed(s.changes or {}, "")
+
+
+def _changed(change: dict[str, Any], prefix: str) -> list[str]:
+    def short(value: Any) -> str:
         shown = _json(value)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        out.append(f"{'':<6}set {printable(key)} = {printable(shown)}")
-    out.extend(f"{'':<6}del {printable(key)}" for key in s.changes.get("deleted", []))
+        return printable(shown if len(shown) <= 80 else shown[:77] + "...")
+
+    out = []
+    for key, value in change.get("set", {}).items():
+        out.append(f"{'':<6}set {printable(prefix + key)} = {short(value)}")
+    for key, items in change.get("extended", {}).items():
+        out.append(f"{'':<6}add {printable(prefix + key)} += {short(items)}")
+    for key, inner in change.get("patched", {}).items():
+        out.extend(_changed(inner, f"{prefix}{key}."))
+    out.extend(f"{'':<6}del {printable(prefix + key)}" for key in change.get("deleted", []))
     return out
 
 

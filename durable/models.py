@@ -139,8 +139,10 @@ class StepExecution:
     (``compensate``), whose ``name`` is the compensation's and ``compensates`` the step run
     it undoes (``visit`` being that run's visit). ``changes`` is what a completed run of
     a step (or compensation) changed in the context: ``{"set": {key: value},
-    "deleted": [key]}`` (None for other attempts, and for units: a group's own record
-    carries the merge).
+    "deleted": [key]}``, plus ``"extended": {key: [items added at the end]}`` for lists
+    that only grew and ``"patched": {key: {...the same form...}}`` for dicts changed in
+    part (None for other attempts, and for units: a group's own record carries the
+    merge).
     """
 
     name: str

@@ -573,6 +573,9 @@ class Recover:
         if not FIXED["now"]:
             raise RuntimeError("gateway down")
         put_context("charged", durable.context.get_context("total"))
+        if durable.context.get_context("log"):  # (the fork's context has them)
+            put_context("log", [*durable.context.get_context("log"), "charged"])
+            put_context("meta", {**durable.context.get_context("meta"), "by": "card"})
 
 
 def test_retry_and_fork_from_the_command_line(tmp_path, durable_clock):
@@ -588,16 +591,20 @@ def test_retry_and_fork_from_the_command_line(tmp_path, durable_clock):
     assert f"{wid}: pending again at step charge (visit 2)" in ok("--store", url, "retry", wid)
     engine.drain()
     assert engine.get_execution(wid).context == {"total": 10, "charged": 10}
-    out = ok("--store", url, "fork", wid, "--from-step", "charge", "--context", '{"total": 7}')
+    given = '{"total": 7, "log": ["loaded"], "meta": {"id": 1}}'
+    out = ok("--store", url, "fork", wid, "--from-step", "charge", "--context", given)
     fid = out.strip()
     engine.drain()
     forked = engine.get_execution(fid)
     assert (forked.status, forked.context, forked.forked_from) == (
         "completed",
-        {"total": 7, "charged": 7},
+        {"total": 7, "log": ["loaded", "charged"], "meta": {"id": 1, "by": "card"}, "charged": 7},
         wid,
     )
-    assert f"forked     from {wid}" in ok("--store", url, "show", fid)
+    shown = ok("--store", url, "show", fid)
+    assert f"forked     from {wid}" in shown
+    # a list grown at its end and a dict changed in part: only what changed is shown
+    assert 'add log += ["charged"]' in shown and 'set meta.by = "card"' in shown
     bad = cli("--store", url, "fork", wid, "--from-step", "charge", "--context", "[1]")
     assert bad.exit_code != 0 and "a JSON object" in bad.output
     nope = cli("--store", url, "retry", wid)

@@ -3,7 +3,11 @@ context rebuilt from what each step changed."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import durable
 from durable import Retry, compensation, decision, parallel, step, workflow
@@ -288,3 +292,76 @@ def test_a_change_of_type_alone_is_recorded():
 
     assert changes({"amount": 10}, {"amount": 10.0}) == {"set": {"amount": 10.0}, "deleted": []}
     assert changes({"paid": 0}, {"paid": False})["set"] == {"paid": False}
+
+
+# -- what a completion records -----------------------------------------------------------
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    max_leaves=12,
+)
+contexts = st.dictionaries(st.sampled_from("abcde"), json_values, max_size=5)
+
+
+@given(before=contexts, after=contexts)
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+def test_the_changes_recorded_rebuild_the_context_after(before, after):
+    from durable._recovery import apply_changes, changes
+
+    rebuilt = json.loads(json.dumps(before))
+    apply_changes(rebuilt, json.loads(json.dumps(changes(before, after))))
+    assert rebuilt == after
+    assert [type(rebuilt[k]) for k in after] == [type(after[k]) for k in after]
+
+
+@given(
+    before=contexts,
+    extra=st.lists(json_values, min_size=1, max_size=3),
+    key=st.sampled_from("abcde"),
+)
+@settings(suppress_health_check=[HealthCheck.too_slow])
+def test_a_list_grown_at_its_end_records_only_what_was_added(before, extra, key):
+    from durable._recovery import changes
+
+    start = before.get(key)
+    if not isinstance(start, list) or not start:
+        start = before[key] = [0]
+    after = {**before, key: [*start, *extra]}
+    assert changes(before, after) == {"set": {}, "deleted": [], "extended": {key: extra}}
+
+
+@workflow("recover_appends")
+class Appends:
+    @step
+    def grow(self):
+        put_context("log", [*get_context("log", []), {"visit": len(get_context("log", []))}])
+        put_context("seen", {**get_context("seen", {}), str(len(get_context("log"))): True})
+
+    @decision("grow")
+    def again(self):
+        return "grow" if len(get_context("log")) < 50 else None
+
+    @step
+    def fail(self):
+        raise RuntimeError("stop here")
+
+
+def test_a_loop_that_appends_records_a_size_linear_in_its_visits(durable_engine):
+    wid = durable_engine.start(Appends)
+    durable_engine.run_until(wid)
+    steps = durable_engine.get_execution(wid, include_steps=True).steps
+    grows = [s for s in steps if s.name == "grow"]
+    assert len(grows) == 50
+    # each visit records its one new entry, not the whole list again
+    assert all(len(json.dumps(s.changes)) < 160 for s in grows[1:]), grows[-1].changes
+    assert grows[-1].changes == {
+        "set": {},
+        "deleted": [],
+        "extended": {"log": [{"visit": 49}]},
+        "patched": {"seen": {"set": {"50": True}, "deleted": []}},
+    }
+    # and fork still rebuilds the context before any visit from them
+    forked = durable_engine.fork(wid, "fail")
+    assert len(durable_engine.get_execution(forked).context["log"]) == 50
