@@ -10,7 +10,14 @@ from durable._json import clone
 from durable.errors import InvalidState
 from durable.models import StepExecution, StepPhase, StepStatus
 
-__all__ = ["apply_changes", "changes", "context_before", "latest_visit", "rewound_at"]
+__all__ = [
+    "apply_changes",
+    "changes",
+    "context_after",
+    "context_before",
+    "latest_visit",
+    "rewound_at",
+]
 
 _UNIT_MARKS = ".["  # a unit's record ("group.step", "step[3]"): its group's carries the merge
 
@@ -113,6 +120,18 @@ def context_before(
         if after <= end:
             start, base = after, context
     return _replay(execution_id, base, records[start:end], step)
+
+
+def context_after(
+    execution_id: str, origin: dict[str, Any] | None, records: list[StepExecution], position: int
+) -> dict[str, Any]:
+    """The context as the step run recorded at ``position`` left it (a unit's: as its
+    group began, its own writes not merged). InvalidState as for :func:`context_before`."""
+    start, base = 0, (origin or {}).get("context", {})
+    for after, context in (origin or {}).get("rewinds") or []:
+        if after <= position:
+            start, base = after, context
+    return _replay(execution_id, base, records[start : position + 1], records[position].name)
 
 
 def _replay(

@@ -112,6 +112,7 @@ class StepRun:
     # step run it undoes (durable.context.failure())
     failure: dict[str, Any] | None = None
     compensates: str | None = None
+    undoing: Callable[[], Any] | None = None  # (durable.context.compensating(), read lazily)
     # set when a cancel of the execution reached this attempt while it ran (a sync step
     # may look: durable.context.cancel_requested()); cancel_hook stops an async one at its
     # current await

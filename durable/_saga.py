@@ -11,6 +11,7 @@ again, whichever worker picks the execution up after a crash.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -22,19 +23,21 @@ from durable._deploy import problems
 from durable._invoke import error_info, invoke
 from durable._json import MAX_DEPTH, clone, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
-from durable._recovery import changes, rewound_at
+from durable._merge import merge
+from durable._recovery import changes, context_after, rewound_at
 from durable._runtime import OwnerCalls, StepRun, StoreInterrupt
 from durable.dsl import CompensationDef, WorkflowDef, get_workflow
 from durable.errors import (
     CompensationFailed,
     ContextError,
+    InvalidState,
     LeaseLost,
     SerializationError,
     StepTimeout,
     WorkflowChanged,
 )
 from durable.hookspecs import StepCall
-from durable.models import FINISHED, Status, StepExecution, StepPhase, StepStatus
+from durable.models import FINISHED, Status, StepExecution, StepPhase, StepStatus, Undoing
 from durable.retry import Retry
 from durable.stores.base import ExecutionRow, cancel_error
 
@@ -237,6 +240,33 @@ def run_compensations(
     _finish(s)
 
 
+def _undoing(s: _Saga, undo: Undo) -> Undoing:
+    """What ``undo`` undoes, with the context as that step run left it (rebuilt from
+    the records' changes; a branch's from its unit's writes)."""
+    store, eid = s.ex.store, s.row.id
+    records = store.steps(eid)
+    position = max(
+        i
+        for i, r in enumerate(records)
+        if r.phase == StepPhase.RUN
+        and r.status == StepStatus.COMPLETED
+        and (r.name, r.visit) == (undo.run, undo.visit)
+    )
+    try:
+        context: dict[str, Any] | None = context_after(eid, s.row.origin, records, position)
+    except InvalidState:
+        return Undoing(undo.run, undo.visit, None)
+    group, dot, _ = undo.run.partition(".")
+    if dot and context is not None:
+        after = -1
+        while page := store.unit_outcomes(eid, group, undo.visit, after=after, limit=1000):
+            for u in page:
+                if u.name == undo.run and isinstance(u.result, dict):
+                    context = merge(context, [(u.name, u.result)])
+            after = page[-1].index
+    return Undoing(undo.run, undo.visit, context)
+
+
 def _units_still_running(ex: Executor, row: ExecutionRow, wdef: WorkflowDef) -> bool:
     """Whether the group run the flow stopped at has a unit that has not ended."""
     if row.step_name is None:
@@ -305,6 +335,7 @@ def _attempt(s: _Saga, undo: Undo, more: bool) -> bool | None:
     )
     run.failure = dict(s.failure)
     run.compensates = undo.run
+    run.undoing = functools.cache(lambda: _undoing(s, undo))
     run.waiter = _no_waits("a wait (or call_workflow)")
     run.starter = _no_waits("start_workflow")
     run.engine = ex.owner

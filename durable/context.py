@@ -17,6 +17,7 @@ from durable._json import normalise
 from durable._merge import note
 from durable._runtime import StepRun, current
 from durable.errors import ContextError, SerializationError
+from durable.models import Undoing
 from durable.waits import (
     sleep_for,
     sleep_until,
@@ -30,6 +31,7 @@ __all__ = [
     "append_context",
     "attempt",
     "cancel_requested",
+    "compensating",
     "context",
     "delete_context",
     "engine",
@@ -218,6 +220,17 @@ def failure() -> dict[str, Any] | None:
     and its ``reason``). None in a step of the flow."""
     run = _run("failure")
     return copy.deepcopy(run.failure)
+
+
+def compensating() -> Undoing | None:
+    """In a compensation: the step run it undoes, its visit, and the context as that run
+    left it (see :class:`~durable.Undoing`); None in a step of the flow. Every visit of
+    a looped step is compensated on its own: this tells which."""
+    run = _run("compensating")
+    if run.undoing is None:
+        return None
+    found: Undoing = run.undoing() if run.owner is None else run.owner.call(run.undoing)
+    return found
 
 
 def item_index() -> int:

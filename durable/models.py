@@ -124,6 +124,20 @@ class Wait:
 
 
 @dataclass(frozen=True, slots=True)
+class Undoing:
+    """What the running compensation undoes (``durable.context.compensating()``): the
+    step run ``step`` (a parallel branch's as ``"group.step"``) of visit ``visit``, and
+    ``context``, the context as that run left it (a branch's: as its group began, plus
+    what the branch wrote). So a compensation of a step run once per loop visit undoes
+    that visit's booking, not the last one's. ``context`` is None when it cannot be
+    rebuilt (a run recorded before schema version 10 kept no changes)."""
+
+    step: str
+    visit: int
+    context: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
 class StepExecution:
     """One attempt of one step, as stored.
 

@@ -397,9 +397,10 @@ class Store(abc.ABC):
     ) -> None:
         """Give a claim back (a worker shutting down): the execution becomes ``pending``
         with ``run_at = now``, claimable by any worker at once (or at ``run_at``, when
-        given: compensations waiting for a group's last running units look again then). With ``attempt_ran=False``
-        the attempt begun but never run is taken back (``attempt - 1``, not in flight);
-        with ``True`` it stays in flight, so the next owner counts it as lost."""
+        given: compensations waiting for a group's last running units look again then).
+        With ``attempt_ran=False`` the attempt begun but never run is taken back
+        (``attempt - 1``, not in flight); with ``True`` it stays in flight, so the next
+        owner counts it as lost."""
 
     @abc.abstractmethod
     def complete_step(

@@ -621,3 +621,62 @@ def test_compensations_wait_for_a_branch_still_running_when_its_group_is_cancell
     assert undone == [("unquick", None), ("unbook", None)]
     steps = durable_engine.get_execution(wid, include_steps=True).steps
     assert ("reserve.slow", "cancelled") in [(s.name, s.status) for s in steps]
+
+
+# -- which run a compensation undoes --------------------------------------------------------
+
+
+@workflow("saga_which_visit")
+class WhichVisit:
+    @step(compensate="unbook")
+    def book(self):
+        n = get_context("n", 0) + 1
+        put_context("n", n)
+        put_context("booking", f"B{n}")
+        put_context("outside", durable.context.compensating())
+
+    @decision("book")
+    def again(self):
+        return "book" if get_context("n") < 3 else None
+
+    @parallel
+    class extras:
+        @step(compensate="unseat")
+        def seat(self):
+            put_context("seat", "12A")
+
+        @step
+        def meal(self):
+            put_context("meal", "veg")
+
+    @step
+    def fail(self):
+        raise RuntimeError("late failure")
+
+    @compensation
+    def unbook(self):
+        u = durable.context.compensating()
+        undone.append((u.step, u.visit, u.context["booking"], get_context("booking")))
+
+    @compensation
+    def unseat(self):
+        u = durable.context.compensating()
+        undone.append((u.step, u.visit, u.context.get("seat"), u.context.get("meal")))
+
+
+def test_a_compensation_knows_which_run_it_undoes_and_the_context_that_run_left(
+    durable_engine,
+):
+    undone.clear()
+    wid = durable_engine.start(WhichVisit)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "compensated", ex.error
+    assert ex.context["outside"] is None  # None in a step of the flow
+    # each visit's compensation sees its own booking (the context at the failure has B3);
+    # the branch's sees what it wrote, not what its sibling did
+    assert undone == [
+        ("extras.seat", 1, "12A", None),
+        ("book", 3, "B3", "B3"),
+        ("book", 2, "B2", "B3"),
+        ("book", 1, "B1", "B3"),
+    ]
