@@ -737,7 +737,10 @@ class Executor:
         visits = {**w.visits, done.name: w.visit}
         next_visit = 1
         if upcoming is not None:
-            next_visit = visits.get(upcoming.name, 0) + 1
+            # (a step renamed since its earlier visits goes on counting from them, under
+            # its new name only: no visit number is used twice, none counted twice)
+            earlier = [visits.pop(old, 0) for old in upcoming.renamed_from]
+            next_visit = max([visits.get(upcoming.name, 0), *earlier]) + 1
             visits[upcoming.name] = next_visit
         next_budget = 1 if upcoming is None else wdef.budget(upcoming)
         start_next = (

@@ -181,8 +181,17 @@ class WorkflowDef:
         object.__setattr__(self, "_after", MappingProxyType(after))
         names: dict[str, str] = {}
         for s in (*self.steps, *branches.values()):
-            for old in s.renamed_from:
-                old_name = old if s.group is None else f"{s.group}.{old}"
+            olds = list(s.renamed_from)
+            if s.group is not None:  # "group.step" under its own and its group's old names
+                short = s.name.partition(".")[2]
+                groups = (s.group, *self.step(s.group).renamed_from)
+                olds = [
+                    f"{g}.{old}"
+                    for g in groups
+                    for old in (short, *s.renamed_from)
+                    if (g, old) != (s.group, short)
+                ]
+            for old_name in olds:
                 if old_name in index or old_name in branches or old_name in names:
                     raise ConfigError(
                         f"workflow {self.name!r}: step {s.name!r} is renamed_from "
@@ -341,6 +350,7 @@ def decision(
     timeout: Duration | None = None,
     name: str | None = None,
     when: When | None = None,
+    renamed_from: str | tuple[str, ...] | None = None,
 ) -> Callable[[F], F]:
     """Mark a method as a decision step: it returns one of ``targets`` (step names) to
     run next, or None for the next step in written order. An earlier target loops back
@@ -370,7 +380,15 @@ def decision(
         name=name,
         when=when,
         targets=tuple(targets),
+        renamed_from=renamed_from,
     )
+
+
+def _earlier_names(renamed_from: str | tuple[str, ...] | None, label: str) -> tuple[str, ...]:
+    olds = (renamed_from,) if isinstance(renamed_from, str) else tuple(renamed_from or ())
+    for old in olds:
+        _step_name(old, f"{label}(renamed_from=...)")
+    return olds
 
 
 def _marker(
@@ -386,9 +404,7 @@ def _marker(
     renamed_from: str | tuple[str, ...] | None = None,
 ) -> Callable[[F], F]:
     policy = Retry.coerce(retry)
-    olds = (renamed_from,) if isinstance(renamed_from, str) else tuple(renamed_from or ())
-    for old in olds:
-        _step_name(old, f"{label}(renamed_from=...)")
+    olds = _earlier_names(renamed_from, label)
     timeout_ms = None if timeout is None else to_ms(timeout, what="step timeout", allow_zero=False)
     if when is not None and not callable(when) and not (isinstance(when, str) and when):
         raise ConfigError(
@@ -485,7 +501,14 @@ def _step_name(value: object, label: str) -> str:
     return name
 
 
-def parallel(cls: C | None = None, /, *, fail_fast: bool = True, name: str | None = None) -> Any:
+def parallel(
+    cls: C | None = None,
+    /,
+    *,
+    fail_fast: bool = True,
+    name: str | None = None,
+    renamed_from: str | tuple[str, ...] | None = None,
+) -> Any:
     """Mark a class nested in a ``@workflow`` class as a parallel group: each of its
     ``@step`` methods is a branch, recorded as ``"group.step"``, claimed by any worker.
 
@@ -495,9 +518,11 @@ def parallel(cls: C | None = None, /, *, fail_fast: bool = True, name: str | Non
     concatenated and ``increment_context`` amounts summed). ``fail_fast=True``: the first
     branch out of attempts stops the others and fails the execution with its error;
     ``fail_fast=False``: every branch ends, then :class:`~durable.ParallelFailed` lists
-    the failures."""
+    the failures. ``renamed_from`` as for :func:`step` (its branches follow the group's
+    rename)."""
     if not isinstance(fail_fast, bool):
         raise ConfigError(f"@parallel(fail_fast=...) takes True or False, got {fail_fast!r}")
+    olds = _earlier_names(renamed_from, "@parallel")
 
     def mark(group: C) -> C:
         if not isinstance(group, type):
@@ -514,6 +539,7 @@ def parallel(cls: C | None = None, /, *, fail_fast: bool = True, name: str | Non
                 kind="parallel",
                 fail_fast=fail_fast,
                 owner=group,
+                renamed_from=olds,
             ),
         )
         return group
@@ -533,6 +559,7 @@ def foreach(
     fail_fast: bool = True,
     max_items: int = MAX_ITEMS,
     name: str | None = None,
+    renamed_from: str | tuple[str, ...] | None = None,
 ) -> Callable[[F], F]:
     """Mark a method ``(self, item)`` as run once per item of the list in
     ``context[key]``, read when the step comes up. Each item is a unit any worker can
@@ -551,7 +578,15 @@ def foreach(
         check_name(into, "@foreach into")
     if not isinstance(fail_fast, bool):
         raise ConfigError(f"@foreach(fail_fast=...) takes True or False, got {fail_fast!r}")
-    base = _marker("@foreach", "foreach", retry=retry, timeout=timeout, name=name, when=None)
+    base = _marker(
+        "@foreach",
+        "foreach",
+        retry=retry,
+        timeout=timeout,
+        name=name,
+        when=None,
+        renamed_from=renamed_from,
+    )
 
     def mark(f: F) -> F:
         marked = base(f)

@@ -521,7 +521,10 @@ class Engine:
             step_index=wdef.step_index(target),
             step_name=target,
             visit=visit,
-            visits={**row.visits, target: visit},
+            visits={
+                **{k: v for k, v in row.visits.items() if k not in olds},
+                target: visit,
+            },
             context=context,
             max_attempts=wdef.budget(wdef.step(target)),
             origin={**(row.origin or {}), "rewinds": rewinds},

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
+
 import durable
 from durable import Retry, compensation, foreach, seconds, step, workflow
 from durable.context import append_context, put_context
@@ -225,3 +227,135 @@ def test_a_workflow_changed_failure_is_told_to_observers(durable_clock, durable_
         assert failures.seen == ["durable.errors.WorkflowChanged"]
     finally:
         engine.close()
+
+
+# -- renames in a loop, of groups, and twice ------------------------------------------------
+
+
+def looping(version: int) -> type:
+    @workflow("deploys_looping")
+    class Looping:
+        @step
+        def begin(self):
+            put_context("n", 0)
+
+        if version == 1:
+
+            @step
+            def book(self):
+                put_context("n", durable.context.get_context("n") + 1)
+
+        else:
+
+            @step(renamed_from="book")
+            def reserve(self):
+                put_context("n", durable.context.get_context("n") + 1)
+                if durable.context.get_context("n") == 4:
+                    raise RuntimeError("no rooms left")
+
+        @durable.decision("book" if version == 1 else "reserve")
+        def again(self):
+            wait_for_event("more")
+            return (
+                ("book" if version == 1 else "reserve")
+                if durable.context.get_context("n") < 5
+                else None
+            )
+
+    return Looping
+
+
+def test_a_step_renamed_between_visits_of_a_loop_counts_on_from_its_old_visits(durable_engine):
+    looping(1)
+    wid = durable_engine.start("deploys_looping")
+    durable_engine.run_until(wid, "waiting")
+    durable_engine.send_event(wid, "more")
+    durable_engine.run_until(wid, "waiting")  # book ran visits 1 and 2; the decision waits
+    looping(2)  # book is reserve now
+    assert durable_engine.check_deploy() == []
+    durable_engine.send_event(wid, "more")
+    durable_engine.run_until(wid, "waiting")
+    durable_engine.send_event(wid, "more")
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "failed"
+    runs = [
+        (s.name, s.visit, s.status)
+        for s in durable_engine.get_execution(wid, include_steps=True).steps
+        if s.name in ("book", "reserve")
+    ]
+    # visits go on 3, 4 under the new name: none used twice
+    assert runs == [
+        ("book", 1, "completed"),
+        ("book", 2, "completed"),
+        ("reserve", 3, "completed"),
+        ("reserve", 4, "failed"),
+    ]
+    # a retry starts visit 5 from the context before visit 4 (n == 3)
+    assert durable_engine.retry(wid).current_visit == 5
+    assert durable_engine.get_execution(wid).context["n"] == 3
+    # and fork rebuilds the context before the latest run, not before the old visit 2
+    fid = durable_engine.fork(wid, "reserve")
+    assert durable_engine.get_execution(fid).context["n"] == 3
+
+
+def grouped(version: int) -> type:
+    @workflow("deploys_grouped")
+    class Grouped:
+        @step
+        def begin(self):
+            pass
+
+        if version == 1:
+
+            @durable.parallel
+            class extras:
+                @step
+                def seat(self):
+                    wait_for_event("seat_ok")
+                    put_context("seat", "12A")
+
+        else:
+
+            @durable.parallel(renamed_from="extras")
+            class add_ons:
+                @step(renamed_from="seat")
+                def choose_seat(self):
+                    wait_for_event("seat_ok")
+                    put_context("seat", "12A")
+
+        @step
+        def done(self):
+            put_context("done", True)
+
+    return Grouped
+
+
+def test_a_group_and_its_branch_renamed_while_a_branch_waits_resume_it(durable_engine):
+    grouped(1)
+    wid = durable_engine.start("deploys_grouped")
+    durable_engine.drain()
+    grouped(2)  # extras.seat is add_ons.choose_seat now
+    assert durable_engine.check_deploy() == []
+    durable_engine.send_event(wid, "seat_ok")
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "completed", ex.error
+    assert ex.context == {"seat": "12A", "done": True}
+
+
+def test_renamed_from_takes_every_earlier_name_and_refuses_a_taken_one():
+    @workflow("deploys_twice")
+    class Twice:
+        @step(renamed_from=("charge", "bill"))  # charge -> bill -> take_payment
+        def take_payment(self):
+            pass
+
+    wdef = durable.get_workflow("deploys_twice")
+    assert wdef.current_name("charge") == wdef.current_name("bill") == "take_payment"
+
+    with pytest.raises(durable.ConfigError, match="renamed_from 'take'"):
+
+        @workflow("deploys_taken")
+        class Taken:
+            @durable.decision("take", renamed_from="take")
+            def take(self):
+                return None
