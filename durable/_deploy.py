@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from durable.dsl import WorkflowDef
-from durable.models import StepExecution, StepPhase, StepStatus
-from durable.stores.base import ExecutionRow
+from durable.models import FINISHED, StepExecution, StepPhase, StepStatus
+from durable.stores.base import ExecutionRow, Store
 
-__all__ = ["DeployProblem", "position_problem", "problems"]
+__all__ = ["DeployProblem", "position_problem", "problems", "unit_probes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +46,19 @@ def _gone(name: str) -> str:
 
 
 def position_problem(
-    row: ExecutionRow, wdef: WorkflowDef, has_units: Callable[[], bool] | None = None
+    row: ExecutionRow,
+    wdef: WorkflowDef,
+    has_units: Callable[[], bool] | None = None,
+    open_units: Callable[[], list[str]] | None = None,
 ) -> str | None:
     """What stops the loaded code from continuing ``row`` (an execution, or a unit of one)
-    where it is, or None: its step is gone, or changed kind since the execution started;
-    a unit's group or branch is gone. ``has_units()`` says whether the current step run
-    forked units (it began as a group), asked only when the kind differs."""
+    where it is, or None: its step is gone, or changed kind since its run began; a unit's
+    group or branch is gone. ``has_units()`` says whether the current step run forked
+    units (it began as a group), asked only when the kind differs from the shape the
+    execution recorded (or it recorded none: started before schema version 11).
+    ``open_units()`` names the current group run's units that have not ended: a branch
+    removed since is a problem only while its unit still has to run (one that ended is
+    merged from what it kept). Without them, the recorded shape decides."""
     if row.unit is not None:
         group = row.group_step or ""
         current_group = wdef.current_name(group)
@@ -71,19 +78,44 @@ def position_problem(
     if not _begun(row):
         return None  # (it starts afresh under this code, whatever the step is now)
     was, now = _recorded_kind(row, name), wdef.step(current).kind
-    if was is not None and was != now:
-        groups = ("parallel", "foreach")
-        # The run may have begun under newer code than the shape recorded at the start:
-        # whether it forked units tells which kind it began as.
-        began_as_group = has_units() if has_units is not None else was in groups
-        if began_as_group != (now in groups):
-            return f"step {name!r} was a {was} when the execution started and is a {now} now"
-    branches = (row.shape or {}).get("branches", {}).get(name)
-    if branches and now == "parallel":
-        missing = [b for b in branches if wdef.current_name(b) is None]
+    groups = ("parallel", "foreach")
+    if was != now:
+        # The run may have begun under newer code than the shape recorded at the start
+        # (or none was recorded): whether it forked units tells which kind it began as.
+        began_as_group = (
+            has_units() if has_units is not None else None if was is None else was in groups
+        )
+        if began_as_group is not None and began_as_group != (now in groups):
+            if was is None:
+                was = "group" if began_as_group else "step"
+            return f"step {name!r} was a {was} when its run began and is a {now} now"
+    if now == "parallel":
+        if open_units is not None:
+            missing = [u for u in open_units() if wdef.current_name(u) is None]
+        else:
+            recorded = (row.shape or {}).get("branches", {}).get(name) or []
+            missing = [b for b in recorded if wdef.current_name(b) is None]
         if missing:
-            return f"branch {missing[0]!r} of group {name!r} is gone"
+            return f"branch {missing[0]!r} of group {name!r} is gone and its unit has not ended"
     return None
+
+
+def unit_probes(
+    store: Store, row: ExecutionRow
+) -> tuple[Callable[[], bool], Callable[[], list[str]]]:
+    """``has_units`` and ``open_units`` for :func:`position_problem`, read from ``store``
+    when asked."""
+    name = row.step_name or ""
+
+    def has_units() -> bool:
+        return bool(store.unit_outcomes(row.id, name, row.visit, limit=1))
+
+    def open_units() -> list[str]:
+        return [
+            u.name for u in store.unit_outcomes(row.id, name, row.visit) if u.status not in FINISHED
+        ]
+
+    return has_units, open_units
 
 
 def problems(
@@ -91,6 +123,7 @@ def problems(
     wdef: WorkflowDef | None,
     records: list[StepExecution] | None = None,
     has_units: Callable[[], bool] | None = None,
+    open_units: Callable[[], list[str]] | None = None,
 ) -> list[DeployProblem]:
     """Why the loaded code cannot continue the unfinished execution ``row`` (none: it
     can). ``wdef`` is its workflow in the loaded code (None: not defined there);
@@ -104,7 +137,7 @@ def problems(
         return [problem(f"workflow {row.workflow!r} is not defined in the loaded code")]
     found = []
     if row.phase == StepPhase.RUN:
-        position = position_problem(row, wdef, has_units)
+        position = position_problem(row, wdef, has_units, open_units)
         if position is not None:
             found.append(problem(position))
     else:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from durable._deploy import position_problem
+from durable._deploy import position_problem, unit_probes
 from durable._invoke import AsyncRunner, Outcome, error_info, invoke
 from durable._json import MAX_DEPTH, clone, normalise, to_json
 from durable._limits import MAX_LOST_ATTEMPTS
@@ -388,13 +388,7 @@ class Executor:
             wdef=wdef,
             stop_at=stop_at,
             interrupted=interrupted,
-            index=_resolve_step(
-                wdef,
-                row,
-                lambda: bool(
-                    self.store.unit_outcomes(row.id, row.step_name or "", row.visit, limit=1)
-                ),
-            ),
+            index=_resolve_step(wdef, row, *unit_probes(self.store, row)),
             attempt=row.attempt,
             context=row.context,
             in_flight_since=row.attempt_started_at,
@@ -1243,14 +1237,17 @@ def _call_item(wdef: WorkflowDef, sdef: StepDef, item: Any) -> Any:
 
 
 def _resolve_step(
-    wdef: WorkflowDef, row: ExecutionRow, has_units: Callable[[], bool] | None = None
+    wdef: WorkflowDef,
+    row: ExecutionRow,
+    has_units: Callable[[], bool] | None = None,
+    open_units: Callable[[], list[str]] | None = None,
 ) -> int:
     """The current step's index, found by its stored name (or the step renamed from it):
     a redeploy may have added, removed or moved steps, and the stored name is what was
     running. WorkflowChanged when the loaded code cannot continue it there."""
     if row.step_name is None:
         return row.step_index
-    problem = position_problem(row, wdef, has_units)
+    problem = position_problem(row, wdef, has_units, open_units)
     if problem is not None:
         where = row.id if row.unit is None else f"{row.parent_id} (its unit {row.unit!r})"
         raise WorkflowChanged(

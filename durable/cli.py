@@ -218,6 +218,10 @@ def _engine(ctx: click.Context, *, wait_for_store: bool = False, migrate: bool =
     return engine
 
 
+#: ``durable check``'s exit status when the check itself could not run
+CHECK_FAILED = 3
+
+
 class _Commands(click.Group):
     """The commands of ``durable``: a DurableError any of them raises is the command's error
     (exit 1), printed with control characters escaped, so it cannot drive the terminal."""
@@ -506,9 +510,20 @@ def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
 def check(ctx: click.Context) -> None:
     """List the unfinished executions the loaded code (-i MODULE) cannot continue, one
     line each: id, workflow, the step it is at, what changed. Exits 1 when there is any
-    (run it in CI before a deploy, with the new code)."""
-    # (it only reads: the store it checks, production's, is not migrated)
-    found = _engine(ctx, migrate=False).check_deploy()
+    (run it in CI before a deploy, with the new code); 3 when the check itself could not
+    run (the store unreachable or of another schema version, a module that fails to
+    import), so that CI can tell "unsafe" from "unknown"; 2 for a usage error."""
+    try:
+        # (it only reads: the store it checks, production's, is not migrated)
+        found = _engine(ctx, migrate=False).check_deploy()
+    except click.UsageError:
+        raise
+    except Exception as exc:  # (a module may fail to import with anything)
+        message = exc.format_message() if isinstance(exc, click.ClickException) else repr(exc)
+        if isinstance(exc, DurableError):
+            message = str(exc)
+        click.echo(f"Error: the check could not run: {printable(message, newlines=True)}", err=True)
+        raise click.exceptions.Exit(CHECK_FAILED) from exc
     for problem in found:
         click.echo(
             f"{printable(problem.execution_id)}  {printable(problem.workflow)}  "

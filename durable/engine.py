@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 
-from durable._deploy import DeployProblem
+from durable._deploy import DeployProblem, unit_probes
 from durable._deploy import problems as deploy_problems
 from durable._json import normalise
 from durable._limits import (
@@ -57,6 +57,8 @@ from durable.scheduler import Scheduler
 from durable.stores.base import ExecutionRow, Store, not_retryable_error
 
 log = logging.getLogger("durable.engine")
+
+_CHECK_PAGE = 500  # executions read per page by check_deploy
 
 
 __all__ = ["DEFAULT_STORE", "Engine"]
@@ -563,29 +565,32 @@ class Engine:
         self._wake_workers()
         return stored.id
 
-    def check_deploy(self, *, limit: int = 100_000) -> list[DeployProblem]:
-        """The unfinished executions (at most ``limit`` looked at, newest first) that the
-        code loaded in this process cannot continue: their workflow is not defined here,
-        the step (or group, or branch) they are at is gone or changed kind since they
-        started, or a compensation they are running is gone. Run it in CI before a deploy
+    def check_deploy(self, *, limit: int | None = None) -> list[DeployProblem]:
+        """The unfinished executions that the code loaded in this process cannot continue:
+        their workflow is not defined here, the step (or group, or branch) they are at is
+        gone or changed kind since their run of it began, or a compensation they are
+        running is gone. Every unfinished execution is looked at (a page at a time;
+        ``limit``: at most that many, newest first). Run it in CI before a deploy
         (``durable check``); an empty list means every one can go on."""
         unfinished = [Status.PENDING, Status.RUNNING, Status.WAITING, Status.COMPENSATING]
-        rows = self.store.list_executions(
-            workflows=None, statuses=unfinished, queues=None, limit=limit
-        )
         found: list[DeployProblem] = []
-        for row in rows:
-            try:
-                wdef: WorkflowDef | None = get_workflow(row.workflow)
-            except WorkflowNotFound:
-                wdef = None
-            records = self.store.steps(row.id) if row.phase == StepPhase.COMPENSATE else None
-
-            def has_units(row: ExecutionRow = row) -> bool:
-                name = row.step_name or ""
-                return bool(self.store.unit_outcomes(row.id, name, row.visit, limit=1))
-
-            found.extend(deploy_problems(row, wdef, records, has_units))
+        seen, before = 0, None
+        while limit is None or seen < limit:
+            page = _CHECK_PAGE if limit is None else min(_CHECK_PAGE, limit - seen)
+            rows = self.store.list_executions(
+                workflows=None, statuses=unfinished, queues=None, limit=page, before=before
+            )
+            if not rows:
+                break
+            seen += len(rows)
+            before = (rows[-1].created_at, rows[-1].seq)
+            for row in rows:
+                try:
+                    wdef: WorkflowDef | None = get_workflow(row.workflow)
+                except WorkflowNotFound:
+                    wdef = None
+                records = self.store.steps(row.id) if row.phase == StepPhase.COMPENSATE else None
+                found.extend(deploy_problems(row, wdef, records, *unit_probes(self.store, row)))
         return found
 
     # -- running -------------------------------------------------------------------------

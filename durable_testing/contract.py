@@ -187,6 +187,31 @@ class StoreContract:
         rows = store.list_executions(workflows=None, statuses=None, queues=None, limit=10)
         assert [r.id for r in rows] == ids[::-1]
 
+    def test_pages_follow_one_another_by_keyset_under_every_filter(self, store: Store) -> None:
+        ids = []
+        for i in range(7):
+            # (pairs created in the same millisecond: seq orders them)
+            row = new_row(at=T0 + _ms(i // 2), workflow=WF if i % 3 else "other")
+            store.create(row)
+            ids.append(row.id)
+        filters: list[dict[str, Any]] = [
+            {"workflows": None, "statuses": None},
+            {"workflows": [WF], "statuses": None},
+            {"workflows": None, "statuses": [Status.PENDING]},
+            {"workflows": None, "statuses": [Status.PENDING, Status.COMPENSATING]},
+        ]
+        for f in filters:
+            whole = store.list_executions(**f, queues=None, limit=100)
+            paged: list[str] = []
+            before = None
+            while page := store.list_executions(**f, queues=None, limit=2, before=before):
+                paged += [r.id for r in page]
+                before = (page[-1].created_at, page[-1].seq)
+            assert paged == [r.id for r in whole], f
+        assert (
+            len(store.list_executions(workflows=None, statuses=None, queues=None, limit=100)) == 7
+        )
+
     # -- claims --------------------------------------------------------------------------
 
     def test_claim_takes_due_rows_by_priority_schedule_and_creation(self, store: Store) -> None:

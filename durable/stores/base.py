@@ -331,9 +331,12 @@ class Store(abc.ABC):
         queues: Sequence[str] | None,
         limit: int,
         parent: str | None = None,
+        before: tuple[datetime, int] | None = None,
     ) -> list[ExecutionRow]:
         """Executions matching every given filter, newest first (by ``created_at`` then
-        ``seq``), at most ``limit``; ``parent``: only its child workflows. Units are never
+        ``seq``), at most ``limit``; ``parent``: only its child workflows; ``before``: only
+        those after that ``(created_at, seq)`` in this order (the next page: keyset
+        paging, as fast for the thousandth page as for the first). Units are never
         listed.
 
         A child workflow (``parent_id`` set, not a unit) that ends — in any transition

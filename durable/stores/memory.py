@@ -176,12 +176,14 @@ class MemoryStore(Store):
         queues: Sequence[str] | None,
         limit: int,
         parent: str | None = None,
+        before: tuple[datetime, int] | None = None,
     ) -> list[ExecutionRow]:
         with self._lock:
             out = [
                 r
                 for r in self._rows.values()
                 if r.unit is None
+                and (before is None or (r.created_at, r.seq) < before)
                 and (parent is None or r.parent_id == parent)
                 and (workflows is None or r.workflow in workflows)
                 and (statuses is None or r.public_status in statuses)

@@ -643,3 +643,16 @@ def test_check_lists_what_the_loaded_code_cannot_continue_and_exits_1(tmp_path, 
     assert line.startswith(f"{fine}  cli_deploy  at b: step 'b' is gone")
     assert stuck not in result.output
     engine.close()
+
+
+def test_check_exits_3_when_the_check_itself_cannot_run(tmp_path, durable_clock, monkeypatch):
+    (tmp_path / "broken_workflows.py").write_text("raise RuntimeError('half-written module')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    url = sqlite_url(tmp_path)
+    durable.Engine(url, clock=durable_clock).close()
+    result = cli("--store", url, "-i", "broken_workflows", "check")
+    assert result.exit_code == 3, result.output
+    assert "the check could not run" in result.output and "half-written module" in result.output
+    missing = cli("--store", "postgresql://nobody@127.0.0.1:1/none", "check")
+    assert missing.exit_code == 3, missing.output
+    assert cli("--store", url, "check", "--no-such-option").exit_code == 2

@@ -359,3 +359,112 @@ def test_renamed_from_takes_every_earlier_name_and_refuses_a_taken_one():
             @durable.decision("take", renamed_from="take")
             def take(self):
                 return None
+
+
+# -- check_deploy: every execution, no false alarms, executions without a shape -------------
+
+
+def branches(version: int) -> type:
+    @workflow("deploys_branches")
+    class Branches:
+        @step
+        def begin(self):
+            pass
+
+        @durable.parallel
+        class pick:
+            if version in (1, 3):
+
+                @step
+                def quick(self):
+                    put_context("quick", True)
+
+            if version != 3:
+
+                @step
+                def slow(self):
+                    put_context("slow", wait_for_event("go"))
+
+    return Branches
+
+
+def test_a_removed_branch_whose_unit_ended_is_no_problem_and_still_merged(durable_engine):
+    branches(1)
+    wid = durable_engine.start("deploys_branches")
+    durable_engine.drain()  # quick completed; slow waits
+    branches(2)  # quick is gone
+    assert durable_engine.check_deploy() == []
+    durable_engine.send_event(wid, "go", 1)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "completed", ex.error
+    assert ex.context == {"quick": True, "slow": 1}
+
+
+def test_a_removed_branch_whose_unit_still_runs_is_reported(durable_engine):
+    branches(2)
+    wid = durable_engine.start("deploys_branches")
+    durable_engine.drain()  # slow waits
+    branches(1)  # (quick added: harmless)
+    assert durable_engine.check_deploy() == []
+    branches(3)  # slow is gone while its unit waits
+    (problem,) = durable_engine.check_deploy()
+    assert problem.execution_id == wid
+    assert "branch 'pick.slow' of group 'pick' is gone" in problem.change
+
+
+def test_check_deploy_looks_at_every_unfinished_execution(durable_engine, monkeypatch):
+    import durable.engine
+
+    monkeypatch.setattr(durable.engine, "_CHECK_PAGE", 2)
+    kinds(1)
+    wids = [durable_engine.start("deploys_kinds") for _ in range(5)]
+    durable_engine.drain()
+    kinds(2)  # the step they wait in is a foreach now
+    found = durable_engine.check_deploy()
+    assert sorted(p.execution_id for p in found) == sorted(wids)
+    assert len(durable_engine.check_deploy(limit=3)) == 3
+
+
+def test_an_execution_that_recorded_no_shape_is_still_checked_by_its_units(durable_engine):
+    """Executions started before schema version 11 recorded no shape: whether their run
+    forked units tells what it began as."""
+    kinds(1)
+    wid = durable_engine.start("deploys_kinds")
+    durable_engine.drain()  # suspended in its wait, inside a plain step
+    _forget_shape(durable_engine.store, wid)
+    kinds(2)  # the step is a foreach now
+    (problem,) = durable_engine.check_deploy()
+    assert "was a step when its run began and is a foreach now" in problem.change
+
+
+def kinds(version: int) -> type:
+    @workflow("deploys_kinds")
+    class Kinds:
+        @step
+        def begin(self):
+            pass
+
+        if version == 1:
+
+            @step
+            def work(self):
+                wait_for_event("go")
+
+        else:
+
+            @foreach("items")
+            def work(self, item):
+                return item
+
+    return Kinds
+
+
+def _forget_shape(store, wid: str) -> None:
+    """Make the row look as one written before schema version 11 (no shape column)."""
+    rows = getattr(store, "_rows", None)
+    if rows is not None:
+        rows[wid].shape = None
+        return
+    with store._cursor(write=True) as cur:
+        mark = "%s" if "postgres" in type(store).__name__.lower() else "?"
+        cur.execute(f"UPDATE durable_executions SET shape = NULL WHERE id = {mark}", (wid,))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -63,6 +63,10 @@ def _shard_counts(units: int) -> list[list[int]]:
         [shard, (units - shard + GROUP_SHARDS - 1) // GROUP_SHARDS]
         for shard in range(min(units, GROUP_SHARDS))
     ]
+
+
+# the cursor of the first page: after every row
+_NO_CURSOR = (datetime(9999, 12, 31, tzinfo=UTC), 2**63 - 1)
 
 
 class SQLStore(Connections, Store):
@@ -398,12 +402,16 @@ class SQLStore(Connections, Store):
         queues: Sequence[str] | None,
         limit: int,
         parent: str | None = None,
+        before: tuple[datetime, int] | None = None,
     ) -> list[ExecutionRow]:
+        at, seq = before or _NO_CURSOR  # (a row comparison the indexes serve, never NULL)
         params: dict[str, Any] = {
             "workflows": self._array(workflows),
             "queues": self._array(queues),
             "limit": limit,
             "parent": parent,
+            "before_at": self._ts(at),
+            "before_seq": seq,
         }
         # Executions running their compensations (status compensating) have an index of
         # their own: listed by a statement of their own, merged with any other statuses.
@@ -413,7 +421,12 @@ class SQLStore(Connections, Store):
             if not others:
                 return found
             more = self.list_executions(
-                workflows=workflows, statuses=others, queues=queues, limit=limit, parent=parent
+                workflows=workflows,
+                statuses=others,
+                queues=queues,
+                limit=limit,
+                parent=parent,
+                before=before,
             )
             merged = sorted(found + more, key=lambda r: (r.created_at, r.seq), reverse=True)
             return merged[:limit]

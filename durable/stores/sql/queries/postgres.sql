@@ -131,6 +131,7 @@ WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
   AND unit IS NULL
   AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
+  AND (created_at, seq) < (%(before_at)s, %(before_seq)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
@@ -149,6 +150,7 @@ WHERE status = %(status)s AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
   AND unit IS NULL
   AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
+  AND (created_at, seq) < (%(before_at)s, %(before_seq)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
@@ -166,6 +168,7 @@ WHERE status = ANY(%(statuses)s) AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
   AND unit IS NULL
   AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
+  AND (created_at, seq) < (%(before_at)s, %(before_seq)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
@@ -182,6 +185,7 @@ WHERE phase = 'compensate' AND completed_at IS NULL AND unit IS NULL
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
   AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
+  AND (created_at, seq) < (%(before_at)s, %(before_seq)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
@@ -198,6 +202,7 @@ WHERE workflow = %(workflow)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
   AND unit IS NULL
   AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
+  AND (created_at, seq) < (%(before_at)s, %(before_seq)s)
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 

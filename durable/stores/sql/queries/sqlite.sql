@@ -118,6 +118,7 @@ WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND unit IS NULL
   AND (:parent IS NULL OR parent_id = :parent)
+  AND (created_at, seq) < (:before_at, :before_seq)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
@@ -136,6 +137,7 @@ WHERE status = :status AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND unit IS NULL
   AND (:parent IS NULL OR parent_id = :parent)
+  AND (created_at, seq) < (:before_at, :before_seq)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
@@ -154,6 +156,7 @@ WHERE status IN (SELECT value FROM json_each(:statuses))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND unit IS NULL
   AND (:parent IS NULL OR parent_id = :parent)
+  AND (created_at, seq) < (:before_at, :before_seq)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
@@ -170,6 +173,7 @@ WHERE phase = 'compensate' AND completed_at IS NULL AND unit IS NULL
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND (:parent IS NULL OR parent_id = :parent)
+  AND (created_at, seq) < (:before_at, :before_seq)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
@@ -186,6 +190,7 @@ WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND unit IS NULL
   AND (:parent IS NULL OR parent_id = :parent)
+  AND (created_at, seq) < (:before_at, :before_seq)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
