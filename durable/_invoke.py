@@ -130,6 +130,8 @@ def invoke(
     ``StepRun``. Async steps run on the engine's loop and are cancelled on timeout.
     A KeyboardInterrupt or SystemExit from the step is raised here, in every case.
     """
+    if run.cancel_requested:  # a cancel that came before the body began: it never begins
+        return Outcome(error=asyncio.CancelledError())
     if not is_async and until is None:
         token = current.set(run)
         try:
@@ -168,6 +170,8 @@ def invoke(
             if me is not None:
                 holder.append(me)
             current.set(run)
+            if run.cancel_requested:  # (came while the task was being scheduled)
+                raise asyncio.CancelledError
             coro: Coroutine[Any, Any, Any] = fn()
             try:
                 return _Returned(await coro)
@@ -202,6 +206,8 @@ def invoke(
         def target() -> None:
             current.set(run)
             try:
+                if run.cancel_requested:  # (came while the thread was starting)
+                    raise asyncio.CancelledError
                 result = fn()
                 _no_awaitable(result, run)
                 box.append(_Returned(result))

@@ -148,3 +148,39 @@ def test_a_cancel_from_another_engine_reaches_the_worker(kind, request, tmp_path
     finally:
         runner.close()
         operator.close()
+
+
+@pytest.mark.parametrize("how", ["inline", "thread", "async"])
+def test_a_step_whose_cancel_came_before_its_body_began_never_begins(how):
+    from datetime import timedelta
+
+    from durable._invoke import AsyncRunner, invoke
+    from durable._runtime import StepRun
+    from durable_testing.clock import TimeTravelClock
+
+    clock = TimeTravelClock()
+    runner = AsyncRunner()
+    began: list[str] = []
+
+    def body():
+        began.append("sync")
+
+    async def async_body():
+        began.append("async")
+
+    run = StepRun("ex-1", "wf", "step", 1, None, {}, clock)
+    run.request_cancel()  # (the worker heard of the cancel between the claim and the attempt)
+    try:
+        outcome = invoke(
+            async_body if how == "async" else body,
+            run,
+            is_async=how == "async",
+            until=clock.now() + timedelta(seconds=5) if how == "thread" else None,
+            clock=clock,
+            runner=runner,
+        )
+    finally:
+        runner.close()
+        clock.close()
+    assert isinstance(outcome.error, asyncio.CancelledError)
+    assert began == []
