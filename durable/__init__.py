@@ -24,6 +24,7 @@ from durable.errors import (
     InvalidState,
     LeaseLost,
     ParallelFailed,
+    ScheduleNotFound,
     SerializationError,
     StepNotFound,
     StepTimeout,
@@ -69,7 +70,10 @@ if _typing.TYPE_CHECKING:
     from durable.engine import Engine
     from durable.hookspecs import StepCall
     from durable.models import (
+        CatchUp,
         Execution,
+        Overlap,
+        Schedule,
         Status,
         StepExecution,
         StepPhase,
@@ -132,7 +136,10 @@ _LAZY = {
     "durable.hookspecs": ("StepCall",),
     "durable._deploy": ("DeployProblem",),
     "durable.models": (
+        "CatchUp",
         "Execution",
+        "Overlap",
+        "Schedule",
         "Status",
         "StepExecution",
         "StepPhase",
@@ -184,6 +191,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "CatchUp",
     "ChildWorkflowFailed",
     "Clock",
     "CompensationFailed",
@@ -201,8 +209,11 @@ __all__ = [
     "InvalidInput",
     "InvalidState",
     "LeaseLost",
+    "Overlap",
     "ParallelFailed",
     "Retry",
+    "Schedule",
+    "ScheduleNotFound",
     "Scheduler",
     "SerializationError",
     "Status",

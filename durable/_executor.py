@@ -201,7 +201,9 @@ class Executor:
         self.lease_ms = lease_ms
         # the input and context of the executions whose units ran last, shared by this
         # executor's threads (items only read them): (parent, step, visit) -> (input, ctx)
-        self._parents: OrderedDict[tuple[Any, ...], tuple[Any, dict[str, Any]]] = OrderedDict()
+        self._parents: OrderedDict[tuple[Any, ...], tuple[Any, dict[str, Any], datetime]] = (
+            OrderedDict()
+        )
         self._parents_lock = threading.Lock()
         #: called after a child workflow was started (the scheduler wakes its workers)
         self.wake_workers: Callable[[], None] = lambda: None
@@ -523,8 +525,8 @@ class Executor:
         started = w.in_flight_since
         assert started is not None
         unit = w.row.unit is not None
-        workflow_input, workflow_context = (
-            self._parent_data(w.row) if unit else (w.row.input, w.context)
+        workflow_input, workflow_context, scheduled_at = (
+            self._parent_data(w.row) if unit else (w.row.input, w.context, w.row.scheduled_at)
         )
         # An item reads its execution's input and context (shared by every item this
         # worker runs, read-only: the context API copies what an item reads); anything else
@@ -540,6 +542,7 @@ class Executor:
             self.clock,
             visit=w.visit,
         )
+        run.scheduled_at = scheduled_at
         run.waiter = partial(self._reach_wait, run, w.claim)
         run.starter = partial(self.start_child, run)
         run.engine = self.owner
@@ -884,10 +887,11 @@ class Executor:
             yield from page
             after = page[-1].index
 
-    def _parent_data(self, row: ExecutionRow) -> tuple[Any, dict[str, Any]]:
-        """A unit's execution's input and context (as at the fork: the execution waits at
-        the group meanwhile), read once per group run while its units run here, and held
-        once for all threads (a foreach's context can be as large as its item list)."""
+    def _parent_data(self, row: ExecutionRow) -> tuple[Any, dict[str, Any], datetime]:
+        """A unit's execution's input, context (as at the fork: the execution waits at
+        the group meanwhile) and scheduled_at, read once per group run while its units run
+        here, and held once for all threads (a foreach's context can be as large as its
+        item list)."""
         key = (row.parent_id, row.group_step, row.group_visit)
         with self._parents_lock:
             cached = self._parents.get(key)
@@ -898,10 +902,10 @@ class Executor:
         if parent is None:
             raise ExecutionNotFound(f"unit {row.id} belongs to no execution (purged?)")
         with self._parents_lock:
-            self._parents[key] = (parent.input, parent.context)
+            self._parents[key] = (parent.input, parent.context, parent.scheduled_at)
             while len(self._parents) > _PARENTS_KEPT:
                 self._parents.popitem(last=False)
-        return parent.input, parent.context
+        return parent.input, parent.context, parent.scheduled_at
 
     def _unit_result(self, w: _Walk, run: StepRun, value: Any) -> tuple[Any, dict[str, Any]]:
         """What a unit that returned keeps: a branch its writes (and its context), an item

@@ -90,6 +90,7 @@ class StepRun:
     context: dict[str, Any]
     clock: Clock
     visit: int = 1  # which visit of the step this attempt belongs to
+    scheduled_at: datetime | None = None  # the execution's (a schedule's tick)
     logs: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False  # set when the attempt ended; an abandoned thread logs no more
     # resolves a wait the step reached (set by the executor): spec -> result, or raises

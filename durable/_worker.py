@@ -95,7 +95,11 @@ class Worker:
                     pool.submit(self._run_one, row)
                 return None
         until = now + self.poll
-        if free > 0:
+        if free <= 0:  # (no slot to claim into: the ticks still fire on time)
+            tick = scheduler.fire_due()
+            if tick is not None:
+                until = min(until, tick if tick > now else now + _MIN_IDLE)
+        else:
             due = scheduler.next_due(self.queues)
             if due is not None:
                 # Due later: wake exactly then. Due already but not claimed (taken by

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from durable._json import normalise
@@ -41,6 +42,7 @@ __all__ = [
     "input",
     "item_index",
     "put_context",
+    "scheduled_at",
     "sleep_for",
     "sleep_until",
     "update_context",
@@ -231,6 +233,15 @@ def compensating() -> Undoing | None:
         return None
     found: Undoing = run.undoing() if run.owner is None else run.owner.call(run.undoing)
     return found
+
+
+def scheduled_at() -> datetime:
+    """When the execution was scheduled to start (UTC): for one a schedule started, the
+    cron tick it fired for, whatever time its step actually runs at."""
+    run = _run("scheduled_at")
+    if run.scheduled_at is None:
+        raise ContextError("scheduled_at() is not known in this step (a test double?)")
+    return run.scheduled_at
 
 
 def item_index() -> int:

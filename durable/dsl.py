@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
+from durable._cron import Cron
 from durable._json import clone
 from durable._limits import check_name
 from durable.durations import Duration, to_ms
@@ -33,8 +34,10 @@ __all__ = [
     "decision",
     "foreach",
     "get_workflow",
+    "may_compensate",
     "parallel",
     "registered_workflows",
+    "registry_version",
     "step",
     "workflow",
 ]
@@ -155,6 +158,9 @@ class WorkflowDef:
     queue: str = "default"
     default_retry: Retry | None = None
     max_step_runs: int = MAX_STEP_RUNS
+    #: ``@workflow(cron=...)``: the schedule workers keep stored under the workflow's name
+    cron: str | None = None
+    timezone: str = "UTC"
     _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
     _after: Mapping[str, StepDef | None] = field(init=False, repr=False, compare=False)
     _branches: Mapping[str, StepDef] = field(init=False, repr=False, compare=False)
@@ -708,6 +714,7 @@ def _branches_of(
 
 _registry: dict[str, WorkflowDef] = {}
 _registry_lock = threading.Lock()
+_registry_version = 0  # grows at each registration (workers re-read declared schedules)
 
 
 def workflow(
@@ -717,6 +724,8 @@ def workflow(
     max_retries: int | None = None,
     queue: str = "default",
     max_step_runs: int = MAX_STEP_RUNS,
+    cron: str | None = None,
+    timezone: str = "UTC",
 ) -> Callable[[C], C]:
     """Declare a workflow class and register it under ``name``.
 
@@ -726,8 +735,16 @@ def workflow(
     ``max_step_runs`` bounds the step runs (every visit of every step, skipped ones
     included) of one execution: past it the execution fails with
     :class:`~durable.TooManyStepRuns`, so a loop that never ends stops.
+    ``cron`` (with ``timezone``, an IANA name) starts it at every tick: the schedule is
+    stored under the workflow's name when an engine runs a worker (see
+    :meth:`Engine.schedule <durable.Engine.schedule>` for the rules); a bad expression or
+    an unknown zone is a ConfigError here.
     """
     check_name(name, "@workflow name")
+    if cron is not None or timezone != "UTC":
+        if cron is None:
+            raise ConfigError(f"@workflow({name!r}, timezone=...) is for cron=: give cron too")
+        Cron(cron, timezone)  # (raises ConfigError naming what is wrong)
     timeout_ms = (
         None if timeout is None else to_ms(timeout, what="workflow timeout", allow_zero=False)
     )
@@ -787,12 +804,16 @@ def workflow(
             queue=queue,
             default_retry=default_retry,
             max_step_runs=max_step_runs,
+            cron=cron,
+            timezone=timezone,
         )
+        global _registry_version
         with _registry_lock:
             prior = _registry.get(name)
             if prior is not None and prior.cls is not cls:
                 _check_redefinition(name, prior, wdef)
             _registry[name] = wdef
+            _registry_version += 1
         setattr(cls, _WORKFLOW_ATTR, wdef)
         return cls
 
@@ -859,6 +880,20 @@ def get_workflow(ref: str | type | WorkflowDef) -> WorkflowDef:
             )
         return wdef
     raise WorkflowNotFound(f"expected a workflow class or name, got {type(ref).__name__}")
+
+
+def may_compensate(workflow: str) -> bool:
+    """Whether a cancel of an execution of ``workflow`` must leave it to its
+    compensations (not registered here: assume it may have some, so none is skipped)."""
+    with _registry_lock:
+        wdef = _registry.get(workflow)
+    return True if wdef is None else wdef.compensates
+
+
+def registry_version() -> int:
+    """A number that grows whenever a workflow is registered (or registered again)."""
+    with _registry_lock:
+        return _registry_version
 
 
 def registered_workflows() -> dict[str, WorkflowDef]:

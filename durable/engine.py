@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 
+from durable._cron import Cron
 from durable._deploy import DeployProblem, unit_probes
 from durable._deploy import problems as deploy_problems
 from durable._json import normalise
@@ -32,19 +33,23 @@ from durable._starts import new_row
 from durable._text import redact_url
 from durable._worker import Worker
 from durable.clock import Clock
-from durable.dsl import WorkflowDef, get_workflow, registered_workflows
+from durable.dsl import WorkflowDef, get_workflow, may_compensate, registered_workflows
 from durable.durations import Duration, seconds, to_ms
 from durable.errors import (
     ConfigError,
     ExecutionNotFinished,
     ExecutionNotFound,
     InvalidState,
+    ScheduleNotFound,
     SerializationError,
     StepNotFound,
     WorkflowNotFound,
 )
 from durable.models import (
+    CatchUp,
     Execution,
+    Overlap,
+    Schedule,
     Status,
     StepExecution,
     StepPhase,
@@ -331,8 +336,126 @@ class Engine:
                 timer.cancel()
 
     def next_due(self, queues: Sequence[str] | None = None) -> datetime | None:
-        """When the next scheduled work (a start, a retry, a lease expiry) falls due."""
-        return self.store.next_due(queues=queues, workflows=None)
+        """When the next scheduled work (a start, a retry, a lease expiry, a schedule's
+        tick) falls due."""
+        due = self.store.next_due(queues=queues, workflows=None)
+        self.scheduler.ticker.sync_declared()
+        tick = self.store.next_tick(workflows=self.scheduler.workflows())
+        return due if tick is None or (due is not None and due <= tick) else tick
+
+    # -- schedules (cron) ------------------------------------------------------------------
+
+    def schedule(
+        self,
+        workflow: WorkflowRef,
+        cron: str,
+        *,
+        name: str | None = None,
+        timezone: str = "UTC",
+        input: Any = None,
+        catch_up: str = "latest",
+        overlap: str = "allow",
+    ) -> Schedule:
+        """Start ``workflow`` with ``input`` at every tick of ``cron`` in ``timezone`` (an
+        IANA name), under ``name`` (default: the workflow's name); return the schedule as
+        stored. Scheduling the same name again updates it (its next tick moves only if the
+        cron or the time zone changed), so this can run at every deploy.
+
+        Exactly one execution per tick, whatever the number of workers; its
+        ``scheduled_at`` is the tick (``durable.context.scheduled_at()``). The first tick
+        is the first after now: earlier ones are not missed ticks. ``catch_up``, for ticks
+        no worker fired in time: ``"latest"`` one execution for the most recent,
+        ``"all"`` one each (the most recent 100 at most), ``"skip"`` none (a tick up to a
+        minute late still fires). ``overlap``, when the previous tick's execution is
+        unfinished: ``"allow"``, ``"skip"``, ``"buffer_one"`` (start when it ends; at most
+        one waits) or ``"cancel_previous"``. A wall time skipped by a daylight saving
+        change fires once at the first instant after the gap; one that happens twice fires
+        once, the first time. ConfigError names a bad expression, zone or policy (nothing
+        is stored)."""
+        wdef = get_workflow(workflow)
+        parsed = Cron(cron, timezone)
+        name = wdef.name if name is None else name
+        check_name(name, "schedule name")
+        catch = _policy(CatchUp, catch_up, "catch_up")
+        over = _policy(Overlap, overlap, "overlap")
+        value = normalise(input, "the schedule's input")
+        existing = self.store.get_schedule(name)
+        if existing is not None and existing.declared:
+            raise ConfigError(
+                f"schedule {name!r} is the one @workflow({existing.workflow!r}, cron=...) "
+                "declares; give this one another name= (or change the decorator)"
+            )
+        now = self.clock.now()
+        stored = self.store.put_schedule(
+            Schedule(
+                name=name,
+                workflow=wdef.name,
+                cron=parsed.expression,
+                timezone=parsed.timezone,
+                input=value,
+                catch_up=catch,
+                overlap=over,
+                paused=False,
+                next_tick=parsed.next_after(now),
+                created_at=now,
+                updated_at=now,
+            ),
+            now=now,
+        )
+        self._schedules_changed()
+        return stored
+
+    def unschedule(self, name: str) -> None:
+        """Remove the schedule ``name`` (ScheduleNotFound if there is none). Executions it
+        started go on; one buffered by ``overlap="buffer_one"``, never started, is
+        cancelled."""
+        if not self.store.delete_schedule(name, now=self.clock.now(), compensates=may_compensate):
+            raise self._no_schedule(name)
+        self._schedules_changed()
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every stored schedule, by name."""
+        self.scheduler.ticker.sync_declared()
+        return self.store.list_schedules()
+
+    def get_schedule(self, name: str) -> Schedule:
+        """The schedule ``name`` (ScheduleNotFound if there is none)."""
+        found = self.store.get_schedule(name)
+        if found is None:
+            raise self._no_schedule(name)
+        return found
+
+    def pause_schedule(self, name: str) -> Schedule:
+        """Stop firing ``name`` until :meth:`resume_schedule`."""
+        current = self.get_schedule(name)
+        return self._pause(name, True, current.next_tick)
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Fire ``name`` again from its next tick after now (the ticks while it was paused
+        are not made up for)."""
+        current = self.get_schedule(name)
+        nxt = Cron(current.cron, current.timezone).next_after(self.clock.now())
+        return self._pause(name, False, nxt if current.paused else current.next_tick)
+
+    def _pause(self, name: str, paused: bool, next_tick: datetime) -> Schedule:
+        found = self.store.pause_schedule(
+            name, paused=paused, next_tick=next_tick, now=self.clock.now()
+        )
+        if found is None:
+            raise self._no_schedule(name)
+        self._schedules_changed()
+        return found
+
+    def _no_schedule(self, name: str) -> ScheduleNotFound:
+        known = [s.name for s in self.store.list_schedules()]
+        return ScheduleNotFound(
+            f"no schedule named {name!r} in {self.store_label} (schedules: "
+            f"{', '.join(known) or 'none'})"
+        )
+
+    def _schedules_changed(self) -> None:
+        self.scheduler.ticker.changed()
+        self._wake_workers()
 
     # -- events, inputs and waits ----------------------------------------------------------
 
@@ -447,7 +570,7 @@ class Engine:
             self._id(execution_id),
             now=self.clock.now(),
             reason=reason,
-            compensates=_may_compensate,
+            compensates=may_compensate,
         )
         self.scheduler.check_cancels()  # a step of it running here stops now
         self._wake_workers()  # (its compensations, or its children's, are work now)
@@ -694,6 +817,15 @@ class Engine:
         self.close()
 
 
+def _policy(kind: Any, value: object, what: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(
+            f"{what}={value!r} is not a policy; use one of {', '.join(repr(k.value) for k in kind)}"
+        ) from None
+
+
 def _queues(queues: Sequence[str] | None) -> list[str] | None:
     """Queue names to take work from, checked (None: every queue)."""
     if queues is None:
@@ -737,12 +869,3 @@ def _context_before(
         current=(row.step_name or "", row.visit),
         aliases=wdef.step(target).renamed_from,
     )
-
-
-def _may_compensate(workflow: str) -> bool:
-    """Whether a cancel of an execution of ``workflow`` must leave it to its
-    compensations (unknown here: assume it may have some)."""
-    try:
-        return get_workflow(workflow).compensates
-    except WorkflowNotFound:
-        return True

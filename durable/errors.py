@@ -43,6 +43,7 @@ __all__ = [
     "InvalidState",
     "LeaseLost",
     "ParallelFailed",
+    "ScheduleNotFound",
     "SerializationError",
     "StepNotFound",
     "StepTimeout",
@@ -90,6 +91,10 @@ class WorkflowChanged(StepNotFound):
 
 class ExecutionNotFound(DurableError, LookupError):
     """No execution has the given id."""
+
+
+class ScheduleNotFound(DurableError, LookupError):
+    """No schedule has the given name."""
 
 
 class ExecutionNotFinished(DurableError, TimeoutError):

@@ -217,11 +217,58 @@ class Execution:
     current_visit: int = 1
     parent_id: str | None = None  # a child workflow: the execution that started it
     forked_from: str | None = None  # made by engine.fork: the execution it was forked from
+    schedule: str | None = None  # started by a schedule (its tick is ``scheduled_at``)
 
     @property
     def finished(self) -> bool:
         """True once the execution reached a final status."""
         return self.status in FINISHED
+
+
+class CatchUp(StrEnum):
+    """What a schedule does about ticks no worker fired in time (see ``engine.schedule``)."""
+
+    LATEST = "latest"
+    ALL = "all"
+    SKIP = "skip"
+
+
+class Overlap(StrEnum):
+    """What a schedule does at a tick while the previous tick's execution is unfinished."""
+
+    ALLOW = "allow"
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"
+    CANCEL_PREVIOUS = "cancel_previous"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A cron schedule as stored: ``workflow`` started with ``input`` at every tick of
+    ``cron`` in ``timezone``. ``next_tick`` is the next tick to fire (UTC; ticks while
+    ``paused`` are not fired and not made up for); ``last_tick`` and
+    ``last_execution_id`` the latest fired; ``missed`` counts the ticks not fired (by
+    ``catch_up`` after no worker ran, or by ``overlap="skip"``); ``buffered_id`` is the
+    execution waiting for the previous one to end (``overlap="buffer_one"``).
+    ``declared``: made by ``@workflow(cron=...)`` (kept in step with the code by workers),
+    not by ``engine.schedule()``."""
+
+    name: str
+    workflow: str
+    cron: str
+    timezone: str
+    input: Any
+    catch_up: CatchUp
+    overlap: Overlap
+    paused: bool
+    next_tick: datetime
+    created_at: datetime
+    updated_at: datetime
+    declared: bool = False
+    last_tick: datetime | None = None
+    last_execution_id: str | None = None
+    buffered_id: str | None = None
+    missed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from durable._executor import Claim, Executor
 from durable._invoke import AsyncRunner
+from durable._ticks import Ticker
 from durable.clock import Clock, SystemClock
 from durable.dsl import registered_workflows
 from durable.durations import seconds
@@ -217,6 +218,7 @@ class Scheduler:
         self._subscribed = False
         self._executor.wake_workers = self.wake
         self._executor.owner = owner
+        self.ticker = Ticker(store, clock, self.workflows, self.wake)
         self.heartbeat.after_beat = self.check_cancels
         # Clock skew: checked against the store's clock (PostgreSQL) for real clocks only.
         self._checks_skew = isinstance(clock, SystemClock) or bool(
@@ -235,7 +237,16 @@ class Scheduler:
     def next_due(self, queues: Sequence[str] | None = None) -> datetime | None:
         """When the next work this process can run (a start, a retry, a timer, a lease
         expiry) falls due, in the given queues (None: all)."""
-        return self.store.next_due(queues=queues, workflows=self.workflows())
+        due = self.store.next_due(queues=queues, workflows=self.workflows())
+        tick = self.ticker.next_tick()
+        return due if tick is None or (due is not None and due <= tick) else tick
+
+    def fire_due(self) -> datetime | None:
+        """Start the executions of the schedules' ticks due now (each tick once, whatever
+        the number of workers); return when the next tick is due."""
+        if not self._clock_agrees():
+            return None
+        return self.ticker.fire_due()
 
     # -- claiming and running --------------------------------------------------------------
 
@@ -252,6 +263,7 @@ class Scheduler:
         self.heartbeat.beat()
         if not self._clock_agrees():
             return []
+        self.ticker.fire_due()
         return self.store.claim(
             queues=queues,
             workflows=self.workflows(),

@@ -21,6 +21,7 @@ from durable.errors import InvalidState
 from durable.models import (
     FINISHED,
     Execution,
+    Schedule,
     Status,
     StepExecution,
     StepPhase,
@@ -34,6 +35,7 @@ from durable.models import (
 __all__ = [
     "AlreadyDone",
     "ExecutionRow",
+    "Fire",
     "Store",
     "Unit",
     "UnitOutcome",
@@ -159,6 +161,7 @@ class ExecutionRow:
             current_visit=self.visit,
             parent_id=self.parent_id,
             forked_from=(self.origin or {}).get("forked_from"),
+            schedule=(self.origin or {}).get("schedule"),
         )
 
 
@@ -293,6 +296,28 @@ def not_pending_error(execution_id: str, name: str, pending: Sequence[str]) -> I
         + (f"; it waits for: {', '.join(map(repr, pending))}" if pending else "")
         + " (an input is accepted only while a step waits for it)"
     )
+
+
+def _no(_workflow: str) -> bool:
+    return False
+
+
+def _no_schedules(store: object) -> NotImplementedError:
+    return NotImplementedError(
+        f"{type(store).__name__} keeps no schedules: cron needs a store that implements "
+        "the schedule methods of durable.stores.base.Store (memory, SQLite and PostgreSQL do)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """What a worker fires for one due schedule (see Store.fire_schedules)."""
+
+    name: str
+    expected: datetime  # the schedule's next_tick as read: the fire applies only then
+    next_tick: datetime  # its next tick after this fire
+    rows: tuple[ExecutionRow, ...]  # an execution per tick to fire, oldest first
+    missed: int = 0  # ticks let go by the catch-up policy
 
 
 class Store(abc.ABC):
@@ -767,6 +792,79 @@ class Store(abc.ABC):
             if row is not None and row.cancel_requested:
                 found.add(eid)
         return found
+
+    # -- schedules (cron) ------------------------------------------------------------------
+    # A store that keeps no schedules may leave these: engine.schedule() then says so.
+
+    def put_schedule(self, schedule: Schedule, *, now: datetime) -> Schedule:
+        """Store ``schedule`` under its name and return it as stored. A new one is stored
+        as given. An existing one takes the given workflow, cron, time zone, input,
+        policies and ``declared``; it keeps its ``next_tick`` unless the cron or the time
+        zone changed (then the given one), and keeps ``paused``, its last tick and
+        execution, its buffered execution and ``missed``."""
+        raise _no_schedules(self)
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """The schedule of that name, or None."""
+        raise _no_schedules(self)
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        raise _no_schedules(self)
+
+    def delete_schedule(
+        self, name: str, *, now: datetime, compensates: Callable[[str], bool] = _no
+    ) -> bool:
+        """Remove the schedule (False: there was none). Its buffered execution, never
+        started, is cancelled with it; executions it started go on."""
+        raise _no_schedules(self)
+
+    def pause_schedule(
+        self, name: str, *, paused: bool, next_tick: datetime, now: datetime
+    ) -> Schedule | None:
+        """Pause (or resume) the schedule; ``next_tick`` becomes its next tick (a resumed
+        schedule does not make up for the ticks while it was paused). None: no schedule of
+        that name."""
+        raise _no_schedules(self)
+
+    def next_tick(self, *, workflows: Sequence[str] | None) -> datetime | None:
+        """The earliest ``next_tick`` of the schedules not paused (of those workflows)."""
+        return None
+
+    def due_schedules(
+        self, *, now: datetime, workflows: Sequence[str], limit: int
+    ) -> list[Schedule]:
+        """Schedules not paused whose ``next_tick`` is at or before ``now``, of those
+        workflows, earliest first, at most ``limit``. Reads only: see fire_schedules."""
+        return []
+
+    def fire_schedules(
+        self,
+        fires: Sequence[Fire],
+        *,
+        now: datetime,
+        compensates: Callable[[str], bool] = _no,
+    ) -> list[str]:
+        """Fire ticks, all in one transaction, and return the ids of the executions made.
+
+        Each :class:`Fire` applies only if its schedule is still not paused with
+        ``next_tick == fire.expected`` (else another worker fired it: it is left alone).
+        Then ``next_tick`` becomes ``fire.next_tick``, ``missed`` grows by
+        ``fire.missed``, and each of ``fire.rows`` (one per tick, oldest first) is made
+        in turn by the schedule's ``overlap``, looking at its latest execution
+        (``last_execution_id``) as it stands:
+
+        * finished (or none), or ``allow``: the row is made and becomes the latest;
+        * ``skip``: not made (``missed`` + 1);
+        * ``buffer_one``: made parked (``pending``, no ``run_at``) as ``buffered_id``,
+          unless one is buffered already (then not made, ``missed`` + 1); when the
+          latest execution ends, in the transaction that ends it, the buffered one is
+          due at once and becomes the latest;
+        * ``cancel_previous``: the latest is cancelled (as ``request_cancel`` with
+          ``compensates``), then the row is made and becomes the latest.
+
+        ``last_tick`` is the tick of the last row made."""
+        raise _no_schedules(self)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release connections."""

@@ -20,10 +20,20 @@ from urllib.parse import urlsplit
 
 from durable._json import clone
 from durable.errors import ConfigError, ExecutionNotFound, InvalidState, LeaseLost
-from durable.models import FINISHED, Status, StepExecution, StepPhase, Wait, WaitSpec
+from durable.models import (
+    FINISHED,
+    Overlap,
+    Schedule,
+    Status,
+    StepExecution,
+    StepPhase,
+    Wait,
+    WaitSpec,
+)
 from durable.stores.base import (
     AlreadyDone,
     ExecutionRow,
+    Fire,
     Store,
     Unit,
     UnitOutcome,
@@ -71,6 +81,7 @@ class MemoryStore(Store):
         # in or cancelled), where the search for the next one to let in starts
         self._parked_from: dict[tuple[str, str, int], int] = {}
         self._ended: list[Callable[[str | None], None]] = []
+        self._schedules: dict[str, Schedule] = {}
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
         # (due, seq, id, version): pending rows by run_at, running rows by lease expiry
@@ -335,6 +346,9 @@ class MemoryStore(Store):
             return
         if row.parent_id is not None:
             self._child_ended(row, now)
+        schedule = (row.origin or {}).get("schedule")
+        if schedule is not None:
+            self._release_buffered(schedule, row.id, now)
         for callback in list(self._ended):
             callback(row.id)  # (under the lock: the change is visible to whoever looks)
 
@@ -1023,6 +1037,151 @@ class MemoryStore(Store):
                 if child.unit is None and live:
                     self._request_cancel(child.id, now, reason, compensates)
             return copy.deepcopy(row)
+
+    # -- schedules -------------------------------------------------------------------------
+
+    def put_schedule(self, schedule: Schedule, *, now: datetime) -> Schedule:
+        with self._lock:
+            old = self._schedules.get(schedule.name)
+            if old is not None:
+                moved = (old.cron, old.timezone) != (schedule.cron, schedule.timezone)
+                schedule = dataclasses.replace(
+                    schedule,
+                    next_tick=schedule.next_tick if moved else old.next_tick,
+                    paused=old.paused,
+                    created_at=old.created_at,
+                    last_tick=old.last_tick,
+                    last_execution_id=old.last_execution_id,
+                    buffered_id=old.buffered_id,
+                    missed=old.missed,
+                )
+            schedule = dataclasses.replace(schedule, input=clone(schedule.input), updated_at=now)
+            self._schedules[schedule.name] = schedule
+            return dataclasses.replace(schedule, input=clone(schedule.input))
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        with self._lock:
+            found = self._schedules.get(name)
+            return None if found is None else dataclasses.replace(found, input=clone(found.input))
+
+    def list_schedules(self) -> list[Schedule]:
+        with self._lock:
+            return [
+                dataclasses.replace(s, input=clone(s.input))
+                for _, s in sorted(self._schedules.items())
+            ]
+
+    def delete_schedule(
+        self, name: str, *, now: datetime, compensates: Callable[[str], bool] = lambda w: False
+    ) -> bool:
+        with self._lock:
+            found = self._schedules.pop(name, None)
+            if found is None:
+                return False
+            buffered = self._rows.get(found.buffered_id or "")
+            if buffered is not None and buffered.status == Status.PENDING:
+                self._request_cancel(buffered.id, now, "its schedule was removed", compensates)
+            return True
+
+    def pause_schedule(
+        self, name: str, *, paused: bool, next_tick: datetime, now: datetime
+    ) -> Schedule | None:
+        with self._lock:
+            found = self._schedules.get(name)
+            if found is None:
+                return None
+            found = dataclasses.replace(found, paused=paused, next_tick=next_tick, updated_at=now)
+            self._schedules[name] = found
+            return dataclasses.replace(found, input=clone(found.input))
+
+    def next_tick(self, *, workflows: Sequence[str] | None) -> datetime | None:
+        with self._lock:
+            return min(
+                (
+                    s.next_tick
+                    for s in self._schedules.values()
+                    if not s.paused and (workflows is None or s.workflow in workflows)
+                ),
+                default=None,
+            )
+
+    def due_schedules(
+        self, *, now: datetime, workflows: Sequence[str], limit: int
+    ) -> list[Schedule]:
+        with self._lock:
+            due = [
+                s
+                for s in self._schedules.values()
+                if not s.paused and s.next_tick <= now and s.workflow in workflows
+            ]
+            due.sort(key=lambda s: (s.next_tick, s.name))
+            return [dataclasses.replace(s, input=clone(s.input)) for s in due[:limit]]
+
+    def fire_schedules(
+        self,
+        fires: Sequence[Fire],
+        *,
+        now: datetime,
+        compensates: Callable[[str], bool] = lambda w: False,
+    ) -> list[str]:
+        made: list[str] = []
+        with self._lock:
+            for fire in sorted(fires, key=lambda f: f.name):
+                s = self._schedules.get(fire.name)
+                if s is None or s.paused or s.next_tick != fire.expected:
+                    continue  # (fired by another worker, paused or removed meanwhile)
+                s = dataclasses.replace(
+                    s, next_tick=fire.next_tick, missed=s.missed + fire.missed, updated_at=now
+                )
+                for row in fire.rows:
+                    latest = self._rows.get(s.last_execution_id or "")
+                    running = latest is not None and latest.status not in FINISHED
+                    parked = False
+                    if running and s.overlap != Overlap.ALLOW:
+                        assert latest is not None
+                        if s.overlap == Overlap.SKIP or (
+                            s.overlap == Overlap.BUFFER_ONE and s.buffered_id is not None
+                        ):
+                            s = dataclasses.replace(s, missed=s.missed + 1)
+                            continue
+                        if s.overlap == Overlap.CANCEL_PREVIOUS:
+                            why = f"schedule {s.name!r} started the next tick's execution"
+                            if latest.phase == StepPhase.RUN:  # (one compensating is ending)
+                                self._request_cancel(latest.id, now, why, compensates)
+                        else:
+                            parked = True
+                    stored = _clone_row(row)
+                    stored.seq = next(self._seq)
+                    if parked:
+                        stored.run_at = None
+                    self._rows[stored.id] = stored
+                    self._steps[stored.id] = []
+                    self._touch(stored)
+                    made.append(stored.id)
+                    if parked:
+                        s = dataclasses.replace(
+                            s, buffered_id=stored.id, last_tick=row.scheduled_at
+                        )
+                    else:
+                        s = dataclasses.replace(
+                            s, last_execution_id=stored.id, last_tick=row.scheduled_at
+                        )
+                self._schedules[s.name] = s
+        return made
+
+    def _release_buffered(self, name: str, ended: str, now: datetime) -> None:
+        """Under the lock: ``ended`` was its schedule's latest execution; a buffered one
+        is due now and becomes the latest."""
+        s = self._schedules.get(name)
+        if s is None or s.last_execution_id != ended or s.buffered_id is None:
+            return
+        buffered = self._rows.get(s.buffered_id)
+        if buffered is not None and buffered.status == Status.PENDING and buffered.run_at is None:
+            buffered.run_at = now
+            self._touch(buffered)
+        self._schedules[name] = dataclasses.replace(
+            s, last_execution_id=s.buffered_id, buffered_id=None
+        )
 
 
 def _clone_row(row: ExecutionRow) -> ExecutionRow:

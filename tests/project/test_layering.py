@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "durable._text": 1,
     "durable._schemas": 1,
     "durable._merge": 1,
+    "durable._cron": 1,
     "durable.clock": 1,
     # 2. the workflow's shape, and the running step's state
     "durable.dsl": 2,
@@ -44,6 +45,7 @@ LAYERS: dict[str, int] = {
     "durable._deploy": 5,
     "durable.scheduler": 5,
     "durable._starts": 5,
+    "durable._ticks": 5,
     # 6. the engine and its workers
     "durable.engine": 6,
     "durable._worker": 6,

@@ -1,0 +1,167 @@
+"""Firing the ticks of stored schedules: any worker may, and each tick fires once.
+
+A worker reads the schedules that are due and, for each, works out which ticks to fire
+(the catch-up policy) and its next tick; the store then applies all of it in one
+transaction, each schedule only if its next tick is still the one read (another worker
+fired it otherwise). So whatever the number of workers, a tick has one execution.
+
+Workers also keep the schedules that ``@workflow(cron=...)`` declares stored, in step
+with the code they run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from durable._cron import Cron
+from durable._starts import new_row
+from durable.clock import Clock
+from durable.dsl import WorkflowDef, may_compensate, registered_workflows, registry_version
+from durable.errors import ConfigError
+from durable.models import CatchUp, Overlap, Schedule
+from durable.stores.base import ExecutionRow, Fire, Store
+
+__all__ = ["Ticker"]
+
+log = logging.getLogger("durable.schedules")
+
+_BATCH = 500  # due schedules read and fired per transaction
+# how long a worker trusts the earliest next tick it read (another process may have made
+# an earlier one, on a store that cannot tell it)
+_REREAD = timedelta(seconds=1)
+
+
+class Ticker:
+    """The schedules' side of a scheduler: when the next tick is, and firing due ticks."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        workflows: Callable[[], list[str]],
+        wake: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self._workflows = workflows
+        self._wake = wake
+        self._lock = threading.Lock()
+        self._next: datetime | None = None
+        self._read_at: datetime | None = None
+        self._synced = -1  # the registry version whose declared schedules were stored
+
+    def changed(self) -> None:
+        """A schedule changed (here, or another process said so): read it again."""
+        with self._lock:
+            self._read_at = None
+
+    def next_tick(self) -> datetime | None:
+        """When the earliest schedule of this process's workflows is next due."""
+        self.sync_declared()
+        now = self.clock.now()
+        with self._lock:
+            read_at = self._read_at
+            if read_at is not None and read_at <= now < read_at + _REREAD:
+                return self._next
+        found = self.store.next_tick(workflows=self._workflows())
+        with self._lock:
+            self._next, self._read_at = found, now
+        return found
+
+    def fire_due(self) -> datetime | None:
+        """Fire every tick due now; return when the next one is due (None: no schedule)."""
+        due_at = self.next_tick()
+        now = self.clock.now()
+        if due_at is None or due_at > now:
+            return due_at
+        workflows = self._workflows()
+        while True:
+            due = self.store.due_schedules(now=now, workflows=workflows, limit=_BATCH)
+            fires = [fire for fire in (self._fire(s, now) for s in due) if fire is not None]
+            made = self.store.fire_schedules(fires, now=now, compensates=may_compensate)
+            if made:
+                log.debug("durable: schedules started %d execution(s)", len(made))
+                self._wake()
+            if len(due) < _BATCH:
+                break
+        self.changed()
+        return self.next_tick()
+
+    def _fire(self, s: Schedule, now: datetime) -> Fire | None:
+        wdef = registered_workflows().get(s.workflow)
+        if wdef is None:  # (unregistered since it was read)
+            return None
+        try:
+            cron = Cron(s.cron, s.timezone)
+        except ConfigError as exc:  # stored by a version that took what this one does not
+            log.error("durable: schedule %r cannot fire: %s", s.name, exc)
+            return None
+        ticks, missed = cron.due(s.next_tick, now, s.catch_up)
+        if missed:
+            log.warning(
+                "durable: schedule %r let %s missed tick(s) go (catch_up=%r)",
+                s.name,
+                f"{missed}+" if missed >= 1000 else missed,
+                s.catch_up.value,
+            )
+        rows = tuple(_row(wdef, s, tick, now) for tick in ticks)
+        return Fire(s.name, s.next_tick, cron.next_after(now), rows, missed)
+
+    # -- declared schedules ------------------------------------------------------------------
+
+    def sync_declared(self) -> None:
+        """Store the schedules ``@workflow(cron=...)`` declares in the workflows registered
+        here (once per registration), and remove those their workflow no longer declares."""
+        version = registry_version()
+        with self._lock:
+            if self._synced == version:
+                return
+            self._synced = version
+        workflows = registered_workflows()
+        stored = {s.name: s for s in self.store.list_schedules()}
+        now = self.clock.now()
+        for wdef in workflows.values():
+            old = stored.get(wdef.name)
+            if wdef.cron is None:
+                if old is not None and old.declared and old.workflow == wdef.name:
+                    self.store.delete_schedule(old.name, now=now, compensates=may_compensate)
+                    log.info("durable: workflow %r declares no cron any more", wdef.name)
+                continue
+            if old is not None and not old.declared:
+                log.warning(
+                    "durable: @workflow(%r, cron=...) is not stored: a schedule made by "
+                    "engine.schedule() has that name",
+                    wdef.name,
+                )
+                continue
+            self.store.put_schedule(declared(wdef, now), now=now)
+        self.changed()
+
+
+def declared(wdef: WorkflowDef, now: datetime) -> Schedule:
+    """The schedule ``@workflow(cron=...)`` declares, as stored when made now."""
+    assert wdef.cron is not None
+    cron = Cron(wdef.cron, wdef.timezone)
+    return Schedule(
+        name=wdef.name,
+        workflow=wdef.name,
+        cron=cron.expression,
+        timezone=cron.timezone,
+        input=None,
+        catch_up=CatchUp.LATEST,
+        overlap=Overlap.ALLOW,
+        paused=False,
+        next_tick=cron.next_after(now),
+        created_at=now,
+        updated_at=now,
+        declared=True,
+    )
+
+
+def _row(wdef: WorkflowDef, s: Schedule, tick: datetime, now: datetime) -> ExecutionRow:
+    row = new_row(wdef, s.input, now=now, queue=wdef.queue, scheduled_at=tick)
+    row.origin = {"schedule": s.name}
+    return row
