@@ -15,7 +15,7 @@ from durable.stores.sql.loader import NAMES, QueryFileError, from_text, load, pa
 DIALECTS = ["sqlite", "postgres"]
 SQL_PACKAGE = Path(durable.stores.sql.__file__).parent
 # The store methods that take a block's name as their first argument.
-TAKES_A_NAME = {"_one", "_all_rows", "_fenced_with_record", "_fenced_write", "steps"}
+TAKES_A_NAME = {"_write_one", "_one", "_all_rows", "_fenced_with_record", "_fenced_write", "steps"}
 
 
 def _text(dialect: str) -> str:

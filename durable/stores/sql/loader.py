@@ -23,6 +23,19 @@ __all__ = ["NAMES", "Queries", "QueryFileError", "from_text", "load", "parse"]
 #: every block a dialect file defines (and the store uses)
 NAMES = frozenset(
     {
+        # schedules (cron)
+        "schedule_put",
+        "schedule_get",
+        "schedule_list",
+        "schedule_delete",
+        "schedule_pause",
+        "schedule_next_tick",
+        "schedules_due",
+        "schedule_latest",
+        "schedule_advance",
+        "schedule_fired",
+        "schedule_release",
+        "release_buffered",
         # schema and clock
         "has_migrations",
         "schema_version",

@@ -399,6 +399,33 @@ def _v11_shapes(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE durable_executions ADD COLUMN shape TEXT"))
 
 
+def _v12_schedules(conn: sa.Connection) -> None:
+    """Cron schedules (an execution a schedule started names it in its origin)."""
+    md = sa.MetaData()
+    table = sa.Table(
+        "durable_schedules",
+        md,
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("workflow", sa.String(200), nullable=False),
+        sa.Column("cron", sa.String(200), nullable=False),
+        sa.Column("timezone", sa.String(100), nullable=False),
+        sa.Column("input", sa.Text, nullable=False),
+        sa.Column("catch_up", sa.String(20), nullable=False),
+        sa.Column("overlap", sa.String(20), nullable=False),
+        sa.Column("paused", sa.Boolean, nullable=False),
+        sa.Column("declared", sa.Boolean, nullable=False),
+        sa.Column("next_tick", UTCDateTime, nullable=False),
+        sa.Column("last_tick", UTCDateTime),
+        sa.Column("last_execution_id", sa.String(64)),
+        sa.Column("buffered_id", sa.String(64)),
+        sa.Column("missed", BigInt, nullable=False),
+        sa.Column("created_at", UTCDateTime, nullable=False),
+        sa.Column("updated_at", UTCDateTime, nullable=False),
+    )
+    sa.Index("durable_schedules_due", table.c.next_tick, table.c.name)
+    md.create_all(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -411,6 +438,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (9, "sagas", _v9_sagas),
     (10, "step_changes", _v10_step_changes),
     (11, "shapes", _v11_shapes),
+    (12, "schedules", _v12_schedules),
 ]
 
 

@@ -21,7 +21,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 #: how many rows hold a group's count of open units (v8): a unit counts in the row
 #: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
@@ -300,6 +300,30 @@ group_counts = sa.Table(
     sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("open_units", sa.Integer, nullable=False),
 )
+
+# v12: cron schedules; next_tick is the next tick to fire (a fire applies only if it is
+# still the one read, so each tick fires once whatever the number of workers)
+schedules = sa.Table(
+    "durable_schedules",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("workflow", sa.String(200), nullable=False),
+    sa.Column("cron", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(100), nullable=False),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("catch_up", sa.String(20), nullable=False),
+    sa.Column("overlap", sa.String(20), nullable=False),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("declared", sa.Boolean, nullable=False),
+    sa.Column("next_tick", UTCDateTime, nullable=False),
+    sa.Column("last_tick", UTCDateTime),
+    sa.Column("last_execution_id", sa.String(64)),
+    sa.Column("buffered_id", sa.String(64)),
+    sa.Column("missed", BigInt, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+sa.Index("durable_schedules_due", schedules.c.next_tick, schedules.c.name)
 
 migrations = sa.Table(
     "durable_migrations",

@@ -21,10 +21,21 @@ import sqlalchemy as sa
 from durable._text import scrub
 from durable.durations import MAX_DURATION_MS
 from durable.errors import ExecutionNotFound, InvalidState, LeaseLost, StoreError
-from durable.models import FINISHED, Status, StepExecution, StepPhase, Wait, WaitSpec
+from durable.models import (
+    FINISHED,
+    CatchUp,
+    Overlap,
+    Schedule,
+    Status,
+    StepExecution,
+    StepPhase,
+    Wait,
+    WaitSpec,
+)
 from durable.stores.base import (
     AlreadyDone,
     ExecutionRow,
+    Fire,
     Store,
     Unit,
     UnitOutcome,
@@ -198,11 +209,14 @@ class SQLStore(Connections, Store):
         r = cur.fetchone()
         if r is None:
             return False
+        woke = False
         if r["unit"] is None:  # an execution's end, which engine.wait() may wait for
             for sql in self.SQL.steps("notify_done"):
                 cur.execute(sql, {"id": execution_id})
+            if r["origin"] is not None and '"schedule"' in r["origin"]:
+                woke = self._release_buffered(cur, execution_id, r["origin"], now)
         if r["parent_id"] is None:
-            return False
+            return woke
         ts = self._ts(now)
         if r["unit"] is not None:
             stop = bool(r["stops_group"]) and r["status"] != Status.COMPLETED.value
@@ -245,6 +259,25 @@ class SQLStore(Connections, Store):
                         self._owe_let_in(cur, group)
             return False
         return self._child_ended(cur, r, now)
+
+    def _release_buffered(self, cur: Any, execution_id: str, origin: str, now: datetime) -> bool:
+        """In the transaction that ended ``execution_id``, started by a schedule: when it
+        was the schedule's latest, its buffered execution (overlap="buffer_one") becomes
+        the latest and is due now. True when that made work."""
+        try:
+            name = rows.loads(origin).get("schedule")
+        except rows.DECODING:
+            return False
+        if not isinstance(name, str):
+            return False
+        cur.execute(self.SQL["schedule_release"], {"name": name, "id": execution_id})
+        found = cur.fetchone()
+        if found is None or found["buffered_id"] is None:
+            return False
+        cur.execute(
+            self.SQL["release_buffered"], {"id": found["buffered_id"], "now": self._ts(now)}
+        )
+        return cur.fetchone() is not None
 
     def _group_of(self, r: Any, now: datetime) -> dict[str, Any]:
         """The parameters naming the group run the unit in row ``r`` belongs to."""
@@ -330,29 +363,7 @@ class SQLStore(Connections, Store):
     # -- starting and reading ------------------------------------------------------------
 
     def create(self, row: ExecutionRow) -> tuple[ExecutionRow, bool]:
-        params = {
-            "id": row.id,
-            "workflow": row.workflow,
-            "status": row.status.value,
-            "queue": row.queue,
-            "priority": row.priority,
-            "input": dumps(row.input),
-            "context": dumps(row.context),
-            "created_at": self._ts(row.created_at),
-            "scheduled_at": self._ts(row.scheduled_at),
-            "run_at": self._ts(row.run_at),
-            "timeout_ms": row.timeout_ms,
-            "idempotency_key": row.idempotency_key,
-            "step_index": row.step_index,
-            "step_name": row.step_name,
-            "attempt": row.attempt,
-            "token": row.token,
-            "claimable_at": self._ts(row.run_at if row.status == Status.PENDING else None),
-            "max_attempts": row.max_attempts,
-            "parent_id": row.parent_id,
-            "origin": None if row.origin is None else dumps(row.origin),
-            "shape": None if row.shape is None else dumps(row.shape),
-        }
+        params = self._create_params(row)
         retried = False
 
         def insert() -> Any:
@@ -386,6 +397,31 @@ class SQLStore(Connections, Store):
                 "conflicted but its execution cannot be read"
             )
         return self._row(stored), True
+
+    def _create_params(self, row: ExecutionRow) -> dict[str, Any]:
+        return {
+            "id": row.id,
+            "workflow": row.workflow,
+            "status": row.status.value,
+            "queue": row.queue,
+            "priority": row.priority,
+            "input": dumps(row.input),
+            "context": dumps(row.context),
+            "created_at": self._ts(row.created_at),
+            "scheduled_at": self._ts(row.scheduled_at),
+            "run_at": self._ts(row.run_at),
+            "timeout_ms": row.timeout_ms,
+            "idempotency_key": row.idempotency_key,
+            "step_index": row.step_index,
+            "step_name": row.step_name,
+            "attempt": row.attempt,
+            "token": row.token,
+            "claimable_at": self._ts(row.run_at if row.status == Status.PENDING else None),
+            "max_attempts": row.max_attempts,
+            "parent_id": row.parent_id,
+            "origin": None if row.origin is None else dumps(row.origin),
+            "shape": None if row.shape is None else dumps(row.shape),
+        }
 
     def get(self, execution_id: str) -> ExecutionRow | None:
         r = self._retry_once(lambda: self._one("get", {"id": execution_id}))
@@ -1377,3 +1413,196 @@ class SQLStore(Connections, Store):
             parked = row.status == Status.PENDING and row.run_at is None
             self._after_end(cur, execution_id, now, held_place=not parked)
         return cancelled
+
+    # -- schedules (cron) ------------------------------------------------------------------
+
+    def _schedule(self, r: Any) -> Schedule:
+        next_tick = self._dt(r["next_tick"])
+        created_at = self._dt(r["created_at"])
+        updated_at = self._dt(r["updated_at"])
+        assert next_tick is not None and created_at is not None and updated_at is not None
+        return Schedule(
+            name=r["name"],
+            workflow=r["workflow"],
+            cron=r["cron"],
+            timezone=r["timezone"],
+            input=rows.loads(r["input"]),
+            catch_up=CatchUp(r["catch_up"]),
+            overlap=Overlap(r["overlap"]),
+            paused=bool(r["paused"]),
+            next_tick=next_tick,
+            created_at=created_at,
+            updated_at=updated_at,
+            declared=bool(r["declared"]),
+            last_tick=self._dt(r["last_tick"]),
+            last_execution_id=r["last_execution_id"],
+            buffered_id=r["buffered_id"],
+            missed=int(r["missed"]),
+        )
+
+    def put_schedule(self, schedule: Schedule, *, now: datetime) -> Schedule:
+        params = {
+            "name": schedule.name,
+            "workflow": schedule.workflow,
+            "cron": schedule.cron,
+            "timezone": schedule.timezone,
+            "input": dumps(schedule.input),
+            "catch_up": schedule.catch_up.value,
+            "overlap": schedule.overlap.value,
+            "paused": schedule.paused,
+            "declared": schedule.declared,
+            "next_tick": self._ts(schedule.next_tick),
+            "now": self._ts(now),
+        }
+        r = self._retry_deadlock(lambda: self._write_one("schedule_put", params))
+        return self._schedule(r)
+
+    def _write_one(self, name: str, params: dict[str, Any]) -> Any:
+        with self._cursor(write=True) as cur:
+            cur.execute(self.SQL[name], params)
+            return cur.fetchone()
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        r = self._retry_once(lambda: self._one("schedule_get", {"name": name}))
+        return None if r is None else self._schedule(r)
+
+    def list_schedules(self) -> list[Schedule]:
+        return [self._schedule(r) for r in self._all_rows("schedule_list", {})]
+
+    def delete_schedule(
+        self, name: str, *, now: datetime, compensates: Callable[[str], bool] = lambda w: False
+    ) -> bool:
+        def delete() -> bool:
+            with self._cursor(write=True) as cur:
+                cur.execute(self.SQL["schedule_delete"], {"name": name})
+                found = cur.fetchone()
+                if found is None:
+                    return False
+                if found["buffered_id"] is not None:
+                    cur.execute(self.SQL["get_for_update"], {"id": found["buffered_id"]})
+                    buffered = cur.fetchone()
+                    if buffered is not None and buffered["status"] == Status.PENDING.value:
+                        why = "its schedule was removed"
+                        self._cancel(cur, found["buffered_id"], now, why, compensates)
+                return True
+
+        return self._retry_deadlock(delete)
+
+    def pause_schedule(
+        self, name: str, *, paused: bool, next_tick: datetime, now: datetime
+    ) -> Schedule | None:
+        params = {
+            "name": name,
+            "paused": paused,
+            "next_tick": self._ts(next_tick),
+            "now": self._ts(now),
+        }
+        r = self._retry_deadlock(lambda: self._write_one("schedule_pause", params))
+        return None if r is None else self._schedule(r)
+
+    def next_tick(self, *, workflows: Sequence[str] | None) -> datetime | None:
+        found = self._all_rows("schedule_next_tick", {"workflows": self._array(workflows)})
+        return self._dt(found[0]["due"]) if found else None
+
+    def due_schedules(
+        self, *, now: datetime, workflows: Sequence[str], limit: int
+    ) -> list[Schedule]:
+        if not workflows:
+            return []
+        params = {"now": self._ts(now), "workflows": self._array(workflows), "limit": limit}
+        return [self._schedule(r) for r in self._all_rows("schedules_due", params)]
+
+    def fire_schedules(
+        self,
+        fires: Sequence[Fire],
+        *,
+        now: datetime,
+        compensates: Callable[[str], bool] = lambda w: False,
+    ) -> list[str]:
+        if not fires:
+            return []
+
+        def fire() -> list[str]:
+            made: list[str] = []
+            with self._cursor(write=True) as cur:
+                # (by name: two workers firing the same schedules lock them in one order)
+                for f in sorted(fires, key=lambda f: f.name):
+                    made += self._fire(cur, f, now, compensates)
+            return made
+
+        made = self._retry_deadlock(fire)
+        if made:
+            self._wake_others()
+        return made
+
+    def _fire(
+        self, cur: Any, f: Fire, now: datetime, compensates: Callable[[str], bool]
+    ) -> list[str]:
+        """In a write transaction: one schedule's fire (see Store.fire_schedules)."""
+        ts = self._ts(now)
+        latest = None
+        cur.execute(self.SQL["schedule_latest"], {"name": f.name})  # (locked first)
+        found = cur.fetchone()
+        if found is not None:
+            latest = (found["id"], Status(found["status"]), found["phase"])
+        cur.execute(
+            self.SQL["schedule_advance"],
+            {
+                "name": f.name,
+                "expected": self._ts(f.expected),
+                "next_tick": self._ts(f.next_tick),
+                "missed": f.missed,
+                "now": ts,
+            },
+        )
+        advanced = cur.fetchone()
+        if advanced is None:
+            return []  # fired by another worker, paused or removed meanwhile
+        s = self._schedule(advanced)
+        made: list[str] = []
+        last_tick, last_id, buffered, missed = (
+            s.last_tick,
+            s.last_execution_id,
+            s.buffered_id,
+            s.missed,
+        )
+        for row in f.rows:
+            running = latest is not None and latest[1] not in FINISHED
+            parked = False
+            if running and s.overlap != Overlap.ALLOW:
+                assert latest is not None
+                if s.overlap == Overlap.SKIP or (
+                    s.overlap == Overlap.BUFFER_ONE and buffered is not None
+                ):
+                    missed += 1
+                    continue
+                if s.overlap == Overlap.CANCEL_PREVIOUS:
+                    if latest[2] == StepPhase.RUN.value:  # (one compensating is ending)
+                        why = f"schedule {s.name!r} started the next tick's execution"
+                        self._cancel(cur, latest[0], now, why, compensates)
+                else:
+                    parked = True
+            params = self._create_params(row)
+            if parked:
+                params["run_at"] = params["claimable_at"] = None
+            cur.execute(self.SQL["create"], params)
+            if cur.fetchone() is None:
+                continue  # (its idempotency key is taken: schedules give none)
+            made.append(row.id)
+            last_tick = row.scheduled_at
+            if parked:
+                buffered = row.id
+            else:
+                last_id = row.id
+                latest = (row.id, Status.PENDING, StepPhase.RUN.value)
+        cur.execute(
+            self.SQL["schedule_fired"],
+            {
+                "name": s.name,
+                "last_tick": self._ts(last_tick),
+                "last_execution_id": last_id,
+                "buffered_id": buffered,
+                "missed": missed,
+            },
+        )
+        return made

@@ -328,6 +328,8 @@ WITH u AS (
       AND coalesce(last_write, '') <> %(write_id)s AND NOT cancel_requested
       AND (parent_id IS NULL OR unit IS NOT NULL)
       AND NOT (stops_group AND %(status)s <> 'completed')
+      -- (an execution a schedule started may let its buffered one in: finish_run does)
+      AND (origin IS NULL OR strpos(origin, '"schedule"') = 0)
     RETURNING id, status, parent_id, unit, group_step, group_visit, unit_index
 ), ins AS (
     INSERT INTO durable_step_attempts (
@@ -710,7 +712,7 @@ LIMIT %(limit)s;
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.
 SELECT id, status, parent_id, unit, group_step, group_visit, unit_index, stops_group,
-    context, error
+    context, error, origin
 FROM durable_executions WHERE id = %(id)s;
 
 -- name: group_counts_insert
@@ -846,3 +848,81 @@ LIMIT 1;
 -- The unit rows of the given executions (purged with them).
 SELECT id FROM durable_executions
 WHERE parent_id IN (SELECT unnest(%(ids)s::text[])) AND unit IS NOT NULL;
+
+-- name: schedule_put
+-- Store a schedule by name; an existing one keeps its next tick unless its cron or time
+-- zone changed, and its pause, last tick and execution, buffered execution and count.
+INSERT INTO durable_schedules AS s (
+    name, workflow, cron, timezone, input, catch_up, overlap, paused, declared, next_tick,
+    last_tick, last_execution_id, buffered_id, missed, created_at, updated_at
+) VALUES (
+    %(name)s, %(workflow)s, %(cron)s, %(timezone)s, %(input)s, %(catch_up)s, %(overlap)s,
+    %(paused)s, %(declared)s, %(next_tick)s, NULL, NULL, NULL, 0, %(now)s, %(now)s
+)
+ON CONFLICT (name) DO UPDATE SET
+    workflow = excluded.workflow, input = excluded.input, catch_up = excluded.catch_up,
+    overlap = excluded.overlap, declared = excluded.declared, updated_at = excluded.updated_at,
+    next_tick = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone
+        THEN s.next_tick ELSE excluded.next_tick END,
+    cron = excluded.cron, timezone = excluded.timezone
+RETURNING *;
+
+-- name: schedule_get
+SELECT * FROM durable_schedules WHERE name = %(name)s;
+
+-- name: schedule_list
+SELECT * FROM durable_schedules ORDER BY name;
+
+-- name: schedule_delete
+DELETE FROM durable_schedules WHERE name = %(name)s RETURNING buffered_id;
+
+-- name: schedule_pause
+UPDATE durable_schedules SET paused = %(paused)s, next_tick = %(next_tick)s,
+    updated_at = %(now)s
+WHERE name = %(name)s
+RETURNING *;
+
+-- name: schedule_next_tick
+-- The earliest tick due of the schedules not paused (of those workflows; NULL: all).
+SELECT min(next_tick) AS due FROM durable_schedules
+WHERE NOT paused AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
+HAVING min(next_tick) IS NOT NULL;
+
+-- name: schedules_due
+SELECT * FROM durable_schedules
+WHERE next_tick <= %(now)s AND NOT paused AND workflow = ANY(%(workflows)s)
+ORDER BY next_tick, name
+LIMIT %(limit)s;
+
+-- name: schedule_latest
+-- The schedule's latest execution, locked first (an end that lets the buffered one in
+-- locks it, then the schedule: the same order, no deadlock); none: no row.
+SELECT e.id, e.status, e.phase FROM durable_schedules AS s
+JOIN durable_executions AS e ON e.id = s.last_execution_id
+WHERE s.name = %(name)s
+FOR UPDATE OF e;
+
+-- name: schedule_advance
+-- A fire applies only while next_tick is the one the worker read: one worker per tick.
+UPDATE durable_schedules SET next_tick = %(next_tick)s, missed = missed + %(missed)s,
+    updated_at = %(now)s
+WHERE name = %(name)s AND next_tick = %(expected)s AND NOT paused
+RETURNING *;
+
+-- name: schedule_fired
+UPDATE durable_schedules SET last_tick = %(last_tick)s,
+    last_execution_id = %(last_execution_id)s, buffered_id = %(buffered_id)s,
+    missed = %(missed)s
+WHERE name = %(name)s;
+
+-- name: schedule_release
+-- The schedule's latest execution ended: its buffered one (if any) becomes the latest.
+UPDATE durable_schedules SET last_execution_id = buffered_id, buffered_id = NULL
+WHERE name = %(name)s AND last_execution_id = %(id)s AND buffered_id IS NOT NULL
+RETURNING last_execution_id AS buffered_id;
+
+-- name: release_buffered
+-- ... and is due now, unless it was cancelled meanwhile.
+UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
+WHERE id = %(id)s AND status = 'pending' AND run_at IS NULL
+RETURNING id;

@@ -562,7 +562,7 @@ LIMIT coalesce(:limit, -1);
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.
 SELECT id, status, parent_id, unit, group_step, group_visit, unit_index, stops_group,
-    context, error
+    context, error, origin
 FROM durable_executions WHERE id = :id;
 
 -- name: group_counts_insert
@@ -671,3 +671,81 @@ LIMIT 1;
 -- The unit rows of the given executions (purged with them).
 SELECT id FROM durable_executions
 WHERE parent_id IN (SELECT value FROM json_each(:ids)) AND unit IS NOT NULL;
+
+-- name: schedule_put
+-- Store a schedule by name; an existing one keeps its next tick unless its cron or time
+-- zone changed, and its pause, last tick and execution, buffered execution and count.
+-- (WHERE TRUE: an upsert after a SELECT needs it to parse.)
+INSERT INTO durable_schedules (
+    name, workflow, cron, timezone, input, catch_up, overlap, paused, declared, next_tick,
+    last_tick, last_execution_id, buffered_id, missed, created_at, updated_at
+) VALUES (
+    :name, :workflow, :cron, :timezone, :input, :catch_up, :overlap, :paused, :declared,
+    :next_tick, NULL, NULL, NULL, 0, :now, :now
+)
+ON CONFLICT (name) DO UPDATE SET
+    workflow = excluded.workflow, input = excluded.input, catch_up = excluded.catch_up,
+    overlap = excluded.overlap, declared = excluded.declared, updated_at = excluded.updated_at,
+    next_tick = CASE WHEN durable_schedules.cron = excluded.cron
+        AND durable_schedules.timezone = excluded.timezone
+        THEN durable_schedules.next_tick ELSE excluded.next_tick END,
+    cron = excluded.cron, timezone = excluded.timezone
+RETURNING *;
+
+-- name: schedule_get
+SELECT * FROM durable_schedules WHERE name = :name;
+
+-- name: schedule_list
+SELECT * FROM durable_schedules ORDER BY name;
+
+-- name: schedule_delete
+DELETE FROM durable_schedules WHERE name = :name RETURNING buffered_id;
+
+-- name: schedule_pause
+UPDATE durable_schedules SET paused = :paused, next_tick = :next_tick, updated_at = :now
+WHERE name = :name
+RETURNING *;
+
+-- name: schedule_next_tick
+-- The earliest tick due of the schedules not paused (of those workflows; NULL: all).
+SELECT min(next_tick) AS due FROM durable_schedules
+WHERE NOT paused
+  AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
+HAVING min(next_tick) IS NOT NULL;
+
+-- name: schedules_due
+SELECT * FROM durable_schedules
+WHERE next_tick <= :now AND NOT paused
+  AND workflow IN (SELECT value FROM json_each(:workflows))
+ORDER BY next_tick, name
+LIMIT :limit;
+
+-- name: schedule_latest
+-- The schedule's latest execution (SQLite writes one transaction at a time: no lock).
+SELECT e.id, e.status, e.phase FROM durable_schedules AS s
+JOIN durable_executions AS e ON e.id = s.last_execution_id
+WHERE s.name = :name;
+
+-- name: schedule_advance
+-- A fire applies only while next_tick is the one the worker read: one worker per tick.
+UPDATE durable_schedules SET next_tick = :next_tick, missed = missed + :missed,
+    updated_at = :now
+WHERE name = :name AND next_tick = :expected AND NOT paused
+RETURNING *;
+
+-- name: schedule_fired
+UPDATE durable_schedules SET last_tick = :last_tick,
+    last_execution_id = :last_execution_id, buffered_id = :buffered_id, missed = :missed
+WHERE name = :name;
+
+-- name: schedule_release
+-- The schedule's latest execution ended: its buffered one (if any) becomes the latest.
+UPDATE durable_schedules SET last_execution_id = buffered_id, buffered_id = NULL
+WHERE name = :name AND last_execution_id = :id AND buffered_id IS NOT NULL
+RETURNING last_execution_id AS buffered_id;
+
+-- name: release_buffered
+-- ... and is due now, unless it was cancelled meanwhile.
+UPDATE durable_executions SET run_at = :now, claimable_at = :now
+WHERE id = :id AND status = 'pending' AND run_at IS NULL
+RETURNING id;
