@@ -6,7 +6,7 @@ transaction, each schedule only if its next tick is still the one read (another 
 fired it otherwise). So whatever the number of workers, a tick has one execution.
 
 Workers also keep the schedules that ``@workflow(cron=...)`` declares stored, in step
-with the code they run.
+with the code they run (an engine that only starts executions, or drains, does not).
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ class Ticker:
         self._next: datetime | None = None
         self._read_at: datetime | None = None
         self._synced = -1  # the registry version whose declared schedules were stored
+        # set once this engine runs a worker (or is asked to): only then does it store the
+        # schedules its workflows declare
+        self.declares = False
 
     def changed(self) -> None:
         """A schedule changed (here, or another process said so): read it again."""
@@ -115,6 +118,8 @@ class Ticker:
     def sync_declared(self) -> None:
         """Store the schedules ``@workflow(cron=...)`` declares in the workflows registered
         here (once per registration), and remove those their workflow no longer declares."""
+        if not self.declares:
+            return
         version = registry_version()
         with self._lock:
             if self._synced == version:

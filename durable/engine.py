@@ -339,7 +339,6 @@ class Engine:
         """When the next scheduled work (a start, a retry, a lease expiry, a schedule's
         tick) falls due."""
         due = self.store.next_due(queues=queues, workflows=None)
-        self.scheduler.ticker.sync_declared()
         tick = self.store.next_tick(workflows=self.scheduler.workflows())
         return due if tick is None or (due is not None and due <= tick) else tick
 
@@ -415,8 +414,17 @@ class Engine:
 
     def list_schedules(self) -> list[Schedule]:
         """Every stored schedule, by name."""
-        self.scheduler.ticker.sync_declared()
         return self.store.list_schedules()
+
+    def store_declared_schedules(self) -> list[Schedule]:
+        """Store the schedules ``@workflow(cron=...)`` declares in the workflows imported
+        here, and remove those a workflow here no longer declares; return them. A worker
+        does this when it starts (and again when more workflows are imported); a test
+        that drives a declared schedule without a worker calls it."""
+        self.scheduler.ticker.declares = True
+        self.scheduler.ticker.sync_declared()
+        names = {w.name for w in registered_workflows().values() if w.cron is not None}
+        return [s for s in self.store.list_schedules() if s.declared and s.name in names]
 
     def get_schedule(self, name: str) -> Schedule:
         """The schedule ``name`` (ScheduleNotFound if there is none)."""
@@ -778,6 +786,7 @@ class Engine:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
         poll_ms = to_ms(poll_interval, what="poll_interval", allow_zero=False)
+        self.store_declared_schedules()
         worker = Worker(
             self.scheduler, queues=_queues(queues), concurrency=concurrency, poll_ms=poll_ms
         )

@@ -43,6 +43,7 @@ DATA_TABLES = (
     "durable_waits",
     "durable_step_attempts",
     "durable_group_counts",
+    "durable_schedules",
     "durable_executions",
 )
 

@@ -1,0 +1,317 @@
+"""Cron: schedules that fire once per tick, on the test clock to the millisecond, with the
+catch-up, overlap and time-zone rules (on memory, SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dataclasses
+
+import pytest
+
+import durable
+from durable import dsl
+from durable import step, workflow
+from durable.context import put_context, scheduled_at
+from durable.waits import wait_for_event
+
+T0 = datetime(2027, 1, 1, 8, 59, 30, tzinfo=UTC)
+MS = timedelta(milliseconds=1)
+
+
+@workflow("cron_report")
+class Report:
+    @step
+    def run(self):
+        put_context("tick", scheduled_at().isoformat())
+
+
+@workflow("cron_slow")
+class Slow:
+    @step
+    def hold(self):
+        wait_for_event("done")
+
+
+@workflow("cron_fan")
+class Fan:
+    @durable.parallel
+    class both:
+        @step
+        def left(self):
+            put_context("left", scheduled_at().isoformat())
+
+        @step
+        def right(self):
+            put_context("right", scheduled_at().isoformat())
+
+
+def ticks(engine, name: str) -> list[datetime]:
+    return sorted(e.scheduled_at for e in engine.list_executions() if e.schedule == name)
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@pytest.fixture
+def engine(durable_engine, durable_clock):
+    durable_clock.set(T0)
+    return durable_engine
+
+
+def test_a_tick_fires_at_its_millisecond_and_not_one_earlier(engine, durable_clock):
+    s = engine.schedule(Report, "0 9 * * *", name="daily")
+    assert s.next_tick == at("2027-01-01T09:00:00+00:00")
+    assert engine.next_due() == s.next_tick  # the test clock stops at ticks like any timer
+    durable_clock.set(s.next_tick - MS)
+    engine.drain()
+    assert ticks(engine, "daily") == []
+    assert engine.advance_to_next() == s.next_tick
+    engine.drain()
+    (ex,) = engine.list_executions()
+    assert (ex.schedule, ex.scheduled_at) == ("daily", s.next_tick)
+    assert engine.run_until(ex.id).context == {"tick": "2027-01-01T09:00:00+00:00"}
+    after = engine.get_schedule("daily")
+    assert (after.last_tick, after.last_execution_id) == (s.next_tick, ex.id)
+    assert after.next_tick == at("2027-01-02T09:00:00+00:00")
+
+
+def test_ticks_before_the_schedule_existed_are_not_missed(engine, durable_clock):
+    durable_clock.set(at("2027-01-01T09:00:00.001+00:00"))
+    s = engine.schedule(Report, "0 9 * * *", name="daily", catch_up="all")
+    assert s.next_tick == at("2027-01-02T09:00:00+00:00")
+    engine.drain()
+    assert ticks(engine, "daily") == []
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "fired", "missed"),
+    [
+        ("latest", ["2027-01-05T09:00"], 4),
+        (
+            "all",
+            [
+                "2027-01-01T09:00",
+                "2027-01-02T09:00",
+                "2027-01-03T09:00",
+                "2027-01-04T09:00",
+                "2027-01-05T09:00",
+            ],
+            0,
+        ),
+        ("skip", [], 5),
+    ],
+)
+def test_catch_up_after_no_worker_ran(engine, durable_clock, catch_up, fired, missed):
+    engine.schedule(Report, "0 9 * * *", name="daily", catch_up=catch_up)
+    durable_clock.set(at("2027-01-05T10:00:00+00:00"))  # four days and an hour later
+    engine.drain()
+    assert ticks(engine, "daily") == [at(f"{t}:00+00:00") for t in fired]
+    s = engine.get_schedule("daily")
+    assert s.missed == missed
+    assert s.next_tick == at("2027-01-06T09:00:00+00:00")
+
+
+def test_catch_up_all_fires_the_most_recent_hundred_at_most(engine, durable_clock):
+    engine.schedule(Report, "* * * * *", name="minutely", catch_up="all")
+    durable_clock.set(T0 + timedelta(minutes=150, seconds=30))
+    engine.drain()
+    fired = ticks(engine, "minutely")
+    assert len(fired) == 100 and len(set(fired)) == 100
+    assert (fired[0], fired[-1]) == (
+        at("2027-01-01T09:51:00+00:00"),
+        at("2027-01-01T11:30:00+00:00"),
+    )
+    assert engine.get_schedule("minutely").missed == 51  # 09:00 to 09:50
+
+
+def test_skip_still_fires_a_tick_a_little_late(engine, durable_clock):
+    engine.schedule(Report, "0 9 * * *", name="daily", catch_up="skip")
+    durable_clock.set(at("2027-01-01T09:00:59+00:00"))  # a busy worker, a restart
+    engine.drain()
+    assert ticks(engine, "daily") == [at("2027-01-01T09:00:00+00:00")]
+
+
+def _tick(engine, durable_clock) -> None:
+    engine.advance_to_next()
+    engine.drain()
+
+
+@pytest.mark.parametrize(
+    ("overlap", "started"),
+    [("allow", 3), ("skip", 1), ("buffer_one", 2), ("cancel_previous", 3)],
+)
+def test_overlap_while_the_previous_tick_is_unfinished(engine, durable_clock, overlap, started):
+    engine.schedule(Slow, "0 * * * *", name="hourly", overlap=overlap)
+    for _ in range(3):  # three ticks while the first execution still waits
+        durable_clock.set(engine.get_schedule("hourly").next_tick)
+        engine.drain()
+    runs = sorted(
+        (e for e in engine.list_executions() if e.schedule == "hourly"),
+        key=lambda e: e.scheduled_at,
+    )
+    assert len(runs) == started
+    s = engine.get_schedule("hourly")
+    if overlap == "allow":
+        assert [r.status for r in runs] == ["waiting"] * 3
+    elif overlap == "skip":
+        assert s.missed == 2 and runs[0].status == "waiting"
+    elif overlap == "cancel_previous":
+        assert [r.status for r in runs] == ["cancelled", "cancelled", "waiting"]
+        assert s.last_execution_id == runs[2].id
+    else:  # buffer_one: the second waits (never started), the third is dropped
+        first, second = runs
+        assert (first.status, second.status, second.run_at) == ("waiting", "pending", None)
+        assert s.buffered_id == second.id and s.missed == 1
+        engine.send_event(first.id, "done")
+        engine.drain()  # the first ends: the buffered one runs at once
+        assert engine.get_execution(first.id).status == "completed"
+        assert engine.get_execution(second.id).status == "waiting"
+        s = engine.get_schedule("hourly")
+        assert (s.last_execution_id, s.buffered_id) == (second.id, None)
+
+
+@pytest.fixture
+def declared():
+    """A workflow that declares a schedule, forgotten after the test (a declared schedule
+    is stored by any engine that runs a worker: it must not reach other tests)."""
+
+    @workflow("cron_declared", cron="*/10 * * * *", timezone="Europe/Paris")
+    class Declared:
+        @step
+        def run(self):
+            put_context("tick", scheduled_at().isoformat())
+
+    yield Declared
+    with dsl._registry_lock:
+        dsl._registry.pop("cron_declared", None)
+
+
+def test_a_declared_schedule_is_stored_by_a_worker_and_kept_in_step(
+    engine, durable_clock, declared
+):
+    engine.drain()
+    assert engine.list_schedules() == []  # (an engine that only drains does not store it)
+    with engine.worker():
+        pass
+    (s,) = engine.list_schedules()
+    assert (s.declared, s.cron, s.timezone) == (True, "*/10 * * * *", "Europe/Paris")
+    assert s.next_tick == at("2027-01-01T09:00:00+00:00")
+    _tick(engine, durable_clock)
+    (ex,) = [e for e in engine.list_executions() if e.schedule == "cron_declared"]
+    assert engine.run_until(ex.id).context == {"tick": "2027-01-01T09:00:00+00:00"}
+    with pytest.raises(durable.ConfigError, match="@workflow\\('cron_declared', cron=...\\)"):
+        engine.schedule(Report, "0 9 * * *", name="cron_declared")
+    # a deploy that changes the cron moves the next tick; one that drops it removes it
+    with dsl._registry_lock:
+        dsl._registry["cron_declared"] = dataclasses.replace(
+            dsl._registry["cron_declared"], cron="0 12 * * *"
+        )
+        dsl._registry_version += 1
+    (s,) = engine.store_declared_schedules()
+    assert (s.cron, s.next_tick) == ("0 12 * * *", at("2027-01-01T11:00:00+00:00"))
+    with dsl._registry_lock:
+        dsl._registry["cron_declared"] = dataclasses.replace(
+            dsl._registry["cron_declared"], cron=None
+        )
+        dsl._registry_version += 1
+    assert engine.store_declared_schedules() == [] and engine.list_schedules() == []
+
+
+def test_bad_expressions_zones_and_policies_store_nothing(engine):
+    for cron, zone, message in [
+        ("61 * * * *", "UTC", "bad cron expression '61 \\* \\* \\* \\*'"),
+        ("0 9 * *", "UTC", "bad cron expression '0 9 \\* \\*'"),
+        ("0 9 * * *", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+    ]:
+        with pytest.raises(durable.ConfigError, match=message):
+            engine.schedule(Report, cron, name="bad", timezone=zone)
+    with pytest.raises(durable.ConfigError, match="catch_up='some'"):
+        engine.schedule(Report, "0 9 * * *", name="bad", catch_up="some")
+    with pytest.raises(durable.ConfigError, match="overlap='queue'"):
+        engine.schedule(Report, "0 9 * * *", name="bad", overlap="queue")
+    assert engine.list_schedules() == []
+    with pytest.raises(durable.ConfigError, match="unknown time zone 'Nowhere/Town'"):
+
+        @workflow("cron_bad_zone", cron="0 9 * * *", timezone="Nowhere/Town")
+        class BadZone:
+            @step
+            def run(self):
+                pass
+
+
+def test_pause_resume_unschedule(engine, durable_clock):
+    engine.schedule(Report, "0 * * * *", name="hourly")
+    assert engine.pause_schedule("hourly").paused
+    durable_clock.set(at("2027-01-01T12:30:00+00:00"))
+    engine.drain()
+    assert ticks(engine, "hourly") == []  # nothing fires while paused
+    resumed = engine.resume_schedule("hourly")
+    # the ticks while it was paused are not made up for
+    assert (resumed.paused, resumed.next_tick) == (False, at("2027-01-01T13:00:00+00:00"))
+    _tick(engine, durable_clock)
+    assert ticks(engine, "hourly") == [at("2027-01-01T13:00:00+00:00")]
+    engine.unschedule("hourly")
+    with pytest.raises(durable.ScheduleNotFound, match="no schedule named 'hourly'"):
+        engine.unschedule("hourly")
+    with pytest.raises(durable.ScheduleNotFound):
+        engine.pause_schedule("hourly")
+
+
+def test_scheduling_again_updates_and_keeps_the_next_tick_unless_the_cron_changed(engine):
+    first = engine.schedule(Report, "0 9 * * *", name="daily", input={"region": "eu"})
+    again = engine.schedule(Report, "0 9 * * *", name="daily", input={"region": "us"})
+    assert (again.next_tick, again.input, again.created_at) == (
+        first.next_tick,
+        {"region": "us"},
+        first.created_at,
+    )
+    moved = engine.schedule(Report, "30 8 * * *", name="daily")
+    assert moved.next_tick == at("2027-01-02T08:30:00+00:00")
+
+
+def test_scheduled_at_in_branches_is_the_tick(engine, durable_clock):
+    engine.schedule(Fan, "0 9 * * *", name="fan")
+    _tick(engine, durable_clock)
+    (ex,) = engine.list_executions()
+    durable_clock.advance(timedelta(minutes=5))  # runs later than its tick
+    done = engine.run_until(ex.id)
+    assert done.context == {
+        "left": "2027-01-01T09:00:00+00:00",
+        "right": "2027-01-01T09:00:00+00:00",
+    }
+
+
+def test_two_engines_on_one_store_fire_each_tick_once(engine, durable_clock, durable_store_url):
+    other = durable.Engine(durable_store_url, clock=durable_clock)
+    try:
+        engine.schedule(Report, "*/5 * * * *", name="often", catch_up="all")
+        for _ in range(6):
+            durable_clock.advance(timedelta(minutes=5))
+            other.drain()
+            engine.drain()
+            other.drain()
+        fired = ticks(engine, "often")
+        assert len(fired) == len(set(fired)) == 6
+    finally:
+        other.close()
+
+
+def test_each_tick_of_a_new_york_day_across_both_daylight_saving_changes(engine, durable_clock):
+    durable_clock.set(at("2027-03-13T12:00:00+00:00"))
+    engine.schedule(Report, "30 2 * * *", name="ny", timezone="America/New_York")
+    for _ in range(2):
+        _tick(engine, durable_clock)
+    # 02:30 does not exist on 14 March: it fires at 03:00 EDT, the first instant after
+    assert ticks(engine, "ny") == [at("2027-03-14T07:00:00+00:00"), at("2027-03-15T06:30:00+00:00")]
+    engine.unschedule("ny")
+    durable_clock.set(at("2027-11-06T12:00:00+00:00"))
+    engine.schedule(Report, "30 1 * * *", name="ny_fall", timezone="America/New_York")
+    for _ in range(2):
+        _tick(engine, durable_clock)
+    # 01:30 happens twice on 7 November: it fires once, the first time (EDT)
+    assert ticks(engine, "ny_fall") == [
+        at("2027-11-07T05:30:00+00:00"),
+        at("2027-11-08T06:30:00+00:00"),
+    ]
