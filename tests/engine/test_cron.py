@@ -3,15 +3,13 @@ catch-up, overlap and time-zone rules (on memory, SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import durable
-from durable import dsl
-from durable import step, workflow
+from durable import dsl, step, workflow
 from durable.context import put_context, scheduled_at
 from durable.waits import wait_for_event
 
