@@ -141,17 +141,25 @@ def problems(
         if position is not None:
             found.append(problem(position))
     else:
-        # Running its compensations: that of each completed step must still be there.
-        completed = {
-            r.name
-            for r in records or []
-            if r.phase == StepPhase.RUN and r.status == StepStatus.COMPLETED
+        # Running its compensations: each completed step that declared one when the
+        # execution started must still declare one (under any name: a compensation may be
+        # renamed), whatever the step is called now.
+        declared = {
+            wdef.current_name(step) or step: comp
+            for step, comp in (row.shape or {}).get("compensate", {}).items()
         }
-        for step, comp in (row.shape or {}).get("compensate", {}).items():
-            if step not in completed:
+        seen: set[str] = set()
+        for r in records or []:
+            if r.phase != StepPhase.RUN or r.status != StepStatus.COMPLETED:
                 continue
-            current = wdef.current_name(step)
+            current = wdef.current_name(r.name)
+            key = current or r.name
+            if key in seen or key not in declared:
+                continue
+            seen.add(key)
             undo = None if current is None else wdef.step(current).undo
-            if undo is None or undo.name != comp:
-                found.append(problem(f"compensation {comp!r} of step {step!r} is gone"))
+            if undo is None:
+                found.append(
+                    problem(f"compensation {declared[key]!r} of step {r.name!r} is gone")
+                )
     return found

@@ -36,12 +36,11 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
             set_[k] = v
             continue
         old = before[k]
-        # (10 == 10.0 and 1 == True: a change of type is a change)
         if type(old) is not type(v):
             set_[k] = v
-        elif old == v:
+        elif _same(old, v):
             continue
-        elif isinstance(v, list) and old and len(v) > len(old) and v[: len(old)] == old:
+        elif isinstance(v, list) and old and len(v) > len(old) and _same(v[: len(old)], old):
             extended[k] = v[len(old) :]
         elif isinstance(v, dict) and old:
             patched[k] = changes(old, v)
@@ -53,6 +52,24 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     if patched:
         out["patched"] = patched
     return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``==``, and the same types all the way down (10 == 10.0 and
+    1 == True in Python, but a change from one to the other is a change)."""
+    if a != b:
+        return False
+    return _same_types(a, b)
+
+
+def _same_types(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return all(map(_same_types, a, b))
+    if isinstance(a, dict):
+        return all(_same_types(v, b[k]) for k, v in a.items())
+    return True
 
 
 def apply_changes(context: dict[str, Any], change: dict[str, Any]) -> None:

@@ -510,6 +510,16 @@ class StoreContract:
         assert (got.status, got.error) == (Status.FAILED, {"type": "WorkflowTimeout"})
         assert store.steps(c3.id) == [rec]
 
+    def test_release_with_a_run_at_is_claimable_only_then(self, store: Store) -> None:
+        c = self._claimed(store)
+        later = T0 + _ms(1000)
+        store.release(c.id, c.token, now=T0 + _ms(1), attempt_ran=False, run_at=later)
+        got = store.get(c.id)
+        assert got is not None and (got.status, got.run_at) == (Status.PENDING, later)
+        assert store.next_due(queues=None, workflows=None) == later
+        assert _claim(store, later - _ms(1)) == []
+        assert [r.id for r in _claim(store, later)] == [c.id]
+
     def test_every_write_for_a_claim_is_fenced(self, store: Store) -> None:
         row = new_row()
         store.create(row)

@@ -392,6 +392,15 @@ class MemoryStore(Store):
         ``held_place`` (was let in) lets the next parked one in."""
         parent = self._rows.get(unit.parent_id or "")
         if (
+            parent is not None
+            and parent.phase == StepPhase.COMPENSATE
+            and parent.status == Status.PENDING
+            and parent.run_at is not None
+            and parent.run_at > now
+        ):  # (its compensations may be waiting for the group's last running units)
+            parent.run_at = now
+            self._touch(parent)
+        if (
             parent is None
             or parent.status != Status.WAITING
             or (parent.step_name, parent.visit) != (unit.group_step, unit.group_visit)
@@ -450,6 +459,11 @@ class MemoryStore(Store):
         row.open_units = 0
         row.error = clone(error)
         self._touch(row)
+        # Its flow is over: units still open stop too (the compensations wait for those
+        # running to end).
+        why = f"its execution is compensating ({error.get('type')})"
+        for unit in self._units_of(row.id):
+            self._cancel_unit(unit, now, why)
 
     def retry_execution(
         self,

@@ -143,7 +143,7 @@ def test_a_step_ahead_of_the_execution_may_change_kind(durable_engine):
 def undoing(version: int) -> type:
     @workflow("deploys_undoing")
     class Undoing:
-        @step(compensate="refund" if version == 1 else None)
+        @step(compensate={1: "refund", 2: None, 3: "refund_payment"}[version])
         def charge(self):
             put_context("charged", True)
 
@@ -157,7 +157,72 @@ def undoing(version: int) -> type:
             def refund(self):
                 raise ConnectionError("payments down")
 
+        if version == 3:
+
+            @compensation
+            def refund_payment(self):
+                put_context("refunded", True)
+
     return Undoing
+
+
+def test_a_compensation_renamed_while_an_execution_compensates_runs_under_its_new_name(
+    durable_engine,
+):
+    undoing(1)
+    wid = durable_engine.start("deploys_undoing")
+    durable_engine.drain()  # refund failed once, its retry is a minute away
+    undoing(3)  # refund is refund_payment now
+    assert durable_engine.check_deploy() == []
+    ex = durable_engine.run_until(wid)
+    assert (ex.status, ex.context.get("refunded")) == ("compensated", True)
+
+
+def renamed_undo(version: int) -> type:
+    @workflow("deploys_renamed_undo")
+    class RenamedUndo:
+        @step
+        def begin(self):
+            wait_for_event("go")
+
+        if version == 1:
+
+            @step(compensate="refund")
+            def charge(self):
+                pass
+
+        else:
+
+            @step(renamed_from="charge", compensate="refund" if version == 2 else None)
+            def bill(self):
+                pass
+
+        @step
+        def ship(self):
+            raise RuntimeError("warehouse closed")
+
+        if version in (1, 2):
+
+            @compensation(retry=Retry(max_attempts=2, backoff="constant", base=60))
+            def refund(self):
+                raise ConnectionError("payments down")
+
+    return RenamedUndo
+
+
+def test_a_step_renamed_then_stripped_of_its_compensation_is_reported(durable_engine):
+    renamed_undo(1)
+    wid = durable_engine.start("deploys_renamed_undo")
+    durable_engine.drain()  # waits in begin, under v1's names
+    renamed_undo(2)  # charge is bill now
+    durable_engine.send_event(wid, "go")
+    durable_engine.drain()  # bill completed, ship failed, refund failed once
+    assert durable_engine.get_execution(wid).status == "compensating"
+    renamed_undo(3)  # the compensation is gone
+    (problem,) = durable_engine.check_deploy()
+    assert "compensation 'refund' of step 'bill' is gone" in problem.change
+    ex = durable_engine.run_until(wid)
+    assert ex.error["type"] == "durable.errors.WorkflowChanged"  # not silently compensated
 
 
 def test_a_compensating_execution_whose_compensation_is_gone_fails_clearly(durable_engine):
@@ -468,3 +533,70 @@ def _forget_shape(store, wid: str) -> None:
     with store._cursor(write=True) as cur:
         mark = "%s" if "postgres" in type(store).__name__.lower() else "?"
         cur.execute(f"UPDATE durable_executions SET shape = NULL WHERE id = {mark}", (wid,))
+
+
+# -- the other rows of deploys.md's table -------------------------------------------------
+
+
+def table(version: int) -> type:
+    @workflow("deploys_table")
+    class Table:
+        @step
+        def begin(self):
+            pass
+
+        if version == 1:
+
+            @step
+            def charge(self):
+                append_context("got", wait_for_event("a"))
+
+        elif version == 2:
+
+            @step(renamed_from="charge")
+            def bill(self):
+                append_context("got", wait_for_event("a"))
+
+        elif version == 3:
+
+            @step(renamed_from=("charge", "bill"))  # charge -> bill -> take_payment
+            def take_payment(self):
+                append_context("got", wait_for_event("a"))
+
+        else:
+
+            @step
+            def charge(self):  # its wait changed under a suspended execution
+                append_context("got", wait_for_event("b"))
+
+        if version == 1:
+
+            @step
+            def audit(self):  # gone in every later version; no execution waits in it
+                append_context("got", "audit")
+
+    return Table
+
+
+def test_a_step_renamed_twice_carries_an_execution_from_the_first_name(durable_engine):
+    table(1)
+    wid = durable_engine.start("deploys_table")
+    durable_engine.drain()  # suspended in charge
+    table(3)  # charge -> bill -> take_payment, bill never deployed while it waited
+    assert durable_engine.check_deploy() == []
+    durable_engine.send_event(wid, "a", 1)
+    ex = durable_engine.run_until(wid)
+    # and audit, removed while no execution was at it, is simply not run
+    assert (ex.status, ex.context["got"]) == ("completed", [1])
+
+
+def test_changing_the_waits_of_a_suspended_step_is_not_detected(durable_engine):
+    table(1)
+    wid = durable_engine.start("deploys_table")
+    durable_engine.drain()  # suspended in charge, waiting for "a"
+    table(4)  # the same step now waits for "b" first
+    assert durable_engine.check_deploy() == []  # not detected (deploys.md says so)
+    durable_engine.send_event(wid, "a", 1)
+    durable_engine.drain()
+    # the recorded wait was replaced by the new one: "a" no longer resumes it
+    assert durable_engine.get_execution(wid).status == "waiting"

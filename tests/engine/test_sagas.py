@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import durable
-from durable import Retry, compensation, decision, parallel, seconds, step, workflow
+from durable import Retry, compensation, decision, foreach, parallel, seconds, step, workflow
 from durable.context import (
     attempt,
     failure,
@@ -614,8 +614,7 @@ def test_compensations_wait_for_a_branch_still_running_when_its_group_is_cancell
             assert undone == []
         finally:
             branch_release.set()
-        _until(lambda: store.unit_outcomes(wid, "reserve", 1)[1].status == "cancelled")
-        durable_clock.advance(seconds(1))
+        # the branch's end wakes the compensations (no clock move: a frozen test clock)
         ex = durable_engine.wait(wid, timeout=seconds(30))
     assert ex.status == "compensated", ex.error
     assert undone == [("unquick", None), ("unbook", None)]
@@ -680,3 +679,99 @@ def test_a_compensation_knows_which_run_it_undoes_and_the_context_that_run_left(
         ("book", 2, "B2", "B3"),
         ("book", 1, "B1", "B3"),
     ]
+
+
+@workflow("saga_timeout_at_foreach", timeout=seconds(10))
+class TimeoutAtForeach:
+    @step(compensate="unbook")
+    def book(self):
+        put_context("items", list(range(12)))  # more than the concurrency of 10: 2 parked
+
+    @foreach("items")
+    def each(self, item):
+        sleep_for(seconds(60))
+
+    @compensation
+    def unbook(self):
+        undone.append(("unbook", None))
+
+
+def test_a_timeout_at_a_foreach_with_parked_items_compensates_and_ends(durable_engine):
+    undone.clear()
+    wid = durable_engine.start(TimeoutAtForeach)
+    durable_engine.run_until(wid, "waiting")
+    ex = durable_engine.run_until(wid, within=seconds(600))
+    assert ex.status == "compensated", ex.error
+    assert ex.error["type"] == "durable.errors.WorkflowTimeout"
+    assert undone == [("unbook", None)]
+    assert {u.status for u in durable_engine.store.units(wid, "each", 1)} == {"cancelled"}
+
+
+# -- what starts compensations: a failed child; a compensation's own timeout ----------------
+
+clock_box: dict[str, object] = {}
+
+
+@workflow("saga_child_that_fails")
+class ChildThatFails:
+    @step
+    def work(self):
+        raise RuntimeError("supplier refused")
+
+
+@workflow("saga_parent_of_failing_child")
+class ParentOfFailingChild:
+    @step(compensate="unreserve")
+    def reserve(self):
+        put_context("reserved", True)
+
+    @step
+    def order(self):
+        durable.call_workflow(ChildThatFails)  # not caught: the step fails with it
+
+    @compensation
+    def unreserve(self):
+        undone.append(("unreserve", failure()["type"]))
+
+
+def test_a_failed_child_the_step_did_not_catch_runs_the_compensations(durable_engine):
+    undone.clear()
+    wid = durable_engine.start(ParentOfFailingChild)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "compensated", ex.error
+    assert undone == [("unreserve", "durable.errors.ChildWorkflowFailed")]
+
+
+@workflow("saga_slow_compensation")
+class SlowCompensation:
+    @step(compensate="unbook")
+    def book(self):
+        put_context("booked", True)
+
+    @step
+    def fail(self):
+        raise RuntimeError("late failure")
+
+    @compensation(timeout=seconds(30), retry=Retry(max_attempts=2, backoff="constant", base=1))
+    def unbook(self):
+        if attempt() == 1:
+            clock_box["clock"].advance(seconds(31))  # as slow work would take time
+        put_context("unbooked", attempt())
+
+
+def test_a_compensation_past_its_timeout_is_a_failed_attempt_and_retried(
+    durable_engine, durable_clock
+):
+    clock_box["clock"] = durable_clock
+    wid = durable_engine.start(SlowCompensation)
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "compensated"
+    assert ex.context["unbooked"] == 2  # the first attempt's write was discarded
+    comp = [
+        s
+        for s in durable_engine.get_execution(wid, include_steps=True).steps
+        if s.phase == "compensate"
+    ]
+    assert [(s.attempt, s.status) for s in comp] == [(1, "failed"), (2, "completed")]
+    assert comp[0].error["type"] == "durable.errors.StepTimeout"
+    assert comp[0].duration_ms == seconds(30)

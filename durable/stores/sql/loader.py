@@ -36,6 +36,7 @@ NAMES = frozenset(
         "schedule_fired",
         "schedule_release",
         "release_buffered",
+        "wake_compensating",
         # schema and clock
         "has_migrations",
         "schema_version",

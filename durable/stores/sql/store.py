@@ -219,6 +219,8 @@ class SQLStore(Connections, Store):
             return woke
         ts = self._ts(now)
         if r["unit"] is not None:
+            # (its execution's compensations may be waiting for the group's last units)
+            cur.execute(self.SQL["wake_compensating"], {"id": r["parent_id"], "now": ts})
             stop = bool(r["stops_group"]) and r["status"] != Status.COMPLETED.value
             group = self._group_of(r, now)
             # The unit's row of the group's count goes down; only the end that empties a
@@ -1330,6 +1332,18 @@ class SQLStore(Connections, Store):
             raise LeaseLost(f"execution {execution_id}: claim lost while compensating")
         if record is not None:
             cur.execute(self.SQL["insert_attempt"], self._attempt_params(execution_id, record))
+        # Its flow is over: units still open (a timeout, a failure, a cancel at a group)
+        # stop too, and the compensations wait for those running to end.
+        cur.execute(
+            self.SQL["cancel_units"],
+            {
+                "id": execution_id,
+                "step": None,
+                "visit": 0,
+                "now": self._ts(now),
+                "reason": f"its execution is compensating ({error.get('type')})",
+            },
+        )
 
     def request_cancel(
         self,

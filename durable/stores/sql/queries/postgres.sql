@@ -926,3 +926,9 @@ RETURNING last_execution_id AS buffered_id;
 UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
 WHERE id = %(id)s AND status = 'pending' AND run_at IS NULL
 RETURNING id;
+
+-- name: wake_compensating
+-- A unit ended: its execution, compensating and waiting for its group's last running
+-- units to end (see _saga), looks again now.
+UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
+WHERE id = %(id)s AND phase = 'compensate' AND status = 'pending' AND run_at > %(now)s;

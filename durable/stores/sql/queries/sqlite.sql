@@ -749,3 +749,9 @@ RETURNING last_execution_id AS buffered_id;
 UPDATE durable_executions SET run_at = :now, claimable_at = :now
 WHERE id = :id AND status = 'pending' AND run_at IS NULL
 RETURNING id;
+
+-- name: wake_compensating
+-- A unit ended: its execution, compensating and waiting for its group's last running
+-- units to end (see _saga), looks again now.
+UPDATE durable_executions SET run_at = :now, claimable_at = :now
+WHERE id = :id AND phase = 'compensate' AND status = 'pending' AND run_at > :now;
