@@ -26,7 +26,7 @@ from durable.models import Status
 
 if TYPE_CHECKING:
     from durable.engine import Engine
-    from durable.models import Execution, StepExecution, Wait
+    from durable.models import Execution, Schedule, StepExecution, Wait
 
 __all__ = ["format_execution", "main"]
 
@@ -81,6 +81,8 @@ def format_execution(ex: Execution) -> str:
         lines.append(f"  parent     {p(ex.parent_id)} (this is a child workflow)")
     if ex.forked_from is not None:
         lines.append(f"  forked     from {p(ex.forked_from)}")
+    if ex.schedule is not None:
+        lines.append(f"  schedule   {p(ex.schedule)}, tick {_fmt_time(ex.scheduled_at)}")
     if ex.status == Status.PENDING and ex.run_at is not None:
         lines.append(f"  runs at    {_fmt_time(ex.run_at)} (step {p(ex.current_step)})")
     if ex.status == Status.WAITING:
@@ -382,10 +384,64 @@ def list_(
     """List executions, newest first."""
     rows = _engine(ctx).list_executions(workflow=workflow, status=status, queue=queue, limit=limit)
     for ex in rows:
+        where = f"schedule {ex.schedule} tick {_fmt_time(ex.scheduled_at)}" if ex.schedule else ""
         click.echo(
             f"{printable(ex.id)}  {printable(ex.workflow):<24} {ex.status.value:<12} "
             f"{_fmt_time(ex.created_at)}  {printable(ex.current_step or '')}"
+            + (f"  ({printable(where)})" if where else "")
         )
+
+
+def _schedule_line(s: Schedule) -> str:
+    state = "paused" if s.paused else f"next {_fmt_time(s.next_tick)}"
+    extra = [f"last {_fmt_time(s.last_tick)}"] if s.last_tick else []
+    if s.missed:
+        extra.append(f"missed {s.missed}")
+    if s.buffered_id:
+        extra.append(f"buffered {s.buffered_id}")
+    return printable(
+        f"{s.name:<24} {s.workflow:<24} {s.cron!r} {s.timezone}  catch_up={s.catch_up.value} "
+        f"overlap={s.overlap.value}{' (declared)' if s.declared else ''}  {state}"
+        + (f"  {', '.join(extra)}" if extra else "")
+    )
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def schedules(ctx: click.Context) -> None:
+    """List the cron schedules (one line each: name, workflow, cron, zone, policies, next
+    tick), or pause, resume or remove one."""
+    if ctx.invoked_subcommand is None:
+        found = _engine(ctx).list_schedules()
+        for s in found:
+            click.echo(_schedule_line(s))
+        if not found:
+            click.echo("no schedules")
+
+
+@schedules.command(name="pause")
+@click.argument("name")
+@click.pass_context
+def schedules_pause(ctx: click.Context, name: str) -> None:
+    """Stop firing NAME until it is resumed."""
+    click.echo(_schedule_line(_engine(ctx).pause_schedule(name)))
+
+
+@schedules.command(name="resume")
+@click.argument("name")
+@click.pass_context
+def schedules_resume(ctx: click.Context, name: str) -> None:
+    """Fire NAME again from its next tick (the ticks while paused are not made up for)."""
+    click.echo(_schedule_line(_engine(ctx).resume_schedule(name)))
+
+
+@schedules.command(name="remove")
+@click.argument("name")
+@click.pass_context
+def schedules_remove(ctx: click.Context, name: str) -> None:
+    """Remove NAME (executions it started go on)."""
+    _engine(ctx).unschedule(name)
+    click.echo(f"removed schedule {printable(name)}")
 
 
 @main.command()

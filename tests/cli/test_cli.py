@@ -656,3 +656,34 @@ def test_check_exits_3_when_the_check_itself_cannot_run(tmp_path, durable_clock,
     missing = cli("--store", "postgresql://nobody@127.0.0.1:1/none", "check")
     assert missing.exit_code == 3, missing.output
     assert cli("--store", url, "check", "--no-such-option").exit_code == 2
+
+
+# -- schedules ----------------------------------------------------------------------------
+
+
+@workflow("cli_cron")
+class CliCron:
+    @step
+    def run(self) -> None:
+        put_context("ran", True)
+
+
+def test_schedules_list_pause_resume_remove_and_show(tmp_path, durable_clock):
+    url = sqlite_url(tmp_path)
+    engine = durable.Engine(url, clock=durable_clock)
+    assert ok("--store", url, "schedules").strip() == "no schedules"
+    engine.schedule(CliCron, "*/5 * * * *", name="often", timezone="Europe/Paris")
+    line = ok("--store", url, "schedules").strip()
+    assert line.startswith("often") and "'*/5 * * * *' Europe/Paris" in line
+    assert "catch_up=latest overlap=allow" in line and "next " in line
+    assert "paused" in ok("--store", url, "schedules", "pause", "often")
+    assert "next " in ok("--store", url, "schedules", "resume", "often")
+    durable_clock.set(engine.get_schedule("often").next_tick)
+    engine.drain()
+    (ex,) = engine.list_executions()
+    assert "schedule   often, tick 20" in ok("--store", url, "show", ex.id)
+    assert "(schedule often tick" in ok("--store", url, "list")
+    assert "removed schedule often" in ok("--store", url, "schedules", "remove", "often")
+    missing = cli("--store", url, "schedules", "pause", "often")
+    assert missing.exit_code == 1 and "no schedule named 'often'" in missing.output
+    engine.close()
