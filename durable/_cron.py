@@ -32,6 +32,7 @@ MAX_CATCH_UP = 100
 ON_TIME = timedelta(seconds=60)
 
 _SECOND = timedelta(seconds=1)
+_REPEAT = timedelta(hours=3)  # longer than any daylight saving shift
 
 
 class Cron:
@@ -124,7 +125,13 @@ class Cron:
 
     def at_or_before(self, instant: datetime) -> Iterator[datetime]:
         """The ticks at or before ``instant``, newest first, as UTC instants."""
-        walls = self._iter(self._wall(instant) + _SECOND)
+        start = self._wall(instant) + _SECOND
+        zone = self._zone
+        if instant.astimezone(zone).utcoffset() != (instant - _REPEAT).astimezone(zone).utcoffset():
+            # Clocks were set back lately: wall times later than now's may have happened
+            # already, the first time round (those later than now are passed over below).
+            start += _REPEAT
+        walls = self._iter(start)
         last: datetime | None = None
         while True:
             tick = self._instant(walls.get_prev(datetime))
