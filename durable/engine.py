@@ -786,7 +786,8 @@ class Engine:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
         poll_ms = to_ms(poll_interval, what="poll_interval", allow_zero=False)
-        self.store_declared_schedules()
+        # (the worker stores the schedules its workflows declare as it starts claiming)
+        self.scheduler.ticker.declares = True
         worker = Worker(
             self.scheduler, queues=_queues(queues), concurrency=concurrency, poll_ms=poll_ms
         )

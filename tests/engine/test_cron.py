@@ -4,6 +4,7 @@ catch-up, overlap and time-zone rules (on memory, SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -191,8 +192,11 @@ def test_a_declared_schedule_is_stored_by_a_worker_and_kept_in_step(
 ):
     engine.drain()
     assert engine.list_schedules() == []  # (an engine that only drains does not store it)
-    with engine.worker():
-        pass
+    with engine.worker():  # stores it as it starts claiming
+        for _ in range(3000):
+            if engine.list_schedules():
+                break
+            threading.Event().wait(0.01)
     (s,) = engine.list_schedules()
     assert (s.declared, s.cron, s.timezone) == (True, "*/10 * * * *", "Europe/Paris")
     assert s.next_tick == at("2027-01-01T09:00:00+00:00")
