@@ -171,3 +171,12 @@ class Saga:
     @compensation
     def undo_a(self) -> None:
         _mark("undo_a-done")
+
+
+@workflow("proc_tick")
+class Tick:
+    """Started by the cron process test's schedules, every second."""
+
+    @step
+    def tick(self):
+        put_context("ran", True)

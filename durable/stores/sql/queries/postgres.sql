@@ -899,7 +899,7 @@ LIMIT %(limit)s;
 -- locks it, then the schedule: the same order, no deadlock); none: no row.
 SELECT e.id, e.status, e.phase FROM durable_schedules AS s
 JOIN durable_executions AS e ON e.id = s.last_execution_id
-WHERE s.name = %(name)s
+WHERE s.name = %(name)s AND s.overlap <> 'allow'  -- (allow looks at nothing)
 FOR UPDATE OF e;
 
 -- name: schedule_advance
