@@ -159,7 +159,5 @@ def problems(
             seen.add(key)
             undo = None if current is None else wdef.step(current).undo
             if undo is None:
-                found.append(
-                    problem(f"compensation {declared[key]!r} of step {r.name!r} is gone")
-                )
+                found.append(problem(f"compensation {declared[key]!r} of step {r.name!r} is gone"))
     return found

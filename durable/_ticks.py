@@ -32,6 +32,7 @@ _BATCH = 500  # due schedules read and fired per transaction
 # how long a worker trusts the earliest next tick it read (another process may have made
 # an earlier one, on a store that cannot tell it)
 _REREAD = timedelta(seconds=1)
+_AGAIN = timedelta(milliseconds=10)
 
 
 class Ticker:
@@ -52,14 +53,18 @@ class Ticker:
         self._next: datetime | None = None
         self._read_at: datetime | None = None
         self._synced = -1  # the registry version whose declared schedules were stored
+        self._crons: dict[tuple[str, str], Cron] = {}  # parsed, by expression and zone
         # set once this engine runs a worker (or is asked to): only then does it store the
         # schedules its workflows declare
         self.declares = False
 
-    def changed(self) -> None:
-        """A schedule changed (here, or another process said so): read it again."""
+    def changed(self, *, elsewhere: bool = False) -> None:
+        """A schedule changed here: read the next tick again. ``elsewhere``: work may have
+        changed in another process (a wake-up, which most often means new executions):
+        read it again too, but at most every :data:`_AGAIN` (wake-ups come in floods)."""
         with self._lock:
-            self._read_at = None
+            if not elsewhere or self._read_at is None or self._read_at + _AGAIN <= self.clock.now():
+                self._read_at = None
 
     def next_tick(self) -> datetime | None:
         """When the earliest schedule of this process's workflows is next due."""
@@ -81,9 +86,10 @@ class Ticker:
         if due_at is None or due_at > now:
             return due_at
         workflows = self._workflows()
+        plans: dict[tuple[str, str, datetime, str], tuple[list[datetime], int, datetime]] = {}
         while True:
             due = self.store.due_schedules(now=now, workflows=workflows, limit=_BATCH)
-            fires = [fire for fire in (self._fire(s, now) for s in due) if fire is not None]
+            fires = [f for f in (self._fire(s, now, plans) for s in due) if f is not None]
             made = self.store.fire_schedules(fires, now=now, compensates=may_compensate)
             if made:
                 log.debug("durable: schedules started %d execution(s)", len(made))
@@ -93,16 +99,37 @@ class Ticker:
         self.changed()
         return self.next_tick()
 
-    def _fire(self, s: Schedule, now: datetime) -> Fire | None:
+    def _cron(self, expression: str, timezone: str) -> Cron:
+        key = (expression, timezone)
+        found = self._crons.get(key)
+        if found is None:
+            found = Cron(expression, timezone)
+            if len(self._crons) >= 1000:
+                self._crons.clear()
+            self._crons[key] = found
+        return found
+
+    def _fire(
+        self,
+        s: Schedule,
+        now: datetime,
+        plans: dict[tuple[str, str, datetime, str], tuple[list[datetime], int, datetime]],
+    ) -> Fire | None:
         wdef = registered_workflows().get(s.workflow)
         if wdef is None:  # (unregistered since it was read)
             return None
-        try:
-            cron = Cron(s.cron, s.timezone)
-        except ConfigError as exc:  # stored by a version that took what this one does not
-            log.error("durable: schedule %r cannot fire: %s", s.name, exc)
-            return None
-        ticks, missed = cron.due(s.next_tick, now, s.catch_up)
+        # (schedules of one cron and zone due at one tick fire alike: worked out once)
+        key = (s.cron, s.timezone, s.next_tick, s.catch_up.value)
+        plan = plans.get(key)
+        if plan is None:
+            try:
+                cron = self._cron(s.cron, s.timezone)
+            except ConfigError as exc:  # stored by a version that took what this does not
+                log.error("durable: schedule %r cannot fire: %s", s.name, exc)
+                return None
+            ticks, missed = cron.due(s.next_tick, now, s.catch_up)
+            plan = plans[key] = (ticks, missed, cron.next_after(now))
+        ticks, missed, next_tick = plan
         if missed:
             log.warning(
                 "durable: schedule %r let %s missed tick(s) go (catch_up=%r)",
@@ -111,7 +138,7 @@ class Ticker:
                 s.catch_up.value,
             )
         rows = tuple(_row(wdef, s, tick, now) for tick in ticks)
-        return Fire(s.name, s.next_tick, cron.next_after(now), rows, missed)
+        return Fire(s.name, s.next_tick, next_tick, rows, missed, s.overlap)
 
     # -- declared schedules ------------------------------------------------------------------
 

@@ -340,7 +340,9 @@ class Scheduler:
                 self._listeners.remove(callback)
 
     def wake(self) -> None:
-        """Tell the listeners that work may have become claimable."""
+        """Tell the listeners that work may have become claimable (a schedule too: the
+        next tick is read again)."""
+        self.ticker.changed(elsewhere=True)
         with self._listeners_lock:
             listeners = list(self._listeners)
         for callback in listeners:

@@ -21,6 +21,7 @@ from durable.errors import InvalidState
 from durable.models import (
     FINISHED,
     Execution,
+    Overlap,
     Schedule,
     Status,
     StepExecution,
@@ -318,6 +319,9 @@ class Fire:
     next_tick: datetime  # its next tick after this fire
     rows: tuple[ExecutionRow, ...]  # an execution per tick to fire, oldest first
     missed: int = 0  # ticks let go by the catch-up policy
+    # the overlap policy as read: "allow" needs no look at the latest execution (a
+    # policy changed between the read and the fire applies from the next tick)
+    overlap: Overlap = Overlap.ALLOW
 
 
 class Store(abc.ABC):

@@ -1150,6 +1150,7 @@ class MemoryStore(Store):
                 for row in fire.rows:
                     latest = self._rows.get(s.last_execution_id or "")
                     running = latest is not None and latest.status not in FINISHED
+                    running = running and fire.overlap != Overlap.ALLOW  # (as read)
                     parked = False
                     if running and s.overlap != Overlap.ALLOW:
                         assert latest is not None

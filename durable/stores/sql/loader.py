@@ -33,6 +33,8 @@ NAMES = frozenset(
         "schedules_due",
         "schedule_latest",
         "schedule_advance",
+        "schedules_advance",
+        "schedule_runs_insert",
         "schedule_fired",
         "schedule_release",
         "release_buffered",

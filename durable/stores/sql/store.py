@@ -1469,6 +1469,7 @@ class SQLStore(Connections, Store):
             "now": self._ts(now),
         }
         r = self._retry_deadlock(lambda: self._write_one("schedule_put", params))
+        self._wake_others()  # (workers elsewhere look at the next tick again)
         return self._schedule(r)
 
     def _write_one(self, name: str, params: dict[str, Any]) -> Any:
@@ -1512,6 +1513,7 @@ class SQLStore(Connections, Store):
             "now": self._ts(now),
         }
         r = self._retry_deadlock(lambda: self._write_one("schedule_pause", params))
+        self._wake_others()
         return None if r is None else self._schedule(r)
 
     def next_tick(self, *, workflows: Sequence[str] | None) -> datetime | None:
@@ -1540,8 +1542,11 @@ class SQLStore(Connections, Store):
             made: list[str] = []
             with self._cursor(write=True) as cur:
                 # (by name: two workers firing the same schedules lock them in one order)
-                for f in sorted(fires, key=lambda f: f.name):
-                    made += self._fire(cur, f, now, compensates)
+                ordered = sorted(fires, key=lambda f: f.name)
+                made += self._fire_allowed(cur, [f for f in ordered if f.overlap == "allow"], now)
+                for f in ordered:
+                    if f.overlap != Overlap.ALLOW:
+                        made += self._fire(cur, f, now, compensates)
             return made
 
         made = self._retry_deadlock(fire)
@@ -1549,16 +1554,63 @@ class SQLStore(Connections, Store):
             self._wake_others()
         return made
 
+    def _json_ts(self, value: datetime | None) -> str | None:
+        stored = self._ts(value)
+        return stored if stored is None or isinstance(stored, str) else stored.isoformat()
+
+    def _fire_allowed(self, cur: Any, fires: list[Fire], now: datetime) -> list[str]:
+        """In a write transaction: "allow" fires, two statements for all of them (the
+        schedules that still have the tick read move on; their executions are made)."""
+        if not fires:
+            return []
+        payload = [
+            [
+                f.name,
+                self._json_ts(f.expected),
+                self._json_ts(f.next_tick),
+                f.missed,
+                self._json_ts(f.rows[-1].scheduled_at) if f.rows else None,
+                f.rows[-1].id if f.rows else None,
+            ]
+            for f in fires
+        ]
+        cur.execute(self.SQL["schedules_advance"], {"fires": dumps(payload), "now": self._ts(now)})
+        applied = {r["name"] for r in cur.fetchall()}
+        rows = [row for f in fires if f.name in applied for row in f.rows]
+        if not rows:
+            return []
+        runs = [
+            [
+                r.id,
+                r.workflow,
+                r.queue,
+                r.priority,
+                dumps(r.input),
+                self._json_ts(r.scheduled_at),
+                r.timeout_ms,
+                r.step_name,
+                r.max_attempts,
+                None if r.origin is None else dumps(r.origin),
+                None if r.shape is None else dumps(r.shape),
+            ]
+            for r in rows
+        ]
+        cur.execute(self.SQL["schedule_runs_insert"], {"rows": dumps(runs), "now": self._ts(now)})
+        return [r.id for r in rows]
+
     def _fire(
         self, cur: Any, f: Fire, now: datetime, compensates: Callable[[str], bool]
     ) -> list[str]:
         """In a write transaction: one schedule's fire (see Store.fire_schedules)."""
         ts = self._ts(now)
+        allow = f.overlap == Overlap.ALLOW
         latest = None
-        cur.execute(self.SQL["schedule_latest"], {"name": f.name})  # (locked first)
-        found = cur.fetchone()
-        if found is not None:
-            latest = (found["id"], Status(found["status"]), found["phase"])
+        if not allow:
+            cur.execute(self.SQL["schedule_latest"], {"name": f.name})  # (locked first)
+            found = cur.fetchone()
+            if found is not None:
+                latest = (found["id"], Status(found["status"]), found["phase"])
+        last = f.rows[-1] if allow and f.rows else None
         cur.execute(
             self.SQL["schedule_advance"],
             {
@@ -1567,11 +1619,18 @@ class SQLStore(Connections, Store):
                 "next_tick": self._ts(f.next_tick),
                 "missed": f.missed,
                 "now": ts,
+                "last_tick": None if last is None else self._ts(last.scheduled_at),
+                "last_execution_id": None if last is None else last.id,
             },
         )
         advanced = cur.fetchone()
         if advanced is None:
             return []  # fired by another worker, paused or removed meanwhile
+        if allow:
+            for row in f.rows:
+                cur.execute(self.SQL["create"], self._create_params(row))
+                cur.fetchone()
+            return [row.id for row in f.rows]
         s = self._schedule(advanced)
         made: list[str] = []
         last_tick, last_id, buffered, missed = (

@@ -899,13 +899,15 @@ LIMIT %(limit)s;
 -- locks it, then the schedule: the same order, no deadlock); none: no row.
 SELECT e.id, e.status, e.phase FROM durable_schedules AS s
 JOIN durable_executions AS e ON e.id = s.last_execution_id
-WHERE s.name = %(name)s AND s.overlap <> 'allow'  -- (allow looks at nothing)
+WHERE s.name = %(name)s
 FOR UPDATE OF e;
 
 -- name: schedule_advance
 -- A fire applies only while next_tick is the one the worker read: one worker per tick.
+-- (An "allow" fire sets its last tick and execution here: it makes every row.)
 UPDATE durable_schedules SET next_tick = %(next_tick)s, missed = missed + %(missed)s,
-    updated_at = %(now)s
+    updated_at = %(now)s, last_tick = coalesce(%(last_tick)s, last_tick),
+    last_execution_id = coalesce(%(last_execution_id)s, last_execution_id)
 WHERE name = %(name)s AND next_tick = %(expected)s AND NOT paused
 RETURNING *;
 
@@ -932,3 +934,32 @@ RETURNING id;
 -- units to end (see _saga), looks again now.
 UPDATE durable_executions SET run_at = %(now)s, claimable_at = %(now)s
 WHERE id = %(id)s AND phase = 'compensate' AND status = 'pending' AND run_at > %(now)s;
+
+-- name: schedules_advance
+-- Many "allow" fires at once (see schedule_advance): %(fires)s is a JSON array of
+-- [name, expected next tick, next tick, missed, last tick, last execution id]; returns
+-- the names that applied.
+UPDATE durable_schedules AS s SET
+    next_tick = (f.v ->> 2)::timestamptz, missed = s.missed + (f.v ->> 3)::bigint,
+    updated_at = %(now)s,
+    last_tick = coalesce((f.v ->> 4)::timestamptz, s.last_tick),
+    last_execution_id = coalesce(f.v ->> 5, s.last_execution_id)
+FROM json_array_elements(%(fires)s::json) AS f(v)
+WHERE s.name = f.v ->> 0 AND s.next_tick = (f.v ->> 1)::timestamptz AND NOT s.paused
+RETURNING s.name;
+
+-- name: schedule_runs_insert
+-- The executions of many fires in one statement: %(rows)s is a JSON array of [id,
+-- workflow, queue, priority, input (JSON text), scheduled_at, timeout_ms, step_name,
+-- max_attempts, origin (JSON text), shape (JSON text)], each pending and due at its tick.
+INSERT INTO durable_executions (
+    id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, claimable_at, timeout_ms, step_index, step_name, attempt, token,
+    cancel_requested, max_attempts, origin, shape
+)
+SELECT
+    r.v ->> 0, r.v ->> 1, 'pending', r.v ->> 2, (r.v ->> 3)::int, r.v ->> 4, '{}', %(now)s,
+    (r.v ->> 5)::timestamptz, (r.v ->> 5)::timestamptz, (r.v ->> 5)::timestamptz,
+    (r.v ->> 6)::bigint, 0, r.v ->> 7, 0, 0, FALSE, (r.v ->> 8)::int, r.v ->> 9, r.v ->> 10
+FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS r(v, n)
+ORDER BY r.n;

@@ -728,8 +728,10 @@ WHERE s.name = :name;
 
 -- name: schedule_advance
 -- A fire applies only while next_tick is the one the worker read: one worker per tick.
+-- (An "allow" fire sets its last tick and execution here: it makes every row.)
 UPDATE durable_schedules SET next_tick = :next_tick, missed = missed + :missed,
-    updated_at = :now
+    updated_at = :now, last_tick = coalesce(:last_tick, last_tick),
+    last_execution_id = coalesce(:last_execution_id, last_execution_id)
 WHERE name = :name AND next_tick = :expected AND NOT paused
 RETURNING *;
 
@@ -755,3 +757,40 @@ RETURNING id;
 -- units to end (see _saga), looks again now.
 UPDATE durable_executions SET run_at = :now, claimable_at = :now
 WHERE id = :id AND phase = 'compensate' AND status = 'pending' AND run_at > :now;
+
+-- name: schedules_advance
+-- Many "allow" fires at once (see schedule_advance): :fires is a JSON array of [name,
+-- expected next tick, next tick, missed, last tick, last execution id]; returns the
+-- names that applied.
+UPDATE durable_schedules SET
+    next_tick = (SELECT f.value ->> 2 FROM json_each(:fires) AS f
+                 WHERE f.value ->> 0 = durable_schedules.name),
+    missed = missed + (SELECT f.value ->> 3 FROM json_each(:fires) AS f
+                       WHERE f.value ->> 0 = durable_schedules.name),
+    updated_at = :now,
+    last_tick = coalesce((SELECT f.value ->> 4 FROM json_each(:fires) AS f
+                          WHERE f.value ->> 0 = durable_schedules.name), last_tick),
+    last_execution_id = coalesce((SELECT f.value ->> 5 FROM json_each(:fires) AS f
+                                  WHERE f.value ->> 0 = durable_schedules.name),
+                                 last_execution_id)
+WHERE NOT paused AND EXISTS (
+    SELECT 1 FROM json_each(:fires) AS f
+    WHERE f.value ->> 0 = durable_schedules.name AND f.value ->> 1 = durable_schedules.next_tick
+)
+RETURNING name;
+
+-- name: schedule_runs_insert
+-- The executions of many fires in one statement: :rows is a JSON array of [id, workflow,
+-- queue, priority, input (JSON text), scheduled_at, timeout_ms, step_name, max_attempts,
+-- origin (JSON text), shape (JSON text)], each pending and due at its tick.
+INSERT INTO durable_executions (
+    id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, claimable_at, timeout_ms, step_index, step_name, attempt, token,
+    cancel_requested, max_attempts, origin, shape
+)
+SELECT
+    r.value ->> 0, r.value ->> 1, 'pending', r.value ->> 2, r.value ->> 3, r.value ->> 4,
+    '{}', :now, r.value ->> 5, r.value ->> 5, r.value ->> 5, r.value ->> 6, 0,
+    r.value ->> 7, 0, 0, 0, r.value ->> 8, r.value ->> 9, r.value ->> 10
+FROM json_each(:rows) AS r
+ORDER BY r.key;
