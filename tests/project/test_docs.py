@@ -33,7 +33,14 @@ def test_testing_md_examples_run(pytester):
 
 
 # Pages whose examples run as tests, on memory and PostgreSQL: each with at least this many.
-PAGES = {"waits.md": 2, "flow.md": 5, "sagas.md": 4, "deploys.md": 5, "operations.md": 4}
+PAGES = {
+    "waits.md": 2,
+    "flow.md": 5,
+    "sagas.md": 4,
+    "deploys.md": 5,
+    "operations.md": 4,
+    "cron.md": 3,
+}
 
 
 @pytest.mark.slow  # a pytest run in a process of its own
