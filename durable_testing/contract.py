@@ -34,6 +34,9 @@ import pytest
 from durable.errors import ExecutionNotFound, InvalidState, LeaseLost
 from durable.models import (
     FINISHED,
+    CatchUp,
+    Overlap,
+    Schedule,
     Status,
     StepExecution,
     StepPhase,
@@ -43,7 +46,7 @@ from durable.models import (
     WaitMode,
     WaitSpec,
 )
-from durable.stores.base import ExecutionRow, Store, Unit, cancel_error, unit_id
+from durable.stores.base import ExecutionRow, Fire, Store, Unit, cancel_error, unit_id
 
 __all__ = ["T0", "StoreContract", "compare_with_memory", "new_row"]  # + CompareWithMemory
 
@@ -1159,6 +1162,105 @@ class StoreContract:
         got = store.request_cancel(c.id, now=T0 + _ms(1), reason=None)
         assert (got.status, got.suspended) == (Status.CANCELLED, False)
         assert _claim(store, T0 + _ms(10**9)) == []
+
+    # -- schedules (cron) -----------------------------------------------------------------
+
+    def _schedule(self, name: str = "s", overlap: str = "allow", **kw: Any) -> Schedule:
+        return Schedule(
+            name=name,
+            workflow=WF,
+            cron="0 * * * *",
+            timezone="UTC",
+            input={"region": "eu"},
+            catch_up=CatchUp.LATEST,
+            overlap=Overlap(overlap),
+            paused=False,
+            next_tick=T0 + _ms(3_600_000),
+            created_at=T0,
+            updated_at=T0,
+            **kw,
+        )
+
+    def _fire(self, store: Store, s: Schedule, ticks: int = 1) -> list[str]:
+        rows = []
+        for i in range(ticks):
+            row = new_row(at=s.next_tick, run_at=s.next_tick + _ms(i))
+            row.origin = {"schedule": s.name}
+            rows.append(row)
+        fire = Fire(s.name, s.next_tick, s.next_tick + _ms(3_600_000), tuple(rows), 0, s.overlap)
+        return store.fire_schedules([fire], now=s.next_tick)
+
+    def test_a_schedule_is_stored_and_kept_by_name(self, store: Store) -> None:
+        first = store.put_schedule(self._schedule(), now=T0)
+        assert first == self._schedule()
+        assert store.get_schedule("s") == first and store.list_schedules() == [first]
+        assert store.next_tick(workflows=[WF]) == first.next_tick
+        assert store.next_tick(workflows=["other"]) is None
+        # the same cron again: the next tick stays; another cron: it is the given one
+        again = store.put_schedule(
+            dataclasses.replace(first, input=2, next_tick=T0 + _ms(9)), now=T0 + _ms(1)
+        )
+        assert (again.input, again.next_tick, again.updated_at) == (
+            2,
+            first.next_tick,
+            T0 + _ms(1),
+        )
+        moved = store.put_schedule(
+            dataclasses.replace(first, cron="30 * * * *", next_tick=T0 + _ms(9)), now=T0
+        )
+        assert moved.next_tick == T0 + _ms(9)
+        paused = store.pause_schedule("s", paused=True, next_tick=T0 + _ms(5), now=T0)
+        assert paused is not None and paused.paused and store.next_tick(workflows=None) is None
+        assert store.due_schedules(now=T0 + _ms(10), workflows=[WF], limit=10) == []
+        assert store.pause_schedule("none", paused=True, next_tick=T0, now=T0) is None
+        assert store.delete_schedule("s", now=T0) and not store.delete_schedule("s", now=T0)
+        assert store.get_schedule("s") is None
+
+    def test_a_tick_fires_once_whoever_fires_it(self, store: Store) -> None:
+        s = store.put_schedule(self._schedule(), now=T0)
+        assert store.due_schedules(now=s.next_tick - _ms(1), workflows=[WF], limit=10) == []
+        assert store.due_schedules(now=s.next_tick, workflows=[WF], limit=10) == [s]
+        made = self._fire(store, s)
+        assert len(made) == 1 and self._fire(store, s) == []  # the second fire: a no-op
+        ex = store.get(made[0])
+        assert ex is not None and (ex.origin, ex.input) == ({"schedule": "s"}, None)
+        after = store.get_schedule("s")
+        assert after is not None
+        assert (after.next_tick, after.last_tick, after.last_execution_id) == (
+            s.next_tick + _ms(3_600_000),
+            s.next_tick,
+            made[0],
+        )
+
+    def test_overlap_buffer_one_lets_the_buffered_in_when_the_latest_ends(
+        self, store: Store
+    ) -> None:
+        s = store.put_schedule(self._schedule(overlap="buffer_one"), now=T0)
+        (first,) = self._fire(store, s)
+        s = store.get_schedule("s")
+        assert s is not None
+        (second,) = self._fire(store, s, ticks=2)  # one buffered, the other let go
+        s = store.get_schedule("s")
+        assert s is not None and (s.buffered_id, s.missed, s.last_execution_id) == (
+            second,
+            1,
+            first,
+        )
+        buffered = store.get(second)
+        assert buffered is not None and (buffered.status, buffered.run_at) == (
+            Status.PENDING,
+            None,
+        )
+        (claimed,) = _claim(store, s.next_tick)
+        assert claimed.id == first  # the buffered one is not claimable
+        store.finish(first, claimed.token, now=s.next_tick, status=Status.COMPLETED, error=None)
+        released = store.get(second)
+        assert released is not None and released.run_at == s.next_tick
+        after = store.get_schedule("s")
+        assert after is not None and (after.last_execution_id, after.buffered_id) == (
+            second,
+            None,
+        )
 
     # -- retention -----------------------------------------------------------------------
 
