@@ -1235,11 +1235,11 @@ class StoreContract:
     def test_overlap_buffer_one_lets_the_buffered_in_when_the_latest_ends(
         self, store: Store
     ) -> None:
-        s = store.put_schedule(self._schedule(overlap="buffer_one"), now=T0)
-        (first,) = self._fire(store, s)
-        s = store.get_schedule("s")
-        assert s is not None
-        (second,) = self._fire(store, s, ticks=2)  # one buffered, the other let go
+        made = store.put_schedule(self._schedule(overlap="buffer_one"), now=T0)
+        (first,) = self._fire(store, made)
+        read = store.get_schedule("s")
+        assert read is not None
+        (second,) = self._fire(store, read, ticks=2)  # one buffered, the other let go
         s = store.get_schedule("s")
         assert s is not None and (s.buffered_id, s.missed, s.last_execution_id) == (
             second,
