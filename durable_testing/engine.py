@@ -83,8 +83,8 @@ class TimeTravelEngine(Engine):
 
     def advance_to_next(self, queues: Sequence[str] | None = None) -> datetime | None:
         """Move the clock to when the next scheduled work (a start, a retry, a lease
-        expiry) falls due, if that is later than now; return the clock's time, or None
-        (and leave the clock) when nothing is scheduled."""
+        expiry, a schedule's tick) falls due, if that is later than now; return the
+        clock's time, or None (and leave the clock) when nothing is scheduled."""
         due = self.next_due(queues)
         if due is None:
             return None
@@ -98,17 +98,22 @@ class TimeTravelEngine(Engine):
         """Drain and travel until nothing more is scheduled; return how many claims ran.
 
         ``within`` (ms or timedelta) bounds the virtual time travelled; work due later is
-        left and :class:`ExecutionStuck` is raised."""
+        left and :class:`ExecutionStuck` is raised. Schedules' ticks never run out: they
+        are travelled to only ``within`` a bound (and the ticks after it are left, no
+        error)."""
         limit = self._limit(within)
         ran = 0
         for _ in range(_MAX_CLAIMS):
             ran += self.drain(queues)
-            due = self.next_due(queues)
+            work = self.store.next_due(queues=queues, workflows=None)
+            due = work if limit is None else self.next_due(queues)
             if due is None:
                 return ran
             if due <= self.clock.now():
                 raise ExecutionStuck(self._cannot_claim(due))
             if limit is not None and due > limit:
+                if work is None:
+                    return ran  # (only ticks are left, after the bound)
                 raise ExecutionStuck(
                     f"work is still scheduled at {due.isoformat()}, after the limit "
                     f"within={within!r} (until {limit.isoformat()})"

@@ -455,3 +455,10 @@ def _check_policy(durable_engine, durable_clock, schedule, zone, catch_up, jumps
     ]
     assert sorted(fired) == expected
     assert len(set(fired)) == len(fired)
+
+
+def test_run_all_does_not_chase_ticks_forever_but_fires_them_within_a_bound(engine):
+    engine.schedule(Report, "0 * * * *", name="hourly")
+    assert engine.run_all() == 0  # nothing but ticks: they never run out
+    engine.run_all(within=timedelta(hours=3))
+    assert len(ticks(engine, "hourly")) == 3
