@@ -74,8 +74,19 @@ class Cron:
                 "day-of-month month day-of-week, e.g. '0 9 * * 1-5'), six with seconds first "
                 "('*/10 * * * * *'), or a shorthand such as '@daily'"
             )
+        if len(expression) > 200 or len(timezone) > 100:
+            raise ConfigError(
+                f"cron expression {expression[:60]!r}... or time zone too long (at most 200 "
+                "and 100 characters): write ranges (1-5) and steps (*/10) instead of lists"
+            )
         self.expression = expression.strip()
         self.timezone = timezone
+        try:  # a date that never comes ("0 0 31 2 *") parses, but never fires
+            self._iter(datetime(2000, 1, 1)).get_next(datetime)
+        except (CroniterError, ValueError) as exc:
+            raise ConfigError(
+                f"cron expression {expression!r} never fires (no such date): {exc}"
+            ) from exc
 
     def __repr__(self) -> str:
         return f"Cron({self.expression!r}, {self.timezone!r})"

@@ -20,7 +20,7 @@ from durable._cron import Cron
 from durable._starts import new_row
 from durable.clock import Clock
 from durable.dsl import WorkflowDef, may_compensate, registered_workflows, registry_version
-from durable.errors import ConfigError
+from durable.errors import ConfigError, DurableError
 from durable.models import CatchUp, Overlap, Schedule
 from durable.stores.base import ExecutionRow, Fire, Store
 
@@ -33,6 +33,11 @@ _BATCH = 500  # due schedules read and fired per transaction
 # an earlier one, on a store that cannot tell it)
 _REREAD = timedelta(seconds=1)
 _AGAIN = timedelta(milliseconds=10)
+# per store (its label): grows at each schedule change made in this process, so that the
+# other engines here on the same store read their next tick again at once
+_EPOCHS: dict[str, int] = {}
+_EPOCHS_LOCK = threading.Lock()
+_SYNC_AGAIN = timedelta(seconds=5)  # a declared schedule that could not be stored
 
 
 class Ticker:
@@ -44,7 +49,11 @@ class Ticker:
         clock: Clock,
         workflows: Callable[[], list[str]],
         wake: Callable[[], None],
+        key: str = "",
     ) -> None:
+        self.key = key
+        self._epoch = -1
+        self._sync_again_at: datetime | None = None
         self.store = store
         self.clock = clock
         self._workflows = workflows
@@ -62,6 +71,9 @@ class Ticker:
         """A schedule changed here: read the next tick again. ``elsewhere``: work may have
         changed in another process (a wake-up, which most often means new executions):
         read it again too, but at most every :data:`_AGAIN` (wake-ups come in floods)."""
+        if not elsewhere:
+            with _EPOCHS_LOCK:
+                _EPOCHS[self.key] = _EPOCHS.get(self.key, 0) + 1
         with self._lock:
             if not elsewhere or self._read_at is None or self._read_at + _AGAIN <= self.clock.now():
                 self._read_at = None
@@ -70,13 +82,16 @@ class Ticker:
         """When the earliest schedule of this process's workflows is next due."""
         self.sync_declared()
         now = self.clock.now()
+        with _EPOCHS_LOCK:
+            epoch = _EPOCHS.get(self.key, 0)
         with self._lock:
             read_at = self._read_at
-            if read_at is not None and read_at <= now < read_at + _REREAD:
+            fresh = epoch == self._epoch
+            if fresh and read_at is not None and read_at <= now < read_at + _REREAD:
                 return self._next
         found = self.store.next_tick(workflows=self._workflows())
         with self._lock:
-            self._next, self._read_at = found, now
+            self._next, self._read_at, self._epoch = found, now, epoch
         return found
 
     def fire_due(self) -> datetime | None:
@@ -125,7 +140,14 @@ class Ticker:
             try:
                 cron = self._cron(s.cron, s.timezone)
             except ConfigError as exc:  # stored by a version that took what this does not
-                log.error("durable: schedule %r cannot fire: %s", s.name, exc)
+                # (paused, or every worker would look at it again and again)
+                self.store.pause_schedule(s.name, paused=True, next_tick=now, now=now)
+                log.error(
+                    "durable: schedule %r cannot fire here (%s); it is paused: fix it with "
+                    "engine.schedule(), then resume it",
+                    s.name,
+                    exc,
+                )
                 return None
             ticks, missed = cron.due(s.next_tick, now, s.catch_up)
             plan = plans[key] = (ticks, missed, cron.next_after(now))
@@ -144,33 +166,59 @@ class Ticker:
 
     def sync_declared(self) -> None:
         """Store the schedules ``@workflow(cron=...)`` declares in the workflows registered
-        here (once per registration), and remove those their workflow no longer declares."""
+        here (once per registration), and remove those their workflow no longer declares.
+        One that cannot be stored now (the store out, a tick fired under a changed cron)
+        is tried again at the next look; the others are stored regardless."""
         if not self.declares:
             return
         version = registry_version()
+        now = self.clock.now()
         with self._lock:
             if self._synced == version:
                 return
+            again = self._sync_again_at
+            if again is not None and now < again:
+                return
             self._synced = version
-        workflows = registered_workflows()
+        done = False
+        try:
+            done = self._sync(registered_workflows())
+        finally:
+            with self._lock:
+                if not done:
+                    self._synced, self._sync_again_at = -1, now + _SYNC_AGAIN
+                else:
+                    self._sync_again_at = None
+        self.changed()
+
+    def _sync(self, workflows: dict[str, WorkflowDef]) -> bool:
         stored = {s.name: s for s in self.store.list_schedules()}
         now = self.clock.now()
+        done = True
         for wdef in workflows.values():
             old = stored.get(wdef.name)
-            if wdef.cron is None:
-                if old is not None and old.declared and old.workflow == wdef.name:
-                    self.store.delete_schedule(old.name, now=now, compensates=may_compensate)
-                    log.info("durable: workflow %r declares no cron any more", wdef.name)
-                continue
-            if old is not None and not old.declared:
-                log.warning(
-                    "durable: @workflow(%r, cron=...) is not stored: a schedule made by "
-                    "engine.schedule() has that name",
-                    wdef.name,
+            try:
+                if wdef.cron is None:
+                    if old is not None and old.declared and old.workflow == wdef.name:
+                        self.store.delete_schedule(old.name, now=now, compensates=may_compensate)
+                        log.info("durable: workflow %r declares no cron any more", wdef.name)
+                    continue
+                if old is not None and not old.declared:
+                    log.warning(
+                        "durable: @workflow(%r, cron=...) is not stored: a schedule made by "
+                        "engine.schedule() has that name",
+                        wdef.name,
+                    )
+                    continue
+                expected = None if old is None else old.next_tick
+                if self.store.put_schedule(declared(wdef, now), now=now, expected=expected) is None:
+                    done = False  # (a tick fired under the change meanwhile: again later)
+            except (DurableError, ValueError) as exc:
+                log.error(
+                    "durable: cannot store the schedule @workflow(%r) declares: %s", wdef.name, exc
                 )
-                continue
-            self.store.put_schedule(declared(wdef, now), now=now)
-        self.changed()
+                done = False
+        return done
 
 
 def declared(wdef: WorkflowDef, now: datetime) -> Schedule:

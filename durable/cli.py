@@ -419,6 +419,17 @@ def schedules(ctx: click.Context) -> None:
             click.echo("no schedules")
 
 
+@schedules.command(name="list")
+@click.pass_context
+def schedules_list(ctx: click.Context) -> None:
+    """List the cron schedules (as `durable schedules` alone does)."""
+    found = _engine(ctx).list_schedules()
+    for s in found:
+        click.echo(_schedule_line(s))
+    if not found:
+        click.echo("no schedules")
+
+
 @schedules.command(name="pause")
 @click.argument("name")
 @click.pass_context

@@ -378,31 +378,38 @@ class Engine:
         catch = _policy(CatchUp, catch_up, "catch_up")
         over = _policy(Overlap, overlap, "overlap")
         value = normalise(input, "the schedule's input")
-        existing = self.store.get_schedule(name)
-        if existing is not None and existing.declared:
-            raise ConfigError(
-                f"schedule {name!r} is the one @workflow({existing.workflow!r}, cron=...) "
-                "declares; give this one another name= (or change the decorator)"
+        declares = registered_workflows().get(name)
+        for _ in range(10):  # (again while a worker fires a tick under the change)
+            existing = self.store.get_schedule(name)
+            if (existing is not None and existing.declared) or (
+                declares is not None and declares.cron is not None
+            ):
+                raise ConfigError(
+                    f"schedule {name!r} is the one @workflow({name!r}, cron=...) declares; "
+                    "give this one another name= (or change the decorator)"
+                )
+            now = self.clock.now()
+            stored = self.store.put_schedule(
+                Schedule(
+                    name=name,
+                    workflow=wdef.name,
+                    cron=parsed.expression,
+                    timezone=parsed.timezone,
+                    input=value,
+                    catch_up=catch,
+                    overlap=over,
+                    paused=False,
+                    next_tick=parsed.next_after(now),
+                    created_at=now,
+                    updated_at=now,
+                ),
+                now=now,
+                expected=None if existing is None else existing.next_tick,
             )
-        now = self.clock.now()
-        stored = self.store.put_schedule(
-            Schedule(
-                name=name,
-                workflow=wdef.name,
-                cron=parsed.expression,
-                timezone=parsed.timezone,
-                input=value,
-                catch_up=catch,
-                overlap=over,
-                paused=False,
-                next_tick=parsed.next_after(now),
-                created_at=now,
-                updated_at=now,
-            ),
-            now=now,
-        )
-        self._schedules_changed()
-        return stored
+            if stored is not None:
+                self._schedules_changed()
+                return stored
+        raise InvalidState(f"schedule {name!r} kept changing while it was updated; try again")
 
     def unschedule(self, name: str) -> None:
         """Remove the schedule ``name`` (ScheduleNotFound if there is none). Executions it
@@ -435,24 +442,24 @@ class Engine:
 
     def pause_schedule(self, name: str) -> Schedule:
         """Stop firing ``name`` until :meth:`resume_schedule`."""
-        current = self.get_schedule(name)
-        return self._pause(name, True, current.next_tick)
-
-    def resume_schedule(self, name: str) -> Schedule:
-        """Fire ``name`` again from its next tick after now (the ticks while it was paused
-        are not made up for)."""
-        current = self.get_schedule(name)
-        nxt = Cron(current.cron, current.timezone).next_after(self.clock.now())
-        return self._pause(name, False, nxt if current.paused else current.next_tick)
-
-    def _pause(self, name: str, paused: bool, next_tick: datetime) -> Schedule:
-        found = self.store.pause_schedule(
-            name, paused=paused, next_tick=next_tick, now=self.clock.now()
-        )
+        now = self.clock.now()
+        found = self.store.pause_schedule(name, paused=True, next_tick=now, now=now)
         if found is None:
             raise self._no_schedule(name)
         self._schedules_changed()
         return found
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Fire ``name`` again from its next tick after now (the ticks while it was paused
+        are not made up for). One that is not paused is left as it is."""
+        current = self.get_schedule(name)
+        if not current.paused:
+            return current
+        now = self.clock.now()
+        nxt = Cron(current.cron, current.timezone).next_after(now)
+        found = self.store.pause_schedule(name, paused=False, next_tick=nxt, now=now)
+        self._schedules_changed()
+        return found if found is not None else self.get_schedule(name)
 
     def _no_schedule(self, name: str) -> ScheduleNotFound:
         known = [s.name for s in self.store.list_schedules()]

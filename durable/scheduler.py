@@ -218,7 +218,7 @@ class Scheduler:
         self._subscribed = False
         self._executor.wake_workers = self.wake
         self._executor.owner = owner
-        self.ticker = Ticker(store, clock, self.workflows, self.wake)
+        self.ticker = Ticker(store, clock, self.workflows, self.wake, self.store_label)
         self.heartbeat.after_beat = self.check_cancels
         # Clock skew: checked against the store's clock (PostgreSQL) for real clocks only.
         self._checks_skew = isinstance(clock, SystemClock) or bool(

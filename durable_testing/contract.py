@@ -1192,7 +1192,7 @@ class StoreContract:
 
     def test_a_schedule_is_stored_and_kept_by_name(self, store: Store) -> None:
         first = store.put_schedule(self._schedule(), now=T0)
-        assert first == self._schedule()
+        assert first is not None and first == self._schedule()
         assert store.get_schedule("s") == first and store.list_schedules() == [first]
         assert store.next_tick(workflows=[WF]) == first.next_tick
         assert store.next_tick(workflows=["other"]) is None
@@ -1200,17 +1200,21 @@ class StoreContract:
         again = store.put_schedule(
             dataclasses.replace(first, input=2, next_tick=T0 + _ms(9)), now=T0 + _ms(1)
         )
+        assert again is not None
         assert (again.input, again.next_tick, again.updated_at) == (
             2,
             first.next_tick,
             T0 + _ms(1),
         )
-        moved = store.put_schedule(
-            dataclasses.replace(first, cron="30 * * * *", next_tick=T0 + _ms(9)), now=T0
-        )
-        assert moved.next_tick == T0 + _ms(9)
+        changed = dataclasses.replace(first, cron="30 * * * *", next_tick=T0 + _ms(9))
+        # a changed cron applies only while the next tick is the one the caller read
+        assert store.put_schedule(changed, now=T0, expected=T0) is None
+        moved = store.put_schedule(changed, now=T0, expected=first.next_tick)
+        assert moved is not None and moved.next_tick == T0 + _ms(9)
+        assert store.pause_schedule("s", paused=False, next_tick=T0, now=T0) is None  # running
         paused = store.pause_schedule("s", paused=True, next_tick=T0 + _ms(5), now=T0)
-        assert paused is not None and paused.paused and store.next_tick(workflows=None) is None
+        assert paused is not None and paused.paused and paused.next_tick == moved.next_tick
+        assert store.next_tick(workflows=None) is None
         assert store.due_schedules(now=T0 + _ms(10), workflows=[WF], limit=10) == []
         assert store.pause_schedule("none", paused=True, next_tick=T0, now=T0) is None
         assert store.delete_schedule("s", now=T0) and not store.delete_schedule("s", now=T0)
@@ -1218,6 +1222,7 @@ class StoreContract:
 
     def test_a_tick_fires_once_whoever_fires_it(self, store: Store) -> None:
         s = store.put_schedule(self._schedule(), now=T0)
+        assert s is not None
         assert store.due_schedules(now=s.next_tick - _ms(1), workflows=[WF], limit=10) == []
         assert store.due_schedules(now=s.next_tick, workflows=[WF], limit=10) == [s]
         made = self._fire(store, s)
@@ -1236,6 +1241,7 @@ class StoreContract:
         self, store: Store
     ) -> None:
         made = store.put_schedule(self._schedule(overlap="buffer_one"), now=T0)
+        assert made is not None
         (first,) = self._fire(store, made)
         read = store.get_schedule("s")
         assert read is not None

@@ -800,12 +800,17 @@ class Store(abc.ABC):
     # -- schedules (cron) ------------------------------------------------------------------
     # A store that keeps no schedules may leave these: engine.schedule() then says so.
 
-    def put_schedule(self, schedule: Schedule, *, now: datetime) -> Schedule:
+    def put_schedule(
+        self, schedule: Schedule, *, now: datetime, expected: datetime | None = None
+    ) -> Schedule | None:
         """Store ``schedule`` under its name and return it as stored. A new one is stored
         as given. An existing one takes the given workflow, cron, time zone, input,
         policies and ``declared``; it keeps its ``next_tick`` unless the cron or the time
         zone changed (then the given one), and keeps ``paused``, its last tick and
-        execution, its buffered execution and ``missed``."""
+        execution, its buffered execution and ``missed``. A change of cron or zone applies
+        only while the schedule's ``next_tick`` is ``expected`` (the one the caller read:
+        a tick fired meanwhile must not be given again); else nothing is written and None
+        is returned."""
         raise _no_schedules(self)
 
     def get_schedule(self, name: str) -> Schedule | None:
@@ -826,9 +831,9 @@ class Store(abc.ABC):
     def pause_schedule(
         self, name: str, *, paused: bool, next_tick: datetime, now: datetime
     ) -> Schedule | None:
-        """Pause (or resume) the schedule; ``next_tick`` becomes its next tick (a resumed
-        schedule does not make up for the ticks while it was paused). None: no schedule of
-        that name."""
+        """Pause the schedule (its next tick kept), or resume a paused one from
+        ``next_tick`` (it does not make up for the ticks while it was paused). None: no
+        schedule of that name, or (resuming) one that is not paused."""
         raise _no_schedules(self)
 
     def next_tick(self, *, workflows: Sequence[str] | None) -> datetime | None:

@@ -1054,11 +1054,15 @@ class MemoryStore(Store):
 
     # -- schedules -------------------------------------------------------------------------
 
-    def put_schedule(self, schedule: Schedule, *, now: datetime) -> Schedule:
+    def put_schedule(
+        self, schedule: Schedule, *, now: datetime, expected: datetime | None = None
+    ) -> Schedule | None:
         with self._lock:
             old = self._schedules.get(schedule.name)
             if old is not None:
                 moved = (old.cron, old.timezone) != (schedule.cron, schedule.timezone)
+                if moved and old.next_tick != expected:
+                    return None
                 schedule = dataclasses.replace(
                     schedule,
                     next_tick=schedule.next_tick if moved else old.next_tick,
@@ -1102,9 +1106,14 @@ class MemoryStore(Store):
     ) -> Schedule | None:
         with self._lock:
             found = self._schedules.get(name)
-            if found is None:
+            if found is None or not (paused or found.paused):
                 return None
-            found = dataclasses.replace(found, paused=paused, next_tick=next_tick, updated_at=now)
+            found = dataclasses.replace(
+                found,
+                paused=paused,
+                next_tick=found.next_tick if paused else next_tick,
+                updated_at=now,
+            )
             self._schedules[name] = found
             return dataclasses.replace(found, input=clone(found.input))
 

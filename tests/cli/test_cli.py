@@ -674,6 +674,7 @@ def test_schedules_list_pause_resume_remove_and_show(tmp_path, durable_clock):
     assert ok("--store", url, "schedules").strip() == "no schedules"
     engine.schedule(CliCron, "*/5 * * * *", name="often", timezone="Europe/Paris")
     line = ok("--store", url, "schedules").strip()
+    assert ok("--store", url, "schedules", "list").strip() == line
     assert line.startswith("often") and "'*/5 * * * *' Europe/Paris" in line
     assert "catch_up=latest overlap=allow" in line and "next " in line
     assert "paused" in ok("--store", url, "schedules", "pause", "often")

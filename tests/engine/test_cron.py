@@ -462,3 +462,164 @@ def test_run_all_does_not_chase_ticks_forever_but_fires_them_within_a_bound(engi
     assert engine.run_all() == 0  # nothing but ticks: they never run out
     engine.run_all(within=timedelta(hours=3))
     assert len(ticks(engine, "hourly")) == 3
+
+
+# -- found by review ------------------------------------------------------------------------
+
+
+def test_resuming_a_running_schedule_while_a_worker_fires_gives_no_tick_twice(
+    engine, durable_clock, durable_store_url
+):
+    worker = durable.Engine(durable_store_url, clock=durable_clock)
+    try:
+        worker.schedule(Report, "0 * * * *", name="hourly")
+        durable_clock.set(at("2027-01-01T09:00:00+00:00"))
+        real = engine.store.get_schedule
+
+        def read_then_fire(name):  # the worker fires between the operator's read and write
+            found = real(name)
+            worker.drain()
+            return found
+
+        engine.store.get_schedule = read_then_fire  # type: ignore[method-assign]
+        try:
+            engine.resume_schedule("hourly")  # (not paused: an operator making sure)
+        finally:
+            engine.store.get_schedule = real  # type: ignore[method-assign]
+        durable_clock.advance(timedelta(seconds=2))
+        worker.drain()
+        assert ticks(engine, "hourly") == [at("2027-01-01T09:00:00+00:00")]
+    finally:
+        worker.close()
+
+
+def test_a_cron_changed_while_a_worker_fires_gives_no_tick_twice(
+    engine, durable_clock, durable_store_url
+):
+    worker = durable.Engine(durable_store_url, clock=durable_clock)
+    try:
+        worker.schedule(Report, "0 * * * *", name="hourly")
+        durable_clock.set(at("2027-01-01T09:00:00+00:00"))
+        real = engine.store.get_schedule
+        fired = []
+
+        def read_then_fire(name):
+            found = real(name)
+            if not fired:  # (once: the retry reads what the fire left)
+                fired.append(worker.drain())
+            return found
+
+        engine.store.get_schedule = read_then_fire  # type: ignore[method-assign]
+        try:
+            # 09:00 is a tick of the new cron too: it must not be given again
+            moved = engine.schedule(Report, "0,30 * * * *", name="hourly")
+        finally:
+            engine.store.get_schedule = real  # type: ignore[method-assign]
+        assert moved.next_tick == at("2027-01-01T09:30:00+00:00")
+        worker.drain()
+        assert ticks(engine, "hourly") == [at("2027-01-01T09:00:00+00:00")]
+    finally:
+        worker.close()
+
+
+def test_a_new_schedule_is_seen_at_once_by_another_engine_on_the_store(
+    engine, durable_clock, durable_store_url
+):
+    from durable_testing.engine import TimeTravelEngine
+
+    other = TimeTravelEngine(durable_store_url, clock=durable_clock, migrate=False)
+    try:
+        other.drain()  # (it read that no schedule is due)
+        s = engine.schedule(Report, "0 9 * * *", name="daily")
+        durable_clock.set(s.next_tick)
+        assert other.drain() == 1  # at the tick's millisecond, not a second later
+    finally:
+        other.close()
+
+
+def test_expressions_that_never_fire_or_are_too_long_are_refused(engine):
+    with pytest.raises(durable.ConfigError, match="'0 0 31 2 \\*' never fires"):
+        engine.schedule(Report, "0 0 31 2 *", name="never")
+    minutes = ",".join(str(m) for m in range(60))
+    hours = ",".join(str(h) for h in range(24))
+    long = f"{minutes} {hours} * * *"  # valid, but past what a store keeps (200)
+    assert len(long) > 200
+    with pytest.raises(durable.ConfigError, match="too long"):
+        engine.schedule(Report, long, name="long")
+    assert engine.list_schedules() == []
+
+
+def test_a_stored_schedule_this_version_cannot_read_is_paused_not_retried(engine, durable_clock):
+    from durable.models import CatchUp, Overlap, Schedule
+
+    now = durable_clock.now()
+    engine.store.put_schedule(
+        Schedule(
+            name="alien",
+            workflow="cron_report",
+            cron="0 * * * *",
+            timezone="Mars/Olympus_Mons",  # (stored by another machine or version)
+            input=None,
+            catch_up=CatchUp.LATEST,
+            overlap=Overlap.ALLOW,
+            paused=False,
+            next_tick=now,
+            created_at=now,
+            updated_at=now,
+        ),
+        now=now,
+    )
+    engine.drain()
+    assert engine.get_schedule("alien").paused  # an operator sees it; no worker spins on it
+    assert engine.next_due() is None
+
+
+def test_the_name_of_a_workflow_that_declares_a_cron_is_taken_before_any_worker_ran(
+    engine, declared
+):
+    with pytest.raises(durable.ConfigError, match="declares"):
+        engine.schedule(Report, "0 9 * * *", name="cron_declared")
+
+
+def test_buffer_one_stays_one_when_the_latest_ends_while_a_tick_fires(postgres_url):
+    """PostgreSQL: the fire waits for the ending execution's lock; by then that end has let
+    the buffered one in, which is the latest the new tick must wait for."""
+    from durable_testing import TimeTravelClock
+
+    clock = TimeTravelClock(start=at("2027-01-01T09:30:00+00:00"))
+    a = durable.Engine(postgres_url, clock=clock)
+    b = durable.Engine(postgres_url, clock=clock)
+    try:
+        a.schedule(Slow, "0 * * * *", name="race", overlap="buffer_one")
+        for hour in ("10", "11"):  # the first waits; the second is buffered
+            clock.set(at(f"2027-01-01T{hour}:00:00+00:00"))
+            a.drain()
+        s = a.get_schedule("race")
+        first, buffered = s.last_execution_id, s.buffered_id
+        entered, hold = threading.Event(), threading.Event()
+        real = a.store._release_buffered
+
+        def slow_release(*args, **kwargs):  # the end holds its locks a while
+            result = real(*args, **kwargs)
+            entered.set()
+            hold.wait(1.0)
+            return result
+
+        a.store._release_buffered = slow_release
+        clock.set(at("2027-01-01T11:30:00+00:00"))
+        a.send_event(first, "done")
+        ender = threading.Thread(target=a.drain)
+        ender.start()
+        assert entered.wait(30)  # the first's end, its transaction still open
+        clock.set(at("2027-01-01T12:00:00+00:00"))
+        b.scheduler.ticker.fire_due()  # waits for the end's lock, then fires 12:00
+        hold.set()
+        ender.join(30)
+        s = a.get_schedule("race")
+        runs = {e.scheduled_at.hour: e for e in a.list_executions() if e.schedule == "race"}
+        assert runs[10].status == "completed"
+        assert s.last_execution_id == buffered  # let in by the end
+        assert s.buffered_id == runs[12].id and runs[12].run_at is None  # waits its turn
+    finally:
+        a.close()
+        b.close()

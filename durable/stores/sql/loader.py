@@ -32,6 +32,7 @@ NAMES = frozenset(
         "schedule_next_tick",
         "schedules_due",
         "schedule_latest",
+        "schedule_latest_by_id",
         "schedule_advance",
         "schedules_advance",
         "schedule_runs_insert",

@@ -1454,8 +1454,11 @@ class SQLStore(Connections, Store):
             missed=int(r["missed"]),
         )
 
-    def put_schedule(self, schedule: Schedule, *, now: datetime) -> Schedule:
+    def put_schedule(
+        self, schedule: Schedule, *, now: datetime, expected: datetime | None = None
+    ) -> Schedule | None:
         params = {
+            "expected": self._ts(expected),
             "name": schedule.name,
             "workflow": schedule.workflow,
             "cron": schedule.cron,
@@ -1470,7 +1473,7 @@ class SQLStore(Connections, Store):
         }
         r = self._retry_deadlock(lambda: self._write_one("schedule_put", params))
         self._wake_others()  # (workers elsewhere look at the next tick again)
-        return self._schedule(r)
+        return None if r is None else self._schedule(r)
 
     def _write_one(self, name: str, params: dict[str, Any]) -> Any:
         with self._cursor(write=True) as cur:
@@ -1632,6 +1635,16 @@ class SQLStore(Connections, Store):
                 cur.fetchone()
             return [row.id for row in f.rows]
         s = self._schedule(advanced)
+        if s.last_execution_id != (None if latest is None else latest[0]):
+            # The latest ended while this fire waited for its lock, and let the buffered
+            # one in: that one is the latest now (the schedule row, locked by the update
+            # above, cannot change again before this commits).
+            latest = None
+            if s.last_execution_id is not None:
+                cur.execute(self.SQL["schedule_latest_by_id"], {"id": s.last_execution_id})
+                found = cur.fetchone()
+                if found is not None:
+                    latest = (found["id"], Status(found["status"]), found["phase"])
         made: list[str] = []
         last_tick, last_id, buffered, missed = (
             s.last_tick,

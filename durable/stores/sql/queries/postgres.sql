@@ -851,7 +851,8 @@ WHERE parent_id IN (SELECT unnest(%(ids)s::text[])) AND unit IS NOT NULL;
 
 -- name: schedule_put
 -- Store a schedule by name; an existing one keeps its next tick unless its cron or time
--- zone changed, and its pause, last tick and execution, buffered execution and count.
+-- zone changed (then only while its next tick is still %(expected)s: else nothing, and the caller
+-- reads it again), and its pause, last tick and execution, buffered execution and count.
 INSERT INTO durable_schedules AS s (
     name, workflow, cron, timezone, input, catch_up, overlap, paused, declared, next_tick,
     last_tick, last_execution_id, buffered_id, missed, created_at, updated_at
@@ -865,6 +866,8 @@ ON CONFLICT (name) DO UPDATE SET
     next_tick = CASE WHEN s.cron = excluded.cron AND s.timezone = excluded.timezone
         THEN s.next_tick ELSE excluded.next_tick END,
     cron = excluded.cron, timezone = excluded.timezone
+WHERE (s.cron = excluded.cron AND s.timezone = excluded.timezone)
+   OR s.next_tick = %(expected)s
 RETURNING *;
 
 -- name: schedule_get
@@ -877,9 +880,12 @@ SELECT * FROM durable_schedules ORDER BY name;
 DELETE FROM durable_schedules WHERE name = %(name)s RETURNING buffered_id;
 
 -- name: schedule_pause
-UPDATE durable_schedules SET paused = %(paused)s, next_tick = %(next_tick)s,
+-- A pause keeps the next tick; a resume applies only to a paused schedule (so it never
+-- moves the tick of one that fires meanwhile), from the next tick it was given.
+UPDATE durable_schedules SET paused = %(paused)s,
+    next_tick = CASE WHEN %(paused)s THEN next_tick ELSE %(next_tick)s END,
     updated_at = %(now)s
-WHERE name = %(name)s
+WHERE name = %(name)s AND (%(paused)s OR paused)
 RETURNING *;
 
 -- name: schedule_next_tick
@@ -963,3 +969,8 @@ SELECT
     (r.v ->> 6)::bigint, 0, r.v ->> 7, 0, 0, FALSE, (r.v ->> 8)::int, r.v ->> 9, r.v ->> 10
 FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS r(v, n)
 ORDER BY r.n;
+
+-- name: schedule_latest_by_id
+-- A schedule's latest execution, read again by id (see _fire).
+SELECT id, status, phase FROM durable_executions WHERE id = %(id)s
+FOR UPDATE;

@@ -674,7 +674,8 @@ WHERE parent_id IN (SELECT value FROM json_each(:ids)) AND unit IS NOT NULL;
 
 -- name: schedule_put
 -- Store a schedule by name; an existing one keeps its next tick unless its cron or time
--- zone changed, and its pause, last tick and execution, buffered execution and count.
+-- zone changed (then only while its next tick is still :expected: else nothing, and the caller
+-- reads it again), and its pause, last tick and execution, buffered execution and count.
 -- (WHERE TRUE: an upsert after a SELECT needs it to parse.)
 INSERT INTO durable_schedules (
     name, workflow, cron, timezone, input, catch_up, overlap, paused, declared, next_tick,
@@ -690,6 +691,8 @@ ON CONFLICT (name) DO UPDATE SET
         AND durable_schedules.timezone = excluded.timezone
         THEN durable_schedules.next_tick ELSE excluded.next_tick END,
     cron = excluded.cron, timezone = excluded.timezone
+WHERE (durable_schedules.cron = excluded.cron AND durable_schedules.timezone = excluded.timezone)
+   OR durable_schedules.next_tick = :expected
 RETURNING *;
 
 -- name: schedule_get
@@ -702,8 +705,12 @@ SELECT * FROM durable_schedules ORDER BY name;
 DELETE FROM durable_schedules WHERE name = :name RETURNING buffered_id;
 
 -- name: schedule_pause
-UPDATE durable_schedules SET paused = :paused, next_tick = :next_tick, updated_at = :now
-WHERE name = :name
+-- A pause keeps the next tick; a resume applies only to a paused schedule (so it never
+-- moves the tick of one that fires meanwhile), from the next tick it was given.
+UPDATE durable_schedules SET paused = :paused,
+    next_tick = CASE WHEN :paused THEN next_tick ELSE :next_tick END,
+    updated_at = :now
+WHERE name = :name AND (:paused OR paused)
 RETURNING *;
 
 -- name: schedule_next_tick
@@ -794,3 +801,7 @@ SELECT
     r.value ->> 7, 0, 0, 0, r.value ->> 8, r.value ->> 9, r.value ->> 10
 FROM json_each(:rows) AS r
 ORDER BY r.key;
+
+-- name: schedule_latest_by_id
+-- A schedule's latest execution, read again by id (see _fire).
+SELECT id, status, phase FROM durable_executions WHERE id = :id;
