@@ -623,3 +623,4 @@ def test_buffer_one_stays_one_when_the_latest_ends_while_a_tick_fires(postgres_u
     finally:
         a.close()
         b.close()
+        clock.close()  # (it moves freezegun's time: stopped, or later tests see 2027)
