@@ -68,6 +68,7 @@ if _typing.TYPE_CHECKING:
     )
     from durable.durations import Duration, days, hours, minutes, seconds
     from durable.engine import Engine
+    from durable.graphs import graph
     from durable.hookspecs import StepCall
     from durable.models import (
         CatchUp,
@@ -134,6 +135,7 @@ _LAZY = {
     "durable.durations": ("Duration", "days", "hours", "minutes", "seconds"),
     "durable.engine": ("Engine",),
     "durable.hookspecs": ("StepCall",),
+    "durable.graphs": ("graph",),
     "durable._deploy": ("DeployProblem",),
     "durable.models": (
         "CatchUp",
@@ -252,6 +254,7 @@ __all__ = [
     "foreach",
     "get_execution",
     "get_workflow",
+    "graph",
     "hookimpl",
     "hours",
     "list_executions",

@@ -406,6 +406,30 @@ def _schedule_line(s: Schedule) -> str:
     )
 
 
+@main.command(name="graph")
+@click.argument("workflow")
+@click.option("--execution", "execution_id", default=None, help="Style nodes by its state.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+)
+@click.pass_context
+def graph_(ctx: click.Context, workflow: str, execution_id: str | None, fmt: str) -> None:
+    """Print WORKFLOW's graph (import its module with -i) as Mermaid or Graphviz DOT;
+    with --execution, each node styled by that execution's state."""
+    from durable.graphs import graph
+
+    execution = None
+    if execution_id is not None:
+        execution = _engine(ctx).get_execution(execution_id, include_steps=True)
+    else:
+        _import(ctx.ensure_object(dict)["imports"])
+    click.echo(graph(workflow, format=fmt, execution=execution), nl=False)  # type: ignore[arg-type]
+
+
 @main.group(invoke_without_command=True)
 @click.pass_context
 def schedules(ctx: click.Context) -> None:

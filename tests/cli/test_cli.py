@@ -688,3 +688,20 @@ def test_schedules_list_pause_resume_remove_and_show(tmp_path, durable_clock):
     missing = cli("--store", url, "schedules", "pause", "often")
     assert missing.exit_code == 1 and "no schedule named 'often'" in missing.output
     engine.close()
+
+
+def test_graph_prints_mermaid_or_dot_and_an_executions_states(tmp_path, durable_clock):
+    url = sqlite_url(tmp_path)
+    engine = durable.Engine(url, clock=durable_clock)
+    out = ok("--store", url, "graph", "cli_recover")
+    assert out.startswith("flowchart TD") and '"load"' in out
+    dot = ok("--store", url, "graph", "cli_recover", "--format", "dot")
+    assert dot.startswith('digraph "cli_recover"') and '"load" -> "charge";' in dot
+    FIXED["now"] = True
+    wid = engine.start(Recover)
+    engine.drain()
+    styled = ok("--store", url, "graph", "cli_recover", "--format", "dot", "--execution", wid)
+    assert 'class="completed"' in styled
+    bad = cli("--store", url, "graph", "cli_recover", "--format", "png")
+    assert bad.exit_code == 2
+    engine.close()

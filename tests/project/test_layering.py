@@ -57,6 +57,7 @@ LAYERS: dict[str, int] = {
     "durable._demo": 7,
     "durable.cli": 7,
     "durable.graph": 7,
+    "durable.graphs": 7,
     "durable.dashboard": 7,
 }
 

@@ -1,0 +1,239 @@
+"""Workflow graphs: a workflow's plan as Mermaid or Graphviz DOT text, and, given an
+execution, each node styled by how far that execution got (``durable.graph``).
+
+The graph is built from the plan the class declares (``WorkflowDef``), never by running
+anything: every step in written order, a decision's edges to its targets, a ``when``
+step's skip edge, a parallel group's fork and join around its branches, a foreach, and
+each compensation (a dashed edge from the step it undoes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from durable.dsl import StepDef, WorkflowDef, get_workflow
+from durable.errors import ConfigError
+from durable.models import Execution, Status, StepPhase, StepStatus
+
+__all__ = ["Graph", "graph", "plan_graph"]
+
+#: what a node's state may be, with an execution
+STATES = (
+    "completed",
+    "failed",
+    "running",
+    "waiting",
+    "skipped",
+    "pending",
+    "compensated",
+    "cancelled",
+)
+_FILL = {
+    "completed": "#c8e6c9",
+    "failed": "#ffcdd2",
+    "running": "#bbdefb",
+    "waiting": "#fff9c4",
+    "skipped": "#eeeeee",
+    "pending": "#ffffff",
+    "compensated": "#e1bee7",
+    "cancelled": "#d7ccc8",
+}
+
+
+@dataclass
+class Graph:
+    """Nodes (id -> label, shape, kind) and edges (from, to, label, dashed)."""
+
+    nodes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    edges: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    groups: dict[str, list[str]] = field(default_factory=dict)  # parallel: its branches
+    states: dict[str, str] = field(default_factory=dict)
+
+    def node(self, nid: str, label: str, shape: str, kind: str) -> str:
+        self.nodes[nid] = (label, shape, kind)
+        return nid
+
+    def edge(self, a: str, b: str, label: str = "", dashed: bool = False) -> None:
+        self.edges.append((a, b, label, dashed))
+
+
+def _when_label(sdef: StepDef) -> str:
+    when = sdef.when
+    return f"when {when}" if isinstance(when, str) else "when ..."
+
+
+def plan_graph(wdef: WorkflowDef) -> Graph:
+    """The workflow's plan as a :class:`Graph` (node ids are step names; a group's fork
+    and join are ``"group"`` and ``"group/join"``, a compensation ``"undo:name"``)."""
+    g = Graph()
+    g.node("start", "start", "circle", "start")
+    g.node("end", "end", "doublecircle", "end")
+    entry: dict[str, str] = {}  # step name -> the node an edge into it lands on
+    leave: dict[str, str] = {}  # step name -> the node edges out of it leave from
+    for sdef in wdef.steps:
+        if sdef.kind == "parallel":
+            fork = g.node(sdef.name, f"{sdef.name} (parallel)", "box", "fork")
+            join = g.node(f"{sdef.name}/join", f"{sdef.name} joined", "box", "join")
+            g.groups[sdef.name] = []
+            for b in sdef.branches:
+                g.node(b.name, b.name, "box", "branch")
+                g.groups[sdef.name].append(b.name)
+                g.edge(fork, b.name)
+                g.edge(b.name, join)
+                if b.undo is not None:
+                    undo = g.node(f"undo:{b.undo.name}", f"undo {b.undo.name}", "note", "undo")
+                    g.edge(b.name, undo, "compensate", dashed=True)
+            entry[sdef.name], leave[sdef.name] = fork, join
+            continue
+        if sdef.kind == "foreach":
+            label = f"{sdef.name} (foreach {sdef.items})"
+            g.node(sdef.name, label, "box3d", "foreach")
+        elif sdef.kind == "decision":
+            g.node(sdef.name, sdef.name, "diamond", "decision")
+        else:
+            g.node(sdef.name, sdef.name, "box", "step")
+        entry[sdef.name] = leave[sdef.name] = sdef.name
+        if sdef.undo is not None:
+            undo = g.node(f"undo:{sdef.undo.name}", f"undo {sdef.undo.name}", "note", "undo")
+            g.edge(sdef.name, undo, "compensate", dashed=True)
+    g.edge("start", entry[wdef.first_step.name])
+    for i, sdef in enumerate(wdef.steps):
+        after = wdef.steps[i + 1].name if i + 1 < len(wdef.steps) else None
+        nxt = "end" if after is None else entry[after]
+        if sdef.kind == "decision":
+            for target in sdef.targets:
+                g.edge(leave[sdef.name], entry[target], target)
+            g.edge(leave[sdef.name], nxt, "None")
+        else:
+            g.edge(leave[sdef.name], nxt)
+        if sdef.when is not None:
+            g.edge(entry[sdef.name], nxt, f"skipped ({_when_label(sdef)})", dashed=True)
+    return g
+
+
+def _states(g: Graph, wdef: WorkflowDef, ex: Execution) -> dict[str, str]:
+    """Each node's state in execution ``ex`` (its latest run's, by name)."""
+    states = {nid: "pending" for nid in g.nodes if nid not in ("start", "end")}
+    for s in ex.steps or []:
+        name = wdef.current_name(s.name) or s.name
+        if s.phase == StepPhase.COMPENSATE:
+            if s.status == StepStatus.COMPLETED and s.compensates is not None:
+                undone = wdef.current_name(s.compensates) or s.compensates
+                if undone in states:
+                    states[undone] = "compensated"
+                states[f"undo:{s.name}"] = "completed"
+            elif f"undo:{s.name}" in states:
+                states[f"undo:{s.name}"] = s.status.value
+            continue
+        base = name.partition("[")[0]
+        if base not in states:
+            continue
+        status = s.status.value
+        states[base] = {"lost": "running", "cancelled": "cancelled"}.get(status, status)
+        if base in g.groups and status == "completed":
+            states[f"{base}/join"] = "completed"
+    if ex.current_step is not None and not ex.finished:
+        cur = wdef.current_name(ex.current_step) or ex.current_step
+        if cur in states:
+            states[cur] = "waiting" if ex.status == Status.WAITING else "running"
+    return {k: (v if v in STATES else "pending") for k, v in states.items()}
+
+
+def graph(
+    workflow: Any,
+    format: Literal["mermaid", "dot"] = "mermaid",
+    execution: Any = None,
+) -> str:
+    """The workflow (a class or registered name) as Mermaid (``flowchart TD``) or
+    Graphviz DOT text: every step, decision edges to their targets, ``when`` skip edges,
+    parallel fork and join, foreach, and compensations (dashed). With ``execution`` (an
+    :class:`~durable.Execution` read with ``include_steps=True``, or an id: read from the
+    default engine) each node is styled by its state: completed, failed, running,
+    waiting, skipped, pending, compensated, cancelled; a foreach's node shows its item
+    count."""
+    wdef = get_workflow(workflow)
+    if format not in ("mermaid", "dot"):
+        raise ConfigError(f"graph format {format!r}: use 'mermaid' or 'dot'")
+    g = plan_graph(wdef)
+    if execution is not None:
+        ex = _execution(execution)
+        if ex.workflow != wdef.name:
+            raise ConfigError(
+                f"execution {ex.id} is of workflow {ex.workflow!r}, not {wdef.name!r}"
+            )
+        g.states = _states(g, wdef, ex)
+        for sdef in wdef.steps:
+            if sdef.kind == "foreach":
+                items = sum(1 for s in ex.steps or [] if s.name.startswith(f"{sdef.name}["))
+                label, shape, kind = g.nodes[sdef.name]
+                g.nodes[sdef.name] = (f"{label}: {items} item runs", shape, kind)
+    return _dot(wdef, g) if format == "dot" else _mermaid(g)
+
+
+def _execution(execution: Any) -> Execution:
+    if isinstance(execution, Execution):
+        if execution.steps is None:
+            raise ConfigError("graph(execution=...) needs get_execution(..., include_steps=True)")
+        return execution
+    if isinstance(execution, str):
+        from durable._default import default_engine
+
+        return default_engine().get_execution(execution, include_steps=True)
+    raise ConfigError(f"graph(execution=...) takes an Execution or an id, got {execution!r}")
+
+
+def _q(text: str) -> str:
+    return json.dumps(text)  # (a DOT and Mermaid string: quotes and backslashes escaped)
+
+
+def _dot(wdef: WorkflowDef, g: Graph) -> str:
+    lines = [f"digraph {_q(wdef.name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica"];']
+    for group, branches in g.groups.items():
+        lines.append(f"  subgraph {_q('cluster_' + group)} {{")
+        lines.append(f"    label={_q(group)};")
+        lines.extend(f"    {_q(b)};" for b in branches)
+        lines.append("  }")
+    for nid, (label, shape, _kind) in g.nodes.items():
+        attrs = [f"label={_q(label)}", f"shape={shape}"]
+        state = g.states.get(nid)
+        if state is not None:
+            attrs += ["style=filled", f"fillcolor={_q(_FILL[state])}", f"class={_q(state)}"]
+        lines.append(f"  {_q(nid)} [{', '.join(attrs)}];")
+    for a, b, label, dashed in g.edges:
+        attrs = []
+        if label:
+            attrs.append(f"label={_q(label)}")
+        if dashed:
+            attrs.append("style=dashed")
+        suffix = f" [{', '.join(attrs)}]" if attrs else ""
+        lines.append(f"  {_q(a)} -> {_q(b)}{suffix};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid(g: Graph) -> str:
+    ids = {nid: f"n{i}" for i, nid in enumerate(g.nodes)}
+    shapes = {
+        "circle": ("((", "))"),
+        "doublecircle": ("(((", ")))"),
+        "diamond": ("{", "}"),
+        "note": (">", "]"),
+        "box3d": ("[[", "]]"),
+        "box": ("[", "]"),
+    }
+    lines = ["flowchart TD"]
+    for nid, (label, shape, _kind) in g.nodes.items():
+        left, right = shapes[shape]
+        lines.append(f"  {ids[nid]}{left}{_q(label)}{right}")
+    for a, b, label, dashed in g.edges:
+        arrow = "-.->" if dashed else "-->"
+        text = f"|{_q(label)}|" if label else ""
+        lines.append(f"  {ids[a]} {arrow}{text} {ids[b]}")
+    if g.states:
+        for state in STATES:
+            lines.append(f"  classDef {state} fill:{_FILL[state]}")
+        for nid, state in g.states.items():
+            lines.append(f"  class {ids[nid]} {state}")
+    return "\n".join(lines) + "\n"

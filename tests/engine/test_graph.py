@@ -1,0 +1,187 @@
+"""durable.graph: every example workflow in docs/, drawn as DOT, parsed back with a real
+DOT parser (pydot) and checked against the workflow's plan; Mermaid text; an execution's
+states on the nodes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pydot
+import pytest
+
+import durable
+from durable import compensation, decision, dsl, foreach, parallel, step, workflow
+from durable.context import get_context, increment_context, put_context
+
+ROOT = Path(__file__).resolve().parents[2]
+BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def _unquote(name: str) -> str:
+    return name[1:-1].replace('\\"', '"') if name.startswith('"') else name
+
+
+def _parsed(dot: str) -> tuple[set[str], set[tuple[str, str, str]], set[tuple[str, str]]]:
+    (g,) = pydot.graph_from_dot_data(dot)
+    nodes = {_unquote(n.get_name()) for n in g.get_nodes()} - {"node", "graph", "edge"}
+    for sub in g.get_subgraphs():
+        nodes |= {_unquote(n.get_name()) for n in sub.get_nodes()}
+    solid, dashed = set(), set()
+    for e in g.get_edges():
+        a, b = _unquote(e.get_source()), _unquote(e.get_destination())
+        label = _unquote(e.get_label() or '""')
+        if e.get_style() == "dashed":
+            dashed.add((a, b))
+        else:
+            solid.add((a, b, label))
+    return nodes, solid, dashed
+
+
+def _expected(wdef: dsl.WorkflowDef):
+    """The plan, read from the WorkflowDef through its own API (not through the graph)."""
+    nodes = {"start", "end"}
+    solid: set[tuple[str, str, str]] = set()
+    dashed: set[tuple[str, str]] = set()
+
+    def into(sdef):
+        return sdef.name if sdef is not None else "end"
+
+    def out(sdef):
+        return f"{sdef.name}/join" if sdef.kind == "parallel" else sdef.name
+
+    solid.add(("start", wdef.first_step.name, ""))
+    for sdef in wdef.steps:
+        nodes.add(sdef.name)
+        units = sdef.branches if sdef.kind == "parallel" else ()
+        if sdef.kind == "parallel":
+            nodes.add(f"{sdef.name}/join")
+        for b in units:
+            nodes.add(b.name)
+            solid |= {(sdef.name, b.name, ""), (b.name, f"{sdef.name}/join", "")}
+        for s in (sdef, *units):
+            if s.undo is not None:
+                nodes.add(f"undo:{s.undo.name}")
+                dashed.add((s.name, f"undo:{s.undo.name}"))
+        following = wdef.next_step(sdef.name)
+        if sdef.kind == "decision":
+            solid.add((out(sdef), into(following), "None"))
+            solid |= {(sdef.name, t, t) for t in sdef.targets}
+        else:
+            solid.add((out(sdef), into(following), ""))
+        if sdef.when is not None:
+            dashed.add((sdef.name, into(following)))
+    return nodes, solid, dashed
+
+
+def _check(wdef: dsl.WorkflowDef) -> None:
+    dot = durable.graph(wdef.name, format="dot")
+    assert _parsed(dot) == _expected(wdef), wdef.name
+    mermaid = durable.graph(wdef.name)
+    assert mermaid.startswith("flowchart TD")
+    # one Mermaid node per DOT node, one arrow per DOT edge
+    nodes, solid, dashed = _expected(wdef)
+    assert len(re.findall(r"^  n\d+[\[\(\{>]", mermaid, re.M)) == len(nodes)
+    assert len(re.findall(r"^  n\d+ -", mermaid, re.M)) == len(solid) + len(dashed)
+
+
+PAGES = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_workflow_a_docs_page_defines_is_drawn_as_its_plan(page, monkeypatch):
+    blocks = BLOCK.findall((ROOT / "docs" / page).read_text())
+    # (each page on a registry of its own: pages reuse names, as separate apps would)
+    monkeypatch.setattr(dsl, "_registry", {})
+    namespace = {"__name__": f"docs_{page.removesuffix('.md')}"}
+    for block in blocks:
+        try:
+            exec(compile(block, f"docs/{page}", "exec"), namespace)
+        except Exception:  # a snippet that is not a program of its own (index.md's)
+            continue
+    defined = list(dsl.registered_workflows().values())
+    for wdef in defined:
+        _check(wdef)
+    if page in ("flow.md", "sagas.md", "cron.md"):
+        assert defined, f"{page} defines workflows: none were drawn"
+
+
+@workflow("graph_all_kinds")
+class AllKinds:
+    @step(compensate="unload")
+    def load(self):
+        put_context("items", [1, 2, 3])
+
+    @step(when="express")
+    def rush(self):
+        pass
+
+    @parallel
+    class checks:
+        @step(compensate="unreserve")
+        def reserve(self):
+            pass
+
+        @step
+        def score(self):
+            pass
+
+    @foreach("items")
+    def each(self, item):
+        return item * 2
+
+    @decision("rush", "ship")
+    def route(self):
+        increment_context("loops")
+        return "rush" if get_context("loops") < 2 else None
+
+    @step
+    def pack(self):
+        pass
+
+    @step
+    def ship(self):
+        raise RuntimeError("no courier")
+
+    @compensation
+    def unload(self):
+        pass
+
+    @compensation
+    def unreserve(self):
+        pass
+
+
+def test_every_kind_of_node_and_edge(durable_engine):
+    _check(dsl.get_workflow("graph_all_kinds"))
+    dot = durable.graph(AllKinds, format="dot")
+    assert '"route" -> "rush" [label="rush"]' in dot  # a decision's edge, labelled
+    assert '"load" -> "undo:unload" [label="compensate", style=dashed]' in dot
+
+
+def test_an_execution_styles_each_node_by_its_state(durable_engine):
+    wid = durable_engine.start(AllKinds)
+    durable_engine.run_until(wid)
+    ex = durable_engine.get_execution(wid, include_steps=True)
+    assert ex.status == "compensated"
+    dot = durable.graph(AllKinds, format="dot", execution=ex)
+    (g,) = pydot.graph_from_dot_data(dot)
+    state = {_unquote(n.get_name()): _unquote(n.get("class") or '""') for n in g.get_nodes()}
+    assert state["load"] == "compensated"  # completed, then undone
+    assert state["rush"] == "skipped" and state["ship"] == "failed"
+    assert state["checks.reserve"] == "compensated" and state["checks.score"] == "completed"
+    assert state["each"] == "completed" and state["pack"] == "completed"
+    assert state["undo:unload"] == "completed"
+    assert "each (foreach items): 6 item runs" in dot  # 3 items, in each of 2 visits
+    mermaid = durable.graph(AllKinds, execution=ex)
+    assert "classDef failed" in mermaid and re.search(r"class n\d+ compensated", mermaid)
+
+
+def test_bad_arguments_say_what_would_be_right(durable_engine):
+    with pytest.raises(durable.ConfigError, match="'mermaid' or 'dot'"):
+        durable.graph(AllKinds, format="png")  # type: ignore[arg-type]
+    wid = durable_engine.start(AllKinds)
+    with pytest.raises(durable.ConfigError, match="include_steps=True"):
+        durable.graph(AllKinds, execution=durable_engine.get_execution(wid))
+    with pytest.raises(durable.WorkflowNotFound):
+        durable.graph("no_such_workflow")
