@@ -431,7 +431,11 @@ class Engine:
         self.scheduler.ticker.declares = True
         self.scheduler.ticker.sync_declared()
         names = {w.name for w in registered_workflows().values() if w.cron is not None}
-        return [s for s in self.store.list_schedules() if s.declared and s.name in names]
+        try:
+            stored = self.store.list_schedules()
+        except NotImplementedError:  # (a store that keeps none: the worker logged it)
+            return []
+        return [s for s in stored if s.declared and s.name in names]
 
     def get_schedule(self, name: str) -> Schedule:
         """The schedule ``name`` (ScheduleNotFound if there is none)."""

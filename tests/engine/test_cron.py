@@ -624,3 +624,27 @@ def test_buffer_one_stays_one_when_the_latest_ends_while_a_tick_fires(postgres_u
         a.close()
         b.close()
         clock.close()  # (it moves freezegun's time: stopped, or later tests see 2027)
+
+
+def test_a_store_that_keeps_no_schedules_still_runs_work(declared, durable_clock, caplog):
+    """A store plugin written before cron: its workers go on, and say the crons are not
+    stored."""
+    from durable.stores.base import Store
+    from durable.stores.memory import MemoryStore
+
+    class OldStore(MemoryStore):
+        list_schedules = Store.list_schedules
+        put_schedule = Store.put_schedule
+        next_tick = Store.next_tick
+        due_schedules = Store.due_schedules
+
+    engine = durable.Engine(OldStore(), clock=durable_clock)
+    try:
+        assert engine.store_declared_schedules() == []
+        wid = engine.start(Report)
+        assert engine.drain() >= 1 and engine.get_execution(wid).status == "completed"
+        assert "the crons of ['cron_declared'] are not stored" in caplog.text
+        with pytest.raises(NotImplementedError, match="keeps no schedules"):
+            engine.schedule(Report, "0 9 * * *", name="daily")
+    finally:
+        engine.close()
