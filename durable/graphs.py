@@ -193,7 +193,7 @@ def _dot(wdef: WorkflowDef, g: Graph) -> str:
     for group, branches in g.groups.items():
         lines.append(f"  subgraph {_q('cluster_' + group)} {{")
         lines.append(f"    label={_q(group)};")
-        lines.extend(f"    {_q(b)};" for b in branches)
+        lines.extend(f"    {_q(n)};" for n in (group, *branches, f"{group}/join"))
         lines.append("  }")
     for nid, (label, shape, _kind) in g.nodes.items():
         attrs = [f"label={_q(label)}", f"shape={shape}"]

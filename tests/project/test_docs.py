@@ -40,6 +40,7 @@ PAGES = {
     "deploys.md": 5,
     "operations.md": 4,
     "cron.md": 3,
+    "graph.md": 1,
 }
 
 
@@ -87,3 +88,20 @@ def test_readme_testing_example_runs(pytester):
     result.assert_outcomes(
         passed=sum(b.count("\ndef test_") + b.startswith("def test_") for b in blocks)
     )
+
+
+def test_the_graphs_drawn_in_the_docs_are_those_of_their_workflows_now(monkeypatch):
+    """docs/graph/*.dot (rendered to the .svg the pages show) are what durable.graph gives
+    for the docs' workflows: after a change, run python docs/graph/render.py."""
+    import importlib.util
+
+    from durable import dsl
+
+    monkeypatch.setattr(dsl, "_registry", {})  # (restored after: render swaps it)
+    spec = importlib.util.spec_from_file_location("render", ROOT / "docs" / "graph" / "render.py")
+    assert spec is not None and spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    for name, text in render.drawings().items():
+        assert (ROOT / "docs" / "graph" / name).read_text() == text, name
+        assert (ROOT / "docs" / "graph" / name.replace(".dot", ".svg")).exists()
