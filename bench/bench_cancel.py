@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
+from bench_sql import _reset
 
 import durable
 from durable import step, workflow
@@ -42,13 +42,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     engine = durable.Engine(args.store)
-    with engine.store.sa_engine().begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(
-            sa.text(
-                "TRUNCATE durable_step_attempts, durable_executions, durable_waits, durable_events,"
-                " durable_group_counts, durable_schedules"
-            )
-        )
+    _reset(engine)
     env = {**os.environ, "PYTHONPATH": str(HERE)}
     cmd = [sys.executable, "-m", "durable.cli", "--store", args.store, "-i", "bench_cancel"]
     worker = subprocess.Popen(

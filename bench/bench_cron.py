@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from bench_sql import _commit_cost
+from bench_sql import _commit_cost, _reset
 
 import durable
 from durable import step, workflow
@@ -41,16 +41,6 @@ class BenchTick:
     @step
     def tick(self) -> None:
         pass
-
-
-def _reset(engine: durable.Engine) -> None:
-    with engine.store.sa_engine().begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(
-            sa.text(
-                "TRUNCATE durable_step_attempts, durable_executions, durable_waits, durable_events,"
-                " durable_group_counts, durable_schedules"
-            )
-        )
 
 
 def _worker(url: str) -> subprocess.Popen[bytes]:

@@ -32,8 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
-from bench_sql import _commit_cost
+from bench_sql import _commit_cost, _reset
 
 import durable
 from durable import decision, foreach, parallel, step, workflow
@@ -139,16 +138,6 @@ class When3:
     @step
     def three(self) -> None:
         pass
-
-
-def _reset(engine: durable.Engine) -> None:
-    with engine.store.sa_engine().begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(
-            sa.text(
-                "TRUNCATE durable_step_attempts, durable_executions, durable_waits, durable_events,"
-                " durable_group_counts"
-            )
-        )
 
 
 def _rss_kb(pid: int) -> int:

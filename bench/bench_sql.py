@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 import durable
 from durable import step, workflow
+from durable_testing.sandbox import DATA_TABLES
 
 
 @workflow("bench_three_noop")
@@ -50,10 +51,10 @@ def _reset(engine: durable.Engine) -> None:
     store = engine.store
     with store.sa_engine().begin() as conn:  # type: ignore[attr-defined]
         if store.engine.dialect.name == "postgresql":  # type: ignore[attr-defined]
-            conn.execute(sa.text("TRUNCATE durable_step_attempts, durable_executions"))
+            conn.execute(sa.text(f"TRUNCATE {', '.join(DATA_TABLES)}"))
         else:
-            conn.execute(sa.text("DELETE FROM durable_step_attempts"))
-            conn.execute(sa.text("DELETE FROM durable_executions"))
+            for table in DATA_TABLES:
+                conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
 def _commit_cost(engine: durable.Engine, n: int = 200) -> float:

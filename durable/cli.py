@@ -436,11 +436,7 @@ def schedules(ctx: click.Context) -> None:
     """List the cron schedules (one line each: name, workflow, cron, zone, policies, next
     tick), or pause, resume or remove one."""
     if ctx.invoked_subcommand is None:
-        found = _engine(ctx).list_schedules()
-        for s in found:
-            click.echo(_schedule_line(s))
-        if not found:
-            click.echo("no schedules")
+        ctx.invoke(schedules_list)
 
 
 @schedules.command(name="list")

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from durable.errors import InvalidState
 from durable.models import (
@@ -50,6 +50,7 @@ __all__ = [
     "not_live_error",
     "not_pending_error",
     "not_retryable_error",
+    "overlap_verdict",
     "unit_id",
     "unreadable_error",
 ]
@@ -308,6 +309,18 @@ def _no_schedules(store: object) -> NotImplementedError:
         f"{type(store).__name__} keeps no schedules: cron needs a store that implements "
         "the schedule methods of durable.stores.base.Store (memory, SQLite and PostgreSQL do)"
     )
+
+
+def overlap_verdict(
+    overlap: Overlap, latest_running: bool, buffered: bool
+) -> Literal["make", "let_go", "park", "cancel_then_make"]:
+    """What a fire does with one tick's row (see Store.fire_schedules), by the schedule's
+    ``overlap``, whether its latest execution is unfinished, and whether one is buffered."""
+    if not latest_running or overlap == Overlap.ALLOW:
+        return "make"
+    if overlap == Overlap.SKIP or (overlap == Overlap.BUFFER_ONE and buffered):
+        return "let_go"
+    return "cancel_then_make" if overlap == Overlap.CANCEL_PREVIOUS else "park"
 
 
 @dataclass(frozen=True, slots=True)

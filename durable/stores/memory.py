@@ -46,6 +46,7 @@ from durable.stores.base import (
     not_live_error,
     not_pending_error,
     not_retryable_error,
+    overlap_verdict,
     unit_id,
 )
 
@@ -1160,20 +1161,15 @@ class MemoryStore(Store):
                     latest = self._rows.get(s.last_execution_id or "")
                     running = latest is not None and latest.status not in FINISHED
                     running = running and fire.overlap != Overlap.ALLOW  # (as read)
-                    parked = False
-                    if running and s.overlap != Overlap.ALLOW:
-                        assert latest is not None
-                        if s.overlap == Overlap.SKIP or (
-                            s.overlap == Overlap.BUFFER_ONE and s.buffered_id is not None
-                        ):
-                            s = dataclasses.replace(s, missed=s.missed + 1)
-                            continue
-                        if s.overlap == Overlap.CANCEL_PREVIOUS:
-                            why = f"schedule {s.name!r} started the next tick's execution"
-                            if latest.phase == StepPhase.RUN:  # (one compensating is ending)
-                                self._request_cancel(latest.id, now, why, compensates)
-                        else:
-                            parked = True
+                    verdict = overlap_verdict(s.overlap, running, s.buffered_id is not None)
+                    if verdict == "let_go":
+                        s = dataclasses.replace(s, missed=s.missed + 1)
+                        continue
+                    if verdict == "cancel_then_make" and latest is not None:
+                        why = f"schedule {s.name!r} started the next tick's execution"
+                        if latest.phase == StepPhase.RUN:  # (one compensating is ending)
+                            self._request_cancel(latest.id, now, why, compensates)
+                    parked = verdict == "park"
                     stored = _clone_row(row)
                     stored.seq = next(self._seq)
                     if parked:

@@ -48,6 +48,7 @@ from durable.stores.base import (
     not_live_error,
     not_pending_error,
     not_retryable_error,
+    overlap_verdict,
     unit_id,
     unreadable_error,
 )
@@ -1654,20 +1655,15 @@ class SQLStore(Connections, Store):
         )
         for row in f.rows:
             running = latest is not None and latest[1] not in FINISHED
-            parked = False
-            if running and s.overlap != Overlap.ALLOW:
-                assert latest is not None
-                if s.overlap == Overlap.SKIP or (
-                    s.overlap == Overlap.BUFFER_ONE and buffered is not None
-                ):
-                    missed += 1
-                    continue
-                if s.overlap == Overlap.CANCEL_PREVIOUS:
-                    if latest[2] == StepPhase.RUN.value:  # (one compensating is ending)
-                        why = f"schedule {s.name!r} started the next tick's execution"
-                        self._cancel(cur, latest[0], now, why, compensates)
-                else:
-                    parked = True
+            verdict = overlap_verdict(s.overlap, running, buffered is not None)
+            if verdict == "let_go":
+                missed += 1
+                continue
+            # (one already compensating is ending: it is left to its compensations)
+            if verdict == "cancel_then_make" and latest and latest[2] == StepPhase.RUN.value:
+                why = f"schedule {s.name!r} started the next tick's execution"
+                self._cancel(cur, latest[0], now, why, compensates)
+            parked = verdict == "park"
             params = self._create_params(row)
             if parked:
                 params["run_at"] = params["claimable_at"] = None
