@@ -6,6 +6,10 @@ floats, bool, None, and ints within 64 bits, nested at most :data:`MAX_DEPTH` le
 Deeper values would exceed Python's recursion limit when read back (one unreadable row
 must never reach a store); wider ints are not carried the same way by the JSON readers of
 other languages and of the databases themselves.
+
+A pydantic model instance, anywhere in a value, is stored as its JSON form
+(``model_dump(mode="json", by_alias=True)``): what reads it back gets that JSON, which the
+model validates back into an equal instance.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import math
 from typing import Any
 
+from durable._typed import is_model, json_form
 from durable.errors import SerializationError
 
 __all__ = ["MAX_DEPTH", "MAX_INT", "MIN_INT", "clone", "normalise", "to_json"]
@@ -83,10 +88,37 @@ def _refuse(value: Any, what: str, max_depth: int) -> SerializationError:
     return SerializationError(f"{what} cannot be stored as JSON: {problem}. {_HINT}")
 
 
+def _without_models(value: Any, what: str, max_depth: int) -> Any:
+    """``value`` with each pydantic model instance in it replaced by its JSON form (the
+    value itself when it holds none, or when pydantic is not imported: then none can)."""
+    if not is_model(value) and not isinstance(value, _CONTAINERS):
+        return value
+    found = False
+
+    def plain(v: Any, path: str, depth: int) -> Any:
+        nonlocal found
+        if is_model(v):
+            found = True
+            return json_form(v, f"{what} ({path or 'the value'})" if path else what)
+        if depth > max_depth:  # (too deep anyway: _find says so)
+            return v
+        if isinstance(v, dict):
+            return {k: plain(item, f"{path}[{k!r}]", depth + 1) for k, item in v.items()}
+        if isinstance(v, list | tuple):
+            return [plain(item, f"{path}[{i!r}]", depth + 1) for i, item in enumerate(v)]
+        return v
+
+    converted = plain(value, "", 0)
+    return converted if found else value
+
+
 def to_json(value: Any, what: str, *, max_depth: int = MAX_DEPTH) -> str:
-    """Serialise value or raise SerializationError that names what and what is wrong."""
+    """Serialise value or raise SerializationError that names what and what is wrong (a
+    pydantic model in it becomes its JSON form)."""
     if _find(value, max_depth, paths=False) is not None:
-        raise _refuse(value, what, max_depth)
+        value = _without_models(value, what, max_depth)
+        if _find(value, max_depth, paths=False) is not None:
+            raise _refuse(value, what, max_depth)
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:

@@ -17,7 +17,7 @@ The tree::
     ├── StepTimeout          (also TimeoutError) a step attempt ran past its timeout
     ├── WorkflowTimeout      (also TimeoutError) an execution ran past its workflow timeout
     ├── WaitTimeout          (also TimeoutError) a wait timed out without a timeout_value
-    ├── InvalidInput         (also ValueError) provided data does not match its schema
+    ├── InvalidInput         (also ValueError) data does not match its schema or model
     ├── InvalidDecision      (also ValueError) a @decision returned no declared target
     ├── TooManyStepRuns      an execution ran more step runs than its max_step_runs
     ├── ContextConflict      two parallel branches set the same context key
@@ -28,6 +28,8 @@ The tree::
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 __all__ = [
     "ChildWorkflowFailed",
@@ -128,8 +130,14 @@ class WaitTimeout(DurableError, TimeoutError):
 
 
 class InvalidInput(DurableError, ValueError):
-    """Data given to ``provide_input`` does not match the input's JSON Schema (nothing was
-    stored)."""
+    """Data does not match what it must (nothing was stored or started): data given to
+    ``provide_input``, its input's JSON Schema or model; a workflow's input, its
+    ``@workflow(input=...)``. ``problems`` lists each ``(path, message)``: where
+    (``"items/0/price"``, ``"(root)"`` for the whole value) and what was wrong there."""
+
+    def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.problems: list[tuple[str, str]] = list(problems)
 
 
 class InvalidDecision(DurableError, ValueError):

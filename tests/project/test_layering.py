@@ -25,6 +25,7 @@ LAYERS: dict[str, int] = {
     "durable._json": 1,
     "durable._text": 1,
     "durable._schemas": 1,
+    "durable._typed": 1,
     "durable._merge": 1,
     "durable._cron": 1,
     "durable.clock": 1,
