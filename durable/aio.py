@@ -17,12 +17,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from durable import waits
 from durable._runtime import current
 from durable.durations import Duration
 from durable.errors import ContextError
+
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from pydantic import BaseModel
+
+    M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "call_workflow",
@@ -94,6 +101,24 @@ async def wait_for_all_events(
     )
 
 
+@overload
+async def wait_for_input(
+    name: str,
+    *,
+    prompt: str | None = None,
+    schema: type[M],
+    timeout: Duration | None = None,
+) -> M: ...
+@overload
+async def wait_for_input(
+    name: str,
+    *,
+    prompt: str | None = None,
+    schema: type[M],
+    timeout: Duration | None = None,
+    timeout_value: M | dict[str, Any] | None,
+) -> M | None: ...
+@overload
 async def wait_for_input(
     name: str,
     *,
@@ -101,8 +126,19 @@ async def wait_for_input(
     schema: dict[str, Any] | None = None,
     timeout: Duration | None = None,
     timeout_value: Any = _NO_VALUE,
+) -> Any: ...
+
+
+async def wait_for_input(
+    name: str,
+    *,
+    prompt: str | None = None,
+    schema: dict[str, Any] | type[BaseModel] | None = None,
+    timeout: Duration | None = None,
+    timeout_value: Any = _NO_VALUE,
 ) -> Any:
-    """Awaitable :func:`durable.waits.wait_for_input`."""
+    """Awaitable :func:`durable.waits.wait_for_input` (a pydantic model as ``schema``
+    returns an instance of it)."""
     return await _in_thread(
         waits.wait_for_input,
         name,

@@ -17,6 +17,7 @@ from typing import Any
 from durable._json import normalise
 from durable._merge import note
 from durable._runtime import StepRun, current
+from durable.dsl import registered_workflows
 from durable.errors import ContextError, SerializationError
 from durable.models import Undoing
 from durable.waits import (
@@ -107,8 +108,13 @@ def get_context(key: str, default: Any = None) -> Any:
 
 
 def input() -> Any:
-    """The input the execution was started with."""
+    """The input the execution was started with: an instance of the workflow's input
+    model when it declares one (``@workflow(input=Model)``; a new one at each call),
+    else the JSON as stored."""
     run = _run("input")
+    wdef = registered_workflows().get(run.workflow)
+    if wdef is not None and wdef.input_model is not None:
+        return wdef.load_input(run.input, run.workflow_id or run.execution_id)
     return copy.deepcopy(run.input) if run.read_only is not None else run.input
 
 

@@ -17,14 +17,19 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from durable._cron import Cron
-from durable._json import clone
+from durable._json import clone, normalise
 from durable._limits import check_name
+from durable._schemas import check_schema, model_schema, split_schema, validate_input
+from durable._typed import is_model_class, json_form, validate_model
 from durable.durations import Duration, to_ms
-from durable.errors import ConfigError, InvalidDecision, WorkflowNotFound
+from durable.errors import ConfigError, InvalidDecision, InvalidInput, WorkflowNotFound
 from durable.retry import Retry
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 __all__ = [
     "CompensationDef",
@@ -161,6 +166,10 @@ class WorkflowDef:
     #: ``@workflow(cron=...)``: the schedule workers keep stored under the workflow's name
     cron: str | None = None
     timezone: str = "UTC"
+    #: ``@workflow(input=...)``: the pydantic model of the input (None: not typed by a
+    #: model), and the JSON Schema the input must match (the model's, or the one given)
+    input_model: type[BaseModel] | None = None
+    input_schema: dict[str, Any] | None = None
     _index: Mapping[str, int] = field(init=False, repr=False, compare=False)
     _after: Mapping[str, StepDef | None] = field(init=False, repr=False, compare=False)
     _branches: Mapping[str, StepDef] = field(init=False, repr=False, compare=False)
@@ -286,6 +295,34 @@ class WorkflowDef:
         runs those of the completed ones before the execution ends)."""
         return any(s.undo is not None for s in self.steps) or any(
             b.undo is not None for s in self.steps for b in s.branches
+        )
+
+    def check_input(
+        self, value: Any, *, what: str | None = None, outcome: str = "nothing was started"
+    ) -> Any:
+        """``value`` as an execution of this workflow stores it: JSON (a pydantic model
+        instance as its JSON form), matching ``@workflow(input=...)`` — validated by the
+        model (and stored as the JSON form of what it gives), or by the JSON Schema.
+        InvalidInput names each field that does not match, and ends with ``outcome``."""
+        what = what or f"the input of workflow {self.name!r}"
+        data = normalise(value, what)
+        if self.input_model is not None:
+            return json_form(validate_model(self.input_model, data, what, outcome), what)
+        validate_input(what, data, self.input_schema, outcome)
+        return data
+
+    def load_input(self, data: Any, execution_id: str) -> Any:
+        """The stored input as a step sees it: an instance of the input model (validated
+        afresh, so a new one each time), else the JSON itself."""
+        if self.input_model is None:
+            return data
+        name = self.input_model.__qualname__
+        return validate_model(
+            self.input_model,
+            data,
+            f"the input of execution {execution_id} (as stored when it started)",
+            f"the step cannot read it: the model {name} changed since; make {name} accept "
+            "what was stored",
         )
 
     def budget(self, sdef: StepDef) -> int:
@@ -726,6 +763,7 @@ def workflow(
     max_step_runs: int = MAX_STEP_RUNS,
     cron: str | None = None,
     timezone: str = "UTC",
+    input: type | dict[str, Any] | None = None,
 ) -> Callable[[C], C]:
     """Declare a workflow class and register it under ``name``.
 
@@ -739,8 +777,13 @@ def workflow(
     stored under the workflow's name when an engine runs a worker (see
     :meth:`Engine.schedule <durable.Engine.schedule>` for the rules); a bad expression or
     an unknown zone is a ConfigError here.
+    ``input``: what the input must be — a pydantic model class (``start()`` validates
+    with it and stores the JSON form; ``durable.context.input()`` returns an instance) or
+    a JSON Schema dict; data that does not match raises InvalidInput at the start, and
+    nothing is started.
     """
     check_name(name, "@workflow name")
+    input_model, input_schema = _input_type(name, input)
     if cron is not None or timezone != "UTC":
         if cron is None:
             raise ConfigError(f"@workflow({name!r}, timezone=...) is for cron=: give cron too")
@@ -806,7 +849,19 @@ def workflow(
             max_step_runs=max_step_runs,
             cron=cron,
             timezone=timezone,
+            input_model=input_model,
+            input_schema=input_schema,
         )
+        if cron is not None and (input_model is not None or input_schema is not None):
+            try:
+                wdef.check_input(None)
+            except InvalidInput as exc:
+                raise ConfigError(
+                    f"workflow {name!r} declares cron= and input=, but each tick starts it "
+                    "with no input (None), which does not match ("
+                    + "; ".join(f"at {path}: {why}" for path, why in exc.problems)
+                    + "); drop cron= and schedule it with engine.schedule(..., input=...)"
+                ) from None
         global _registry_version
         with _registry_lock:
             prior = _registry.get(name)
@@ -818,6 +873,24 @@ def workflow(
         return cls
 
     return register
+
+
+def _input_type(name: str, value: object) -> tuple[type[BaseModel] | None, dict[str, Any] | None]:
+    """``@workflow(input=...)`` as (model, JSON Schema); ConfigError for anything else."""
+    what = f"@workflow({name!r}, input=...)"
+    if value is None:
+        return None, None
+    if is_model_class(value):
+        model = cast("type[BaseModel]", value)
+        schema, _ = split_schema(model_schema(model, what))
+        return model, schema
+    if isinstance(value, type):
+        raise ConfigError(
+            f"{what} takes a pydantic model class or a JSON Schema dict, got the class "
+            f"{value.__qualname__}, which is not a pydantic BaseModel"
+        )
+    check_schema(value, f"{what} schema")
+    return None, cast("dict[str, Any]", value)
 
 
 def _origin(cls: type) -> str:

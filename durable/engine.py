@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ from durable._limits import (
 )
 from durable._recovery import context_before, latest_visit
 from durable._runtime import install_log_capture
-from durable._schemas import validate_input
+from durable._schemas import check_data, split_schema
 from durable._starts import new_row
 from durable._text import redact_url
 from durable._worker import Worker
@@ -165,13 +166,17 @@ class Engine:
     ) -> str:
         """Start ``workflow`` (a class or registered name) with ``input``; return its id.
 
+        ``input`` is JSON, or a pydantic model instance (stored as its JSON form). A
+        workflow declared with ``@workflow(input=Model or schema)`` validates it first:
+        InvalidInput names each field that does not match, and nothing is started.
+
         Higher ``priority`` runs first within a queue. ``scheduled_at`` delays the start
         (naive datetimes are UTC). An ``idempotency_key`` already used with the same
         workflow and input returns the existing execution's id and starts nothing; with
         another input (or workflow) it raises InvalidState naming that execution.
         """
         wdef = get_workflow(workflow)
-        value = normalise(input, "the workflow input")
+        value = wdef.check_input(input)
         queue = wdef.queue if queue is None else queue
         check_name(queue, "queue")
         check_int32(priority, "priority (higher runs first)")
@@ -377,7 +382,7 @@ class Engine:
         check_name(name, "schedule name")
         catch = _policy(CatchUp, catch_up, "catch_up")
         over = _policy(Overlap, overlap, "overlap")
-        value = normalise(input, "the schedule's input")
+        value = wdef.check_input(input, what="the schedule's input", outcome="nothing was stored")
         declares = registered_workflows().get(name)
         for _ in range(10):  # (again while a worker fires a tick under the change)
             existing = self.store.get_schedule(name)
@@ -493,15 +498,18 @@ class Engine:
     def provide_input(self, execution_id: str, name: str, data: Any) -> None:
         """Provide the input ``name`` that a step of the execution waits for.
 
-        ``data`` must be JSON and match the input's schema (else InvalidInput, and nothing
-        is stored). Raises InvalidState when no step waits for that input (never asked,
-        already provided, timed out or finished), ExecutionNotFound for an unknown id."""
+        ``data`` must be JSON (a pydantic model instance is taken as its JSON form) and
+        match the input's schema, else InvalidInput and nothing is stored. An input whose
+        wait gave a pydantic model is validated with that model when its module is
+        imported in this process, else with the model's JSON Schema as stored. Raises
+        InvalidState when no step waits for that input (never asked, already provided,
+        timed out or finished), ExecutionNotFound for an unknown id."""
         check_name(name, "input name")
         value = normalise(data, f"the data of input {name!r}")
         execution_id = self._id(execution_id)
 
         def validate(schema: dict[str, Any] | None) -> None:
-            validate_input(name, value, schema)
+            check_data(f"input {name!r}", value, schema)
 
         # Checked against the schema of the wait being resolved, in its transaction: a
         # step that reaches its wait_for_input meanwhile cannot slip past the check.
@@ -512,13 +520,14 @@ class Engine:
         self, workflow: WorkflowRef | None = None, limit: int = 100
     ) -> list[Wait]:
         """Inputs steps are waiting for, oldest first: execution, step, name, prompt,
-        schema and until when (the timeout)."""
-        return self.store.waits(
+        schema (and the pydantic model it was made from) and until when (the timeout)."""
+        waits = self.store.waits(
             kind="input",
             workflow=None if workflow is None else _workflow_name(workflow),
             open_at=self.clock.now(),  # one that timed out is no longer open
             limit=limit,
         )
+        return [_shown(w) for w in waits]
 
     def list_waits(
         self,
@@ -542,7 +551,9 @@ class Engine:
                 execution_id = self._id(execution_id)
             except ExecutionNotFound:
                 return []  # (as for any id no execution has)
-        return self.store.waits(execution_id=execution_id, kind=kind, limit=limit)
+        return [
+            _shown(w) for w in self.store.waits(execution_id=execution_id, kind=kind, limit=limit)
+        ]
 
     # -- retention -----------------------------------------------------------------------
 
@@ -854,6 +865,13 @@ def _queues(queues: Sequence[str] | None) -> list[str] | None:
     if isinstance(queues, str):
         raise ConfigError(f"queues takes a list of queue names, got the str {queues!r}")
     return [check_name(q, "queue") for q in queues]
+
+
+def _shown(wait: Wait) -> Wait:
+    """A wait as the API shows it: an input's schema made from a pydantic model is the
+    model's JSON Schema, and ``model`` names the model."""
+    schema, model = split_schema(wait.schema)
+    return wait if model is None else dataclasses.replace(wait, schema=schema, model=model)
 
 
 def _canonical(value: Any) -> str:

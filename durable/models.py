@@ -94,7 +94,8 @@ class Wait:
     ``kind``: ``sleep``, ``event`` or ``input``. ``names``: the events (or the input) it
     waits for; ``mode``: ``any`` or ``all`` of them. ``until``: when a sleep ends or a
     wait times out (None: no timeout). ``status``: ``pending``, ``resolved`` or
-    ``timed_out``. ``prompt`` and ``schema`` describe an input for whoever provides it.
+    ``timed_out``. ``prompt`` and ``schema`` describe an input for whoever provides it;
+    ``model`` names the pydantic model (``"module:Name"``) its schema was made from.
     ``(step, visit, seq)`` is its place in the execution's journal: the ``seq``-th wait
     reached in that visit of that step.
     """
@@ -114,6 +115,7 @@ class Wait:
     result: Any = None
     resolved_at: datetime | None = None
     visit: int = 1
+    model: str | None = None
 
     def __post_init__(self) -> None:
         # Stores hand in what they read back (plain str); the API gives enums. A value no

@@ -22,16 +22,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from durable._json import normalise
 from durable._limits import check_name, check_text, check_time
 from durable._runtime import StepRun, current
-from durable._schemas import check_schema
+from durable._schemas import check_schema, model_schema
+from durable._typed import is_model_class, json_form, validate_model
 from durable.dsl import get_workflow
 from durable.durations import Duration, to_ms
-from durable.errors import ChildWorkflowFailed, ConfigError, ContextError
+from durable.errors import (
+    ChildWorkflowFailed,
+    ConfigError,
+    ContextError,
+    InvalidInput,
+    WaitTimeout,
+)
 from durable.models import WaitKind, WaitMode, WaitSpec
+
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    from pydantic import BaseModel
+
+    M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "call_workflow",
@@ -152,6 +166,24 @@ def wait_for_all_events(
     return _several("wait_for_all_events", WaitMode.ALL, names, timeout, timeout_value)
 
 
+@overload
+def wait_for_input(
+    name: str,
+    *,
+    prompt: str | None = None,
+    schema: type[M],
+    timeout: Duration | None = None,
+) -> M: ...
+@overload
+def wait_for_input(
+    name: str,
+    *,
+    prompt: str | None = None,
+    schema: type[M],
+    timeout: Duration | None = None,
+    timeout_value: M | dict[str, Any] | None,
+) -> M | None: ...
+@overload
 def wait_for_input(
     name: str,
     *,
@@ -159,30 +191,94 @@ def wait_for_input(
     schema: dict[str, Any] | None = None,
     timeout: Duration | None = None,
     timeout_value: Any = _NO_VALUE,
+) -> Any: ...
+
+
+def wait_for_input(
+    name: str,
+    *,
+    prompt: str | None = None,
+    schema: dict[str, Any] | type[BaseModel] | None = None,
+    timeout: Duration | None = None,
+    timeout_value: Any = _NO_VALUE,
 ) -> Any:
     """Wait for a person (or system) to provide the input ``name`` with
     ``engine.provide_input(wid, name, data)``; return the data.
 
-    ``prompt`` says what is asked; ``schema`` (JSON Schema) is what ``data`` must match,
-    checked when it is provided. ``engine.list_pending_inputs()`` lists the open requests.
+    ``prompt`` says what is asked; ``schema`` is what ``data`` must match, checked when it
+    is provided: a JSON Schema (a dict), or a pydantic model class. With a model the wait
+    stores the model's JSON Schema (for whoever provides the input without the code) and
+    returns an instance of the model (``timeout_value``: None, an instance, or data the
+    model accepts). ``engine.list_pending_inputs()`` lists the open requests.
     """
     ms = _timeout_ms(timeout, "wait_for_input")
-    value, has = _timeout_value(timeout_value, "wait_for_input")
     check_text(prompt, "wait_for_input() prompt")
-    if schema is not None:
-        check_schema(schema)
-    return _wait(
-        "wait_for_input",
-        WaitSpec(
-            kind=WaitKind.INPUT,
-            names=(check_name(name, "wait_for_input() name"),),
-            for_ms=ms,
-            prompt=prompt,
-            schema=schema,
-            timeout_value=value,
-            has_timeout_value=has,
-        ),
+    model: type[BaseModel] | None = None
+    stored: dict[str, Any] | None = None
+    fallback: tuple[Any, bool] = (None, False)  # a model's timeout_value (JSON form)
+    if is_model_class(schema):
+        model = cast("type[BaseModel]", schema)
+        stored = model_schema(model, "wait_for_input() schema")
+        fallback = _model_timeout_value(model, timeout_value)
+        # (its timeout is turned into the timeout_value here: see below)
+        value, has = None, False
+    else:
+        value, has = _timeout_value(timeout_value, "wait_for_input")
+        if schema is not None:
+            check_schema(schema)
+        stored = cast("dict[str, Any] | None", schema)
+    check_name(name, "wait_for_input() name")
+    try:
+        raw = _wait(
+            "wait_for_input",
+            WaitSpec(
+                kind=WaitKind.INPUT,
+                names=(name,),
+                for_ms=ms,
+                prompt=prompt,
+                schema=stored,
+                timeout_value=value,
+                has_timeout_value=has,
+            ),
+        )
+    except WaitTimeout:
+        if model is None or not fallback[1]:
+            raise
+        if fallback[0] is None:
+            return None
+        return validate_model(model, fallback[0], "wait_for_input() timeout_value", "")
+    if model is None:
+        return raw
+    # Checked when it was provided: with the model where it was imported, else with its
+    # JSON Schema only (so the model's own validators may refuse it here).
+    return validate_model(
+        model,
+        raw,
+        f"the data provided for input {name!r}",
+        f"the step cannot go on with it (provided where {model.__qualname__} was not "
+        "imported, it was checked against its JSON Schema only); the attempt fails",
     )
+
+
+def _model_timeout_value(model: type[BaseModel], value: Any) -> tuple[Any, bool]:
+    """A timeout_value for a wait with a model, checked now: None or an instance's JSON
+    form, and whether one was given."""
+    if value is _NO_VALUE:
+        return None, False
+    if value is None:
+        return None, True
+    data = normalise(value, "wait_for_input() timeout_value")
+    name = model.__qualname__
+    try:
+        instance = validate_model(
+            model,
+            data,
+            "wait_for_input() timeout_value",
+            f"with schema={name}, timeout_value is None, a {name}, or data {name} accepts",
+        )
+    except InvalidInput as exc:
+        raise ConfigError(str(exc)) from None
+    return json_form(instance, "wait_for_input() timeout_value"), True
 
 
 def _child(
@@ -192,7 +288,8 @@ def _child(
     if queue is not None:
         check_name(queue, f"{fn}() queue")
     ms = None if timeout is None else to_ms(timeout, what=f"{fn}() timeout", allow_zero=False)
-    return (wdef.name, normalise(input, f"the input of {fn}({wdef.name!r})"), queue, ms)
+    value = wdef.check_input(input, what=f"the input of {fn}({wdef.name!r})")
+    return (wdef.name, value, queue, ms)
 
 
 def call_workflow(
