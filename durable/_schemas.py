@@ -127,11 +127,11 @@ def model_schema(model: type[BaseModel], what: str) -> dict[str, Any]:
         schema = json_schema(model, what)
         if MODEL_KEY in schema:
             raise ConfigError(
-                f"{what}: the JSON Schema of {model.__qualname__} sets {MODEL_KEY!r}, "
+                f"{what}: the JSON Schema of {model.__name__} sets {MODEL_KEY!r}, "
                 "durable's own keyword (it names the model a stored schema was made from)"
             )
         made = {**schema, MODEL_KEY: model_name(model)}
-        check_schema(made, f"{what} (the JSON Schema of {model.__qualname__})", model_key=True)
+        check_schema(made, f"{what} (the JSON Schema of {model.__name__})", model_key=True)
         _made[model] = made
     copied: dict[str, Any] = json.loads(json.dumps(made))
     return copied

@@ -92,10 +92,15 @@ def json_schema(cls: type[BaseModel], what: str) -> dict[str, Any]:
         return cls.model_json_schema()
     except PydanticUserError as exc:
         raise ConfigError(
-            f"{what}: the model {cls.__qualname__} has no JSON Schema ({exc}); durable "
+            f"{what}: the model {cls.__name__} has no JSON Schema ({_first_line(exc)}); durable "
             "stores the schema so that data can be checked without the code: use field "
             "types pydantic can describe in JSON Schema"
         ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    """pydantic's message without the link to its docs on the lines after it."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def json_form(value: BaseModel, what: str) -> Any:
@@ -153,4 +158,4 @@ def validate_model(model: type[M], data: Any, what: str, outcome: str) -> M:
     try:
         return model.model_validate_json(json.dumps(data))
     except ValidationError as exc:
-        raise describe_problems(what, model.__qualname__, problems_of(exc), outcome) from None
+        raise describe_problems(what, model.__name__, problems_of(exc), outcome) from None

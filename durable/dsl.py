@@ -316,7 +316,7 @@ class WorkflowDef:
         afresh, so a new one each time), else the JSON itself."""
         if self.input_model is None:
             return data
-        name = self.input_model.__qualname__
+        name = self.input_model.__name__
         return validate_model(
             self.input_model,
             data,
@@ -886,8 +886,8 @@ def _input_type(name: str, value: object) -> tuple[type[BaseModel] | None, dict[
         return model, schema
     if isinstance(value, type):
         raise ConfigError(
-            f"{what} takes a pydantic model class or a JSON Schema dict, got the class "
-            f"{value.__qualname__}, which is not a pydantic BaseModel"
+            f"{what} takes a pydantic model class (a subclass of pydantic.BaseModel, "
+            f"pydantic 2) or a JSON Schema dict; {value.__qualname__} is not one"
         )
     check_schema(value, f"{what} schema")
     return None, cast("dict[str, Any]", value)

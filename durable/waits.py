@@ -222,11 +222,16 @@ def wait_for_input(
         fallback = _model_timeout_value(model, timeout_value)
         # (its timeout is turned into the timeout_value here: see below)
         value, has = None, False
+    elif isinstance(schema, type):
+        raise ConfigError(
+            "wait_for_input() schema takes a JSON Schema (a dict) or a pydantic model class "
+            f"(a subclass of pydantic.BaseModel, pydantic 2); {schema.__qualname__} is not one"
+        )
     else:
         value, has = _timeout_value(timeout_value, "wait_for_input")
         if schema is not None:
             check_schema(schema)
-        stored = cast("dict[str, Any] | None", schema)
+        stored = schema
     check_name(name, "wait_for_input() name")
     try:
         raw = _wait(
@@ -255,9 +260,13 @@ def wait_for_input(
         model,
         raw,
         f"the data provided for input {name!r}",
-        f"the step cannot go on with it (provided where {model.__qualname__} was not "
+        f"the step cannot go on with it (provided where {model.__name__} was not "
         "imported, it was checked against its JSON Schema only); the attempt fails",
     )
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def _model_timeout_value(model: type[BaseModel], value: Any) -> tuple[Any, bool]:
@@ -268,13 +277,13 @@ def _model_timeout_value(model: type[BaseModel], value: Any) -> tuple[Any, bool]
     if value is None:
         return None, True
     data = normalise(value, "wait_for_input() timeout_value")
-    name = model.__qualname__
+    name = model.__name__
     try:
         instance = validate_model(
             model,
             data,
             "wait_for_input() timeout_value",
-            f"with schema={name}, timeout_value is None, a {name}, or data {name} accepts",
+            f"with schema={name}, timeout_value is None, {_a(name)} {name}, or data {name} accepts",
         )
     except InvalidInput as exc:
         raise ConfigError(str(exc)) from None

@@ -18,7 +18,7 @@ import durable_testing
 ROOT = Path(__file__).resolve().parents[2]
 
 # Neither a cheap start nor a store that does not need them should import these.
-HEAVY = {"sqlalchemy", "psycopg", "freezegun", "hypothesis", "jsonschema"}
+HEAVY = {"sqlalchemy", "psycopg", "freezegun", "hypothesis", "jsonschema", "pydantic"}
 
 
 def imported(code: str, cwd: Path) -> set[str]:
