@@ -503,7 +503,9 @@ def format_wait(w: Wait) -> str:
     what = {
         "sleep": "sleep",
         "event": ("event " if len(w.names) == 1 else f"{printable(w.mode)} of events ") + names,
-        "input": f"input {names}" + (f" ({printable(w.prompt)})" if w.prompt else ""),
+        "input": f"input {names}"
+        + (f" ({printable(w.prompt)})" if w.prompt else "")
+        + (f" [{printable(w.model)}]" if w.model else ""),  # (the model: -i its module)
         "child": f"child workflow {names}",
     }.get(w.kind, printable(w.kind))
     until = f"until {_fmt_time(w.until)}" if w.until else "no timeout"

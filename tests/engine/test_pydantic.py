@@ -156,6 +156,7 @@ def cli(*args):
     return [result.exit_code, result.output]
 
 out = {"pydantic imported": "pydantic" in sys.modules}
+out["waits"] = cli("waits", "--kind", "input")
 # the durable command without the workflows' module: the stored JSON Schema checks
 out["bad"] = cli("provide-input", good, "approval", "--data", '{"approved": "perhaps", "by": "x"}')
 out["good"] = cli("provide-input", good, "approval", "--data", '{"approved": true, "by": "ann"}')
@@ -190,6 +191,8 @@ def test_inputs_from_another_process_with_and_without_the_code(shared_url, durab
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["pydantic imported"] is False and out["imported"] is False
+    # what to import (-i) to check with the model
+    assert "input approval (Approve the order?) [pydantic_workflows:Approval]" in out["waits"][1]
     assert out["bad"][0] == 1 and "'perhaps' is not of type 'boolean'" in out["bad"][1]
     assert out["good"] == [0, f"{good}: input 'approval' provided\n"]
     assert out["bob"][0] == 0  # the JSON Schema cannot say the validator's rule
