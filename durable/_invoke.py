@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from durable._capture import ensure_streams
 from durable._runtime import OwnerCalls, StepRun, WaitSignal, current
 from durable.clock import Clock
 
@@ -132,6 +133,7 @@ def invoke(
     """
     if run.cancel_requested:  # a cancel that came before the body began: it never begins
         return Outcome(error=asyncio.CancelledError())
+    ensure_streams()
     if not is_async and until is None:
         token = current.set(run)
         try:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from durable.errors import ConfigError
 
 __all__ = [
+    "CAPTURE_LIMIT",
     "MAX_INT32",
     "MAX_KEY_LENGTH",
     "MAX_LOST_ATTEMPTS",
@@ -40,6 +41,9 @@ MAX_TIME = datetime(9999, 12, 30, tzinfo=UTC)
 # again when the step completes or reaches a wait); after that each loss counts as a failed
 # attempt, so a step that kills its worker every time ends.
 MAX_LOST_ATTEMPTS = 3
+# What one attempt keeps of its logging records, and of what it printed (UTF-8 bytes, each);
+# beyond that the rest is counted, and the cut marked, but not stored.
+CAPTURE_LIMIT = 64 * 1024
 
 # C0 and C1 control characters and DEL: a name is an identifier, printed in listings.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

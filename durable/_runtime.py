@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -10,6 +9,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from durable._limits import CAPTURE_LIMIT
 
 if TYPE_CHECKING:
     from durable.clock import Clock
@@ -91,8 +92,16 @@ class StepRun:
     clock: Clock
     visit: int = 1  # which visit of the step this attempt belongs to
     scheduled_at: datetime | None = None  # the execution's (a schedule's tick)
+    # what the attempt logged and printed, in order (add_log, add_output), within bounds
     logs: list[dict[str, Any]] = field(default_factory=list)
     closed: bool = False  # set when the attempt ended; an abandoned thread logs no more
+    log_bytes: int = 0
+    dropped_logs: int = 0
+    output_bytes: int = 0
+    dropped_output: int = 0
+    # the output entry still being written to (consecutive writes to one stream join it)
+    open_output: dict[str, Any] | None = None
+    open_parts: list[str] = field(default_factory=list)
     # resolves a wait the step reached (set by the executor): spec -> result, or raises
     waiter: Callable[[Any], Any] | None = None
     waits: int = 0  # waits reached so far in this run: the next one's position
@@ -132,57 +141,84 @@ class StepRun:
     # lands before the executor reads the context or raises: it never vanishes
     lock: threading.RLock = field(default_factory=threading.RLock)
 
-    def close(self) -> None:
-        """The attempt ended: later context writes raise, logs are no longer kept."""
+    def add_log(self, entry: dict[str, Any]) -> None:
+        """Keep a logging record (``{"time", "level", "logger", "message"}``), while the
+        attempt's records are within CAPTURE_LIMIT bytes of text."""
+        size = len(str(entry.get("message", "")).encode("utf-8", "replace"))
+        size += len(str(entry.get("exception", "")).encode("utf-8", "replace"))
         with self.lock:
+            if self.closed:
+                return
+            if self.log_bytes + size > CAPTURE_LIMIT:
+                self.dropped_logs += 1
+                return
+            self.log_bytes += size
+            self._seal()
+            self.logs.append(entry)
+
+    def add_output(self, stream: str, text: str) -> None:
+        """Keep text written to ``stream`` ("stdout" or "stderr"), while the attempt's
+        output is within CAPTURE_LIMIT bytes (UTF-8); what does not fit is counted."""
+        data = text.encode("utf-8", "replace")
+        with self.lock:
+            if self.closed:
+                return
+            room = CAPTURE_LIMIT - self.output_bytes
+            if len(data) > room:
+                self.dropped_output += len(data) - max(room, 0)
+                if room <= 0:
+                    return
+                data = data[:room]
+            # (a character cut in two by the bound is dropped whole)
+            kept = data.decode("utf-8", "ignore")
+            self.output_bytes += len(data)
+            entry = self.open_output
+            if entry is None or entry["stream"] != stream:
+                self._seal()
+                entry = {"time": self.clock.now().isoformat(), "stream": stream, "text": ""}
+                self.logs.append(entry)
+                self.open_output = entry
+            self.open_parts.append(kept)
+
+    def _seal(self) -> None:
+        # (under self.lock) the open output entry gets its text; the next write starts anew
+        if self.open_output is not None:
+            self.open_output["text"] = "".join(self.open_parts)
+            self.open_output = None
+            self.open_parts = []
+
+    def close(self) -> None:
+        """The attempt ended: later context writes raise, logs and output are no longer
+        kept, and what did not fit is marked where the cut was."""
+        with self.lock:
+            if self.closed:
+                return
             self.closed = True
+            self._seal()
+            now = self.clock.now().isoformat()
+            if self.dropped_logs:
+                self.logs.append(
+                    {
+                        "time": now,
+                        "cut": "logs",
+                        "dropped": self.dropped_logs,
+                        "message": f"[{self.dropped_logs} more log records were not kept: "
+                        f"an attempt keeps {CAPTURE_LIMIT // 1024} KiB of them]",
+                    }
+                )
+            if self.dropped_output:
+                self.logs.append(
+                    {
+                        "time": now,
+                        "cut": "output",
+                        "dropped": self.dropped_output,
+                        "message": f"[{self.dropped_output} more bytes of output were not "
+                        f"kept: an attempt keeps {CAPTURE_LIMIT // 1024} KiB of it]",
+                    }
+                )
 
 
 current: ContextVar[StepRun | None] = ContextVar("durable_step_run", default=None)
-
-
-def _entry(run: StepRun, record: logging.LogRecord) -> dict[str, Any]:
-    try:
-        message = record.getMessage()
-    except Exception:  # a bad format string must not fail the step
-        message = str(record.msg)
-    entry: dict[str, Any] = {
-        "time": run.clock.now().isoformat(),
-        "level": record.levelname,
-        "logger": record.name,
-        "message": message,
-    }
-    if record.exc_info and record.exc_info[1] is not None:
-        entry["exception"] = repr(record.exc_info[1])
-    return entry
-
-
-_installed = False
-_install_lock = threading.Lock()
-
-
-def install_log_capture() -> None:
-    """Store each logging record made inside a step with that step's attempt.
-
-    Done through the log record factory rather than a handler, so the application's
-    logging configuration (and Python's last-resort output) is left exactly as it was.
-    Records below a logger's level are never made, so they are not captured either.
-    """
-    global _installed
-    with _install_lock:
-        if _installed:
-            return
-        previous = logging.getLogRecordFactory()
-
-        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-            record = previous(*args, **kwargs)
-            run = current.get()
-            if run is not None and not run.closed:
-                run.logs.append(_entry(run, record))
-            return record
-
-        logging.setLogRecordFactory(factory)
-        _installed = True
 
 
 class WaitSignal(BaseException):

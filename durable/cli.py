@@ -115,10 +115,28 @@ def format_execution(ex: Execution) -> str:
                 continue
             lines.append(_step_line(s, width))
             lines.extend(_change_lines(s))
-            lines.extend(
-                f"{'':<6}log {p(entry.get('level'))} {p(entry.get('message'))}" for entry in s.logs
-            )
+            lines.extend(_captured_lines(s))
     return "\n".join(lines)
+
+
+def _captured_lines(s: StepExecution) -> list[str]:
+    """What the attempt logged and printed, in order: ``log LEVEL message``, and a line
+    per printed line as ``out | text`` (stdout) or ``err | text`` (stderr)."""
+    lines: list[str] = []
+    for entry in s.logs:
+        stream = entry.get("stream")
+        if stream in ("stdout", "stderr"):
+            tag = "out" if stream == "stdout" else "err"
+            text = str(entry.get("text", ""))
+            lines.extend(f"{'':<6}{tag} | {printable(line)}" for line in text.splitlines())
+        elif "cut" in entry:
+            lines.append(f"{'':<6}cut {printable(str(entry.get('message')))}")
+        else:
+            lines.append(
+                f"{'':<6}log {printable(str(entry.get('level')))} "
+                f"{printable(str(entry.get('message')))}"
+            )
+    return lines
 
 
 def _change_lines(s: StepExecution) -> list[str]:
@@ -422,12 +440,13 @@ def graph_(ctx: click.Context, workflow: str, execution_id: str | None, fmt: str
     with --execution, each node styled by that execution's state."""
     from durable.graphs import graph
 
-    execution = None
+    execution = engine = None
     if execution_id is not None:
-        execution = _engine(ctx).get_execution(execution_id, include_steps=True)
+        engine = _engine(ctx)
+        execution = engine.get_execution(execution_id, include_steps=True)
     else:
         _import(ctx.ensure_object(dict)["imports"])
-    click.echo(graph(workflow, format=fmt, execution=execution), nl=False)  # type: ignore[arg-type]
+    click.echo(graph(workflow, format=fmt, execution=execution, engine=engine), nl=False)  # type: ignore[arg-type]
 
 
 @main.group(invoke_without_command=True)

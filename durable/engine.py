@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 
+from durable._capture import install_capture
 from durable._cron import Cron
 from durable._deploy import DeployProblem, unit_probes
 from durable._deploy import problems as deploy_problems
@@ -28,7 +29,6 @@ from durable._limits import (
     storable,
 )
 from durable._recovery import context_before, latest_visit
-from durable._runtime import install_log_capture
 from durable._schemas import check_data, split_schema
 from durable._starts import new_row
 from durable._text import redact_url
@@ -142,7 +142,7 @@ class Engine:
         )
         self._workers: list[Worker] = []
         self._workers_lock = threading.Lock()
-        install_log_capture()
+        install_capture()
 
     def __repr__(self) -> str:
         return f"Engine(store={self.store_label}, clock={self.clock!r})"

@@ -4,7 +4,9 @@ execution, each node styled by how far that execution got (``durable.graph``).
 The graph is built from the plan the class declares (``WorkflowDef``), never by running
 anything: every step in written order, a decision's edges to its targets, a ``when``
 step's skip edge, a parallel group's fork and join around its branches, a foreach, and
-each compensation (a dashed edge from the step it undoes).
+each compensation (a dashed edge from the step it undoes). Child workflows are started by
+a step's code, not declared, so they are drawn from an execution: each child a node of its
+own, joined by a dashed edge to the step run that started it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from durable._starts import child_id
 from durable.dsl import StepDef, WorkflowDef, get_workflow
 from durable.errors import ConfigError
 from durable.models import Execution, Status, StepPhase, StepStatus
@@ -141,24 +144,80 @@ def _states(g: Graph, wdef: WorkflowDef, ex: Execution) -> dict[str, str]:
     return {k: (v if v in STATES else "pending") for k, v in states.items()}
 
 
+#: an execution's status as a node's state
+_CHILD_STATE = {
+    Status.PENDING: "pending",
+    Status.RUNNING: "running",
+    Status.WAITING: "waiting",
+    Status.COMPLETED: "completed",
+    Status.FAILED: "failed",
+    Status.CANCELLED: "cancelled",
+    Status.COMPENSATING: "running",
+    Status.COMPENSATED: "compensated",
+}
+#: children drawn one by one; more are summed up in one node
+CHILDREN_SHOWN = 50
+
+
+def _starters(ex: Execution, g: Graph, wdef: WorkflowDef, most: int) -> dict[str, str]:
+    """Child id -> the node of the step run that started it, for the first ``most``
+    starts of each run: a child's id is derived from the run and the start's position in
+    it (durable._starts.child_id). Items and branches run as units of their own, under
+    other ids: their children are drawn without an edge."""
+    found: dict[str, str] = {}
+    runs = {(s.name, s.visit) for s in ex.steps or [] if s.phase == StepPhase.RUN}
+    for name, visit in runs:
+        node = wdef.current_name(name)
+        if node is None or node not in g.nodes or "[" in name:
+            continue
+        for position in range(most):
+            found[child_id(ex.id, name, visit, f"start{position}")] = node
+        # (a call's position counts every wait the run reached, sleeps and events too)
+        for position in range(most + 32):
+            found[child_id(ex.id, name, visit, f"call{position}")] = node
+    return found
+
+
+def _add_children(g: Graph, wdef: WorkflowDef, ex: Execution, children: list[Execution]) -> None:
+    shown = children[:CHILDREN_SHOWN]
+    starters = _starters(ex, g, wdef, len(shown))
+    for child in shown:
+        nid = g.node(f"child:{child.id}", f"{child.workflow} (child)", "component", "child")
+        g.states[nid] = _CHILD_STATE.get(child.status, "pending")
+        starter = starters.get(child.id)
+        if starter is not None:
+            g.edge(starter, nid, "child", dashed=True)
+    if len(children) > CHILDREN_SHOWN:
+        g.node("child:more", "more children, not drawn", "note", "child")
+
+
 def graph(
     workflow: Any,
     format: Literal["mermaid", "dot"] = "mermaid",
     execution: Any = None,
+    *,
+    engine: Any = None,
 ) -> str:
     """The workflow (a class or registered name) as Mermaid (``flowchart TD``) or
     Graphviz DOT text: every step, decision edges to their targets, ``when`` skip edges,
     parallel fork and join, foreach, and compensations (dashed). With ``execution`` (an
-    :class:`~durable.Execution` read with ``include_steps=True``, or an id: read from the
-    default engine) each node is styled by its state: completed, failed, running,
-    waiting, skipped, pending, compensated, cancelled; a foreach's node shows its item
-    count."""
+    :class:`~durable.Execution` read with ``include_steps=True``, or an id) each node is
+    styled by its state: completed, failed, running, waiting, skipped, pending,
+    compensated, cancelled; a foreach's node shows its item count; and the child
+    workflows the execution started are drawn (by their status), each joined by a dashed
+    edge to the step that started it. An id, and the children, are read from ``engine``
+    (default: durable's default engine when ``execution`` is an id; an Execution given
+    without ``engine`` is drawn without its children)."""
     wdef = get_workflow(workflow)
     if format not in ("mermaid", "dot"):
         raise ConfigError(f"graph format {format!r}: use 'mermaid' or 'dot'")
     g = plan_graph(wdef)
     if execution is not None:
-        ex = _execution(execution)
+        if isinstance(execution, str) and engine is None:
+            from durable._default import default_engine
+
+            engine = default_engine()
+        ex = _execution(execution, engine)
         if ex.workflow != wdef.name:
             raise ConfigError(
                 f"execution {ex.id} is of workflow {ex.workflow!r}, not {wdef.name!r}"
@@ -169,18 +228,20 @@ def graph(
                 items = sum(1 for s in ex.steps or [] if s.name.startswith(f"{sdef.name}["))
                 label, shape, kind = g.nodes[sdef.name]
                 g.nodes[sdef.name] = (f"{label}: {items} item runs", shape, kind)
+        if engine is not None:
+            children = engine.list_executions(parent=ex.id, limit=CHILDREN_SHOWN + 1)
+            _add_children(g, wdef, ex, list(reversed(children)))
     return _dot(wdef, g) if format == "dot" else _mermaid(g)
 
 
-def _execution(execution: Any) -> Execution:
+def _execution(execution: Any, engine: Any) -> Execution:
     if isinstance(execution, Execution):
         if execution.steps is None:
             raise ConfigError("graph(execution=...) needs get_execution(..., include_steps=True)")
         return execution
     if isinstance(execution, str):
-        from durable._default import default_engine
-
-        return default_engine().get_execution(execution, include_steps=True)
+        ex: Execution = engine.get_execution(execution, include_steps=True)
+        return ex
     raise ConfigError(f"graph(execution=...) takes an Execution or an id, got {execution!r}")
 
 
@@ -222,6 +283,7 @@ def _mermaid(g: Graph) -> str:
         "note": (">", "]"),
         "box3d": ("[[", "]]"),
         "box": ("[", "]"),
+        "component": ("[/", "/]"),
     }
     lines = ["flowchart TD"]
     for nid, (label, shape, _kind) in g.nodes.items():

@@ -143,9 +143,14 @@ class Undoing:
 class StepExecution:
     """One attempt of one step, as stored.
 
-    ``error`` is ``{"type", "message", "traceback"}`` for a failed attempt; ``logs`` holds the
-    logging records emitted during the attempt. A run that reached a wait is ``suspended``;
-    when the wait resolves the step runs again under the same attempt number.
+    ``error`` is ``{"type", "message", "traceback"}`` for a failed attempt. ``logs`` is what
+    the attempt logged and printed, in order: logging records (``{"time", "level",
+    "logger", "message"}``, plus ``"exception"``), text written to stdout or stderr
+    (``{"time", "stream", "text"}``, from the step and the threads it started), and, when
+    the attempt's 64 KiB of either was exceeded, a mark of the cut (``{"time", "cut",
+    "dropped", "message"}``). ``records``, ``stdout``, ``stderr`` and ``output`` read it.
+    A run that reached a wait is ``suspended``; when the wait resolves the step runs again
+    under the same attempt number.
     ``retry_at`` is when the next attempt was scheduled for (failed attempts with budget
     left); ``max_attempts`` the budget in force. A ``lost`` run (its worker was killed or
     cut off) is run again under the same attempt number. ``result`` is what a completed
@@ -176,6 +181,36 @@ class StepExecution:
     phase: StepPhase = StepPhase.RUN
     compensates: str | None = None
     changes: dict[str, Any] | None = None
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The logging records of the attempt (and the mark of their cut, if any)."""
+        return [e for e in self.logs if "level" in e or e.get("cut") == "logs"]
+
+    @property
+    def stdout(self) -> str:
+        """What the attempt printed to stdout (the cut marked on a line of its own)."""
+        return self._printed({"stdout"})
+
+    @property
+    def stderr(self) -> str:
+        """What the attempt wrote to stderr (the cut marked on a line of its own)."""
+        return self._printed({"stderr"})
+
+    @property
+    def output(self) -> str:
+        """stdout and stderr as they were written, interleaved."""
+        return self._printed({"stdout", "stderr"})
+
+    def _printed(self, streams: set[str]) -> str:
+        parts = []
+        for e in self.logs:
+            if e.get("stream") in streams:
+                parts.append(str(e.get("text", "")))
+            elif e.get("cut") == "output":
+                gap = "" if not parts or parts[-1].endswith("\n") else "\n"
+                parts.append(f"{gap}{e.get('message', '')}\n")
+        return "".join(parts)
 
     @property
     def duration_ms(self) -> int | None:

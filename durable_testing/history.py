@@ -38,6 +38,9 @@ class Attempt:
     (1 unless a loop came back to the step: each visit counts its attempts from 1).
     ``phase`` is ``"compensate"`` for a compensation's attempt (``step`` is then the
     compensation's name and ``compensates`` the step run it undoes), else ``"run"``.
+    ``logs`` are the messages the attempt logged; ``stdout``, ``stderr`` and ``output``
+    (both, interleaved) what it printed, from its own thread or task and the threads it
+    started, at most 64 KiB of it (a line marks the cut).
     """
 
     step: str
@@ -55,6 +58,9 @@ class Attempt:
     visit: int = 1
     phase: str = "run"
     compensates: str | None = None
+    stdout: str = ""
+    stderr: str = ""
+    output: str = ""
 
     @property
     def duration(self) -> timedelta | None:
@@ -84,12 +90,15 @@ class Attempt:
             completed_at=record.completed_at,
             error_type=error.get("type"),
             error_message=error.get("message"),
-            logs=tuple(str(r.get("message", "")) for r in record.logs),
+            logs=tuple(str(r.get("message", "")) for r in record.records),
             retry_at=None if record.retry_at is None else record.retry_at - origin,
             result=record.result,
             visit=record.visit,
             phase=str(record.phase),
             compensates=record.compensates,
+            stdout=record.stdout,
+            stderr=record.stderr,
+            output=record.output,
         )
 
 
@@ -203,6 +212,7 @@ class History(Sequence[Attempt]):
                 line += f" -> {shown if len(shown) <= 60 else shown[:57] + '...'}"
             lines.append(line)
             lines.extend(f"      log: {m}" for m in a.logs)
+            lines.extend(f"      out: {line}" for line in a.output.splitlines())
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -185,3 +185,50 @@ def test_bad_arguments_say_what_would_be_right(durable_engine):
         durable.graph(AllKinds, execution=durable_engine.get_execution(wid))
     with pytest.raises(durable.WorkflowNotFound):
         durable.graph("no_such_workflow")
+
+
+@workflow("graph_child")
+class GraphChild:
+    @step
+    def work(self):
+        if durable.context.input() == "fail":
+            raise RuntimeError("child failed")
+
+
+@workflow("graph_parent")
+class GraphParent:
+    @step
+    def prepare(self):
+        pass
+
+    @step
+    def call(self):
+        durable.sleep_for(1000)
+        return durable.call_workflow(GraphChild, "ok")
+
+    @step
+    def fire(self):
+        durable.start_workflow(GraphChild, "fail")
+        durable.start_workflow(GraphChild, "later")
+
+
+def test_an_execution_draws_its_children_from_the_steps_that_started_them(durable_engine):
+    wid = durable_engine.start(GraphParent)
+    durable_engine.run_all()  # (the children it started without waiting too)
+    children = durable_engine.list_executions(parent=wid)
+    assert len(children) == 3
+    ex = durable_engine.get_execution(wid, include_steps=True)
+    dot = durable.graph(GraphParent, format="dot", execution=ex, engine=durable_engine)
+    nodes, _, dashed = _parsed(dot)
+    by_input = {c.input: c for c in children}
+    ok, failed, later = (f"child:{by_input[k].id}" for k in ("ok", "fail", "later"))
+    assert {ok, failed, later} <= nodes
+    assert {("call", ok), ("fire", failed), ("fire", later)} <= dashed
+    (g,) = pydot.graph_from_dot_data(dot)
+    state = {_unquote(n.get_name()): _unquote(n.get("class") or '""') for n in g.get_nodes()}
+    assert state[ok] == "completed" and state[failed] == "failed"
+    # Without an engine an Execution is drawn as its plan and states only; an id is read,
+    # with its children, from the engine given (by default, durable's default engine).
+    assert "child:" not in durable.graph(GraphParent, format="dot", execution=ex)
+    mermaid = durable.graph(GraphParent, execution=wid, engine=durable_engine)
+    assert mermaid.count("(child)") == 3 and "-.->" in mermaid

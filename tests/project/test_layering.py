@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     # 2. the workflow's shape, and the running step's state
     "durable.dsl": 2,
     "durable._runtime": 2,
+    "durable._capture": 2,
     # 3. stores
     "durable.stores": 3,
     # 4. plugins
