@@ -123,7 +123,14 @@ class ExecutionRow:
     # the workflow's shape when the execution started (WorkflowDef.shape()), for deploy
     # checks; None for units and for executions started before it was recorded
     shape: dict[str, Any] | None = None
+    # what plugins stored with the execution when it was created (durable_execution_headers,
+    # e.g. a W3C traceparent): string keys and values, kept as they are by every transition
+    # and given to its units
+    headers: dict[str, str] = field(default_factory=dict)
     began: bool = False  # not stored: set by claim() when it began the current attempt
+    # not stored: set by claim(): when the row became claimable before the claim took it
+    # (its run_at, or the lease expiry of a claim taken over), for queue lag
+    due_at: datetime | None = None
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once
     unreadable: tuple[str, ...] = ()
@@ -164,6 +171,7 @@ class ExecutionRow:
             parent_id=self.parent_id,
             forked_from=(self.origin or {}).get("forked_from"),
             schedule=(self.origin or {}).get("schedule"),
+            headers=dict(self.headers),
         )
 
 
@@ -351,7 +359,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def create(self, row: ExecutionRow) -> tuple[ExecutionRow, bool]:
-        """Insert a new pending execution, assigning ``seq`` (creation order).
+        """Insert a new pending execution, assigning ``seq`` (creation order), with every
+        field given (its ``headers`` too: kept unchanged for its whole life).
 
         When ``row.idempotency_key`` is already used, insert nothing and return
         ``(existing, False)``; else ``(stored row, True)``."""
@@ -419,7 +428,9 @@ class Store(abc.ABC):
         ``attempt_started_at = now``; for a ``suspended`` step the same attempt resumes,
         its number unchanged) and returns the row with ``began=True``; an attempt
         left in flight by a lost worker is left as it is (``began=False``), for the new
-        owner to count as failed. Returns the claimed rows, in claim order.
+        owner to count as failed. Each returned row's ``due_at`` is when it had become
+        claimable (its ``run_at``, or for a running row its lease expiry), read in the
+        same statement. Returns the claimed rows, in claim order.
         """
 
     @abc.abstractmethod
@@ -513,8 +524,8 @@ class Store(abc.ABC):
         units and let it wait for them, in one transaction.
 
         Each unit becomes a row (id :func:`unit_id`) of the same workflow, queue, priority,
-        ``scheduled_at`` and deadline, ``status`` pending, attempt 0, at step ``unit.name``
-        as visit ``visit`` (its records carry the group run's visit)
+        ``scheduled_at``, deadline and ``headers``, ``status`` pending, attempt 0, at step
+        ``unit.name`` as visit ``visit`` (its records carry the group run's visit)
         with budget ``unit.max_attempts``, ``context`` the unit's (or empty), input None.
         Units whose index is below ``concurrency`` (all when None) are claimable at
         ``now``; the others are parked (pending with no ``run_at``) until a unit ends. The execution
@@ -641,8 +652,8 @@ class Store(abc.ABC):
         ``context``, no attempt in flight (``attempt`` 0, budget ``max_attempts``), no
         error, result, cancel request or deadline (its next claim sets a fresh one from
         ``timeout_ms``); ``origin`` replaces the row's when given (the retry's rewind is
-        kept there). Raises ExecutionNotFound, or InvalidState when it has not ended
-        so (or is a unit). Returns the row after the change."""
+        kept there); its ``headers`` are kept. Raises ExecutionNotFound, or InvalidState
+        when it has not ended so (or is a unit). Returns the row after the change."""
 
     @abc.abstractmethod
     def compensate(
