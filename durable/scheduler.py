@@ -218,7 +218,14 @@ class Scheduler:
         self._subscribed = False
         self._executor.wake_workers = self.wake
         self._executor.owner = owner
-        self.ticker = Ticker(store, clock, self.workflows, self.wake, self.store_label)
+        self.ticker = Ticker(
+            store,
+            clock,
+            self.workflows,
+            self.wake,
+            self.store_label,
+            plugins.execution_headers if plugins.gives_headers else None,
+        )
         self.heartbeat.after_beat = self.check_cancels
         # Clock skew: checked against the store's clock (PostgreSQL) for real clocks only.
         self._checks_skew = isinstance(clock, SystemClock) or bool(
@@ -264,14 +271,19 @@ class Scheduler:
         if not self._clock_agrees():
             return []
         self.ticker.fire_due()
-        return self.store.claim(
+        now = self.clock.now()
+        rows = self.store.claim(
             queues=queues,
             workflows=self.workflows(),
             worker_id=self.worker_id,
-            now=self.clock.now(),
+            now=now,
             lease_ms=self.lease_ms,
             limit=limit,
         )
+        if rows and self.plugins.has_observers("durable_execution_claimed"):
+            for row in rows:
+                self._executor.claimed(row, now)
+        return rows
 
     def execute(
         self,
