@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -774,18 +775,21 @@ class Executor:
             if status == Status.CANCELLED:
                 self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
             return False
-        after = partial(
-            dataclasses.replace,
-            w.row,
-            status=status,
-            context=new_context,
-            step_index=w.index if next_step is None else next_step[0],
-            step_name=done.name if next_step is None else next_step[1],
-            attempt=w.attempt if next_step is None else (1 if start_next else 0),
-            attempt_started_at=now if start_next else None,
-            completed_at=now if next_step is None else None,
-            visit=w.visit if next_step is None else next_visit,
-            visits=w.visits if next_step is None else visits,
+        # (built once, for both observers of a last step)
+        after = functools.cache(
+            partial(
+                dataclasses.replace,
+                w.row,
+                status=status,
+                context=new_context,
+                step_index=w.index if next_step is None else next_step[0],
+                step_name=done.name if next_step is None else next_step[1],
+                attempt=w.attempt if next_step is None else (1 if start_next else 0),
+                attempt_started_at=now if start_next else None,
+                completed_at=now if next_step is None else None,
+                visit=w.visit if next_step is None else next_visit,
+                visits=w.visits if next_step is None else visits,
+            )
         )
         self._notify("durable_step_completed", eid, after, step=done)
         if status == Status.COMPLETED:

@@ -137,8 +137,8 @@ def durable_execution_claimed(
     """A worker (or ``drain()``) claimed the execution at ``claimed_at``; it had been due
     since ``due`` (its start's ``scheduled_at``, the end of a retry's backoff or of a wait,
     or the expiry of a lost worker's lease), so ``claimed_at - due`` is how long it waited
-    in its queue. Called after the claim committed, in the claiming thread, before the
-    execution runs; for a claimed unit (a parallel branch, a foreach item)
+    in its queue. Called after the claim committed, in the thread that then runs the
+    execution, before it runs; for a claimed unit (a parallel branch, a foreach item)
     ``execution.id`` is its execution's and ``execution.current_step`` the unit's name."""
 
 

@@ -280,9 +280,8 @@ class Scheduler:
             lease_ms=self.lease_ms,
             limit=limit,
         )
-        if rows and self.plugins.has_observers("durable_execution_claimed"):
-            for row in rows:
-                self._executor.claimed(row, now)
+        for row in rows:
+            row.claimed_at = now  # (told to the observers as each one runs: see execute)
         return rows
 
     def execute(
@@ -302,6 +301,12 @@ class Scheduler:
         claiming first, so that it does not take the execution again)."""
         claim = self.heartbeat.hold(row)
         try:
+            if row.claimed_at is not None and self.plugins.has_observers(
+                "durable_execution_claimed"
+            ):
+                # (here, in the thread that runs it: a worker that claimed a batch hands
+                # each row out without waiting for the observers of the others)
+                self._executor.claimed(row, row.claimed_at)
             self._executor.run(row, claim, stop_at, interrupted)
         finally:
             self.heartbeat.drop(claim)

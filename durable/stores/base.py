@@ -10,13 +10,13 @@ own clock, so a test clock controls stores exactly as it controls the engine.
 from __future__ import annotations
 
 import abc
-import copy
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from durable._json import clone
 from durable.errors import InvalidState
 from durable.models import (
     FINISHED,
@@ -131,6 +131,8 @@ class ExecutionRow:
     # not stored: set by claim(): when the row became claimable before the claim took it
     # (its run_at, or the lease expiry of a claim taken over), for queue lag
     due_at: datetime | None = None
+    # not stored: when this process claimed it (set by the scheduler that claimed it)
+    claimed_at: datetime | None = None
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once
     unreadable: tuple[str, ...] = ()
@@ -144,13 +146,13 @@ class ExecutionRow:
         return Status(self.status)
 
     def to_execution(self, steps: list[StepExecution] | None = None) -> Execution:
-        """The public snapshot (context and input deep-copied)."""
+        """The public snapshot (context, input and error deep-copied)."""
         return Execution(
             id=self.id,
             workflow=self.workflow,
             status=self.public_status,
-            input=copy.deepcopy(self.input),
-            context=copy.deepcopy(self.context),
+            input=clone(self.input),
+            context=clone(self.context),
             queue=self.queue,
             priority=self.priority,
             created_at=self.created_at,
@@ -161,7 +163,7 @@ class ExecutionRow:
             deadline=self.deadline,
             current_step=self.step_name,
             attempt=self.attempt,
-            error=copy.deepcopy(self.error),
+            error=clone(self.error),
             idempotency_key=self.idempotency_key,
             cancel_requested=self.cancel_requested,
             cancel_reason=self.cancel_reason,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Generator, Mapping
 from datetime import datetime
 from typing import Any
@@ -36,10 +37,6 @@ def _metric_step(name: str) -> str:
     """A step's name as a metric attribute: a foreach's items (``ship[17]``) count under
     their step (``ship[]``), so a list of 10,000 items makes one series, not 10,000."""
     return _ITEM.sub("[]", name)
-
-
-def _seconds(ms: int | None) -> float | None:
-    return None if ms is None else ms / 1000
 
 
 def _record_error(span: trace.Span, error: Mapping[str, Any] | None) -> None:
@@ -112,11 +109,18 @@ class DurableOtel:
         except Exception:  # tracing must never fail a step
             log.exception("durable-otel: could not open the span of step %r", call.step)
             return (yield)
+        outcome = "failed"
+        # (the wall clock, as the span's own times: under durable_testing's time-travel
+        # clock, which moves it, a test sees the travelled time)
+        began = time.time_ns()
         try:
-            return (yield)
+            result = yield
+            outcome = "completed"
+            return result
         except durable.WaitSignal:
             # not an error: the step reached a wait and suspends (it runs again, under
             # the same attempt number, when the wait resolves)
+            outcome = "suspended"
             span.set_attribute("durable.suspended", True)
             raise
         except BaseException as exc:
@@ -124,8 +128,19 @@ class DurableOtel:
             span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
             raise
         finally:
+            took = (time.time_ns() - began) / 1e9
             otel_context.detach(token)
             span.end()
+            t.instruments.step_duration.record(
+                took,
+                {
+                    "durable.workflow": call.workflow,
+                    "durable.step": _metric_step(call.step)
+                    if call.step.endswith("]")
+                    else call.step,
+                    "durable.outcome": outcome,
+                },
+            )
 
     # -- the execution's end --------------------------------------------------------------
 
@@ -139,7 +154,7 @@ class DurableOtel:
         t = current()
         if not t.enabled:
             return
-        t.finished.add(1, {"durable.workflow": execution.workflow, "durable.status": status})
+        t.instruments.finished.add(execution.workflow, status)
         parent = parent_context(execution.headers)
         if parent is None:  # created without a trace (or before tracing was set up)
             return
@@ -185,45 +200,22 @@ class DurableOtel:
     # -- metrics --------------------------------------------------------------------------
 
     @durable.hookimpl
-    def durable_workflow_started(self, execution: durable.Execution) -> None:
-        t = current()
-        if t.enabled:
-            t.started.add(1, {"durable.workflow": execution.workflow})
-
-    @durable.hookimpl
     def durable_execution_claimed(
         self, execution: durable.Execution, claimed_at: datetime, due: datetime | None
     ) -> None:
         t = current()
-        if not t.enabled or due is None:
+        if not t.enabled:
             return
-        lag = max((claimed_at - due).total_seconds(), 0.0)
-        t.queue_lag.record(
-            lag, {"durable.workflow": execution.workflow, "durable.queue": execution.queue}
-        )
-
-    def _step_ended(
-        self, execution: durable.Execution, step: durable.StepExecution, outcome: str
-    ) -> None:
-        t = current()
-        took = _seconds(step.duration_ms)
-        if not t.enabled or took is None:
-            return
-        t.step_duration.record(
-            took,
-            {
-                "durable.workflow": execution.workflow,
-                "durable.step": _metric_step(step.name),
-                "durable.outcome": outcome,
-            },
-        )
-
-    @durable.hookimpl
-    def durable_step_completed(
-        self, execution: durable.Execution, step: durable.StepExecution
-    ) -> None:
-        if step.status == "completed":  # (a step its when= skipped ran nothing)
-            self._step_ended(execution, step, "completed")
+        # The first claim of an execution sets its started_at: it begins to run (told
+        # here rather than by durable_workflow_started, one hook call less per execution).
+        # A unit's claim is told under its execution's id, which is its parent_id.
+        if execution.started_at == claimed_at and execution.id != execution.parent_id:
+            t.instruments.started.add(execution.workflow)
+        if due is not None:
+            lag = max((claimed_at - due).total_seconds(), 0.0)
+            t.instruments.queue_lag.record(
+                lag, {"durable.workflow": execution.workflow, "durable.queue": execution.queue}
+            )
 
     @durable.hookimpl
     def durable_step_retrying(
@@ -231,22 +223,7 @@ class DurableOtel:
     ) -> None:
         t = current()
         if t.enabled:
-            t.retries.add(
-                1, {"durable.workflow": execution.workflow, "durable.step": _metric_step(step.name)}
-            )
-        self._step_ended(execution, step, "retrying")
-
-    @durable.hookimpl
-    def durable_step_failed(
-        self, execution: durable.Execution, step: durable.StepExecution
-    ) -> None:
-        self._step_ended(execution, step, "failed")
-
-    @durable.hookimpl
-    def durable_step_suspended(
-        self, execution: durable.Execution, step: durable.StepExecution, until: datetime | None
-    ) -> None:
-        self._step_ended(execution, step, "suspended")
+            t.instruments.retries.add(execution.workflow, _metric_step(step.name))
 
     # -- Prometheus -----------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -50,9 +49,9 @@ METRICS = {
     "durable.workflow",
     "durable.executions.finished": "executions that ended, by durable.workflow and "
     "durable.status (completed, failed, cancelled, compensated)",
-    "durable.step.duration": "how long step attempts took (seconds, on the engine's "
-    "clock), by durable.workflow, durable.step and durable.outcome (completed, retrying, "
-    "failed, suspended)",
+    "durable.step.duration": "how long step attempts ran (seconds, as their spans), by "
+    "durable.workflow, durable.step and durable.outcome (completed: returned, failed: "
+    "raised, suspended: reached a wait)",
     "durable.step.retries": "failed attempts that were scheduled to run again, by "
     "durable.workflow and durable.step",
     "durable.queue.lag": "how long work waited to be claimed once it was due (seconds), by "
@@ -61,21 +60,87 @@ METRICS = {
 """Every metric the plugin records, and what it counts."""
 
 _CONTEXTS_KEPT = 1024
+_lock = threading.Lock()
+
+
+class Tally:
+    """Counts by attribute values, kept here and reported to the meter when it collects
+    (the callback of an ObservableCounter): counting is a dict update under a lock, not a
+    measurement through the SDK each time."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, ...], int] = {}
+
+    def add(self, *values: str) -> None:
+        """Count one for these values of :attr:`names`."""
+        with self._lock:
+            self._counts[values] = self._counts.get(values, 0) + 1
+
+    def observe(self, _options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        """The totals so far, as observations of a cumulative counter."""
+        with self._lock:
+            counts = list(self._counts.items())
+        return [
+            metrics.Observation(n, dict(zip(self.names, key, strict=True))) for key, n in counts
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Instruments:
+    """The instruments of :data:`METRICS` on one meter provider (made once for each: an
+    instrument made again under the same name would be a duplicate)."""
+
+    started: Tally
+    finished: Tally
+    retries: Tally
+    step_duration: metrics.Histogram
+    queue_lag: metrics.Histogram
+
+    @classmethod
+    def make(cls, meter_provider: metrics.MeterProvider | None) -> Instruments:
+        meter = metrics.get_meter(SCOPE, VERSION, meter_provider=meter_provider)
+        made = cls(
+            started=Tally(("durable.workflow",)),
+            finished=Tally(("durable.workflow", "durable.status")),
+            retries=Tally(("durable.workflow", "durable.step")),
+            step_duration=meter.create_histogram(
+                "durable.step.duration",
+                unit="s",
+                description=METRICS["durable.step.duration"],
+                explicit_bucket_boundaries_advisory=SECONDS,
+            ),
+            queue_lag=meter.create_histogram(
+                "durable.queue.lag",
+                unit="s",
+                description=METRICS["durable.queue.lag"],
+                explicit_bucket_boundaries_advisory=SECONDS,
+            ),
+        )
+        for name, unit, tally in (
+            ("durable.executions.started", "{execution}", made.started),
+            ("durable.executions.finished", "{execution}", made.finished),
+            ("durable.step.retries", "{retry}", made.retries),
+        ):
+            meter.create_observable_counter(
+                name, callbacks=[tally.observe], unit=unit, description=METRICS[name]
+            )
+        return made
+
+
+_instruments: dict[metrics.MeterProvider | None, Instruments] = {}
 
 
 @dataclass(frozen=True, slots=True)
 class Telemetry:
-    """What the plugin records with: one tracer, the instruments of :data:`METRICS`."""
+    """What the plugin records with: one tracer, and the instruments of :data:`METRICS`."""
 
     enabled: bool
     tracer_provider: trace.TracerProvider | None  # (None: the global one)
     meter_provider: metrics.MeterProvider | None
     tracer: trace.Tracer
-    started: metrics.Counter
-    finished: metrics.Counter
-    step_duration: metrics.Histogram
-    retries: metrics.Counter
-    queue_lag: metrics.Histogram
+    instruments: Instruments
 
     @classmethod
     def make(
@@ -87,45 +152,19 @@ class Telemetry:
     ) -> Telemetry:
         """From these providers (None: OpenTelemetry's global ones, as they are set now
         or later)."""
-        tracer = trace.get_tracer(SCOPE, VERSION, tracer_provider=tracer_provider)
-        meter = metrics.get_meter(SCOPE, VERSION, meter_provider=meter_provider)
-        described = METRICS
+        with _lock:
+            instruments = _instruments.get(meter_provider)
+            if instruments is None:
+                instruments = _instruments[meter_provider] = Instruments.make(meter_provider)
         return cls(
             enabled=enabled,
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
-            tracer=tracer,
-            started=meter.create_counter(
-                "durable.executions.started",
-                unit="{execution}",
-                description=described["durable.executions.started"],
-            ),
-            finished=meter.create_counter(
-                "durable.executions.finished",
-                unit="{execution}",
-                description=described["durable.executions.finished"],
-            ),
-            step_duration=meter.create_histogram(
-                "durable.step.duration",
-                unit="s",
-                description=described["durable.step.duration"],
-                explicit_bucket_boundaries_advisory=SECONDS,
-            ),
-            retries=meter.create_counter(
-                "durable.step.retries",
-                unit="{retry}",
-                description=described["durable.step.retries"],
-            ),
-            queue_lag=meter.create_histogram(
-                "durable.queue.lag",
-                unit="s",
-                description=described["durable.queue.lag"],
-                explicit_bucket_boundaries_advisory=SECONDS,
-            ),
+            tracer=trace.get_tracer(SCOPE, VERSION, tracer_provider=tracer_provider),
+            instruments=instruments,
         )
 
 
-_lock = threading.Lock()
 _current = Telemetry.make()
 
 
@@ -145,35 +184,29 @@ def configure(
     ``enabled=False`` stops recording (the hooks return at once); ``configure()`` with no
     arguments goes back to the global providers."""
     global _current
-    made = Telemetry.make(tracer_provider, meter_provider, enabled=enabled)
-    with _lock:
-        _current = made
+    _current = Telemetry.make(tracer_provider, meter_provider, enabled=enabled)
 
 
 # -- trace context carried in an execution's headers ---------------------------------------
 
-_contexts: OrderedDict[tuple[tuple[str, str], ...], otel_context.Context] = OrderedDict()
-_contexts_lock = threading.Lock()
+_contexts: dict[tuple[tuple[str, str], ...], otel_context.Context] = {}
 
 
 def parent_context(headers: Mapping[str, str]) -> otel_context.Context | None:
     """The context the headers carry (their trace's execution span, and any baggage),
-    extracted through the global propagator; None when they carry none. The steps of one
-    execution carry the same headers again and again: the contexts of the latest ones are
-    kept (a Context never changes)."""
+    extracted through the global propagator; None when they carry none. Every attempt of
+    an execution carries the same headers: the contexts extracted last are kept (a
+    Context never changes), up to a thousand, then forgotten all at once."""
     if not headers:
         return None
-    key = tuple(sorted(headers.items()))
-    with _contexts_lock:
-        found = _contexts.get(key)
-        if found is not None:
-            _contexts.move_to_end(key)
-            return found
+    key = tuple(headers.items())
+    found = _contexts.get(key)
+    if found is not None:
+        return found
     extracted = propagate.extract(headers)
     if not trace.get_current_span(extracted).get_span_context().is_valid:
         return None
-    with _contexts_lock:
-        _contexts[key] = extracted
-        while len(_contexts) > _CONTEXTS_KEPT:
-            _contexts.popitem(last=False)
+    if len(_contexts) >= _CONTEXTS_KEPT:
+        _contexts.clear()
+    _contexts[key] = extracted
     return extracted
