@@ -262,17 +262,17 @@ class PluginHost:
                 continue
             if answer is None:
                 continue
-            problem = _headers_problem(answer)
-            if problem is not None or not isinstance(answer, dict):
+            usable = _usable_headers(answer)
+            if isinstance(usable, str):
                 log.error(
                     "durable plugin %s: durable_execution_headers returned %s; execution %s "
                     "is stored without them",
                     _label(impl),
-                    problem,
+                    usable,
                     execution_id,
                 )
                 continue
-            for key, value in answer.items():
+            for key, value in usable.items():
                 merged.setdefault(key, value)
         if sum(len(k) + len(v) for k, v in merged.items()) > MAX_HEADERS:
             log.error(
@@ -354,8 +354,9 @@ def _check_impls(hook_name: str, impls: Iterable[Any]) -> None:
             )
 
 
-def _headers_problem(answer: object) -> str | None:
-    """Why an answer of ``durable_execution_headers`` cannot be stored, or None."""
+def _usable_headers(answer: object) -> dict[str, str] | str:
+    """An answer of ``durable_execution_headers`` as headers to store, or (a str) why it
+    cannot be stored."""
     if not isinstance(answer, dict):
         return f"a {type(answer).__name__}, not a dict of str to str"
     for key, value in answer.items():
@@ -364,7 +365,7 @@ def _headers_problem(answer: object) -> str | None:
     size = sum(len(k) + len(v) for k, v in answer.items())
     if size > MAX_HEADERS:
         return f"{size} characters of headers, more than the {MAX_HEADERS} kept"
-    return None
+    return answer
 
 
 def _no_yield(impl: Any, *, twice: bool = False) -> RuntimeError:

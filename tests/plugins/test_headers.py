@@ -100,7 +100,19 @@ class Headers:
 
 
 @pytest.fixture
-def make(durable_store_url, durable_clock):
+def only_builtins(monkeypatch):
+    """As if no plugin were installed but durable's built-ins: durable-otel, when it is
+    installed, adds headers of its own once a tracer provider is set (a docs page's
+    example sets one)."""
+    from durable import _builtins, plugins
+
+    monkeypatch.setattr(
+        plugins, "entry_point_plugins", lambda refresh=False: [("builtins", _builtins)]
+    )
+
+
+@pytest.fixture
+def make(only_builtins, durable_store_url, durable_clock):
     engines: list[TimeTravelEngine] = []
 
     def make(*plugins: object) -> TimeTravelEngine:
@@ -221,17 +233,7 @@ def test_answers_are_merged_and_a_bad_one_is_left_out(make, caplog):
     assert "5001 characters of headers, more than the 4096 kept" in text
 
 
-@pytest.fixture
-def only_builtins(monkeypatch):
-    """As if no plugin were installed but durable's built-ins (durable-otel may be)."""
-    from durable import _builtins, plugins
-
-    monkeypatch.setattr(
-        plugins, "entry_point_plugins", lambda refresh=False: [("builtins", _builtins)]
-    )
-
-
-def test_without_a_plugin_no_headers_are_stored(only_builtins, make):
+def test_without_a_plugin_no_headers_are_stored(make):
     engine = make()
     assert not engine.plugins.gives_headers
     wid = engine.start(Child)
