@@ -12,7 +12,9 @@ of its runs:
   plugins: what a process without the plugin installed runs);
 * ``off``: loaded, but turned off (``durable_otel.configure(enabled=False)``): the hook
   calls alone;
-* ``on``: loaded and recording every span and metric.
+* ``api``: loaded and on, in a process that set up no SDK (OpenTelemetry's no-op
+  providers): the plugin's own code and durable's hook calls, without the SDK's work;
+* ``on``: loaded and recording every span and metric through the SDK.
 
 The target: ``on`` at least 90% of ``without``.
 
@@ -31,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench_sql import throughput
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -40,6 +43,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import NoOpTracerProvider
 
 import durable_otel
 from durable import plugins
@@ -118,12 +122,17 @@ def main() -> None:
         metric_readers=[PeriodicExportingMetricReader(metrics, export_interval_millis=1000)]
     )
 
+    no_tracer, no_meter = NoOpTracerProvider(), NoOpMeterProvider()
+
     def run(url: str, variant: str) -> float:
-        durable_otel.configure(
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-            enabled=variant == "on",
-        )
+        if variant == "api":
+            durable_otel.configure(tracer_provider=no_tracer, meter_provider=no_meter)
+        else:
+            durable_otel.configure(
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                enabled=variant == "on",
+            )
         if variant == "without":
             with without_the_plugin():
                 return throughput(url, args.m, args.concurrency)
@@ -141,14 +150,14 @@ def main() -> None:
                     "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
                 ).fetchone():
                     conn.execute(f"CREATE DATABASE {name}")
-        variants = ["without", "off", "on"]
+        variants = ["without", "off", "api", "on"]
         runs: dict[str, list[float]] = {v: [] for v in variants}
         run(url, "on")  # warm up (imports, connections, the SDK's first spans)
         tracer_provider.force_flush()
         spans_before = spans.count
         on_runs = 0
         for i in range(args.runs):
-            order = variants[i % 3 :] + variants[: i % 3]
+            order = variants[i % 4 :] + variants[: i % 4]
             if i % 2:
                 order.reverse()
             for variant in order:
@@ -165,6 +174,7 @@ def main() -> None:
             "runs": runs,
             "on_vs_without": median["on"] / median["without"],
             "on_vs_off": median["on"] / median["off"],
+            "api_vs_without": median["api"] / median["without"],
             "spans_per_execution": per_execution,
         }
         results.append(result)
@@ -174,6 +184,7 @@ def main() -> None:
             print(f"  {v:<8} {median[v]:8,.0f} three-step workflows/s (runs: {shown})")
         print(
             f"  on / without: {result['on_vs_without']:.1%}   on / off: {result['on_vs_off']:.1%}"
+            f"   api / without: {result['api_vs_without']:.1%}"
             f"   ({per_execution:.1f} spans exported per execution while on)"
         )
     durable_otel.configure()

@@ -338,3 +338,25 @@ def test_an_executions_attempts_after_its_headers_were_stored_elsewhere_still_jo
     run = next(s for s in attempts(done, wid) if s.attributes["durable.step"] == step_name)
     assert run.context.trace_id == caller.get_span_context().trace_id
     assert parent_id(run) == span_id(execution)
+
+
+def test_an_unsampled_trace_is_carried_but_not_recorded(engine):
+    """A sampler that leaves the trace out: its context still travels (so a downstream
+    decision stays the same), and no span of it is recorded."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    durable_otel.configure(tracer_provider=provider)
+    try:
+        wid = engine.start(Broken)
+        flags = engine.get_execution(wid).headers["traceparent"].rsplit("-", 1)[1]
+        assert int(flags, 16) & 1 == 0  # the trace is carried, marked not sampled
+        assert engine.run_until(wid).status == "failed"
+    finally:
+        durable_otel.configure()
+    assert exporter.get_finished_spans() == ()
