@@ -1,6 +1,6 @@
-"""Sessions: tests (per store), lint, typecheck, docs, bench.
+"""Sessions: tests (per store), plugins, lint, typecheck, docs, bench.
 
-nox -s lint typecheck tests
+nox -s lint typecheck tests plugins
 """
 
 from __future__ import annotations
@@ -9,17 +9,21 @@ import os
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "plugins"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
+# The separately packaged plugins (plugins/<name>/), each installed with its test extras.
+PLUGINS = ["plugins/durable-otel"]
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite, every engine test on memory, SQLite and PostgreSQL; then the example
-    project's own tests, as its user runs them, on each of the three stores."""
-    session.install("-e", ".[dev]")
+    project's own tests, as its user runs them, on each of the three stores. The plugins
+    are installed too, as users install them: the suite runs with them loaded (and the
+    docs pages that show them run)."""
+    session.install("-e", ".[dev]", *_plugins())
     # Every property test at its full example count (the everyday default is a tenth).
     session.run("pytest", "--hypothesis-profile=full", *session.posargs)
     if session.posargs:
@@ -28,6 +32,20 @@ def tests(session: nox.Session) -> None:
     session.chdir("examples/shop")
     for store in ("memory://", "sqlite:///shop.db", postgres):
         session.run("pytest", "-p", "no:cacheprovider", "--durable-store", store)
+
+
+@nox.session(python=PYTHON)
+def plugins(session: nox.Session) -> None:
+    """Each plugin's own test suite (plugins/<name>/tests), durable installed from here."""
+    session.install("-e", ".[dev]", *_plugins())
+    for plugin in PLUGINS:
+        with session.chdir(plugin):
+            session.run("pytest", "-p", "no:cacheprovider", *session.posargs)
+
+
+def _plugins() -> list[str]:
+    """pip arguments that install every plugin, editable, with its test extras."""
+    return [arg for plugin in PLUGINS for arg in ("-e", f"{plugin}[test]")]
 
 
 @nox.session(python=PYTHON)
@@ -40,8 +58,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over durable and durable_testing."""
-    session.install("-e", ".[dev]")
+    """mypy --strict over durable, durable_testing and the plugins."""
+    session.install("-e", ".[dev]", *_plugins())
     session.run("mypy")
 
 

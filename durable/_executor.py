@@ -9,7 +9,9 @@ lasts, under the same write id, so a try that did commit is recognised and not r
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -261,6 +263,12 @@ class Executor:
                 return
             row = dataclasses.replace(row, id=row.parent_id or row.id)
         self.plugins.notify(hook, execution=row.to_execution(), **kwargs)
+
+    def claimed(self, row: ExecutionRow, claimed_at: datetime) -> None:
+        """Tell the observers of a claim just made (``durable_execution_claimed``)."""
+        self._notify(
+            "durable_execution_claimed", row.id, lambda: row, claimed_at=claimed_at, due=row.due_at
+        )
 
     # -- committing ----------------------------------------------------------------------
 
@@ -564,12 +572,13 @@ class Executor:
             # in its task on the event loop for an async one.
             step_call = StepCall(
                 workflow=w.wdef.name,
-                execution_id=w.eid,
+                execution_id=w.row.parent_id if unit and w.row.parent_id else w.eid,
                 step=w.name,
                 attempt=w.attempt,
                 visit=w.visit,
                 is_async=sdef.is_async,
                 body=call,
+                headers=w.row.headers,
             )
             call = partial(
                 self.plugins.call_step_async if sdef.is_async else self.plugins.call_step,
@@ -766,18 +775,21 @@ class Executor:
             if status == Status.CANCELLED:
                 self._notify("durable_workflow_cancelled", eid, reason=w.row.cancel_reason)
             return False
-        after = partial(
-            dataclasses.replace,
-            w.row,
-            status=status,
-            context=new_context,
-            step_index=w.index if next_step is None else next_step[0],
-            step_name=done.name if next_step is None else next_step[1],
-            attempt=w.attempt if next_step is None else (1 if start_next else 0),
-            attempt_started_at=now if start_next else None,
-            completed_at=now if next_step is None else None,
-            visit=w.visit if next_step is None else next_visit,
-            visits=w.visits if next_step is None else visits,
+        # (built once, for both observers of a last step)
+        after = functools.cache(
+            partial(
+                dataclasses.replace,
+                w.row,
+                status=status,
+                context=new_context,
+                step_index=w.index if next_step is None else next_step[0],
+                step_name=done.name if next_step is None else next_step[1],
+                attempt=w.attempt if next_step is None else (1 if start_next else 0),
+                attempt_started_at=now if start_next else None,
+                completed_at=now if next_step is None else None,
+                visit=w.visit if next_step is None else next_visit,
+                visits=w.visits if next_step is None else visits,
+            )
         )
         self._notify("durable_step_completed", eid, after, step=done)
         if status == Status.COMPLETED:
@@ -955,11 +967,14 @@ class Executor:
         owner = run.owner
         assert owner is not None
         child = spec.child
+        step_context = None
         if child is not None:
             # The child's id is its call position in this step run: a resumed or retried
             # step finds the child it started and waits for that one.
             cid = child_id(run.execution_id, run.step, run.visit, f"call{seq}")
             spec = dataclasses.replace(spec, names=(cid,), child=None)
+            if self.plugins.gives_headers:
+                step_context = contextvars.copy_context()  # (see _start_child)
 
         def decide() -> Wait:
             # Deciding a wait is safe to repeat (it finds what an earlier try recorded).
@@ -979,7 +994,7 @@ class Executor:
             )
             if child is not None and wait.status == "pending":
                 # After the wait is recorded, so that the child's end always finds it.
-                self._start_child(run, spec.names[0], child)
+                self._start_child(run, spec.names[0], child, step_context)
             return wait
 
         try:
@@ -1000,10 +1015,16 @@ class Executor:
         raise Suspend(spec, seq, wait.until)
 
     def _start_child(
-        self, run: StepRun, cid: str, child: tuple[str, Any, str | None, int | None]
+        self,
+        run: StepRun,
+        cid: str,
+        child: tuple[str, Any, str | None, int | None],
+        step_context: contextvars.Context | None = None,
     ) -> str:
         """Start the child workflow ``cid`` of the running step, once (a second start
-        finds it). Called on the executor's thread."""
+        finds it). Called on the executor's thread; ``step_context``: the context
+        variables of the step's own thread or task, where the plugins are asked for the
+        child's headers (so a trace span the step is in is the child's parent)."""
         name, value, queue, timeout_ms = child
         wdef = get_workflow(name)
         row = new_row(
@@ -1015,6 +1036,10 @@ class Executor:
             parent_id=run.workflow_id or run.execution_id,
             timeout_ms=timeout_ms,
         )
+        # (not for a child started already: a resumed or retried step finds it)
+        if self.plugins.gives_headers and self.store.get(cid) is None:
+            ask = partial(self.plugins.execution_headers, wdef.name, cid, "child")
+            row.headers = ask() if step_context is None else step_context.run(ask)
         stored, created = store_new(self.store, row)
         if created:
             self.wake_workers()
@@ -1028,8 +1053,9 @@ class Executor:
         cid = child_id(run.execution_id, run.step, run.visit, f"start{position}")
         owner = run.owner
         assert owner is not None
+        step_context = contextvars.copy_context() if self.plugins.gives_headers else None
         try:
-            return str(owner.call(lambda: self._start_child(run, cid, child)))
+            return str(owner.call(lambda: self._start_child(run, cid, child, step_context)))
         except (StoreError, ExecutionNotFound) as exc:
             raise StoreInterrupt(exc) from exc
 

@@ -350,6 +350,7 @@ def _attempt(s: _Saga, undo: Undo, more: bool) -> bool | None:
             visit=undo.visit,
             is_async=cdef.is_async,
             body=call,
+            headers=s.row.headers,
         )
         wrap = ex.plugins.call_step_async if cdef.is_async else ex.plugins.call_step
         call = lambda: wrap(step_call)  # noqa: E731

@@ -50,8 +50,11 @@ class Ticker:
         workflows: Callable[[], list[str]],
         wake: Callable[[], None],
         key: str = "",
+        headers: Callable[[str, str, str], dict[str, str]] | None = None,
     ) -> None:
         self.key = key
+        # asked for the headers of each execution a fire makes (None: no plugin gives any)
+        self._headers = headers
         self._epoch = -1
         self._sync_again_at: datetime | None = None
         self.store = store
@@ -160,6 +163,9 @@ class Ticker:
                 s.catch_up.value,
             )
         rows = tuple(_row(wdef, s, tick, now) for tick in ticks)
+        if self._headers is not None:
+            for row in rows:  # (their ids are known before the fire's one transaction)
+                row.headers = self._headers(wdef.name, row.id, "schedule")
         return Fire(s.name, s.next_tick, next_tick, rows, missed, s.overlap)
 
     # -- declared schedules ------------------------------------------------------------------

@@ -240,6 +240,8 @@ def _engine(ctx: click.Context, *, wait_for_store: bool = False, migrate: bool =
 
 #: ``durable check``'s exit status when the check itself could not run
 CHECK_FAILED = 3
+#: ``durable worker --metrics-port``'s exit status when no plugin serves metrics
+METRICS_UNSERVED = 2
 
 
 class _Commands(click.Group):
@@ -692,8 +694,29 @@ def fork(ctx: click.Context, execution_id: str, from_step: str, context_json: st
     help="Queue to take work from (repeatable; default: every queue).",
 )
 @click.option("--concurrency", default=10, show_default=True, type=int)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    help="Serve the worker's metrics for scraping (Prometheus text at /metrics) on this "
+    "port, through the plugin that provides it: pip install durable-otel.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="Address the metrics are served on (0.0.0.0: every interface).",
+)
 @click.pass_context
-def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int) -> None:
+def worker(
+    ctx: click.Context,
+    queues: tuple[str, ...],
+    concurrency: int,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
     """Run a worker until SIGINT or SIGTERM. It logs (to stderr, through `logging`) each
     failed attempt, retry, lost attempt, recovery and store outage. A store it cannot
     reach at start (a database restarting) is tried again with backoff."""
@@ -701,6 +724,17 @@ def worker(ctx: click.Context, queues: tuple[str, ...], concurrency: int) -> Non
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     engine = _engine(ctx, wait_for_store=True)
+    if metrics_port is not None:
+        where = engine.plugins.serve_metrics(metrics_port, metrics_host)
+        if where is None:
+            click.echo(
+                "Error: --metrics-port needs a plugin that serves metrics, and none is "
+                "installed: pip install durable-otel (it serves them as Prometheus text), "
+                "or leave out --metrics-port",
+                err=True,
+            )
+            ctx.exit(METRICS_UNSERVED)
+        log.info("worker metrics served at %s", where)
     log.info(
         "worker %s on %s, queues %s, concurrency %d",
         engine.worker_id,

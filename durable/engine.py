@@ -193,6 +193,8 @@ class Engine:
             scheduled_at=when,
             idempotency_key=idempotency_key,
         )
+        if self.plugins.gives_headers:  # (in the caller's thread: its trace context)
+            row.headers = self.plugins.execution_headers(wdef.name, row.id, "start")
         stored, created = self.store.create(row)
         if not created and (
             stored.workflow != wdef.name or _canonical(stored.input) != _canonical(value)
@@ -713,6 +715,8 @@ class Engine:
         new.max_attempts = wdef.budget(wdef.step(target))
         new.context = start_context
         new.origin = {"forked_from": eid, "step": target, "context": start_context}
+        if self.plugins.gives_headers:
+            new.headers = self.plugins.execution_headers(wdef.name, new.id, "fork")
         stored, _ = self.store.create(new)
         log.info("durable: %s %s forked from %s at step %r", wdef.name, stored.id, eid, target)
         self._wake_workers()

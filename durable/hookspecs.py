@@ -7,13 +7,15 @@ registry to add to. Observer hooks are called after the transition they report w
 committed, in the worker that made it, at least once; an exception in an observer is logged
 and never fails the workflow; observers must be plain functions (``wrapper=True`` is
 refused when the engine is built). :func:`durable_step_call` is the one around hook: its
-implementations must be ``wrapper=True`` generators.
+implementations must be ``wrapper=True`` generators. :func:`durable_execution_headers` is
+asked, as an execution is created, for headers to store with it (a trace context);
+:func:`durable_serve_metrics` serves a worker's metrics (``durable worker --metrics-port``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +37,16 @@ class StepCall:
     """One step attempt about to run, as :func:`durable_step_call` wrappers see it.
 
     ``(execution_id, step, visit)`` is the step run it belongs to (``visit`` counts the
-    times the execution reached the step); ``attempt`` counts from 1 in each visit.
+    times the execution reached the step); ``attempt`` counts from 1 in each visit. A
+    unit's attempt (a parallel branch, a foreach item) has its execution's id and the
+    unit's name as ``step`` (``"group.step"``, ``"step[i]"``), as observers see it.
 
     ``body`` runs the step: it returns the step's value (for an ``async def`` step, the
     coroutine to await). A wrapper may replace ``body`` before it yields, to run something
     else in the step's place (``durable_testing``'s step overrides do).
+
+    ``headers`` are the execution's, as :func:`durable_execution_headers` stored them when
+    it was created (a parallel branch or foreach item sees its execution's).
     """
 
     workflow: str
@@ -49,6 +56,7 @@ class StepCall:
     visit: int
     is_async: bool
     body: Callable[[], Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @hookspec(firstresult=True)
@@ -73,6 +81,30 @@ def durable_step_call(call: StepCall) -> Any:
 
 
 @hookspec
+def durable_execution_headers(
+    workflow: str, execution_id: str, created_by: str
+) -> dict[str, str] | None:
+    """An execution of ``workflow`` with id ``execution_id`` is about to be created: return
+    string headers to store with it (a W3C ``traceparent``, say), or None.
+
+    Called in the thread that creates it, before its row is written, so the caller's
+    context (its current trace span) is the one in force. ``created_by`` says how:
+    ``"start"`` (``engine.start``, in the caller's thread), ``"child"`` (a child workflow
+    started from a step, in the step's context), ``"fork"`` (``engine.fork``) or
+    ``"schedule"`` (a schedule's tick, in the worker that fires it, once per execution of
+    the fire, before the fire's one transaction). The id may end up unused: an
+    idempotent start that finds the execution its key already started, a tick another
+    worker fired first or that the schedule's ``overlap`` lets go.
+
+    Every implementation is called and their answers are merged (a key two of them give
+    keeps the answer of the one called first). One that raises, or answers anything but a
+    dict of str to str (at most 4096 characters in all), is logged and left out: a start
+    never fails for it. The headers never change after (``engine.retry`` keeps them); the
+    execution's units share them; they are ``Execution.headers`` and ``StepCall.headers``.
+    """
+
+
+@hookspec
 def durable_register_stores(registry: StoreRegistry) -> None:
     """Add store factories by URL scheme: ``registry.add("myscheme", factory)``.
 
@@ -87,6 +119,27 @@ def durable_register_clocks(registry: ClockRegistry) -> None:
 
     ``Engine(clock="name")`` builds that clock; ``clock=None`` means ``"system"``.
     """
+
+
+@hookspec(firstresult=True)
+def durable_serve_metrics(port: int, host: str) -> str | None:
+    """Serve this process's metrics for scraping on ``host``:``port``, in the background,
+    for as long as the process lives (``durable worker --metrics-port PORT``); return where
+    (a URL, for the worker's log). The first answer that is not None wins; with no plugin
+    answering, ``durable worker --metrics-port`` exits with status 2 (``pip install
+    durable-otel`` provides one, serving Prometheus text)."""
+
+
+@hookspec
+def durable_execution_claimed(
+    execution: Execution, claimed_at: datetime, due: datetime | None
+) -> None:
+    """A worker (or ``drain()``) claimed the execution at ``claimed_at``; it had been due
+    since ``due`` (its start's ``scheduled_at``, the end of a retry's backoff or of a wait,
+    or the expiry of a lost worker's lease), so ``claimed_at - due`` is how long it waited
+    in its queue. Called after the claim committed, in the thread that then runs the
+    execution, before it runs; for a claimed unit (a parallel branch, a foreach item)
+    ``execution.id`` is its execution's and ``execution.current_step`` the unit's name."""
 
 
 @hookspec

@@ -228,6 +228,8 @@ class Execution:
     step in the order they started, including the attempt in flight. ``unreadable`` names
     the stored fields this process could not decode, and why (they read as None or empty).
     ``current_visit`` is the visit of ``current_step`` (1 unless a loop came back to it).
+    ``headers`` are the string headers plugins stored with the execution when it was
+    created (``durable_execution_headers``: a trace context, say); empty when none did.
     """
 
     id: str
@@ -255,6 +257,7 @@ class Execution:
     parent_id: str | None = None  # a child workflow: the execution that started it
     forked_from: str | None = None  # made by engine.fork: the execution it was forked from
     schedule: str | None = None  # started by a schedule (its tick is ``scheduled_at``)
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:

@@ -36,6 +36,9 @@ hookimpl = pluggy.HookimplMarker("durable")
 
 ENTRY_POINT_GROUP = "durable"
 
+MAX_HEADERS = 4096
+"""The most characters (keys and values together) of headers stored with one execution."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
@@ -150,6 +153,10 @@ class PluginHost:
                 )
                 for impl in impls
             ]
+        self._header_impls = list(reversed(self.hook.durable_execution_headers.get_hookimpls()))
+        self.gives_headers = bool(self._header_impls)
+        """True when a plugin stores headers with new executions
+        (``durable_execution_headers``)."""
         self._step_wrappers = [
             impl for impl in reversed(self.hook.durable_step_call.get_hookimpls()) if impl.wrapper
         ]
@@ -231,6 +238,58 @@ class PluginHost:
             except Exception:
                 log.exception("durable observer %s.%s failed", plugin_name, hook_name)
 
+    def execution_headers(
+        self, workflow: str, execution_id: str, created_by: str
+    ) -> dict[str, str]:
+        """The headers to store with a new execution: every ``durable_execution_headers``
+        answer merged, in calling order (the first to give a key keeps it). An answer that
+        raises or is not a dict of str to str within :data:`MAX_HEADERS` characters is
+        logged and left out."""
+        if not self._header_impls:
+            return {}
+        asked = {"workflow": workflow, "execution_id": execution_id, "created_by": created_by}
+        merged: dict[str, str] = {}
+        for impl in self._header_impls:
+            try:
+                answer = impl.function(*[asked[name] for name in impl.argnames])
+            except Exception:
+                log.exception(
+                    "durable plugin %s: durable_execution_headers failed; execution %s is "
+                    "stored without its headers",
+                    _label(impl),
+                    execution_id,
+                )
+                continue
+            if answer is None:
+                continue
+            usable = _usable_headers(answer)
+            if isinstance(usable, str):
+                log.error(
+                    "durable plugin %s: durable_execution_headers returned %s; execution %s "
+                    "is stored without them",
+                    _label(impl),
+                    usable,
+                    execution_id,
+                )
+                continue
+            for key, value in usable.items():
+                merged.setdefault(key, value)
+        if sum(len(k) + len(v) for k, v in merged.items()) > MAX_HEADERS:
+            log.error(
+                "durable: the plugins' headers for execution %s hold more than %d characters "
+                "in all; it is stored without them",
+                execution_id,
+                MAX_HEADERS,
+            )
+            return {}
+        return merged
+
+    def serve_metrics(self, port: int, host: str) -> str | None:
+        """Ask the plugins to serve metrics on ``host``:``port``; where they are served (a
+        URL), or None when no plugin does (``durable_serve_metrics``)."""
+        where: str | None = self.hook.durable_serve_metrics(port=port, host=host)
+        return where
+
     def call_step(self, call: hookspecs.StepCall) -> Any:
         """Run a sync step's attempt through the ``durable_step_call`` wrappers."""
         return self.hook.durable_step_call(call=call)
@@ -293,6 +352,20 @@ def _check_impls(hook_name: str, impls: Iterable[Any]) -> None:
                 "hook: implement it as a plain function (to wrap each step attempt, "
                 "implement durable_step_call with @hookimpl(wrapper=True))"
             )
+
+
+def _usable_headers(answer: object) -> dict[str, str] | str:
+    """An answer of ``durable_execution_headers`` as headers to store, or (a str) why it
+    cannot be stored."""
+    if not isinstance(answer, dict):
+        return f"a {type(answer).__name__}, not a dict of str to str"
+    for key, value in answer.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            return f"a dict with the item {key!r}: {type(value).__name__} (keys and values are str)"
+    size = sum(len(k) + len(v) for k, v in answer.items())
+    if size > MAX_HEADERS:
+        return f"{size} characters of headers, more than the {MAX_HEADERS} kept"
+    return answer
 
 
 def _no_yield(impl: Any, *, twice: bool = False) -> RuntimeError:

@@ -218,7 +218,14 @@ class Scheduler:
         self._subscribed = False
         self._executor.wake_workers = self.wake
         self._executor.owner = owner
-        self.ticker = Ticker(store, clock, self.workflows, self.wake, self.store_label)
+        self.ticker = Ticker(
+            store,
+            clock,
+            self.workflows,
+            self.wake,
+            self.store_label,
+            plugins.execution_headers if plugins.gives_headers else None,
+        )
         self.heartbeat.after_beat = self.check_cancels
         # Clock skew: checked against the store's clock (PostgreSQL) for real clocks only.
         self._checks_skew = isinstance(clock, SystemClock) or bool(
@@ -264,14 +271,18 @@ class Scheduler:
         if not self._clock_agrees():
             return []
         self.ticker.fire_due()
-        return self.store.claim(
+        now = self.clock.now()
+        rows = self.store.claim(
             queues=queues,
             workflows=self.workflows(),
             worker_id=self.worker_id,
-            now=self.clock.now(),
+            now=now,
             lease_ms=self.lease_ms,
             limit=limit,
         )
+        for row in rows:
+            row.claimed_at = now  # (told to the observers as each one runs: see execute)
+        return rows
 
     def execute(
         self,
@@ -290,6 +301,12 @@ class Scheduler:
         claiming first, so that it does not take the execution again)."""
         claim = self.heartbeat.hold(row)
         try:
+            if row.claimed_at is not None and self.plugins.has_observers(
+                "durable_execution_claimed"
+            ):
+                # (here, in the thread that runs it: a worker that claimed a batch hands
+                # each row out without waiting for the observers of the others)
+                self._executor.claimed(row, row.claimed_at)
             self._executor.run(row, claim, stop_at, interrupted)
         finally:
             self.heartbeat.drop(claim)

@@ -71,9 +71,10 @@ def new_row(
     input: Any = None,
     id: str | None = None,
     parent_id: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> ExecutionRow:
     """A new pending execution row as the engine would create it (``parent_id``: a child
-    workflow's)."""
+    workflow's; ``headers``: what plugins store with it)."""
     return ExecutionRow(
         id=id or str(uuid.uuid4()),
         workflow=workflow,
@@ -89,7 +90,15 @@ def new_row(
         idempotency_key=key,
         step_name="first",
         parent_id=parent_id,
+        headers=dict(headers or {}),
     )
+
+
+# headers as a tracing plugin stores them (and one that is not ASCII)
+HEADERS = {
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    "note": "café ✓",
+}
 
 
 def _record(
@@ -215,7 +224,78 @@ class StoreContract:
             len(store.list_executions(workflows=None, statuses=None, queues=None, limit=100)) == 7
         )
 
+    # -- headers -------------------------------------------------------------------------
+
+    def test_headers_are_stored_with_an_execution_and_read_back_everywhere(
+        self, store: Store
+    ) -> None:
+        row, bare = new_row(headers=HEADERS), new_row(at=T0 + _ms(1))
+        stored, _ = store.create(row)
+        store.create(bare)
+        assert stored.headers == HEADERS
+        assert store.get(row.id).headers == HEADERS  # type: ignore[union-attr]
+        assert store.get(bare.id).headers == {}  # type: ignore[union-attr]
+        listed = store.list_executions(workflows=None, statuses=None, queues=None, limit=10)
+        assert [r.headers for r in listed] == [{}, HEADERS]
+        assert store.get(row.id).to_execution().headers == HEADERS  # type: ignore[union-attr]
+        claimed = {r.id: r.headers for r in _claim(store, T0 + _ms(5))}
+        assert claimed == {row.id: HEADERS, bare.id: {}}
+
+    def test_headers_never_change_through_a_retry_and_a_rerun(self, store: Store) -> None:
+        c = self._claimed(store, headers=HEADERS)
+        rec = _record("first", 1, StepStatus.FAILED, T0)
+        store.fail_attempt(
+            c.id, c.token, now=T0 + _ms(5), record=rec, retry_at=T0 + _ms(6), error=None
+        )
+        (again,) = _claim(store, T0 + _ms(6))
+        assert again.headers == HEADERS
+        rec2 = _record("first", 2, StepStatus.FAILED, T0 + _ms(6))
+        store.fail_attempt(
+            c.id, again.token, now=T0 + _ms(9), record=rec2, retry_at=None, error={"type": "E"}
+        )
+        got = store.retry_execution(
+            c.id,
+            now=T0 + _ms(10),
+            step_index=0,
+            step_name="first",
+            visit=2,
+            visits={"first": 2},
+            context={},
+            max_attempts=1,
+        )
+        assert got.headers == HEADERS
+        assert store.get(c.id).headers == HEADERS  # type: ignore[union-attr]
+
+    def test_units_share_their_executions_headers(self, store: Store) -> None:
+        c = self._forked(store, 3, headers=HEADERS)
+        assert [u.headers for u in store.units(c.id, "first", 1)] == [HEADERS] * 3
+        assert [r.headers for r in self._claim_units(store, T0)] == [HEADERS] * 3
+
+    def test_executions_a_fire_makes_keep_their_headers(self, store: Store) -> None:
+        for name, overlap in (("a", "allow"), ("b", "buffer_one")):
+            s = store.put_schedule(self._schedule(name, overlap=overlap), now=T0)
+            assert s is not None
+            row = new_row(at=s.next_tick, headers={**HEADERS, "schedule": name})
+            row.origin = {"schedule": name}
+            fire = Fire(name, s.next_tick, s.next_tick + _ms(3_600_000), (row,), 0, s.overlap)
+            (made,) = store.fire_schedules([fire], now=s.next_tick)
+            assert store.get(made).headers == {**HEADERS, "schedule": name}  # type: ignore[union-attr]
+
     # -- claims --------------------------------------------------------------------------
+
+    def test_claim_tells_since_when_each_row_was_due(self, store: Store) -> None:
+        early, late = new_row(run_at=T0 - _ms(40)), new_row(at=T0 + _ms(1))
+        store.create(early)
+        store.create(late)
+        due = {r.id: r.due_at for r in _claim(store, T0 + _ms(10), lease_ms=1000)}
+        assert due == {early.id: T0 - _ms(40), late.id: T0 + _ms(1)}
+        # a claim taken over once its lease expired: due since the expiry
+        (taken,) = _claim(store, T0 + _ms(2000), limit=1)
+        assert taken.id == early.id and taken.due_at == T0 + _ms(1010)
+        # a sleep that ended: due since its end
+        c, _ = self._suspended(store, WaitSpec(kind=WaitKind.SLEEP, for_ms=500), at=T0 + _ms(3000))
+        (woken,) = [r for r in _claim(store, T0 + _ms(9000)) if r.id == c.id]
+        assert woken.due_at == T0 + _ms(3500)
 
     def test_claim_takes_due_rows_by_priority_schedule_and_creation(self, store: Store) -> None:
         rows = {

@@ -10,13 +10,13 @@ own clock, so a test clock controls stores exactly as it controls the engine.
 from __future__ import annotations
 
 import abc
-import copy
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from durable._json import clone
 from durable.errors import InvalidState
 from durable.models import (
     FINISHED,
@@ -123,7 +123,16 @@ class ExecutionRow:
     # the workflow's shape when the execution started (WorkflowDef.shape()), for deploy
     # checks; None for units and for executions started before it was recorded
     shape: dict[str, Any] | None = None
+    # what plugins stored with the execution when it was created (durable_execution_headers,
+    # e.g. a W3C traceparent): string keys and values, kept as they are by every transition
+    # and given to its units
+    headers: dict[str, str] = field(default_factory=dict)
     began: bool = False  # not stored: set by claim() when it began the current attempt
+    # not stored: set by claim(): when the row became claimable before the claim took it
+    # (its run_at, or the lease expiry of a claim taken over), for queue lag
+    due_at: datetime | None = None
+    # not stored: when this process claimed it (set by the scheduler that claimed it)
+    claimed_at: datetime | None = None
     # not stored: what of the stored row this process could not decode, and why (those
     # fields read as None or empty); a claim fails such an execution at once
     unreadable: tuple[str, ...] = ()
@@ -137,13 +146,13 @@ class ExecutionRow:
         return Status(self.status)
 
     def to_execution(self, steps: list[StepExecution] | None = None) -> Execution:
-        """The public snapshot (context and input deep-copied)."""
+        """The public snapshot (context, input and error deep-copied)."""
         return Execution(
             id=self.id,
             workflow=self.workflow,
             status=self.public_status,
-            input=copy.deepcopy(self.input),
-            context=copy.deepcopy(self.context),
+            input=clone(self.input),
+            context=clone(self.context),
             queue=self.queue,
             priority=self.priority,
             created_at=self.created_at,
@@ -154,7 +163,7 @@ class ExecutionRow:
             deadline=self.deadline,
             current_step=self.step_name,
             attempt=self.attempt,
-            error=copy.deepcopy(self.error),
+            error=clone(self.error),
             idempotency_key=self.idempotency_key,
             cancel_requested=self.cancel_requested,
             cancel_reason=self.cancel_reason,
@@ -164,6 +173,7 @@ class ExecutionRow:
             parent_id=self.parent_id,
             forked_from=(self.origin or {}).get("forked_from"),
             schedule=(self.origin or {}).get("schedule"),
+            headers=dict(self.headers),
         )
 
 
@@ -351,7 +361,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def create(self, row: ExecutionRow) -> tuple[ExecutionRow, bool]:
-        """Insert a new pending execution, assigning ``seq`` (creation order).
+        """Insert a new pending execution, assigning ``seq`` (creation order), with every
+        field given (its ``headers`` too: kept unchanged for its whole life).
 
         When ``row.idempotency_key`` is already used, insert nothing and return
         ``(existing, False)``; else ``(stored row, True)``."""
@@ -419,7 +430,9 @@ class Store(abc.ABC):
         ``attempt_started_at = now``; for a ``suspended`` step the same attempt resumes,
         its number unchanged) and returns the row with ``began=True``; an attempt
         left in flight by a lost worker is left as it is (``began=False``), for the new
-        owner to count as failed. Returns the claimed rows, in claim order.
+        owner to count as failed. Each returned row's ``due_at`` is when it had become
+        claimable (its ``run_at``, or for a running row its lease expiry), read in the
+        same statement. Returns the claimed rows, in claim order.
         """
 
     @abc.abstractmethod
@@ -513,8 +526,8 @@ class Store(abc.ABC):
         units and let it wait for them, in one transaction.
 
         Each unit becomes a row (id :func:`unit_id`) of the same workflow, queue, priority,
-        ``scheduled_at`` and deadline, ``status`` pending, attempt 0, at step ``unit.name``
-        as visit ``visit`` (its records carry the group run's visit)
+        ``scheduled_at``, deadline and ``headers``, ``status`` pending, attempt 0, at step
+        ``unit.name`` as visit ``visit`` (its records carry the group run's visit)
         with budget ``unit.max_attempts``, ``context`` the unit's (or empty), input None.
         Units whose index is below ``concurrency`` (all when None) are claimable at
         ``now``; the others are parked (pending with no ``run_at``) until a unit ends. The execution
@@ -641,8 +654,8 @@ class Store(abc.ABC):
         ``context``, no attempt in flight (``attempt`` 0, budget ``max_attempts``), no
         error, result, cancel request or deadline (its next claim sets a fresh one from
         ``timeout_ms``); ``origin`` replaces the row's when given (the retry's rewind is
-        kept there). Raises ExecutionNotFound, or InvalidState when it has not ended
-        so (or is a unit). Returns the row after the change."""
+        kept there); its ``headers`` are kept. Raises ExecutionNotFound, or InvalidState
+        when it has not ended so (or is a unit). Returns the row after the change."""
 
     @abc.abstractmethod
     def compensate(

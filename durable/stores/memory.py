@@ -261,6 +261,7 @@ class MemoryStore(Store):
                 if row.workflow not in wanted:
                     set_aside.append((best_q, entry))
                     continue
+                due = row.lease_expires_at if row.status == Status.RUNNING else row.run_at
                 row.status = Status.RUNNING
                 row.token += 1
                 row.worker_id = worker_id
@@ -278,6 +279,7 @@ class MemoryStore(Store):
                 self._touch(row)
                 out = _clone_row(row)
                 out.began = began
+                out.due_at = due
                 claimed.append(out)
             for q, entry in set_aside:
                 heapq.heappush(self._ready[q], entry)
@@ -652,6 +654,7 @@ class MemoryStore(Store):
                     visit=visit,  # (a unit runs as its group run's visit)
                     stops_group=stops_group,
                     item=clone(u.item),
+                    headers=dict(row.headers),
                 )
                 unit.seq = next(self._seq)
                 self._rows[uid] = unit
@@ -1214,6 +1217,7 @@ def _clone_row(row: ExecutionRow) -> ExecutionRow:
     out.result = clone(row.result)
     out.origin = clone(row.origin)
     out.shape = clone(row.shape)
+    out.headers = dict(row.headers)
     return out
 
 

@@ -426,6 +426,12 @@ def _v12_schedules(conn: sa.Connection) -> None:
     md.create_all(conn)
 
 
+def _v13_headers(conn: sa.Connection) -> None:
+    """The headers plugins store with an execution when it is created (a trace context,
+    so its spans join the trace that started it). Executions made before have none."""
+    conn.execute(sa.text("ALTER TABLE durable_executions ADD COLUMN headers TEXT"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -439,6 +445,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (10, "step_changes", _v10_step_changes),
     (11, "shapes", _v11_shapes),
     (12, "schedules", _v12_schedules),
+    (13, "headers", _v13_headers),
 ]
 
 

@@ -128,6 +128,7 @@ def _decode(r: Row, dt: ToDatetime, problems: list[str] | None) -> ExecutionRow:
         phase=StepPhase(r["phase"]),
         origin=field("origin", loads, None),
         shape=field("shape", loads, None),
+        headers=field("headers", _headers, {}),
     )
 
 
@@ -142,6 +143,13 @@ def outcome(r: Row, dt: ToDatetime) -> UnitOutcome:
         loads(r["result"]),
         loads(r["error"]),
     )
+
+
+def _headers(text: str | None) -> dict[str, str]:
+    headers = {} if text is None else json.loads(text)
+    if not isinstance(headers, dict):
+        raise ValueError(f"a JSON {type(headers).__name__}, not a JSON object")
+    return headers
 
 
 def _visits(text: str | None) -> dict[str, int]:

@@ -21,7 +21,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 #: how many rows hold a group's count of open units (v8): a unit counts in the row
 #: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
@@ -130,6 +130,9 @@ executions = sa.Table(
     # v11: the workflow's shape when the execution started (JSON: its steps and kinds,
     # branches and compensations), which a deploy check compares with the code
     sa.Column("shape", sa.Text),
+    # v13: the string headers plugins stored with the execution when it was created (JSON
+    # object, e.g. a W3C traceparent; NULL: none), shared by its units
+    sa.Column("headers", sa.Text),
 )
 
 sa.Index(

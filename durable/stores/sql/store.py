@@ -424,6 +424,7 @@ class SQLStore(Connections, Store):
             "parent_id": row.parent_id,
             "origin": None if row.origin is None else dumps(row.origin),
             "shape": None if row.shape is None else dumps(row.shape),
+            "headers": dumps(row.headers) if row.headers else None,
         }
 
     def get(self, execution_id: str) -> ExecutionRow | None:
@@ -536,20 +537,21 @@ class SQLStore(Connections, Store):
         unreadable: list[ExecutionRow] = []
         with self._cursor(write=self.HOT_IN_TRANSACTION) as cur:
             cur.execute(pick, params)
-            if take:  # it picked the candidates (and whether each is fresh): take them
-                fresh = {r["seq"]: bool(r["fresh"]) for r in cur.fetchall()}
-                if not fresh:
+            if take:  # it picked the candidates (whether each is fresh, since when due)
+                picked = {r["seq"]: (bool(r["fresh"]), r["due"]) for r in cur.fetchall()}
+                if not picked:
                     return [], 0
-                params["seqs"] = self._array(list(fresh))
+                params["seqs"] = self._array(list(picked))
                 for sql in take:
                     cur.execute(sql, params)
-                found = [(r, fresh[r["seq"]]) for r in cur.fetchall()]
-            else:  # one statement that took them and says which are fresh
-                found = [(r, bool(r["fresh"])) for r in cur.fetchall()]
+                found = [(r, *picked[r["seq"]]) for r in cur.fetchall()]
+            else:  # one statement that took them and says which are fresh and when due
+                found = [(r, bool(r["fresh"]), r["due"]) for r in cur.fetchall()]
             taken = []
-            for r, began in found:
+            for r, began, due in found:
                 claimed = self._row(r)
                 claimed.began = began
+                claimed.due_at = self._dt(due)
                 if claimed.deadline is None and claimed.timeout_ms is not None:
                     try:
                         if claimed.timeout_ms > MAX_DURATION_MS:
@@ -781,6 +783,7 @@ class SQLStore(Connections, Store):
                             "step": step,
                             "visit": visit,
                             "stops": stops_group,
+                            "headers": dumps(row.headers) if row.headers else None,
                         },
                     )
                 if units:
@@ -1596,6 +1599,7 @@ class SQLStore(Connections, Store):
                 r.max_attempts,
                 None if r.origin is None else dumps(r.origin),
                 None if r.shape is None else dumps(r.shape),
+                dumps(r.headers) if r.headers else None,
             ]
             for r in rows
         ]

@@ -56,12 +56,12 @@ WITH i AS (
     INSERT INTO durable_executions (
         id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
         run_at, timeout_ms, idempotency_key, step_index, step_name, attempt, token,
-        cancel_requested, claimable_at, max_attempts, parent_id, origin, shape
+        cancel_requested, claimable_at, max_attempts, parent_id, origin, shape, headers
     ) VALUES (
         %(id)s, %(workflow)s, %(status)s, %(queue)s, %(priority)s, %(input)s, %(context)s,
         %(created_at)s, %(scheduled_at)s, %(run_at)s, %(timeout_ms)s, %(idempotency_key)s,
         %(step_index)s, %(step_name)s, %(attempt)s, %(token)s, FALSE, %(claimable_at)s,
-        %(max_attempts)s, %(parent_id)s, %(origin)s, %(shape)s
+        %(max_attempts)s, %(parent_id)s, %(origin)s, %(shape)s, %(headers)s
     )
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING
@@ -70,7 +70,7 @@ WITH i AS (
         deadline, step_index, step_name, attempt, attempt_started_at, error, token,
         worker_id, lease_expires_at, cancel_requested, cancel_reason, suspended, last_write,
         lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 ), n AS (SELECT pg_notify('durable_work', ''))
 SELECT i.* FROM i, n;
 
@@ -80,7 +80,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions WHERE idempotency_key = %(key)s;
 
 -- name: get
@@ -89,7 +89,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions WHERE id = %(id)s;
 
 -- name: get_for_update
@@ -98,7 +98,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions WHERE id = %(id)s FOR UPDATE;
 
 -- name: live
@@ -125,7 +125,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -143,7 +143,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE status = %(status)s AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -161,7 +161,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE status = ANY(%(statuses)s) AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -179,7 +179,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE phase = 'compensate' AND completed_at IS NULL AND unit IS NULL
   AND (%(workflows)s::text[] IS NULL OR workflow = ANY(%(workflows)s))
@@ -196,7 +196,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE workflow = %(workflow)s
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -220,7 +220,8 @@ HAVING min(claimable_at) IS NOT NULL;
 -- (written by an older version) is left for the store to fail that row alone, not
 -- computed: it could overflow the interval.
 WITH c AS (
-    SELECT seq, attempt_started_at IS NULL AS fresh FROM durable_executions
+    SELECT seq, attempt_started_at IS NULL AS fresh, claimable_at AS due
+    FROM durable_executions
     WHERE claimable_at <= %(now)s AND status IN ('pending', 'running', 'waiting')
       AND workflow = ANY(%(workflows)s)
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s))
@@ -246,7 +247,8 @@ RETURNING
     e.error, e.token, e.worker_id, e.lease_expires_at, e.cancel_requested, e.cancel_reason,
     e.suspended, e.last_write, e.lost_attempts, e.max_attempts,
     e.step_visit, e.visits, e.parent_id, e.unit, e.group_step, e.group_visit, e.unit_index,
-    e.stops_group, e.item, e.result, e.open_units, e.phase, e.origin, e.shape, c.fresh;
+    e.stops_group, e.item, e.result, e.open_units, e.phase, e.origin, e.shape, e.headers, c.fresh,
+    c.due;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = %(deadline)s WHERE seq = %(seq)s;
@@ -488,7 +490,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers;
 
 -- name: compensate
 -- The claimed execution enters its compensate phase (see Store.compensate): pending at
@@ -516,7 +518,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers;
 
 -- name: cancel
 -- Mark the cancel; with at_once (nothing runs it now) end the execution as well. With
@@ -539,7 +541,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers;
 
 
 -- name: wait_get
@@ -657,18 +659,19 @@ DELETE FROM durable_executions WHERE id = ANY(%(ids)s) RETURNING id;
 -- unit, in order: [id, name, index, max_attempts, context (JSON text, null: {}), item
 -- (JSON text)]; units below index %(concurrency)s (all when NULL) are claimable at once,
 -- the others parked (pending, not claimable). A fork of many units runs it once per
--- batch. A unit's id is derived from its place, so a repeated fork adds nothing.
+-- batch. A unit's id is derived from its place, so a repeated fork adds nothing. Units
+-- share their execution's headers.
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
     max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item,
-    step_visit
+    step_visit, headers
 )
 SELECT
     e.u ->> 0, %(workflow)s, 'pending', %(queue)s, %(priority)s, 'null',
     coalesce(e.u ->> 4, '{}'), %(now)s, %(scheduled_at)s, a.run_at, a.run_at, %(deadline)s,
     0, e.u ->> 1, 0, 0, FALSE, (e.u ->> 3)::int, %(parent)s, e.u ->> 1, %(step)s,
-    %(visit)s, (e.u ->> 2)::int, %(stops)s, e.u ->> 5, %(visit)s
+    %(visit)s, (e.u ->> 2)::int, %(stops)s, e.u ->> 5, %(visit)s, %(headers)s
 FROM json_array_elements(%(units)s::json) WITH ORDINALITY AS e(u, n)
 CROSS JOIN LATERAL (
     SELECT CASE WHEN %(concurrency)s::int IS NULL OR (e.u ->> 2)::int < %(concurrency)s::int
@@ -693,7 +696,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
   AND unit IS NOT NULL
@@ -957,16 +960,18 @@ RETURNING s.name;
 -- name: schedule_runs_insert
 -- The executions of many fires in one statement: %(rows)s is a JSON array of [id,
 -- workflow, queue, priority, input (JSON text), scheduled_at, timeout_ms, step_name,
--- max_attempts, origin (JSON text), shape (JSON text)], each pending and due at its tick.
+-- max_attempts, origin (JSON text), shape (JSON text), headers (JSON text)], each
+-- pending and due at its tick.
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, timeout_ms, step_index, step_name, attempt, token,
-    cancel_requested, max_attempts, origin, shape
+    cancel_requested, max_attempts, origin, shape, headers
 )
 SELECT
     r.v ->> 0, r.v ->> 1, 'pending', r.v ->> 2, (r.v ->> 3)::int, r.v ->> 4, '{}', %(now)s,
     (r.v ->> 5)::timestamptz, (r.v ->> 5)::timestamptz, (r.v ->> 5)::timestamptz,
-    (r.v ->> 6)::bigint, 0, r.v ->> 7, 0, 0, FALSE, (r.v ->> 8)::int, r.v ->> 9, r.v ->> 10
+    (r.v ->> 6)::bigint, 0, r.v ->> 7, 0, 0, FALSE, (r.v ->> 8)::int, r.v ->> 9, r.v ->> 10,
+    r.v ->> 11
 FROM json_array_elements(%(rows)s::json) WITH ORDINALITY AS r(v, n)
 ORDER BY r.n;
 

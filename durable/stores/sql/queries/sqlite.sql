@@ -46,11 +46,11 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND cancel_requested;
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, timeout_ms, idempotency_key, step_index, step_name, attempt, token,
-    cancel_requested, claimable_at, max_attempts, parent_id, origin, shape
+    cancel_requested, claimable_at, max_attempts, parent_id, origin, shape, headers
 ) VALUES (
     :id, :workflow, :status, :queue, :priority, :input, :context, :created_at, :scheduled_at,
     :run_at, :timeout_ms, :idempotency_key, :step_index, :step_name, :attempt, :token,
-    0, :claimable_at, :max_attempts, :parent_id, :origin, :shape
+    0, :claimable_at, :max_attempts, :parent_id, :origin, :shape, :headers
 )
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING
@@ -58,7 +58,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers;
 
 -- name: by_key
 SELECT
@@ -66,7 +66,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions WHERE idempotency_key = :key;
 
 -- name: get
@@ -75,7 +75,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions WHERE id = :id;
 
 -- name: get_for_update
@@ -85,7 +85,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions WHERE id = :id;
 
 -- name: live
@@ -112,7 +112,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -130,7 +130,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE status = :status AND (phase = 'run' OR completed_at IS NOT NULL)
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -148,7 +148,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE status IN (SELECT value FROM json_each(:statuses))
   AND (phase = 'run' OR completed_at IS NOT NULL)
@@ -167,7 +167,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE phase = 'compensate' AND completed_at IS NULL AND unit IS NULL
   AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
@@ -184,7 +184,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -204,8 +204,9 @@ HAVING min(claimable_at) IS NOT NULL;
 
 -- name: claim
 -- Two statements: pick the due rows, best first, noting whether each starts a fresh
--- attempt (RETURNING only sees the updated row); then take the picked rows (:seqs).
-SELECT seq, attempt_started_at IS NULL AS fresh FROM durable_executions
+-- attempt and since when it is due (RETURNING only sees the updated row); then take the
+-- picked rows (:seqs).
+SELECT seq, attempt_started_at IS NULL AS fresh, claimable_at AS due FROM durable_executions
 WHERE claimable_at <= :now AND status IN ('pending', 'running', 'waiting')
   AND workflow IN (SELECT value FROM json_each(:workflows))
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -224,7 +225,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers;
 
 -- name: set_deadline
 UPDATE durable_executions SET deadline = :deadline WHERE seq = :seq;
@@ -336,7 +337,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers;
 
 -- name: compensate
 -- The claimed execution enters its compensate phase (see Store.compensate): pending at
@@ -364,7 +365,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers;
 
 -- name: cancel
 -- Mark the cancel; with :at_once (nothing runs it now) end the execution as well. With
@@ -387,7 +388,7 @@ RETURNING
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape;
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers;
 
 
 -- name: wait_get
@@ -507,13 +508,13 @@ DELETE FROM durable_executions WHERE id IN (SELECT value FROM json_each(:ids)) R
 -- in order: [id, name, index, max_attempts, context (JSON text, null: {}), item (JSON
 -- text)]; units below index :concurrency (all when NULL) are claimable at once, the
 -- others parked (pending, not claimable). A fork of many units runs it once per batch.
--- A unit's id is derived from its place, so a repeated fork adds nothing. (WHERE TRUE:
--- an upsert after a SELECT needs one.)
+-- A unit's id is derived from its place, so a repeated fork adds nothing. Units share
+-- their execution's headers. (WHERE TRUE: an upsert after a SELECT needs one.)
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, deadline, step_index, step_name, attempt, token, cancel_requested,
     max_attempts, parent_id, unit, group_step, group_visit, unit_index, stops_group, item,
-    step_visit
+    step_visit, headers
 )
 SELECT
     u.value ->> 0, :workflow, 'pending', :queue, :priority, 'null',
@@ -521,7 +522,7 @@ SELECT
     CASE WHEN :concurrency IS NULL OR u.value ->> 2 < :concurrency THEN :now END,
     CASE WHEN :concurrency IS NULL OR u.value ->> 2 < :concurrency THEN :now END,
     :deadline, 0, u.value ->> 1, 0, 0, 0, u.value ->> 3, :parent, u.value ->> 1, :step,
-    :visit, u.value ->> 2, :stops, u.value ->> 5, :visit
+    :visit, u.value ->> 2, :stops, u.value ->> 5, :visit, :headers
 FROM json_each(:units) AS u
 WHERE TRUE
 ORDER BY u.key
@@ -543,7 +544,7 @@ SELECT
     run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
     step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
     cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
-    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers
 FROM durable_executions
 WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
   AND unit IS NOT NULL
@@ -789,16 +790,17 @@ RETURNING name;
 -- name: schedule_runs_insert
 -- The executions of many fires in one statement: :rows is a JSON array of [id, workflow,
 -- queue, priority, input (JSON text), scheduled_at, timeout_ms, step_name, max_attempts,
--- origin (JSON text), shape (JSON text)], each pending and due at its tick.
+-- origin (JSON text), shape (JSON text), headers (JSON text)], each pending and due at
+-- its tick.
 INSERT INTO durable_executions (
     id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
     run_at, claimable_at, timeout_ms, step_index, step_name, attempt, token,
-    cancel_requested, max_attempts, origin, shape
+    cancel_requested, max_attempts, origin, shape, headers
 )
 SELECT
     r.value ->> 0, r.value ->> 1, 'pending', r.value ->> 2, r.value ->> 3, r.value ->> 4,
     '{}', :now, r.value ->> 5, r.value ->> 5, r.value ->> 5, r.value ->> 6, 0,
-    r.value ->> 7, 0, 0, 0, r.value ->> 8, r.value ->> 9, r.value ->> 10
+    r.value ->> 7, 0, 0, 0, r.value ->> 8, r.value ->> 9, r.value ->> 10, r.value ->> 11
 FROM json_each(:rows) AS r
 ORDER BY r.key;
 

@@ -1,0 +1,197 @@
+"""What durable-otel costs: bench_sql.py's one-worker throughput with the plugin recording,
+against the same without it, in one process.
+
+The plugin records through the OpenTelemetry SDK as in production, into exporters that
+discard: a TracerProvider with a BatchSpanProcessor (its own export thread) and a
+MeterProvider with a PeriodicExportingMetricReader (every second). Three variants, run
+one after another in an order that turns with each round, so that drift (the disk, the
+server, the machine's other load) falls on each alike; the figure of each is the median
+of its runs:
+
+* ``without``: durable-otel not loaded at all (the entry point left out of the engine's
+  plugins: what a process without the plugin installed runs);
+* ``off``: loaded, but turned off (``durable_otel.configure(enabled=False)``): the hook
+  calls alone;
+* ``api``: loaded and on, in a process that set up no SDK (OpenTelemetry's no-op
+  providers): the plugin's own code and durable's hook calls, without the SDK's work;
+* ``on``: loaded and recording every span and metric through the SDK.
+
+The target: ``on`` at least 90% of ``without``.
+
+    python bench/bench_otel.py [--store URL ...] [--runs 5] [--m 2000] [--concurrency 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench_sql import throughput
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import NoOpTracerProvider
+
+import durable_otel
+from durable import plugins
+
+
+class DiscardSpans(SpanExporter):
+    """Counts the spans it is given, and drops them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self._lock:
+            self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+class DiscardMetrics(MetricExporter):
+    """Takes each collection of metrics, and drops it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exports = 0
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: object
+    ) -> MetricExportResult:
+        self.exports += 1
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: object) -> None:
+        pass
+
+
+@contextmanager
+def without_the_plugin() -> Iterator[None]:
+    """Engines made in the block do not load durable-otel (as if it were not installed)."""
+    real = plugins.entry_point_plugins
+
+    def others(*, refresh: bool = False) -> list[tuple[str, object]]:
+        return [(n, p) for n, p in real(refresh=refresh) if p is not durable_otel.plugin]
+
+    plugins.entry_point_plugins = others  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        plugins.entry_point_plugins = real
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--store",
+        action="append",
+        default=None,
+        help="store URL (repeatable; default: Postgres at 127.0.0.1 and a temporary SQLite file)",
+    )
+    parser.add_argument("--runs", type=int, default=5, help="runs of each variant")
+    parser.add_argument("--m", type=int, default=2000, help="executions per run")
+    parser.add_argument("--concurrency", type=int, default=10)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    stores = args.store or [
+        "postgresql://postgres@127.0.0.1:5432/durable_bench",
+        f"sqlite:///{tmp / 'bench.db'}",
+    ]
+    spans = DiscardSpans()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(spans))
+    metrics = DiscardMetrics()
+    meter_provider = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(metrics, export_interval_millis=1000)]
+    )
+
+    no_tracer, no_meter = NoOpTracerProvider(), NoOpMeterProvider()
+
+    def run(url: str, variant: str) -> float:
+        if variant == "api":
+            durable_otel.configure(tracer_provider=no_tracer, meter_provider=no_meter)
+        else:
+            durable_otel.configure(
+                tracer_provider=tracer_provider,
+                meter_provider=meter_provider,
+                enabled=variant == "on",
+            )
+        if variant == "without":
+            with without_the_plugin():
+                return throughput(url, args.m, args.concurrency)
+        return throughput(url, args.m, args.concurrency)
+
+    results = []
+    for url in stores:
+        if url.startswith("postgresql"):
+            import psycopg
+
+            admin = url.rsplit("/", 1)[0] + "/postgres"
+            with psycopg.connect(admin, autocommit=True) as conn:
+                name = url.rsplit("/", 1)[1]
+                if not conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone():
+                    conn.execute(f"CREATE DATABASE {name}")
+        variants = ["without", "off", "api", "on"]
+        runs: dict[str, list[float]] = {v: [] for v in variants}
+        run(url, "on")  # warm up (imports, connections, the SDK's first spans)
+        tracer_provider.force_flush()
+        spans_before = spans.count
+        on_runs = 0
+        for i in range(args.runs):
+            order = variants[i % 4 :] + variants[: i % 4]
+            if i % 2:
+                order.reverse()
+            for variant in order:
+                runs[variant].append(run(url, variant))
+                on_runs += variant == "on"
+        tracer_provider.force_flush()
+        per_execution = (spans.count - spans_before) / (on_runs * args.m)
+        median = {v: statistics.median(r) for v, r in runs.items()}
+        result = {
+            "store": url.split("://")[0],
+            "executions": args.m,
+            "concurrency": args.concurrency,
+            "throughput_wps": median,
+            "runs": runs,
+            "on_vs_without": median["on"] / median["without"],
+            "on_vs_off": median["on"] / median["off"],
+            "api_vs_without": median["api"] / median["without"],
+            "spans_per_execution": per_execution,
+        }
+        results.append(result)
+        print(url)
+        for v in variants:
+            shown = ", ".join(f"{t:,.0f}" for t in runs[v])
+            print(f"  {v:<8} {median[v]:8,.0f} three-step workflows/s (runs: {shown})")
+        print(
+            f"  on / without: {result['on_vs_without']:.1%}   on / off: {result['on_vs_off']:.1%}"
+            f"   api / without: {result['api_vs_without']:.1%}"
+            f"   ({per_execution:.1f} spans exported per execution while on)"
+        )
+    durable_otel.configure()
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

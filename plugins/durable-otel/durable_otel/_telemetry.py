@@ -1,0 +1,212 @@
+"""The tracer and the metric instruments the plugin records with, and ``configure()``."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from opentelemetry import context as otel_context
+from opentelemetry import metrics, propagate, trace
+
+__all__ = [
+    "METRICS",
+    "SCOPE",
+    "Telemetry",
+    "configure",
+    "current",
+]
+
+SCOPE = "durable"
+"""The instrumentation scope of every span and metric the plugin records."""
+
+VERSION = "0.1.0"
+
+# Buckets in seconds, from a fast step's few milliseconds to an hour in a queue (the
+# SDK's default buckets are made for milliseconds).
+SECONDS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+    3600.0,
+)
+
+METRICS = {
+    "durable.executions.started": "executions that began to run (their first claim), by "
+    "durable.workflow",
+    "durable.executions.finished": "executions that ended, by durable.workflow and "
+    "durable.status (completed, failed, cancelled, compensated)",
+    "durable.step.duration": "how long step attempts ran (seconds, as their spans), by "
+    "durable.workflow, durable.step and durable.outcome (completed: returned, failed: "
+    "raised, suspended: reached a wait)",
+    "durable.step.retries": "failed attempts that were scheduled to run again, by "
+    "durable.workflow and durable.step",
+    "durable.queue.lag": "how long work waited to be claimed once it was due (seconds), by "
+    "durable.workflow and durable.queue",
+}
+"""Every metric the plugin records, and what it counts."""
+
+_CONTEXTS_KEPT = 1024
+_lock = threading.Lock()
+
+
+class Tally:
+    """Counts by attribute values, kept here and reported to the meter when it collects
+    (the callback of an ObservableCounter): counting is a dict update under a lock, not a
+    measurement through the SDK each time."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, ...], int] = {}
+
+    def add(self, *values: str) -> None:
+        """Count one for these values of :attr:`names`."""
+        with self._lock:
+            self._counts[values] = self._counts.get(values, 0) + 1
+
+    def observe(self, _options: metrics.CallbackOptions) -> list[metrics.Observation]:
+        """The totals so far, as observations of a cumulative counter."""
+        with self._lock:
+            counts = list(self._counts.items())
+        return [
+            metrics.Observation(n, dict(zip(self.names, key, strict=True))) for key, n in counts
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Instruments:
+    """The instruments of :data:`METRICS` on one meter provider (made once for each: an
+    instrument made again under the same name would be a duplicate)."""
+
+    started: Tally
+    finished: Tally
+    retries: Tally
+    step_duration: metrics.Histogram
+    queue_lag: metrics.Histogram
+
+    @classmethod
+    def make(cls, meter_provider: metrics.MeterProvider | None) -> Instruments:
+        meter = metrics.get_meter(SCOPE, VERSION, meter_provider=meter_provider)
+        made = cls(
+            started=Tally(("durable.workflow",)),
+            finished=Tally(("durable.workflow", "durable.status")),
+            retries=Tally(("durable.workflow", "durable.step")),
+            step_duration=meter.create_histogram(
+                "durable.step.duration",
+                unit="s",
+                description=METRICS["durable.step.duration"],
+                explicit_bucket_boundaries_advisory=SECONDS,
+            ),
+            queue_lag=meter.create_histogram(
+                "durable.queue.lag",
+                unit="s",
+                description=METRICS["durable.queue.lag"],
+                explicit_bucket_boundaries_advisory=SECONDS,
+            ),
+        )
+        for name, unit, tally in (
+            ("durable.executions.started", "{execution}", made.started),
+            ("durable.executions.finished", "{execution}", made.finished),
+            ("durable.step.retries", "{retry}", made.retries),
+        ):
+            meter.create_observable_counter(
+                name, callbacks=[tally.observe], unit=unit, description=METRICS[name]
+            )
+        return made
+
+
+_instruments: dict[metrics.MeterProvider | None, Instruments] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    """What the plugin records with: one tracer, and the instruments of :data:`METRICS`."""
+
+    enabled: bool
+    tracer_provider: trace.TracerProvider | None  # (None: the global one)
+    meter_provider: metrics.MeterProvider | None
+    tracer: trace.Tracer
+    instruments: Instruments
+
+    @classmethod
+    def make(
+        cls,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        *,
+        enabled: bool = True,
+    ) -> Telemetry:
+        """From these providers (None: OpenTelemetry's global ones, as they are set now
+        or later)."""
+        with _lock:
+            instruments = _instruments.get(meter_provider)
+            if instruments is None:
+                instruments = _instruments[meter_provider] = Instruments.make(meter_provider)
+        return cls(
+            enabled=enabled,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+            tracer=trace.get_tracer(SCOPE, VERSION, tracer_provider=tracer_provider),
+            instruments=instruments,
+        )
+
+
+_current = Telemetry.make()
+
+
+def current() -> Telemetry:
+    """The telemetry in force."""
+    return _current
+
+
+def configure(
+    *,
+    tracer_provider: trace.TracerProvider | None = None,
+    meter_provider: metrics.MeterProvider | None = None,
+    enabled: bool = True,
+) -> None:
+    """Choose where durable's spans and metrics go: these providers instead of
+    OpenTelemetry's global ones (None: the global one), for every engine of this process.
+    ``enabled=False`` stops recording (the hooks return at once); ``configure()`` with no
+    arguments goes back to the global providers."""
+    global _current
+    _current = Telemetry.make(tracer_provider, meter_provider, enabled=enabled)
+
+
+# -- trace context carried in an execution's headers ---------------------------------------
+
+_contexts: dict[tuple[tuple[str, str], ...], otel_context.Context] = {}
+
+
+def parent_context(headers: Mapping[str, str]) -> otel_context.Context | None:
+    """The context the headers carry (their trace's execution span, and any baggage),
+    extracted through the global propagator; None when they carry none. Every attempt of
+    an execution carries the same headers: the contexts extracted last are kept (a
+    Context never changes), up to a thousand, then forgotten all at once."""
+    if not headers:
+        return None
+    key = tuple(headers.items())
+    found = _contexts.get(key)
+    if found is not None:
+        return found
+    extracted = propagate.extract(headers)
+    if not trace.get_current_span(extracted).get_span_context().is_valid:
+        return None
+    if len(_contexts) >= _CONTEXTS_KEPT:
+        _contexts.clear()
+    _contexts[key] = extracted
+    return extracted
