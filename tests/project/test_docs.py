@@ -44,7 +44,7 @@ PAGES = {
     "operations.md": 4,
     "cron.md": 3,
     "graph.md": 1,
-    "observability.md": 3,
+    "observability.md": 4,
 }
 # Pages whose examples need a plugin from plugins/ (and the OpenTelemetry SDK) installed:
 # nox installs them; a run without them skips those pages, except under CI=true.
