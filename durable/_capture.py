@@ -47,6 +47,13 @@ def _entry(run: StepRun, record: logging.LogRecord) -> dict[str, Any]:
     return entry
 
 
+class _Teeing(threading.local):
+    active = False
+
+
+_teeing = _Teeing()
+
+
 class _Tee:
     """``sys.stdout`` or ``sys.stderr``: writes go on to the stream it replaced, and the
     running attempt (if any) keeps a copy. Everything else is the wrapped stream's."""
@@ -57,12 +64,18 @@ class _Tee:
 
     def write(self, text: str) -> int:
         run = current.get()
-        if run is not None and not run.closed and isinstance(text, str) and text:
-            # A logging handler writing a record out: the record is kept already.
-            caller = sys._getframe(1)
-            if caller.f_globals.get("__name__") != "logging":
-                run.add_output(self._durable_name, text)
-        return self._durable_stream.write(text)
+        if _teeing.active or run is None or run.closed or not isinstance(text, str) or not text:
+            return self._durable_stream.write(text)
+        # A logging handler writing a record out: the record is kept already.
+        if sys._getframe(1).f_globals.get("__name__") != "logging":
+            run.add_output(self._durable_name, text)
+        # A stream an application wrapped around a tee, and a tee put around it again,
+        # write through two tees: only the outer one keeps the text.
+        _teeing.active = True
+        try:
+            return self._durable_stream.write(text)
+        finally:
+            _teeing.active = False
 
     def writelines(self, lines: Any) -> None:
         for line in lines:

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from durable._limits import CAPTURE_LIMIT
 
+# what an entry's time, level, logger or stream cost when stored (JSON), about
+ENTRY_OVERHEAD = 100
+
 if TYPE_CHECKING:
     from durable.clock import Clock
     from durable.models import WaitSpec
@@ -144,7 +147,7 @@ class StepRun:
     def add_log(self, entry: dict[str, Any]) -> None:
         """Keep a logging record (``{"time", "level", "logger", "message"}``), while the
         attempt's records are within CAPTURE_LIMIT bytes of text."""
-        size = len(str(entry.get("message", "")).encode("utf-8", "replace"))
+        size = ENTRY_OVERHEAD + len(str(entry.get("message", "")).encode("utf-8", "replace"))
         size += len(str(entry.get("exception", "")).encode("utf-8", "replace"))
         with self.lock:
             if self.closed:
@@ -158,12 +161,15 @@ class StepRun:
 
     def add_output(self, stream: str, text: str) -> None:
         """Keep text written to ``stream`` ("stdout" or "stderr"), while the attempt's
-        output is within CAPTURE_LIMIT bytes (UTF-8); what does not fit is counted."""
+        output is within CAPTURE_LIMIT bytes (UTF-8, each new entry counted at
+        ENTRY_OVERHEAD more); what does not fit is counted."""
         data = text.encode("utf-8", "replace")
         with self.lock:
             if self.closed:
                 return
-            room = CAPTURE_LIMIT - self.output_bytes
+            entry = self.open_output
+            new = entry is None or entry["stream"] != stream
+            room = CAPTURE_LIMIT - self.output_bytes - (ENTRY_OVERHEAD if new else 0)
             if len(data) > room:
                 self.dropped_output += len(data) - max(room, 0)
                 if room <= 0:
@@ -171,9 +177,8 @@ class StepRun:
                 data = data[:room]
             # (a character cut in two by the bound is dropped whole)
             kept = data.decode("utf-8", "ignore")
-            self.output_bytes += len(data)
-            entry = self.open_output
-            if entry is None or entry["stream"] != stream:
+            self.output_bytes += len(data) + (ENTRY_OVERHEAD if new else 0)
+            if new:
                 self._seal()
                 entry = {"time": self.clock.now().isoformat(), "stream": stream, "text": ""}
                 self.logs.append(entry)

@@ -134,7 +134,7 @@ def _states(g: Graph, wdef: WorkflowDef, ex: Execution) -> dict[str, str]:
         if base not in states:
             continue
         status = s.status.value
-        states[base] = {"lost": "running", "cancelled": "cancelled"}.get(status, status)
+        states[base] = {"lost": "running", "suspended": "waiting"}.get(status, status)
         if base in g.groups and status == "completed":
             states[f"{base}/join"] = "completed"
     if ex.current_step is not None and not ex.finished:

@@ -14,6 +14,7 @@ import pytest
 import durable
 from durable import Retry, step, workflow
 from durable._limits import CAPTURE_LIMIT
+from durable._runtime import ENTRY_OVERHEAD
 from durable.cli import format_execution
 from durable.context import input
 
@@ -152,15 +153,16 @@ def test_an_attempt_keeps_64_kib_of_each_and_marks_the_cut(engine):
     s = engine.get_execution(wid, include_steps=True).steps[0]
     printed = [e for e in s.logs if "stream" in e]
     kept = sum(len(e["text"].encode()) for e in printed)
-    assert CAPTURE_LIMIT - 1 <= kept <= CAPTURE_LIMIT  # (a 2-byte character is not split)
+    budget = CAPTURE_LIMIT - ENTRY_OVERHEAD  # (one entry: its time and stream count too)
+    assert budget - 1 <= kept <= budget  # (a 2-byte character is not split)
     cut = {e["cut"]: e for e in s.logs if "cut" in e}
-    assert cut["output"]["dropped"] == 50 * 2001 - CAPTURE_LIMIT
+    assert cut["output"]["dropped"] == 50 * 2001 - budget
     assert s.stdout.endswith(
-        f"\n[{50 * 2001 - CAPTURE_LIMIT} more bytes of output were not kept: "
+        f"\n[{50 * 2001 - budget} more bytes of output were not kept: "
         "an attempt keeps 64 KiB of it]\n"
     )
     records = [e for e in s.records if "level" in e]
-    assert sum(len(r["message"].encode()) for r in records) <= CAPTURE_LIMIT
+    assert sum(ENTRY_OVERHEAD + len(r["message"].encode()) for r in records) <= CAPTURE_LIMIT
     assert cut["logs"]["dropped"] == 2000 - len(records)
     assert s.records[-1] is cut["logs"]
     assert "cut [" in format_execution(engine.get_execution(wid, include_steps=True))
@@ -237,3 +239,45 @@ def test_a_replaced_stream_is_teed_again_at_the_next_attempt(engine, stream, mon
     s = engine.get_execution(wid, include_steps=True).steps[0]
     assert (s.stdout if stream == "stdout" else s.stderr) in replacement.getvalue()
     assert getattr(s, stream)
+
+
+@workflow("many_tiny_entries")
+class ManyTinyEntries:
+    @step
+    def chatter(self) -> None:
+        for _ in range(20_000):
+            log.warning("")
+            print("x", end="")
+            print("y", end="", file=sys.stderr)
+
+
+def test_empty_records_and_alternating_streams_are_bounded_too(engine):
+    wid = engine.start(ManyTinyEntries)
+    engine.drain()
+    s = engine.get_execution(wid, include_steps=True).steps[0]
+    records = [e for e in s.logs if "level" in e]
+    printed = [e for e in s.logs if "stream" in e]
+    assert len(records) <= CAPTURE_LIMIT // ENTRY_OVERHEAD
+    assert len(printed) <= CAPTURE_LIMIT // ENTRY_OVERHEAD
+    assert {e["cut"] for e in s.logs if "cut" in e} == {"logs", "output"}
+
+
+def test_a_stream_wrapped_around_the_tee_is_not_kept_twice(engine, monkeypatch):
+    engine.start(PrintsAndLogs, {"order": 0})
+    engine.drain()  # the tees are in place
+
+    class Stamp:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def write(self, text):
+            return self.inner.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(sys, "stdout", Stamp(sys.stdout))  # a tee is put around it next
+    wid = engine.start(PrintsAndLogs, {"order": 5})
+    engine.drain()
+    s = engine.get_execution(wid, include_steps=True).steps[0]
+    assert s.stdout == "charging order 5\nno newline yet\n"

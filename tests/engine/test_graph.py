@@ -232,3 +232,25 @@ def test_an_execution_draws_its_children_from_the_steps_that_started_them(durabl
     assert "child:" not in durable.graph(GraphParent, format="dot", execution=ex)
     mermaid = durable.graph(GraphParent, execution=wid, engine=durable_engine)
     assert mermaid.count("(child)") == 3 and "-.->" in mermaid
+
+
+@workflow("graph_waiting_branch")
+class GraphWaitingBranch:
+    @parallel
+    class both:
+        @step
+        def ask(self):
+            return durable.wait_for_input("ok")
+
+        @step
+        def other(self):
+            pass
+
+
+def test_a_branch_waiting_for_input_is_drawn_waiting(durable_engine):
+    wid = durable_engine.start(GraphWaitingBranch)
+    durable_engine.run_all()
+    ex = durable_engine.get_execution(wid, include_steps=True)
+    (g,) = pydot.graph_from_dot_data(durable.graph(GraphWaitingBranch, format="dot", execution=ex))
+    state = {_unquote(n.get_name()): _unquote(n.get("class") or '""') for n in g.get_nodes()}
+    assert state["both.ask"] == "waiting" and state["both.other"] == "completed"
