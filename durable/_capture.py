@@ -137,7 +137,7 @@ def _bind_task(submit: Callable[..., Future[Any]]) -> Callable[..., Future[Any]]
 
 
 def install_capture() -> None:
-    """Install the log record factory, the stream tees and the thread hand-over (once)."""
+    """Install the log record factory and the thread hand-over (once)."""
     global _installed
     with _lock:
         if _installed:
@@ -155,4 +155,5 @@ def install_capture() -> None:
         threading.Thread.start = _bind_thread(threading.Thread.start)  # type: ignore[method-assign,assignment]
         ThreadPoolExecutor.submit = _bind_task(ThreadPoolExecutor.submit)  # type: ignore[method-assign]
         _installed = True
-    ensure_streams()
+    # (the tees go in at the first attempt, ensure_streams: a process that only starts
+    # executions keeps its streams as they are)

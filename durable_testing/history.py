@@ -212,7 +212,8 @@ class History(Sequence[Attempt]):
                 line += f" -> {shown if len(shown) <= 60 else shown[:57] + '...'}"
             lines.append(line)
             lines.extend(f"      log: {m}" for m in a.logs)
-            lines.extend(f"      out: {line}" for line in a.output.splitlines())
+            lines.extend(f"      out: {line}" for line in a.stdout.splitlines())
+            lines.extend(f"      err: {line}" for line in a.stderr.splitlines())
         return "\n".join(lines)
 
     def __str__(self) -> str:

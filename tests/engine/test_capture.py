@@ -73,7 +73,7 @@ def test_the_test_kit_history_shows_the_output(durable_engine):
     assert first.stderr == "oops\n"
     assert first.logs == ("card visa",)
     assert "out: charging order 8" in history.format()
-    assert "out: oops" in history.format()
+    assert "err: oops" in history.format()
 
 
 @workflow("async_prints")
