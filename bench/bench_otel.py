@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench_sql import throughput
+from bench_sql import ensure_database, throughput
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -140,16 +140,7 @@ def main() -> None:
 
     results = []
     for url in stores:
-        if url.startswith("postgresql"):
-            import psycopg
-
-            admin = url.rsplit("/", 1)[0] + "/postgres"
-            with psycopg.connect(admin, autocommit=True) as conn:
-                name = url.rsplit("/", 1)[1]
-                if not conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-                ).fetchone():
-                    conn.execute(f"CREATE DATABASE {name}")
+        ensure_database(url)
         variants = ["without", "off", "api", "on"]
         runs: dict[str, list[float]] = {v: [] for v in variants}
         run(url, "on")  # warm up (imports, connections, the SDK's first spans)

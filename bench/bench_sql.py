@@ -131,6 +131,19 @@ def throughput(url: str, m: int, concurrency: int) -> float:
     return m / elapsed
 
 
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database ``url`` names, if it does not exist (SQLite: nothing)."""
+    if not url.startswith("postgresql"):
+        return
+    import psycopg
+
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        name = url.rsplit("/", 1)[1]
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f"CREATE DATABASE {name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -151,16 +164,7 @@ def main() -> None:
     ]
     results = []
     for url in stores:
-        if url.startswith("postgresql"):
-            import psycopg
-
-            admin = url.rsplit("/", 1)[0] + "/postgres"
-            with psycopg.connect(admin, autocommit=True) as conn:
-                name = url.rsplit("/", 1)[1]
-                if not conn.execute(
-                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-                ).fetchone():
-                    conn.execute(f"CREATE DATABASE {name}")
+        ensure_database(url)
         lat_runs, thr_runs, commit_runs = [], [], []
         for _ in range(args.runs):
             engine = durable.Engine(url)
