@@ -48,7 +48,8 @@ def _entry(run: StepRun, record: logging.LogRecord) -> dict[str, Any]:
 
 
 class _Teeing(threading.local):
-    active = False
+    active = False  # a tee is writing on: an inner tee keeps nothing
+    handling = False  # a logging handler is writing a record out: the record is kept
 
 
 _teeing = _Teeing()
@@ -64,10 +65,9 @@ class _Tee:
 
     def write(self, text: str) -> int:
         run = current.get()
-        if _teeing.active or run is None or run.closed or not isinstance(text, str) or not text:
+        if run is None or run.closed or _teeing.active or _teeing.handling:
             return self._durable_stream.write(text)
-        # A logging handler writing a record out: the record is kept already.
-        if sys._getframe(1).f_globals.get("__name__") != "logging":
+        if isinstance(text, str) and text:
             run.add_output(self._durable_name, text)
         # A stream an application wrapped around a tee, and a tee put around it again,
         # write through two tees: only the outer one keeps the text.
@@ -136,6 +136,22 @@ def _bind_task(submit: Callable[..., Future[Any]]) -> Callable[..., Future[Any]]
     return submit_in_step
 
 
+def _handling(handle: Callable[..., Any]) -> Callable[..., Any]:
+    """A handler (of any kind, from any module) writing a record out to stdout or stderr:
+    the record is kept already, its text is not kept again as output."""
+
+    def handle_record(self: Any, record: logging.LogRecord) -> Any:
+        if _teeing.handling:
+            return handle(self, record)
+        _teeing.handling = True
+        try:
+            return handle(self, record)
+        finally:
+            _teeing.handling = False
+
+    return handle_record
+
+
 def install_capture() -> None:
     """Install the log record factory and the thread hand-over (once)."""
     global _installed
@@ -152,6 +168,10 @@ def install_capture() -> None:
             return record
 
         logging.setLogRecordFactory(factory)
+        # (callHandlers covers handlers that override handle(); handle() covers a
+        # QueueListener's thread, which calls its handlers directly)
+        logging.Logger.callHandlers = _handling(logging.Logger.callHandlers)  # type: ignore[method-assign]
+        logging.Handler.handle = _handling(logging.Handler.handle)  # type: ignore[method-assign]
         threading.Thread.start = _bind_thread(threading.Thread.start)  # type: ignore[method-assign,assignment]
         ThreadPoolExecutor.submit = _bind_task(ThreadPoolExecutor.submit)  # type: ignore[method-assign]
         _installed = True

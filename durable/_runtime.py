@@ -10,10 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from durable._limits import CAPTURE_LIMIT
-
-# what an entry's time, level, logger or stream cost when stored (JSON), about
-ENTRY_OVERHEAD = 100
+from durable._kept import Kept
 
 if TYPE_CHECKING:
     from durable.clock import Clock
@@ -95,16 +92,9 @@ class StepRun:
     clock: Clock
     visit: int = 1  # which visit of the step this attempt belongs to
     scheduled_at: datetime | None = None  # the execution's (a schedule's tick)
-    # what the attempt logged and printed, in order (add_log, add_output), within bounds
-    logs: list[dict[str, Any]] = field(default_factory=list)
+    # what the attempt logged and printed (add_log, add_output), within bounds
+    kept: Kept = field(default_factory=Kept)
     closed: bool = False  # set when the attempt ended; an abandoned thread logs no more
-    log_bytes: int = 0
-    dropped_logs: int = 0
-    output_bytes: int = 0
-    dropped_output: int = 0
-    # the output entry still being written to (consecutive writes to one stream join it)
-    open_output: dict[str, Any] | None = None
-    open_parts: list[str] = field(default_factory=list)
     # resolves a wait the step reached (set by the executor): spec -> result, or raises
     waiter: Callable[[Any], Any] | None = None
     waits: int = 0  # waits reached so far in this run: the next one's position
@@ -145,82 +135,30 @@ class StepRun:
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def add_log(self, entry: dict[str, Any]) -> None:
-        """Keep a logging record (``{"time", "level", "logger", "message"}``), while the
-        attempt's records are within CAPTURE_LIMIT bytes of text."""
-        size = ENTRY_OVERHEAD + len(str(entry.get("message", "")).encode("utf-8", "replace"))
-        size += len(str(entry.get("exception", "")).encode("utf-8", "replace"))
+        """Keep a logging record (``{"time", "level", "logger", "message"}``), within the
+        attempt's bounds (durable._kept)."""
         with self.lock:
-            if self.closed:
-                return
-            if self.log_bytes + size > CAPTURE_LIMIT:
-                self.dropped_logs += 1
-                return
-            self.log_bytes += size
-            self._seal()
-            self.logs.append(entry)
+            if not self.closed:
+                self.kept.record(entry, entry.get("time") or self.clock.now().isoformat())
 
     def add_output(self, stream: str, text: str) -> None:
-        """Keep text written to ``stream`` ("stdout" or "stderr"), while the attempt's
-        output is within CAPTURE_LIMIT bytes (UTF-8, each new entry counted at
-        ENTRY_OVERHEAD more); what does not fit is counted."""
-        data = text.encode("utf-8", "replace")
+        """Keep text written to ``stream`` ("stdout" or "stderr"), within the attempt's
+        bounds (durable._kept)."""
         with self.lock:
-            if self.closed:
-                return
-            entry = self.open_output
-            new = entry is None or entry["stream"] != stream
-            room = CAPTURE_LIMIT - self.output_bytes - (ENTRY_OVERHEAD if new else 0)
-            if len(data) > room:
-                self.dropped_output += len(data) - max(room, 0)
-                if room <= 0:
-                    return
-                data = data[:room]
-            # (a character cut in two by the bound is dropped whole)
-            kept = data.decode("utf-8", "ignore")
-            self.output_bytes += len(data) + (ENTRY_OVERHEAD if new else 0)
-            if new:
-                self._seal()
-                entry = {"time": self.clock.now().isoformat(), "stream": stream, "text": ""}
-                self.logs.append(entry)
-                self.open_output = entry
-            self.open_parts.append(kept)
+            if not self.closed:
+                self.kept.write(stream, text, self.clock.now().isoformat())
 
-    def _seal(self) -> None:
-        # (under self.lock) the open output entry gets its text; the next write starts anew
-        if self.open_output is not None:
-            self.open_output["text"] = "".join(self.open_parts)
-            self.open_output = None
-            self.open_parts = []
+    @property
+    def logs(self) -> list[dict[str, Any]]:
+        """What the attempt logged and printed, in order, each cut marked where it was."""
+        with self.lock:
+            return self.kept.entries()
 
     def close(self) -> None:
-        """The attempt ended: later context writes raise, logs and output are no longer
-        kept, and what did not fit is marked where the cut was."""
+        """The attempt ended: later context writes raise, and logs and output are no
+        longer kept."""
         with self.lock:
-            if self.closed:
-                return
             self.closed = True
-            self._seal()
-            now = self.clock.now().isoformat()
-            if self.dropped_logs:
-                self.logs.append(
-                    {
-                        "time": now,
-                        "cut": "logs",
-                        "dropped": self.dropped_logs,
-                        "message": f"[{self.dropped_logs} more log records were not kept: "
-                        f"an attempt keeps {CAPTURE_LIMIT // 1024} KiB of them]",
-                    }
-                )
-            if self.dropped_output:
-                self.logs.append(
-                    {
-                        "time": now,
-                        "cut": "output",
-                        "dropped": self.dropped_output,
-                        "message": f"[{self.dropped_output} more bytes of output were not "
-                        f"kept: an attempt keeps {CAPTURE_LIMIT // 1024} KiB of it]",
-                    }
-                )
 
 
 current: ContextVar[StepRun | None] = ContextVar("durable_step_run", default=None)

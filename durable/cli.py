@@ -62,9 +62,10 @@ def _step_line(s: StepExecution, width: int) -> str:
     ).rstrip()
 
 
-def format_execution(ex: Execution) -> str:
-    """A human-readable account of an execution and, if loaded, its step attempts. Stored
-    text is shown with control characters escaped, so it cannot drive the terminal."""
+def format_execution(ex: Execution, step: str | None = None) -> str:
+    """A human-readable account of an execution and, if loaded, its step attempts (with
+    ``step``, only that step's, its foreach items each listed). Stored text is shown with
+    control characters escaped, so it cannot drive the terminal."""
     p = printable
     lines = [
         f"execution {p(ex.id)}",
@@ -104,14 +105,21 @@ def format_execution(ex: Execution) -> str:
             f"{'took':>10}  note"
         )
         lines.append(header)
-        many = _many_items(ex.steps)
+        shown = ex.steps
+        if step is not None:
+            shown = [s for s in ex.steps if step in (s.name, _item_base(s.name))]
+        many = _many_items(shown) if step is None else {}
         summed: set[str] = set()
-        for s in ex.steps:
+        for s in shown:
             base = _item_base(s.name)
             if base in many:  # summed up once, where its first item's attempt is
                 if base not in summed:
                     summed.add(base)
                     lines.append(_items_summary(base, many[base]))
+                    lines.append(
+                        f"{'':<6}(each item, with what it logged and printed: "
+                        f"durable show {p(ex.id)} --step {p(base)})"
+                    )
                 continue
             lines.append(_step_line(s, width))
             lines.extend(_change_lines(s))
@@ -498,13 +506,27 @@ def schedules_remove(ctx: click.Context, name: str) -> None:
 
 @main.command()
 @click.argument("execution_id")
+@click.option(
+    "--step",
+    "step_name",
+    default=None,
+    help="Only this step's attempts, each foreach item listed (not summed up).",
+)
 @click.pass_context
-def show(ctx: click.Context, execution_id: str) -> None:
+def show(ctx: click.Context, execution_id: str, step_name: str | None) -> None:
     """Show an execution with its step attempts and what it waits for."""
     engine = _engine(ctx)
     ex = engine.get_execution(execution_id, include_steps=True)
+    if step_name is not None and not any(
+        step_name in (s.name, _item_base(s.name)) for s in ex.steps or []
+    ):
+        ran = sorted({_item_base(s.name) or s.name for s in ex.steps or []})
+        raise click.ClickException(
+            f"execution {execution_id} has no attempt of step {step_name!r}; "
+            f"its steps that ran: {', '.join(ran) or 'none yet'}"
+        )
     waits = engine.list_waits(execution_id)
-    click.echo(format_execution(ex))
+    click.echo(format_execution(ex, step=step_name))
     children = engine.list_executions(parent=ex.id, limit=10_000)
     if children:
         click.echo("  children")

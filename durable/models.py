@@ -146,9 +146,11 @@ class StepExecution:
     ``error`` is ``{"type", "message", "traceback"}`` for a failed attempt. ``logs`` is what
     the attempt logged and printed, in order: logging records (``{"time", "level",
     "logger", "message"}``, plus ``"exception"``), text written to stdout or stderr
-    (``{"time", "stream", "text"}``, from the step and the threads it started), and, when
-    the attempt's 64 KiB of either was exceeded, a mark of the cut (``{"time", "cut",
-    "dropped", "message"}``). ``records``, ``stdout``, ``stderr`` and ``output`` read it.
+    (``{"time", "stream", "text"}``, from the step and the threads it started), and, where
+    the attempt went past the 64 KiB it keeps of its records, of its stdout or of its
+    stderr (the first 32 KiB and the last 32 KiB of each), a mark of what was dropped there
+    (``{"time", "cut": "logs" | "stdout" | "stderr", "dropped", "message"}``).
+    ``records``, ``stdout``, ``stderr`` and ``output`` read it.
     A run that reached a wait is ``suspended``; when the wait resolves the step runs again
     under the same attempt number.
     ``retry_at`` is when the next attempt was scheduled for (failed attempts with budget
@@ -207,7 +209,7 @@ class StepExecution:
         for e in self.logs:
             if e.get("stream") in streams:
                 parts.append(str(e.get("text", "")))
-            elif e.get("cut") == "output":
+            elif e.get("cut") in streams or e.get("cut") == "output":  # ("output": older rows)
                 gap = "" if not parts or parts[-1].endswith("\n") else "\n"
                 parts.append(f"{gap}{e.get('message', '')}\n")
         return "".join(parts)

@@ -40,7 +40,8 @@ class Attempt:
     compensation's name and ``compensates`` the step run it undoes), else ``"run"``.
     ``logs`` are the messages the attempt logged; ``stdout``, ``stderr`` and ``output``
     (both, interleaved) what it printed, from its own thread or task and the threads it
-    started, at most 64 KiB of it (a line marks the cut).
+    started: of each stream the first and the last 32 KiB (a line marks what was dropped
+    between them).
     """
 
     step: str

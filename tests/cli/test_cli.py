@@ -520,6 +520,7 @@ class Fan:
 
     @durable.foreach("xs", concurrency=30, retry=Retry(max_attempts=2, backoff="constant", base=1))
     def many(self, x: int) -> int:
+        print(f"item {x} says hello")
         if x == 3 and attempt() == 1:
             raise ValueError("three")
         return x
@@ -555,6 +556,26 @@ def test_show_prints_branches_items_and_children(tmp_path, durable_clock):
     assert "both.left" in shown and "both.right" in shown
     assert f"children\n    {child.id}  cli_fan_child" in shown
     assert f"parent     {wid} (this is a child workflow)" in child_shown
+    assert f"(each item, with what it logged and printed: durable show {wid} --step many)" in shown
+
+
+def test_show_step_lists_every_item_with_its_output(tmp_path, durable_clock):
+    url = sqlite_url(tmp_path)
+    with durable.Engine(url, clock=durable_clock) as engine:
+        wid = engine.start(Fan)
+        while engine.drain() or engine.next_due() is not None:
+            due = engine.next_due()
+            if due is not None and due > durable_clock.now():
+                durable_clock.set(due)
+    shown = ok("--store", url, "show", wid, "--step", "many")
+    assert "many[...]" not in shown
+    for i in range(30):
+        assert f"    many[{i}] " in shown
+    assert "item 29 says hello" in shown  # the output of an item past the first 20
+    assert "some[0]" not in shown and "both.left" not in shown
+    result = cli("--store", url, "show", wid, "--step", "nope")
+    assert result.exit_code == 1
+    assert "has no attempt of step 'nope'; its steps that ran: both, " in result.output
 
 
 # -- recovery: retry, fork, and what show prints of them ------------------------------------

@@ -13,8 +13,8 @@ import pytest
 
 import durable
 from durable import Retry, step, workflow
+from durable._kept import ENTRY_OVERHEAD
 from durable._limits import CAPTURE_LIMIT
-from durable._runtime import ENTRY_OVERHEAD
 from durable.cli import format_execution
 from durable.context import input
 
@@ -141,30 +141,35 @@ class Floods:
     @step
     def flood(self) -> None:
         chunk = "é" * 1000 + "\n"  # 2,001 bytes of UTF-8
-        for _ in range(50):
-            print(chunk, end="")
+        for n in range(50):
+            print(f"{n:02d}" + chunk, end="")
+        print("the end", file=sys.stderr)
         for i in range(2000):
             log.warning("record %d %s", i, "x" * 60)
 
 
-def test_an_attempt_keeps_64_kib_of_each_and_marks_the_cut(engine):
+def test_an_attempt_keeps_the_head_and_tail_of_each_and_marks_the_cut(engine):
     wid = engine.start(Floods)
     engine.drain()
     s = engine.get_execution(wid, include_steps=True).steps[0]
-    printed = [e for e in s.logs if "stream" in e]
+    printed = [e for e in s.logs if e.get("stream") == "stdout"]
     kept = sum(len(e["text"].encode()) for e in printed)
-    budget = CAPTURE_LIMIT - ENTRY_OVERHEAD  # (one entry: its time and stream count too)
-    assert budget - 1 <= kept <= budget  # (a 2-byte character is not split)
     cut = {e["cut"]: e for e in s.logs if "cut" in e}
-    assert cut["output"]["dropped"] == 50 * 2001 - budget
-    assert s.stdout.endswith(
-        f"\n[{50 * 2001 - budget} more bytes of output were not kept: "
-        "an attempt keeps 64 KiB of it]\n"
-    )
+    assert set(cut) == {"stdout", "logs"}  # stderr's one line has a budget of its own
+    assert kept + cut["stdout"]["dropped"] in range(50 * 2003 - 2, 50 * 2003 + 1)
+    assert CAPTURE_LIMIT - 4 * ENTRY_OVERHEAD <= kept <= CAPTURE_LIMIT
+    # the first lines and the last are there, the mark between them
+    assert s.stdout.startswith("00éé")
+    assert s.stdout.endswith("49" + "é" * 1000 + "\n")
+    assert f"\n[{cut['stdout']['dropped']} bytes of stdout were dropped here: " in s.stdout
+    assert s.stderr == "the end\n"
+    assert "dropped here" not in s.stderr
     records = [e for e in s.records if "level" in e]
     assert sum(ENTRY_OVERHEAD + len(r["message"].encode()) for r in records) <= CAPTURE_LIMIT
     assert cut["logs"]["dropped"] == 2000 - len(records)
-    assert s.records[-1] is cut["logs"]
+    assert records[0]["message"].startswith("record 0 ")
+    assert records[-1]["message"].startswith("record 1999 ")
+    assert cut["logs"] in s.records
     assert "cut [" in format_execution(engine.get_execution(wid, include_steps=True))
 
 
@@ -258,8 +263,9 @@ def test_empty_records_and_alternating_streams_are_bounded_too(engine):
     records = [e for e in s.logs if "level" in e]
     printed = [e for e in s.logs if "stream" in e]
     assert len(records) <= CAPTURE_LIMIT // ENTRY_OVERHEAD
-    assert len(printed) <= CAPTURE_LIMIT // ENTRY_OVERHEAD
-    assert {e["cut"] for e in s.logs if "cut" in e} == {"logs", "output"}
+    assert len(printed) <= 2 * CAPTURE_LIMIT // ENTRY_OVERHEAD
+    assert {e["cut"] for e in s.logs if "cut" in e} == {"logs", "stdout", "stderr"}
+    assert s.stdout.endswith("x") and s.stderr.endswith("y")  # the latest writes are kept
 
 
 def test_a_stream_wrapped_around_the_tee_is_not_kept_twice(engine, monkeypatch):
@@ -281,3 +287,71 @@ def test_a_stream_wrapped_around_the_tee_is_not_kept_twice(engine, monkeypatch):
     engine.drain()
     s = engine.get_execution(wid, include_steps=True).steps[0]
     assert s.stdout == "charging order 5\nno newline yet\n"
+
+
+class OwnHandler(logging.Handler):
+    """A handler outside the logging module, writing records out itself."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"[own] {record.getMessage()}", file=sys.stderr)
+
+
+@workflow("own_handler")
+class WithOwnHandler:
+    @step
+    def talk(self) -> None:
+        log.warning("kept once")
+        print("printed")
+
+
+def test_a_handler_from_any_module_is_not_kept_twice(engine):
+    handler = OwnHandler()
+    log.addHandler(handler)
+    try:
+        wid = engine.start(WithOwnHandler)
+        engine.drain()
+    finally:
+        log.removeHandler(handler)
+    s = engine.get_execution(wid, include_steps=True).steps[0]
+    assert [r["message"] for r in s.records] == ["kept once"]
+    assert s.stderr == ""  # the handler's rendering of the record is not output
+    assert s.stdout == "printed\n"
+
+
+went_on, ended = threading.Event(), threading.Event()
+late: dict[str, object] = {}
+
+
+@workflow("outliving_thread")
+class OutlivingThread:
+    @step
+    def begin(self) -> None:
+        def background() -> None:
+            print("from the thread, while the step runs")
+            ended.wait(30)
+            print("from the thread, after the step")
+            try:
+                durable.context.put_context("late", True)
+            except Exception as exc:
+                late["error"] = exc
+            went_on.set()
+
+        threading.Thread(target=background, daemon=True).start()
+
+    @step
+    def after(self) -> None:
+        ended.set()
+        assert went_on.wait(30)
+        print("the next step")
+
+
+def test_a_thread_outliving_its_step_belongs_to_it_no_more(engine):
+    went_on.clear()
+    ended.clear()
+    wid = engine.start(OutlivingThread)
+    engine.drain()
+    begin, after = engine.get_execution(wid, include_steps=True).steps
+    assert after.stdout == "the next step\n"  # not the other step's thread's
+    assert "after the step" not in begin.stdout
+    assert "put_context() was called after step 'begin' attempt 1 ended" in str(late["error"])
+    assert engine.get_execution(wid).context.get("late") is None

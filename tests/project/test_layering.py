@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "durable.durations": 1,
     "durable.retry": 1,
     "durable._limits": 1,
+    "durable._kept": 1,
     "durable._json": 1,
     "durable._text": 1,
     "durable._schemas": 1,
