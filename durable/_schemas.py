@@ -16,6 +16,7 @@ from durable._json import normalise
 from durable._typed import (
     describe_problems,
     find_model,
+    json_form,
     json_schema,
     model_name,
     validate_model,
@@ -147,16 +148,17 @@ def split_schema(schema: dict[str, Any] | None) -> tuple[dict[str, Any] | None, 
     return shown, name if isinstance(name, str) else None
 
 
-def check_data(what: str, data: Any, schema: dict[str, Any] | None) -> None:
-    """Raise InvalidInput (nothing stored) when ``data`` does not match a stored schema:
-    with the model it was made from when that is imported in this process (its own
-    validators run too), else with the JSON Schema alone."""
+def check_data(what: str, data: Any, schema: dict[str, Any] | None) -> Any:
+    """What to store of ``data`` for a stored schema; InvalidInput (nothing stored) when
+    it does not match. With the model the schema was made from, when that is imported in
+    this process, it is the JSON form of the model's instance (its validators ran, its
+    defaults are filled in); else ``data`` itself, checked with the JSON Schema alone."""
     shown, name = split_schema(schema)
     model = find_model(name)
     if model is not None:
-        validate_model(model, data, what, "nothing was stored")
-        return
+        return json_form(validate_model(model, data, what, "nothing was stored"), what)
     validate_input(what, data, shown)
+    return data
 
 
 def validate_input(

@@ -104,19 +104,55 @@ def _first_line(exc: Exception) -> str:
 
 
 def json_form(value: BaseModel, what: str) -> Any:
-    """The JSON form of a model instance; SerializationError naming ``what`` and the
-    model when pydantic cannot serialise one of its fields."""
+    """The JSON form of a model instance, checked to validate back into an equal
+    instance (what is stored is what steps read back); SerializationError naming
+    ``what``, the model and the fields when pydantic cannot serialise it or it does not
+    come back the same."""
+    from pydantic import ValidationError
     from pydantic_core import PydanticSerializationError
 
+    cls = type(value)
+    named = f"a {cls.__module__}.{cls.__qualname__}"
     try:
-        return value.model_dump(mode="json", by_alias=True)
+        form = value.model_dump(mode="json", by_alias=True)
     except PydanticSerializationError as exc:
-        cls = type(value)
         raise SerializationError(
-            f"{what} cannot be stored as JSON: it is a {cls.__module__}.{cls.__qualname__} "
-            f"that pydantic cannot serialise to JSON ({exc}); give the field a type "
-            "pydantic serialises (or a field_serializer), or store plain JSON values"
+            f"{what} cannot be stored as JSON: it is {named} that pydantic cannot "
+            f"serialise to JSON ({exc}); give the field a type pydantic serialises (or a "
+            "field_serializer), or store plain JSON values"
         ) from None
+    try:
+        back = cls.model_validate_json(json.dumps(form))
+    except ValidationError as exc:
+        found = "; ".join(f"at {path}: {message}" for path, message in problems_of(exc)[:_SHOWN])
+        raise SerializationError(
+            f"{what} cannot be stored: it is {named} whose JSON form does not validate "
+            f"back into {cls.__name__} ({found}); durable stores the JSON form "
+            f"(model_dump(mode='json', by_alias=True)) and steps read it back, so "
+            f"{_round_trip_hint}"
+        ) from None
+    if back != value:
+        fields = [
+            name
+            for name in cls.model_fields
+            if getattr(back, name, None) != getattr(value, name, None)
+        ]
+        differ = ", ".join(fields) if fields else "its extra or private attributes"
+        raise SerializationError(
+            f"{what} cannot be stored: it is {named} that does not come back the same "
+            f"from its JSON form (different: {differ}); durable stores the JSON form "
+            f"(model_dump(mode='json', by_alias=True)) and steps read it back, so "
+            f"{_round_trip_hint}"
+        ) from None
+    return form
+
+
+_round_trip_hint = (
+    "every field must survive that round trip: no Field(exclude=True), no secret types "
+    "(SecretStr is dumped masked), a validation_alias only with the same "
+    "serialization_alias (or populate_by_name), and serialisers whose output the "
+    "validators accept"
+)
 
 
 def _shown(value: Any) -> str:

@@ -510,8 +510,8 @@ class Engine:
         value = normalise(data, f"the data of input {name!r}")
         execution_id = self._id(execution_id)
 
-        def validate(schema: dict[str, Any] | None) -> None:
-            check_data(f"input {name!r}", value, schema)
+        def validate(schema: dict[str, Any] | None) -> Any:
+            return check_data(f"input {name!r}", value, schema)
 
         # Checked against the schema of the wait being resolved, in its transaction: a
         # step that reaches its wait_for_input meanwhile cannot slip past the check.

@@ -1159,7 +1159,10 @@ class StoreContract:
             store.provide_input(c.id, "ok", {"late": True}, now=T0 + _ms(1001))
         with pytest.raises(InvalidState, match="not waiting for an input named 'nope'"):
             store.provide_input(c.id, "nope", 1, now=T0)
-        store.provide_input(c.id, "ok", {"yes": True}, now=T0 + _ms(5))
+        # what validate returns is what is stored (the model's form of the data)
+        store.provide_input(
+            c.id, "ok", {"yes": 1}, now=T0 + _ms(5), validate=lambda schema: {"yes": True}
+        )
         got = store.get(c.id)
         assert got is not None and got.status == Status.PENDING
         with pytest.raises(InvalidState):

@@ -3,9 +3,10 @@ processes it starts (which import this module, or on purpose do not)."""
 
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from durable import aio, foreach, hours, parallel, step, workflow
 from durable.context import (
@@ -207,3 +208,52 @@ class NotAModel:
     @step
     def ask(self):
         wait_for_input("x", schema=Opaque)
+
+
+# -- models whose JSON form does not come back the same -----------------------------------
+
+
+class Login(BaseModel):
+    user: str
+    password: SecretStr  # dumped as "**********"
+
+
+class Internal(BaseModel):
+    id: int
+    token: str = Field(default="", exclude=True)  # never dumped
+
+
+class Renamed(BaseModel):
+    name: str = Field(validation_alias="fullName")  # dumped as "name", read as "fullName"
+
+
+@workflow("pyd_login", input=Login)
+class LoginFlow:
+    @step
+    def go(self):
+        return input().user
+
+
+@workflow("pyd_context_secret")
+class SecretInContext:
+    @step
+    def keep(self):
+        put_context("login", Login(user="ann", password=SecretStr("hunter2")))
+
+
+#: a default the model makes anew at each validation
+_serial = itertools.count(1)
+
+
+class Ticket(BaseModel):
+    subject: str
+    serial: int = Field(default_factory=lambda: next(_serial))
+
+
+@workflow("pyd_ticket")
+class TicketFlow:
+    @step
+    def triage(self):
+        ticket = wait_for_input("ticket", schema=Ticket)
+        wait_for_event("assigned")  # the step runs again from the top after this
+        put_context("serial", ticket.serial)

@@ -741,11 +741,13 @@ class Store(abc.ABC):
         data: Any,
         *,
         now: datetime,
-        validate: Callable[[dict[str, Any] | None], None] | None = None,
+        validate: Callable[[dict[str, Any] | None], Any] | None = None,
     ) -> None:
         """Resolve the execution's pending input wait ``name`` with ``data`` and wake the
         execution if it is waiting. ``validate(schema)`` is called with the wait's schema
-        in the same transaction, before anything is written (it raises to refuse). Raises
+        in the same transaction, before anything is written: it raises to refuse, else
+        returns what to store in place of ``data`` (the JSON form of what the wait's model
+        made of it: defaults filled in once, not at each read). Raises
         ExecutionNotFound; InvalidState when it finished, no such input is pending (see
         :func:`not_pending_error`), or the wait's ``until`` is before ``now``
         (:func:`input_too_late`)."""

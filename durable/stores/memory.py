@@ -913,7 +913,7 @@ class MemoryStore(Store):
         data: Any,
         *,
         now: datetime,
-        validate: Callable[[dict[str, Any] | None], None] | None = None,
+        validate: Callable[[dict[str, Any] | None], Any] | None = None,
     ) -> None:
         with self._lock:
             row = self._live(execution_id)
@@ -932,7 +932,7 @@ class MemoryStore(Store):
             if w["until"] is not None and w["until"] < now:
                 raise input_too_late(execution_id, name, w["until"])
             if validate is not None:
-                validate(clone(w["schema"]))
+                data = validate(clone(w["schema"]))
             w["status"], w["result"], w["resolved_at"] = "resolved", clone(data), now
             self._wake(row, now)
 

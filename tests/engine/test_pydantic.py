@@ -26,16 +26,22 @@ from pydantic_workflows import (
     ORDER,
     Approval,
     AsyncAsk,
+    Internal,
     Item,
+    Login,
+    LoginFlow,
     Money,
     NotAModel,
     OpaqueWrite,
     Order,
     Parent,
+    Renamed,
     Reserved,
     Review,
     SchemaInput,
+    SecretInContext,
     TakeEvent,
+    TicketFlow,
     Timeouts,
     Units,
     Values,
@@ -447,6 +453,61 @@ def test_event_payloads_and_inputs_may_be_models(durable_engine):
     assert durable_engine.run_until(wid).context == {
         "payment": {"amount": "1.50", "currency": "EUR"}
     }
+
+
+# -- what is stored must read back the same ------------------------------------------------
+
+
+def test_an_input_whose_json_form_reads_back_different_is_refused_at_start(durable_engine):
+    with pytest.raises(durable.SerializationError) as secret:
+        durable_engine.start(LoginFlow, {"user": "ann", "password": "hunter2"})
+    message = str(secret.value)
+    assert "the input of workflow 'pyd_login' cannot be stored" in message
+    assert "it is a pydantic_workflows.Login that does not come back the same" in message
+    assert "(different: password)" in message
+    assert "SecretStr is dumped masked" in message  # what would be right
+    assert durable_engine.list_executions() == []  # nothing was stored
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (Internal(id=1, token="t-1"), "(different: token)"),
+        (Renamed(fullName="Ann Lee"), "does not validate back into Renamed (at fullName: Field"),
+        (Login(user="ann", password="hunter2"), "(different: password)"),
+    ],
+)
+def test_a_model_value_that_does_not_read_back_the_same_is_refused(durable_engine, value, words):
+    wid = durable_engine.start(TakeEvent)
+    assert durable_engine.run_until(wid, "waiting").status == "waiting"
+    with pytest.raises(durable.SerializationError) as refused:
+        durable_engine.send_event(wid, "paid", value)
+    assert words in str(refused.value)
+    assert durable_engine.list_waits(wid)[0].status == "pending"  # nothing was stored
+
+
+def test_a_secret_written_to_the_context_fails_the_attempt_and_keeps_nothing(durable_engine):
+    ex = durable_engine.run_until(durable_engine.start(SecretInContext))
+    assert ex.status == "failed"
+    assert ex.error["type"] == "durable.errors.SerializationError"
+    assert "context key 'login' cannot be stored" in ex.error["message"]
+    assert ex.context == {}
+
+
+def test_provide_input_stores_what_the_model_made_of_it(durable_engine):
+    wid = durable_engine.start(TicketFlow)
+    assert durable_engine.run_until(wid, "waiting").status == "waiting"
+    durable_engine.provide_input(wid, "ticket", {"subject": "printer"})
+    assert durable_engine.run_until(wid, "waiting").status == "waiting"
+    every = durable_engine.store.waits(execution_id=wid, pending_only=False)
+    (resolved,) = [w for w in every if w.names == ("ticket",)]
+    stored = resolved.result
+    assert set(stored) == {"subject", "serial"}  # the default, made once and stored
+    durable_engine.send_event(wid, "assigned")
+    ex = durable_engine.run_until(wid)
+    assert ex.status == "completed", ex.error
+    # the step ran again, after the event: the ticket it read is the one stored
+    assert ex.context["serial"] == stored["serial"]
 
 
 # -- a property: what durable stores is what the model and its JSON Schema agree on ---------

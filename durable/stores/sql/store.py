@@ -1168,7 +1168,7 @@ class SQLStore(Connections, Store):
         data: Any,
         *,
         now: datetime,
-        validate: Callable[[dict[str, Any] | None], None] | None = None,
+        validate: Callable[[dict[str, Any] | None], Any] | None = None,
     ) -> None:
         self._retry_deadlock(lambda: self._provide_input(execution_id, name, data, now, validate))
 
@@ -1178,7 +1178,7 @@ class SQLStore(Connections, Store):
         name: str,
         data: Any,
         now: datetime,
-        validate: Callable[[dict[str, Any] | None], None] | None,
+        validate: Callable[[dict[str, Any] | None], Any] | None,
     ) -> None:
         with self._cursor(write=True) as cur:
             status, run, _ = self._live(cur, execution_id)
@@ -1202,7 +1202,7 @@ class SQLStore(Connections, Store):
             if until is not None and until < now:
                 raise input_too_late(execution_id, name, until)
             if validate is not None:
-                validate(rows.loads(w["input_schema"]))
+                data = validate(rows.loads(w["input_schema"]))
             cur.execute(
                 self.SQL["wait_set"],
                 {
