@@ -111,9 +111,8 @@ def unit_probes(
         return bool(store.unit_outcomes(row.id, name, row.visit, limit=1))
 
     def open_units() -> list[str]:
-        return [
-            u.name for u in store.unit_outcomes(row.id, name, row.visit) if u.status not in FINISHED
-        ]
+        units = store.each_unit_outcome(row.id, name, row.visit)
+        return [u.name for u in units if u.status not in FINISHED]
 
     return has_units, open_units
 

@@ -893,11 +893,7 @@ class Executor:
 
     def _outcomes(self, eid: str, step: str, visit: int) -> Iterator[UnitOutcome]:
         """Every unit of a group run, by index, read a page at a time."""
-        after = -1
-        # (until a page comes back empty: a store may return fewer than asked)
-        while page := self.store.unit_outcomes(eid, step, visit, after=after, limit=_PAGE):
-            yield from page
-            after = page[-1].index
+        return self.store.each_unit_outcome(eid, step, visit, page=_PAGE)
 
     def _parent_data(self, row: ExecutionRow) -> tuple[Any, dict[str, Any], datetime]:
         """A unit's execution's input, context (as at the fork: the execution waits at

@@ -258,12 +258,9 @@ def _undoing(s: _Saga, undo: Undo) -> Undoing:
         return Undoing(undo.run, undo.visit, None)
     group, dot, _ = undo.run.partition(".")
     if dot and context is not None:
-        after = -1
-        while page := store.unit_outcomes(eid, group, undo.visit, after=after, limit=1000):
-            for u in page:
-                if u.name == undo.run and isinstance(u.result, dict):
-                    context = merge(context, [(u.name, u.result)])
-            after = page[-1].index
+        for u in store.each_unit_outcome(eid, group, undo.visit):
+            if u.name == undo.run and isinstance(u.result, dict):
+                context = merge(context, [(u.name, u.result)])
     return Undoing(undo.run, undo.visit, context)
 
 
@@ -277,12 +274,8 @@ def _units_still_running(ex: Executor, row: ExecutionRow, wdef: WorkflowDef) -> 
         return False
     if kind not in ("parallel", "foreach"):
         return False
-    after = -1
-    while page := ex.store.unit_outcomes(row.id, row.step_name, row.visit, after=after, limit=1000):
-        if any(u.status not in FINISHED for u in page):
-            return True
-        after = page[-1].index
-    return False
+    units = ex.store.each_unit_outcome(row.id, row.step_name, row.visit)
+    return any(u.status not in FINISHED for u in units)
 
 
 def _begin(s: _Saga, undo: Undo, more: bool) -> Literal["run", "next", "stop"]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -578,6 +578,16 @@ class Store(abc.ABC):
             for u in self.units(execution_id, step, visit)
             if u.unit_index > after
         ][:limit]  # ([:None] is all)
+
+    def each_unit_outcome(
+        self, execution_id: str, step: str, visit: int, *, page: int = 1000
+    ) -> Iterator[UnitOutcome]:
+        """Every unit of a group run, by index, read ``page`` at a time (until a page comes
+        back empty: a store may return fewer than asked)."""
+        after = -1
+        while found := self.unit_outcomes(execution_id, step, visit, after=after, limit=page):
+            yield from found
+            after = found[-1].index
 
     @abc.abstractmethod
     def restart_attempt(
