@@ -757,14 +757,17 @@ def worker(
             )
             ctx.exit(METRICS_UNSERVED)
         log.info("worker metrics served at %s", where)
-    log.info(
-        "worker %s on %s, queues %s, concurrency %d",
-        engine.worker_id,
-        engine.store_label,
-        ", ".join(queues) or "all",
+    engine.run_worker(
+        list(queues) or None,
         concurrency,
+        on_ready=lambda: log.info(
+            "worker %s on %s, queues %s, concurrency %d",
+            engine.worker_id,
+            engine.store_label,
+            ", ".join(queues) or "all",
+            concurrency,
+        ),
     )
-    engine.run_worker(list(queues) or None, concurrency)
     log.info("worker %s stopped", engine.worker_id)
 
 

@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Self
 
@@ -772,15 +772,20 @@ class Engine:
         concurrency: int = 10,
         *,
         poll_interval: Duration = DEFAULT_POLL,
+        on_ready: Callable[[], Any] | None = None,
     ) -> None:
         """Run a worker in this thread until it is stopped (SIGINT or SIGTERM in the main
-        thread, or ``engine.close()``). ``queues=None`` takes work from every queue."""
+        thread, or ``engine.close()``). ``queues=None`` takes work from every queue.
+        ``on_ready`` is called once a signal would stop the worker cleanly (the CLI says
+        it started then, so that a supervisor reading that line may stop it at once)."""
         worker = self._make_worker(queues, concurrency, poll_interval)
         previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: worker.stop())
         try:
+            if on_ready is not None:
+                on_ready()
             worker.run()
         finally:
             self._forget_worker(worker)
