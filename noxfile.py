@@ -24,6 +24,18 @@ def tests(session: nox.Session) -> None:
     are installed too, as users install them: the suite runs with them loaded (and the
     docs pages that show them run)."""
     session.install("-e", ".[dev]", *_plugins())
+    # Mermaid's own parser (node), which the graph tests read durable's Mermaid text with.
+    if not os.path.exists("tests/mermaid/node_modules/.package-lock.json"):
+        session.run(
+            "npm",
+            "ci",
+            "--prefix",
+            "tests/mermaid",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            external=True,
+        )
     # Every property test at its full example count (the everyday default is a tenth).
     session.run("pytest", "--hypothesis-profile=full", *session.posargs)
     if session.posargs:

@@ -1030,6 +1030,7 @@ class Executor:
             queue=wdef.queue if queue is None else queue,
             execution_id=cid,
             parent_id=run.workflow_id or run.execution_id,
+            parent_step=run.step,
             timeout_ms=timeout_ms,
         )
         # (not for a child started already: a resumed or retried step finds it)

@@ -36,6 +36,7 @@ def new_row(
     idempotency_key: str | None = None,
     execution_id: str | None = None,
     parent_id: str | None = None,
+    parent_step: str | None = None,
     timeout_ms: int | None = None,
 ) -> ExecutionRow:
     """A pending execution of ``wdef`` with input ``value`` (already JSON-checked)."""
@@ -56,6 +57,7 @@ def new_row(
         step_name=wdef.first_step.name,
         max_attempts=wdef.budget(wdef.first_step),
         parent_id=parent_id,
+        parent_step=parent_step,
         shape=wdef.shape(),
     )
 

@@ -11,7 +11,6 @@ own, joined by a dashed edge to the step run that started it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -67,12 +66,18 @@ def _when_label(sdef: StepDef) -> str:
     return f"when {when}" if isinstance(when, str) else "when ..."
 
 
+#: the ids of the start and end nodes: never a step's name (names are identifiers, and
+#: ``"group.step"`` for branches)
+START, END = "(start)", "(end)"
+
+
 def plan_graph(wdef: WorkflowDef) -> Graph:
     """The workflow's plan as a :class:`Graph` (node ids are step names; a group's fork
-    and join are ``"group"`` and ``"group/join"``, a compensation ``"undo:name"``)."""
+    and join are ``"group"`` and ``"group/join"``, a compensation ``"undo:name"``, the
+    start and end ``"(start)"`` and ``"(end)"``)."""
     g = Graph()
-    g.node("start", "start", "circle", "start")
-    g.node("end", "end", "doublecircle", "end")
+    g.node(START, "start", "circle", "start")
+    g.node(END, "end", "doublecircle", "end")
     entry: dict[str, str] = {}  # step name -> the node an edge into it lands on
     leave: dict[str, str] = {}  # step name -> the node edges out of it leave from
     for sdef in wdef.steps:
@@ -101,10 +106,10 @@ def plan_graph(wdef: WorkflowDef) -> Graph:
         if sdef.undo is not None:
             undo = g.node(f"undo:{sdef.undo.name}", f"undo {sdef.undo.name}", "note", "undo")
             g.edge(sdef.name, undo, "compensate", dashed=True)
-    g.edge("start", entry[wdef.first_step.name])
+    g.edge(START, entry[wdef.first_step.name])
     for i, sdef in enumerate(wdef.steps):
         after = wdef.steps[i + 1].name if i + 1 < len(wdef.steps) else None
-        nxt = "end" if after is None else entry[after]
+        nxt = END if after is None else entry[after]
         if sdef.kind == "decision":
             for target in sdef.targets:
                 g.edge(leave[sdef.name], entry[target], target)
@@ -118,7 +123,7 @@ def plan_graph(wdef: WorkflowDef) -> Graph:
 
 def _states(g: Graph, wdef: WorkflowDef, ex: Execution) -> dict[str, str]:
     """Each node's state in execution ``ex`` (its latest run's, by name)."""
-    states = {nid: "pending" for nid in g.nodes if nid not in ("start", "end")}
+    states = {nid: "pending" for nid in g.nodes if nid not in (START, END)}
     for s in ex.steps or []:
         name = wdef.current_name(s.name) or s.name
         if s.phase == StepPhase.COMPENSATE:
@@ -159,16 +164,25 @@ _CHILD_STATE = {
 CHILDREN_SHOWN = 50
 
 
-def _starters(ex: Execution, g: Graph, wdef: WorkflowDef, most: int) -> dict[str, str]:
-    """Child id -> the node of the step run that started it, for the first ``most``
-    starts of each run: a child's id is derived from the run and the start's position in
-    it (durable._starts.child_id). Items and branches run as units of their own, under
-    other ids: their children are drawn without an edge."""
+def _node_of(name: str, g: Graph, wdef: WorkflowDef) -> str | None:
+    """The node of the step run ``name`` (a step's, or a unit's: ``"group.step"`` is its
+    branch's node, ``"step[i]"`` its foreach's)."""
+    current = wdef.current_name(name) or name
+    for candidate in (current, current.partition("[")[0]):
+        if candidate in g.nodes:
+            return candidate
+    return None
+
+
+def _guessed_starters(ex: Execution, g: Graph, wdef: WorkflowDef, most: int) -> dict[str, str]:
+    """For children stored before their ``parent_step`` was (schema v14): child id ->
+    the node of the step run whose derived id it is (durable._starts.child_id), trying
+    the first ``most`` positions of each of the execution's own step runs."""
     found: dict[str, str] = {}
     runs = {(s.name, s.visit) for s in ex.steps or [] if s.phase == StepPhase.RUN}
     for name, visit in runs:
-        node = wdef.current_name(name)
-        if node is None or node not in g.nodes or "[" in name:
+        node = _node_of(name, g, wdef)
+        if node is None or "[" in name:
             continue
         for position in range(most):
             found[child_id(ex.id, name, visit, f"start{position}")] = node
@@ -180,11 +194,16 @@ def _starters(ex: Execution, g: Graph, wdef: WorkflowDef, most: int) -> dict[str
 
 def _add_children(g: Graph, wdef: WorkflowDef, ex: Execution, children: list[Execution]) -> None:
     shown = children[:CHILDREN_SHOWN]
-    starters = _starters(ex, g, wdef, len(shown))
+    guessed: dict[str, str] | None = None
     for child in shown:
         nid = g.node(f"child:{child.id}", f"{child.workflow} (child)", "component", "child")
         g.states[nid] = _CHILD_STATE.get(child.status, "pending")
-        starter = starters.get(child.id)
+        if child.parent_step is not None:
+            starter = _node_of(child.parent_step, g, wdef)
+        else:
+            if guessed is None:
+                guessed = _guessed_starters(ex, g, wdef, len(shown))
+            starter = guessed.get(child.id)
         if starter is not None:
             g.edge(starter, nid, "child", dashed=True)
     if len(children) > CHILDREN_SHOWN:
@@ -225,13 +244,28 @@ def graph(
         g.states = _states(g, wdef, ex)
         for sdef in wdef.steps:
             if sdef.kind == "foreach":
-                items = sum(1 for s in ex.steps or [] if s.name.startswith(f"{sdef.name}["))
                 label, shape, kind = g.nodes[sdef.name]
-                g.nodes[sdef.name] = (f"{label}: {items} item runs", shape, kind)
+                g.nodes[sdef.name] = (f"{label}: {_items(sdef.name, ex)}", shape, kind)
         if engine is not None:
             children = engine.list_executions(parent=ex.id, limit=CHILDREN_SHOWN + 1)
             _add_children(g, wdef, ex, list(reversed(children)))
     return _dot(wdef, g) if format == "dot" else _mermaid(g)
+
+
+def _items(name: str, ex: Execution) -> str:
+    """How the items of the latest visit of foreach ``name`` stand: ``"3 items: 2
+    completed, 1 failed"`` (each item by its latest attempt)."""
+    runs = [s for s in ex.steps or [] if s.name.startswith(f"{name}[")]
+    if not runs:
+        return "no items yet"
+    visit = max(s.visit for s in runs)
+    latest = {s.name: s.status.value for s in runs if s.visit == visit}  # (in start order)
+    counts: dict[str, int] = {}
+    for status in latest.values():
+        counts[status] = counts.get(status, 0) + 1
+    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    again = f" (visit {visit})" if visit > 1 else ""
+    return f"{len(latest)} item{'s' if len(latest) != 1 else ''}{again}: {shown}"
 
 
 def _execution(execution: Any, engine: Any) -> Execution:
@@ -246,7 +280,20 @@ def _execution(execution: Any, engine: Any) -> Execution:
 
 
 def _q(text: str) -> str:
-    return json.dumps(text)  # (a DOT and Mermaid string: quotes and backslashes escaped)
+    """A DOT quoted string: backslashes and quotes escaped, the rest (UTF-8) as it is."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+#: what Mermaid would read as markup inside a quoted label, as its entity codes ("#"
+#: first: the codes themselves begin with it)
+_MERMAID_CODES = (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"))
+
+
+def _m(text: str) -> str:
+    """A Mermaid quoted label."""
+    for char, code in _MERMAID_CODES:
+        text = text.replace(char, code)
+    return f'"{text}"'
 
 
 def _dot(wdef: WorkflowDef, g: Graph) -> str:
@@ -288,10 +335,10 @@ def _mermaid(g: Graph) -> str:
     lines = ["flowchart TD"]
     for nid, (label, shape, _kind) in g.nodes.items():
         left, right = shapes[shape]
-        lines.append(f"  {ids[nid]}{left}{_q(label)}{right}")
+        lines.append(f"  {ids[nid]}{left}{_m(label)}{right}")
     for a, b, label, dashed in g.edges:
         arrow = "-.->" if dashed else "-->"
-        text = f"|{_q(label)}|" if label else ""
+        text = f"|{_m(label)}|" if label else ""
         lines.append(f"  {ids[a]} {arrow}{text} {ids[b]}")
     if g.states:
         for state in STATES:

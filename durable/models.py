@@ -232,6 +232,8 @@ class Execution:
     ``current_visit`` is the visit of ``current_step`` (1 unless a loop came back to it).
     ``headers`` are the string headers plugins stored with the execution when it was
     created (``durable_execution_headers``: a trace context, say); empty when none did.
+    A child workflow's ``parent_step`` is the step run of ``parent_id`` that started it:
+    the step's name, or a unit's own (``"group.step"``, ``"step[3]"``).
     """
 
     id: str
@@ -260,6 +262,7 @@ class Execution:
     forked_from: str | None = None  # made by engine.fork: the execution it was forked from
     schedule: str | None = None  # started by a schedule (its tick is ``scheduled_at``)
     headers: dict[str, str] = field(default_factory=dict)
+    parent_step: str | None = None
 
     @property
     def finished(self) -> bool:

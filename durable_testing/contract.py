@@ -72,9 +72,10 @@ def new_row(
     id: str | None = None,
     parent_id: str | None = None,
     headers: dict[str, str] | None = None,
+    parent_step: str | None = None,
 ) -> ExecutionRow:
-    """A new pending execution row as the engine would create it (``parent_id``: a child
-    workflow's; ``headers``: what plugins store with it)."""
+    """A new pending execution row as the engine would create it (``parent_id`` and
+    ``parent_step``: a child workflow's; ``headers``: what plugins store with it)."""
     return ExecutionRow(
         id=id or str(uuid.uuid4()),
         workflow=workflow,
@@ -91,6 +92,7 @@ def new_row(
         step_name="first",
         parent_id=parent_id,
         headers=dict(headers or {}),
+        parent_step=parent_step,
     )
 
 
@@ -225,6 +227,21 @@ class StoreContract:
         )
 
     # -- headers -------------------------------------------------------------------------
+
+    def test_a_child_keeps_the_step_run_that_started_it(self, store: Store) -> None:
+        parent, _ = store.create(new_row())
+        child = new_row(at=T0 + _ms(1), parent_id=parent.id, parent_step="fan[3]")
+        stored, _ = store.create(child)
+        assert stored.parent_step == "fan[3]"
+        got = store.get(child.id)
+        assert got is not None and got.to_execution().parent_step == "fan[3]"
+        assert store.get(parent.id).parent_step is None  # type: ignore[union-attr]
+        (listed,) = store.list_executions(
+            workflows=None, statuses=None, queues=None, limit=10, parent=parent.id
+        )
+        assert listed.parent_step == "fan[3]"
+        claimed = {r.id: r.parent_step for r in _claim(store, T0 + _ms(5))}
+        assert claimed == {parent.id: None, child.id: "fan[3]"}
 
     def test_headers_are_stored_with_an_execution_and_read_back_everywhere(
         self, store: Store

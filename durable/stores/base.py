@@ -127,6 +127,10 @@ class ExecutionRow:
     # e.g. a W3C traceparent): string keys and values, kept as they are by every transition
     # and given to its units
     headers: dict[str, str] = field(default_factory=dict)
+    # a child workflow: the step run of its parent that started it (that step's name, a
+    # unit's own name for a child a unit started); None otherwise, and for children
+    # stored before it was recorded
+    parent_step: str | None = None
     began: bool = False  # not stored: set by claim() when it began the current attempt
     # not stored: set by claim(): when the row became claimable before the claim took it
     # (its run_at, or the lease expiry of a claim taken over), for queue lag
@@ -174,6 +178,7 @@ class ExecutionRow:
             forked_from=(self.origin or {}).get("forked_from"),
             schedule=(self.origin or {}).get("schedule"),
             headers=dict(self.headers),
+            parent_step=self.parent_step,
         )
 
 

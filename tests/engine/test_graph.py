@@ -40,17 +40,17 @@ def _parsed(dot: str) -> tuple[set[str], set[tuple[str, str, str]], set[tuple[st
 
 def _expected(wdef: dsl.WorkflowDef):
     """The plan, read from the WorkflowDef through its own API (not through the graph)."""
-    nodes = {"start", "end"}
+    nodes = {"(start)", "(end)"}
     solid: set[tuple[str, str, str]] = set()
     dashed: set[tuple[str, str]] = set()
 
     def into(sdef):
-        return sdef.name if sdef is not None else "end"
+        return sdef.name if sdef is not None else "(end)"
 
     def out(sdef):
         return f"{sdef.name}/join" if sdef.kind == "parallel" else sdef.name
 
-    solid.add(("start", wdef.first_step.name, ""))
+    solid.add(("(start)", wdef.first_step.name, ""))
     for sdef in wdef.steps:
         nodes.add(sdef.name)
         units = sdef.branches if sdef.kind == "parallel" else ()
@@ -172,7 +172,7 @@ def test_an_execution_styles_each_node_by_its_state(durable_engine):
     assert state["checks.reserve"] == "compensated" and state["checks.score"] == "completed"
     assert state["each"] == "completed" and state["pack"] == "completed"
     assert state["undo:unload"] == "completed"
-    assert "each (foreach items): 6 item runs" in dot  # 3 items, in each of 2 visits
+    assert "each (foreach items): 3 items (visit 2): 3 completed" in dot  # (the latest visit)
     mermaid = durable.graph(AllKinds, execution=ex)
     assert "classDef failed" in mermaid and re.search(r"class n\d+ compensated", mermaid)
 
@@ -254,3 +254,171 @@ def test_a_branch_waiting_for_input_is_drawn_waiting(durable_engine):
     (g,) = pydot.graph_from_dot_data(durable.graph(GraphWaitingBranch, format="dot", execution=ex))
     state = {_unquote(n.get_name()): _unquote(n.get("class") or '""') for n in g.get_nodes()}
     assert state["both.ask"] == "waiting" and state["both.other"] == "completed"
+
+
+# -- names that once collided or broke the text ----------------------------------------------
+
+
+@workflow("graph_start_end")
+class StartEnd:
+    @step
+    def start(self):
+        pass
+
+    @step
+    def end(self):
+        pass
+
+
+def test_steps_named_start_and_end_are_steps_of_their_own():
+    _check(dsl.get_workflow("graph_start_end"))
+    nodes, solid, _ = _parsed(durable.graph(StartEnd, format="dot"))
+    assert {"(start)", "start", "end", "(end)"} <= nodes
+    assert {("(start)", "start", ""), ("start", "end", ""), ("end", "(end)", "")} == solid
+
+
+@workflow('graph_"quoted" #1 <b>é✓')
+class Quoted:
+    @step
+    def ställ(self):
+        pass
+
+    @decision("packe")
+    def välj(self):
+        return None
+
+    @step
+    def packe(self):
+        pass
+
+
+def test_dot_keeps_unicode_and_escapes_quotes():
+    dot = durable.graph(Quoted, format="dot")
+    assert '"ställ"' in dot and "\\u" not in dot  # UTF-8 as it is, no JSON escapes
+    (g,) = pydot.graph_from_dot_data(dot)
+    assert _unquote(g.get_name()) == 'graph_"quoted" #1 <b>é✓'
+    _check(dsl.get_workflow('graph_"quoted" #1 <b>é✓'))
+
+
+MERMAID = ROOT / "tests" / "mermaid"
+
+
+def _mermaid_read(text: str) -> dict:
+    """What Mermaid's own parser reads in ``text`` (tests/mermaid/parse.mjs, on node)."""
+    import html
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("node") is None or not (MERMAID / "node_modules").is_dir():
+        if os.environ.get("CI"):
+            pytest.fail("Mermaid's parser is not installed: npm ci --prefix tests/mermaid")
+        pytest.skip("Mermaid's parser is not installed: npm ci --prefix tests/mermaid")
+    done = subprocess.run(
+        ["node", str(MERMAID / "parse.mjs")],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    read = json.loads(done.stdout)
+    assert read["ok"], (read, text)
+
+    def decoded(label: str) -> str:
+        # (Mermaid keeps entity codes as placeholders until it renders)
+        label = re.sub(r"ﬂ°°(\d+)¶ß", lambda m: chr(int(m[1])), label)
+        return re.sub(r"ﬂ°(\w+)¶ß", lambda m: html.unescape(f"&{m[1]};"), label)
+
+    for n in read["nodes"]:
+        n["label"] = decoded(n["label"])
+    for e in read["edges"]:
+        e["label"] = decoded(e["label"])
+    return read
+
+
+@pytest.mark.slow
+def test_mermaid_reads_back_every_label_and_edge(durable_engine):
+    for workflow_class in (AllKinds, Quoted, StartEnd):
+        g = durable.graphs.plan_graph(dsl.get_workflow(workflow_class))
+        read = _mermaid_read(durable.graph(workflow_class))
+        assert read["type"] == "flowchart-v2"
+        assert sorted(n["label"] for n in read["nodes"]) == sorted(
+            label for label, _, _ in g.nodes.values()
+        )
+        labels = {n["id"]: n["label"] for n in read["nodes"]}
+        ids = {nid: f"n{i}" for i, nid in enumerate(g.nodes)}
+        edges = sorted((e["from"], e["to"], e["label"], e["stroke"]) for e in read["edges"])
+        assert edges == sorted(
+            (ids[a], ids[b], label, "dotted" if dashed else "normal")
+            for a, b, label, dashed in g.edges
+        )
+        assert labels[ids["(start)"]] == "start"
+    # with an execution: the classes too
+    wid = durable_engine.start(AllKinds)
+    durable_engine.run_until(wid)
+    read = _mermaid_read(durable.graph(AllKinds, execution=wid, engine=durable_engine))
+    by_label = {n["label"]: n["classes"] for n in read["nodes"]}
+    assert by_label["ship"] == ["failed"] and by_label["load"] == ["compensated"]
+    assert by_label["each (foreach items): 3 items (visit 2): 3 completed"] == ["completed"]
+
+
+# -- children started anywhere -------------------------------------------------------------
+
+
+@workflow("graph_many_waits")
+class ManyWaits:
+    @step
+    def chatty(self):
+        for _ in range(40):
+            durable.sleep_for(1)
+        return durable.call_workflow(GraphChild, "after 40 waits")
+
+
+@workflow("graph_units_children")
+class UnitsChildren:
+    @step
+    def load(self):
+        put_context("xs", [1, 2])
+
+    @foreach("xs")
+    def each(self, x):
+        return durable.call_workflow(GraphChild, f"item {x}")
+
+    @parallel
+    class both:
+        @step
+        def left(self):
+            durable.start_workflow(GraphChild, "from left")
+
+        @step
+        def right(self):
+            pass
+
+
+def _children_edges(engine, workflow_class) -> dict[str, str]:
+    wid = engine.start(workflow_class)
+    engine.run_all()
+    assert engine.get_execution(wid).status == "completed"
+    children = {c.id: c.input for c in engine.list_executions(parent=wid)}
+    _, _, dashed = _parsed(
+        durable.graph(workflow_class, format="dot", execution=wid, engine=engine)
+    )
+    return {children[b.removeprefix("child:")]: a for a, b in dashed if b.startswith("child:")}
+
+
+def test_a_child_started_after_many_waits_has_its_edge(durable_engine):
+    assert _children_edges(durable_engine, ManyWaits) == {"after 40 waits": "chatty"}
+
+
+def test_children_of_items_and_branches_are_joined_to_their_nodes(durable_engine):
+    assert _children_edges(durable_engine, UnitsChildren) == {
+        "item 1": "each",
+        "item 2": "each",
+        "from left": "both.left",
+    }
+    (child,) = [
+        c for c in durable_engine.list_executions(workflow=GraphChild) if c.input == "from left"
+    ]
+    assert child.parent_step == "both.left"

@@ -432,6 +432,12 @@ def _v13_headers(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE durable_executions ADD COLUMN headers TEXT"))
 
 
+def _v14_parent_step(conn: sa.Connection) -> None:
+    """A child workflow's step run in its parent that started it (the graph joins them by
+    it). Children started before have none."""
+    conn.execute(sa.text("ALTER TABLE durable_executions ADD COLUMN parent_step TEXT"))
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -446,6 +452,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (11, "shapes", _v11_shapes),
     (12, "schedules", _v12_schedules),
     (13, "headers", _v13_headers),
+    (14, "parent_step", _v14_parent_step),
 ]
 
 

@@ -129,6 +129,7 @@ def _decode(r: Row, dt: ToDatetime, problems: list[str] | None) -> ExecutionRow:
         origin=field("origin", loads, None),
         shape=field("shape", loads, None),
         headers=field("headers", _headers, {}),
+        parent_step=r["parent_step"],
     )
 
 

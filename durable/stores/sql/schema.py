@@ -21,7 +21,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 #: how many rows hold a group's count of open units (v8): a unit counts in the row
 #: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
@@ -133,6 +133,9 @@ executions = sa.Table(
     # v13: the string headers plugins stored with the execution when it was created (JSON
     # object, e.g. a W3C traceparent; NULL: none), shared by its units
     sa.Column("headers", sa.Text),
+    # v14: a child workflow's step run in its parent that started it (the step's name, a
+    # unit's own: "group.step", "step[i]"; NULL: not a child, or started before v14)
+    sa.Column("parent_step", sa.Text),
 )
 
 sa.Index(

@@ -425,6 +425,7 @@ class SQLStore(Connections, Store):
             "origin": None if row.origin is None else dumps(row.origin),
             "shape": None if row.shape is None else dumps(row.shape),
             "headers": dumps(row.headers) if row.headers else None,
+            "parent_step": row.parent_step,
         }
 
     def get(self, execution_id: str) -> ExecutionRow | None:
