@@ -66,15 +66,33 @@ def _when_label(sdef: StepDef) -> str:
     return f"when {when}" if isinstance(when, str) else "when ..."
 
 
-#: the ids of the start and end nodes: never a step's name (names are identifiers, and
-#: ``"group.step"`` for branches)
-START, END = "(start)", "(end)"
+#: The ids of the nodes that are not steps begin with ``[``, which no step, group or
+#: compensation name may hold (dsl: ``.[]`` qualify units' names), so no name is one.
+START, END = "[start]", "[end]"
+#: the note that says more children were not drawn
+MORE = "[more children]"
+
+
+def _join(group: str) -> str:
+    """The id of parallel group ``group``'s join (its fork's is the group's name)."""
+    return f"[join]{group}"
+
+
+def _undo(compensation: str) -> str:
+    """The id of the note of compensation ``compensation``."""
+    return f"[undo]{compensation}"
+
+
+def _child(execution_id: str) -> str:
+    """The id of the node of child workflow ``execution_id``."""
+    return f"[child]{execution_id}"
 
 
 def plan_graph(wdef: WorkflowDef) -> Graph:
-    """The workflow's plan as a :class:`Graph` (node ids are step names; a group's fork
-    and join are ``"group"`` and ``"group/join"``, a compensation ``"undo:name"``, the
-    start and end ``"(start)"`` and ``"(end)"``)."""
+    """The workflow's plan as a :class:`Graph`: a step's node id is its name, a branch's
+    ``"group.step"``, a group's fork the group's name; the others begin with ``[``: a
+    group's join ``"[join]group"``, a compensation's note ``"[undo]name"``, the start and
+    end ``"[start]"`` and ``"[end]"`` (and, with an execution, a child ``"[child]id"``)."""
     g = Graph()
     g.node(START, "start", "circle", "start")
     g.node(END, "end", "doublecircle", "end")
@@ -83,7 +101,7 @@ def plan_graph(wdef: WorkflowDef) -> Graph:
     for sdef in wdef.steps:
         if sdef.kind == "parallel":
             fork = g.node(sdef.name, f"{sdef.name} (parallel)", "box", "fork")
-            join = g.node(f"{sdef.name}/join", f"{sdef.name} joined", "box", "join")
+            join = g.node(_join(sdef.name), f"{sdef.name} joined", "box", "join")
             g.groups[sdef.name] = []
             for b in sdef.branches:
                 g.node(b.name, b.name, "box", "branch")
@@ -91,7 +109,7 @@ def plan_graph(wdef: WorkflowDef) -> Graph:
                 g.edge(fork, b.name)
                 g.edge(b.name, join)
                 if b.undo is not None:
-                    undo = g.node(f"undo:{b.undo.name}", f"undo {b.undo.name}", "note", "undo")
+                    undo = g.node(_undo(b.undo.name), f"undo {b.undo.name}", "note", "undo")
                     g.edge(b.name, undo, "compensate", dashed=True)
             entry[sdef.name], leave[sdef.name] = fork, join
             continue
@@ -104,7 +122,7 @@ def plan_graph(wdef: WorkflowDef) -> Graph:
             g.node(sdef.name, sdef.name, "box", "step")
         entry[sdef.name] = leave[sdef.name] = sdef.name
         if sdef.undo is not None:
-            undo = g.node(f"undo:{sdef.undo.name}", f"undo {sdef.undo.name}", "note", "undo")
+            undo = g.node(_undo(sdef.undo.name), f"undo {sdef.undo.name}", "note", "undo")
             g.edge(sdef.name, undo, "compensate", dashed=True)
     g.edge(START, entry[wdef.first_step.name])
     for i, sdef in enumerate(wdef.steps):
@@ -131,9 +149,9 @@ def _states(g: Graph, wdef: WorkflowDef, ex: Execution) -> dict[str, str]:
                 undone = wdef.current_name(s.compensates) or s.compensates
                 if undone in states:
                     states[undone] = "compensated"
-                states[f"undo:{s.name}"] = "completed"
-            elif f"undo:{s.name}" in states:
-                states[f"undo:{s.name}"] = s.status.value
+                states[_undo(s.name)] = "completed"
+            elif _undo(s.name) in states:
+                states[_undo(s.name)] = s.status.value
             continue
         base = name.partition("[")[0]
         if base not in states:
@@ -141,7 +159,7 @@ def _states(g: Graph, wdef: WorkflowDef, ex: Execution) -> dict[str, str]:
         status = s.status.value
         states[base] = {"lost": "running", "suspended": "waiting"}.get(status, status)
         if base in g.groups and status == "completed":
-            states[f"{base}/join"] = "completed"
+            states[_join(base)] = "completed"
     if ex.current_step is not None and not ex.finished:
         cur = wdef.current_name(ex.current_step) or ex.current_step
         if cur in states:
@@ -196,7 +214,7 @@ def _add_children(g: Graph, wdef: WorkflowDef, ex: Execution, children: list[Exe
     shown = children[:CHILDREN_SHOWN]
     guessed: dict[str, str] | None = None
     for child in shown:
-        nid = g.node(f"child:{child.id}", f"{child.workflow} (child)", "component", "child")
+        nid = g.node(_child(child.id), f"{child.workflow} (child)", "component", "child")
         g.states[nid] = _CHILD_STATE.get(child.status, "pending")
         if child.parent_step is not None:
             starter = _node_of(child.parent_step, g, wdef)
@@ -207,7 +225,7 @@ def _add_children(g: Graph, wdef: WorkflowDef, ex: Execution, children: list[Exe
         if starter is not None:
             g.edge(starter, nid, "child", dashed=True)
     if len(children) > CHILDREN_SHOWN:
-        g.node("child:more", "more children, not drawn", "note", "child")
+        g.node(MORE, "more children, not drawn", "note", "child")
 
 
 def graph(
@@ -307,7 +325,7 @@ def _dot(wdef: WorkflowDef, g: Graph) -> str:
     for group, branches in g.groups.items():
         lines.append(f"  subgraph {_q('cluster_' + group)} {{")
         lines.append(f"    label={_q(group)};")
-        lines.extend(f"    {_q(n)};" for n in (group, *branches, f"{group}/join"))
+        lines.extend(f"    {_q(n)};" for n in (group, *branches, _join(group)))
         lines.append("  }")
     for nid, (label, shape, _kind) in g.nodes.items():
         attrs = [f"label={_q(label)}", f"shape={shape}"]

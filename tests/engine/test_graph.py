@@ -40,29 +40,29 @@ def _parsed(dot: str) -> tuple[set[str], set[tuple[str, str, str]], set[tuple[st
 
 def _expected(wdef: dsl.WorkflowDef):
     """The plan, read from the WorkflowDef through its own API (not through the graph)."""
-    nodes = {"(start)", "(end)"}
+    nodes = {"[start]", "[end]"}
     solid: set[tuple[str, str, str]] = set()
     dashed: set[tuple[str, str]] = set()
 
     def into(sdef):
-        return sdef.name if sdef is not None else "(end)"
+        return sdef.name if sdef is not None else "[end]"
 
     def out(sdef):
-        return f"{sdef.name}/join" if sdef.kind == "parallel" else sdef.name
+        return f"[join]{sdef.name}" if sdef.kind == "parallel" else sdef.name
 
-    solid.add(("(start)", wdef.first_step.name, ""))
+    solid.add(("[start]", wdef.first_step.name, ""))
     for sdef in wdef.steps:
         nodes.add(sdef.name)
         units = sdef.branches if sdef.kind == "parallel" else ()
         if sdef.kind == "parallel":
-            nodes.add(f"{sdef.name}/join")
+            nodes.add(f"[join]{sdef.name}")
         for b in units:
             nodes.add(b.name)
-            solid |= {(sdef.name, b.name, ""), (b.name, f"{sdef.name}/join", "")}
+            solid |= {(sdef.name, b.name, ""), (b.name, f"[join]{sdef.name}", "")}
         for s in (sdef, *units):
             if s.undo is not None:
-                nodes.add(f"undo:{s.undo.name}")
-                dashed.add((s.name, f"undo:{s.undo.name}"))
+                nodes.add(f"[undo]{s.undo.name}")
+                dashed.add((s.name, f"[undo]{s.undo.name}"))
         following = wdef.next_step(sdef.name)
         if sdef.kind == "decision":
             solid.add((out(sdef), into(following), "None"))
@@ -156,7 +156,7 @@ def test_every_kind_of_node_and_edge(durable_engine):
     _check(dsl.get_workflow("graph_all_kinds"))
     dot = durable.graph(AllKinds, format="dot")
     assert '"route" -> "rush" [label="rush"]' in dot  # a decision's edge, labelled
-    assert '"load" -> "undo:unload" [label="compensate", style=dashed]' in dot
+    assert '"load" -> "[undo]unload" [label="compensate", style=dashed]' in dot
 
 
 def test_an_execution_styles_each_node_by_its_state(durable_engine):
@@ -171,7 +171,7 @@ def test_an_execution_styles_each_node_by_its_state(durable_engine):
     assert state["rush"] == "skipped" and state["ship"] == "failed"
     assert state["checks.reserve"] == "compensated" and state["checks.score"] == "completed"
     assert state["each"] == "completed" and state["pack"] == "completed"
-    assert state["undo:unload"] == "completed"
+    assert state["[undo]unload"] == "completed"
     assert "each (foreach items): 3 items (visit 2): 3 completed" in dot  # (the latest visit)
     mermaid = durable.graph(AllKinds, execution=ex)
     assert "classDef failed" in mermaid and re.search(r"class n\d+ compensated", mermaid)
@@ -221,7 +221,7 @@ def test_an_execution_draws_its_children_from_the_steps_that_started_them(durabl
     dot = durable.graph(GraphParent, format="dot", execution=ex, engine=durable_engine)
     nodes, _, dashed = _parsed(dot)
     by_input = {c.input: c for c in children}
-    ok, failed, later = (f"child:{by_input[k].id}" for k in ("ok", "fail", "later"))
+    ok, failed, later = (f"[child]{by_input[k].id}" for k in ("ok", "fail", "later"))
     assert {ok, failed, later} <= nodes
     assert {("call", ok), ("fire", failed), ("fire", later)} <= dashed
     (g,) = pydot.graph_from_dot_data(dot)
@@ -229,7 +229,7 @@ def test_an_execution_draws_its_children_from_the_steps_that_started_them(durabl
     assert state[ok] == "completed" and state[failed] == "failed"
     # Without an engine an Execution is drawn as its plan and states only; an id is read,
     # with its children, from the engine given (by default, durable's default engine).
-    assert "child:" not in durable.graph(GraphParent, format="dot", execution=ex)
+    assert "[child]" not in durable.graph(GraphParent, format="dot", execution=ex)
     mermaid = durable.graph(GraphParent, execution=wid, engine=durable_engine)
     assert mermaid.count("(child)") == 3 and "-.->" in mermaid
 
@@ -273,8 +273,57 @@ class StartEnd:
 def test_steps_named_start_and_end_are_steps_of_their_own():
     _check(dsl.get_workflow("graph_start_end"))
     nodes, solid, _ = _parsed(durable.graph(StartEnd, format="dot"))
-    assert {"(start)", "start", "end", "(end)"} <= nodes
-    assert {("(start)", "start", ""), ("start", "end", ""), ("end", "(end)", "")} == solid
+    assert {"[start]", "start", "end", "[end]"} <= nodes
+    assert {("[start]", "start", ""), ("start", "end", ""), ("end", "[end]", "")} == solid
+
+
+@workflow("graph_special_names")
+class SpecialNames:
+    """Step names may hold any character but ``.[]``: these are the ids special nodes
+    had (start, end, a group's join, a compensation's note, the children's note)."""
+
+    @step(name="(start)")
+    def a(self):
+        pass
+
+    @parallel
+    class pack:
+        @step
+        def box(self):
+            pass
+
+    @step(name="pack/join", compensate="refund")
+    def b(self):
+        pass
+
+    @step(name="undo:refund")
+    def c(self):
+        pass
+
+    @step(name="child:more")
+    def d(self):
+        pass
+
+    @step(name="(end)")
+    def e(self):
+        pass
+
+    @compensation
+    def refund(self):
+        pass
+
+
+def test_no_step_name_is_the_id_of_a_special_node():
+    wdef = dsl.get_workflow("graph_special_names")
+    _check(wdef)
+    nodes, solid, dashed = _parsed(durable.graph(SpecialNames, format="dot"))
+    names = {"(start)", "pack", "pack.box", "pack/join", "undo:refund", "child:more", "(end)"}
+    assert len(nodes) == len(names) + 4  # each step, the group's join, undo, start and end
+    assert names <= nodes
+    assert ("pack/join", "undo:refund", "") in solid  # step to step, not undo to itself
+    assert len(dashed) == 1 and next(iter(dashed))[0] == "pack/join"
+    with pytest.raises(durable.ConfigError, match="contains one of"):
+        step(name="[start]")(lambda self: None)
 
 
 @workflow('graph_"quoted" #1 <b>é✓')
@@ -354,7 +403,7 @@ def test_mermaid_reads_back_every_label_and_edge(durable_engine):
             (ids[a], ids[b], label, "dotted" if dashed else "normal")
             for a, b, label, dashed in g.edges
         )
-        assert labels[ids["(start)"]] == "start"
+        assert labels[ids["[start]"]] == "start"
     # with an execution: the classes too
     wid = durable_engine.start(AllKinds)
     durable_engine.run_until(wid)
@@ -405,7 +454,7 @@ def _children_edges(engine, workflow_class) -> dict[str, str]:
     _, _, dashed = _parsed(
         durable.graph(workflow_class, format="dot", execution=wid, engine=engine)
     )
-    return {children[b.removeprefix("child:")]: a for a, b in dashed if b.startswith("child:")}
+    return {children[b.removeprefix("[child]")]: a for a, b in dashed if b.startswith("[child]")}
 
 
 def test_a_child_started_after_many_waits_has_its_edge(durable_engine):
