@@ -308,9 +308,24 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _label(text: str) -> str:
+    """A DOT label: a quoted string whose ``&`` is written ``&amp;`` (Graphviz reads
+    ``&name;`` in a label as an HTML entity, so ``"a &lt; b"`` would show ``a < b``)."""
+    return _q(text.replace("&", "&amp;"))
+
+
 #: what Mermaid would read as markup inside a quoted label, as its entity codes ("#"
-#: first: the codes themselves begin with it)
-_MERMAID_CODES = (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;"))
+#: first: the codes themselves begin with it): a quote ends the label, a backtick at its
+#: start makes it a markdown string (and one that is not closed does not parse), and
+#: ``<``, ``>`` and ``&`` would be HTML where labels are rendered as HTML
+_MERMAID_CODES = (
+    ("#", "#35;"),
+    ('"', "#quot;"),
+    ("`", "#96;"),
+    ("<", "#lt;"),
+    (">", "#gt;"),
+    ("&", "#amp;"),
+)
 
 
 def _m(text: str) -> str:
@@ -324,11 +339,11 @@ def _dot(wdef: WorkflowDef, g: Graph) -> str:
     lines = [f"digraph {_q(wdef.name)} {{", "  rankdir=TB;", '  node [fontname="Helvetica"];']
     for group, branches in g.groups.items():
         lines.append(f"  subgraph {_q('cluster_' + group)} {{")
-        lines.append(f"    label={_q(group)};")
+        lines.append(f"    label={_label(group)};")
         lines.extend(f"    {_q(n)};" for n in (group, *branches, _join(group)))
         lines.append("  }")
     for nid, (label, shape, _kind) in g.nodes.items():
-        attrs = [f"label={_q(label)}", f"shape={shape}"]
+        attrs = [f"label={_label(label)}", f"shape={shape}"]
         state = g.states.get(nid)
         if state is not None:
             attrs += ["style=filled", f"fillcolor={_q(_FILL[state])}", f"class={_q(state)}"]
@@ -336,7 +351,7 @@ def _dot(wdef: WorkflowDef, g: Graph) -> str:
     for a, b, label, dashed in g.edges:
         attrs = []
         if label:
-            attrs.append(f"label={_q(label)}")
+            attrs.append(f"label={_label(label)}")
         if dashed:
             attrs.append("style=dashed")
         suffix = f" [{', '.join(attrs)}]" if attrs else ""

@@ -4,6 +4,7 @@ states on the nodes."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -19,7 +20,14 @@ BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
 def _unquote(name: str) -> str:
-    return name[1:-1].replace('\\"', '"') if name.startswith('"') else name
+    """A DOT ID as written (a quoted string's escaped quotes and backslashes read back)."""
+    return re.sub(r'\\(["\\])', r"\1", name[1:-1]) if name.startswith('"') else name
+
+
+def _label(text: str) -> str:
+    """A DOT label's text (durable writes each ``&`` as ``&amp;``: Graphviz reads
+    entities in labels)."""
+    return html.unescape(_unquote(text))
 
 
 def _parsed(dot: str) -> tuple[set[str], set[tuple[str, str, str]], set[tuple[str, str]]]:
@@ -30,7 +38,7 @@ def _parsed(dot: str) -> tuple[set[str], set[tuple[str, str, str]], set[tuple[st
     solid, dashed = set(), set()
     for e in g.get_edges():
         a, b = _unquote(e.get_source()), _unquote(e.get_destination())
-        label = _unquote(e.get_label() or '""')
+        label = _label(e.get_label() or '""')
         if e.get_style() == "dashed":
             dashed.add((a, b))
         else:
@@ -340,6 +348,11 @@ class Quoted:
     def packe(self):
         pass
 
+    # (a label that begins with a backtick is Mermaid's markdown string; an entity is HTML)
+    @step(name='`md` &amp; "q" \\')
+    def marked(self):
+        pass
+
 
 def test_dot_keeps_unicode_and_escapes_quotes():
     dot = durable.graph(Quoted, format="dot")
@@ -347,6 +360,11 @@ def test_dot_keeps_unicode_and_escapes_quotes():
     (g,) = pydot.graph_from_dot_data(dot)
     assert _unquote(g.get_name()) == 'graph_"quoted" #1 <b>é✓'
     _check(dsl.get_workflow('graph_"quoted" #1 <b>é✓'))
+    # a backslash and a quote escaped; an & an entity of its own in a label, not in an id
+    name = '`md` &amp; "q" \\'
+    assert '"`md` &amp; \\"q\\" \\\\" [label="`md` &amp;amp; \\"q\\" \\\\"' in dot
+    (node,) = [n for n in g.get_nodes() if _unquote(n.get_name()) == name]
+    assert _label(node.get("label")) == name
 
 
 MERMAID = ROOT / "tests" / "mermaid"
@@ -354,7 +372,6 @@ MERMAID = ROOT / "tests" / "mermaid"
 
 def _mermaid_read(text: str) -> dict:
     """What Mermaid's own parser reads in ``text`` (tests/mermaid/parse.mjs, on node)."""
-    import html
     import json
     import os
     import shutil
