@@ -271,25 +271,44 @@ def graph(
 
 
 def _items(name: str, ex: Execution, wdef: WorkflowDef) -> str:
-    """How the items of the latest visit of foreach ``name`` stand: ``"3 items: 2
-    completed, 1 failed"`` (each item by its latest attempt; items of a run under a name
+    """How the items of the latest visit of foreach ``name`` that began stand: ``"3
+    items: 2 completed, 1 retrying"`` (each item by its latest attempt, in the words of the
+    graph's states: a suspended one is waiting, a lost one running, a failed one with a
+    retry to come retrying while the foreach has not ended; items of a run under a name
     the step had before count too)."""
 
     def of(record: str) -> bool:
         base, bracket, _ = record.partition("[")
         return bool(bracket) and (wdef.current_name(base) or base) == name
 
-    runs = [s for s in ex.steps or [] if of(s.name)]
+    runs = [s for s in ex.steps or [] if s.phase == StepPhase.RUN and of(s.name)]
     if not runs:
         return "no items yet"
     visit = max(s.visit for s in runs)
-    latest = {s.name: s.status.value for s in runs if s.visit == visit}  # (in start order)
+    ended = ex.finished or any(
+        s.visit == visit
+        and (wdef.current_name(s.name) or s.name) == name
+        and s.status in (StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.CANCELLED)
+        for s in ex.steps or []
+    )
+    latest: dict[str, str] = {}  # item -> how it stands (attempts in the order they began)
+    for s in runs:
+        if s.visit != visit:
+            continue
+        status = _ITEM_STATE.get(s.status, s.status.value)
+        if s.status == StepStatus.FAILED and s.retry_at is not None and not ended:
+            status = "retrying"
+        latest[s.name.partition("[")[2]] = status
     counts: dict[str, int] = {}
     for status in latest.values():
         counts[status] = counts.get(status, 0) + 1
     shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     again = f" (visit {visit})" if visit > 1 else ""
     return f"{len(latest)} item{'s' if len(latest) != 1 else ''}{again}: {shown}"
+
+
+#: an item's attempt's status as the graph says it
+_ITEM_STATE = {StepStatus.SUSPENDED: "waiting", StepStatus.LOST: "running"}
 
 
 def _execution(execution: Any, engine: Any) -> Execution:

@@ -187,6 +187,40 @@ def test_an_execution_styles_each_node_by_its_state(durable_engine):
     assert "classDef failed" in mermaid and re.search(r"class n\d+ compensated", mermaid)
 
 
+@workflow("graph_items_as_they_stand")
+class ItemsAsTheyStand:
+    @step
+    def load(self):
+        put_context("xs", [1, 2, 3])
+
+    @foreach("xs", concurrency=1, retry={"backoff": "constant", "base": 60})
+    def each(self, x):
+        if x == 2 and durable.context.attempt() == 1:
+            raise RuntimeError("once")
+        if x == 3:
+            durable.sleep_for(10_000)
+        return x
+
+
+def test_a_foreach_shows_each_item_that_began_as_it_stands(durable_engine):
+    def label() -> str:
+        ex = durable_engine.get_execution(wid, include_steps=True)
+        (g,) = pydot.graph_from_dot_data(
+            durable.graph(ItemsAsTheyStand, format="dot", execution=ex)
+        )
+        (node,) = [n for n in g.get_nodes() if n.get_name() == '"each"']
+        return _label(node.get("label")).removeprefix("each (foreach xs): ")
+
+    wid = durable_engine.start(ItemsAsTheyStand)
+    durable_engine.drain()  # the second item failed once: its retry is a minute away
+    assert label() == "2 items: 1 completed, 1 retrying"
+    durable_engine.advance_to_next()
+    durable_engine.drain()  # (it ran again; the third sleeps)
+    assert label() == "3 items: 2 completed, 1 waiting"
+    durable_engine.run_until(wid)
+    assert label() == "3 items: 3 completed"
+
+
 def test_bad_arguments_say_what_would_be_right(durable_engine):
     with pytest.raises(durable.ConfigError, match="'mermaid' or 'dot'"):
         durable.graph(AllKinds, format="png")  # type: ignore[arg-type]
