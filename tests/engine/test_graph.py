@@ -441,8 +441,8 @@ def _mermaid_read(text: str) -> dict:
 
 
 @pytest.mark.slow
-def test_mermaid_reads_back_every_label_and_edge(durable_engine):
-    for workflow_class in (AllKinds, Quoted, StartEnd):
+def test_mermaid_reads_back_every_label_and_edge():
+    for workflow_class in (AllKinds, Quoted, StartEnd, SpecialNames):
         g = durable.graphs.plan_graph(dsl.get_workflow(workflow_class))
         read = _mermaid_read(durable.graph(workflow_class))
         assert read["type"] == "flowchart-v2"
@@ -457,13 +457,36 @@ def test_mermaid_reads_back_every_label_and_edge(durable_engine):
             for a, b, label, dashed in g.edges
         )
         assert labels[ids["[start]"]] == "start"
-    # with an execution: the classes too
-    wid = durable_engine.start(AllKinds)
-    durable_engine.run_until(wid)
-    read = _mermaid_read(durable.graph(AllKinds, execution=wid, engine=durable_engine))
-    by_label = {n["label"]: n["classes"] for n in read["nodes"]}
-    assert by_label["ship"] == ["failed"] and by_label["load"] == ["compensated"]
-    assert by_label["each (foreach items): 3 items (visit 2): 3 completed"] == ["completed"]
+
+
+@workflow('`kid` "x" <y> &amp;')
+class OddlyNamedChild:
+    @step
+    def work(self):
+        pass
+
+
+@workflow("graph_mermaid_run")
+class MermaidRun:
+    @step
+    def fire(self):
+        durable.start_workflow(OddlyNamedChild)
+
+    @step
+    def boom(self):
+        raise RuntimeError("boom")
+
+
+def test_mermaid_reads_back_an_execution_s_states_and_children(durable_engine):
+    wid = durable_engine.start(MermaidRun)
+    durable_engine.run_all()
+    read = _mermaid_read(durable.graph(MermaidRun, execution=wid, engine=durable_engine))
+    by_label = {n["label"]: (n["id"], n["classes"]) for n in read["nodes"]}
+    assert by_label["fire"][1] == ["completed"] and by_label["boom"][1] == ["failed"]
+    child, classes = by_label['`kid` "x" <y> &amp; (child)']
+    assert classes == ["completed"]
+    edge = {"from": by_label["fire"][0], "to": child, "label": "child", "stroke": "dotted"}
+    assert edge in read["edges"]
 
 
 # -- children started anywhere -------------------------------------------------------------
