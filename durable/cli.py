@@ -79,7 +79,8 @@ def format_execution(ex: Execution, step: str | None = None) -> str:
     if ex.idempotency_key is not None:
         lines.append(f"  key        {p(ex.idempotency_key)}")
     if ex.parent_id is not None:
-        lines.append(f"  parent     {p(ex.parent_id)} (this is a child workflow)")
+        by = "" if ex.parent_step is None else f", started by its step {p(ex.parent_step)}"
+        lines.append(f"  parent     {p(ex.parent_id)} (this is a child workflow{by})")
     if ex.forked_from is not None:
         lines.append(f"  forked     from {p(ex.forked_from)}")
     if ex.schedule is not None:

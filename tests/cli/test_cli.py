@@ -555,7 +555,10 @@ def test_show_prints_branches_items_and_children(tmp_path, durable_clock):
     assert "many[4]" not in shown  # many items: summed up
     assert "both.left" in shown and "both.right" in shown
     assert f"children\n    {child.id}  cli_fan_child" in shown
-    assert f"parent     {wid} (this is a child workflow)" in child_shown
+    assert (
+        f"parent     {wid} (this is a child workflow, started by its step both.right)"
+        in child_shown
+    )
     assert f"(each item, with what it logged and printed: durable show {wid} --step many)" in shown
 
 
