@@ -56,6 +56,7 @@ NAMES = frozenset(
         "get_for_update",
         "live",
         "steps",
+        "own_steps",
         "list",
         "list_by_status",
         "list_by_statuses",

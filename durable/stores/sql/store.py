@@ -435,6 +435,14 @@ class SQLStore(Connections, Store):
     def steps(self, execution_id: str) -> list[StepExecution]:
         return [rows.step(r, self._dt) for r in self._all_rows("steps", {"id": execution_id})]
 
+    def own_steps(self, execution_id: str) -> list[StepExecution]:
+        found = self._all_rows("own_steps", {"id": execution_id})
+        return [rows.step(r, self._dt) for r in found]
+
+    def get_by_key(self, idempotency_key: str) -> ExecutionRow | None:
+        r = self._retry_once(lambda: self._one("by_key", {"key": idempotency_key}))
+        return None if r is None else self._row(r)
+
     def list_executions(
         self,
         *,

@@ -117,6 +117,15 @@ WHERE execution_id = %(id)s
    )
 ORDER BY seq;
 
+-- name: own_steps
+-- As steps, without its units' attempts.
+SELECT
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result, visit, phase, compensates, changes
+FROM durable_step_attempts
+WHERE execution_id = %(id)s
+ORDER BY seq;
+
 -- name: list
 -- Newest first, by any filters (NULL: all); walks the created index. The store takes
 -- one of the list_by_ blocks when a filter can choose an index instead.
