@@ -1,9 +1,10 @@
 """The dashboard's ASGI app: pages to find and read executions, forms to act on them.
 
-Every page reads the store through the engine it is given; nothing is cached, so what it
-shows is what the store holds. Parts that change (an execution's timeline, the list's
-first page, the workers) are polled by htmx every 2 seconds and answered with 204 when
-nothing changed. Every value from the store goes through Jinja2's autoescaping.
+Every page reads the store through the engine it is given, in a worker thread (the store
+calls block); nothing is cached, so what it shows is what the store holds. Parts that
+change (an execution's timeline, the list's first page, the workers) are polled by htmx
+every 2 seconds and answered with 204 when nothing changed. Every value from the store
+goes through Jinja2's autoescaping.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
@@ -228,7 +230,7 @@ class _Views:
 
     # -- executions ------------------------------------------------------------------------
 
-    async def home(self, request: Request) -> Response:
+    def home(self, request: Request) -> Response:
         return RedirectResponse(str(request.url_for("executions")), status_code=303)
 
     def _filters(self, request: Request) -> dict[str, Any]:
@@ -280,7 +282,7 @@ class _Views:
         cursor = f"{rows[-1].created_at.isoformat()}|{rows[-1].seq}" if more and rows else None
         return rows, cursor, problems
 
-    async def executions(self, request: Request) -> Response:
+    def executions(self, request: Request) -> Response:
         found = request.query_params.get("find", "").strip()
         if found:
             row = self.store.get(found) or self.store.get_by_key(found)
@@ -306,7 +308,7 @@ class _Views:
             rows_url=str(request.url_for("execution_rows").include_query_params(**f)),
         )
 
-    async def execution_rows(self, request: Request) -> Response:
+    def execution_rows(self, request: Request) -> Response:
         f = self._filters(request)
         rows, _, _ = self._rows(f)
         return self.live(request, "_rows.html", rows=[(r, r.to_execution()) for r in rows])
@@ -367,7 +369,7 @@ class _Views:
                 }
         return out
 
-    async def execution(self, request: Request) -> Response:
+    def execution(self, request: Request) -> Response:
         eid = request.path_params["eid"]
         try:
             values = self._live_values(request, eid)
@@ -390,14 +392,14 @@ class _Views:
             **values,
         )
 
-    async def execution_live(self, request: Request) -> Response:
+    def execution_live(self, request: Request) -> Response:
         try:
             values = self._live_values(request, request.path_params["eid"])
         except _Refused as exc:
             return self.refused(request, exc)
         return self.live(request, "_live.html", **values)
 
-    async def units(self, request: Request) -> Response:
+    def units(self, request: Request) -> Response:
         eid = request.path_params["eid"]
         q = request.query_params
         step, visit, after = q.get("step", ""), q.get("visit", "1"), q.get("after", "-1")
@@ -419,7 +421,7 @@ class _Views:
             unit_url=str(request.url_for("unit", eid=eid)),
         )
 
-    async def unit(self, request: Request) -> Response:
+    def unit(self, request: Request) -> Response:
         eid = request.path_params["eid"]
         q = request.query_params
         step, visit, index = q.get("step", ""), q.get("visit", "1"), q.get("index", "")
@@ -441,7 +443,7 @@ class _Views:
     ) -> Response:
         try:
             fields = await self.action(request)
-            notice_url = do(fields)
+            notice_url = await run_in_threadpool(do, fields)
         except _Refused as exc:
             return self.refused(request, exc)
         except (DurableError, ValueError) as exc:
@@ -501,6 +503,11 @@ class _Views:
             fields = await self.action(request)
         except _Refused as exc:
             return self.refused(request, exc)
+        return await run_in_threadpool(self._provide, request, eid, name, fields, back)
+
+    def _provide(
+        self, request: Request, eid: str, name: str, fields: dict[str, str], back: str
+    ) -> Response:
         wait = next(
             (
                 w
@@ -534,12 +541,12 @@ class _Views:
 
     # -- pending inputs, schedules, workers ------------------------------------------------
 
-    async def inputs(self, request: Request) -> Response:
+    def inputs(self, request: Request) -> Response:
         waits = self.store.waits(kind="input", limit=200)
         forms = [(w, n, form_for(w.schema)) for w in waits for n in w.names]
         return self.page(request, "inputs.html", forms=forms)
 
-    async def schedules(self, request: Request) -> Response:
+    def schedules(self, request: Request) -> Response:
         return self.page(request, "schedules.html", schedules=self.engine.list_schedules())
 
     async def _schedule(self, request: Request, paused: bool) -> Response:
@@ -581,7 +588,7 @@ class _Views:
             "capped": len(running) >= 1000,
         }
 
-    async def workers(self, request: Request) -> Response:
+    def workers(self, request: Request) -> Response:
         return self.page(
             request,
             "workers.html",
@@ -589,7 +596,7 @@ class _Views:
             **self._workers(),
         )
 
-    async def workers_live(self, request: Request) -> Response:
+    def workers_live(self, request: Request) -> Response:
         return self.live(request, "_workers.html", **self._workers())
 
 
