@@ -83,3 +83,31 @@ class Parent:
     @step
     def call(self):
         put_context("child", durable.call_workflow(Child, "hello"))
+
+
+#: what the deployed code does: a test "deploys the fix" by setting it
+DEPLOYED = {"fixed": False}
+
+
+@workflow("dash_flaky")
+class Flaky:
+    @step
+    def prepare(self):
+        put_context("prepared", True)
+
+    @step(retry=Retry(max_attempts=1))
+    def call_partner(self):
+        if not DEPLOYED["fixed"]:
+            raise ConnectionError("partner API answered 502 <b>Bad Gateway</b>")
+        put_context("called", True)
+
+
+@workflow("dash_xss")
+class Xss:
+    @step
+    def poison(self):
+        text = input()
+        put_context(text, text)
+        log.error("%s", text)
+        print(text)
+        raise ValueError(text)
