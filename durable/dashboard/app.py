@@ -497,7 +497,8 @@ class _Views:
     async def provide_input(self, request: Request) -> Response:
         eid, name = request.path_params["eid"], request.path_params["name"]
         back = request.query_params.get("back") or str(request.url_for("execution", eid=eid))
-        if not back.startswith("/") or back.startswith("//"):
+        if not back.startswith("/") or back.startswith("//") or "\\" in back:
+            # (only a path of this site: "//host" and "/\\host" would leave it)
             back = str(request.url_for("execution", eid=eid))
         try:
             fields = await self.action(request)

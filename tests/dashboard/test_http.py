@@ -332,3 +332,18 @@ def test_pages_send_a_content_security_policy(client):
     headers = client.get("/executions").headers
     assert "script-src 'self'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("back", ["https://evil.example/", "//evil.example/", "/\\evil.example/"])
+def test_an_input_sends_back_only_to_a_page_of_this_site(engine, durable_clock, client, back):
+    wid = engine.start(Approval)
+    run(engine, durable_clock)
+    token = csrf(client.get("/inputs").text)
+    done = client.post(
+        f"/inputs/{wid}/approval",
+        params={"back": back},
+        data={"csrf": token, "approved": "on", "by": "ann", "limit": "5"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"].startswith(f"http://127.0.0.1:8765/executions/{wid}")
