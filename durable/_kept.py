@@ -4,17 +4,18 @@ Each kind (records, stdout, stderr) has CAPTURE_LIMIT bytes: the first half goes
 head, and once the head is full, its tail keeps the latest half, dropping from its
 front. An attempt that loops printing keeps how it began and how it ended (the error at
 the end is usually what someone reads the output for), and a mark where the dropped part
-was says how much it was. Every entry costs ENTRY_OVERHEAD bytes more than its text, so
-many tiny ones are bounded too.
+began says how much it was. Every entry costs ENTRY_OVERHEAD bytes more than its text,
+so many tiny ones are bounded too.
 
 Entries are numbered in the order they were made, across kinds, so the stored list keeps
 records and output interleaved as they happened. Consecutive writes to one stream join
-one entry.
+one entry (one buffer: a million one-character writes cost one entry, not a million).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,15 +29,17 @@ ENTRY_OVERHEAD = 100
 #: the head and the tail of each kind
 HALF = CAPTURE_LIMIT // 2
 
+Now = Callable[[], str]  # the time of a new entry, asked only when one begins
+
 
 @dataclass
 class _Item:
-    seq: int  # the entry's number; the chunks of one output entry share it
+    seq: int  # the entry's number, in the order entries were made
     time: str
     cost: int
-    stream: str = ""  # an output chunk's
+    stream: str = ""  # an output entry's
     record: dict[str, Any] | None = None  # a logging record's entry
-    data: bytes = b""  # a chunk of output (UTF-8)
+    data: bytearray = field(default_factory=bytearray)  # an output entry's text (UTF-8)
 
 
 @dataclass
@@ -49,36 +52,35 @@ class _Lane:
     tail: deque[_Item] = field(default_factory=deque)
     tail_bytes: int = 0
     dropped: int = 0  # records (logs) or bytes (streams) that were not kept
-    dropped_at: str | None = None  # when the first of them was made
+    first_dropped: tuple[int, str] | None = None  # (seq, time) of the earliest entry cut
 
-    def add(self, item: _Item) -> None:
-        if not self.head_full and self.head_bytes + item.cost <= HALF:
-            self.head.append(item)
-            self.head_bytes += item.cost
-            return
+    def to_tail(self, item: _Item) -> None:
         self.head_full = True
         self.tail.append(item)
         self.tail_bytes += item.cost
+        self.trim()
+
+    def trim(self) -> None:
+        """Drop from the tail's front until it fits (output: to the byte)."""
         while self.tail_bytes > HALF:
             first, excess = self.tail[0], self.tail_bytes - HALF
-            if first.record is None and len(first.data) > excess:  # output: cut its front
-                first.data = first.data[excess:]
+            if first.record is None and len(first.data) > excess:
+                # (cut where a UTF-8 character begins: none is kept in part)
+                while excess < len(first.data) and first.data[excess] & 0xC0 == 0x80:
+                    excess += 1
+                del first.data[:excess]
                 first.cost -= excess
                 self.tail_bytes -= excess
-                self.drop(excess, first.time)
-                break
+                self.drop(excess, first)
+                return
             self.tail.popleft()
             self.tail_bytes -= first.cost
-            self.drop(1 if first.record is not None else len(first.data), first.time)
+            self.drop(1 if first.record is not None else len(first.data), first)
 
-    def drop(self, amount: int, time: str) -> None:
+    def drop(self, amount: int, item: _Item) -> None:
         self.dropped += amount
-        if self.dropped_at is None:
-            self.dropped_at = time
-
-    def cut_seq(self) -> float:
-        """Where the mark of what was dropped goes: after the last entry of the head."""
-        return self.head[-1].seq + 0.5 if self.head else -0.5
+        if self.first_dropped is None or item.seq < self.first_dropped[0]:
+            self.first_dropped = (item.seq, item.time)
 
 
 class Kept:
@@ -88,47 +90,61 @@ class Kept:
     def __init__(self) -> None:
         self._lanes = {"logs": _Lane(), "stdout": _Lane(), "stderr": _Lane()}
         self._seq = 0
-        self._open: tuple[str, int, bool] | None = None  # (stream, seq, in head) of the last
+        self._open: _Item | None = None  # the latest entry, if it is output
 
     def record(self, entry: dict[str, Any], time: str) -> None:
         """Keep a logging record's entry (``{"time", "level", "logger", "message"}``)."""
-        size = len(str(entry.get("message", "")).encode("utf-8", "replace"))
-        size += len(str(entry.get("exception", "")).encode("utf-8", "replace"))
-        if ENTRY_OVERHEAD + size > HALF:  # one record larger than a half: its message cut
-            entry = dict(entry, message=_shorten(str(entry.get("message", ""))))
-            entry.pop("exception", None)
-            size = len(entry["message"].encode("utf-8", "replace"))
+        size = _size(entry)
+        if ENTRY_OVERHEAD + size > HALF:  # one record larger than a half: its texts cut
+            entry = dict(entry)
+            for key in ("message", "exception"):
+                if key in entry:
+                    entry[key] = _shorten(str(entry[key]), (HALF - ENTRY_OVERHEAD) // 2 - 64)
+            size = _size(entry)
         self._open = None
-        self._lanes["logs"].add(_Item(self._next(), time, ENTRY_OVERHEAD + size, record=entry))
+        lane, item = self._lanes["logs"], _Item(self._next(), time, ENTRY_OVERHEAD + size)
+        item.record = entry
+        if not lane.head_full and lane.head_bytes + item.cost <= HALF:
+            lane.head.append(item)
+            lane.head_bytes += item.cost
+        else:
+            lane.to_tail(item)
 
-    def write(self, stream: str, text: str, time: str) -> None:
+    def write(self, stream: str, text: str, now: Now) -> None:
         """Keep text written to ``stream`` ("stdout" or "stderr")."""
         lane = self._lanes[stream]
         data = text.encode("utf-8", "replace")
-        last = self._open if self._open is not None and self._open[0] == stream else None
+        last = self._open if self._open is not None and self._open.stream == stream else None
         if not lane.head_full:
-            joins = last is not None and last[2]
-            overhead = 0 if joins else ENTRY_OVERHEAD
-            room = HALF - lane.head_bytes - overhead
+            in_head = last is not None and lane.head and lane.head[-1] is last
+            room = HALF - lane.head_bytes - (0 if in_head else ENTRY_OVERHEAD)
             if room > 0:
-                seq = last[1] if joins and last is not None else self._next()
+                room = _boundary(data, room)
                 part, data = data[:room], data[room:]
-                lane.head.append(_Item(seq, time, overhead + len(part), stream, data=part))
-                lane.head_bytes += overhead + len(part)
-                self._open = (stream, seq, True)
+                if in_head and last is not None:
+                    last.data += part
+                    last.cost += len(part)
+                elif part:
+                    last = _Item(self._next(), now(), ENTRY_OVERHEAD + len(part), stream)
+                    last.data += part
+                    lane.head.append(last)
+                lane.head_bytes += len(part) + (0 if in_head else ENTRY_OVERHEAD if part else 0)
+                self._open = last
                 if not data:
                     return
             lane.head_full = True
-            last = None  # the rest starts an entry of the tail, after the mark
-        elif last is not None and last[2]:
+            last = None  # the rest begins an entry of the tail
+        elif last is not None and not (lane.tail and lane.tail[-1] is last):
             last = None
-        overhead = 0 if last is not None else ENTRY_OVERHEAD
-        if overhead + len(data) > HALF:  # more than the tail holds: its end
-            lane.drop(len(data) - (HALF - overhead), time)
-            data = data[len(data) - (HALF - overhead) :]
-        seq = last[1] if last is not None else self._next()
-        lane.add(_Item(seq, time, overhead + len(data), stream, data=data))
-        self._open = (stream, seq, False)
+        if last is None:
+            last = _Item(self._next(), now(), ENTRY_OVERHEAD, stream)
+            lane.tail.append(last)
+            lane.tail_bytes += ENTRY_OVERHEAD
+            self._open = last
+        last.data += data
+        last.cost += len(data)
+        lane.tail_bytes += len(data)
+        lane.trim()
 
     def _next(self) -> int:
         self._seq += 1
@@ -136,46 +152,53 @@ class Kept:
 
     def entries(self) -> list[dict[str, Any]]:
         """What is kept, in the order it was made, with a mark where each kind's dropped
-        part was: ``{"time", "cut": "logs" | "stdout" | "stderr", "dropped", "message"}``
-        (dropped counts records for logs, bytes for a stream)."""
-        placed: list[tuple[float, int, dict[str, Any] | _Item]] = []
+        part began: ``{"time", "cut": "logs" | "stdout" | "stderr", "dropped",
+        "message"}`` (dropped counts records for logs, bytes for a stream)."""
+        placed: list[tuple[float, _Item | dict[str, Any]]] = []
         for kind, lane in self._lanes.items():
-            placed.extend(
-                (i.seq, len(placed) + n, i) for n, i in enumerate((*lane.head, *lane.tail))
-            )
-            if lane.dropped:
-                placed.append((lane.cut_seq(), len(placed), _mark(kind, lane)))
-        placed.sort(key=lambda p: (p[0], p[1]))
+            placed.extend((item.seq, item) for item in (*lane.head, *lane.tail))
+            if lane.dropped and lane.first_dropped is not None:
+                placed.append((lane.first_dropped[0] - 0.5, _mark(kind, lane)))
+        placed.sort(key=lambda p: p[0])
         out: list[dict[str, Any]] = []
-        chunks: list[bytes] = []
-        last_seq: float | None = None
-        for seq, _, item in placed:
-            if isinstance(item, _Item) and item.record is None and seq == last_seq:
-                chunks.append(item.data)  # the next chunk of the same output entry
-                continue
-            _flush(out, chunks)
-            last_seq = seq
-            if isinstance(item, dict):
-                out.append(item)
-            elif item.record is not None:
-                out.append(item.record)
-            else:
+        text: list[bytearray] = []  # the parts of the output entry out[-1], if it is one
+        for _, item in placed:
+            if isinstance(item, _Item) and item.record is None:
+                if text and out[-1]["stream"] == item.stream:
+                    text.append(item.data)  # (a write the head's bound split: one entry)
+                    continue
+                _give_text(out, text)
                 out.append({"time": item.time, "stream": item.stream, "text": ""})
-                chunks = [item.data]
-        _flush(out, chunks)
+                text.append(item.data)
+                continue
+            _give_text(out, text)
+            out.append(item if isinstance(item, dict) else item.record or {})
+        _give_text(out, text)
         return out
 
 
-def _flush(out: list[dict[str, Any]], chunks: list[bytes]) -> None:
-    if chunks and out and "stream" in out[-1]:
-        # (a character the bound cut in two is dropped whole)
-        out[-1]["text"] = b"".join(chunks).decode("utf-8", "ignore")
-    chunks.clear()
+def _give_text(out: list[dict[str, Any]], text: list[bytearray]) -> None:
+    if text:
+        out[-1]["text"] = b"".join(text).decode("utf-8", "replace")
+        text.clear()
 
 
-def _shorten(message: str) -> str:
-    room = HALF - ENTRY_OVERHEAD - 64
-    data = message.encode("utf-8", "replace")
+def _size(entry: dict[str, Any]) -> int:
+    size = len(str(entry.get("message", "")).encode("utf-8", "replace"))
+    return size + len(str(entry.get("exception", "")).encode("utf-8", "replace"))
+
+
+def _boundary(data: bytes, room: int) -> int:
+    """``room`` moved back to where a UTF-8 character begins (at most 3 bytes)."""
+    while 0 < room < len(data) and data[room] & 0xC0 == 0x80:
+        room -= 1
+    return room
+
+
+def _shorten(text: str, room: int) -> str:
+    data = text.encode("utf-8", "replace")
+    if len(data) <= room:
+        return text
     return data[:room].decode("utf-8", "ignore") + f" [... {len(data) - room} bytes cut]"
 
 
@@ -188,7 +211,7 @@ def _mark(kind: str, lane: _Lane) -> dict[str, Any]:
         what = f"{lane.dropped} bytes of {kind} were dropped here"
         keeps = f"the first and the last {half} of its {kind}"
     return {
-        "time": lane.dropped_at,
+        "time": lane.first_dropped[1] if lane.first_dropped else None,
         "cut": kind,
         "dropped": lane.dropped,
         "message": f"[{what}: an attempt keeps {keeps}]",

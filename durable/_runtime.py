@@ -146,7 +146,10 @@ class StepRun:
         bounds (durable._kept)."""
         with self.lock:
             if not self.closed:
-                self.kept.write(stream, text, self.clock.now().isoformat())
+                self.kept.write(stream, text, self._now)
+
+    def _now(self) -> str:
+        return self.clock.now().isoformat()
 
     @property
     def logs(self) -> list[dict[str, Any]]:

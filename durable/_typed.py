@@ -131,13 +131,8 @@ def json_form(value: BaseModel, what: str) -> Any:
             f"(model_dump(mode='json', by_alias=True)) and steps read it back, so "
             f"{_round_trip_hint}"
         ) from None
-    if back != value:
-        fields = [
-            name
-            for name in cls.model_fields
-            if getattr(back, name, None) != getattr(value, name, None)
-        ]
-        differ = ", ".join(fields) if fields else "its extra or private attributes"
+    differ = ", ".join(_differences(value, back))
+    if differ:
         raise SerializationError(
             f"{what} cannot be stored: it is {named} that does not come back the same "
             f"from its JSON form (different: {differ}); durable stores the JSON form "
@@ -145,6 +140,35 @@ def json_form(value: BaseModel, what: str) -> Any:
             f"{_round_trip_hint}"
         ) from None
     return form
+
+
+def _differences(value: BaseModel, back: BaseModel) -> list[str]:
+    """The fields (and extras) of ``value`` that ``back`` does not have alike. Private
+    attributes are not data (never stored), computed fields come back as what they
+    compute, and a tuple that came back a list is alike (as plain JSON data does)."""
+    cls = type(value)
+    computed = set(cls.model_computed_fields)
+    names = list(cls.model_fields)
+    extra = {k: v for k, v in (value.__pydantic_extra__ or {}).items() if k not in computed}
+    extra_back = {k: v for k, v in (back.__pydantic_extra__ or {}).items() if k not in computed}
+    found = [n for n in names if not _alike(getattr(value, n, None), getattr(back, n, None))]
+    found += [
+        k
+        for k in sorted(set(extra) | set(extra_back))
+        if not _alike(extra.get(k), extra_back.get(k))
+    ]
+    return found
+
+
+def _alike(a: Any, b: Any) -> bool:
+    base = _base()
+    if base is not None and isinstance(a, base) and type(a) is type(b):
+        return not _differences(a, b)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_alike(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_alike(a[k], b[k]) for k in a)
+    return bool(a == b)
 
 
 _round_trip_hint = (

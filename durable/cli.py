@@ -107,7 +107,7 @@ def format_execution(ex: Execution, step: str | None = None) -> str:
         lines.append(header)
         shown = ex.steps
         if step is not None:
-            shown = [s for s in ex.steps if step in (s.name, _item_base(s.name))]
+            shown = [s for s in ex.steps if _of_step(s.name, step)]
         many = _many_items(shown) if step is None else {}
         summed: set[str] = set()
         for s in shown:
@@ -177,6 +177,11 @@ def _item_base(name: str) -> str | None:
     """``"ship"`` for an item's name ``"ship[3]"``; None for any other step."""
     base, bracket, rest = name.partition("[")
     return base if bracket and rest.endswith("]") and rest[:-1].isdigit() else None
+
+
+def _of_step(name: str, step: str) -> bool:
+    """Whether the attempt ``name`` is of ``step``: the step, its items, its branches."""
+    return name == step or _item_base(name) == step or name.startswith(f"{step}.")
 
 
 def _many_items(steps: Sequence[StepExecution]) -> dict[str, list[StepExecution]]:
@@ -575,9 +580,7 @@ def show(ctx: click.Context, execution_id: str, step_name: str | None) -> None:
     """Show an execution with its step attempts and what it waits for."""
     engine = _engine(ctx)
     ex = engine.get_execution(execution_id, include_steps=True)
-    if step_name is not None and not any(
-        step_name in (s.name, _item_base(s.name)) for s in ex.steps or []
-    ):
+    if step_name is not None and not any(_of_step(s.name, step_name) for s in ex.steps or []):
         ran = sorted({_item_base(s.name) or s.name for s in ex.steps or []})
         raise click.ClickException(
             f"execution {execution_id} has no attempt of step {step_name!r}; "
@@ -644,10 +647,34 @@ def send_event(ctx: click.Context, execution_id: str, name: str, payload_json: s
 @click.option("--data", "data_json", required=True, help="The input as JSON.")
 @click.pass_context
 def provide_input(ctx: click.Context, execution_id: str, name: str, data_json: str) -> None:
-    """Provide the input NAME a step of the execution waits for."""
+    """Provide the input NAME a step of the execution waits for. When the wait was made
+    with a pydantic model, its module is imported (if it can be), so that the model checks
+    the data and what is stored has its defaults filled in."""
     data = _json_option(data_json, "--data")
-    _engine(ctx).provide_input(execution_id, name, data)
+    engine = _engine(ctx)
+    for w in engine.list_waits(execution_id, kind="input"):
+        if name in w.names and w.model is not None:
+            _import_model(w.model)
+    engine.provide_input(execution_id, name, data)
     click.echo(f"{execution_id}: input {name!r} provided")
+
+
+def _import_model(model: str) -> None:
+    module = model.partition(":")[0]
+    if module in sys.modules:
+        return
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # its module may fail in ways of its own: say so, go on
+        click.echo(
+            f"note: cannot import {module} for the model {model} ({exc}); the data is "
+            "checked against the model's JSON Schema only, and its defaults are filled in "
+            f"each time the step reads it (give -i {module} to check it with the model)",
+            err=True,
+        )
 
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

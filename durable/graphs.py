@@ -245,17 +245,23 @@ def graph(
         for sdef in wdef.steps:
             if sdef.kind == "foreach":
                 label, shape, kind = g.nodes[sdef.name]
-                g.nodes[sdef.name] = (f"{label}: {_items(sdef.name, ex)}", shape, kind)
+                g.nodes[sdef.name] = (f"{label}: {_items(sdef.name, ex, wdef)}", shape, kind)
         if engine is not None:
             children = engine.list_executions(parent=ex.id, limit=CHILDREN_SHOWN + 1)
             _add_children(g, wdef, ex, list(reversed(children)))
     return _dot(wdef, g) if format == "dot" else _mermaid(g)
 
 
-def _items(name: str, ex: Execution) -> str:
+def _items(name: str, ex: Execution, wdef: WorkflowDef) -> str:
     """How the items of the latest visit of foreach ``name`` stand: ``"3 items: 2
-    completed, 1 failed"`` (each item by its latest attempt)."""
-    runs = [s for s in ex.steps or [] if s.name.startswith(f"{name}[")]
+    completed, 1 failed"`` (each item by its latest attempt; items of a run under a name
+    the step had before count too)."""
+
+    def of(record: str) -> bool:
+        base, bracket, _ = record.partition("[")
+        return bool(bracket) and (wdef.current_name(base) or base) == name
+
+    runs = [s for s in ex.steps or [] if of(s.name)]
     if not runs:
         return "no items yet"
     visit = max(s.visit for s in runs)

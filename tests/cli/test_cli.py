@@ -576,6 +576,8 @@ def test_show_step_lists_every_item_with_its_output(tmp_path, durable_clock):
     result = cli("--store", url, "show", wid, "--step", "nope")
     assert result.exit_code == 1
     assert "has no attempt of step 'nope'; its steps that ran: both, " in result.output
+    group = ok("--store", url, "show", wid, "--step", "both")
+    assert "both.left" in group and "both.right" in group and "many[" not in group
 
 
 # -- recovery: retry, fork, and what show prints of them ------------------------------------

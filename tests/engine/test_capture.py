@@ -355,3 +355,31 @@ def test_a_thread_outliving_its_step_belongs_to_it_no_more(engine):
     assert "after the step" not in begin.stdout
     assert "put_context() was called after step 'begin' attempt 1 ended" in str(late["error"])
     assert engine.get_execution(wid).context.get("late") is None
+
+
+@workflow("queue_listener")
+class WithQueueListener:
+    @step
+    def talk(self) -> None:
+        import logging.handlers
+        import queue
+
+        q: queue.Queue = queue.Queue()
+        listener = logging.handlers.QueueListener(q, OwnHandler())
+        handler = logging.handlers.QueueHandler(q)
+        listener.start()  # its thread calls the handler's handle() itself
+        log.addHandler(handler)
+        try:
+            log.warning("through the queue")
+        finally:
+            log.removeHandler(handler)
+            listener.stop()
+        print("printed")
+
+
+def test_a_queue_listeners_handler_is_not_kept_twice(engine):
+    wid = engine.start(WithQueueListener)
+    engine.drain()
+    s = engine.get_execution(wid, include_steps=True).steps[0]
+    assert [r["message"] for r in s.records] == ["through the queue"]
+    assert s.stderr == "" and s.stdout == "printed\n"

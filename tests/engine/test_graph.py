@@ -422,3 +422,34 @@ def test_children_of_items_and_branches_are_joined_to_their_nodes(durable_engine
         c for c in durable_engine.list_executions(workflow=GraphChild) if c.input == "from left"
     ]
     assert child.parent_step == "both.left"
+
+
+@workflow("graph_renamed_each")
+class RenamedEach:
+    @step
+    def load(self):
+        put_context("xs", [1, 2, 3])
+
+    @foreach("xs")
+    def each(self, x):
+        return x
+
+
+def test_a_renamed_foreach_counts_the_items_run_under_its_old_name(durable_engine, monkeypatch):
+    wid = durable_engine.start(RenamedEach)
+    durable_engine.run_all()
+    ex = durable_engine.get_execution(wid, include_steps=True)
+    monkeypatch.setattr(dsl, "_registry", {})
+
+    @workflow("graph_renamed_each")
+    class Renamed:
+        @step
+        def load(self):
+            pass
+
+        @foreach("xs", renamed_from="each")
+        def every(self, x):
+            return x
+
+    dot = durable.graph(Renamed, format="dot", execution=ex)
+    assert "every (foreach xs): 3 items: 3 completed" in dot

@@ -12,6 +12,11 @@ from durable._limits import CAPTURE_LIMIT
 
 T = "2026-01-01T00:00:00+00:00"
 
+
+def now() -> str:
+    return T
+
+
 ops = st.lists(
     st.one_of(
         st.tuples(st.just("logs"), st.integers(0, 3000)),
@@ -30,7 +35,7 @@ def _run(plan: list[tuple[str, int]]) -> tuple[list[dict], dict[str, list[str]]]
         if kind == "logs":
             kept.record({"time": T, "level": "INFO", "logger": "t", "message": text}, T)
         else:
-            kept.write(kind, text, T)
+            kept.write(kind, text, now)
     return kept.entries(), made
 
 
@@ -99,7 +104,7 @@ def test_entries_keep_the_order_they_were_made_in(plan):
 def test_a_character_cut_by_the_bound_is_dropped_whole():
     kept = Kept()
     for _ in range(100):
-        kept.write("stdout", "é" * 1000, T)
+        kept.write("stdout", "é" * 1000, now)
     entries = kept.entries()
     texts = [e["text"] for e in entries if "stream" in e]
     assert all(set(t) <= {"é"} for t in texts)
@@ -124,7 +129,7 @@ def test_one_huge_record_is_shortened_not_dropped():
 def test_one_huge_write_keeps_its_beginning_and_its_end():
     kept = Kept()
     text = "".join(f"line {i}\n" for i in range(50_000))
-    kept.write("stderr", text, T)
+    kept.write("stderr", text, now)
     entries = kept.entries()
     assert [("stream" in e, e.get("cut")) for e in entries] == [
         (True, None),
@@ -133,3 +138,43 @@ def test_one_huge_write_keeps_its_beginning_and_its_end():
     ]
     assert entries[0]["text"].startswith("line 0\nline 1\n")
     assert entries[2]["text"].endswith("line 49999\n")
+
+
+def test_the_mark_stands_where_the_dropped_part_began_and_says_when():
+    kept = Kept()
+    kept.write("stdout", "a" * (HALF - 100), lambda: "10:00")
+    kept.record({"time": "10:01", "level": "INFO", "logger": "x", "message": "R1"}, "10:01")
+    kept.write("stdout", "b" * 100_000, lambda: "10:05")
+    shown = [(e.get("stream") or e.get("cut") or e["message"], e["time"]) for e in kept.entries()]
+    assert shown == [("stdout", "10:00"), ("R1", "10:01"), ("stdout", "10:05"), ("stdout", "10:05")]
+    entries = kept.entries()
+    assert entries[2]["cut"] == "stdout"  # after R1: everything dropped came after it
+    assert entries[0]["text"] == "a" * (HALF - 100)
+    assert entries[3]["text"] == "b" * (HALF - ENTRY_OVERHEAD)
+
+
+def test_a_character_at_the_heads_bound_is_kept_whole_in_one_entry():
+    kept = Kept()
+    kept.write("stdout", "a" * (HALF - 101) + "é" + "bbbb", now)
+    (entry,) = kept.entries()
+    assert entry["text"] == "a" * (HALF - 101) + "é" + "bbbb"
+
+
+def test_many_tiny_writes_cost_one_entry_each_side():
+    kept = Kept()
+    for _ in range(200_000):
+        kept.write("stdout", "x", now)
+    lane = kept._lanes["stdout"]
+    assert len(lane.head) == 1 and len(lane.tail) == 1
+    entries = kept.entries()
+    assert [e.get("cut") for e in entries] == [None, "stdout", None]
+    assert len(entries[0]["text"]) + len(entries[2]["text"]) + entries[1]["dropped"] == 200_000
+
+
+def test_a_huge_record_keeps_its_exception_shortened():
+    kept = Kept()
+    entry = {"time": T, "level": "ERROR", "logger": "t", "message": "m" * 90_000}
+    kept.record({**entry, "exception": "E" * 90_000}, T)
+    (got,) = kept.entries()
+    assert got["exception"].startswith("EEE") and got["exception"].endswith("bytes cut]")
+    assert len(got["message"].encode()) + len(got["exception"].encode()) < HALF

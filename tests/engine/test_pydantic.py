@@ -8,15 +8,17 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field
 
 import durable
 from durable import step, workflow
@@ -161,17 +163,26 @@ def cli(*args):
     result = CliRunner().invoke(main, ["--store", url, *args])
     return [result.exit_code, result.output]
 
+class NotDeployedHere:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pydantic_workflows":
+            raise ImportError("not deployed here")
+
+blocker = NotDeployedHere()
+sys.meta_path.insert(0, blocker)
 out = {"pydantic imported": "pydantic" in sys.modules}
 out["waits"] = cli("waits", "--kind", "input")
-# the durable command without the workflows' module: the stored JSON Schema checks
+# the durable command where the workflows' module cannot be imported: the stored JSON
+# Schema checks
 out["bad"] = cli("provide-input", good, "approval", "--data", '{"approved": "perhaps", "by": "x"}')
 out["good"] = cli("provide-input", good, "approval", "--data", '{"approved": true, "by": "ann"}')
 out["bob"] = cli("provide-input", bob, "approval", "--data", '{"approved": true, "by": "requester"}')
 out["imported"] = "pydantic_workflows" in sys.modules
-# with it (-i), the model checks, its validators too
-out["bob -i"] = cli(
-    "-i", "pydantic_workflows", "provide-input", third, "approval",
-    "--data", '{"approved": true, "by": "requester"}',
+sys.meta_path.remove(blocker)
+# where it can be, the command imports the wait's model: the model checks, its validators
+# too
+out["bob auto"] = cli(
+    "provide-input", third, "approval", "--data", '{"approved": true, "by": "requester"}'
 )
 out["start -i"] = cli("-i", "pydantic_workflows", "start", "pyd_review", "--input", '{"id": "x"}')
 with durable.Engine(url, migrate=False) as engine:
@@ -200,9 +211,11 @@ def test_inputs_from_another_process_with_and_without_the_code(shared_url, durab
     # what to import (-i) to check with the model
     assert "input approval (Approve the order?) [pydantic_workflows:Approval]" in out["waits"][1]
     assert out["bad"][0] == 1 and "'perhaps' is not of type 'boolean'" in out["bad"][1]
-    assert out["good"] == [0, f"{good}: input 'approval' provided\n"]
+    assert out["good"][0] == 0 and out["good"][1].endswith(f"{good}: input 'approval' provided\n")
+    assert "note: cannot import pydantic_workflows for the model" in out["good"][1]
+    assert "give -i pydantic_workflows" in out["good"][1]
     assert out["bob"][0] == 0  # the JSON Schema cannot say the validator's rule
-    assert out["bob -i"][0] == 1 and "may not approve their own order" in out["bob -i"][1]
+    assert out["bob auto"][0] == 1 and "may not approve their own order" in out["bob auto"][1]
     assert out["start -i"][0] == 1
     assert "the input of workflow 'pyd_review' does not match Order" in out["start -i"][1]
     assert "at id: Input should be a valid integer" in out["start -i"][1]
@@ -635,3 +648,37 @@ def test_durable_imports_and_works_without_pydantic():
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "durable works without pydantic"
+
+
+class _Meta(BaseModel):
+    kind: str
+    meta: dict[str, Any] = {}
+
+
+class _Cached(BaseModel):
+    n: int
+    _token: str = PrivateAttr(default_factory=lambda: str(uuid.uuid4()))
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    a: int
+
+    @computed_field
+    @property
+    def double(self) -> int:
+        return self.a * 2
+
+
+@pytest.mark.parametrize(
+    ("value", "form"),
+    [
+        (_Meta(kind="x", meta={"span": (1, 2)}), {"kind": "x", "meta": {"span": [1, 2]}}),
+        (_Cached(n=1), {"n": 1}),  # a private attribute is not data
+        (_Open(a=2, note="hi"), {"a": 2, "note": "hi", "double": 4}),
+    ],
+)
+def test_models_whose_json_form_reads_back_alike_are_accepted(value, form):
+    from durable._typed import json_form
+
+    assert json_form(value, "the value") == form
