@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 import uvicorn
 from dash_workflows import DEPLOYED, Approval, Flaky, Many, Order, Waiter, Xss
-from helpers import eventually
 
 import durable
 from durable.dashboard import create_app
+
+from helpers import eventually
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -188,7 +189,7 @@ def test_nothing_stored_runs_as_script(served: Served, page: Any) -> None:
     payloads = [
         "<script>window.__xss = 1</script>",
         '<img src=x onerror="window.__xss = 2">',
-        "\"><svg onload=\"window.__xss = 3\">",
+        '"><svg onload="window.__xss = 3">',
     ]
     for text in payloads:
         served.engine.start(Xss, text, idempotency_key=text)

@@ -91,14 +91,14 @@ def test_find_opens_by_id_or_idempotency_key(engine, client):
     wid = engine.start(Order, {"sku": "A"}, idempotency_key="order-77")
     by_key = client.get("/executions", params={"find": "order-77"}, follow_redirects=False)
     assert by_key.status_code == 303 and by_key.headers["location"].endswith(f"/executions/{wid}")
-    assert client.get("/executions", params={"find": wid}, follow_redirects=False).status_code == 303
+    assert (
+        client.get("/executions", params={"find": wid}, follow_redirects=False).status_code == 303
+    )
     missing = client.get("/executions", params={"find": "nope"})
     assert "no execution has the id or idempotency key" in missing.text
 
 
-def test_a_failed_execution_shows_its_error_timeline_logs_and_graph(
-    engine, durable_clock, client
-):
+def test_a_failed_execution_shows_its_error_timeline_logs_and_graph(engine, durable_clock, client):
     wid = failed_order(engine, durable_clock)
     page = client.get(f"/executions/{wid}").text
     assert "RuntimeError" in page and "card declined" in page
@@ -146,7 +146,9 @@ def test_live_parts_answer_204_when_nothing_changed(engine, durable_clock, clien
     changed = client.get(f"/executions/{wid}/live", params={"v": version})
     assert changed.status_code == 200 and "completed" in changed.text
     rows = client.get("/executions/rows")
-    assert client.get("/executions/rows", params={"v": rows.headers["x-version"]}).status_code == 204
+    assert (
+        client.get("/executions/rows", params={"v": rows.headers["x-version"]}).status_code == 204
+    )
 
 
 def test_schedules_and_workers_pages(engine, client):
@@ -197,9 +199,7 @@ def test_cancel_send_event_and_fork(engine, durable_clock, client):
     assert bad.status_code == 409 and "the context is not JSON" in bad.text
 
 
-def test_provide_input_shows_the_schemas_errors_next_to_the_fields(
-    engine, durable_clock, client
-):
+def test_provide_input_shows_the_schemas_errors_next_to_the_fields(engine, durable_clock, client):
     wid = engine.start(Approval)
     run(engine, durable_clock)
     page = client.get("/inputs").text
@@ -215,13 +215,19 @@ def test_provide_input_shows_the_schemas_errors_next_to_the_fields(
     typed = client.post(url, data={"csrf": token, "by": "ann", "limit": "ten"})
     assert typed.status_code == 422 and "&#39;ten&#39; is not an integer" in typed.text
     ok = client.post(
-        url, data={"csrf": token, "approved": "on", "by": "ann", "limit": "5"}, follow_redirects=False
+        url,
+        data={"csrf": token, "approved": "on", "by": "ann", "limit": "5"},
+        follow_redirects=False,
     )
     assert ok.status_code == 303 and parse_qs(urlparse(ok.headers["location"]).query) == {
         "notice": ["provided"]
     }
     run(engine, durable_clock)
-    assert engine.get_execution(wid).context["answer"] == {"approved": True, "by": "ann", "limit": 5}
+    assert engine.get_execution(wid).context["answer"] == {
+        "approved": True,
+        "by": "ann",
+        "limit": 5,
+    }
 
 
 def test_pause_and_resume_a_schedule(engine, client):
