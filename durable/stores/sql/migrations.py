@@ -439,9 +439,16 @@ def _v14_parent_step(conn: sa.Connection) -> None:
 
 
 def _v15_dashboard_lookups(conn: sa.Connection) -> None:
-    """Two lookups that cost the same however many units an execution has: its child
-    workflows, newest first (an index of children only), and its units' waits (each wait
+    """Lookups the dashboard makes, each by an index whatever the table holds: one
+    workflow's executions of one status, newest first; an execution's child workflows,
+    newest first (an index of children only, not units); and its units' waits (each wait
     of a unit names the unit's execution; the waits already there are filled in)."""
+    conn.execute(
+        sa.text(
+            "CREATE INDEX durable_executions_workflow_status_created ON durable_executions "
+            "(workflow, status, created_at, seq) WHERE unit IS NULL"
+        )
+    )
     conn.execute(
         sa.text(
             "CREATE INDEX durable_executions_children ON durable_executions "

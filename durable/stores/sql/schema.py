@@ -219,6 +219,17 @@ sa.Index(
     postgresql_where=_listed,
     sqlite_where=_listed,
 )
+# v15: one workflow's executions of one status (either index alone walks all of the
+# other's rows when the pair is rare: a rare workflow's completed executions)
+sa.Index(
+    "durable_executions_workflow_status_created",
+    executions.c.workflow,
+    executions.c.status,
+    executions.c.created_at,
+    executions.c.seq,
+    postgresql_where=_listed,
+    sqlite_where=_listed,
+)
 # v15: an execution's child workflows, newest first (not its units: the parent index
 # would walk all of a foreach's items to find none)
 _child = sa.and_(executions.c.parent_id.isnot(None), executions.c.unit.is_(None))

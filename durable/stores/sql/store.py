@@ -481,12 +481,18 @@ class SQLStore(Connections, Store):
             return merged[:limit]
         # A filter that may be NULL cannot choose an index: given a parent, take the
         # statement that walks its children; else given statuses (else a single workflow),
-        # the one that searches by them (one value: in index order)
+        # the one that searches by them (one value: in index order; one workflow and one
+        # status: by the pair, as either alone may walk many rows of the other)
         if parent is not None:
             name = "list_children"
             params["statuses"] = self._array(
                 None if statuses is None else [s.value for s in statuses]
             )
+        elif (
+            statuses is not None and workflows is not None and len(statuses) == len(workflows) == 1
+        ):
+            name = "list_by_workflow_status"
+            params["workflow"], params["status"] = workflows[0], statuses[0].value
         elif statuses is not None and len(statuses) == 1:
             name, params["status"] = "list_by_status", statuses[0].value
         elif statuses is not None:
