@@ -61,6 +61,8 @@ NAMES = frozenset(
         "list_by_status",
         "list_by_statuses",
         "list_by_workflow",
+        "list_by_workflow_status",
+        "list_children",
         "list_compensating",
         "next_due",
         # claims and transitions
@@ -89,6 +91,7 @@ NAMES = frozenset(
         "wait_suspended_on",
         "waits_pending",
         "waits_all",
+        "waits_of",
         "inbox",
         "consume",
         "event_insert",
