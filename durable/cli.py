@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from durable._text import printable, redact_url
-from durable.errors import DurableError, StoreError
+from durable.errors import ConfigError, DurableError, StoreError
 from durable.models import Status
 
 if TYPE_CHECKING:
@@ -438,6 +438,64 @@ def _schedule_line(s: Schedule) -> str:
         f"overlap={s.overlap.value}{' (declared)' if s.declared else ''}  {state}"
         + (f"  {', '.join(extra)}" if extra else "")
     )
+
+
+@main.command()
+@click.option("--store", "dash_store", default=None, metavar="URL", help="As durable --store.")
+@click.option(
+    "--import",
+    "dash_imports",
+    multiple=True,
+    metavar="MODULE",
+    help="As durable --import: the workflows whose graphs and steps it shows.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--token",
+    envvar="DURABLE_DASHBOARD_TOKEN",
+    default=None,
+    help="Every request must carry it (env DURABLE_DASHBOARD_TOKEN); needed off loopback.",
+)
+@click.option("--read-only", is_flag=True, help="Hide every action and refuse their POSTs.")
+@click.pass_context
+def dashboard(
+    ctx: click.Context,
+    dash_store: str | None,
+    dash_imports: tuple[str, ...],
+    host: str,
+    port: int,
+    token: str | None,
+    read_only: bool,
+) -> None:
+    """Serve the web dashboard: executions, pending inputs, schedules, workers."""
+    obj = ctx.ensure_object(dict)
+    if dash_store is not None:
+        obj["store"] = dash_store
+    obj["imports"] = [*obj.get("imports", []), *dash_imports]
+    try:
+        import uvicorn
+
+        from durable.dashboard import create_app
+        from durable.dashboard._security import check_bind
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the dashboard needs the dashboard extra ({exc}): "
+            "pip install 'durable-engine[dashboard]'"
+        ) from None
+    try:
+        check_bind(host, token)
+        app = create_app(_engine(ctx), token=token, read_only=read_only)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    where = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
+    log.info(
+        "dashboard on %s for %s%s",
+        where,
+        obj["store"] or "the default store",
+        " (read-only)" if read_only else "",
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @main.command(name="graph")

@@ -226,6 +226,15 @@ class StoreContract:
             len(store.list_executions(workflows=None, statuses=None, queues=None, limit=100)) == 7
         )
 
+    # -- finding one ---------------------------------------------------------------------
+
+    def test_an_execution_is_found_by_its_idempotency_key(self, store: Store) -> None:
+        keyed, _ = store.create(new_row(key="order-7"))
+        store.create(new_row(at=T0 + _ms(1)))
+        found = store.get_by_key("order-7")
+        assert found is not None and found.id == keyed.id
+        assert store.get_by_key("order-8") is None
+
     # -- headers -------------------------------------------------------------------------
 
     def test_a_child_keeps_the_step_run_that_started_it(self, store: Store) -> None:

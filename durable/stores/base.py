@@ -380,6 +380,25 @@ class Store(abc.ABC):
     def steps(self, execution_id: str) -> list[StepExecution]:
         """Every recorded step attempt of the execution, in the order they started."""
 
+    def own_steps(self, execution_id: str) -> list[StepExecution]:
+        """The step attempts the execution itself recorded (not its units': read those
+        with ``steps(unit_id(...))``), in the order they started. A store should
+        override it to leave the units out (this default reads everything)."""
+        return self.steps(execution_id)
+
+    def get_by_key(self, idempotency_key: str) -> ExecutionRow | None:
+        """The execution started with that idempotency key, or None. A store should
+        override it (this default walks every execution)."""
+        before: tuple[datetime, int] | None = None
+        while page := self.list_executions(
+            workflows=None, statuses=None, queues=None, limit=1000, before=before
+        ):
+            for row in page:
+                if row.idempotency_key == idempotency_key:
+                    return row
+            before = (page[-1].created_at, page[-1].seq)
+        return None
+
     @abc.abstractmethod
     def list_executions(
         self,

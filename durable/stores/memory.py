@@ -176,6 +176,17 @@ class MemoryStore(Store):
             stored.sort(key=lambda pair: pair[0])
             return copy.deepcopy([record for _, record in stored])
 
+    def own_steps(self, execution_id: str) -> list[StepExecution]:
+        with self._lock:
+            return copy.deepcopy([record for _, record in self._steps.get(execution_id, [])])
+
+    def get_by_key(self, idempotency_key: str) -> ExecutionRow | None:
+        with self._lock:
+            for row in self._rows.values():
+                if row.idempotency_key == idempotency_key and row.unit is None:
+                    return _clone_row(row)
+        return None
+
     def _units_of(self, execution_id: str) -> list[ExecutionRow]:
         ids = self._children.get(execution_id, ())
         return [self._rows[i] for i in ids if i in self._rows]

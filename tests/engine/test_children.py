@@ -50,6 +50,12 @@ def test_call_workflow_returns_the_childs_context(durable_engine):
     assert len(children) == 2 and all(c.parent_id == wid for c in children)
     assert {c.id for c in children} >= {ex.context["audit"]}
     assert all(c.status == "completed" for c in children)
+    # by the other filters too (the children's own statement takes them all)
+    assert len(durable_engine.list_executions(parent=wid, status="completed")) == 2
+    assert durable_engine.list_executions(parent=wid, status=["failed", "running"]) == []
+    assert len(durable_engine.list_executions(parent=wid, workflow="child_charge")) == 2
+    assert durable_engine.list_executions(parent=wid, queue="elsewhere") == []
+    assert [c.id for c in durable_engine.list_executions(parent=wid, limit=1)] == [children[0].id]
     # the children are listed with everything else too, the parent first started
     assert {e.id for e in durable_engine.list_executions()} == {wid} | {c.id for c in children}
 

@@ -108,6 +108,13 @@ def test_list_executions_filters_and_limit(engine):
     assert len(engine.list_executions(status=["pending", "completed"])) == 4
     assert engine.list_executions(status="running") == []
     assert [e.id for e in engine.list_executions(queue="other")] == [mixed]
+    # one workflow and one status: by the pair
+    pair = engine.list_executions(workflow=MixedWorkflow, status="completed")
+    assert [e.id for e in pair] == [mixed]
+    assert engine.list_executions(workflow=OrderWorkflow, status="completed") == []
+    pending = engine.list_executions(workflow=OrderWorkflow, status="pending", limit=2)
+    assert [e.id for e in pending] == [orders[2], orders[1]]
+    assert engine.list_executions(workflow=MixedWorkflow, status="completed", queue="x") == []
     limited = engine.list_executions(limit=2)
     assert len(limited) == 2
     assert [e.id for e in limited] == [mixed, orders[2]]  # newest first

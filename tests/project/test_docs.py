@@ -45,6 +45,7 @@ PAGES = {
     "cron.md": 3,
     "graph.md": 1,
     "observability.md": 4,
+    "dashboard.md": 1,
 }
 # Pages whose examples need a plugin from plugins/ (and the OpenTelemetry SDK) installed:
 # nox installs them; a run without them skips those pages, except under CI=true.

@@ -285,3 +285,77 @@ def test_a_group_in_flight_at_v7_is_counted_and_fans_in_once_after_the_upgrade(b
         assert [(u.status, u.result) for u in units] == [("completed", i) for i in range(5)]
     finally:
         store.close()
+
+
+def test_v15_finds_the_waits_of_units_recorded_before_it_and_lists_children_only(blank_url):
+    """v15 names each unit's wait's execution (filled in for the waits already there) and
+    lists an execution's child workflows by an index of its own: after the upgrade an
+    execution's waits include its units' recorded before, and its children are listed
+    without its units."""
+    store = PluginHost().make_store(blank_url)
+    sqlite = store.engine.dialect.name == "sqlite"
+    at = (lambda d: d if d is None else d.replace(tzinfo=None)) if sqlite else (lambda d: d)
+    try:
+        migrations.upgrade(store.engine, now=T0, target=14)
+        meta = sa.MetaData()
+        meta.reflect(store.engine)
+        ex, waits = meta.tables["durable_executions"], meta.tables["durable_waits"]
+        parent = {
+            **_unit_values("p", 0, "waiting", None),
+            "id": "p",
+            "step_name": "each",
+            "parent_id": None,
+            "unit": None,
+            "group_step": None,
+            "group_visit": 0,
+            "item": None,
+        }
+        child = {**parent, "id": "c", "parent_id": "p", "created_at": T0 + timedelta(seconds=1)}
+        wait = {
+            "attempt": 1,
+            "kind": "event",
+            "names": '["go"]',
+            "mode": "any",
+            "visit": 1,
+            "wait_seq": 0,
+        }
+        with store.engine.begin() as conn:
+            for values in (parent, child, _unit_values("p", 0, "waiting", None)):
+                _insert(
+                    conn,
+                    ex,
+                    {k: at(v) if isinstance(v, datetime) else v for k, v in values.items()},
+                )
+            _insert(
+                conn,
+                waits,
+                {
+                    **wait,
+                    "execution_id": "p",
+                    "step": "first",
+                    "status": "resolved",
+                    "created_at": at(T0),
+                },
+            )
+            _insert(
+                conn,
+                waits,
+                {
+                    **wait,
+                    "execution_id": "p-u0",
+                    "step": "each[0]",
+                    "status": "pending",
+                    "created_at": at(T0 + timedelta(seconds=2)),
+                },
+            )
+        assert store.migrate(T0) == list(range(15, SCHEMA_VERSION + 1))
+        every = store.waits(execution_id="p", pending_only=False)
+        assert [(w.execution_id, w.step) for w in every] == [("p", "first"), ("p-u0", "each[0]")]
+        assert [w.execution_id for w in store.waits(execution_id="p")] == ["p-u0"]
+        assert store.waits(execution_id="c", pending_only=False) == []
+        children = store.list_executions(
+            workflows=None, statuses=None, queues=None, limit=10, parent="p"
+        )
+        assert [r.id for r in children] == ["c"]
+    finally:
+        store.close()

@@ -21,7 +21,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 14
+SCHEMA_VERSION = 15
 
 #: how many rows hold a group's count of open units (v8): a unit counts in the row
 #: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
@@ -219,6 +219,28 @@ sa.Index(
     postgresql_where=_listed,
     sqlite_where=_listed,
 )
+# v15: one workflow's executions of one status (either index alone walks all of the
+# other's rows when the pair is rare: a rare workflow's completed executions)
+sa.Index(
+    "durable_executions_workflow_status_created",
+    executions.c.workflow,
+    executions.c.status,
+    executions.c.created_at,
+    executions.c.seq,
+    postgresql_where=_listed,
+    sqlite_where=_listed,
+)
+# v15: an execution's child workflows, newest first (not its units: the parent index
+# would walk all of a foreach's items to find none)
+_child = sa.and_(executions.c.parent_id.isnot(None), executions.c.unit.is_(None))
+sa.Index(
+    "durable_executions_children",
+    executions.c.parent_id,
+    executions.c.created_at,
+    executions.c.seq,
+    postgresql_where=_child,
+    sqlite_where=_child,
+)
 
 attempts = sa.Table(
     "durable_step_attempts",
@@ -277,9 +299,19 @@ waits = sa.Table(
     sa.Column("resolved_at", UTCDateTime),
     # v6: waits are placed by step run: (execution, step, visit, position)
     sa.Column("visit", sa.Integer, nullable=False, server_default="1"),
+    # v15: a unit's wait: the execution the unit is part of (NULL: an execution's own
+    # wait), so an execution's waits and its units' are two index lookups
+    sa.Column("parent_id", sa.String(64)),
     sa.UniqueConstraint("execution_id", "step", "visit", "wait_seq", name="durable_waits_position"),
 )
 sa.Index("durable_waits_status", waits.c.status, waits.c.kind, waits.c.created_at)
+_unit_wait = waits.c.parent_id.isnot(None)
+sa.Index(
+    "durable_waits_parent",
+    waits.c.parent_id,
+    postgresql_where=_unit_wait,
+    sqlite_where=_unit_wait,
+)
 
 # v3: events sent to executions, kept until a wait consumes them
 events = sa.Table(

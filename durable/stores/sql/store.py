@@ -435,6 +435,14 @@ class SQLStore(Connections, Store):
     def steps(self, execution_id: str) -> list[StepExecution]:
         return [rows.step(r, self._dt) for r in self._all_rows("steps", {"id": execution_id})]
 
+    def own_steps(self, execution_id: str) -> list[StepExecution]:
+        found = self._all_rows("own_steps", {"id": execution_id})
+        return [rows.step(r, self._dt) for r in found]
+
+    def get_by_key(self, idempotency_key: str) -> ExecutionRow | None:
+        r = self._retry_once(lambda: self._one("by_key", {"key": idempotency_key}))
+        return None if r is None else self._row(r)
+
     def list_executions(
         self,
         *,
@@ -471,9 +479,21 @@ class SQLStore(Connections, Store):
             )
             merged = sorted(found + more, key=lambda r: (r.created_at, r.seq), reverse=True)
             return merged[:limit]
-        # A filter that may be NULL cannot choose an index: given statuses (else a single
-        # workflow), take the statement that searches by them (one value: in index order)
-        if statuses is not None and len(statuses) == 1:
+        # A filter that may be NULL cannot choose an index: given a parent, take the
+        # statement that walks its children; else given statuses (else a single workflow),
+        # the one that searches by them (one value: in index order; one workflow and one
+        # status: by the pair, as either alone may walk many rows of the other)
+        if parent is not None:
+            name = "list_children"
+            params["statuses"] = self._array(
+                None if statuses is None else [s.value for s in statuses]
+            )
+        elif (
+            statuses is not None and workflows is not None and len(statuses) == len(workflows) == 1
+        ):
+            name = "list_by_workflow_status"
+            params["workflow"], params["status"] = workflows[0], statuses[0].value
+        elif statuses is not None and len(statuses) == 1:
             name, params["status"] = "list_by_status", statuses[0].value
         elif statuses is not None:
             name, params["statuses"] = "list_by_statuses", self._array([s.value for s in statuses])
@@ -1019,8 +1039,8 @@ class SQLStore(Connections, Store):
             inbox_of = self._lock_inbox(cur, fenced)
             cur.execute(self.SQL["wait_get"], key)
             r = cur.fetchone()
-            if r is None:
-                cur.execute(self.SQL["wait_insert"], {**key, **fields})
+            if r is None:  # (a unit's wait names its execution: inbox_of)
+                cur.execute(self.SQL["wait_insert"], {**key, **fields, "parent": inbox_of})
                 r = cur.fetchone()
             elif (r["kind"], tuple(rows.loads(r["names"])), r["mode"]) != (
                 spec.kind,
@@ -1230,11 +1250,15 @@ class SQLStore(Connections, Store):
         params = {
             "workflow": workflow,
             "open_at": self._ts(open_at),
-            "execution_id": execution_id,
             "kind": kind,
             "limit": limit,
         }
-        found = self._all_rows("waits_pending" if pending_only else "waits_all", params)
+        if execution_id is not None:  # (its units' waits too: by their parent_id)
+            name = "waits_of"
+            params.update(execution_id=execution_id, pending_only=pending_only)
+        else:
+            name = "waits_pending" if pending_only else "waits_all"
+        found = self._all_rows(name, params)
         return [self._wait_row(r, r["workflow"]) for r in found]
 
     def purge(

@@ -104,6 +104,15 @@ WHERE execution_id = :id
    )
 ORDER BY seq;
 
+-- name: own_steps
+-- As steps, without its units' attempts.
+SELECT
+    execution_id, step_index, name, attempt, status, started_at, completed_at, error, logs,
+    max_attempts, retry_at, result, visit, phase, compensates, changes
+FROM durable_step_attempts
+WHERE execution_id = :id
+ORDER BY seq;
+
 -- name: list
 -- Newest first, by any filters (NULL: all); walks the created index. The store takes
 -- one of the list_by_ blocks when a filter can choose an index instead.
@@ -190,6 +199,44 @@ WHERE workflow = :workflow
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND unit IS NULL
   AND (:parent IS NULL OR parent_id = :parent)
+  AND (created_at, seq) < (:before_at, :before_seq)
+ORDER BY created_at DESC, seq DESC
+LIMIT :limit;
+
+-- name: list_by_workflow_status
+-- As list, for exactly one workflow and one status: walks that pair in the workflow and
+-- status index (v15), in order.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers, parent_step
+FROM durable_executions
+WHERE workflow = :workflow AND status = :status
+  AND (phase = 'run' OR completed_at IS NOT NULL)
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND unit IS NULL
+  AND (:parent IS NULL OR parent_id = :parent)
+  AND (created_at, seq) < (:before_at, :before_seq)
+ORDER BY created_at DESC, seq DESC
+LIMIT :limit;
+
+-- name: list_children
+-- As list, for the child workflows of one execution (parent): walks its children in the
+-- children index (v15), never its units.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers, parent_step
+FROM durable_executions
+WHERE parent_id = :parent AND unit IS NULL
+  AND (:workflows IS NULL OR workflow IN (SELECT value FROM json_each(:workflows)))
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses))
+       AND (phase = 'run' OR completed_at IS NOT NULL))
   AND (created_at, seq) < (:before_at, :before_seq)
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
@@ -401,10 +448,10 @@ FROM durable_waits WHERE execution_id = :id AND step = :step AND visit = :visit
 -- name: wait_insert
 INSERT INTO durable_waits (
     execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status, created_at,
-    prompt, input_schema, visit
+    prompt, input_schema, visit, parent_id
 ) VALUES (
     :id, :step, :wseq, :attempt, :kind, :names, :mode, :until, 'pending', :now,
-    :prompt, :schema, :visit
+    :prompt, :schema, :visit, :parent
 )
 RETURNING
     seq, execution_id, step, wait_seq, attempt, kind, names, mode, until_at, status,
@@ -435,7 +482,8 @@ ORDER BY wait_seq DESC
 LIMIT 1;
 
 -- name: waits_pending
--- Pending waits of unfinished executions, oldest first, by any filters.
+-- Pending waits of unfinished executions, oldest first, by any filters (one
+-- execution's: waits_of).
 SELECT
     w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
     w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
@@ -444,14 +492,12 @@ FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE w.status = 'pending' AND e.status IN ('pending', 'running', 'waiting', 'compensating')
   AND (:workflow IS NULL OR e.workflow = :workflow)
   AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
-  AND (:execution_id IS NULL OR w.execution_id = :execution_id
-       OR e.parent_id = :execution_id AND e.unit IS NOT NULL)
   AND (:kind IS NULL OR w.kind = :kind)
 ORDER BY w.created_at, w.seq
 LIMIT :limit;
 
 -- name: waits_all
--- Every wait, oldest first, by any filters.
+-- Every wait, oldest first, by any filters (one execution's: waits_of).
 SELECT
     w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
     w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
@@ -459,8 +505,23 @@ SELECT
 FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
 WHERE (:workflow IS NULL OR e.workflow = :workflow)
   AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
-  AND (:execution_id IS NULL OR w.execution_id = :execution_id
-       OR e.parent_id = :execution_id AND e.unit IS NOT NULL)
+  AND (:kind IS NULL OR w.kind = :kind)
+ORDER BY w.created_at, w.seq
+LIMIT :limit;
+
+-- name: waits_of
+-- As waits_pending (pending_only) or waits_all, for one execution: its own waits and its
+-- units' (by the parent_id of their waits, v15), two index lookups however many units.
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    w.visit, e.workflow
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE (w.execution_id = :execution_id OR w.parent_id = :execution_id)
+  AND (NOT :pending_only OR w.status = 'pending'
+       AND e.status IN ('pending', 'running', 'waiting', 'compensating'))
+  AND (:workflow IS NULL OR e.workflow = :workflow)
+  AND (:open_at IS NULL OR w.until_at IS NULL OR w.until_at >= :open_at)
   AND (:kind IS NULL OR w.kind = :kind)
 ORDER BY w.created_at, w.seq
 LIMIT :limit;

@@ -1,0 +1,663 @@
+"""The dashboard's ASGI app: pages to find and read executions, forms to act on them.
+
+Every page reads the store through the engine it is given, in a worker thread (the store
+calls block); nothing is cached, so what it shows is what the store holds. Parts that
+change (an execution's timeline, the list's first page, the workers) are polled by htmx
+every 2 seconds and answered with 204 when nothing changed. Every value from the store
+goes through Jinja2's autoescaping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from durable.dashboard._forms import Form, form_for
+from durable.dashboard._security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    TOKEN_COOKIE,
+    Guard,
+)
+from durable.dsl import get_workflow, registered_workflows
+from durable.errors import DurableError, InvalidInput, WorkflowNotFound
+from durable.graphs import graph
+from durable.models import Execution, Status, StepExecution, Wait
+from durable.stores.base import ExecutionRow, unit_id
+
+__all__ = ["create_app"]
+
+PAGE = 50  # executions (and units) a page
+LIVE_MS = 2000  # how often the live parts are polled
+
+Auth = Callable[[Request], bool | Awaitable[bool]]
+
+_NOTICES = {
+    "cancelled": "Cancel requested.",
+    "retried": "Retried: it runs again.",
+    "forked": "Forked: this is the new execution.",
+    "sent": "Event sent.",
+    "provided": "Input provided: the execution goes on.",
+    "paused": "Schedule paused.",
+    "resumed": "Schedule resumed.",
+}
+
+
+def create_app(
+    engine: Any,
+    *,
+    auth: Auth | None = None,
+    token: str | None = None,
+    read_only: bool = False,
+    secret: bytes | None = None,
+) -> Starlette:
+    """The dashboard of ``engine`` as an ASGI app, to serve (``durable dashboard``) or to
+    mount in your own app behind your own authentication.
+
+    ``auth(request)`` (sync or async) is asked before every request: False answers 403.
+    ``token``: every request must carry it (``Authorization: Bearer``, or the cookie
+    set by opening the dashboard once with ``?token=``). ``read_only`` hides every action
+    and refuses their POSTs. Actions are POSTs checked against CSRF (``secret`` signs the
+    tokens: give the same one to every process serving one dashboard)."""
+    guard = Guard(token, secret)
+    views = _Views(engine, guard, read_only)
+    routes = [
+        Route("/", views.home),
+        Route("/executions", views.executions),
+        Route("/executions/rows", views.execution_rows),
+        Route("/executions/{eid}", views.execution),
+        Route("/executions/{eid}/live", views.execution_live),
+        Route("/executions/{eid}/units", views.units),
+        Route("/executions/{eid}/unit", views.unit),
+        Route("/executions/{eid}/cancel", views.cancel, methods=["POST"]),
+        Route("/executions/{eid}/retry", views.retry, methods=["POST"]),
+        Route("/executions/{eid}/fork", views.fork, methods=["POST"]),
+        Route("/executions/{eid}/events", views.send_event, methods=["POST"]),
+        Route("/inputs", views.inputs),
+        Route("/inputs/{eid}/{name}", views.provide_input, methods=["POST"]),
+        Route("/schedules", views.schedules),
+        Route("/schedules/{name}/pause", views.pause, methods=["POST"]),
+        Route("/schedules/{name}/resume", views.resume, methods=["POST"]),
+        Route("/workers", views.workers),
+        Route("/workers/live", views.workers_live),
+        Mount("/static", StaticFiles(directory=str(_package_dir("static"))), name="static"),
+    ]
+    middleware = [Middleware(_Gate, guard=guard, auth=auth)]
+    return Starlette(routes=routes, middleware=middleware)
+
+
+def _package_dir(name: str) -> Any:
+    return resources.files("durable.dashboard") / name
+
+
+class _Gate(BaseHTTPMiddleware):
+    """Token, ``auth``, the session cookie and security headers, around every request."""
+
+    def __init__(self, app: Any, guard: Guard, auth: Auth | None) -> None:
+        super().__init__(app)
+        self.guard = guard
+        self.auth = auth
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if self.auth is not None:
+            allowed = self.auth(request)
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+            if not allowed:
+                return PlainTextResponse("Forbidden by the application's auth.", status_code=403)
+        given = request.query_params.get("token")
+        if given is not None and self.guard.token is not None:
+            if not self.guard.token_ok(given):
+                return PlainTextResponse("Wrong dashboard token.", status_code=401)
+            # The token goes into a cookie and out of the address bar (and history).
+            plain = request.url.remove_query_params("token")
+            response: Response = RedirectResponse(str(plain), status_code=303)
+            _cookie(response, request, TOKEN_COOKIE, given)
+            return response
+        if not self.guard.token_ok(self.guard.token_given(request)):
+            return PlainTextResponse(
+                "This dashboard needs its token: open it once as ?token=TOKEN, or send "
+                "Authorization: Bearer TOKEN.",
+                status_code=401,
+            )
+        session = request.cookies.get(SESSION_COOKIE)
+        if session is None:
+            session = self.guard.new_session()
+        request.state.session = session
+        response = await call_next(request)
+        if request.cookies.get(SESSION_COOKIE) != session:
+            _cookie(response, request, SESSION_COOKIE, session)
+        response.headers.setdefault(
+            "content-security-policy",
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        )
+        response.headers.setdefault("x-content-type-options", "nosniff")
+        response.headers.setdefault("referrer-policy", "same-origin")
+        return response
+
+
+def _cookie(response: Response, request: Request, name: str, value: str) -> None:
+    root = request.scope.get("root_path", "") or "/"
+    response.set_cookie(
+        name,
+        value,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path=root,
+    )
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _Views:
+    def __init__(self, engine: Any, guard: Guard, read_only: bool) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.guard = guard
+        self.read_only = read_only
+        self.templates = Jinja2Templates(directory=str(_package_dir("templates")))
+        env = self.templates.env
+        env.filters["when"] = _when
+        env.filters["took"] = _took
+        env.filters["pretty"] = _pretty
+        env.filters["short"] = _short
+        env.globals["LIVE_MS"] = LIVE_MS
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def page(self, request: Request, template: str, status: int = 200, **values: Any) -> Response:
+        session = request.state.session
+        values.update(
+            request=request,
+            csrf=self.guard.csrf_for(session),
+            csrf_field=CSRF_FIELD,
+            read_only=self.read_only,
+            notice=_NOTICES.get(request.query_params.get("notice", "")),
+            store_label=getattr(self.engine, "store_label", ""),
+        )
+        return self.templates.TemplateResponse(request, template, values, status_code=status)
+
+    def live(self, request: Request, template: str, **values: Any) -> Response:
+        """A polled part: 204 when it is what the page shows already (its hash is ``v``)."""
+        response = self.page(request, template, **values)
+        body = bytes(response.body)
+        version = hashlib.sha256(body).hexdigest()[:16]
+        if request.query_params.get("v") == version:
+            return Response(status_code=204)
+        response.headers["x-version"] = version
+        return response
+
+    async def action(self, request: Request) -> dict[str, str]:
+        """The form of a POST, once it passed the read-only and CSRF checks."""
+        if self.read_only:
+            raise _Refused(403, "This dashboard is read-only: actions are turned off.")
+        form = await request.form()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        given = request.headers.get(CSRF_HEADER) or fields.pop(CSRF_FIELD, None)
+        if not self.guard.csrf_ok(request, given):
+            raise _Refused(
+                403,
+                "The form's CSRF token is missing, stale or from another site: reload the "
+                "page and send it again.",
+            )
+        return fields
+
+    def refused(self, request: Request, exc: _Refused) -> Response:
+        return self.page(request, "error.html", status=exc.status, message=str(exc))
+
+    # -- executions ------------------------------------------------------------------------
+
+    def home(self, request: Request) -> Response:
+        return RedirectResponse(str(request.url_for("executions")), status_code=303)
+
+    def _filters(self, request: Request) -> dict[str, Any]:
+        q = request.query_params
+        return {
+            "workflow": q.get("workflow", "").strip(),
+            "status": q.get("status", "").strip(),
+            "queue": q.get("queue", "").strip(),
+            "since": q.get("since", "").strip(),
+            "until": q.get("until", "").strip(),
+            "before": q.get("before", "").strip(),
+        }
+
+    def _rows(self, f: dict[str, Any]) -> tuple[list[ExecutionRow], str | None, list[str]]:
+        """A page of executions by the filters, the next page's cursor, and what was
+        wrong with the filters."""
+        problems: list[str] = []
+        statuses: list[Status] | None = None
+        if f["status"]:
+            try:
+                statuses = [Status(f["status"])]
+            except ValueError:
+                problems.append(f"no status {f['status']!r}")
+        since = _moment(f["since"], "since", problems)
+        until = _moment(f["until"], "until", problems)
+        before: tuple[datetime, int] | None = None
+        if f["before"]:
+            at, _, seq = f["before"].rpartition("|")
+            moment = _moment(at, "page", problems)
+            if moment is not None and seq.isdigit():
+                before = (moment, int(seq))
+            else:
+                problems.append("the page cursor is not one this dashboard made")
+        elif until is not None:
+            before = (until, 2**62)
+        if problems:
+            return [], None, problems
+        rows = self.store.list_executions(
+            workflows=[f["workflow"]] if f["workflow"] else None,
+            statuses=statuses,
+            queues=[f["queue"]] if f["queue"] else None,
+            limit=PAGE + 1,
+            before=before,
+        )
+        if since is not None:
+            rows = [r for r in rows if r.created_at >= since]
+        more = len(rows) > PAGE
+        rows = rows[:PAGE]
+        cursor = f"{rows[-1].created_at.isoformat()}|{rows[-1].seq}" if more and rows else None
+        return rows, cursor, problems
+
+    def executions(self, request: Request) -> Response:
+        found = request.query_params.get("find", "").strip()
+        if found:
+            row = self.store.get(found) or self.store.get_by_key(found)
+            if row is not None:
+                where = request.url_for("execution", eid=row.id)
+                return RedirectResponse(str(where), status_code=303)
+        f = self._filters(request)
+        rows, cursor, problems = self._rows(f)
+        if found:
+            problems.append(f"no execution has the id or idempotency key {found!r}")
+        workflows = sorted(registered_workflows())
+        return self.page(
+            request,
+            "executions.html",
+            rows=[(r, r.to_execution()) for r in rows],
+            cursor=cursor,
+            filters=f,
+            find=found,
+            problems=problems,
+            workflows=workflows,
+            statuses=[s.value for s in Status],
+            next_url=_with(request, before=cursor) if cursor else None,
+            rows_url=str(request.url_for("execution_rows").include_query_params(**f)),
+        )
+
+    def execution_rows(self, request: Request) -> Response:
+        f = self._filters(request)
+        rows, _, _ = self._rows(f)
+        return self.live(request, "_rows.html", rows=[(r, r.to_execution()) for r in rows])
+
+    def _execution(self, eid: str) -> tuple[Execution, ExecutionRow]:
+        row = self.store.get(eid)
+        if row is None or row.unit is not None:
+            raise _Refused(404, f"No execution has the id {eid!r}.")
+        return row.to_execution(self.store.own_steps(eid)), row
+
+    def _live_values(self, request: Request, eid: str) -> dict[str, Any]:
+        ex, row = self._execution(eid)
+        steps = ex.steps or []
+        waits: list[Wait] = self.store.waits(execution_id=eid, pending_only=False, limit=500)
+        children = self.store.list_executions(
+            workflows=None, statuses=None, queues=None, limit=PAGE + 1, parent=eid
+        )
+        groups = self._groups(ex, steps)
+        try:
+            wdef = get_workflow(ex.workflow)
+            drawn: str | None = graph(wdef, "mermaid", execution=ex, engine=self.engine)
+        except DurableError:  # not imported here, or a run the current code cannot place
+            drawn = None
+        return {
+            "ex": ex,
+            "row": row,
+            "steps": steps,
+            "waits": waits,
+            "children": [c.to_execution() for c in children[:PAGE]],
+            "more_children": len(children) > PAGE,
+            "groups": groups,
+            "graph": drawn,
+            "units_url": str(request.url_for("units", eid=eid)),
+            "unit_url": str(request.url_for("unit", eid=eid)),
+        }
+
+    def _groups(self, ex: Execution, steps: Sequence[StepExecution]) -> dict[str, Any]:
+        """(step, visit) of each group run -> its first page of units."""
+        runs: dict[tuple[str, int], None] = {}
+        try:
+            wdef = get_workflow(ex.workflow)
+            kinds = {s.name: s.kind for s in wdef.steps}
+        except WorkflowNotFound:
+            kinds = {}
+        for s in steps:
+            kind = kinds.get(s.name)
+            if kind in ("parallel", "foreach") or (not kinds and s.phase == "run"):
+                runs[(s.name, s.visit)] = None
+        out: dict[str, Any] = {}
+        for name, visit in list(runs)[:100]:
+            page = self.store.unit_outcomes(ex.id, name, visit, limit=PAGE + 1)
+            if page:
+                out[f"{name}@{visit}"] = {
+                    "step": name,
+                    "visit": visit,
+                    "units": page[:PAGE],
+                    "after": page[PAGE - 1].index if len(page) > PAGE else None,
+                }
+        return out
+
+    def execution(self, request: Request) -> Response:
+        eid = request.path_params["eid"]
+        try:
+            values = self._live_values(request, eid)
+        except _Refused as exc:
+            return self.refused(request, exc)
+        ex: Execution = values["ex"]
+        pending_inputs = [w for w in values["waits"] if w.kind == "input" and w.status == "pending"]
+        forms = [(w, n, form_for(w.schema)) for w in pending_inputs for n in w.names]
+        try:
+            step_names = [s.name for s in get_workflow(ex.workflow).steps]
+        except WorkflowNotFound:
+            step_names = list(dict.fromkeys(s.name for s in values["steps"]))
+        return self.page(
+            request,
+            "execution.html",
+            forms=forms,
+            step_names=step_names,
+            context_json=json.dumps(ex.context, indent=2, ensure_ascii=False),
+            live_url=str(request.url_for("execution_live", eid=eid)),
+            **values,
+        )
+
+    def execution_live(self, request: Request) -> Response:
+        try:
+            values = self._live_values(request, request.path_params["eid"])
+        except _Refused as exc:
+            return self.refused(request, exc)
+        return self.live(request, "_live.html", **values)
+
+    def units(self, request: Request) -> Response:
+        eid = request.path_params["eid"]
+        q = request.query_params
+        step, visit, after = q.get("step", ""), q.get("visit", "1"), q.get("after", "-1")
+        if not visit.isdigit() or not after.lstrip("-").isdigit():
+            return self.refused(request, _Refused(400, "visit and after are integers"))
+        page = self.store.unit_outcomes(eid, step, int(visit), after=int(after), limit=PAGE + 1)
+        group = {
+            "step": step,
+            "visit": int(visit),
+            "units": page[:PAGE],
+            "after": page[PAGE - 1].index if len(page) > PAGE else None,
+        }
+        return self.page(
+            request,
+            "_units.html",
+            ex=self._execution(eid)[0],
+            group=group,
+            units_url=str(request.url_for("units", eid=eid)),
+            unit_url=str(request.url_for("unit", eid=eid)),
+        )
+
+    def unit(self, request: Request) -> Response:
+        eid = request.path_params["eid"]
+        q = request.query_params
+        step, visit, index = q.get("step", ""), q.get("visit", "1"), q.get("index", "")
+        if not visit.isdigit() or not index.isdigit():
+            return self.refused(request, _Refused(400, "visit and index are integers"))
+        try:
+            ex, _ = self._execution(eid)
+        except _Refused as exc:
+            return self.refused(request, exc)
+        attempts = self.store.steps(unit_id(eid, step, int(visit), int(index)))
+        return self.page(
+            request, "unit.html", ex=ex, step=step, visit=visit, index=index, attempts=attempts
+        )
+
+    # -- actions ---------------------------------------------------------------------------
+
+    async def _act(
+        self, request: Request, do: Callable[[dict[str, str]], str], back: str
+    ) -> Response:
+        try:
+            fields = await self.action(request)
+            notice_url = await run_in_threadpool(do, fields)
+        except _Refused as exc:
+            return self.refused(request, exc)
+        except (DurableError, ValueError) as exc:
+            return self.page(request, "error.html", status=409, message=str(exc), back=back)
+        return RedirectResponse(notice_url, status_code=303)
+
+    async def cancel(self, request: Request) -> Response:
+        eid = request.path_params["eid"]
+        back = str(request.url_for("execution", eid=eid))
+
+        def do(fields: dict[str, str]) -> str:
+            self.engine.cancel(eid, reason=fields.get("reason") or "cancelled from the dashboard")
+            return f"{back}?notice=cancelled"
+
+        return await self._act(request, do, back)
+
+    async def retry(self, request: Request) -> Response:
+        eid = request.path_params["eid"]
+        back = str(request.url_for("execution", eid=eid))
+
+        def do(fields: dict[str, str]) -> str:
+            self.engine.retry(eid, from_step=fields.get("from_step") or None)
+            return f"{back}?notice=retried"
+
+        return await self._act(request, do, back)
+
+    async def fork(self, request: Request) -> Response:
+        eid = request.path_params["eid"]
+        back = str(request.url_for("execution", eid=eid))
+
+        def do(fields: dict[str, str]) -> str:
+            text = fields.get("context", "").strip()
+            context = _object(text, "the context") if text else None
+            new = self.engine.fork(eid, fields.get("from_step", ""), context=context)
+            return f"{request.url_for('execution', eid=new)}?notice=forked"
+
+        return await self._act(request, do, back)
+
+    async def send_event(self, request: Request) -> Response:
+        eid = request.path_params["eid"]
+        back = str(request.url_for("execution", eid=eid))
+
+        def do(fields: dict[str, str]) -> str:
+            text = fields.get("payload", "").strip()
+            payload = _loads(text, "the payload") if text else None
+            self.engine.send_event(eid, fields.get("name", "").strip(), payload)
+            return f"{back}?notice=sent"
+
+        return await self._act(request, do, back)
+
+    async def provide_input(self, request: Request) -> Response:
+        eid, name = request.path_params["eid"], request.path_params["name"]
+        back = request.query_params.get("back") or str(request.url_for("execution", eid=eid))
+        if not back.startswith("/") or back.startswith("//") or "\\" in back:
+            # (only a path of this site: "//host" and "/\\host" would leave it)
+            back = str(request.url_for("execution", eid=eid))
+        try:
+            fields = await self.action(request)
+        except _Refused as exc:
+            return self.refused(request, exc)
+        return await run_in_threadpool(self._provide, request, eid, name, fields, back)
+
+    def _provide(
+        self, request: Request, eid: str, name: str, fields: dict[str, str], back: str
+    ) -> Response:
+        wait = next(
+            (
+                w
+                for w in self.store.waits(execution_id=eid, kind="input", limit=500)
+                if name in w.names
+            ),
+            None,
+        )
+        if wait is None:
+            message = f"Execution {eid} is not waiting for an input named {name!r} any more."
+            return self.page(request, "error.html", status=409, message=message, back=back)
+        form = form_for(wait.schema)
+        try:
+            data = form.data(fields)
+            self.engine.provide_input(eid, name, data)
+        except InvalidInput as exc:
+            form.place(list(exc.problems) or [("", str(exc))])
+            return self._refused_form(request, wait, name, form, back)
+        except ValueError:
+            return self._refused_form(request, wait, name, form, back)
+        except DurableError as exc:
+            return self.page(request, "error.html", status=409, message=str(exc), back=back)
+        return RedirectResponse(f"{back}{'&' if '?' in back else '?'}notice=provided", 303)
+
+    def _refused_form(
+        self, request: Request, wait: Wait, name: str, form: Form, back: str
+    ) -> Response:
+        return self.page(
+            request, "input_refused.html", status=422, wait=wait, name=name, form=form, back=back
+        )
+
+    # -- pending inputs, schedules, workers ------------------------------------------------
+
+    def inputs(self, request: Request) -> Response:
+        waits = self.store.waits(kind="input", limit=200)
+        forms = [(w, n, form_for(w.schema)) for w in waits for n in w.names]
+        return self.page(request, "inputs.html", forms=forms)
+
+    def schedules(self, request: Request) -> Response:
+        return self.page(request, "schedules.html", schedules=self.engine.list_schedules())
+
+    async def _schedule(self, request: Request, paused: bool) -> Response:
+        name = request.path_params["name"]
+        back = str(request.url_for("schedules"))
+
+        def do(fields: dict[str, str]) -> str:
+            if paused:
+                self.engine.pause_schedule(name)
+            else:
+                self.engine.resume_schedule(name)
+            return f"{back}?notice={'paused' if paused else 'resumed'}"
+
+        return await self._act(request, do, back)
+
+    async def pause(self, request: Request) -> Response:
+        return await self._schedule(request, True)
+
+    async def resume(self, request: Request) -> Response:
+        return await self._schedule(request, False)
+
+    def _workers(self) -> dict[str, Any]:
+        running = self.store.list_executions(
+            workflows=None, statuses=[Status.RUNNING], queues=None, limit=1000
+        )
+        workers: dict[str, list[Execution]] = {}
+        leases: dict[str, datetime | None] = {}
+        for r in running:
+            who = r.worker_id or "(unknown)"
+            workers.setdefault(who, []).append(r.to_execution())
+            lease = r.lease_expires_at
+            held = leases.get(who)
+            if lease is not None and (held is None or lease > held):
+                leases[who] = lease
+        return {
+            "workers": sorted(workers.items()),
+            "leases": leases,
+            "now": self.engine.clock.now(),
+            "capped": len(running) >= 1000,
+        }
+
+    def workers(self, request: Request) -> Response:
+        return self.page(
+            request,
+            "workers.html",
+            live_url=str(request.url_for("workers_live")),
+            **self._workers(),
+        )
+
+    def workers_live(self, request: Request) -> Response:
+        return self.live(request, "_workers.html", **self._workers())
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _with(request: Request, **params: str | None) -> str:
+    q = dict(request.query_params)
+    for k, v in params.items():
+        if v is None:
+            q.pop(k, None)
+        else:
+            q[k] = v
+    return f"{request.url.path}?{urlencode(q)}"
+
+
+def _moment(text: str, what: str, problems: list[str]) -> datetime | None:
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        problems.append(f"{what}: {text!r} is not a date and time (2026-11-28T09:00)")
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _loads(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{what} is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+
+
+def _object(text: str, what: str) -> dict[str, Any]:
+    value = _loads(text, what)
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _took(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return ""
+    ms = (end - start).total_seconds() * 1000
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _short(value: Any, length: int = 80) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= length else text[: length - 3] + "..."

@@ -1,0 +1,113 @@
+"""Workflows the dashboard tests (HTTP and browser) run."""
+
+from __future__ import annotations
+
+import logging
+
+import durable
+from durable import Retry, foreach, step, workflow
+from durable.context import get_context, input, put_context, wait_for_event, wait_for_input
+
+log = logging.getLogger("dash.shop")
+
+APPROVAL = {
+    "type": "object",
+    "properties": {
+        "approved": {"type": "boolean", "title": "Approved"},
+        "by": {"type": "string", "minLength": 2, "title": "Approved by"},
+        "limit": {"type": "integer", "minimum": 1, "title": "Limit"},
+    },
+    "required": ["approved", "by", "limit"],
+}
+
+
+@workflow("dash_order")
+class Order:
+    @step
+    def reserve(self):
+        put_context("order", input())
+        print("reserving", input().get("sku"))
+        log.warning("stock low for %s", input().get("sku"))
+
+    @step(retry=Retry(max_attempts=1))
+    def charge(self):
+        if get_context("order", {}).get("fail"):
+            raise RuntimeError(get_context("order", {}).get("why") or "card declined")
+        put_context("charged", True)
+
+    @step
+    def ship(self):
+        put_context("shipped", True)
+
+
+@workflow("dash_approval")
+class Approval:
+    @step
+    def ask(self):
+        answer = wait_for_input("approval", prompt="Approve the refund?", schema=APPROVAL)
+        put_context("answer", answer)
+
+    @step
+    def done(self):
+        put_context("done", True)
+
+
+@workflow("dash_waiter")
+class Waiter:
+    @step
+    def wait(self):
+        put_context("paid", wait_for_event("paid"))
+
+
+@workflow("dash_many")
+class Many:
+    @step
+    def load(self):
+        put_context("xs", list(range(input() or 120)))
+
+    @foreach("xs", concurrency=50)
+    def each(self, x):
+        print(f"item {x}")
+        return x * 2
+
+
+@workflow("dash_child")
+class Child:
+    @step
+    def work(self):
+        return input()
+
+
+@workflow("dash_parent")
+class Parent:
+    @step
+    def call(self):
+        put_context("child", durable.call_workflow(Child, "hello"))
+
+
+#: what the deployed code does: a test "deploys the fix" by setting it
+DEPLOYED = {"fixed": False}
+
+
+@workflow("dash_flaky")
+class Flaky:
+    @step
+    def prepare(self):
+        put_context("prepared", True)
+
+    @step(retry=Retry(max_attempts=1))
+    def call_partner(self):
+        if not DEPLOYED["fixed"]:
+            raise ConnectionError("partner API answered 502 <b>Bad Gateway</b>")
+        put_context("called", True)
+
+
+@workflow("dash_xss")
+class Xss:
+    @step
+    def poison(self):
+        text = input()
+        put_context(text, text)
+        log.error("%s", text)
+        print(text)
+        raise ValueError(text)

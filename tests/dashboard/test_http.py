@@ -1,0 +1,349 @@
+"""The dashboard over HTTP (Starlette's test client, the real app, on memory, SQLite and
+PostgreSQL): every page, every action, CSRF, the token, read-only, escaping."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from dash_workflows import Approval, Many, Order, Parent, Waiter
+from starlette.testclient import TestClient
+
+import durable
+from durable.dashboard import create_app
+from durable.dashboard._security import check_bind, is_loopback
+
+TOKEN = "a-token-of-enough-length-42"
+XSS = "<script>window.__xss = 1</script>"
+
+
+@pytest.fixture
+def client(engine):
+    with TestClient(create_app(engine), base_url="http://127.0.0.1:8765") as c:
+        yield c
+
+
+def csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+    assert found, "the page has no CSRF field"
+    return found[1]
+
+
+def run(engine, durable_clock):
+    """Run what is due, moving the test clock to each next due time."""
+    for _ in range(50):
+        engine.drain()
+        due = engine.next_due()
+        if due is None:
+            return
+        if due > durable_clock.now():
+            durable_clock.set(due)
+
+
+def failed_order(engine, durable_clock, **extra):
+    wid = engine.start(Order, {"sku": "A-1", "fail": True, "why": "card declined", **extra})
+    run(engine, durable_clock)
+    assert engine.get_execution(wid).status == "failed"
+    return wid
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+
+def test_the_list_filters_and_pages_with_a_cursor(engine, durable_clock, client):
+    ids = []
+    for i in range(55):
+        ids.append(engine.start(Order, {"sku": f"S-{i}"}, idempotency_key=f"key-{i}"))
+        durable_clock.advance(1000)
+    waiting = engine.start(Waiter)
+    run(engine, durable_clock)
+    first = client.get("/executions")
+    assert first.status_code == 200
+    assert first.text.count("/executions/") >= 50
+    assert waiting[:8] in first.text  # newest first
+    nxt = re.search(r'href="([^"]+)" id="next-page"', first.text)
+    assert nxt is not None
+    second = client.get(nxt[1].replace("&amp;", "&"))
+    assert ids[0][:8] in second.text and waiting[:8] not in second.text
+    assert 'id="next-page"' not in second.text
+    only = client.get("/executions", params={"workflow": "dash_waiter"})
+    assert waiting[:8] in only.text and ids[0][:8] not in only.text
+    by_status = client.get("/executions", params={"status": "waiting"})
+    assert waiting[:8] in by_status.text and ids[3][:8] not in by_status.text
+    # a time range: the first ten seconds of orders
+    start = engine.get_execution(ids[0]).created_at
+    ranged = client.get(
+        "/executions",
+        params={
+            "since": start.isoformat(),
+            "until": (start + timedelta(seconds=9.5)).isoformat(),
+        },
+    )
+    shown = set(re.findall(r"/executions/([0-9a-f-]{36})", ranged.text))
+    assert shown == set(ids[:10])
+    bad = client.get("/executions", params={"status": "nope", "since": "yesterday"})
+    assert "no status &#39;nope&#39;" in bad.text and "is not a date and time" in bad.text
+
+
+def test_find_opens_by_id_or_idempotency_key(engine, client):
+    wid = engine.start(Order, {"sku": "A"}, idempotency_key="order-77")
+    by_key = client.get("/executions", params={"find": "order-77"}, follow_redirects=False)
+    assert by_key.status_code == 303 and by_key.headers["location"].endswith(f"/executions/{wid}")
+    assert (
+        client.get("/executions", params={"find": wid}, follow_redirects=False).status_code == 303
+    )
+    missing = client.get("/executions", params={"find": "nope"})
+    assert "no execution has the id or idempotency key" in missing.text
+
+
+def test_a_failed_execution_shows_its_error_timeline_logs_and_graph(engine, durable_clock, client):
+    wid = failed_order(engine, durable_clock)
+    page = client.get(f"/executions/{wid}").text
+    assert "RuntimeError" in page and "card declined" in page
+    assert "traceback" in page
+    assert "reserving A-1" in page  # its captured output
+    assert "stock low for A-1" in page  # its log record
+    assert "set order" in page  # what the step changed in the context
+    assert '<pre class="mermaid">' in page and "flowchart TD" in page
+    assert 'name="from_step"' in page  # retry from a chosen step
+    assert client.get("/executions/nope").status_code == 404
+
+
+def test_an_execution_with_many_items_pages_them(engine, durable_clock, client):
+    wid = engine.start(Many, 120)
+    run(engine, durable_clock)
+    page = client.get(f"/executions/{wid}").text
+    assert page.count("each[") == 50
+    more = re.search(r'class="more" href="([^"]+)"', page)
+    assert more is not None
+    second = client.get(more[1].replace("&amp;", "&")).text
+    assert "each[50]" in second and "each[99]" in second and "each[100]" not in second
+    unit = client.get(
+        f"/executions/{wid}/unit", params={"step": "each", "visit": 1, "index": 7}
+    ).text
+    assert "item 7" in unit  # the item's own captured output
+
+
+def test_parent_and_children_link_each_other(engine, durable_clock, client):
+    wid = engine.start(Parent)
+    run(engine, durable_clock)
+    (child,) = engine.list_executions(parent=wid)
+    page = client.get(f"/executions/{wid}").text
+    assert f"/executions/{child.id}" in page and "dash_child" in page
+    assert f"/executions/{wid}" in client.get(f"/executions/{child.id}").text
+
+
+def test_live_parts_answer_204_when_nothing_changed(engine, durable_clock, client):
+    wid = engine.start(Waiter)
+    run(engine, durable_clock)
+    first = client.get(f"/executions/{wid}/live")
+    version = first.headers["x-version"]
+    assert client.get(f"/executions/{wid}/live", params={"v": version}).status_code == 204
+    engine.send_event(wid, "paid", 5)
+    run(engine, durable_clock)
+    changed = client.get(f"/executions/{wid}/live", params={"v": version})
+    assert changed.status_code == 200 and "completed" in changed.text
+    rows = client.get("/executions/rows")
+    assert (
+        client.get("/executions/rows", params={"v": rows.headers["x-version"]}).status_code == 204
+    )
+
+
+def test_schedules_and_workers_pages(engine, client):
+    engine.schedule("dash_order", "0 9 * * *", input={"sku": "daily"}, name="daily-order")
+    page = client.get("/schedules").text
+    assert "daily-order" in page and "0 9 * * *" in page and "Pause" in page
+    with engine.worker(concurrency=1):
+        assert "Workers" in client.get("/workers").text
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+def test_retry_from_a_chosen_step(engine, durable_clock, client):
+    wid = failed_order(engine, durable_clock)
+    token = csrf(client.get(f"/executions/{wid}").text)
+    done = client.post(
+        f"/executions/{wid}/retry",
+        data={"csrf": token, "from_step": "reserve"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303 and "notice=retried" in done.headers["location"]
+    assert engine.get_execution(wid).status == "pending"
+    assert engine.get_execution(wid).current_step == "reserve"
+
+
+def test_cancel_send_event_and_fork(engine, durable_clock, client):
+    waiting = engine.start(Waiter)
+    other = engine.start(Waiter)
+    run(engine, durable_clock)
+    token = csrf(client.get(f"/executions/{waiting}").text)
+    client.post(f"/executions/{waiting}/cancel", data={"csrf": token, "reason": "by hand"})
+    got = engine.get_execution(waiting)
+    assert got.status == "cancelled" and got.cancel_reason == "by hand"
+    client.post(f"/executions/{other}/events", data={"csrf": token, "name": "paid", "payload": "7"})
+    run(engine, durable_clock)
+    assert engine.get_execution(other).context == {"paid": 7}
+    forked = client.post(
+        f"/executions/{other}/fork",
+        data={"csrf": token, "from_step": "wait", "context": '{"note": "again"}'},
+        follow_redirects=False,
+    )
+    new_id = urlparse(forked.headers["location"]).path.rsplit("/", 1)[1]
+    assert engine.get_execution(new_id).context == {"note": "again"}
+    bad = client.post(
+        f"/executions/{other}/fork", data={"csrf": token, "from_step": "wait", "context": "[1"}
+    )
+    assert bad.status_code == 409 and "the context is not JSON" in bad.text
+
+
+def test_provide_input_shows_the_schemas_errors_next_to_the_fields(engine, durable_clock, client):
+    wid = engine.start(Approval)
+    run(engine, durable_clock)
+    page = client.get("/inputs").text
+    assert "Approve the refund?" in page and 'name="by"' in page and 'name="limit"' in page
+    token = csrf(page)
+    url = f"/inputs/{wid}/approval?back=/inputs"
+    refused = client.post(url, data={"csrf": token, "by": "x", "limit": "0"})
+    assert refused.status_code == 422
+    assert re.search(r'class="field bad">\s*<span>Approved by', refused.text)
+    assert "should be non-empty" in refused.text or "too short" in refused.text
+    assert "less than the minimum" in refused.text
+    assert engine.get_execution(wid).status == "waiting"  # nothing was stored
+    typed = client.post(url, data={"csrf": token, "by": "ann", "limit": "ten"})
+    assert typed.status_code == 422 and "&#39;ten&#39; is not an integer" in typed.text
+    ok = client.post(
+        url,
+        data={"csrf": token, "approved": "on", "by": "ann", "limit": "5"},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303 and parse_qs(urlparse(ok.headers["location"]).query) == {
+        "notice": ["provided"]
+    }
+    run(engine, durable_clock)
+    assert engine.get_execution(wid).context["answer"] == {
+        "approved": True,
+        "by": "ann",
+        "limit": 5,
+    }
+
+
+def test_pause_and_resume_a_schedule(engine, client):
+    engine.schedule("dash_order", "0 9 * * *", input={"sku": "daily"}, name="daily-order")
+    token = csrf(client.get("/schedules").text)
+    client.post("/schedules/daily-order/pause", data={"csrf": token})
+    assert engine.get_schedule("daily-order").paused
+    client.post("/schedules/daily-order/resume", data={"csrf": token})
+    assert not engine.get_schedule("daily-order").paused
+
+
+# -- protection ------------------------------------------------------------------------------
+
+
+def test_every_action_needs_its_csrf_token_and_the_same_origin(engine, durable_clock, client):
+    wid = failed_order(engine, durable_clock)
+    token = csrf(client.get(f"/executions/{wid}").text)
+    for path, data in [
+        (f"/executions/{wid}/retry", {}),
+        (f"/executions/{wid}/cancel", {}),
+        (f"/executions/{wid}/fork", {"from_step": "reserve"}),
+        (f"/executions/{wid}/events", {"name": "x"}),
+        (f"/inputs/{wid}/approval", {}),
+        ("/schedules/x/pause", {}),
+    ]:
+        assert client.post(path, data=data).status_code == 403, path
+        assert client.post(path, data={**data, "csrf": "0" * 64}).status_code == 403, path
+    # a valid token from another site's page is refused too
+    other = client.post(
+        f"/executions/{wid}/retry",
+        data={"csrf": token},
+        headers={"origin": "https://evil.example"},
+    )
+    assert other.status_code == 403
+    # another browser (no session cookie) cannot reuse this one's token
+    with TestClient(create_app(engine), base_url="http://127.0.0.1:8765") as stranger:
+        assert stranger.post(f"/executions/{wid}/retry", data={"csrf": token}).status_code == 403
+    assert engine.get_execution(wid).status == "failed"
+
+
+def test_a_token_guards_every_page_and_leaves_the_address_bar(engine):
+    app = create_app(engine, token=TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        assert c.get("/executions").status_code == 401
+        assert c.get("/executions", params={"token": "wrong-token-of-length"}).status_code == 401
+        opened = c.get("/executions", params={"token": TOKEN}, follow_redirects=False)
+        assert opened.status_code == 303 and "token" not in opened.headers["location"]
+        assert c.get("/executions").status_code == 200  # the cookie carries it now
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        bearer = {"authorization": f"Bearer {TOKEN}"}
+        assert c.get("/executions", headers=bearer).status_code == 200
+    with pytest.raises(durable.ConfigError, match="at least 16"):
+        create_app(engine, token="short")
+
+
+def test_read_only_hides_and_refuses_every_action(engine, durable_clock):
+    wid = failed_order(engine, durable_clock)
+    with TestClient(create_app(engine, read_only=True), base_url="http://127.0.0.1") as c:
+        page = c.get(f"/executions/{wid}").text
+        assert "read-only" in page
+        assert "/retry" not in page and "/cancel" not in page and "/fork" not in page
+        assert 'name="csrf"' not in page  # no form to send
+        refused = c.post(f"/executions/{wid}/retry", data={"csrf": "any"})
+        assert refused.status_code == 403 and "read-only" in refused.text
+    assert engine.get_execution(wid).status == "failed"
+
+
+def test_an_apps_own_auth_is_asked_first(engine):
+    asked = []
+
+    async def auth(request):
+        asked.append(request.url.path)
+        return request.headers.get("x-user") == "ann"
+
+    with TestClient(create_app(engine, auth=auth)) as c:
+        assert c.get("/executions").status_code == 403
+        assert c.get("/executions", headers={"x-user": "ann"}).status_code == 200
+    assert asked == ["/executions", "/executions"]
+
+
+def test_listening_beyond_loopback_needs_a_token():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", TOKEN)
+    with pytest.raises(durable.ConfigError, match="without --token"):
+        check_bind("0.0.0.0", None)
+
+
+def test_every_stored_value_is_escaped(engine, durable_clock, client):
+    wid = failed_order(engine, durable_clock, sku=XSS, why=XSS)
+    engine.start(Order, {"sku": XSS}, idempotency_key=XSS)
+    run(engine, durable_clock)
+    for path in ["/executions", f"/executions/{wid}", f"/executions/{wid}/live"]:
+        text = client.get(path).text
+        assert "<script>window.__xss" not in text, path
+    page = client.get(f"/executions/{wid}").text
+    assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in page  # shown, as text
+
+
+def test_pages_send_a_content_security_policy(client):
+    headers = client.get("/executions").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("back", ["https://evil.example/", "//evil.example/", "/\\evil.example/"])
+def test_an_input_sends_back_only_to_a_page_of_this_site(engine, durable_clock, client, back):
+    wid = engine.start(Approval)
+    run(engine, durable_clock)
+    token = csrf(client.get("/inputs").text)
+    done = client.post(
+        f"/inputs/{wid}/approval",
+        params={"back": back},
+        data={"csrf": token, "approved": "on", "by": "ann", "limit": "5"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"].startswith(f"http://127.0.0.1:8765/executions/{wid}")
