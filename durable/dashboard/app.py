@@ -35,6 +35,7 @@ from durable.dashboard._security import (
     SESSION_COOKIE,
     TOKEN_COOKIE,
     Guard,
+    is_loopback,
 )
 from durable.dsl import get_workflow, registered_workflows
 from durable.errors import DurableError, InvalidInput, WorkflowNotFound
@@ -91,10 +92,10 @@ def create_app(
         Route("/executions/{eid}/fork", views.fork, methods=["POST"]),
         Route("/executions/{eid}/events", views.send_event, methods=["POST"]),
         Route("/inputs", views.inputs),
-        Route("/inputs/{eid}/{name}", views.provide_input, methods=["POST"]),
+        Route("/inputs/{eid}/{name:path}", views.provide_input, methods=["POST"]),
         Route("/schedules", views.schedules),
-        Route("/schedules/{name}/pause", views.pause, methods=["POST"]),
-        Route("/schedules/{name}/resume", views.resume, methods=["POST"]),
+        Route("/schedules/{name:path}/pause", views.pause, methods=["POST"]),
+        Route("/schedules/{name:path}/resume", views.resume, methods=["POST"]),
         Route("/workers", views.workers),
         Route("/workers/live", views.workers_live),
         Mount("/static", StaticFiles(directory=str(_package_dir("static"))), name="static"),
@@ -116,6 +117,19 @@ class _Gate(BaseHTTPMiddleware):
         self.auth = auth
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if self.guard.token is None and self.auth is None:
+            # Without a token only this machine may use it: a page elsewhere whose name
+            # was made to resolve to 127.0.0.1 (DNS rebinding) sends its own Host.
+            host = request.headers.get("host", "").rpartition(":")[0] or request.headers.get(
+                "host", ""
+            )
+            if not is_loopback(host.strip("[]")):
+                return PlainTextResponse(
+                    f"This dashboard has no token, so it answers only requests addressed to "
+                    f"this machine (127.0.0.1, localhost), not to {host!r}; give it --token "
+                    "to reach it by another name.",
+                    status_code=421,
+                )
         if self.auth is not None:
             allowed = self.auth(request)
             if inspect.isawaitable(allowed):
@@ -160,7 +174,7 @@ def _cookie(response: Response, request: Request, name: str, value: str) -> None
         name,
         value,
         httponly=True,
-        samesite="strict",
+        samesite="lax",  # (a link from elsewhere opens it; the CSRF token guards POSTs)
         secure=request.url.scheme == "https",
         path=root,
     )
@@ -382,9 +396,11 @@ class _Views:
             step_names = [s.name for s in get_workflow(ex.workflow).steps]
         except WorkflowNotFound:
             step_names = list(dict.fromkeys(s.name for s in values["steps"]))
+        live = self.page(request, "_live.html", **values)
         return self.page(
             request,
             "execution.html",
+            version=hashlib.sha256(bytes(live.body)).hexdigest()[:16],
             forms=forms,
             step_names=step_names,
             context_json=json.dumps(ex.context, indent=2, ensure_ascii=False),
@@ -405,6 +421,10 @@ class _Views:
         step, visit, after = q.get("step", ""), q.get("visit", "1"), q.get("after", "-1")
         if not visit.isdigit() or not after.lstrip("-").isdigit():
             return self.refused(request, _Refused(400, "visit and after are integers"))
+        try:
+            ex = self._execution(eid)[0]
+        except _Refused as exc:
+            return self.refused(request, exc)
         page = self.store.unit_outcomes(eid, step, int(visit), after=int(after), limit=PAGE + 1)
         group = {
             "step": step,
@@ -415,7 +435,7 @@ class _Views:
         return self.page(
             request,
             "_units.html",
-            ex=self._execution(eid)[0],
+            ex=ex,
             group=group,
             units_url=str(request.url_for("units", eid=eid)),
             unit_url=str(request.url_for("unit", eid=eid)),

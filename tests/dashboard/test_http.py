@@ -12,6 +12,8 @@ from dash_workflows import Approval, Many, Order, Parent, Waiter
 from starlette.testclient import TestClient
 
 import durable
+from durable import step, workflow
+from durable.context import wait_for_input
 from durable.dashboard import create_app
 from durable.dashboard._security import check_bind, is_loopback
 
@@ -347,3 +349,48 @@ def test_an_input_sends_back_only_to_a_page_of_this_site(engine, durable_clock, 
     )
     assert done.status_code == 303
     assert done.headers["location"].startswith(f"http://127.0.0.1:8765/executions/{wid}")
+
+
+def test_without_a_token_only_requests_to_this_machine_are_answered(engine):
+    # DNS rebinding: a page elsewhere whose name now resolves to 127.0.0.1 sends its Host
+    with TestClient(create_app(engine), base_url="http://attacker.example:8765") as c:
+        refused = c.get("/executions")
+        assert refused.status_code == 421 and "give it --token" in refused.text
+    with TestClient(create_app(engine, token=TOKEN), base_url="http://dash.example") as c:
+        assert c.get("/executions", headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+@workflow("dash_odd_input")
+class OddInput:
+    @step
+    def ask(self):
+        wait_for_input("team/lead?ok#1")
+
+
+def test_names_with_slashes_and_url_characters_work(engine, durable_clock, client):
+    wid = engine.start(OddInput)
+    engine.schedule("dash_order", "0 9 * * *", input={"sku": "d"}, name="reports/daily #1?")
+    run(engine, durable_clock)
+    page = client.get(f"/executions/{wid}")
+    assert page.status_code == 200
+    token = csrf(page.text)
+    action = re.search(r'class="input-form" method="post" action="([^"]+)"', page.text)[1]
+    done = client.post(action.replace("&amp;", "&"), data={"csrf": token, "__value__": "1"})
+    assert done.status_code == 200 and engine.get_execution(wid).status == "pending"
+    schedules = client.get("/schedules")
+    assert schedules.status_code == 200
+    pause = re.search(r'<form method="post" action="([^"]+)">', schedules.text)[1]
+    client.post(pause, data={"csrf": token})
+    assert engine.get_schedule("reports/daily #1?").paused
+
+
+def test_read_only_shows_no_input_form(engine, durable_clock):
+    wid = engine.start(Approval)
+    run(engine, durable_clock)
+    with TestClient(create_app(engine, read_only=True), base_url="http://127.0.0.1") as c:
+        assert "input-form" not in c.get(f"/executions/{wid}").text
+        assert "input-form" not in c.get("/inputs").text
+
+
+def test_the_units_of_an_unknown_execution_are_a_404(client):
+    assert client.get("/executions/nope/units", params={"step": "x"}).status_code == 404
