@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from hypothesis import settings
 
@@ -24,3 +25,15 @@ def examples(full: int) -> int:
     profile (100 examples a test, what CI runs), scaled with the active profile's
     ``max_examples``, so a tenth in the everyday one (never fewer than 2)."""
     return max(2, round(full * settings().max_examples / 100))
+
+
+def run_due(engine: Any, clock: Any, rounds: int = 50) -> None:
+    """Run everything due, moving the test clock to each next due time (a retry's
+    backoff, a sleep), until nothing is scheduled."""
+    for _ in range(rounds):
+        engine.drain()
+        due = engine.next_due()
+        if due is None:
+            return
+        if due > clock.now():
+            clock.set(due)

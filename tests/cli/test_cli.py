@@ -25,7 +25,7 @@ from durable import Retry, step, workflow
 from durable.cli import main
 from durable.context import attempt, put_context, wait_for_any_event, wait_for_input
 
-from helpers import eventually
+from helpers import eventually, run_due
 
 PASSWORD = "s3cret-pw"
 # A process that imports this module (for its workflows) needs its folder, and tests/
@@ -540,10 +540,7 @@ def test_show_prints_branches_items_and_children(tmp_path, durable_clock):
     url = sqlite_url(tmp_path)
     with durable.Engine(url, clock=durable_clock) as engine:
         wid = engine.start(Fan)
-        while engine.drain() or engine.next_due() is not None:
-            due = engine.next_due()
-            if due is not None and due > durable_clock.now():
-                durable_clock.set(due)
+        run_due(engine, durable_clock)
         assert engine.get_execution(wid).status == "completed"
         (child,) = engine.list_executions(parent=wid)
         shown = ok("--store", url, "show", wid)
@@ -566,10 +563,7 @@ def test_show_step_lists_every_item_with_its_output(tmp_path, durable_clock):
     url = sqlite_url(tmp_path)
     with durable.Engine(url, clock=durable_clock) as engine:
         wid = engine.start(Fan)
-        while engine.drain() or engine.next_due() is not None:
-            due = engine.next_due()
-            if due is not None and due > durable_clock.now():
-                durable_clock.set(due)
+        run_due(engine, durable_clock)
     shown = ok("--store", url, "show", wid, "--step", "many")
     assert "many[...]" not in shown
     for i in range(30):

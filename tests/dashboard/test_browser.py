@@ -25,7 +25,7 @@ from dash_workflows import DEPLOYED, Approval, Flaky, Many, Order, Waiter, Xss
 import durable
 from durable.dashboard import create_app
 
-from helpers import eventually
+from helpers import eventually, run_due
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -56,14 +56,7 @@ class Served:
         self.engine, self.clock, self.url = engine, clock, url
 
     def run(self) -> None:
-        """Run what is due, moving the test clock to each next due time."""
-        for _ in range(50):
-            self.engine.drain()
-            due = self.engine.next_due()
-            if due is None:
-                return
-            if due > self.clock.now():
-                self.clock.set(due)
+        run_due(self.engine, self.clock)
 
 
 @pytest.fixture

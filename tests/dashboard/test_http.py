@@ -17,6 +17,8 @@ from durable.context import wait_for_input
 from durable.dashboard import create_app
 from durable.dashboard._security import check_bind, is_loopback
 
+from helpers import run_due
+
 TOKEN = "a-token-of-enough-length-42"
 XSS = "<script>window.__xss = 1</script>"
 
@@ -33,20 +35,9 @@ def csrf(page: str) -> str:
     return found[1]
 
 
-def run(engine, durable_clock):
-    """Run what is due, moving the test clock to each next due time."""
-    for _ in range(50):
-        engine.drain()
-        due = engine.next_due()
-        if due is None:
-            return
-        if due > durable_clock.now():
-            durable_clock.set(due)
-
-
 def failed_order(engine, durable_clock, **extra):
     wid = engine.start(Order, {"sku": "A-1", "fail": True, "why": "card declined", **extra})
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     assert engine.get_execution(wid).status == "failed"
     return wid
 
@@ -60,7 +51,7 @@ def test_the_list_filters_and_pages_with_a_cursor(engine, durable_clock, client)
         ids.append(engine.start(Order, {"sku": f"S-{i}"}, idempotency_key=f"key-{i}"))
         durable_clock.advance(1000)
     waiting = engine.start(Waiter)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     first = client.get("/executions")
     assert first.status_code == 200
     assert first.text.count("/executions/") >= 50
@@ -115,7 +106,7 @@ def test_a_failed_execution_shows_its_error_timeline_logs_and_graph(engine, dura
 
 def test_an_execution_with_many_items_pages_them(engine, durable_clock, client):
     wid = engine.start(Many, 120)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     page = client.get(f"/executions/{wid}").text
     assert page.count("each[") == 50
     more = re.search(r'class="more" href="([^"]+)"', page)
@@ -130,7 +121,7 @@ def test_an_execution_with_many_items_pages_them(engine, durable_clock, client):
 
 def test_parent_and_children_link_each_other(engine, durable_clock, client):
     wid = engine.start(Parent)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     (child,) = engine.list_executions(parent=wid)
     page = client.get(f"/executions/{wid}").text
     assert f"/executions/{child.id}" in page and "dash_child" in page
@@ -139,12 +130,12 @@ def test_parent_and_children_link_each_other(engine, durable_clock, client):
 
 def test_live_parts_answer_204_when_nothing_changed(engine, durable_clock, client):
     wid = engine.start(Waiter)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     first = client.get(f"/executions/{wid}/live")
     version = first.headers["x-version"]
     assert client.get(f"/executions/{wid}/live", params={"v": version}).status_code == 204
     engine.send_event(wid, "paid", 5)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     changed = client.get(f"/executions/{wid}/live", params={"v": version})
     assert changed.status_code == 200 and "completed" in changed.text
     rows = client.get("/executions/rows")
@@ -180,13 +171,13 @@ def test_retry_from_a_chosen_step(engine, durable_clock, client):
 def test_cancel_send_event_and_fork(engine, durable_clock, client):
     waiting = engine.start(Waiter)
     other = engine.start(Waiter)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     token = csrf(client.get(f"/executions/{waiting}").text)
     client.post(f"/executions/{waiting}/cancel", data={"csrf": token, "reason": "by hand"})
     got = engine.get_execution(waiting)
     assert got.status == "cancelled" and got.cancel_reason == "by hand"
     client.post(f"/executions/{other}/events", data={"csrf": token, "name": "paid", "payload": "7"})
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     assert engine.get_execution(other).context == {"paid": 7}
     forked = client.post(
         f"/executions/{other}/fork",
@@ -203,7 +194,7 @@ def test_cancel_send_event_and_fork(engine, durable_clock, client):
 
 def test_provide_input_shows_the_schemas_errors_next_to_the_fields(engine, durable_clock, client):
     wid = engine.start(Approval)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     page = client.get("/inputs").text
     assert "Approve the refund?" in page and 'name="by"' in page and 'name="limit"' in page
     token = csrf(page)
@@ -224,7 +215,7 @@ def test_provide_input_shows_the_schemas_errors_next_to_the_fields(engine, durab
     assert ok.status_code == 303 and parse_qs(urlparse(ok.headers["location"]).query) == {
         "notice": ["provided"]
     }
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     assert engine.get_execution(wid).context["answer"] == {
         "approved": True,
         "by": "ann",
@@ -322,7 +313,7 @@ def test_listening_beyond_loopback_needs_a_token():
 def test_every_stored_value_is_escaped(engine, durable_clock, client):
     wid = failed_order(engine, durable_clock, sku=XSS, why=XSS)
     engine.start(Order, {"sku": XSS}, idempotency_key=XSS)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     for path in ["/executions", f"/executions/{wid}", f"/executions/{wid}/live"]:
         text = client.get(path).text
         assert "<script>window.__xss" not in text, path
@@ -339,7 +330,7 @@ def test_pages_send_a_content_security_policy(client):
 @pytest.mark.parametrize("back", ["https://evil.example/", "//evil.example/", "/\\evil.example/"])
 def test_an_input_sends_back_only_to_a_page_of_this_site(engine, durable_clock, client, back):
     wid = engine.start(Approval)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     token = csrf(client.get("/inputs").text)
     done = client.post(
         f"/inputs/{wid}/approval",
@@ -370,7 +361,7 @@ class OddInput:
 def test_names_with_slashes_and_url_characters_work(engine, durable_clock, client):
     wid = engine.start(OddInput)
     engine.schedule("dash_order", "0 9 * * *", input={"sku": "d"}, name="reports/daily #1?")
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     page = client.get(f"/executions/{wid}")
     assert page.status_code == 200
     token = csrf(page.text)
@@ -386,7 +377,7 @@ def test_names_with_slashes_and_url_characters_work(engine, durable_clock, clien
 
 def test_read_only_shows_no_input_form(engine, durable_clock):
     wid = engine.start(Approval)
-    run(engine, durable_clock)
+    run_due(engine, durable_clock)
     with TestClient(create_app(engine, read_only=True), base_url="http://127.0.0.1") as c:
         assert "input-form" not in c.get(f"/executions/{wid}").text
         assert "input-form" not in c.get("/inputs").text
