@@ -16,14 +16,26 @@ of its runs:
   providers): the plugin's own code and durable's hook calls, without the SDK's work;
 * ``on``: loaded and recording every span and metric through the SDK.
 
+The spans the executions' creation recorded (before the timing: starting is not the
+worker's work) are exported before the worker starts, and every span of a run is
+exported once it is over, so no run exports another's. Besides each variant's median,
+each round's ``on / without`` is reported (the two ran minutes apart at most, so that
+ratio shares the drift of the machine), and their median.
+
+After the warm-up the process's heap is frozen (``gc.freeze()``), as ``durable worker``
+freezes what its start-up made before it takes work; ``--no-freeze`` leaves it as it is
+(a worker run by ``engine.worker()`` in a process that does not freeze).
+
 The target: ``on`` at least 90% of ``without``.
 
     python bench/bench_otel.py [--store URL ...] [--runs 5] [--m 2000] [--concurrency 10]
+                               [--variants without,off,api,on] [--no-freeze]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import tempfile
@@ -108,7 +120,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of each variant")
     parser.add_argument("--m", type=int, default=2000, help="executions per run")
     parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument(
+        "--variants",
+        default="without,off,api,on",
+        help="comma-separated, among without, off, api, on (without and on are needed)",
+    )
+    parser.add_argument(
+        "--no-freeze",
+        action="store_true",
+        help="do not freeze the heap after the warm-up (durable worker does)",
+    )
     args = parser.parse_args()
+    variants = args.variants.split(",")
+    if not {"without", "on"} <= set(variants) <= {"without", "off", "api", "on"}:
+        parser.error("--variants takes without and on, and optionally off and api")
     tmp = Path(tempfile.mkdtemp())
     stores = args.store or [
         "postgresql://postgres@127.0.0.1:5432/durable_bench",
@@ -133,51 +158,66 @@ def main() -> None:
                 meter_provider=meter_provider,
                 enabled=variant == "on",
             )
-        if variant == "without":
-            with without_the_plugin():
-                return throughput(url, args.m, args.concurrency)
-        return throughput(url, args.m, args.concurrency)
+        flush = tracer_provider.force_flush
+        try:
+            if variant == "without":
+                with without_the_plugin():
+                    return throughput(url, args.m, args.concurrency, before=flush)
+            return throughput(url, args.m, args.concurrency, before=flush)
+        finally:
+            flush()
 
     results = []
     for url in stores:
         ensure_database(url)
-        variants = ["without", "off", "api", "on"]
         runs: dict[str, list[float]] = {v: [] for v in variants}
         run(url, "on")  # warm up (imports, connections, the SDK's first spans)
         tracer_provider.force_flush()
+        if not args.no_freeze:
+            gc.collect()
+            gc.freeze()
         spans_before = spans.count
-        on_runs = 0
+        k = len(variants)
         for i in range(args.runs):
-            order = variants[i % 4 :] + variants[: i % 4]
+            order = variants[i % k :] + variants[: i % k]
             if i % 2:
                 order.reverse()
             for variant in order:
                 runs[variant].append(run(url, variant))
-                on_runs += variant == "on"
-        tracer_provider.force_flush()
-        per_execution = (spans.count - spans_before) / (on_runs * args.m)
+        # (the spans of the executions' creation are counted too: one per execution)
+        per_execution = (spans.count - spans_before) / (args.runs * args.m)
         median = {v: statistics.median(r) for v, r in runs.items()}
+        paired = [on / without for on, without in zip(runs["on"], runs["without"], strict=True)]
         result = {
             "store": url.split("://")[0],
             "executions": args.m,
             "concurrency": args.concurrency,
+            "frozen": not args.no_freeze,
             "throughput_wps": median,
             "runs": runs,
             "on_vs_without": median["on"] / median["without"],
-            "on_vs_off": median["on"] / median["off"],
-            "api_vs_without": median["api"] / median["without"],
+            "on_vs_without_paired": paired,
+            "on_vs_without_paired_median": statistics.median(paired),
             "spans_per_execution": per_execution,
         }
+        for other in ("off", "api"):
+            if other in median:
+                result[f"{other}_vs_without"] = median[other] / median["without"]
         results.append(result)
         print(url)
         for v in variants:
             shown = ", ".join(f"{t:,.0f}" for t in runs[v])
             print(f"  {v:<8} {median[v]:8,.0f} three-step workflows/s (runs: {shown})")
         print(
-            f"  on / without: {result['on_vs_without']:.1%}   on / off: {result['on_vs_off']:.1%}"
-            f"   api / without: {result['api_vs_without']:.1%}"
-            f"   ({per_execution:.1f} spans exported per execution while on)"
+            f"  on / without: {result['on_vs_without']:.1%} (of the medians), "
+            f"{result['on_vs_without_paired_median']:.1%} (median of the rounds': "
+            + ", ".join(f"{r:.1%}" for r in paired)
+            + ")"
         )
+        for other in ("off", "api"):
+            if other in median:
+                print(f"  {other} / without: {result[f'{other}_vs_without']:.1%}")
+        print(f"  {per_execution:.1f} spans exported per execution while on")
     durable_otel.configure()
     tracer_provider.shutdown()
     meter_provider.shutdown()

@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -116,12 +117,19 @@ class _Done:
         self.event = threading.Event()
 
 
-def throughput(url: str, m: int, concurrency: int) -> float:
+def throughput(
+    url: str, m: int, concurrency: int, *, before: Callable[[], object] | None = None
+) -> float:
+    """Workflows per second of one worker with ``concurrency`` threads running ``m``
+    executions started beforehand (``before()``, if given, is called once they are
+    started, outside the timing)."""
     done = _Done(m)
     engine = durable.Engine(url, plugins=[done])
     _reset(engine)
     for _ in range(m):
         engine.start(ThreeNoop)
+    if before is not None:
+        before()
     t0 = time.perf_counter()
     with engine.worker(concurrency=concurrency):
         if not done.event.wait(600):

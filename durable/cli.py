@@ -7,6 +7,7 @@ a command raises is its error message, translated in one place (:class:`_Command
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import logging
@@ -843,6 +844,11 @@ def worker(
             )
             ctx.exit(METRICS_UNSERVED)
         log.info("worker metrics served at %s", where)
+    # From here on the process is a worker, and what start-up made (the modules, the
+    # engine) lives as long as it does: frozen, the collector's full passes no longer
+    # walk it, and they cost what the work in flight holds rather than the whole heap.
+    gc.collect()
+    gc.freeze()
     engine.run_worker(
         list(queues) or None,
         concurrency,

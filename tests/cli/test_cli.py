@@ -417,6 +417,55 @@ def test_import_finds_a_module_in_the_working_directory(tmp_path):
         assert engine.get_execution(wid).workflow == "cli_cwd_flow"
 
 
+FROZEN_FLOWS = """
+import gc
+
+from durable import step, workflow
+from durable.context import put_context
+
+
+@workflow("cli_frozen")
+class Frozen:
+    @step
+    def look(self):
+        put_context("frozen", gc.get_freeze_count())
+"""
+
+
+@pytest.mark.processes
+def test_a_worker_process_freezes_what_start_up_made(tmp_path):
+    """`durable worker` moves the start-up heap out of the collector's way (gc.freeze)."""
+    (tmp_path / "frozen_flows.py").write_text(FROZEN_FLOWS)
+    url = sqlite_url(tmp_path, "frozen.db")
+    run = _run_script(tmp_path, "--store", url, "-i", "frozen_flows", "start", "cli_frozen")
+    assert run.returncode == 0, run.stderr
+    wid = run.stdout.strip()
+    env = {**os.environ}
+    env.pop("PYTHONPATH", None)
+    env.pop("DURABLE_STORE", None)
+    args = ["--store", url, "-i", "frozen_flows", "worker", "--concurrency", "1"]
+    proc = subprocess.Popen(
+        [str(_console_script()), *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    err = Lines(proc.stderr)
+    try:
+        with durable.Engine(url) as engine:
+            done = eventually(lambda: engine.get_execution(wid).status == "completed", timeout=60)
+            assert done, err.text() if proc.poll() is not None else "not completed in 60 s"
+            frozen = engine.get_execution(wid).context["frozen"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, err.text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert frozen > 10_000  # (the modules, durable's and the store's among them)
+
+
 def test_a_missing_module_is_a_clear_error(tmp_path):
     run = _run_script(
         tmp_path, "--store", "sqlite:///flows.db", "-i", "no_such_flows", "start", "x"

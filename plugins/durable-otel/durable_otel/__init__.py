@@ -8,7 +8,8 @@ by ``opentelemetry-instrument``; without them every span and metric is a no-op).
 Spans: ``durable.workflow <name>`` when an execution is created (a child of the creator's
 current span, ended at once; its trace context is stored with the execution), one
 ``durable.step <step>`` per attempt inside the attempt (so the step's own spans are its
-children), and ``durable.workflow.end <name>`` when the execution ends. Metrics: see
+children), and ``durable.workflow.end <name>`` when it fails, is cancelled or is
+compensated (``configure(end_spans="all")``: when it completes too). Metrics: see
 :data:`METRICS`. ``durable worker --metrics-port PORT`` serves them as Prometheus text.
 """
 

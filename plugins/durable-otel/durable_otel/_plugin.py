@@ -6,8 +6,9 @@ another worker process, so no span stays open across them. When an execution is 
 of the creator's current span and ended at once, and its W3C trace context is stored
 with the execution. Each attempt's span ``durable.step <step>`` is opened inside the
 attempt (``durable_step_call``) as a child of it, so spans the step's code opens are the
-attempt's children; and when the execution ends, a short ``durable.workflow.end <name>``
-span, child of the execution span too, records how.
+attempt's children; and when the execution fails, is cancelled or is compensated (or, with
+``configure(end_spans="all")``, completes), a short ``durable.workflow.end <name>`` span,
+child of the execution span too, records how.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ class DurableOtel:
         if not t.enabled:
             return
         t.instruments.finished.add(execution.workflow, status)
+        if status == "completed" and t.end_spans != "all":
+            return  # (its last step's span shows its end)
         parent = parent_context(execution.headers)
         if parent is None:  # created without a trace (or before tracing was set up)
             return

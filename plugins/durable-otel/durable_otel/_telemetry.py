@@ -59,6 +59,9 @@ METRICS = {
 }
 """Every metric the plugin records, and what it counts."""
 
+END_SPANS = ("unsuccessful", "all")
+"""The choices of :func:`configure`'s ``end_spans``."""
+
 _CONTEXTS_KEPT = 1024
 _lock = threading.Lock()
 
@@ -137,6 +140,7 @@ class Telemetry:
     """What the plugin records with: one tracer, and the instruments of :data:`METRICS`."""
 
     enabled: bool
+    end_spans: str  # "all", or "unsuccessful" (not for completed executions)
     tracer_provider: trace.TracerProvider | None  # (None: the global one)
     meter_provider: metrics.MeterProvider | None
     tracer: trace.Tracer
@@ -149,15 +153,21 @@ class Telemetry:
         meter_provider: metrics.MeterProvider | None = None,
         *,
         enabled: bool = True,
+        end_spans: str = "unsuccessful",
     ) -> Telemetry:
         """From these providers (None: OpenTelemetry's global ones, as they are set now
         or later)."""
+        if end_spans not in END_SPANS:
+            raise ValueError(
+                f"end_spans must be one of {', '.join(map(repr, END_SPANS))}, got {end_spans!r}"
+            )
         with _lock:
             instruments = _instruments.get(meter_provider)
             if instruments is None:
                 instruments = _instruments[meter_provider] = Instruments.make(meter_provider)
         return cls(
             enabled=enabled,
+            end_spans=end_spans,
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             tracer=trace.get_tracer(SCOPE, VERSION, tracer_provider=tracer_provider),
@@ -178,13 +188,18 @@ def configure(
     tracer_provider: trace.TracerProvider | None = None,
     meter_provider: metrics.MeterProvider | None = None,
     enabled: bool = True,
+    end_spans: str = "unsuccessful",
 ) -> None:
     """Choose where durable's spans and metrics go: these providers instead of
     OpenTelemetry's global ones (None: the global one), for every engine of this process.
     ``enabled=False`` stops recording (the hooks return at once); ``configure()`` with no
-    arguments goes back to the global providers."""
+    arguments goes back to the defaults.
+
+    ``end_spans``: which ended executions get a ``durable.workflow.end`` span:
+    ``"unsuccessful"`` (the default: failed, cancelled and compensated ones, whose end no
+    step span shows) or ``"all"`` (completed ones too, one span more per execution)."""
     global _current
-    _current = Telemetry.make(tracer_provider, meter_provider, enabled=enabled)
+    _current = Telemetry.make(tracer_provider, meter_provider, enabled=enabled, end_spans=end_spans)
 
 
 # -- trace context carried in an execution's headers ---------------------------------------

@@ -193,11 +193,30 @@ def test_a_workflow_with_a_retry_a_wait_and_its_own_spans_is_one_trace(engine, s
     assert parent_id(one(done, "validate.rules")) == span_id(runs[0])
     assert parent_id(one(done, "pack.box")) == span_id(runs[5])
     assert parent_id(one(done, "carrier.label")) == span_id(runs[6])
-    # the end: a short span under the execution's, saying how it ended
-    end = one(done, "durable.workflow.end otel_order")
+    # completed: its last step's span shows its end, and no end span is added
+    assert named(done, "durable.workflow.end otel_order") == []
+
+
+def test_end_spans_all_gives_completed_executions_their_end_span(engine, spans):
+    durable_otel.configure(end_spans="all")
+    try:
+        with TRACER.start_as_current_span("caller"):
+            wid = engine.start(Tenant)
+        assert engine.run_until(wid).status == "completed"
+    finally:
+        durable_otel.configure()
+    done = spans.get_finished_spans()
+    execution = one(done, "durable.workflow otel_tenant")
+    end = one(done, "durable.workflow.end otel_tenant")
     assert parent_id(end) == span_id(execution)
     assert end.attributes["durable.status"] == "completed"
-    assert end.status.status_code == StatusCode.UNSET
+    assert end.attributes["durable.execution_id"] == wid
+    assert end.status.status_code == StatusCode.UNSET and not end.events
+
+
+def test_end_spans_refuses_a_choice_it_does_not_know():
+    with pytest.raises(ValueError, match="end_spans must be one of 'unsuccessful', 'all'"):
+        durable_otel.configure(end_spans="completed")
 
 
 def test_a_failed_execution_ends_with_its_error_recorded(engine, spans):
