@@ -5,12 +5,14 @@ takes to answer:
 
 (a) the executions page, first page (``GET /executions``);
 (b) filtered pages: by workflow, by status, by both (also a rare pair, and one nothing
-    matches), a page deep in the keyset paging (the 200th, reached by following the
+    matches), by queue (also one nothing matches), a page deep in the keyset paging (the 200th, reached by following the
     pages' own ``Older`` links, unfiltered and by status) and a page whose cursor sits
     in the middle of the table;
 (c) an execution whose foreach ran 10,000 items (``GET /executions/{id}``, its units
     paged 50 at a time), its live part (``/executions/{id}/live``, as polled) and the
-    next page of its units (the page's own ``Next 50 units`` link), and its last page.
+    next page of its units (the page's own ``Next 50 units`` link), and its last page;
+    the execution page's size in bytes is printed too (its context holds the 10,000
+    items and their results).
 
 Targets: (a) and (b) at most 100 ms median, (c) at most 200 ms median (the worst figure
 of each group counts); the exit status is 1 when one fails.
@@ -398,6 +400,10 @@ def measure(
         "  workflow=bench_dash_fanout&status=failed (none)",
         page("/executions", rows=0, workflow="bench_dash_fanout", status="failed"),
     )
+    # by queue: one in ten executions is on "priority"; none is on "nowhere" (a queue
+    # filter that matches nothing must not walk the whole table to say so)
+    add("b", "  queue=priority (10%)", page("/executions", queue="priority"))
+    add("b", "  queue=nowhere (none)", page("/executions", rows=0, queue="nowhere"))
     # the deep page (the 200th), reached the way a reader gets there: each page's Older link
     path = "/executions"
     for _ in range(deep - 1):
@@ -417,6 +423,8 @@ def measure(
     unit = "&amp;index="  # a unit's row links to its attempts
     last = more.replace("after=49", f"after={items - 51}")
     add("c", f"GET /executions/{{id}} (foreach of {items:,} items)", page(f"/{ex}", unit))
+    size = len(first.content)
+    print(f"  {'  its size (bytes of HTML)':<52}{size:>9,} B", flush=True)
     add("c", "  /executions/{id}/live (polled, full answer)", page(f"/{ex}/live", unit))
     add("c", "  next units page (after=49)", page(more, unit))
     add("c", f"  last units page (after={items - 51})", page(last, unit))
