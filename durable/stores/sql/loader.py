@@ -62,6 +62,7 @@ NAMES = frozenset(
         "list_by_statuses",
         "list_by_workflow",
         "list_by_workflow_status",
+        "list_by_queue",
         "list_children",
         "list_compensating",
         "next_due",

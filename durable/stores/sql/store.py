@@ -482,7 +482,8 @@ class SQLStore(Connections, Store):
         # A filter that may be NULL cannot choose an index: given a parent, take the
         # statement that walks its children; else given statuses (else a single workflow),
         # the one that searches by them (one value: in index order; one workflow and one
-        # status: by the pair, as either alone may walk many rows of the other)
+        # status: by the pair, as either alone may walk many rows of the other); else one
+        # queue, by the queue index
         if parent is not None:
             name = "list_children"
             params["statuses"] = self._array(
@@ -499,6 +500,8 @@ class SQLStore(Connections, Store):
             name, params["statuses"] = "list_by_statuses", self._array([s.value for s in statuses])
         elif workflows is not None and len(workflows) == 1:
             name, params["workflow"] = "list_by_workflow", workflows[0]
+        elif workflows is None and queues is not None and len(queues) == 1:
+            name, params["queue"] = "list_by_queue", queues[0]
         else:
             name = "list"
         return [self._row(r) for r in self._all_rows(name, params)]

@@ -234,6 +234,23 @@ WHERE workflow = %(workflow)s AND status = %(status)s
 ORDER BY created_at DESC, seq DESC
 LIMIT %(limit)s;
 
+-- name: list_by_queue
+-- As list, for exactly one queue (and no status or workflow filter): walks that queue in
+-- the queue index (v16), in order, so a queue nothing is on is found empty at once.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers, parent_step
+FROM durable_executions
+WHERE queue = %(queue)s
+  AND unit IS NULL
+  AND (%(parent)s::text IS NULL OR parent_id = %(parent)s)
+  AND (created_at, seq) < (%(before_at)s, %(before_seq)s)
+ORDER BY created_at DESC, seq DESC
+LIMIT %(limit)s;
+
 -- name: list_children
 -- As list, for the child workflows of one execution (parent): walks its children in the
 -- children index (v15), never its units.
