@@ -1521,6 +1521,53 @@ class StoreContract:
         assert [r.id for r in claimed] == [u.id for u in units]
         assert [(r.attempt, r.began, r.token) for r in claimed] == [(1, True, 1)] * 3
 
+    def test_own_steps_are_the_executions_attempts_without_its_units(self, store: Store) -> None:
+        c = self._claimed(store)
+        zero = _record("zero", 1, StepStatus.COMPLETED, T0, index=0)
+        store.complete_step(
+            c.id,
+            c.token,
+            now=T0 + _ms(1),
+            record=zero,
+            context={},
+            next_step=(1, "first"),
+            start_next=True,
+        )
+        units = [Unit(f"first[{i}]", i, item=i) for i in range(2)]
+        store.fork(
+            c.id,
+            c.token,
+            now=T0 + _ms(2),
+            step="first",
+            visit=1,
+            units=units,
+            concurrency=None,
+            stops_group=False,
+        )
+        u0, u1 = self._claim_units(store, T0 + _ms(3))
+        self._end_unit(store, u1, T0 + _ms(4))
+        self._end_unit(store, u0, T0 + _ms(5), fail=True)  # (the group ends: it goes on)
+        (again,) = _claim(store, T0 + _ms(6))
+        assert again.id == c.id
+        first = _record("first", again.attempt, StepStatus.COMPLETED, T0 + _ms(6), index=1)
+        store.complete_step(
+            c.id,
+            again.token,
+            now=T0 + _ms(7),
+            record=first,
+            context={},
+            next_step=None,
+            start_next=False,
+        )
+        assert store.own_steps(c.id) == [zero, first]  # in the order they started
+        every = store.steps(c.id)  # (its units' too)
+        assert [s.name for s in every if s.name in ("zero", "first")] == ["zero", "first"]
+        assert sorted(s.name for s in every if "[" in s.name) == ["first[0]", "first[1]"]
+        assert [(s.name, s.status) for s in store.own_steps(u0.id)] == [
+            ("first[0]", StepStatus.FAILED)
+        ]
+        assert store.own_steps("no-such-execution") == []
+
     def test_fork_without_units_lets_the_execution_go_on_at_once(self, store: Store) -> None:
         c = self._forked(store, 0)
         got = store.get(c.id)
