@@ -697,6 +697,20 @@ WHERE (w.execution_id = %(execution_id)s OR w.parent_id = %(execution_id)s)
 ORDER BY w.created_at, w.seq
 LIMIT %(limit)s;
 
+-- name: waits_recent
+-- The newest waits of one execution (its units' too), whatever their status, newest
+-- first, at most %(limit)s; each row carries how many it has in all (total).
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    w.visit, e.workflow,
+    (SELECT count(*) FROM durable_waits x
+     WHERE x.execution_id = %(execution_id)s OR x.parent_id = %(execution_id)s) AS total
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE w.execution_id = %(execution_id)s OR w.parent_id = %(execution_id)s
+ORDER BY w.created_at DESC, w.seq DESC
+LIMIT %(limit)s;
+
 -- name: inbox
 -- The unconsumed events of an execution with one of :names, in order.
 SELECT seq, name, payload, sent_at FROM durable_events
@@ -789,6 +803,15 @@ WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
   AND unit IS NOT NULL AND unit_index > %(after)s
 ORDER BY unit_index
 LIMIT %(limit)s;
+
+-- name: unit_states
+-- How many units of a group run stand each way: by status, whether an attempt began,
+-- and whether it is suspended on a wait (the store names each way: base.unit_state).
+SELECT status, attempt > 0 AS began, suspended, count(*) AS n
+FROM durable_executions
+WHERE parent_id = %(id)s AND group_step = %(step)s AND group_visit = %(visit)s
+  AND unit IS NOT NULL
+GROUP BY status, attempt > 0, suspended;
 
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.

@@ -543,6 +543,20 @@ WHERE (w.execution_id = :execution_id OR w.parent_id = :execution_id)
 ORDER BY w.created_at, w.seq
 LIMIT :limit;
 
+-- name: waits_recent
+-- The newest waits of one execution (its units' too), whatever their status, newest
+-- first, at most :limit; each row carries how many it has in all (total).
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    w.visit, e.workflow,
+    (SELECT count(*) FROM durable_waits x
+     WHERE x.execution_id = :execution_id OR x.parent_id = :execution_id) AS total
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE w.execution_id = :execution_id OR w.parent_id = :execution_id
+ORDER BY w.created_at DESC, w.seq DESC
+LIMIT :limit;
+
 -- name: inbox
 -- The unconsumed events of an execution with one of :names (a JSON array), in order.
 SELECT seq, name, payload, sent_at FROM durable_events
@@ -637,6 +651,15 @@ WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
   AND unit IS NOT NULL AND unit_index > :after
 ORDER BY unit_index
 LIMIT coalesce(:limit, -1);
+
+-- name: unit_states
+-- How many units of a group run stand each way: by status, whether an attempt began,
+-- and whether it is suspended on a wait (the store names each way: base.unit_state).
+SELECT status, attempt > 0 AS began, suspended, count(*) AS n
+FROM durable_executions
+WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
+  AND unit IS NOT NULL
+GROUP BY status, attempt > 0, suspended;
 
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.
