@@ -134,16 +134,20 @@ def test_answer_a_pending_input_first_refused_then_accepted(
     served.run()
     page.goto(f"{served.url}/inputs")
     expect(page.locator("p.prompt")).to_have_text("Approve the refund?")
-    page.fill("input[name=by]", "x")
-    page.fill("input[name=limit]", "0")
+    # required fields: the browser itself will not send them empty
+    page.click("form.input-form button")
+    expect(page.locator("form.input-form :invalid")).to_have_count(2)  # by, limit
+    assert page.url == f"{served.url}/inputs" and page.locator("label.field.bad").count() == 0
+    page.fill("input[name='input.by']", "x")
+    page.fill("input[name='input.limit']", "0")
     page.click("form.input-form button")
     expect(page.locator("label.field.bad")).to_have_count(2)
     expect(page.locator("label.field.bad", has_text="Approved by")).to_contain_text("short")
     shot(page, tmp_path, "input-refused")
     assert served.engine.get_execution(wid).status == "waiting"
-    page.check("input[name=approved]")
-    page.fill("input[name=by]", "ann")
-    page.fill("input[name=limit]", "5")
+    page.check("input[name='input.approved']")
+    page.fill("input[name='input.by']", "ann")
+    page.fill("input[name='input.limit']", "5")
     page.click("form.input-form button")
     expect(page.locator("p.notice")).to_contain_text("Input provided")
     served.run()

@@ -8,7 +8,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from dash_workflows import Approval, Many, Order, Parent, Waiter
+from dash_workflows import Approval, Many, Order, PaintJob, Parent, Waiter
 from starlette.testclient import TestClient
 
 import durable
@@ -196,20 +196,30 @@ def test_provide_input_shows_the_schemas_errors_next_to_the_fields(engine, durab
     wid = engine.start(Approval)
     run_due(engine, durable_clock)
     page = client.get("/inputs").text
-    assert "Approve the refund?" in page and 'name="by"' in page and 'name="limit"' in page
+    assert "Approve the refund?" in page
+    assert 'name="input.by"' in page and 'name="input.limit"' in page
     token = csrf(page)
     url = f"/inputs/{wid}/approval?back=/inputs"
-    refused = client.post(url, data={"csrf": token, "by": "x", "limit": "0"})
+    refused = client.post(url, data={"csrf": token, "input.by": "x", "input.limit": "0"})
     assert refused.status_code == 422
     assert re.search(r'class="field bad">\s*<span>Approved by', refused.text)
     assert "should be non-empty" in refused.text or "too short" in refused.text
     assert "less than the minimum" in refused.text
     assert engine.get_execution(wid).status == "waiting"  # nothing was stored
-    typed = client.post(url, data={"csrf": token, "by": "ann", "limit": "ten"})
+    # a required field left empty: its problem is at that field, not only at the top
+    empty = client.post(url, data={"csrf": token, "input.by": "", "input.limit": "3"})
+    assert empty.status_code == 422
+    assert re.search(
+        r'class="field bad">\s*<span>Approved by \*</span>.*?<small class="problem">required',
+        empty.text,
+        re.S,
+    )
+    assert "is a required property" not in empty.text
+    typed = client.post(url, data={"csrf": token, "input.by": "ann", "input.limit": "ten"})
     assert typed.status_code == 422 and "&#39;ten&#39; is not an integer" in typed.text
     ok = client.post(
         url,
-        data={"csrf": token, "approved": "on", "by": "ann", "limit": "5"},
+        data={"csrf": token, "input.approved": "on", "input.by": "ann", "input.limit": "5"},
         follow_redirects=False,
     )
     assert ok.status_code == 303 and parse_qs(urlparse(ok.headers["location"]).query) == {
@@ -335,7 +345,7 @@ def test_an_input_sends_back_only_to_a_page_of_this_site(engine, durable_clock, 
     done = client.post(
         f"/inputs/{wid}/approval",
         params={"back": back},
-        data={"csrf": token, "approved": "on", "by": "ann", "limit": "5"},
+        data={"csrf": token, "input.approved": "on", "input.by": "ann", "input.limit": "5"},
         follow_redirects=False,
     )
     assert done.status_code == 303
@@ -366,7 +376,7 @@ def test_names_with_slashes_and_url_characters_work(engine, durable_clock, clien
     assert page.status_code == 200
     token = csrf(page.text)
     action = re.search(r'class="input-form" method="post" action="([^"]+)"', page.text)[1]
-    done = client.post(action.replace("&amp;", "&"), data={"csrf": token, "__value__": "1"})
+    done = client.post(action.replace("&amp;", "&"), data={"csrf": token, "input.__value__": "1"})
     assert done.status_code == 200 and engine.get_execution(wid).status == "pending"
     schedules = client.get("/schedules")
     assert schedules.status_code == 200
@@ -385,3 +395,33 @@ def test_read_only_shows_no_input_form(engine, durable_clock):
 
 def test_the_units_of_an_unknown_execution_are_a_404(client):
     assert client.get("/executions/nope/units", params={"step": "x"}).status_code == 404
+
+
+def test_an_input_form_made_from_a_pydantic_model(engine, durable_clock, client):
+    wid = engine.start(PaintJob)
+    run_due(engine, durable_clock)
+    page = client.get(f"/executions/{wid}").text
+    form = re.search(r'<form class="input-form".*?</form>', page, re.S)[0]
+    # its enum, under $defs, is a list to choose from; the nullable one offers null
+    assert re.search(r'<select name="input\.colour" required><option value="&#34;red', form)
+    assert '<select name="input.finish"><option value="">null</option>' in form
+    # the model's csrf field is its own, apart from the dashboard's CSRF token
+    assert 'name="input.csrf"' in form and form.count('name="csrf"') == 1
+    action = re.search(r'class="input-form" method="post" action="([^"]+)"', form)[1]
+    action = action.replace("&amp;", "&")
+    token = csrf(page)
+    refused = client.post(action, data={"csrf": token, "input.finish": "", "input.csrf": "x"})
+    assert refused.status_code == 422
+    assert re.search(r'class="field bad">\s*<span>Colour \*</span>', refused.text)
+    done = client.post(
+        action,
+        data={"csrf": token, "input.colour": '"green"', "input.finish": "", "input.csrf": "mine"},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303, done.text
+    run_due(engine, durable_clock)
+    assert engine.get_execution(wid).context["paint"] == {
+        "colour": "green",
+        "finish": None,
+        "csrf": "mine",
+    }
