@@ -5,6 +5,10 @@ calls block); nothing is cached, so what it shows is what the store holds. Parts
 change (an execution's timeline, the list's first page, the workers) are polled by htmx
 every 2 seconds and answered with 204 when nothing changed. Every value from the store
 goes through Jinja2's autoescaping.
+
+Every link and redirect is a path from the root of the site (the ASGI ``root_path`` the
+dashboard is mounted under, then its own route), never an absolute ``http://`` URL: behind
+a proxy that ends TLS the app sees ``http`` while the browser uses ``https``.
 """
 
 from __future__ import annotations
@@ -18,25 +22,19 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
+from jinja2 import pass_context
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from durable.dashboard._forms import Form, form_for
-from durable.dashboard._security import (
-    CSRF_FIELD,
-    CSRF_HEADER,
-    SESSION_COOKIE,
-    TOKEN_COOKIE,
-    Guard,
-    is_loopback,
-)
+from durable.dashboard._security import CSRF_FIELD, CSRF_HEADER, Guard, is_loopback
 from durable.dsl import get_workflow, registered_workflows
 from durable.errors import DurableError, InvalidInput, WorkflowNotFound
 from durable.graphs import graph
@@ -76,7 +74,8 @@ def create_app(
     ``token``: every request must carry it (``Authorization: Bearer``, or the cookie
     set by opening the dashboard once with ``?token=``). ``read_only`` hides every action
     and refuses their POSTs. Actions are POSTs checked against CSRF (``secret`` signs the
-    tokens: give the same one to every process serving one dashboard)."""
+    tokens: give the same one to every process serving one dashboard); a POST sending
+    the token as ``Authorization: Bearer`` needs no CSRF token."""
     guard = Guard(token, secret)
     views = _Views(engine, guard, read_only)
     routes = [
@@ -101,7 +100,9 @@ def create_app(
         Mount("/static", StaticFiles(directory=str(_package_dir("static"))), name="static"),
     ]
     middleware = [Middleware(_Gate, guard=guard, auth=auth)]
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    views.router = app.router
+    return app
 
 
 def _package_dir(name: str) -> Any:
@@ -142,8 +143,9 @@ class _Gate(BaseHTTPMiddleware):
                 return PlainTextResponse("Wrong dashboard token.", status_code=401)
             # The token goes into a cookie and out of the address bar (and history).
             plain = request.url.remove_query_params("token")
-            response: Response = RedirectResponse(str(plain), status_code=303)
-            _cookie(response, request, TOKEN_COOKIE, given)
+            where = plain.path + (f"?{plain.query}" if plain.query else "")
+            response: Response = RedirectResponse(where, status_code=303)
+            _cookie(response, request, self.guard.token_cookie(request), given)
             return response
         if not self.guard.token_ok(self.guard.token_given(request)):
             return PlainTextResponse(
@@ -151,13 +153,21 @@ class _Gate(BaseHTTPMiddleware):
                 "Authorization: Bearer TOKEN.",
                 status_code=401,
             )
-        session = request.cookies.get(SESSION_COOKIE)
+        nul = _nul_in(request)
+        if nul is not None:
+            return PlainTextResponse(
+                f"The {nul} holds a NUL character (\\x00), which no name or value the "
+                "dashboard stores or looks up can hold: send it again without it.",
+                status_code=400,
+            )
+        session_cookie = self.guard.session_cookie(request)
+        session = request.cookies.get(session_cookie)
         if session is None:
             session = self.guard.new_session()
         request.state.session = session
         response = await call_next(request)
-        if request.cookies.get(SESSION_COOKIE) != session:
-            _cookie(response, request, SESSION_COOKIE, session)
+        if request.cookies.get(session_cookie) != session:
+            _cookie(response, request, session_cookie, session)
         response.headers.setdefault(
             "content-security-policy",
             "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -166,6 +176,17 @@ class _Gate(BaseHTTPMiddleware):
         response.headers.setdefault("x-content-type-options", "nosniff")
         response.headers.setdefault("referrer-policy", "same-origin")
         return response
+
+
+def _nul_in(request: Request) -> str | None:
+    """What part of the request's address holds a NUL character (PostgreSQL's text holds
+    none: looked up, it would fail the query), if one does."""
+    if "\x00" in request.url.path:
+        return "address"
+    for key, value in request.query_params.multi_items():
+        if "\x00" in key or "\x00" in value:
+            return f"query parameter {key.replace(chr(0), '')!r}"
+    return None
 
 
 def _cookie(response: Response, request: Request, name: str, value: str) -> None:
@@ -187,6 +208,8 @@ class _Refused(Exception):
 
 
 class _Views:
+    router: Router  # (set by create_app: the dashboard's own routes, for its links)
+
     def __init__(self, engine: Any, guard: Guard, read_only: bool) -> None:
         self.engine = engine
         self.store = engine.store
@@ -199,6 +222,19 @@ class _Views:
         env.filters["pretty"] = _pretty
         env.filters["short"] = _short
         env.globals["LIVE_MS"] = LIVE_MS
+        env.globals["url_for"] = self._url_for_in_page
+
+    # -- addresses -------------------------------------------------------------------------
+
+    def path(self, request: Request, name: str, /, **params: Any) -> str:
+        """The path of one of the dashboard's routes, from the root of the site: under
+        the ``root_path`` it is mounted at, never an absolute URL."""
+        root = str(request.scope.get("root_path", "") or "").rstrip("/")
+        return root + str(self.router.url_path_for(name, **params))
+
+    @pass_context
+    def _url_for_in_page(self, context: Any, name: str, /, **params: Any) -> str:
+        return self.path(context["request"], name, **params)
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -225,18 +261,28 @@ class _Views:
         return response
 
     async def action(self, request: Request) -> dict[str, str]:
-        """The form of a POST, once it passed the read-only and CSRF checks."""
+        """The form of a POST, once it passed the read-only and CSRF checks. A request
+        that authenticates with the token in its Authorization header needs no CSRF
+        token (a page elsewhere cannot make a browser send that header)."""
         if self.read_only:
             raise _Refused(403, "This dashboard is read-only: actions are turned off.")
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         given = request.headers.get(CSRF_HEADER) or fields.pop(CSRF_FIELD, None)
-        if not self.guard.csrf_ok(request, given):
+        if not self.guard.by_bearer(request) and not self.guard.csrf_ok(request, given):
             raise _Refused(
                 403,
                 "The form's CSRF token is missing, stale or from another site: reload the "
-                "page and send it again.",
+                "page and send it again (a script sends Authorization: Bearer TOKEN).",
             )
+        for key, value in fields.items():
+            if "\x00" in key or "\x00" in value:
+                raise _Refused(
+                    400,
+                    f"The field {key.replace(chr(0), '')!r} holds a NUL character (\\x00), "
+                    "which no name or value the dashboard stores can hold: send it again "
+                    "without it.",
+                )
         return fields
 
     def refused(self, request: Request, exc: _Refused) -> Response:
@@ -245,7 +291,7 @@ class _Views:
     # -- executions ------------------------------------------------------------------------
 
     def home(self, request: Request) -> Response:
-        return RedirectResponse(str(request.url_for("executions")), status_code=303)
+        return RedirectResponse(self.path(request, "executions"), status_code=303)
 
     def _filters(self, request: Request) -> dict[str, Any]:
         q = request.query_params
@@ -301,8 +347,8 @@ class _Views:
         if found:
             row = self.store.get(found) or self.store.get_by_key(found)
             if row is not None:
-                where = request.url_for("execution", eid=row.id)
-                return RedirectResponse(str(where), status_code=303)
+                where = self.path(request, "execution", eid=row.id)
+                return RedirectResponse(where, status_code=303)
         f = self._filters(request)
         rows, cursor, problems = self._rows(f)
         if found:
@@ -319,7 +365,7 @@ class _Views:
             workflows=workflows,
             statuses=[s.value for s in Status],
             next_url=_with(request, before=cursor) if cursor else None,
-            rows_url=str(request.url_for("execution_rows").include_query_params(**f)),
+            rows_url=f"{self.path(request, 'execution_rows')}?{urlencode(f)}",
         )
 
     def execution_rows(self, request: Request) -> Response:
@@ -355,8 +401,8 @@ class _Views:
             "more_children": len(children) > PAGE,
             "groups": groups,
             "graph": drawn,
-            "units_url": str(request.url_for("units", eid=eid)),
-            "unit_url": str(request.url_for("unit", eid=eid)),
+            "units_url": self.path(request, "units", eid=eid),
+            "unit_url": self.path(request, "unit", eid=eid),
         }
 
     def _groups(self, ex: Execution, steps: Sequence[StepExecution]) -> dict[str, Any]:
@@ -404,7 +450,7 @@ class _Views:
             forms=forms,
             step_names=step_names,
             context_json=json.dumps(ex.context, indent=2, ensure_ascii=False),
-            live_url=str(request.url_for("execution_live", eid=eid)),
+            live_url=self.path(request, "execution_live", eid=eid),
             **values,
         )
 
@@ -437,8 +483,8 @@ class _Views:
             "_units.html",
             ex=ex,
             group=group,
-            units_url=str(request.url_for("units", eid=eid)),
-            unit_url=str(request.url_for("unit", eid=eid)),
+            units_url=self.path(request, "units", eid=eid),
+            unit_url=self.path(request, "unit", eid=eid),
         )
 
     def unit(self, request: Request) -> Response:
@@ -472,7 +518,7 @@ class _Views:
 
     async def cancel(self, request: Request) -> Response:
         eid = request.path_params["eid"]
-        back = str(request.url_for("execution", eid=eid))
+        back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
             self.engine.cancel(eid, reason=fields.get("reason") or "cancelled from the dashboard")
@@ -482,7 +528,7 @@ class _Views:
 
     async def retry(self, request: Request) -> Response:
         eid = request.path_params["eid"]
-        back = str(request.url_for("execution", eid=eid))
+        back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
             self.engine.retry(eid, from_step=fields.get("from_step") or None)
@@ -492,19 +538,19 @@ class _Views:
 
     async def fork(self, request: Request) -> Response:
         eid = request.path_params["eid"]
-        back = str(request.url_for("execution", eid=eid))
+        back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
             text = fields.get("context", "").strip()
             context = _object(text, "the context") if text else None
             new = self.engine.fork(eid, fields.get("from_step", ""), context=context)
-            return f"{request.url_for('execution', eid=new)}?notice=forked"
+            return f"{self.path(request, 'execution', eid=new)}?notice=forked"
 
         return await self._act(request, do, back)
 
     async def send_event(self, request: Request) -> Response:
         eid = request.path_params["eid"]
-        back = str(request.url_for("execution", eid=eid))
+        back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
             text = fields.get("payload", "").strip()
@@ -516,10 +562,9 @@ class _Views:
 
     async def provide_input(self, request: Request) -> Response:
         eid, name = request.path_params["eid"], request.path_params["name"]
-        back = request.query_params.get("back") or str(request.url_for("execution", eid=eid))
-        if not back.startswith("/") or back.startswith("//") or "\\" in back:
-            # (only a path of this site: "//host" and "/\\host" would leave it)
-            back = str(request.url_for("execution", eid=eid))
+        back = request.query_params.get("back") or ""
+        if not _own_path(back):
+            back = self.path(request, "execution", eid=eid)
         try:
             fields = await self.action(request)
         except _Refused as exc:
@@ -572,7 +617,7 @@ class _Views:
 
     async def _schedule(self, request: Request, paused: bool) -> Response:
         name = request.path_params["name"]
-        back = str(request.url_for("schedules"))
+        back = self.path(request, "schedules")
 
         def do(fields: dict[str, str]) -> str:
             if paused:
@@ -613,7 +658,7 @@ class _Views:
         return self.page(
             request,
             "workers.html",
-            live_url=str(request.url_for("workers_live")),
+            live_url=self.path(request, "workers_live"),
             **self._workers(),
         )
 
@@ -632,6 +677,19 @@ def _with(request: Request, **params: str | None) -> str:
         else:
             q[k] = v
     return f"{request.url.path}?{urlencode(q)}"
+
+
+def _own_path(back: str) -> bool:
+    """Whether ``back`` is a path of this site to send the browser back to: it begins
+    with one ``/``, and holds no backslash and no control character (``//host``,
+    ``/\\host``, and ``/<tab>/host`` or ``/<newline>/host``, which browsers read as
+    ``//host`` once they drop those characters, would all leave the site)."""
+    return (
+        back.startswith("/")
+        and not back.startswith("//")
+        and "\\" not in back
+        and not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in back)
+    )
 
 
 def _moment(text: str, what: str, problems: list[str]) -> datetime | None:

@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from dash_workflows import Approval, Many, Order, PaintJob, Parent, Waiter
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 import durable
@@ -337,7 +339,20 @@ def test_pages_send_a_content_security_policy(client):
     assert headers["x-content-type-options"] == "nosniff"
 
 
-@pytest.mark.parametrize("back", ["https://evil.example/", "//evil.example/", "/\\evil.example/"])
+@pytest.mark.parametrize(
+    "back",
+    [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        # browsers drop tabs and newlines from a URL: these are //evil.example/ to them
+        "/\t/evil.example/",
+        "/\n/evil.example/",
+        "/\r/evil.example/",
+        "/\x0b/evil.example/",
+        "/inputs\x7f",
+    ],
+)
 def test_an_input_sends_back_only_to_a_page_of_this_site(engine, durable_clock, client, back):
     wid = engine.start(Approval)
     run_due(engine, durable_clock)
@@ -349,7 +364,7 @@ def test_an_input_sends_back_only_to_a_page_of_this_site(engine, durable_clock, 
         follow_redirects=False,
     )
     assert done.status_code == 303
-    assert done.headers["location"].startswith(f"http://127.0.0.1:8765/executions/{wid}")
+    assert done.headers["location"].startswith(f"/executions/{wid}?")
 
 
 def test_without_a_token_only_requests_to_this_machine_are_answered(engine):
@@ -425,3 +440,140 @@ def test_an_input_form_made_from_a_pydantic_model(engine, durable_clock, client)
         "finish": None,
         "csrf": "mine",
     }
+
+
+def test_nul_characters_are_refused_with_a_400_never_a_server_error(engine, durable_clock, client):
+    wid = engine.start(Approval)
+    run_due(engine, durable_clock)
+    for params in [
+        {"workflow": "dash\x00order"},
+        {"status": "failed\x00"},
+        {"queue": "q\x00"},
+        {"find": "x\x00y"},
+        {"since": "\x00"},
+        {"before": "\x00|1"},
+    ]:
+        answer = client.get("/executions", params=params)
+        assert answer.status_code == 400, params
+        assert "NUL character" in answer.text and repr(next(iter(params))) in answer.text
+    assert client.get("/executions/rows", params={"queue": "\x00"}).status_code == 400
+    assert client.get("/executions/a%00b").status_code == 400
+    assert client.get(f"/executions/{wid}/units", params={"step": "\x00"}).status_code == 400
+    token = csrf(client.get(f"/executions/{wid}").text)
+    for path, data in [
+        (f"/executions/{wid}/cancel", {"reason": "by\x00hand"}),
+        (f"/executions/{wid}/events", {"name": "pa\x00id"}),
+        (f"/executions/{wid}/retry", {"from_step": "ask\x00"}),
+        (f"/inputs/{wid}/approval", {"input.by": "a\x00n", "input.limit": "1"}),
+        ("/inputs/nope%00/approval", {}),
+        ("/schedules/a%00b/pause", {}),
+    ]:
+        answer = client.post(path, data={"csrf": token, **data})
+        assert answer.status_code == 400, (path, answer.status_code)
+        assert "NUL character" in answer.text, path
+    assert engine.get_execution(wid).status == "waiting"  # nothing was done
+
+
+def test_two_dashboards_on_one_host_keep_their_own_cookies(engine):
+    # Browsers keep cookies by host, not port: one browser, two dashboards on 127.0.0.1.
+    other_token = "another-token-of-enough-length"
+    apps = {"8765": create_app(engine, token=TOKEN), "8766": create_app(engine, token=other_token)}
+
+    async def by_port(scope, receive, send):
+        host = dict(scope["headers"])[b"host"].decode()
+        await apps[host.rpartition(":")[2]](scope, receive, send)
+
+    engine.schedule("dash_order", "0 9 * * *", input={"sku": "d"}, name="daily")
+    browser = TestClient(by_port, base_url="http://127.0.0.1:8765")
+    first, second = "http://127.0.0.1:8765", "http://127.0.0.1:8766"
+    for base, token in ((first, TOKEN), (second, other_token)):
+        opened = browser.get(f"{base}/schedules", params={"token": token}, follow_redirects=False)
+        assert opened.status_code == 303
+        (set_cookie,) = opened.headers.get_list("set-cookie")
+        assert "HttpOnly" in set_cookie and "SameSite=lax" in set_cookie
+    page = browser.get(f"{first}/schedules")  # the first still has its token (and session)
+    assert page.status_code == 200
+    assert browser.get(f"{second}/schedules").status_code == 200  # (its own session now)
+    paused = browser.post(f"{first}/schedules/daily/pause", data={"csrf": csrf(page.text)})
+    assert paused.status_code == 200 and engine.get_schedule("daily").paused
+    names = {cookie.name for cookie in browser.cookies.jar}
+    assert len(names) == 4  # a token and a session cookie for each
+    assert all(
+        n.startswith(("durable_dashboard_token_", "durable_dashboard_session_")) for n in names
+    )
+
+
+def test_links_and_redirects_stay_under_the_path_it_is_mounted_at(engine, durable_clock):
+    wid = failed_order(engine, durable_clock)
+    site = Starlette(routes=[Mount("/ops/durable", app=create_app(engine))])
+    with TestClient(site, base_url="http://127.0.0.1:8765") as c:
+        home = c.get("/ops/durable/", follow_redirects=False)
+        assert home.headers["location"] == "/ops/durable/executions"
+        page = c.get(f"/ops/durable/executions/{wid}").text
+        links = re.findall(r'(?:href|src|action|hx-get)="([^"]+)"', page)
+        assert len(links) > 10
+        assert all(link.startswith("/ops/durable/") for link in links), links
+        done = c.post(
+            f"/ops/durable/executions/{wid}/retry",
+            data={"csrf": csrf(page)},
+            follow_redirects=False,
+        )
+        assert done.headers["location"] == f"/ops/durable/executions/{wid}?notice=retried"
+
+
+def test_behind_a_proxy_that_ends_tls_links_are_paths_and_the_origin_is_its_host(
+    engine, durable_clock
+):
+    # The browser speaks https to the proxy; the proxy speaks http to the app, passing
+    # the Host on. The browser's Origin says https://dash.example.
+    wid = failed_order(engine, durable_clock)
+    with TestClient(create_app(engine, token=TOKEN), base_url="http://dash.example") as c:
+        opened = c.get("/executions", params={"token": TOKEN}, follow_redirects=False)
+        assert opened.headers["location"] == "/executions"
+        page = c.get(f"/executions/{wid}").text
+        assert "http://" not in " ".join(re.findall(r'(?:href|src|action)="([^"]+)"', page))
+        done = c.post(
+            f"/executions/{wid}/retry",
+            data={"csrf": csrf(page)},
+            headers={"origin": "https://dash.example"},
+            follow_redirects=False,
+        )
+        assert done.status_code == 303
+        assert done.headers["location"] == f"/executions/{wid}?notice=retried"
+        engine.cancel(wid)
+        for origin in ("https://evil.example", "https://dash.example.evil.example", "null"):
+            refused = c.post(
+                f"/executions/{wid}/retry", data={"csrf": csrf(page)}, headers={"origin": origin}
+            )
+            assert refused.status_code == 403, origin
+    with TestClient(create_app(engine, token=TOKEN), base_url="http://dash.example:8443") as c:
+        c.get("/executions", params={"token": TOKEN})
+        page = c.get(f"/executions/{wid}").text
+        other_port = c.post(
+            f"/executions/{wid}/retry",
+            data={"csrf": csrf(page)},
+            headers={"origin": "https://dash.example:9443"},
+        )
+        assert other_port.status_code == 403
+
+
+def test_a_script_acts_with_its_bearer_token_alone(engine, durable_clock):
+    wid = failed_order(engine, durable_clock)
+    app = create_app(engine, token=TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1:8765") as script:
+        bearer = {"authorization": f"Bearer {TOKEN}"}
+        done = script.post(f"/executions/{wid}/retry", headers=bearer, follow_redirects=False)
+        assert done.status_code == 303 and engine.get_execution(wid).status == "pending"
+        wrong = script.post(
+            f"/executions/{wid}/cancel", headers={"authorization": "Bearer not-the-token-at-all"}
+        )
+        assert wrong.status_code == 401
+    with TestClient(app, base_url="http://127.0.0.1:8765") as browser:
+        browser.get("/executions", params={"token": TOKEN})  # (the token is in a cookie now)
+        refused = browser.post(f"/executions/{wid}/cancel", data={"reason": "forged"})
+        assert refused.status_code == 403 and "CSRF" in refused.text
+    assert engine.get_execution(wid).status == "pending"
+    # without a token to check, a Bearer header proves nothing: the CSRF token is needed
+    with TestClient(create_app(engine), base_url="http://127.0.0.1:8765") as c:
+        anyone = c.post(f"/executions/{wid}/cancel", headers={"authorization": "Bearer x" * 9})
+        assert anyone.status_code == 403
