@@ -36,7 +36,13 @@ from starlette.templating import Jinja2Templates
 from durable.dashboard._forms import Form, form_for
 from durable.dashboard._security import CSRF_FIELD, CSRF_HEADER, Guard, is_loopback
 from durable.dsl import get_workflow, registered_workflows
-from durable.errors import DurableError, InvalidInput, WorkflowNotFound
+from durable.errors import (
+    DurableError,
+    ExecutionNotFound,
+    InvalidInput,
+    ScheduleNotFound,
+    WorkflowNotFound,
+)
 from durable.graphs import graph
 from durable.models import Execution, Status, StepExecution, Wait
 from durable.stores.base import ExecutionRow, unit_id
@@ -45,6 +51,7 @@ __all__ = ["create_app"]
 
 PAGE = 50  # executions (and units) a page
 LIVE_MS = 2000  # how often the live parts are polled
+WAITS = 200  # an execution's newest waits shown (its pending ones always are)
 
 Auth = Callable[[Request], bool | Awaitable[bool]]
 
@@ -202,9 +209,10 @@ def _cookie(response: Response, request: Request, name: str, value: str) -> None
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, back: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.back = back
 
 
 class _Views:
@@ -235,6 +243,13 @@ class _Views:
     @pass_context
     def _url_for_in_page(self, context: Any, name: str, /, **params: Any) -> str:
         return self.path(context["request"], name, **params)
+
+    def unit_path(self, request: Request, row: ExecutionRow) -> str:
+        """The page of a unit (a branch, an item), from its row."""
+        query = urlencode(
+            {"step": row.group_step or "", "visit": row.group_visit, "index": row.unit_index}
+        )
+        return f"{self.path(request, 'unit', eid=row.parent_id or '')}?{query}"
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -286,7 +301,7 @@ class _Views:
         return fields
 
     def refused(self, request: Request, exc: _Refused) -> Response:
-        return self.page(request, "error.html", status=exc.status, message=str(exc))
+        return self.page(request, "error.html", status=exc.status, message=str(exc), back=exc.back)
 
     # -- executions ------------------------------------------------------------------------
 
@@ -346,6 +361,8 @@ class _Views:
         found = request.query_params.get("find", "").strip()
         if found:
             row = self.store.get(found) or self.store.get_by_key(found)
+            if row is not None and row.unit is not None:  # a branch or an item: its page
+                return RedirectResponse(self.unit_path(request, row), status_code=303)
             if row is not None:
                 where = self.path(request, "execution", eid=row.id)
                 return RedirectResponse(where, status_code=303)
@@ -373,16 +390,39 @@ class _Views:
         rows, _, _ = self._rows(f)
         return self.live(request, "_rows.html", rows=[(r, r.to_execution()) for r in rows])
 
-    def _execution(self, eid: str) -> tuple[Execution, ExecutionRow]:
-        row = self.store.get(eid)
-        if row is None or row.unit is not None:
+    def _row(self, eid: str) -> ExecutionRow:
+        """The row of an execution or a unit (a 404 when there is none)."""
+        row: ExecutionRow | None = self.store.get(eid)
+        if row is None:
             raise _Refused(404, f"No execution has the id {eid!r}.")
+        return row
+
+    def _execution(self, eid: str) -> tuple[Execution, ExecutionRow]:
+        row = self._row(eid)
+        if row.unit is not None:
+            raise _Refused(
+                404,
+                f"{eid!r} is a unit ({row.unit}) of execution {row.parent_id}, not an "
+                "execution: open it from that execution's page.",
+            )
         return row.to_execution(self.store.own_steps(eid)), row
+
+    def _waits(self, eid: str) -> tuple[list[Wait], int]:
+        """The waits to show (the pending ones, then the newest others, oldest first) and
+        how many older ones are left out."""
+        shown: dict[tuple[str, str, int, int], Wait] = {}
+        for w in self.store.waits(execution_id=eid, pending_only=True, limit=WAITS):
+            shown[(w.execution_id, w.step, w.visit, w.seq)] = w
+        recent, total = self.store.recent_waits(eid, limit=WAITS)
+        for w in recent:
+            shown.setdefault((w.execution_id, w.step, w.visit, w.seq), w)
+        waits = sorted(shown.values(), key=lambda w: (w.created_at, w.execution_id, w.seq))
+        return waits, max(0, total - len(waits))
 
     def _live_values(self, request: Request, eid: str) -> dict[str, Any]:
         ex, row = self._execution(eid)
         steps = ex.steps or []
-        waits: list[Wait] = self.store.waits(execution_id=eid, pending_only=False, limit=500)
+        waits, older_waits = self._waits(eid)
         children = self.store.list_executions(
             workflows=None, statuses=None, queues=None, limit=PAGE + 1, parent=eid
         )
@@ -397,6 +437,7 @@ class _Views:
             "row": row,
             "steps": steps,
             "waits": waits,
+            "older_waits": older_waits,
             "children": [c.to_execution() for c in children[:PAGE]],
             "more_children": len(children) > PAGE,
             "groups": groups,
@@ -432,6 +473,9 @@ class _Views:
     def execution(self, request: Request) -> Response:
         eid = request.path_params["eid"]
         try:
+            row = self._row(eid)
+            if row.unit is not None:  # a unit's id (a link, a bookmark): its own page
+                return RedirectResponse(self.unit_path(request, row), status_code=303)
             values = self._live_values(request, eid)
         except _Refused as exc:
             return self.refused(request, exc)
@@ -450,6 +494,7 @@ class _Views:
             forms=forms,
             step_names=step_names,
             context_json=json.dumps(ex.context, indent=2, ensure_ascii=False),
+            context_unreadable=any(p.startswith("context") for p in ex.unreadable),
             live_url=self.path(request, "execution_live", eid=eid),
             **values,
         )
@@ -512,6 +557,22 @@ class _Views:
             notice_url = await run_in_threadpool(do, fields)
         except _Refused as exc:
             return self.refused(request, exc)
+        except ExecutionNotFound as exc:  # (nothing to go back to)
+            return self.page(
+                request,
+                "error.html",
+                status=404,
+                message=str(exc),
+                back=self.path(request, "executions"),
+            )
+        except ScheduleNotFound as exc:
+            return self.page(
+                request,
+                "error.html",
+                status=404,
+                message=str(exc),
+                back=self.path(request, "schedules"),
+            )
         except (DurableError, ValueError) as exc:
             return self.page(request, "error.html", status=409, message=str(exc), back=back)
         return RedirectResponse(notice_url, status_code=303)
@@ -571,20 +632,42 @@ class _Views:
             return self.refused(request, exc)
         return await run_in_threadpool(self._provide, request, eid, name, fields, back)
 
+    def _input_wait(self, request: Request, eid: str, name: str) -> Wait:
+        """The pending input wait ``name`` of execution ``eid``: a 404 when there is no
+        such execution or input, a 409 when that input is no longer pending."""
+        row = self.store.get(eid)
+        if row is None or row.unit is not None:
+            raise _Refused(
+                404, f"No execution has the id {eid!r}.", self.path(request, "executions")
+            )
+        pending: list[Wait] = self.store.waits(execution_id=eid, kind="input", limit=1000)
+        for w in pending:
+            if name in w.names:
+                return w
+        back = self.path(request, "execution", eid=eid)
+        every = self.store.waits(execution_id=eid, kind="input", pending_only=False, limit=1000)
+        if any(name in w.names for w in every):
+            raise _Refused(
+                409,
+                f"Execution {eid} is not waiting for the input {name!r} any more (it was "
+                "given, or its wait timed out or ended with the execution).",
+                back,
+            )
+        waiting = sorted({n for w in pending for n in w.names})
+        raise _Refused(
+            404,
+            f"Execution {eid} has no input named {name!r}"
+            + (f"; it waits for: {', '.join(map(repr, waiting))}." if waiting else "."),
+            back,
+        )
+
     def _provide(
         self, request: Request, eid: str, name: str, fields: dict[str, str], back: str
     ) -> Response:
-        wait = next(
-            (
-                w
-                for w in self.store.waits(execution_id=eid, kind="input", limit=500)
-                if name in w.names
-            ),
-            None,
-        )
-        if wait is None:
-            message = f"Execution {eid} is not waiting for an input named {name!r} any more."
-            return self.page(request, "error.html", status=409, message=message, back=back)
+        try:
+            wait = self._input_wait(request, eid, name)
+        except _Refused as exc:
+            return self.refused(request, exc)
         form = form_for(wait.schema)
         try:
             data = form.data(fields)
@@ -594,6 +677,8 @@ class _Views:
             return self._refused_form(request, wait, name, form, back)
         except ValueError:
             return self._refused_form(request, wait, name, form, back)
+        except ExecutionNotFound as exc:  # (purged meanwhile)
+            return self.page(request, "error.html", status=404, message=str(exc))
         except DurableError as exc:
             return self.page(request, "error.html", status=409, message=str(exc), back=back)
         return RedirectResponse(f"{back}{'&' if '?' in back else '?'}notice=provided", 303)
@@ -635,22 +720,27 @@ class _Views:
         return await self._schedule(request, False)
 
     def _workers(self) -> dict[str, Any]:
+        """Each worker's claims, each with its lease and whether the lease expired by the
+        engine's clock (the store's rows say until when; the worker that lost it may be
+        gone: any worker takes such a claim over)."""
+        now = self.engine.clock.now()
         running = self.store.list_executions(
             workflows=None, statuses=[Status.RUNNING], queues=None, limit=1000
         )
-        workers: dict[str, list[Execution]] = {}
+        workers: dict[str, list[tuple[Execution, datetime | None, bool]]] = {}
         leases: dict[str, datetime | None] = {}
         for r in running:
             who = r.worker_id or "(unknown)"
-            workers.setdefault(who, []).append(r.to_execution())
             lease = r.lease_expires_at
+            expired = lease is not None and lease <= now
+            workers.setdefault(who, []).append((r.to_execution(), lease, expired))
             held = leases.get(who)
             if lease is not None and (held is None or lease > held):
                 leases[who] = lease
         return {
             "workers": sorted(workers.items()),
             "leases": leases,
-            "now": self.engine.clock.now(),
+            "now": now,
             "capped": len(running) >= 1000,
         }
 

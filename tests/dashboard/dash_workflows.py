@@ -116,6 +116,15 @@ class Xss:
         raise ValueError(text)
 
 
+@workflow("dash_chatty")
+class Chatty:
+    @step
+    def talk(self):
+        for _ in range(8):
+            durable.sleep_for(1)  # (eight waits, resolved one after another)
+        put_context("go", wait_for_event("go"))
+
+
 class Colour(StrEnum):
     RED = "red"
     GREEN = "green"

@@ -8,16 +8,19 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from dash_workflows import Approval, Many, Order, PaintJob, Parent, Waiter
+import sqlalchemy as sa
+from dash_workflows import Approval, Chatty, Many, Order, PaintJob, Parent, Waiter
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 import durable
+import durable.dashboard.app as dashboard_app
 from durable import step, workflow
 from durable.context import wait_for_input
 from durable.dashboard import create_app
 from durable.dashboard._security import check_bind, is_loopback
+from durable.stores.base import unit_id
 
 from helpers import run_due
 
@@ -93,6 +96,22 @@ def test_find_opens_by_id_or_idempotency_key(engine, client):
     assert "no execution has the id or idempotency key" in missing.text
 
 
+def test_find_opens_a_unit_by_its_id_on_its_page(engine, durable_clock, client):
+    wid = engine.start(Many, 3)
+    run_due(engine, durable_clock)
+    item = unit_id(wid, "each", 1, 1)
+    found = client.get("/executions", params={"find": item}, follow_redirects=False)
+    assert found.status_code == 303
+    where = urlparse(found.headers["location"])
+    assert where.path == f"/executions/{wid}/unit"
+    assert parse_qs(where.query) == {"step": ["each"], "visit": ["1"], "index": ["1"]}
+    page = client.get(found.headers["location"])
+    assert page.status_code == 200 and "item 1" in page.text  # the item's own output
+    # its id as an execution's address opens the same page
+    opened = client.get(f"/executions/{item}", follow_redirects=False)
+    assert opened.status_code == 303 and opened.headers["location"] == found.headers["location"]
+
+
 def test_a_failed_execution_shows_its_error_timeline_logs_and_graph(engine, durable_clock, client):
     wid = failed_order(engine, durable_clock)
     page = client.get(f"/executions/{wid}").text
@@ -146,12 +165,66 @@ def test_live_parts_answer_204_when_nothing_changed(engine, durable_clock, clien
     )
 
 
+def test_pending_waits_are_shown_however_many_came_before(
+    engine, durable_clock, client, monkeypatch
+):
+    monkeypatch.setattr(dashboard_app, "WAITS", 5)  # (the page shows the newest 200)
+    wid = engine.start(Chatty)
+    run_due(engine, durable_clock)
+    assert engine.get_execution(wid).status == "waiting"  # 8 sleeps done, an event awaited
+    page = client.get(f"/executions/{wid}").text
+    table = re.search(r'<table class="list" id="waits">.*?</table>', page, re.S)[0]
+    rows = re.findall(r"<tr><td>(\w+)</td><td>([^<]*)</td>.*?status s-(\w+)", table)
+    assert len(rows) == 5 and rows[-1] == ("event", "go", "pending")
+    assert [kind for kind, _, _ in rows[:-1]] == ["sleep"] * 4
+    assert "4 older waits not shown" in page
+
+
+@pytest.mark.parametrize("durable_store_url", ["sqlite", "postgres"], indirect=True)
+def test_an_execution_that_cannot_be_read_says_so(engine, durable_clock, client):
+    # (SQL stores: a row written by an older version or by hand; memory holds objects)
+    wid = engine.start(Waiter)
+    run_due(engine, durable_clock)
+    table = sa.Table("durable_executions", sa.MetaData(), autoload_with=engine.store.engine)
+    with engine.store.engine.begin() as conn:
+        deep = "[" * 5000 + "]" * 5000  # valid JSON, past what Python reads
+        conn.execute(sa.update(table).where(table.c.id == wid).values(context=deep))
+    page = client.get(f"/executions/{wid}")
+    assert page.status_code == 200
+    shown = re.search(r'<div class="error big" id="unreadable">.*?</div>', page.text, re.S)[0]
+    assert "cannot be read" in shown and "context: nested too deep" in shown
+    # the fork form is not filled with the {} the context reads as, and says why
+    assert "data-fill-from" not in page.text
+    assert "context cannot be read here" in page.text
+
+
 def test_schedules_and_workers_pages(engine, client):
     engine.schedule("dash_order", "0 9 * * *", input={"sku": "daily"}, name="daily-order")
     page = client.get("/schedules").text
     assert "daily-order" in page and "0 9 * * *" in page and "Pause" in page
     with engine.worker(concurrency=1):
         assert "Workers" in client.get("/workers").text
+
+
+def test_the_workers_page_marks_expired_leases_by_the_engines_clock(engine, durable_clock, client):
+    wid = engine.start(Order, {"sku": "A"})
+    (claim,) = engine.store.claim(
+        queues=None,
+        workflows=["dash_order"],
+        worker_id="worker-7",
+        now=durable_clock.now(),
+        lease_ms=30_000,
+        limit=1,
+    )
+    assert claim.id == wid
+    page = client.get("/workers").text
+    assert "worker-7" in page and wid[:8] in page and "lease expired" not in page
+    durable_clock.advance(29_000)
+    assert "lease expired" not in client.get("/workers/live").text
+    durable_clock.advance(1_000)  # (the lease ends now: any worker may take it over)
+    live = client.get("/workers/live").text
+    assert "lease expired" in live and "every lease expired" in live
+    assert "lease expired" in client.get("/workers").text
 
 
 # -- actions ---------------------------------------------------------------------------------
@@ -440,6 +513,33 @@ def test_an_input_form_made_from_a_pydantic_model(engine, durable_clock, client)
         "finish": None,
         "csrf": "mine",
     }
+
+
+def test_actions_on_what_does_not_exist_are_404_and_conflicts_409(engine, durable_clock, client):
+    finished = failed_order(engine, durable_clock)
+    token = csrf(client.get(f"/executions/{finished}").text)
+    for path, data in [
+        ("/executions/nope/cancel", {}),
+        ("/executions/nope/retry", {}),
+        ("/executions/nope/fork", {"from_step": "reserve"}),
+        ("/executions/nope/events", {"name": "paid"}),
+        ("/inputs/nope/approval", {}),
+        ("/schedules/nope/pause", {}),
+        ("/schedules/nope/resume", {}),
+    ]:
+        answer = client.post(path, data={"csrf": token, **data})
+        assert answer.status_code == 404, (path, answer.status_code, answer.text)
+        assert "nope" in answer.text, path
+    asking = engine.start(Approval)
+    run_due(engine, durable_clock)
+    other = client.post(f"/inputs/{asking}/other", data={"csrf": token})
+    assert other.status_code == 404 and "has no input named &#39;other&#39;" in other.text
+    assert "it waits for: &#39;approval&#39;" in other.text
+    engine.provide_input(asking, "approval", {"approved": True, "by": "ann", "limit": 1})
+    given = client.post(f"/inputs/{asking}/approval", data={"csrf": token})
+    assert given.status_code == 409 and "not waiting for the input" in given.text
+    # a real conflict is still one: cancelling an execution that finished
+    assert client.post(f"/executions/{finished}/cancel", data={"csrf": token}).status_code == 409
 
 
 def test_nul_characters_are_refused_with_a_400_never_a_server_error(engine, durable_clock, client):
