@@ -3,8 +3,9 @@
 Every page reads the store through the engine it is given, in a worker thread (the store
 calls block); nothing is cached, so what it shows is what the store holds. Parts that
 change (an execution's timeline, the list's first page, the workers) are polled by htmx
-every 2 seconds and answered with 204 when nothing changed. Every value from the store
-goes through Jinja2's autoescaping.
+every 2 seconds and answered with 204 when nothing changed; an execution that reached a
+final status is answered with 286 (htmx stops polling) and its page is rendered without
+polling at all. Every value from the store goes through Jinja2's autoescaping.
 
 Every link and redirect is a path from the root of the site (the ASGI ``root_path`` the
 dashboard is mounted under, then its own route), never an absolute ``http://`` URL: behind
@@ -52,6 +53,7 @@ __all__ = ["create_app"]
 PAGE = 50  # executions (and units) a page
 LIVE_MS = 2000  # how often the live parts are polled
 WAITS = 200  # an execution's newest waits shown (its pending ones always are)
+STOP_POLLING = 286  # the status that tells htmx to stop polling (the part is final)
 
 Auth = Callable[[Request], bool | Awaitable[bool]]
 
@@ -265,12 +267,15 @@ class _Views:
         )
         return self.templates.TemplateResponse(request, template, values, status_code=status)
 
-    def live(self, request: Request, template: str, **values: Any) -> Response:
-        """A polled part: 204 when it is what the page shows already (its hash is ``v``)."""
+    def live(self, request: Request, template: str, final: bool = False, **values: Any) -> Response:
+        """A polled part: 204 when it is what the page shows already (its hash is ``v``);
+        286 (htmx stops polling) with the part when it is ``final``: it will not change."""
         response = self.page(request, template, **values)
         body = bytes(response.body)
         version = hashlib.sha256(body).hexdigest()[:16]
-        if request.query_params.get("v") == version:
+        if final:
+            response.status_code = STOP_POLLING
+        elif request.query_params.get("v") == version:
             return Response(status_code=204)
         response.headers["x-version"] = version
         return response
@@ -429,7 +434,10 @@ class _Views:
         groups = self._groups(ex, steps)
         try:
             wdef = get_workflow(ex.workflow)
-            drawn: str | None = graph(wdef, "mermaid", execution=ex, engine=self.engine)
+            # (its children are listed under the graph, with links: not drawn again)
+            drawn: str | None = graph(
+                wdef, "mermaid", execution=ex, engine=self.engine, children=False
+            )
         except DurableError:  # not imported here, or a run the current code cannot place
             drawn = None
         return {
@@ -493,7 +501,6 @@ class _Views:
             version=hashlib.sha256(bytes(live.body)).hexdigest()[:16],
             forms=forms,
             step_names=step_names,
-            context_json=json.dumps(ex.context, indent=2, ensure_ascii=False),
             context_unreadable=any(p.startswith("context") for p in ex.unreadable),
             live_url=self.path(request, "execution_live", eid=eid),
             **values,
@@ -504,7 +511,7 @@ class _Views:
             values = self._live_values(request, request.path_params["eid"])
         except _Refused as exc:
             return self.refused(request, exc)
-        return self.live(request, "_live.html", **values)
+        return self.live(request, "_live.html", final=values["ex"].finished, **values)
 
     def units(self, request: Request) -> Response:
         eid = request.path_params["eid"]

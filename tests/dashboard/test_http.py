@@ -130,6 +130,12 @@ def test_an_execution_with_many_items_pages_them(engine, durable_clock, client):
     run_due(engine, durable_clock)
     page = client.get(f"/executions/{wid}").text
     assert page.count("each[") == 50
+    # the graph counts the items (the page reads the execution's own attempts only)
+    assert "each (foreach xs): 120 items: 120 completed" in page
+    assert "no items yet" not in page
+    # its context is in the page once (the fork form takes its copy in the browser)
+    assert page.count("&#34;xs&#34;: [") == 1
+    assert 'data-fill-from="context"' in page and '<pre class="json" id="context">' in page
     more = re.search(r'class="more" href="([^"]+)"', page)
     assert more is not None
     second = client.get(more[1].replace("&amp;", "&")).text
@@ -146,6 +152,9 @@ def test_parent_and_children_link_each_other(engine, durable_clock, client):
     (child,) = engine.list_executions(parent=wid)
     page = client.get(f"/executions/{wid}").text
     assert f"/executions/{child.id}" in page and "dash_child" in page
+    # listed once: in the children table, not drawn in the graph again
+    assert page.count(f"/executions/{child.id}") == 1 and page.count("dash_child") == 1
+    assert "(child)" not in page
     assert f"/executions/{wid}" in client.get(f"/executions/{child.id}").text
 
 
@@ -158,11 +167,28 @@ def test_live_parts_answer_204_when_nothing_changed(engine, durable_clock, clien
     engine.send_event(wid, "paid", 5)
     run_due(engine, durable_clock)
     changed = client.get(f"/executions/{wid}/live", params={"v": version})
-    assert changed.status_code == 200 and "completed" in changed.text
+    # (final: htmx swaps it in and stops polling on a 286)
+    assert changed.status_code == 286 and "completed" in changed.text
+    assert client.get(f"/executions/{wid}/live", params={"v": version}).status_code == 286
     rows = client.get("/executions/rows")
     assert (
         client.get("/executions/rows", params={"v": rows.headers["x-version"]}).status_code == 204
     )
+
+
+def test_a_finished_executions_page_polls_nothing(engine, durable_clock, client):
+    wid = engine.start(Waiter)
+    run_due(engine, durable_clock)
+
+    def live_div() -> str:
+        page = client.get(f"/executions/{wid}").text
+        return re.search(r'<div id="live"[^>]*>', page)[0]
+
+    assert "hx-trigger" in live_div() and "hx-get" in live_div()  # waiting: it may change
+    engine.send_event(wid, "paid", 5)
+    run_due(engine, durable_clock)
+    assert engine.get_execution(wid).status == "completed"
+    assert "hx-trigger" not in live_div() and "hx-get" not in live_div()
 
 
 def test_pending_waits_are_shown_however_many_came_before(
