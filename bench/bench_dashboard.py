@@ -5,12 +5,14 @@ takes to answer:
 
 (a) the executions page, first page (``GET /executions``);
 (b) filtered pages: by workflow, by status, by both (also a rare pair, and one nothing
-    matches), a page deep in the keyset paging (the 200th, reached by following the
+    matches), by queue (also one nothing matches), a page deep in the keyset paging (the 200th, reached by following the
     pages' own ``Older`` links, unfiltered and by status) and a page whose cursor sits
     in the middle of the table;
 (c) an execution whose foreach ran 10,000 items (``GET /executions/{id}``, its units
     paged 50 at a time), its live part (``/executions/{id}/live``, as polled) and the
-    next page of its units (the page's own ``Next 50 units`` link), and its last page.
+    next page of its units (the page's own ``Next 50 units`` link), and its last page;
+    the execution page's size in bytes is printed too (its context holds the 10,000
+    items and their results).
 
 Targets: (a) and (b) at most 100 ms median, (c) at most 200 ms median (the worst figure
 of each group counts); the exit status is 1 when one fails.
@@ -354,14 +356,14 @@ def measure(
     """(target group, what, median ms) of every figure."""
 
     def page(
-        path: str, marker: str = "<td><a href=", rows: int = 50, **params: str
+        path: str, marker: str = "<td><a href=", rows: int = 50, answer: int = 200, **params: str
     ) -> Callable[[], object]:
-        """A GET checked: 200, with (at least) ``rows`` rows (each has ``marker``); with
-        none, the page says that nothing matches."""
+        """A GET checked: status ``answer``, with (at least) ``rows`` rows (each has
+        ``marker``); with none, the page says that nothing matches."""
 
         def call() -> object:
             r = client.get(path, params=params or None)
-            assert r.status_code == 200, (path, params, r.status_code, r.text[:500])
+            assert r.status_code == answer, (path, params, r.status_code, r.text[:500])
             shown = r.text.count(marker)
             assert shown >= rows, (path, params, shown)
             assert rows or "No executions match." in r.text, (path, params)
@@ -398,6 +400,10 @@ def measure(
         "  workflow=bench_dash_fanout&status=failed (none)",
         page("/executions", rows=0, workflow="bench_dash_fanout", status="failed"),
     )
+    # by queue: one in ten executions is on "priority"; none is on "nowhere" (a queue
+    # filter that matches nothing must not walk the whole table to say so)
+    add("b", "  queue=priority (10%)", page("/executions", queue="priority"))
+    add("b", "  queue=nowhere (none)", page("/executions", rows=0, queue="nowhere"))
     # the deep page (the 200th), reached the way a reader gets there: each page's Older link
     path = "/executions"
     for _ in range(deep - 1):
@@ -417,7 +423,12 @@ def measure(
     unit = "&amp;index="  # a unit's row links to its attempts
     last = more.replace("after=49", f"after={items - 51}")
     add("c", f"GET /executions/{{id}} (foreach of {items:,} items)", page(f"/{ex}", unit))
-    add("c", "  /executions/{id}/live (polled, full answer)", page(f"/{ex}/live", unit))
+    size = len(first.content)
+    print(f"  {'  its size (bytes of HTML)':<52}{size:>9,} B", flush=True)
+    # (the execution is final: its live part answers 286, which stops htmx polling; only
+    # a page opened while it ran polls it)
+    live = page(f"/{ex}/live", unit, answer=286)
+    add("c", "  /executions/{id}/live (polled, full answer)", live)
     add("c", "  next units page (after=49)", page(more, unit))
     add("c", f"  last units page (after={items - 51})", page(last, unit))
     return out

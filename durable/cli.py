@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -489,14 +490,48 @@ def dashboard(
         app = create_app(_engine(ctx), token=token, read_only=read_only)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    try:
+        sock = _listen(host, port)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host} port {port} ({exc.strerror or exc}): choose another "
+            "--port, or stop what listens there"
+        ) from None
+    port = sock.getsockname()[1]  # (the one the system chose for --port 0)
     where = f"http://{host if ':' not in host else f'[{host}]'}:{port}/"
-    log.info(
-        "dashboard on %s for %s%s",
-        where,
-        obj["store"] or "the default store",
-        " (read-only)" if read_only else "",
+    if token is not None:
+        needs = "a token is required (open it once as ?token=TOKEN, or send Authorization: Bearer)"
+    else:
+        needs = "no token: it answers only requests addressed to this machine"
+    click.echo(
+        f"durable dashboard: serving {where} for {_engine(ctx).store_label}; "
+        f"{'read-only' if read_only else 'actions allowed'}; {needs}",
+        err=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # (Ctrl-C: uvicorn raises it again once it has stopped)
+        pass
+    finally:
+        sock.close()
+    if not server.started:
+        raise click.ClickException("the dashboard did not start: see the errors above")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host`` and ``port`` (IPv6 when the host is an IPv6 address),
+    for the dashboard's server to listen on."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 @main.command(name="graph")

@@ -1521,6 +1521,86 @@ class StoreContract:
         assert [r.id for r in claimed] == [u.id for u in units]
         assert [(r.attempt, r.began, r.token) for r in claimed] == [(1, True, 1)] * 3
 
+    def test_own_steps_are_the_executions_attempts_without_its_units(self, store: Store) -> None:
+        c = self._claimed(store)
+        zero = _record("zero", 1, StepStatus.COMPLETED, T0, index=0)
+        store.complete_step(
+            c.id,
+            c.token,
+            now=T0 + _ms(1),
+            record=zero,
+            context={},
+            next_step=(1, "first"),
+            start_next=True,
+        )
+        units = [Unit(f"first[{i}]", i, item=i) for i in range(2)]
+        store.fork(
+            c.id,
+            c.token,
+            now=T0 + _ms(2),
+            step="first",
+            visit=1,
+            units=units,
+            concurrency=None,
+            stops_group=False,
+        )
+        u0, u1 = self._claim_units(store, T0 + _ms(3))
+        self._end_unit(store, u1, T0 + _ms(4))
+        self._end_unit(store, u0, T0 + _ms(5), fail=True)  # (the group ends: it goes on)
+        (again,) = _claim(store, T0 + _ms(6))
+        assert again.id == c.id
+        first = _record("first", again.attempt, StepStatus.COMPLETED, T0 + _ms(6), index=1)
+        store.complete_step(
+            c.id,
+            again.token,
+            now=T0 + _ms(7),
+            record=first,
+            context={},
+            next_step=None,
+            start_next=False,
+        )
+        assert store.own_steps(c.id) == [zero, first]  # in the order they started
+        every = store.steps(c.id)  # (its units' too)
+        assert [s.name for s in every if s.name in ("zero", "first")] == ["zero", "first"]
+        assert sorted(s.name for s in every if "[" in s.name) == ["first[0]", "first[1]"]
+        assert [(s.name, s.status) for s in store.own_steps(u0.id)] == [
+            ("first[0]", StepStatus.FAILED)
+        ]
+        assert store.own_steps("no-such-execution") == []
+
+    def test_unit_states_count_how_each_unit_of_a_group_run_stands(self, store: Store) -> None:
+        c = self._forked(store, 4, concurrency=3)
+        u0, u1, u2 = self._claim_units(store, T0)
+        self._end_unit(store, u0, T0 + _ms(1))  # (lets the parked u3 in, not begun)
+        err = {"type": "E", "message": "once"}
+        retry_at = T0 + _ms(1000)
+        rec = _record(u1.step_name or "", 1, StepStatus.FAILED, T0, error=err, retry_at=retry_at)
+        store.fail_attempt(
+            u1.id, u1.token, now=T0 + _ms(2), record=rec, retry_at=retry_at, error=err
+        )
+        name = u2.step_name or ""
+        spec = WaitSpec(kind=WaitKind.EVENT, names=("go",))
+        store.wait(u2.id, u2.token, now=T0, step=name, visit=1, seq=0, attempt=1, spec=spec)
+        rec = _record(name, 1, StepStatus.SUSPENDED, T0)
+        store.suspend(u2.id, u2.token, now=T0 + _ms(3), record=rec, step=name, visit=1, seq=0)
+        assert store.unit_states(c.id, "first", 1) == {
+            "completed": 1,
+            "retrying": 1,
+            "waiting": 1,
+            "pending": 1,
+        }
+        again = self._claim_units(store, retry_at)  # u1's retry and u3
+        assert sorted(u.id for u in again) == sorted([u1.id, unit_id(c.id, "first", 1, 3)])
+        u3 = next(u for u in again if u.id != u1.id)
+        self._end_unit(store, u3, retry_at, fail=True)
+        assert store.unit_states(c.id, "first", 1) == {
+            "completed": 1,
+            "running": 1,
+            "waiting": 1,
+            "failed": 1,
+        }
+        assert store.unit_states(c.id, "first", 2) == {} == store.unit_states("nope", "first", 1)
+
     def test_fork_without_units_lets_the_execution_go_on_at_once(self, store: Store) -> None:
         c = self._forked(store, 0)
         got = store.get(c.id)
@@ -1854,6 +1934,41 @@ class StoreContract:
             spec=spec,
         )
         assert w.result == {"name": "go", "payload": 3}
+
+    def test_recent_waits_are_the_newest_of_an_execution_and_its_units(self, store: Store) -> None:
+        c = self._claimed(store)
+        for i in range(3):  # three waits that resolve at once (their event came first)
+            store.send_event(c.id, f"e{i}", i, now=T0 + _ms(i))
+            spec = WaitSpec(kind=WaitKind.EVENT, names=(f"e{i}",))
+            w = store.wait(
+                c.id, c.token, now=T0 + _ms(i), step="first", visit=1, seq=i, attempt=1, spec=spec
+            )
+            assert w.status == "resolved"
+        store.fork(
+            c.id,
+            c.token,
+            now=T0 + _ms(5),
+            step="second",
+            visit=1,
+            units=[Unit("second[0]", 0, item=0)],
+            concurrency=None,
+            stops_group=False,
+        )
+        (u,) = self._claim_units(store, T0 + _ms(6))
+        spec = WaitSpec(kind=WaitKind.EVENT, names=("never",))
+        store.wait(
+            u.id, u.token, now=T0 + _ms(7), step="second[0]", visit=1, seq=0, attempt=1, spec=spec
+        )
+        newest, total = store.recent_waits(c.id, limit=2)
+        assert total == 4
+        assert [(w.execution_id, w.step, w.seq, w.status) for w in newest] == [
+            (u.id, "second[0]", 0, "pending"),
+            (c.id, "first", 2, "resolved"),
+        ]
+        every, total = store.recent_waits(c.id, limit=10)
+        assert total == 4 and [w.seq for w in every if w.execution_id == c.id] == [2, 1, 0]
+        assert every[-1].result == {"name": "e0", "payload": 0}
+        assert store.recent_waits("no-such-execution", limit=5) == ([], 0)
 
     def test_an_input_reaches_the_unit_that_waits_for_it(self, store: Store) -> None:
         c = self._forked(store, 2)

@@ -3,8 +3,13 @@
 Every page reads the store through the engine it is given, in a worker thread (the store
 calls block); nothing is cached, so what it shows is what the store holds. Parts that
 change (an execution's timeline, the list's first page, the workers) are polled by htmx
-every 2 seconds and answered with 204 when nothing changed. Every value from the store
-goes through Jinja2's autoescaping.
+every 2 seconds and answered with 204 when nothing changed; an execution that reached a
+final status is answered with 286 (htmx stops polling) and its page is rendered without
+polling at all. Every value from the store goes through Jinja2's autoescaping.
+
+Every link and redirect is a path from the root of the site (the ASGI ``root_path`` the
+dashboard is mounted under, then its own route), never an absolute ``http://`` URL: behind
+a proxy that ends TLS the app sees ``http`` while the browser uses ``https``.
 """
 
 from __future__ import annotations
@@ -18,27 +23,27 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
+from jinja2 import pass_context
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from durable.dashboard._forms import Form, form_for
-from durable.dashboard._security import (
-    CSRF_FIELD,
-    CSRF_HEADER,
-    SESSION_COOKIE,
-    TOKEN_COOKIE,
-    Guard,
-    is_loopback,
-)
+from durable.dashboard._security import CSRF_FIELD, CSRF_HEADER, Guard, is_loopback
 from durable.dsl import get_workflow, registered_workflows
-from durable.errors import DurableError, InvalidInput, WorkflowNotFound
+from durable.errors import (
+    DurableError,
+    ExecutionNotFound,
+    InvalidInput,
+    ScheduleNotFound,
+    WorkflowNotFound,
+)
 from durable.graphs import graph
 from durable.models import Execution, Status, StepExecution, Wait
 from durable.stores.base import ExecutionRow, unit_id
@@ -47,6 +52,8 @@ __all__ = ["create_app"]
 
 PAGE = 50  # executions (and units) a page
 LIVE_MS = 2000  # how often the live parts are polled
+WAITS = 200  # an execution's newest waits shown (its pending ones always are)
+STOP_POLLING = 286  # the status that tells htmx to stop polling (the part is final)
 
 Auth = Callable[[Request], bool | Awaitable[bool]]
 
@@ -76,7 +83,8 @@ def create_app(
     ``token``: every request must carry it (``Authorization: Bearer``, or the cookie
     set by opening the dashboard once with ``?token=``). ``read_only`` hides every action
     and refuses their POSTs. Actions are POSTs checked against CSRF (``secret`` signs the
-    tokens: give the same one to every process serving one dashboard)."""
+    tokens: give the same one to every process serving one dashboard); a POST sending
+    the token as ``Authorization: Bearer`` needs no CSRF token."""
     guard = Guard(token, secret)
     views = _Views(engine, guard, read_only)
     routes = [
@@ -101,7 +109,9 @@ def create_app(
         Mount("/static", StaticFiles(directory=str(_package_dir("static"))), name="static"),
     ]
     middleware = [Middleware(_Gate, guard=guard, auth=auth)]
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    views.router = app.router
+    return app
 
 
 def _package_dir(name: str) -> Any:
@@ -142,8 +152,9 @@ class _Gate(BaseHTTPMiddleware):
                 return PlainTextResponse("Wrong dashboard token.", status_code=401)
             # The token goes into a cookie and out of the address bar (and history).
             plain = request.url.remove_query_params("token")
-            response: Response = RedirectResponse(str(plain), status_code=303)
-            _cookie(response, request, TOKEN_COOKIE, given)
+            where = plain.path + (f"?{plain.query}" if plain.query else "")
+            response: Response = RedirectResponse(where, status_code=303)
+            _cookie(response, request, self.guard.token_cookie(request), given)
             return response
         if not self.guard.token_ok(self.guard.token_given(request)):
             return PlainTextResponse(
@@ -151,13 +162,21 @@ class _Gate(BaseHTTPMiddleware):
                 "Authorization: Bearer TOKEN.",
                 status_code=401,
             )
-        session = request.cookies.get(SESSION_COOKIE)
+        nul = _nul_in(request)
+        if nul is not None:
+            return PlainTextResponse(
+                f"The {nul} holds a NUL character (\\x00), which no name or value the "
+                "dashboard stores or looks up can hold: send it again without it.",
+                status_code=400,
+            )
+        session_cookie = self.guard.session_cookie(request)
+        session = request.cookies.get(session_cookie)
         if session is None:
             session = self.guard.new_session()
         request.state.session = session
         response = await call_next(request)
-        if request.cookies.get(SESSION_COOKIE) != session:
-            _cookie(response, request, SESSION_COOKIE, session)
+        if request.cookies.get(session_cookie) != session:
+            _cookie(response, request, session_cookie, session)
         response.headers.setdefault(
             "content-security-policy",
             "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -166,6 +185,17 @@ class _Gate(BaseHTTPMiddleware):
         response.headers.setdefault("x-content-type-options", "nosniff")
         response.headers.setdefault("referrer-policy", "same-origin")
         return response
+
+
+def _nul_in(request: Request) -> str | None:
+    """What part of the request's address holds a NUL character (PostgreSQL's text holds
+    none: looked up, it would fail the query), if one does."""
+    if "\x00" in request.url.path:
+        return "address"
+    for key, value in request.query_params.multi_items():
+        if "\x00" in key or "\x00" in value:
+            return f"query parameter {key.replace(chr(0), '')!r}"
+    return None
 
 
 def _cookie(response: Response, request: Request, name: str, value: str) -> None:
@@ -181,12 +211,15 @@ def _cookie(response: Response, request: Request, name: str, value: str) -> None
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, back: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.back = back
 
 
 class _Views:
+    router: Router  # (set by create_app: the dashboard's own routes, for its links)
+
     def __init__(self, engine: Any, guard: Guard, read_only: bool) -> None:
         self.engine = engine
         self.store = engine.store
@@ -199,6 +232,26 @@ class _Views:
         env.filters["pretty"] = _pretty
         env.filters["short"] = _short
         env.globals["LIVE_MS"] = LIVE_MS
+        env.globals["url_for"] = self._url_for_in_page
+
+    # -- addresses -------------------------------------------------------------------------
+
+    def path(self, request: Request, name: str, /, **params: Any) -> str:
+        """The path of one of the dashboard's routes, from the root of the site: under
+        the ``root_path`` it is mounted at, never an absolute URL."""
+        root = str(request.scope.get("root_path", "") or "").rstrip("/")
+        return root + str(self.router.url_path_for(name, **params))
+
+    @pass_context
+    def _url_for_in_page(self, context: Any, name: str, /, **params: Any) -> str:
+        return self.path(context["request"], name, **params)
+
+    def unit_path(self, request: Request, row: ExecutionRow) -> str:
+        """The page of a unit (a branch, an item), from its row."""
+        query = urlencode(
+            {"step": row.group_step or "", "visit": row.group_visit, "index": row.unit_index}
+        )
+        return f"{self.path(request, 'unit', eid=row.parent_id or '')}?{query}"
 
     # -- rendering -------------------------------------------------------------------------
 
@@ -214,38 +267,51 @@ class _Views:
         )
         return self.templates.TemplateResponse(request, template, values, status_code=status)
 
-    def live(self, request: Request, template: str, **values: Any) -> Response:
-        """A polled part: 204 when it is what the page shows already (its hash is ``v``)."""
+    def live(self, request: Request, template: str, final: bool = False, **values: Any) -> Response:
+        """A polled part: 204 when it is what the page shows already (its hash is ``v``);
+        286 (htmx stops polling) with the part when it is ``final``: it will not change."""
         response = self.page(request, template, **values)
         body = bytes(response.body)
         version = hashlib.sha256(body).hexdigest()[:16]
-        if request.query_params.get("v") == version:
+        if final:
+            response.status_code = STOP_POLLING
+        elif request.query_params.get("v") == version:
             return Response(status_code=204)
         response.headers["x-version"] = version
         return response
 
     async def action(self, request: Request) -> dict[str, str]:
-        """The form of a POST, once it passed the read-only and CSRF checks."""
+        """The form of a POST, once it passed the read-only and CSRF checks. A request
+        that authenticates with the token in its Authorization header needs no CSRF
+        token (a page elsewhere cannot make a browser send that header)."""
         if self.read_only:
             raise _Refused(403, "This dashboard is read-only: actions are turned off.")
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         given = request.headers.get(CSRF_HEADER) or fields.pop(CSRF_FIELD, None)
-        if not self.guard.csrf_ok(request, given):
+        if not self.guard.by_bearer(request) and not self.guard.csrf_ok(request, given):
             raise _Refused(
                 403,
                 "The form's CSRF token is missing, stale or from another site: reload the "
-                "page and send it again.",
+                "page and send it again (a script sends Authorization: Bearer TOKEN).",
             )
+        for key, value in fields.items():
+            if "\x00" in key or "\x00" in value:
+                raise _Refused(
+                    400,
+                    f"The field {key.replace(chr(0), '')!r} holds a NUL character (\\x00), "
+                    "which no name or value the dashboard stores can hold: send it again "
+                    "without it.",
+                )
         return fields
 
     def refused(self, request: Request, exc: _Refused) -> Response:
-        return self.page(request, "error.html", status=exc.status, message=str(exc))
+        return self.page(request, "error.html", status=exc.status, message=str(exc), back=exc.back)
 
     # -- executions ------------------------------------------------------------------------
 
     def home(self, request: Request) -> Response:
-        return RedirectResponse(str(request.url_for("executions")), status_code=303)
+        return RedirectResponse(self.path(request, "executions"), status_code=303)
 
     def _filters(self, request: Request) -> dict[str, Any]:
         q = request.query_params
@@ -300,9 +366,11 @@ class _Views:
         found = request.query_params.get("find", "").strip()
         if found:
             row = self.store.get(found) or self.store.get_by_key(found)
+            if row is not None and row.unit is not None:  # a branch or an item: its page
+                return RedirectResponse(self.unit_path(request, row), status_code=303)
             if row is not None:
-                where = request.url_for("execution", eid=row.id)
-                return RedirectResponse(str(where), status_code=303)
+                where = self.path(request, "execution", eid=row.id)
+                return RedirectResponse(where, status_code=303)
         f = self._filters(request)
         rows, cursor, problems = self._rows(f)
         if found:
@@ -319,7 +387,7 @@ class _Views:
             workflows=workflows,
             statuses=[s.value for s in Status],
             next_url=_with(request, before=cursor) if cursor else None,
-            rows_url=str(request.url_for("execution_rows").include_query_params(**f)),
+            rows_url=f"{self.path(request, 'execution_rows')}?{urlencode(f)}",
         )
 
     def execution_rows(self, request: Request) -> Response:
@@ -327,23 +395,49 @@ class _Views:
         rows, _, _ = self._rows(f)
         return self.live(request, "_rows.html", rows=[(r, r.to_execution()) for r in rows])
 
-    def _execution(self, eid: str) -> tuple[Execution, ExecutionRow]:
-        row = self.store.get(eid)
-        if row is None or row.unit is not None:
+    def _row(self, eid: str) -> ExecutionRow:
+        """The row of an execution or a unit (a 404 when there is none)."""
+        row: ExecutionRow | None = self.store.get(eid)
+        if row is None:
             raise _Refused(404, f"No execution has the id {eid!r}.")
+        return row
+
+    def _execution(self, eid: str) -> tuple[Execution, ExecutionRow]:
+        row = self._row(eid)
+        if row.unit is not None:
+            raise _Refused(
+                404,
+                f"{eid!r} is a unit ({row.unit}) of execution {row.parent_id}, not an "
+                "execution: open it from that execution's page.",
+            )
         return row.to_execution(self.store.own_steps(eid)), row
+
+    def _waits(self, eid: str) -> tuple[list[Wait], int]:
+        """The waits to show (the pending ones, then the newest others, oldest first) and
+        how many older ones are left out."""
+        shown: dict[tuple[str, str, int, int], Wait] = {}
+        for w in self.store.waits(execution_id=eid, pending_only=True, limit=WAITS):
+            shown[(w.execution_id, w.step, w.visit, w.seq)] = w
+        recent, total = self.store.recent_waits(eid, limit=WAITS)
+        for w in recent:
+            shown.setdefault((w.execution_id, w.step, w.visit, w.seq), w)
+        waits = sorted(shown.values(), key=lambda w: (w.created_at, w.execution_id, w.seq))
+        return waits, max(0, total - len(waits))
 
     def _live_values(self, request: Request, eid: str) -> dict[str, Any]:
         ex, row = self._execution(eid)
         steps = ex.steps or []
-        waits: list[Wait] = self.store.waits(execution_id=eid, pending_only=False, limit=500)
+        waits, older_waits = self._waits(eid)
         children = self.store.list_executions(
             workflows=None, statuses=None, queues=None, limit=PAGE + 1, parent=eid
         )
         groups = self._groups(ex, steps)
         try:
             wdef = get_workflow(ex.workflow)
-            drawn: str | None = graph(wdef, "mermaid", execution=ex, engine=self.engine)
+            # (its children are listed under the graph, with links: not drawn again)
+            drawn: str | None = graph(
+                wdef, "mermaid", execution=ex, engine=self.engine, children=False
+            )
         except DurableError:  # not imported here, or a run the current code cannot place
             drawn = None
         return {
@@ -351,12 +445,13 @@ class _Views:
             "row": row,
             "steps": steps,
             "waits": waits,
+            "older_waits": older_waits,
             "children": [c.to_execution() for c in children[:PAGE]],
             "more_children": len(children) > PAGE,
             "groups": groups,
             "graph": drawn,
-            "units_url": str(request.url_for("units", eid=eid)),
-            "unit_url": str(request.url_for("unit", eid=eid)),
+            "units_url": self.path(request, "units", eid=eid),
+            "unit_url": self.path(request, "unit", eid=eid),
         }
 
     def _groups(self, ex: Execution, steps: Sequence[StepExecution]) -> dict[str, Any]:
@@ -386,6 +481,9 @@ class _Views:
     def execution(self, request: Request) -> Response:
         eid = request.path_params["eid"]
         try:
+            row = self._row(eid)
+            if row.unit is not None:  # a unit's id (a link, a bookmark): its own page
+                return RedirectResponse(self.unit_path(request, row), status_code=303)
             values = self._live_values(request, eid)
         except _Refused as exc:
             return self.refused(request, exc)
@@ -403,8 +501,8 @@ class _Views:
             version=hashlib.sha256(bytes(live.body)).hexdigest()[:16],
             forms=forms,
             step_names=step_names,
-            context_json=json.dumps(ex.context, indent=2, ensure_ascii=False),
-            live_url=str(request.url_for("execution_live", eid=eid)),
+            context_unreadable=any(p.startswith("context") for p in ex.unreadable),
+            live_url=self.path(request, "execution_live", eid=eid),
             **values,
         )
 
@@ -413,7 +511,7 @@ class _Views:
             values = self._live_values(request, request.path_params["eid"])
         except _Refused as exc:
             return self.refused(request, exc)
-        return self.live(request, "_live.html", **values)
+        return self.live(request, "_live.html", final=values["ex"].finished, **values)
 
     def units(self, request: Request) -> Response:
         eid = request.path_params["eid"]
@@ -437,8 +535,8 @@ class _Views:
             "_units.html",
             ex=ex,
             group=group,
-            units_url=str(request.url_for("units", eid=eid)),
-            unit_url=str(request.url_for("unit", eid=eid)),
+            units_url=self.path(request, "units", eid=eid),
+            unit_url=self.path(request, "unit", eid=eid),
         )
 
     def unit(self, request: Request) -> Response:
@@ -466,13 +564,29 @@ class _Views:
             notice_url = await run_in_threadpool(do, fields)
         except _Refused as exc:
             return self.refused(request, exc)
+        except ExecutionNotFound as exc:  # (nothing to go back to)
+            return self.page(
+                request,
+                "error.html",
+                status=404,
+                message=str(exc),
+                back=self.path(request, "executions"),
+            )
+        except ScheduleNotFound as exc:
+            return self.page(
+                request,
+                "error.html",
+                status=404,
+                message=str(exc),
+                back=self.path(request, "schedules"),
+            )
         except (DurableError, ValueError) as exc:
             return self.page(request, "error.html", status=409, message=str(exc), back=back)
         return RedirectResponse(notice_url, status_code=303)
 
     async def cancel(self, request: Request) -> Response:
         eid = request.path_params["eid"]
-        back = str(request.url_for("execution", eid=eid))
+        back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
             self.engine.cancel(eid, reason=fields.get("reason") or "cancelled from the dashboard")
@@ -482,7 +596,7 @@ class _Views:
 
     async def retry(self, request: Request) -> Response:
         eid = request.path_params["eid"]
-        back = str(request.url_for("execution", eid=eid))
+        back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
             self.engine.retry(eid, from_step=fields.get("from_step") or None)
@@ -492,19 +606,19 @@ class _Views:
 
     async def fork(self, request: Request) -> Response:
         eid = request.path_params["eid"]
-        back = str(request.url_for("execution", eid=eid))
+        back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
             text = fields.get("context", "").strip()
             context = _object(text, "the context") if text else None
             new = self.engine.fork(eid, fields.get("from_step", ""), context=context)
-            return f"{request.url_for('execution', eid=new)}?notice=forked"
+            return f"{self.path(request, 'execution', eid=new)}?notice=forked"
 
         return await self._act(request, do, back)
 
     async def send_event(self, request: Request) -> Response:
         eid = request.path_params["eid"]
-        back = str(request.url_for("execution", eid=eid))
+        back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
             text = fields.get("payload", "").strip()
@@ -516,30 +630,51 @@ class _Views:
 
     async def provide_input(self, request: Request) -> Response:
         eid, name = request.path_params["eid"], request.path_params["name"]
-        back = request.query_params.get("back") or str(request.url_for("execution", eid=eid))
-        if not back.startswith("/") or back.startswith("//") or "\\" in back:
-            # (only a path of this site: "//host" and "/\\host" would leave it)
-            back = str(request.url_for("execution", eid=eid))
+        back = request.query_params.get("back") or ""
+        if not _own_path(back):
+            back = self.path(request, "execution", eid=eid)
         try:
             fields = await self.action(request)
         except _Refused as exc:
             return self.refused(request, exc)
         return await run_in_threadpool(self._provide, request, eid, name, fields, back)
 
+    def _input_wait(self, request: Request, eid: str, name: str) -> Wait:
+        """The pending input wait ``name`` of execution ``eid``: a 404 when there is no
+        such execution or input, a 409 when that input is no longer pending."""
+        row = self.store.get(eid)
+        if row is None or row.unit is not None:
+            raise _Refused(
+                404, f"No execution has the id {eid!r}.", self.path(request, "executions")
+            )
+        pending: list[Wait] = self.store.waits(execution_id=eid, kind="input", limit=1000)
+        for w in pending:
+            if name in w.names:
+                return w
+        back = self.path(request, "execution", eid=eid)
+        every = self.store.waits(execution_id=eid, kind="input", pending_only=False, limit=1000)
+        if any(name in w.names for w in every):
+            raise _Refused(
+                409,
+                f"Execution {eid} is not waiting for the input {name!r} any more (it was "
+                "given, or its wait timed out or ended with the execution).",
+                back,
+            )
+        waiting = sorted({n for w in pending for n in w.names})
+        raise _Refused(
+            404,
+            f"Execution {eid} has no input named {name!r}"
+            + (f"; it waits for: {', '.join(map(repr, waiting))}." if waiting else "."),
+            back,
+        )
+
     def _provide(
         self, request: Request, eid: str, name: str, fields: dict[str, str], back: str
     ) -> Response:
-        wait = next(
-            (
-                w
-                for w in self.store.waits(execution_id=eid, kind="input", limit=500)
-                if name in w.names
-            ),
-            None,
-        )
-        if wait is None:
-            message = f"Execution {eid} is not waiting for an input named {name!r} any more."
-            return self.page(request, "error.html", status=409, message=message, back=back)
+        try:
+            wait = self._input_wait(request, eid, name)
+        except _Refused as exc:
+            return self.refused(request, exc)
         form = form_for(wait.schema)
         try:
             data = form.data(fields)
@@ -549,6 +684,8 @@ class _Views:
             return self._refused_form(request, wait, name, form, back)
         except ValueError:
             return self._refused_form(request, wait, name, form, back)
+        except ExecutionNotFound as exc:  # (purged meanwhile)
+            return self.page(request, "error.html", status=404, message=str(exc))
         except DurableError as exc:
             return self.page(request, "error.html", status=409, message=str(exc), back=back)
         return RedirectResponse(f"{back}{'&' if '?' in back else '?'}notice=provided", 303)
@@ -572,7 +709,7 @@ class _Views:
 
     async def _schedule(self, request: Request, paused: bool) -> Response:
         name = request.path_params["name"]
-        back = str(request.url_for("schedules"))
+        back = self.path(request, "schedules")
 
         def do(fields: dict[str, str]) -> str:
             if paused:
@@ -590,22 +727,27 @@ class _Views:
         return await self._schedule(request, False)
 
     def _workers(self) -> dict[str, Any]:
+        """Each worker's claims, each with its lease and whether the lease expired by the
+        engine's clock (the store's rows say until when; the worker that lost it may be
+        gone: any worker takes such a claim over)."""
+        now = self.engine.clock.now()
         running = self.store.list_executions(
             workflows=None, statuses=[Status.RUNNING], queues=None, limit=1000
         )
-        workers: dict[str, list[Execution]] = {}
+        workers: dict[str, list[tuple[Execution, datetime | None, bool]]] = {}
         leases: dict[str, datetime | None] = {}
         for r in running:
             who = r.worker_id or "(unknown)"
-            workers.setdefault(who, []).append(r.to_execution())
             lease = r.lease_expires_at
+            expired = lease is not None and lease <= now
+            workers.setdefault(who, []).append((r.to_execution(), lease, expired))
             held = leases.get(who)
             if lease is not None and (held is None or lease > held):
                 leases[who] = lease
         return {
             "workers": sorted(workers.items()),
             "leases": leases,
-            "now": self.engine.clock.now(),
+            "now": now,
             "capped": len(running) >= 1000,
         }
 
@@ -613,7 +755,7 @@ class _Views:
         return self.page(
             request,
             "workers.html",
-            live_url=str(request.url_for("workers_live")),
+            live_url=self.path(request, "workers_live"),
             **self._workers(),
         )
 
@@ -632,6 +774,19 @@ def _with(request: Request, **params: str | None) -> str:
         else:
             q[k] = v
     return f"{request.url.path}?{urlencode(q)}"
+
+
+def _own_path(back: str) -> bool:
+    """Whether ``back`` is a path of this site to send the browser back to: it begins
+    with one ``/``, and holds no backslash and no control character (``//host``,
+    ``/\\host``, and ``/<tab>/host`` or ``/<newline>/host``, which browsers read as
+    ``//host`` once they drop those characters, would all leave the site)."""
+    return (
+        back.startswith("/")
+        and not back.startswith("//")
+        and "\\" not in back
+        and not any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in back)
+    )
 
 
 def _moment(text: str, what: str, problems: list[str]) -> datetime | None:

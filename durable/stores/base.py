@@ -52,6 +52,7 @@ __all__ = [
     "not_retryable_error",
     "overlap_verdict",
     "unit_id",
+    "unit_state",
     "unreadable_error",
 ]
 
@@ -207,6 +208,19 @@ class UnitOutcome:
 
 
 _UNITS = uuid.UUID("0c7d6a2e-5b1f-4f8e-9d3a-6e2b8c4a1f57")
+
+
+def unit_state(status: Status | str, began: bool, suspended: bool) -> str:
+    """How a unit stands, in one word, from its row: its status once it ended
+    (completed, failed, cancelled) or while an attempt runs (running); ``waiting`` when it
+    is suspended on a wait (woken or not); ``retrying`` when it is pending with an attempt
+    behind it (its next is due); ``pending`` when none began."""
+    status = Status(status)
+    if status == Status.WAITING or (status == Status.PENDING and suspended and began):
+        return "waiting"
+    if status == Status.PENDING:
+        return "retrying" if began else "pending"
+    return status.value
 
 
 def unit_id(execution_id: str, step: str, visit: int, index: int) -> str:
@@ -603,6 +617,17 @@ class Store(abc.ABC):
             if u.unit_index > after
         ][:limit]  # ([:None] is all)
 
+    def unit_states(self, execution_id: str, step: str, visit: int) -> dict[str, int]:
+        """How many units of visit ``visit`` of ``step`` stand each way (see
+        :func:`unit_state`: completed, failed, cancelled, running, waiting, retrying,
+        pending); only the ways some unit stands are keys. A store should override it to
+        count in one query (this default reads every unit)."""
+        counts: dict[str, int] = {}
+        for u in self.units(execution_id, step, visit):
+            state = unit_state(u.status, u.attempt > 0, u.suspended)
+            counts[state] = counts.get(state, 0) + 1
+        return counts
+
     def each_unit_outcome(
         self, execution_id: str, step: str, visit: int, *, page: int = 1000
     ) -> Iterator[UnitOutcome]:
@@ -799,6 +824,13 @@ class Store(abc.ABC):
     ) -> list[Wait]:
         """Recorded waits (pending ones of unfinished executions when ``pending_only``),
         oldest first; ``open_at`` leaves out those whose ``until`` is before it."""
+
+    def recent_waits(self, execution_id: str, *, limit: int) -> tuple[list[Wait], int]:
+        """The execution's ``limit`` (at least 1) newest waits, its units' too, whatever
+        their status, newest first; and how many it has in all. A store should override
+        it to read only those (this default reads every wait of the execution)."""
+        every = self.waits(execution_id=execution_id, pending_only=False, limit=2**62)
+        return every[::-1][:limit], len(every)
 
     # -- retention -----------------------------------------------------------------------
 

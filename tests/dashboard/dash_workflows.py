@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
+
+from pydantic import BaseModel
 
 import durable
 from durable import Retry, foreach, step, workflow
@@ -111,3 +114,32 @@ class Xss:
         log.error("%s", text)
         print(text)
         raise ValueError(text)
+
+
+@workflow("dash_chatty")
+class Chatty:
+    @step
+    def talk(self):
+        for _ in range(8):
+            durable.sleep_for(1)  # (eight waits, resolved one after another)
+        put_context("go", wait_for_event("go"))
+
+
+class Colour(StrEnum):
+    RED = "red"
+    GREEN = "green"
+
+
+class Paint(BaseModel):
+    """What pydantic writes for it: each enum under $defs, a field of it a $ref."""
+
+    colour: Colour
+    finish: Colour | None  # required, but may be null
+    csrf: str = "plain"  # named like the dashboard's own form field
+
+
+@workflow("dash_paint")
+class PaintJob:
+    @step
+    def ask(self):
+        put_context("paint", wait_for_input("paint", schema=Paint).model_dump(mode="json"))

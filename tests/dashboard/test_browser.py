@@ -11,6 +11,7 @@ DURABLE_DOCS_SCREENSHOTS=1 (how the docs' pictures are made).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -105,7 +106,7 @@ def test_find_a_failed_execution_read_its_error_and_retry_it_from_a_step(
     for sku in ("A-1", "B-2"):
         served.engine.start(Order, {"sku": sku})
     flaky = served.engine.start(Flaky)
-    served.engine.start(Many, 60)
+    many = served.engine.start(Many, 60)
     served.run()
     page.goto(f"{served.url}/executions")
     expect(page.locator("tbody#rows tr")).to_have_count(4)
@@ -117,6 +118,9 @@ def test_find_a_failed_execution_read_its_error_and_retry_it_from_a_step(
     expect(page.locator("#error")).to_contain_text("ConnectionError")
     expect(page.locator("#error")).to_contain_text("partner API answered 502 <b>Bad Gateway</b>")
     expect(page.locator("pre.mermaid svg")).to_be_visible()  # the graph, drawn in the page
+    # the fork form starts from the context (in the page once: the script copies it)
+    context = served.engine.get_execution(flaky).context
+    assert page.input_value("form.fork textarea") == json.dumps(context, indent=2)
     shot(page, tmp_path, "execution-failed")
     DEPLOYED["fixed"] = True  # the fix is deployed; now retry
     page.select_option("form.act select[name=from_step]", "prepare")
@@ -125,6 +129,11 @@ def test_find_a_failed_execution_read_its_error_and_retry_it_from_a_step(
     served.run()
     expect(page.locator("#status")).to_contain_text("completed", timeout=LIVE)  # live
     assert served.engine.get_execution(flaky).context == {"prepared": True, "called": True}
+    # a foreach: its graph counts the items, its timeline pages them
+    page.goto(f"{served.url}/executions/{many}")
+    expect(page.locator("pre.mermaid svg")).to_contain_text("60 items: 60 completed")
+    expect(page.locator("a.more")).to_be_visible()
+    shot(page, tmp_path, "execution-foreach")
 
 
 def test_answer_a_pending_input_first_refused_then_accepted(
@@ -134,16 +143,20 @@ def test_answer_a_pending_input_first_refused_then_accepted(
     served.run()
     page.goto(f"{served.url}/inputs")
     expect(page.locator("p.prompt")).to_have_text("Approve the refund?")
-    page.fill("input[name=by]", "x")
-    page.fill("input[name=limit]", "0")
+    # required fields: the browser itself will not send them empty
+    page.click("form.input-form button")
+    expect(page.locator("form.input-form :invalid")).to_have_count(2)  # by, limit
+    assert page.url == f"{served.url}/inputs" and page.locator("label.field.bad").count() == 0
+    page.fill("input[name='input.by']", "x")
+    page.fill("input[name='input.limit']", "0")
     page.click("form.input-form button")
     expect(page.locator("label.field.bad")).to_have_count(2)
     expect(page.locator("label.field.bad", has_text="Approved by")).to_contain_text("short")
     shot(page, tmp_path, "input-refused")
     assert served.engine.get_execution(wid).status == "waiting"
-    page.check("input[name=approved]")
-    page.fill("input[name=by]", "ann")
-    page.fill("input[name=limit]", "5")
+    page.check("input[name='input.approved']")
+    page.fill("input[name='input.by']", "ann")
+    page.fill("input[name='input.limit']", "5")
     page.click("form.input-form button")
     expect(page.locator("p.notice")).to_contain_text("Input provided")
     served.run()
@@ -164,10 +177,19 @@ def test_cancel_a_waiting_execution_and_see_changes_live(
     expect(page.locator("tbody#rows tr")).to_have_count(3, timeout=LIVE)
     expect(page.locator(f"a[href$='/executions/{newer}']")).to_be_visible()
     page.goto(f"{served.url}/executions/{paid}")
-    served.engine.send_event(paid, "paid", 42)  # an event from elsewhere
-    served.run()
+    assert page.get_attribute("#live", "hx-trigger") is not None  # waiting: it polls
+    # once it shows the execution final, the server tells htmx to stop polling (286)
+    with page.expect_response(
+        lambda r: r.url.startswith(f"{served.url}/executions/{paid}/live") and r.status == 286,
+        timeout=LIVE,
+    ):
+        served.engine.send_event(paid, "paid", 42)  # an event from elsewhere
+        served.run()
     expect(page.locator("#status")).to_contain_text("completed", timeout=LIVE)
     expect(page.locator("#context")).to_contain_text('"paid": 42')
+    page.reload()  # a final execution's page polls nothing at all
+    expect(page.locator("#status")).to_contain_text("completed")
+    assert page.get_attribute("#live", "hx-trigger") is None
     page.goto(f"{served.url}/executions/{waiting}")
     expect(page.locator("#status")).to_contain_text("waiting")
     page.fill("input[name=reason]", "customer called")

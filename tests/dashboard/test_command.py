@@ -32,6 +32,43 @@ def test_a_non_loopback_host_without_a_token_is_refused(tmp_path):
     assert short.exit_code == 1 and "at least 16" in short.output
 
 
+def test_the_command_says_where_it_serves_and_how(tmp_path, monkeypatch):
+    import uvicorn
+
+    served = []
+
+    def run(server, sockets):  # (serving nothing: the line comes before)
+        served.append(sockets[0].getsockname())
+        sockets[0].close()
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)  # (never serve here)
+    store = f"sqlite:///{tmp_path / 'd.db'}"
+    result = CliRunner().invoke(main, ["dashboard", "--store", store, "--port", "0"])
+    assert result.exit_code == 0, result.output
+    ((host, port),) = served
+    assert host == "127.0.0.1" and port > 0  # (--port 0: the one the system chose)
+    assert result.stderr == (
+        f"durable dashboard: serving http://127.0.0.1:{port}/ for {store}; actions allowed; "
+        "no token: it answers only requests addressed to this machine\n"
+    )
+    token = "s3cret-token-of-enough-length"
+    secured = CliRunner().invoke(
+        main, ["dashboard", "--store", store, "--port", "0", "--token", token, "--read-only"]
+    )
+    assert secured.exit_code == 0, secured.output
+    assert "; read-only; a token is required" in secured.stderr
+    assert token not in secured.output and token not in secured.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        refused = CliRunner().invoke(main, ["dashboard", "--store", store, "--port", str(taken)])
+    assert refused.exit_code == 1
+    assert f"cannot listen on 127.0.0.1 port {taken}" in refused.output
+
+
 @pytest.mark.slow
 @pytest.mark.processes
 def test_the_command_serves_the_dashboard(tmp_path):
@@ -67,6 +104,11 @@ def test_the_command_serves_the_dashboard(tmp_path):
 
     try:
         assert eventually(answers, timeout=30) and proc.poll() is None
+        assert proc.stderr is not None
+        started = proc.stderr.readline().decode()  # (written before it listened)
+        assert started.startswith(f"durable dashboard: serving http://127.0.0.1:{port}/ for ")
+        assert "read-only" in started and "a token is required" in started
+        assert token not in started
         page = httpx.get(url, headers={"authorization": f"Bearer {token}"}, timeout=5)
         assert page.status_code == 200 and "read-only" in page.text
         proc.send_signal(signal.SIGINT)

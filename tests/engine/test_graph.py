@@ -4,6 +4,7 @@ states on the nodes."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from pathlib import Path
@@ -219,6 +220,32 @@ def test_a_foreach_shows_each_item_that_began_as_it_stands(durable_engine):
     assert label() == "3 items: 2 completed, 1 waiting"
     durable_engine.run_until(wid)
     assert label() == "3 items: 3 completed"
+
+
+def test_with_its_engine_a_foreach_is_counted_in_the_store_from_its_own_steps(
+    durable_engine,
+):
+    # (what the dashboard draws: the execution's own attempts, never its items')
+    def label(ex, engine) -> str:
+        (g,) = pydot.graph_from_dot_data(
+            durable.graph(ItemsAsTheyStand, format="dot", execution=ex, engine=engine)
+        )
+        (node,) = [n for n in g.get_nodes() if n.get_name() == '"each"']
+        return _label(node.get("label")).removeprefix("each (foreach xs): ")
+
+    def own(wid):
+        ex = durable_engine.get_execution(wid)
+        return dataclasses.replace(ex, steps=durable_engine.store.own_steps(wid))
+
+    wid = durable_engine.start(ItemsAsTheyStand)
+    durable_engine.drain()  # the second item failed once: its retry is a minute away
+    assert label(own(wid), durable_engine) == "3 items: 1 completed, 1 pending, 1 retrying"
+    durable_engine.advance_to_next()
+    durable_engine.drain()  # (it ran again; the third sleeps)
+    assert label(own(wid), durable_engine) == "3 items: 2 completed, 1 waiting"
+    durable_engine.run_until(wid)
+    full = durable_engine.get_execution(wid, include_steps=True)
+    assert label(own(wid), durable_engine) == label(full, None) == "3 items: 3 completed"
 
 
 def test_bad_arguments_say_what_would_be_right(durable_engine):

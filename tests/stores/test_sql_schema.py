@@ -51,7 +51,7 @@ def _shape(engine: sa.Engine) -> dict:
 def test_migrations_build_exactly_the_current_schema(blank_url, tmp_path):
     store = _open(blank_url)
     assert migrations.applied_version(store.engine) == 0
-    assert store.migrate(T0) == list(range(1, 16))
+    assert store.migrate(T0) == list(range(1, SCHEMA_VERSION + 1))
     assert migrations.applied_version(store.engine) == SCHEMA_VERSION
     assert store.migrate(T0) == []  # idempotent
 
@@ -151,7 +151,7 @@ def test_upgrade_from_the_first_version_keeps_and_backfills_data(blank_url):
     ]
     with store.engine.begin() as conn:
         conn.execute(sa.insert(v1), rows)
-    assert store.migrate(T0) == list(range(2, 16))
+    assert store.migrate(T0) == list(range(2, SCHEMA_VERSION + 1))
 
     assert store.get("done-1").context == {"kept": True}
     assert store.next_due(queues=None, workflows=None) == T0 + timedelta(seconds=30)
@@ -232,7 +232,7 @@ def test_upgrade_from_version_4_keeps_runs_in_flight_recoverable(blank_url):
                 },
             ],
         )
-    assert store.migrate(T0) == list(range(5, 16))
+    assert store.migrate(T0) == list(range(5, SCHEMA_VERSION + 1))
     steps = store.steps("in-flight")
     assert [(s.name, s.result) for s in steps] == [("validate", None), ("calculate_total", None)]
     assert store.get("in-flight").max_attempts == 4  # backfilled from the step's last record

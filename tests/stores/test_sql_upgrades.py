@@ -359,3 +359,60 @@ def test_v15_finds_the_waits_of_units_recorded_before_it_and_lists_children_only
         assert [r.id for r in children] == ["c"]
     finally:
         store.close()
+
+
+def test_v16_lists_one_queue_by_an_index_of_its_own(blank_url):
+    """A v15 database upgraded to v16 keeps its executions and lists one queue's by the
+    queue index: a queue nothing is on is found empty without walking the table."""
+    store = PluginHost().make_store(blank_url)
+    sqlite = store.engine.dialect.name == "sqlite"
+    at = (lambda d: d.replace(tzinfo=None)) if sqlite else (lambda d: d)
+    try:
+        migrations.upgrade(store.engine, now=T0, target=15)
+        meta = sa.MetaData()
+        meta.reflect(store.engine)
+        with store.engine.begin() as conn:
+            for i, queue in enumerate(["default", "priority", "default"]):
+                values = {
+                    **_unit_values("p", i, "completed", None),
+                    "id": f"e{i}",
+                    "queue": queue,
+                    "parent_id": None,
+                    "unit": None,
+                    "group_step": None,
+                    "group_visit": 0,
+                    "item": None,
+                    "created_at": T0 + timedelta(seconds=i),
+                }
+                _insert(
+                    conn,
+                    meta.tables["durable_executions"],
+                    {k: at(v) if isinstance(v, datetime) else v for k, v in values.items()},
+                )
+        assert store.migrate(T0) == [16]
+
+        def listed(queue: str) -> list[str]:
+            found = store.list_executions(workflows=None, statuses=None, queues=[queue], limit=5)
+            return [r.id for r in found]
+
+        assert listed("default") == ["e2", "e0"] and listed("priority") == ["e1"]
+        assert listed("nowhere") == []
+        sql = store.SQL["list_by_queue"]
+        params = {
+            "queue": "nowhere",
+            "parent": None,
+            "before_at": store._ts(T0 + timedelta(days=1)),
+            "before_seq": 2**62,
+            "limit": 51,
+        }
+        with store.engine.connect() as conn:
+            if sqlite:
+                rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all()
+            else:  # (the table is tiny: without this a scan of it is as cheap)
+                conn.exec_driver_sql("SET enable_seqscan = off")
+                rows = conn.exec_driver_sql("EXPLAIN " + sql, params).all()
+        plan = " ".join(str(r[-1]) for r in rows)
+        assert "durable_executions_queue_created" in plan, plan
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan  # in index order
+    finally:
+        store.close()

@@ -2,7 +2,9 @@
 // * htmx requests carry the page's CSRF token;
 // * a polled part sends the version it shows (v), and the server answers 204 when that
 //   is still current, so nothing is swapped;
-// * graphs (<pre class="mermaid">) are drawn with the vendored Mermaid, again after a swap.
+// * graphs (<pre class="mermaid">) are drawn with the vendored Mermaid, again after a swap;
+// * a text area with data-fill-from starts with the text of the element it names (the
+//   execution's context is in the page once: the fork form's copy is made here).
 (function () {
   "use strict";
   document.addEventListener("htmx:configRequest", function (event) {
@@ -28,6 +30,13 @@
       });
     }
   }
+  function fill() {
+    document.querySelectorAll("textarea[data-fill-from]").forEach(function (area) {
+      var source = document.getElementById(area.dataset.fillFrom);
+      if (source && !area.value) area.value = source.textContent;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", fill);
   window.addEventListener("load", function () {
     if (window.mermaid) {
       window.mermaid.initialize({ startOnLoad: false, securityLevel: "strict" });

@@ -475,6 +475,17 @@ def _v15_dashboard_lookups(conn: sa.Connection) -> None:
         conn.execute(sa.text("ANALYZE durable_waits"))
 
 
+def _v16_queue_index(conn: sa.Connection) -> None:
+    """One queue's executions, newest first, by an index: a queue filter walked the
+    created index, all of it for a queue that nothing is on (the dashboard's queue box)."""
+    conn.execute(
+        sa.text(
+            "CREATE INDEX durable_executions_queue_created ON durable_executions "
+            "(queue, created_at, seq) WHERE unit IS NULL"
+        )
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -491,6 +502,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (13, "headers", _v13_headers),
     (14, "parent_step", _v14_parent_step),
     (15, "dashboard_lookups", _v15_dashboard_lookups),
+    (16, "queue_index", _v16_queue_index),
 ]
 
 

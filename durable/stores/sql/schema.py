@@ -21,7 +21,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 #: how many rows hold a group's count of open units (v8): a unit counts in the row
 #: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
@@ -225,6 +225,16 @@ sa.Index(
     "durable_executions_workflow_status_created",
     executions.c.workflow,
     executions.c.status,
+    executions.c.created_at,
+    executions.c.seq,
+    postgresql_where=_listed,
+    sqlite_where=_listed,
+)
+# v16: one queue's executions, newest first (a queue filter walked the created index,
+# all of it for a queue nothing is on)
+sa.Index(
+    "durable_executions_queue_created",
+    executions.c.queue,
     executions.c.created_at,
     executions.c.seq,
     postgresql_where=_listed,

@@ -50,6 +50,7 @@ from durable.stores.base import (
     not_retryable_error,
     overlap_verdict,
     unit_id,
+    unit_state,
     unreadable_error,
 )
 from durable.stores.sql import migrations, rows
@@ -482,7 +483,8 @@ class SQLStore(Connections, Store):
         # A filter that may be NULL cannot choose an index: given a parent, take the
         # statement that walks its children; else given statuses (else a single workflow),
         # the one that searches by them (one value: in index order; one workflow and one
-        # status: by the pair, as either alone may walk many rows of the other)
+        # status: by the pair, as either alone may walk many rows of the other); else one
+        # queue, by the queue index
         if parent is not None:
             name = "list_children"
             params["statuses"] = self._array(
@@ -499,6 +501,8 @@ class SQLStore(Connections, Store):
             name, params["statuses"] = "list_by_statuses", self._array([s.value for s in statuses])
         elif workflows is not None and len(workflows) == 1:
             name, params["workflow"] = "list_by_workflow", workflows[0]
+        elif workflows is None and queues is not None and len(queues) == 1:
+            name, params["queue"] = "list_by_queue", queues[0]
         else:
             name = "list"
         return [self._row(r) for r in self._all_rows(name, params)]
@@ -851,6 +855,14 @@ class SQLStore(Connections, Store):
     ) -> list[UnitOutcome]:
         group = {"id": execution_id, "step": step, "visit": visit, "after": after, "limit": limit}
         return self._all_rows("unit_outcomes", group, lambda r: rows.outcome(r, self._dt))
+
+    def unit_states(self, execution_id: str, step: str, visit: int) -> dict[str, int]:
+        group = {"id": execution_id, "step": step, "visit": visit}
+        counts: dict[str, int] = {}
+        for r in self._all_rows("unit_states", group):
+            state = unit_state(r["status"], bool(r["began"]), bool(r["suspended"]))
+            counts[state] = counts.get(state, 0) + r["n"]
+        return counts
 
     def restart_attempt(
         self,
@@ -1260,6 +1272,13 @@ class SQLStore(Connections, Store):
             name = "waits_pending" if pending_only else "waits_all"
         found = self._all_rows(name, params)
         return [self._wait_row(r, r["workflow"]) for r in found]
+
+    def recent_waits(self, execution_id: str, *, limit: int) -> tuple[list[Wait], int]:
+        if limit < 1:  # (the count comes with the rows: it needs one)
+            raise ValueError(f"recent_waits reads at least 1 wait, not limit={limit}")
+        found = self._all_rows("waits_recent", {"execution_id": execution_id, "limit": limit})
+        total = found[0]["total"] if found else 0
+        return [self._wait_row(r, r["workflow"]) for r in found], total
 
     def purge(
         self, *, finished_before: datetime, workflows: Sequence[str] | None, limit: int

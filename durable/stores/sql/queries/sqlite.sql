@@ -222,6 +222,23 @@ WHERE workflow = :workflow AND status = :status
 ORDER BY created_at DESC, seq DESC
 LIMIT :limit;
 
+-- name: list_by_queue
+-- As list, for exactly one queue (and no status or workflow filter): walks that queue in
+-- the queue index (v16), in order, so a queue nothing is on is found empty at once.
+SELECT
+    seq, id, workflow, status, queue, priority, input, context, created_at, scheduled_at,
+    run_at, timeout_ms, idempotency_key, started_at, completed_at, deadline, step_index,
+    step_name, attempt, attempt_started_at, error, token, worker_id, lease_expires_at,
+    cancel_requested, cancel_reason, suspended, last_write, lost_attempts, max_attempts, step_visit, visits,
+    parent_id, unit, group_step, group_visit, unit_index, stops_group, item, result, open_units, phase, origin, shape, headers, parent_step
+FROM durable_executions
+WHERE queue = :queue
+  AND unit IS NULL
+  AND (:parent IS NULL OR parent_id = :parent)
+  AND (created_at, seq) < (:before_at, :before_seq)
+ORDER BY created_at DESC, seq DESC
+LIMIT :limit;
+
 -- name: list_children
 -- As list, for the child workflows of one execution (parent): walks its children in the
 -- children index (v15), never its units.
@@ -526,6 +543,20 @@ WHERE (w.execution_id = :execution_id OR w.parent_id = :execution_id)
 ORDER BY w.created_at, w.seq
 LIMIT :limit;
 
+-- name: waits_recent
+-- The newest waits of one execution (its units' too), whatever their status, newest
+-- first, at most :limit; each row carries how many it has in all (total).
+SELECT
+    w.seq, w.execution_id, w.step, w.wait_seq, w.attempt, w.kind, w.names, w.mode,
+    w.until_at, w.status, w.created_at, w.prompt, w.input_schema, w.result, w.resolved_at,
+    w.visit, e.workflow,
+    (SELECT count(*) FROM durable_waits x
+     WHERE x.execution_id = :execution_id OR x.parent_id = :execution_id) AS total
+FROM durable_waits w JOIN durable_executions e ON e.id = w.execution_id
+WHERE w.execution_id = :execution_id OR w.parent_id = :execution_id
+ORDER BY w.created_at DESC, w.seq DESC
+LIMIT :limit;
+
 -- name: inbox
 -- The unconsumed events of an execution with one of :names (a JSON array), in order.
 SELECT seq, name, payload, sent_at FROM durable_events
@@ -620,6 +651,15 @@ WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
   AND unit IS NOT NULL AND unit_index > :after
 ORDER BY unit_index
 LIMIT coalesce(:limit, -1);
+
+-- name: unit_states
+-- How many units of a group run stand each way: by status, whether an attempt began,
+-- and whether it is suspended on a wait (the store names each way: base.unit_state).
+SELECT status, attempt > 0 AS began, suspended, count(*) AS n
+FROM durable_executions
+WHERE parent_id = :id AND group_step = :step AND group_visit = :visit
+  AND unit IS NOT NULL
+GROUP BY status, attempt > 0, suspended;
 
 -- name: ended_row
 -- After a transition ended a row: what its parent needs to hear.
