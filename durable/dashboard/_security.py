@@ -113,7 +113,9 @@ def same_origin(request: Request) -> bool:
     own = _host_and_port(request.headers.get("host", ""))
     if own is None or parts.hostname.lower() != own[0]:
         return False
-    return own[1] is None or own[1] == origin_port
+    if own[1] is None:  # (a Host without a port: the default one of http or https)
+        return origin_port in (80, 443)
+    return own[1] == origin_port
 
 
 class Guard:

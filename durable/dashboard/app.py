@@ -35,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from durable.dashboard._forms import Form, form_for
-from durable.dashboard._security import CSRF_FIELD, CSRF_HEADER, Guard, is_loopback
+from durable.dashboard._security import CSRF_FIELD, CSRF_HEADER, Guard, is_loopback, same_origin
 from durable.dsl import get_workflow, registered_workflows
 from durable.errors import (
     DurableError,
@@ -289,7 +289,17 @@ class _Views:
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
         given = request.headers.get(CSRF_HEADER) or fields.pop(CSRF_FIELD, None)
-        if not self.guard.by_bearer(request) and not self.guard.csrf_ok(request, given):
+        if self.guard.by_bearer(request):
+            # (a proxy in front may add the header to every request, a browser's too: so
+            # a request that says it comes from another site is refused all the same)
+            if not same_origin(request) or request.headers.get("sec-fetch-site") == "cross-site":
+                raise _Refused(
+                    403,
+                    "This request comes from another site (its Origin or Sec-Fetch-Site "
+                    "says so): actions are taken from this dashboard's pages or by scripts "
+                    "that send no Origin.",
+                )
+        elif not self.guard.csrf_ok(request, given):
             raise _Refused(
                 403,
                 "The form's CSRF token is missing, stale or from another site: reload the "
@@ -403,6 +413,12 @@ class _Views:
         return row
 
     def _execution(self, eid: str) -> tuple[Execution, ExecutionRow]:
+        row = self._whole(eid)
+        return row.to_execution(self.store.own_steps(eid)), row
+
+    def _whole(self, eid: str) -> ExecutionRow:
+        """The row of execution ``eid``: a 404 when there is none, or when ``eid`` is a
+        unit's (a branch or an item is acted on through its execution)."""
         row = self._row(eid)
         if row.unit is not None:
             raise _Refused(
@@ -410,7 +426,7 @@ class _Views:
                 f"{eid!r} is a unit ({row.unit}) of execution {row.parent_id}, not an "
                 "execution: open it from that execution's page.",
             )
-        return row.to_execution(self.store.own_steps(eid)), row
+        return row
 
     def _waits(self, eid: str) -> tuple[list[Wait], int]:
         """The waits to show (the pending ones, then the newest others, oldest first) and
@@ -494,11 +510,16 @@ class _Views:
             step_names = [s.name for s in get_workflow(ex.workflow).steps]
         except WorkflowNotFound:
             step_names = list(dict.fromkeys(s.name for s in values["steps"]))
-        live = self.page(request, "_live.html", **values)
+        settled = _settled(values)
+        version = ""
+        if not settled:  # (the page polls: its first answer must not redraw what it shows)
+            live = self.page(request, "_live.html", **values)
+            version = hashlib.sha256(bytes(live.body)).hexdigest()[:16]
         return self.page(
             request,
             "execution.html",
-            version=hashlib.sha256(bytes(live.body)).hexdigest()[:16],
+            version=version,
+            settled=settled,
             forms=forms,
             step_names=step_names,
             context_unreadable=any(p.startswith("context") for p in ex.unreadable),
@@ -511,7 +532,7 @@ class _Views:
             values = self._live_values(request, request.path_params["eid"])
         except _Refused as exc:
             return self.refused(request, exc)
-        return self.live(request, "_live.html", final=values["ex"].finished, **values)
+        return self.live(request, "_live.html", final=_settled(values), **values)
 
     def units(self, request: Request) -> Response:
         eid = request.path_params["eid"]
@@ -589,6 +610,7 @@ class _Views:
         back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
+            self._whole(eid)
             self.engine.cancel(eid, reason=fields.get("reason") or "cancelled from the dashboard")
             return f"{back}?notice=cancelled"
 
@@ -599,6 +621,7 @@ class _Views:
         back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
+            self._whole(eid)
             self.engine.retry(eid, from_step=fields.get("from_step") or None)
             return f"{back}?notice=retried"
 
@@ -609,6 +632,7 @@ class _Views:
         back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
+            self._whole(eid)
             text = fields.get("context", "").strip()
             context = _object(text, "the context") if text else None
             new = self.engine.fork(eid, fields.get("from_step", ""), context=context)
@@ -621,6 +645,7 @@ class _Views:
         back = self.path(request, "execution", eid=eid)
 
         def do(fields: dict[str, str]) -> str:
+            self._whole(eid)
             text = fields.get("payload", "").strip()
             payload = _loads(text, "the payload") if text else None
             self.engine.send_event(eid, fields.get("name", "").strip(), payload)
@@ -836,3 +861,13 @@ def _pretty(value: Any) -> str:
 def _short(value: Any, length: int = 80) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= length else text[: length - 3] + "..."
+
+
+def _settled(values: dict[str, Any]) -> bool:
+    """Whether an execution's page can stop polling: it completed, and the children it
+    lists have finished. A failed, cancelled or compensated one can still be retried
+    (from another tab, the CLI), and a completed parent's children may still run."""
+    ex: Execution = values["ex"]
+    if ex.status != "completed" or values["more_children"]:
+        return False
+    return all(child.finished for child in values["children"])

@@ -88,6 +88,15 @@ class Parent:
         put_context("child", durable.call_workflow(Child, "hello"))
 
 
+@workflow("dash_spawner")
+class Spawner:
+    """Starts a child that waits for an event, and completes without waiting for it."""
+
+    @step
+    def spawn(self):
+        put_context("child", durable.start_workflow(Waiter))
+
+
 #: what the deployed code does: a test "deploys the fix" by setting it
 DEPLOYED = {"fixed": False}
 

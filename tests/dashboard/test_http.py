@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 import sqlalchemy as sa
-from dash_workflows import Approval, Chatty, Many, Order, PaintJob, Parent, Waiter
+from dash_workflows import Approval, Chatty, Many, Order, PaintJob, Parent, Spawner, Waiter
 from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.testclient import TestClient
@@ -189,6 +189,28 @@ def test_a_finished_executions_page_polls_nothing(engine, durable_clock, client)
     run_due(engine, durable_clock)
     assert engine.get_execution(wid).status == "completed"
     assert "hx-trigger" not in live_div() and "hx-get" not in live_div()
+    assert client.get(f"/executions/{wid}/live").status_code == 286  # (stop, if polling)
+
+
+def test_a_page_that_can_still_change_keeps_polling(engine, durable_clock, client):
+    """A failed execution can be retried elsewhere; a completed parent's child may run on."""
+    failed = failed_order(engine, durable_clock)
+    page = client.get(f"/executions/{failed}").text
+    assert "hx-trigger" in re.search(r'<div id="live"[^>]*>', page)[0]
+    assert client.get(f"/executions/{failed}/live").status_code == 200
+    engine.retry(failed)  # (from the CLI, another tab)
+    live = client.get(f"/executions/{failed}/live")
+    assert live.status_code == 200 and "pending" in live.text
+
+    parent = engine.start(Spawner)
+    run_due(engine, durable_clock)
+    assert engine.get_execution(parent).status == "completed"
+    (kid,) = engine.list_executions(parent=parent)
+    assert kid.status == "waiting"
+    assert client.get(f"/executions/{parent}/live").status_code == 200  # (its child runs on)
+    engine.send_event(kid.id, "paid", 1)
+    run_due(engine, durable_clock)
+    assert client.get(f"/executions/{parent}/live").status_code == 286
 
 
 def test_pending_waits_are_shown_however_many_came_before(
@@ -507,6 +529,23 @@ def test_read_only_shows_no_input_form(engine, durable_clock):
         assert "input-form" not in c.get("/inputs").text
 
 
+def test_actions_on_a_units_id_are_a_404(engine, durable_clock, client):
+    wid = engine.start(Many, 3)
+    run_due(engine, durable_clock)
+    item = unit_id(wid, "each", 1, 1)
+    token = csrf(client.get(f"/executions/{wid}").text)
+    for action, data in (
+        ("cancel", {"reason": "x"}),
+        ("retry", {}),
+        ("fork", {"from_step": "load"}),
+        ("send_event", {"name": "go"}),
+    ):
+        path = f"/executions/{item}/" + action.replace("send_event", "events")
+        answer = client.post(path, data={**data, "csrf": token}, follow_redirects=False)
+        assert answer.status_code == 404, (action, answer.status_code)
+        assert "is a unit" in answer.text
+
+
 def test_the_units_of_an_unknown_execution_are_a_404(client):
     assert client.get("/executions/nope/units", params={"step": "x"}).status_code == 404
 
@@ -667,7 +706,12 @@ def test_behind_a_proxy_that_ends_tls_links_are_paths_and_the_origin_is_its_host
         assert done.status_code == 303
         assert done.headers["location"] == f"/executions/{wid}?notice=retried"
         engine.cancel(wid)
-        for origin in ("https://evil.example", "https://dash.example.evil.example", "null"):
+        for origin in (
+            "https://evil.example",
+            "https://dash.example.evil.example",
+            "null",
+            "http://dash.example:8080",  # (a Host without a port: 80 or 443 only)
+        ):
             refused = c.post(
                 f"/executions/{wid}/retry", data={"csrf": csrf(page)}, headers={"origin": origin}
             )
@@ -698,6 +742,15 @@ def test_a_script_acts_with_its_bearer_token_alone(engine, durable_clock):
         browser.get("/executions", params={"token": TOKEN})  # (the token is in a cookie now)
         refused = browser.post(f"/executions/{wid}/cancel", data={"reason": "forged"})
         assert refused.status_code == 403 and "CSRF" in refused.text
+    assert engine.get_execution(wid).status == "pending"
+    # a proxy may add the header to a browser's forged request: another site is refused
+    with TestClient(app, base_url="http://127.0.0.1:8765") as proxied:
+        for headers in (
+            {**bearer, "origin": "https://evil.example"},
+            {**bearer, "sec-fetch-site": "cross-site"},
+        ):
+            forged = proxied.post(f"/executions/{wid}/cancel", headers=headers)
+            assert forged.status_code == 403 and "another site" in forged.text
     assert engine.get_execution(wid).status == "pending"
     # without a token to check, a Bearer header proves nothing: the CSRF token is needed
     with TestClient(create_app(engine), base_url="http://127.0.0.1:8765") as c:
