@@ -1,6 +1,6 @@
 """Sessions: tests (per store), plugins, lint, typecheck, docs, bench.
 
-nox -s lint typecheck tests plugins
+nox -s lint typecheck tests plugins docs
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 
 import nox
 
-nox.options.sessions = ["lint", "typecheck", "tests", "plugins"]
+nox.options.sessions = ["lint", "typecheck", "tests", "plugins", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
