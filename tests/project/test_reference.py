@@ -1,0 +1,67 @@
+"""The API reference (docs/reference/, built by mkdocstrings from the docstrings) documents
+every public name and every plugin hook: a name added to an ``__all__`` or a hook added to
+durable.hookspecs without a place in the reference fails here."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import durable.hookspecs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PAGES = {
+    "durable": "reference/durable",
+    "durable.context": "reference/context",
+    "durable.aio": "reference/aio",
+    "durable_testing": "reference/testing",
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The documentation site, built with --strict (a broken reference fails the build)."""
+    out = tmp_path_factory.mktemp("site")
+    built = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    return out
+
+
+def _ids(site: Path, page: str) -> set[str]:
+    return set(re.findall(r'id="([^"]+)"', (site / page / "index.html").read_text()))
+
+
+@pytest.mark.parametrize("module", sorted(PAGES))
+def test_every_public_name_has_its_entry(site, module):
+    names = importlib.import_module(module).__all__
+    ids = _ids(site, PAGES[module])
+    missing = [name for name in names if f"{module}.{name}" not in ids]
+    assert missing == [], f"{module}: not in docs/{PAGES[module]}.md's reference: {missing}"
+
+
+def test_every_hook_spec_has_its_entry_with_its_signature(site):
+    specs = [name for name in dir(durable.hookspecs) if name.startswith("durable_")]
+    assert "durable_step_call" in specs
+    page = (site / "reference/hooks/index.html").read_text()
+    ids = _ids(site, "reference/hooks")
+    missing = [name for name in specs if f"durable.hookspecs.{name}" not in ids]
+    assert missing == [], f"hook specs not in docs/reference/hooks.md: {missing}"
+    text = re.sub(r"<[^>]+>", "", page)
+    for name in specs:  # (each with its parameters, as a plugin author writes them)
+        params = getattr(durable.hookspecs, name).__code__.co_varnames[
+            : getattr(durable.hookspecs, name).__code__.co_argcount
+        ]
+        for param in params:
+            assert re.search(rf"{name}\s*\((.|\n)*?\b{param}\b", text), (name, param)
