@@ -156,8 +156,8 @@ class Cron:
         in ``[since, now]`` are not fired (missed, by ``catch_up``).
 
         ``latest``: the most recent tick only; ``all``: each, the most recent
-        :data:`MAX_CATCH_UP` at most; ``skip``: the most recent only if it is on time
-        (at most :data:`ON_TIME` late), else none."""
+        ``MAX_CATCH_UP`` at most; ``skip``: the most recent only if it is on time
+        (at most ``ON_TIME`` late), else none."""
         if since > now:
             return [], 0
         keep = MAX_CATCH_UP if catch_up == "all" else 1

@@ -20,7 +20,7 @@ _lock = threading.Lock()
 def configure(store: Any = None, **options: Any) -> Engine:
     """Create the default engine (replacing any earlier one) and return it.
 
-    Takes the same arguments as :class:`Engine`. Without ``configure`` the default engine
+    Takes the same arguments as ``Engine``. Without ``configure`` the default engine
     is created on first use from ``DURABLE_STORE``, else ``sqlite:///durable.db``.
     """
     global _engine

@@ -103,7 +103,7 @@ def position_problem(
 def unit_probes(
     store: Store, row: ExecutionRow
 ) -> tuple[Callable[[], bool], Callable[[], list[str]]]:
-    """``has_units`` and ``open_units`` for :func:`position_problem`, read from ``store``
+    """``has_units`` and ``open_units`` for ``position_problem``, read from ``store``
     when asked."""
     name = row.step_name or ""
 

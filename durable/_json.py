@@ -2,7 +2,7 @@
 
 A value is stored only if every store can keep it and give it back the same, and every
 process can read it back: dicts with str keys, lists (tuples become lists), str, finite
-floats, bool, None, and ints within 64 bits, nested at most :data:`MAX_DEPTH` levels.
+floats, bool, None, and ints within 64 bits, nested at most ``MAX_DEPTH`` levels.
 Deeper values would exceed Python's recursion limit when read back (one unreadable row
 must never reach a store); wider ints are not carried the same way by the JSON readers of
 other languages and of the databases themselves.

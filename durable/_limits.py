@@ -107,7 +107,7 @@ def check_int32(value: object, what: str, *, minimum: int = 0) -> int:
 
 def check_time(value: object, what: str) -> datetime:
     """``value`` (a datetime, aware or naive meaning UTC) as an aware UTC datetime within
-    what the stores hold (:data:`MIN_TIME` to :data:`MAX_TIME`)."""
+    what the stores hold (``MIN_TIME`` to ``MAX_TIME``)."""
     if not isinstance(value, datetime):
         raise ConfigError(f"{what} must be a datetime, got {type(value).__name__}")
     try:

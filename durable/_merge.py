@@ -5,7 +5,7 @@ per key as one write: ``("append", items)`` or ``("increment", amount)`` when th
 the only writes to the key (and the value shows nothing else changed it), else
 ``("set", value)`` or ``("delete", None)``. Writes are merged in branch order: appends
 concatenate, increments add up, and a key set (or deleted) by one branch and written by
-another in any way is a :class:`~durable.errors.ContextConflict`.
+another in any way is a ``ContextConflict``.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def _same_types(a: Any, b: Any) -> bool:
 
 
 def apply_changes(context: dict[str, Any], change: dict[str, Any]) -> None:
-    """Apply what :func:`changes` recorded to ``context`` (in place)."""
+    """Apply what ``changes`` recorded to ``context`` (in place)."""
     for key in change.get("deleted", []):
         context.pop(key, None)
     context.update(clone(change.get("set", {})))
@@ -143,7 +143,7 @@ def context_after(
     execution_id: str, origin: dict[str, Any] | None, records: list[StepExecution], position: int
 ) -> dict[str, Any]:
     """The context as the step run recorded at ``position`` left it (a unit's: as its
-    group began, its own writes not merged). InvalidState as for :func:`context_before`."""
+    group began, its own writes not merged). InvalidState as for ``context_before``."""
     start, base = 0, (origin or {}).get("context", {})
     for after, context in (origin or {}).get("rewinds") or []:
         if after <= position:

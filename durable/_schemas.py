@@ -1,7 +1,7 @@
 """Input schemas: checking a schema (JSON Schema, or one made from a pydantic model), and
 data against it.
 
-A schema made from a model is the model's ``model_json_schema()`` plus :data:`MODEL_KEY`
+A schema made from a model is the model's ``model_json_schema()`` plus ``MODEL_KEY``
 naming the model: a process that imported the model validates with it (its validators
 included), any other with the JSON Schema alone (the command line, a dashboard).
 """
@@ -88,7 +88,7 @@ def check_schema(
     schema: Any, what: str = "wait_for_input() schema", *, model_key: bool = False
 ) -> None:
     """Refuse (ConfigError naming ``what``) a schema that is not a valid, self-contained
-    JSON Schema. :data:`MODEL_KEY` is durable's own (refused unless ``model_key``)."""
+    JSON Schema. ``MODEL_KEY`` is durable's own (refused unless ``model_key``)."""
     from jsonschema import exceptions, validators
 
     if not isinstance(schema, dict):
@@ -121,7 +121,7 @@ def check_schema(
 
 def model_schema(model: type[BaseModel], what: str) -> dict[str, Any]:
     """The schema stored for a pydantic ``model``: its ``model_json_schema()`` with
-    :data:`MODEL_KEY` naming it; ConfigError (naming ``what``) when it has none. Made and
+    ``MODEL_KEY`` naming it; ConfigError (naming ``what``) when it has none. Made and
     checked once per model class; a copy, the caller's to keep."""
     made = _made.get(model)
     if made is None:

@@ -73,7 +73,7 @@ class Ticker:
     def changed(self, *, elsewhere: bool = False) -> None:
         """A schedule changed here: read the next tick again. ``elsewhere``: work may have
         changed in another process (a wake-up, which most often means new executions):
-        read it again too, but at most every :data:`_AGAIN` (wake-ups come in floods)."""
+        read it again too, but at most every ``_AGAIN`` (wake-ups come in floods)."""
         if not elsewhere:
             with _EPOCHS_LOCK:
                 _EPOCHS[self.key] = _EPOCHS.get(self.key, 0) + 1

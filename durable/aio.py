@@ -1,4 +1,4 @@
-"""Waits for ``async def`` steps: the same six waits as :mod:`durable.waits`, awaitable.
+"""Waits for ``async def`` steps: the same six waits as ``durable.waits``, awaitable.
 
     from durable import aio
 
@@ -9,7 +9,7 @@
 Deciding a wait takes a store transaction; the plain functions would make it on the
 event loop's thread, holding up every other async step meanwhile. These make it from a
 worker thread and await it. Semantics, arguments and results are those of
-:mod:`durable.waits`.
+``durable.waits``.
 """
 
 from __future__ import annotations
@@ -65,19 +65,19 @@ async def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 async def sleep_for(duration: Duration) -> None:
-    """Awaitable :func:`durable.waits.sleep_for`."""
+    """Awaitable ``durable.waits.sleep_for``."""
     await _in_thread(waits.sleep_for, duration)
 
 
 async def sleep_until(when: datetime) -> None:
-    """Awaitable :func:`durable.waits.sleep_until`."""
+    """Awaitable ``durable.waits.sleep_until``."""
     await _in_thread(waits.sleep_until, when)
 
 
 async def wait_for_event(
     name: str, *, timeout: Duration | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
-    """Awaitable :func:`durable.waits.wait_for_event`."""
+    """Awaitable ``durable.waits.wait_for_event``."""
     return await _in_thread(
         waits.wait_for_event, name, timeout=timeout, timeout_value=timeout_value
     )
@@ -86,7 +86,7 @@ async def wait_for_event(
 async def wait_for_any_event(
     names: Sequence[str], *, timeout: Duration | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
-    """Awaitable :func:`durable.waits.wait_for_any_event`."""
+    """Awaitable ``durable.waits.wait_for_any_event``."""
     return await _in_thread(
         waits.wait_for_any_event, names, timeout=timeout, timeout_value=timeout_value
     )
@@ -95,7 +95,7 @@ async def wait_for_any_event(
 async def wait_for_all_events(
     names: Sequence[str], *, timeout: Duration | None = None, timeout_value: Any = _NO_VALUE
 ) -> Any:
-    """Awaitable :func:`durable.waits.wait_for_all_events`."""
+    """Awaitable ``durable.waits.wait_for_all_events``."""
     return await _in_thread(
         waits.wait_for_all_events, names, timeout=timeout, timeout_value=timeout_value
     )
@@ -137,7 +137,7 @@ async def wait_for_input(
     timeout: Duration | None = None,
     timeout_value: Any = _NO_VALUE,
 ) -> Any:
-    """Awaitable :func:`durable.waits.wait_for_input` (a pydantic model as ``schema``
+    """Awaitable ``durable.waits.wait_for_input`` (a pydantic model as ``schema``
     returns an instance of it)."""
     return await _in_thread(
         waits.wait_for_input,
@@ -152,14 +152,14 @@ async def wait_for_input(
 async def call_workflow(
     workflow: Any, input: Any = None, *, timeout: Duration | None = None, queue: str | None = None
 ) -> Any:
-    """Awaitable :func:`durable.waits.call_workflow`."""
+    """Awaitable ``durable.waits.call_workflow``."""
     return await _in_thread(waits.call_workflow, workflow, input, timeout=timeout, queue=queue)
 
 
 async def start_workflow(
     workflow: Any, input: Any = None, *, timeout: Duration | None = None, queue: str | None = None
 ) -> str:
-    """Awaitable :func:`durable.waits.start_workflow`."""
+    """Awaitable ``durable.waits.start_workflow``."""
     return str(
         await _in_thread(waits.start_workflow, workflow, input, timeout=timeout, queue=queue)
     )

@@ -2,7 +2,7 @@
 
 Each command imports what it uses when it runs: ``durable --help`` or a command's
 ``--help`` imports neither the engine nor a store (nor SQLAlchemy), and every DurableError
-a command raises is its error message, translated in one place (:class:`_Commands`).
+a command raises is its error message, translated in one place (``_Commands``).
 """
 
 from __future__ import annotations

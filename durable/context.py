@@ -3,7 +3,7 @@
 Reads see the context as committed by earlier steps plus this attempt's own writes. Writes
 are kept with the attempt and committed atomically with the step's completion; a failed or
 timed-out attempt's writes are discarded. Every value must be JSON: a value that is not raises
-:class:`~durable.SerializationError` at the call that put it, and nothing is stored.
+``SerializationError`` at the call that put it, and nothing is stored.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def _note(run: StepRun, key: str, kind: str, amount: Any = None, after: Any = No
 
 
 def engine() -> Any:
-    """The :class:`~durable.Engine` running the current step (the module-level API
+    """The ``Engine`` running the current step (the module-level API
     ``durable.start`` and friends act on it inside a step)."""
     run = _run("engine")
     if run.engine is None:
@@ -232,7 +232,7 @@ def failure() -> dict[str, Any] | None:
 
 def compensating() -> Undoing | None:
     """In a compensation: the step run it undoes, its visit, and the context as that run
-    left it (see :class:`~durable.Undoing`); None in a step of the flow. Every visit of
+    left it (see ``Undoing``); None in a step of the flow. Every visit of
     a looped step is compensated on its own: this tells which."""
     run = _run("compensating")
     if run.undoing is None:

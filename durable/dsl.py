@@ -153,7 +153,7 @@ class WorkflowDef:
     """A registered workflow: its name, options, ordered steps and its step plan.
 
     The plan (what runs after each step, given how it ended) is built when the class is
-    defined; the executor asks it through :meth:`next_step` rather than counting steps.
+    defined; the executor asks it through ``next_step`` rather than counting steps.
     """
 
     name: str
@@ -360,12 +360,12 @@ def step(
 ) -> F | Callable[[F], F]:
     """Mark a method of a ``@workflow`` class as a step. Works bare or with options.
 
-    ``retry``: a :class:`Retry` or a dict of its keys. ``timeout``: ms or timedelta; an
+    ``retry``: a ``Retry`` or a dict of its keys. ``timeout``: ms or timedelta; an
     attempt that runs longer counts as failed and its result is discarded. ``when``: the
     step runs only if this holds when it comes up — a context key that must be truthy
     (a missing key is falsy), or a function given the context as a read-only mapping;
     otherwise it is recorded as ``skipped`` and the next step comes up. ``compensate``:
-    the name of the :func:`compensation` that undoes the step once it completed, run if
+    the name of the ``compensation`` that undoes the step once it completed, run if
     the execution later fails or is cancelled (checked when the workflow is defined).
     ``renamed_from``: the step's earlier name (or names): executions in flight at it carry
     on at this step after a deploy that renamed it.
@@ -398,8 +398,8 @@ def decision(
     """Mark a method as a decision step: it returns one of ``targets`` (step names) to
     run next, or None for the next step in written order. An earlier target loops back
     (the step starts a new visit), a later one skips ahead. Anything else fails the
-    attempt with :class:`~durable.InvalidDecision`. Targets are checked when the class is
-    defined. Other options as for :func:`step`."""
+    attempt with ``InvalidDecision``. Targets are checked when the class is
+    defined. Other options as for ``step``."""
     if targets and callable(targets[0]) and not isinstance(targets[0], str):
         raise ConfigError(
             '@decision needs the steps it may choose, e.g. @decision("review", "pack"); '
@@ -557,11 +557,11 @@ def parallel(
 
     Branches start from a copy of the context at the fork; when all have ended their
     writes are merged into the workflow's context in branch order (a key set by two
-    branches is a :class:`~durable.ContextConflict`; ``append_context`` items are
+    branches is a ``ContextConflict``; ``append_context`` items are
     concatenated and ``increment_context`` amounts summed). ``fail_fast=True``: the first
     branch out of attempts stops the others and fails the execution with its error;
-    ``fail_fast=False``: every branch ends, then :class:`~durable.ParallelFailed` lists
-    the failures. ``renamed_from`` as for :func:`step` (its branches follow the group's
+    ``fail_fast=False``: every branch ends, then ``ParallelFailed`` lists
+    the failures. ``renamed_from`` as for ``step`` (its branches follow the group's
     rename)."""
     if not isinstance(fail_fast, bool):
         raise ConfigError(f"@parallel(fail_fast=...) takes True or False, got {fail_fast!r}")
@@ -610,7 +610,7 @@ def foreach(
     most ``concurrency`` run at once across all workers. The return values are stored, in
     item order, into ``context[into]`` (default: the step's name). Inside an item the
     context is read-only (return the result instead); ``durable.context.item_index()``
-    gives its position. ``fail_fast`` as for :func:`parallel`; more than ``max_items``
+    gives its position. ``fail_fast`` as for ``parallel``; more than ``max_items``
     items fail the step."""
     check_name(key, "@foreach key")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -772,10 +772,10 @@ def workflow(
     after the first attempt, with exponential backoff. ``queue`` is the default queue.
     ``max_step_runs`` bounds the step runs (every visit of every step, skipped ones
     included) of one execution: past it the execution fails with
-    :class:`~durable.TooManyStepRuns`, so a loop that never ends stops.
+    ``TooManyStepRuns``, so a loop that never ends stops.
     ``cron`` (with ``timezone``, an IANA name) starts it at every tick: the schedule is
     stored under the workflow's name when an engine runs a worker (see
-    :meth:`Engine.schedule <durable.Engine.schedule>` for the rules); a bad expression or
+    ``Engine.schedule <durable.Engine.schedule>`` for the rules); a bad expression or
     an unknown zone is a ConfigError here.
     ``input``: what the input must be — a pydantic model class (``start()`` validates
     with it and stores the JSON form; ``durable.context.input()`` returns an instance) or

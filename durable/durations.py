@@ -1,7 +1,7 @@
 """Durations in milliseconds: ``seconds(30) == 30_000``.
 
 Every option that takes a duration accepts an ``int`` number of milliseconds or a
-:class:`datetime.timedelta`; :func:`to_ms` normalises both.
+``datetime.timedelta``; ``to_ms`` normalises both.
 """
 
 from __future__ import annotations

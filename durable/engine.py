@@ -80,14 +80,14 @@ class Engine:
     """A workflow engine on one store and one clock.
 
     ``store``: a URL (``memory://``, ``sqlite:///path``, ``postgresql://...``, or any scheme
-    a plugin registers) or a :class:`~durable.stores.Store`; None means ``DURABLE_STORE`` or
+    a plugin registers) or a ``Store``; None means ``DURABLE_STORE`` or
     ``sqlite:///durable.db``. ``clock``: None for the system clock, a registered clock name,
     or a clock object (such as ``durable_testing.TimeTravelClock``). ``lease``: how long a
     claim lasts without a heartbeat. ``migrate``: create or upgrade the schema on first use.
     ``plugins``: extra plugin objects for this engine only (observers, stores, clocks).
     """
 
-    #: seconds between the looks :meth:`wait` takes although nothing told it of an end: a
+    #: seconds between the looks ``wait`` takes although nothing told it of an end: a
     #: safety net where the store tells of every end (memory, PostgreSQL) ...
     wait_recheck: float = 5.0
     #: ... and how it notices one where the store cannot tell (SQLite)
@@ -299,7 +299,7 @@ class Engine:
         waiting is woken by the end itself — in this process, or from any process by
         PostgreSQL's NOTIFY — and looks again every few seconds as a safety net (on SQLite,
         which cannot tell other processes, every 200 ms). ``timeout`` (ms or timedelta of
-        real time; None: no limit) raises :class:`~durable.ExecutionNotFinished`,
+        real time; None: no limit) raises ``ExecutionNotFinished``,
         changing nothing. ExecutionNotFound for an unknown id."""
         limit = None if timeout is None else to_ms(timeout, what="wait() timeout")
         execution_id = self._id(execution_id)
@@ -452,7 +452,7 @@ class Engine:
         return found
 
     def pause_schedule(self, name: str) -> Schedule:
-        """Stop firing ``name`` until :meth:`resume_schedule`."""
+        """Stop firing ``name`` until ``resume_schedule``."""
         now = self.clock.now()
         found = self.store.pause_schedule(name, paused=True, next_tick=now, now=now)
         if found is None:
@@ -540,7 +540,7 @@ class Engine:
     ) -> list[Wait]:
         """What waiting executions wait for and until when: every pending wait (sleeps,
         events, inputs, child workflows), oldest first; ``kind`` filters (a
-        :class:`~durable.WaitKind` or its value). An execution's list includes its
+        ``WaitKind`` or its value). An execution's list includes its
         units' waits."""
         if kind is not None:
             try:

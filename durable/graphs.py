@@ -89,7 +89,7 @@ def _child(execution_id: str) -> str:
 
 
 def plan_graph(wdef: WorkflowDef) -> Graph:
-    """The workflow's plan as a :class:`Graph`: a step's node id is its name, a branch's
+    """The workflow's plan as a ``Graph``: a step's node id is its name, a branch's
     ``"group.step"``, a group's fork the group's name; the others begin with ``[``: a
     group's join ``"[join]group"``, a compensation's note ``"[undo]name"``, the start and
     end ``"[start]"`` and ``"[end]"`` (and, with an execution, a child ``"[child]id"``)."""
@@ -239,7 +239,7 @@ def graph(
     """The workflow (a class or registered name) as Mermaid (``flowchart TD``) or
     Graphviz DOT text: every step, decision edges to their targets, ``when`` skip edges,
     parallel fork and join, foreach, and compensations (dashed). With ``execution`` (an
-    :class:`~durable.Execution` read with ``include_steps=True``, or an id) each node is
+    ``Execution`` read with ``include_steps=True``, or an id) each node is
     styled by its state: completed, failed, running, waiting, skipped, pending,
     compensated, cancelled; a foreach's node shows its item count; and the child
     workflows the execution started are drawn (by their status), each joined by a dashed

@@ -2,14 +2,14 @@
 
 Plugins are found through the ``durable`` entry point group (built-in stores and the
 system clock register the same way) or passed as ``Engine(plugins=[...])``. Implement a hook
-with :data:`durable.plugins.hookimpl`. Registration hooks are called once per engine with a
+with ``durable.plugins.hookimpl``. Registration hooks are called once per engine with a
 registry to add to. Observer hooks are called after the transition they report was
 committed, in the worker that made it, at least once; an exception in an observer is logged
 and never fails the workflow; observers must be plain functions (``wrapper=True`` is
-refused when the engine is built). :func:`durable_step_call` is the one around hook: its
-implementations must be ``wrapper=True`` generators. :func:`durable_execution_headers` is
+refused when the engine is built). ``durable_step_call`` is the one around hook: its
+implementations must be ``wrapper=True`` generators. ``durable_execution_headers`` is
 asked, as an execution is created, for headers to store with it (a trace context);
-:func:`durable_serve_metrics` serves a worker's metrics (``durable worker --metrics-port``).
+``durable_serve_metrics`` serves a worker's metrics (``durable worker --metrics-port``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ registration or an observer and takes plain implementations only."""
 
 @dataclass(slots=True)
 class StepCall:
-    """One step attempt about to run, as :func:`durable_step_call` wrappers see it.
+    """One step attempt about to run, as ``durable_step_call`` wrappers see it.
 
     ``(execution_id, step, visit)`` is the step run it belongs to (``visit`` counts the
     times the execution reached the step); ``attempt`` counts from 1 in each visit. A
@@ -45,7 +45,7 @@ class StepCall:
     coroutine to await). A wrapper may replace ``body`` before it yields, to run something
     else in the step's place (``durable_testing``'s step overrides do).
 
-    ``headers`` are the execution's, as :func:`durable_execution_headers` stored them when
+    ``headers`` are the execution's, as ``durable_execution_headers`` stored them when
     it was created (a parallel branch or foreach item sees its execution's).
     """
 
@@ -74,7 +74,7 @@ def durable_step_call(call: StepCall) -> Any:
     event loop (an async step, whose wrappers' code after ``yield`` runs once the step's
     coroutine has finished), so context variables a wrapper sets are seen by the step.
     A wrapper that raises before it yields fails the attempt with that error. A step that
-    reaches a wait not yet resolved suspends: the wrapper sees :class:`durable.WaitSignal`
+    reaches a wait not yet resolved suspends: the wrapper sees ``durable.WaitSignal``
     thrown at its ``yield`` and should let it pass (it is not an error; the step runs
     again when the wait resolves).
     """
@@ -108,7 +108,7 @@ def durable_execution_headers(
 def durable_register_stores(registry: StoreRegistry) -> None:
     """Add store factories by URL scheme: ``registry.add("myscheme", factory)``.
 
-    ``factory(url)`` gets the full store URL and returns a :class:`durable.stores.Store`.
+    ``factory(url)`` gets the full store URL and returns a ``durable.stores.Store``.
     Called when an engine resolves its store URL.
     """
 

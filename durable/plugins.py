@@ -224,7 +224,7 @@ class PluginHost:
     ) -> dict[str, str]:
         """The headers to store with a new execution: every ``durable_execution_headers``
         answer merged, in calling order (the first to give a key keeps it). An answer that
-        raises or is not a dict of str to str within :data:`MAX_HEADERS` characters is
+        raises or is not a dict of str to str within ``MAX_HEADERS`` characters is
         logged and left out."""
         if not self._header_impls:
             return {}
@@ -287,7 +287,7 @@ class PluginHost:
 
     async def call_step_async(self, call: hookspecs.StepCall) -> Any:
         """Run an async step's attempt through the ``durable_step_call`` wrappers, as
-        :meth:`call_step` does, with the awaiting of the body between the wrappers' two
+        ``call_step`` does, with the awaiting of the body between the wrappers' two
         halves, all in the step's task."""
         entered: list[tuple[Any, Any]] = []
         try:

@@ -266,7 +266,7 @@ class Scheduler:
         """Claim up to ``limit`` executions that are due now, highest priority first.
 
         Renews this process's own claims first, and claims nothing while the clocks
-        disagree (see :meth:`max_clock_skew_ms`)."""
+        disagree (see ``max_clock_skew_ms``)."""
         self.heartbeat.beat()
         if not self._clock_agrees():
             return []

@@ -14,7 +14,7 @@ recorded result at once, in the order the step reaches them. So:
 
 A wait for an event or an input with a ``timeout`` returns ``timeout_value`` when it times
 out, if one was given; without one the attempt fails with
-:class:`~durable.errors.WaitTimeout` and the step's retry rules apply (a retried attempt
+``WaitTimeout`` and the step's retry rules apply (a retried attempt
 waits afresh).
 """
 
@@ -310,7 +310,7 @@ def call_workflow(
     The child is started once per call position, however often the step is resumed or
     retried after it started. ``timeout`` (ms or timedelta) is the child's workflow
     timeout (default: its own). A child that fails or is cancelled raises
-    :class:`~durable.ChildWorkflowFailed` with its id, status and error. The child's id is
+    ``ChildWorkflowFailed`` with its id, status and error. The child's id is
     in ``engine.list_executions(parent=workflow_id())``; cancelling this execution
     cancels the child."""
     spec = WaitSpec(
@@ -335,7 +335,7 @@ def start_workflow(
 ) -> str:
     """Start ``workflow`` as a child of the running execution and return its id at once
     (started once per call position, however often the step runs again). Wait for it
-    later with :func:`call_workflow`'s sibling ``engine.wait``, or not at all."""
+    later with ``call_workflow``'s sibling ``engine.wait``, or not at all."""
     run = _run("start_workflow")
     if run.starter is None:
         raise ContextError("start_workflow() needs a running step")

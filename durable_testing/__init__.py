@@ -1,11 +1,11 @@
 """durable_testing: test durable workflows in pytest with a time-travel clock.
 
 The pytest plugin (loaded through the ``pytest11`` entry point) provides the fixtures
-``durable_clock`` (a :class:`TimeTravelClock`), ``durable_engine`` (a
-:class:`TimeTravelEngine` on that clock, on an empty ``memory://`` store unless pytest is
+``durable_clock`` (a ``TimeTravelClock``), ``durable_engine`` (a
+``TimeTravelEngine`` on that clock, on an empty ``memory://`` store unless pytest is
 given ``--durable-store URL``) and ``durable_store_url``. Hypothesis strategies for fault
-and clock schedules are in :mod:`durable_testing.strategies`; the store contract suite in
-:mod:`durable_testing.contract`.
+and clock schedules are in ``durable_testing.strategies``; the store contract suite in
+``durable_testing.contract``.
 
 pytest imports this package at every start, to load the plugin: the names below (the
 engine, freezegun through the clock) are imported when first used.

@@ -1,6 +1,6 @@
 """The store contract: tests any ``durable`` store must pass, for store plugin authors.
 
-Subclass :class:`StoreContract` in your test suite and give it a ``store`` fixture that
+Subclass ``StoreContract`` in your test suite and give it a ``store`` fixture that
 returns a fresh, empty, migrated store (and closes it afterwards)::
 
     import pytest
@@ -13,9 +13,9 @@ returns a fresh, empty, migrated store (and closes it afterwards)::
             yield store
             store.close()
 
-:class:`CompareWithMemory` is a hypothesis state machine that runs random sequences of
+``CompareWithMemory`` is a hypothesis state machine that runs random sequences of
 operations on your store and on durable's memory store side by side and checks that they
-agree; run it with :func:`compare_with_memory`.
+agree; run it with ``compare_with_memory``.
 
 All times are passed in explicitly (``now``), far from the wall clock, so a store that
 compares with its database's own clock instead of ``now`` fails here.
@@ -2017,7 +2017,7 @@ class StoreContract:
 
 
 def compare_with_memory(make_store: Callable[[], Store], *, max_examples: int = 25) -> None:
-    """Run :class:`CompareWithMemory` against stores made by ``make_store`` (each must
+    """Run ``CompareWithMemory`` against stores made by ``make_store`` (each must
     be fresh and empty)."""
     from hypothesis import HealthCheck, settings
     from hypothesis.stateful import run_state_machine_as_test

@@ -43,7 +43,7 @@ def _statuses(status: str | Iterable[str]) -> frozenset[Status]:
 
 
 class TimeTravelEngine(Engine):
-    """An :class:`~durable.Engine` on a :class:`TimeTravelClock`, with test helpers.
+    """An ``Engine`` on a ``TimeTravelClock``, with test helpers.
 
     ``advance_to_next()`` moves the clock to the next due work; ``run_until(wid, ...)``
     runs and travels until an execution reaches a status or a step; ``run_all()`` until
@@ -98,7 +98,7 @@ class TimeTravelEngine(Engine):
         """Drain and travel until nothing more is scheduled; return how many claims ran.
 
         ``within`` (ms or timedelta) bounds the virtual time travelled; work due later is
-        left and :class:`ExecutionStuck` is raised. Schedules' ticks never run out: they
+        left and ``ExecutionStuck`` is raised. Schedules' ticks never run out: they
         are travelled to only ``within`` a bound (and the ticks after it are left, no
         error)."""
         limit = self._limit(within)
@@ -122,13 +122,13 @@ class TimeTravelEngine(Engine):
         raise ExecutionStuck(f"run_all() made {_MAX_CLAIMS} claims without running out of work")
 
     def wait(self, execution_id: str, timeout: Duration | None = None) -> Execution:
-        """:meth:`Engine.wait <durable.Engine.wait>` for tests, where time moves only when
+        """``Engine.wait <durable.Engine.wait>`` for tests, where time moves only when
         the test moves it.
 
         With no worker running on this engine nobody else would run the execution, so it
-        is run here as :meth:`run_until` does (the clock moved to each timer; ``timeout``
+        is run here as ``run_until`` does (the clock moved to each timer; ``timeout``
         is not used): code under test that waits for an execution returns at once in
-        real time, or raises :class:`ExecutionStuck` with the history when the execution
+        real time, or raises ``ExecutionStuck`` with the history when the execution
         cannot finish (it waits for an event nobody sends). With a worker running
         (``engine.worker()``), it waits for that worker as ``Engine.wait`` does."""
         if self.workers_running:
@@ -150,7 +150,7 @@ class TimeTravelEngine(Engine):
 
         Stopping at a step leaves the execution pending at that step, its earlier steps
         done, so a test can look at it (or send it something) before the step runs.
-        Raises :class:`ExecutionStuck` (an AssertionError with the history) when that
+        Raises ``ExecutionStuck`` (an AssertionError with the history) when that
         cannot happen: nothing more is scheduled, the execution finished otherwise, or
         ``within`` (virtual ms or timedelta from now) passed.
         """
@@ -263,7 +263,7 @@ class TimeTravelEngine(Engine):
         """Change what ``step`` (a name or the ``@step`` method) does on this engine.
 
         ``fail=N``: its first N attempts raise ``error`` (an exception or its class;
-        default :class:`~durable_testing.InjectedFault`); ``error`` alone: every attempt
+        default ``InjectedFault``); ``error`` alone: every attempt
         raises it. ``faults=[err_or_None, ...]``: attempt k raises ``faults[k-1]``.
         ``returns=`` / ``context={...}``: the step's body is not run; it returns that value
         / puts those context keys. ``takes=`` (ms or timedelta): each attempt takes that
@@ -288,7 +288,7 @@ class TimeTravelEngine(Engine):
         return ov
 
     def history(self, execution_id: str) -> History:
-        """Every step attempt of the execution, for assertions (see :class:`History`)."""
+        """Every step attempt of the execution, for assertions (see ``History``)."""
         return History(self.get_execution(execution_id, include_steps=True))
 
     def close(self, timeout: float | None = 30.0) -> None:

@@ -11,7 +11,7 @@
             wid = engine.start(OrderWorkflow, ORDER)
             assert engine.run_until(wid).status == "completed"
 
-A :class:`FaultSchedule` says, per step, which errors its first attempts raise (attempt
+A ``FaultSchedule`` says, per step, which errors its first attempts raise (attempt
 ``k`` raises the ``k``-th error; the attempt after the last error runs the real step). It
 knows what the retry policies make of it: whether it stays within every step's budget,
 the total backoff it costs, and the step at which it exhausts a budget.
@@ -146,7 +146,7 @@ def fault_schedules(
     ``budget="within"``: every step fails fewer times than its ``max_attempts`` (the
     execution must complete); ``"beyond"``: at least one step fails all its attempts (it
     must fail there); ``"any"``: either. ``steps`` limits faults to those steps; ``error``
-    draws the exceptions (default: :func:`errors`).
+    draws the exceptions (default: ``errors``).
     """
     wdef = get_workflow(workflow)
     if budget not in ("within", "beyond", "any"):

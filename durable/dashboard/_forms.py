@@ -11,7 +11,7 @@ Any other schema, or none, is one JSON text area for the whole value. What the f
 gives is checked by ``Engine.provide_input`` as any other data: its problems are shown
 next to the fields they name (a missing required property's too).
 
-Every field's name in the HTML form is :data:`PREFIX` and the property's name, so that no
+Every field's name in the HTML form is ``PREFIX`` and the property's name, so that no
 property (``csrf``, say) takes the name of a field the dashboard sends itself.
 """
 

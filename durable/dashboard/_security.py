@@ -13,8 +13,8 @@
 * **Cookie names**: browsers keep cookies by host, not by port, so two dashboards on one
   host (ports 8765 and 8766) would overwrite each other's cookies. Each cookie name ends
   with a short hash of the port and the path the dashboard is served under
-  (:func:`cookie_suffix`).
-* **Where it listens**: anything but loopback needs a token (:func:`check_bind`).
+  (``cookie_suffix``).
+* **Where it listens**: anything but loopback needs a token (``check_bind``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The store interface: the state transitions a workflow store must make atomically.
 
 Every method is one transaction. Methods that act on behalf of a claim take the claim's
-``token`` (fencing token) and raise :class:`~durable.errors.LeaseLost` when it is no longer
+``token`` (fencing token) and raise ``LeaseLost`` when it is no longer
 the execution's current token or the execution is no longer running: a worker that lost its
 lease can write nothing. Every time comparison uses the ``now`` passed in, never the store's
 own clock, so a test clock controls stores exactly as it controls the engine.
@@ -525,7 +525,7 @@ class Store(abc.ABC):
         (kept as ``max_attempts``) and its count of lost attempts starts at 0. When a
         cancel was requested, the result is discarded instead: the record is stored as
         ``cancelled`` with the old context and the execution becomes ``cancelled``.
-        A unit (see :meth:`fork`) completes with ``next_step=None``, keeping ``result``.
+        A unit (see ``fork``) completes with ``next_step=None``, keeping ``result``.
         Returns the execution's new status.
         """
 
@@ -563,7 +563,7 @@ class Store(abc.ABC):
         """The claimed execution reached a parallel group or foreach step: insert its
         units and let it wait for them, in one transaction.
 
-        Each unit becomes a row (id :func:`unit_id`) of the same workflow, queue, priority,
+        Each unit becomes a row (id ``unit_id``) of the same workflow, queue, priority,
         ``scheduled_at``, deadline and ``headers``, ``status`` pending, attempt 0, at step
         ``unit.name`` as visit ``visit`` (its records carry the group run's visit)
         with budget ``unit.max_attempts``, ``context`` the unit's (or empty), input None.
@@ -619,7 +619,7 @@ class Store(abc.ABC):
 
     def unit_states(self, execution_id: str, step: str, visit: int) -> dict[str, int]:
         """How many units of visit ``visit`` of ``step`` stand each way (see
-        :func:`unit_state`: completed, failed, cancelled, running, waiting, retrying,
+        ``unit_state``: completed, failed, cancelled, running, waiting, retrying,
         pending); only the ways some unit stands are keys. A store should override it to
         count in one query (this default reads every unit)."""
         counts: dict[str, int] = {}
@@ -684,13 +684,13 @@ class Store(abc.ABC):
 
         An execution whose workflow ``compensates(workflow)`` (it declares compensations)
         is not ended: instead of ``cancelled`` at once it enters its compensate phase as
-        :meth:`compensate` describes (``error`` :func:`cancel_error`, ``cancel_reason``
+        ``compensate`` describes (``error`` ``cancel_error``, ``cancel_reason``
         kept); a running one is marked ``cancel_requested`` with ``phase`` compensate, and
         the transition that meets that mark (a checkpoint) enters the phase instead of
         ending it, storing the attempt as cancelled and returning ``compensating``.
 
         Raises ExecutionNotFound; InvalidState when it already finished
-        (:func:`finished_error`) or its compensations run (:func:`compensating_error`).
+        (``finished_error``) or its compensations run (``compensating_error``).
         Returns the row after the change."""
 
     @abc.abstractmethod
@@ -733,7 +733,7 @@ class Store(abc.ABC):
         attempt in flight (``attempt`` 0, ``lost_attempts`` 0, not suspended); the cancel
         request is cleared; ``error`` is kept as the failure that started it; ``record``
         (the attempt that failed, if any) is stored. Its status reads ``compensating``
-        (see :attr:`ExecutionRow.public_status`) until a transition gives it a final
+        (see ``ExecutionRow.public_status``) until a transition gives it a final
         status. Later transitions (complete_step, fail_attempt, finish, ...) work on it as
         on any claimed execution. Returns ``pending``."""
 
@@ -753,7 +753,7 @@ class Store(abc.ABC):
         spec: WaitSpec,
     ) -> Wait:
         """Reach the ``seq``-th wait of visit ``visit`` of ``step`` in a claimed execution
-        (fenced) and return it as it stands after :func:`decide_wait`. Waits of another
+        (fenced) and return it as it stands after ``decide_wait``. Waits of another
         visit of the step are never matched.
 
         The first time, the wait is recorded (``until`` from ``spec.deadline(now)``). Later
@@ -808,8 +808,8 @@ class Store(abc.ABC):
         returns what to store in place of ``data`` (the JSON form of what the wait's model
         made of it: defaults filled in once, not at each read). Raises
         ExecutionNotFound; InvalidState when it finished, no such input is pending (see
-        :func:`not_pending_error`), or the wait's ``until`` is before ``now``
-        (:func:`input_too_late`)."""
+        ``not_pending_error``), or the wait's ``until`` is before ``now``
+        (``input_too_late``)."""
 
     @abc.abstractmethod
     def waits(
@@ -854,7 +854,7 @@ class Store(abc.ABC):
         return None
 
     def check_schema(self) -> None:  # noqa: B027 - optional hook, nothing to check by default
-        """Optional: raise :class:`~durable.errors.StoreError` when what the store keeps is
+        """Optional: raise ``StoreError`` when what the store keeps is
         not at the version this code needs, saying how to put it right."""
 
     def subscribe(self, callback: Callable[[], None]) -> None:  # noqa: B027
@@ -862,7 +862,7 @@ class Store(abc.ABC):
         retry, a release), including by other processes. Workers also poll, so a store
         that never calls back is correct, only slower to react."""
 
-    #: whether :meth:`subscribe_ended` hears of every execution that ends (in any process
+    #: whether ``subscribe_ended`` hears of every execution that ends (in any process
     #: using the store); when False, whoever waits for an end also checks now and then
     tells_ends = False
 
@@ -873,7 +873,7 @@ class Store(abc.ABC):
     def unsubscribe_ended(self, callback: Callable[[str | None], None]) -> None:  # noqa: B027
         """Optional: stop calling ``callback``."""
 
-    #: whether :meth:`subscribe_cancels` hears of every cancel (in any process); when
+    #: whether ``subscribe_cancels`` hears of every cancel (in any process); when
     #: False, workers look for cancels of what they run at each heartbeat
     tells_cancels = False
 
@@ -950,7 +950,7 @@ class Store(abc.ABC):
     ) -> list[str]:
         """Fire ticks, all in one transaction, and return the ids of the executions made.
 
-        Each :class:`Fire` applies only if its schedule is still not paused with
+        Each ``Fire`` applies only if its schedule is still not paused with
         ``next_tick == fire.expected`` (else another worker fired it: it is left alone).
         Then ``next_tick`` becomes ``fire.next_tick``, ``missed`` grows by
         ``fire.missed``, and each of ``fire.rows`` (one per tick, oldest first) is made

@@ -65,3 +65,17 @@ def test_every_hook_spec_has_its_entry_with_its_signature(site):
         ]
         for param in params:
             assert re.search(rf"{name}\s*\((.|\n)*?\b{param}\b", text), (name, param)
+
+
+def test_docstrings_use_no_sphinx_roles():
+    """The reference renders docstrings as Markdown, where ``:class:`X``` shows as it is
+    written: name things as ``X`` (a code span) instead."""
+    role = re.compile(r":(class|func|meth|data|attr|exc|mod|obj):`")
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for package in ("durable", "durable_testing", "plugins/durable-otel/durable_otel")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if role.search(line)
+    ]
+    assert found == [], f"Sphinx roles in docstrings: {found}"

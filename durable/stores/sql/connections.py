@@ -34,7 +34,7 @@ log = logging.getLogger("durable.stores.sql")
 class Connections(abc.ABC):
     """Per-thread connections to one database, and the dialect's statements (``SQL``)."""
 
-    #: the dialect's named statements (see :mod:`durable.stores.sql.loader`)
+    #: the dialect's named statements (see ``durable.stores.sql.loader``)
     SQL: ClassVar[Queries]
     #: how a write transaction begins
     BEGIN = "BEGIN"
@@ -287,7 +287,7 @@ class Connections(abc.ABC):
 
     @property
     def engine(self) -> sa.Engine:
-        """Alias of :meth:`sa_engine`."""
+        """Alias of ``sa_engine``."""
         return self.sa_engine()
 
     def close(self) -> None:

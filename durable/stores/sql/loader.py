@@ -9,7 +9,7 @@ A file is a list of named blocks::
 A block holds one statement, several (each ending with ``;`` at the end of a line, run in
 order), or none where a dialect has nothing to do (SQLite has no server clock). Whole-line
 ``--`` comments and indentation are left out of the statements. Every dialect defines
-exactly the names in :data:`NAMES`: a missing or unknown block is an error when the file
+exactly the names in ``NAMES``: a missing or unknown block is an error when the file
 is loaded.
 """
 
@@ -132,7 +132,7 @@ class QueryFileError(Exception):
 class Queries:
     """The named statements of one dialect.
 
-    ``queries[name]`` is the statement of a one-statement block; :meth:`steps` gives every
+    ``queries[name]`` is the statement of a one-statement block; ``steps`` gives every
     statement of a block (none, one or several).
     """
 

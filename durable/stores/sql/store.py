@@ -1,8 +1,8 @@
 """The SQL store: each transition is one transaction of named, parameterised SQL.
 
 The statements live as data, one file per dialect (``queries/sqlite.sql``,
-``queries/postgres.sql``, read by :mod:`~durable.stores.sql.loader`); connections are in
-:mod:`~durable.stores.sql.connections`, rows in :mod:`~durable.stores.sql.rows`, and this
+``queries/postgres.sql``, read by ``loader``); connections are in
+``connections``, rows in ``rows``, and this
 module holds the transitions the dialects share. Hot transitions (start, claim, step
 completion, retry) are a single statement on PostgreSQL (data-modifying CTEs in
 autocommit), so each costs one round trip. Every time comparison uses the ``now`` the

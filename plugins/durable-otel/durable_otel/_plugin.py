@@ -57,7 +57,7 @@ def _record_error(span: trace.Span, error: Mapping[str, Any] | None) -> None:
 
 class DurableOtel:
     """durable's OpenTelemetry plugin (registered through the ``durable`` entry point
-    group as :data:`plugin`). Where it records is :func:`durable_otel.configure`'s choice:
+    group as ``plugin``). Where it records is ``durable_otel.configure``'s choice:
     OpenTelemetry's global providers unless told otherwise."""
 
     # -- the execution's span, as it is created -------------------------------------------

@@ -60,7 +60,7 @@ METRICS = {
 """Every metric the plugin records, and what it counts."""
 
 END_SPANS = ("unsuccessful", "all")
-"""The choices of :func:`configure`'s ``end_spans``."""
+"""The choices of ``configure``'s ``end_spans``."""
 
 _CONTEXTS_KEPT = 1024
 _lock = threading.Lock()
@@ -77,7 +77,7 @@ class Tally:
         self._counts: dict[tuple[str, ...], int] = {}
 
     def add(self, *values: str) -> None:
-        """Count one for these values of :attr:`names`."""
+        """Count one for these values of ``names``."""
         with self._lock:
             self._counts[values] = self._counts.get(values, 0) + 1
 
@@ -92,7 +92,7 @@ class Tally:
 
 @dataclass(frozen=True, slots=True)
 class Instruments:
-    """The instruments of :data:`METRICS` on one meter provider (made once for each: an
+    """The instruments of ``METRICS`` on one meter provider (made once for each: an
     instrument made again under the same name would be a duplicate)."""
 
     started: Tally
@@ -137,7 +137,7 @@ _instruments: dict[metrics.MeterProvider | None, Instruments] = {}
 
 @dataclass(frozen=True, slots=True)
 class Telemetry:
-    """What the plugin records with: one tracer, and the instruments of :data:`METRICS`."""
+    """What the plugin records with: one tracer, and the instruments of ``METRICS``."""
 
     enabled: bool
     end_spans: str  # "all", or "unsuccessful" (not for completed executions)
