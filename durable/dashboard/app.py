@@ -585,21 +585,14 @@ class _Views:
             notice_url = await run_in_threadpool(do, fields)
         except _Refused as exc:
             return self.refused(request, exc)
-        except ExecutionNotFound as exc:  # (nothing to go back to)
+        except (ExecutionNotFound, ScheduleNotFound) as exc:  # (nothing to go back to)
+            listing = "executions" if isinstance(exc, ExecutionNotFound) else "schedules"
             return self.page(
                 request,
                 "error.html",
                 status=404,
                 message=str(exc),
-                back=self.path(request, "executions"),
-            )
-        except ScheduleNotFound as exc:
-            return self.page(
-                request,
-                "error.html",
-                status=404,
-                message=str(exc),
-                back=self.path(request, "schedules"),
+                back=self.path(request, listing),
             )
         except (DurableError, ValueError) as exc:
             return self.page(request, "error.html", status=409, message=str(exc), back=back)
