@@ -1,10 +1,17 @@
 """durable: durable, resumable workflows you can test with a time-travel clock.
 
-Importing ``durable`` is cheap: the errors are imported at once, every other public name
-when it is first used (``durable.Engine``, ``from durable import step``), so that the
-``durable`` command and the pytest plugin, which import this package first, pay only for
-what they use. Type checkers see the real imports below.
+Define a workflow as a class of ``@step`` methods (with ``workflow``, ``step``,
+``Retry`` and the flow decorators), run it with an ``Engine`` on a store (SQLite by
+default, PostgreSQL for many workers, memory for tests), and read what happened from the
+``Execution`` and ``StepExecution`` it returns. Inside a step, ``durable.context`` reads
+and writes the execution's context and waits; ``durable.aio`` is the engine for asyncio
+code; ``durable_testing`` is the test kit.
 """
+
+# Importing ``durable`` is cheap: the errors are imported at once, every other public name
+# when it is first used (``durable.Engine``, ``from durable import step``), so that the
+# ``durable`` command and the pytest plugin, which import this package first, pay only for
+# what they use. Type checkers see the real imports below.
 
 import importlib as _importlib
 import logging as _logging

@@ -34,7 +34,10 @@ AT_LEAST = {
 }
 # Pages whose examples need a plugin from plugins/ (and the OpenTelemetry SDK) installed:
 # nox installs them; a run without them skips those pages, except under CI=true.
-NEEDS = {"observability.md": ("durable_otel", "opentelemetry.sdk")}
+NEEDS = {
+    "observability.md": ("durable_otel", "opentelemetry.sdk"),
+    "how-to/tracing.md": ("durable_otel", "opentelemetry.sdk"),
+}
 # What a page's snippet takes as given (the reader's own services), run before its module.
 GIVEN = {
     "index.md": "from docs_given import payments, emails, order\n",
@@ -49,6 +52,7 @@ BY_SECTION = {"../README.md"}
 UNRUN = {
     "../README.md": 1,  # a fresh machine's venv and nox run (CI runs exactly that)
     "dashboard.md": 1,  # curl to a served dashboard (its Python twin below it runs)
+    "how-to/workers.md": 2,  # a systemd unit and a Dockerfile
     "observability.md": 1,  # opentelemetry-instrument with an OTLP collector
 }
 
@@ -96,15 +100,14 @@ def page_database(request: pytest.FixtureRequest) -> Iterator[str]:
     """A PostgreSQL database of the page's own (its commands and scripts share it)."""
     import psycopg
 
-    from conftest import PG_ADMIN, PG_DB, _pg_url
-
-    request.getfixturevalue("postgres_url")  # reachable, or fail under CI=true
-    name = f"{PG_DB}_docs_{next(_databases)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+    shared = request.getfixturevalue("postgres_url")  # reachable, or fail under CI=true
+    server, run_db = shared.rsplit("/", 1)
+    admin, name = f"{server}/postgres", f"{run_db}_docs_{next(_databases)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
-    yield _pg_url(name)
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+    yield f"{server}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
