@@ -62,9 +62,7 @@ def browser() -> Iterator[Any]:
 
 
 def _open(browser: Any, url: str, scheme: str, width: int = 1280) -> tuple[Any, Any, list[str]]:
-    context = browser.new_context(
-        color_scheme=scheme, viewport={"width": width, "height": 900}
-    )
+    context = browser.new_context(color_scheme=scheme, viewport={"width": width, "height": 900})
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
@@ -93,8 +91,7 @@ def test_page_shows_whole_in_its_scheme(browser, served, tmp_path, name, scheme)
     try:
         assert page.locator("h1").first.is_visible()
         broken = page.evaluate(
-            "[...document.images].filter(i => !i.complete || i.naturalWidth === 0)"
-            ".map(i => i.src)"
+            "[...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)"
         )
         assert broken == []
         if name != "reference":
