@@ -4,8 +4,8 @@ Define a workflow as a class of ``@step`` methods (with ``workflow``, ``step``,
 ``Retry`` and the flow decorators), run it with an ``Engine`` on a store (SQLite by
 default, PostgreSQL for many workers, memory for tests), and read what happened from the
 ``Execution`` and ``StepExecution`` it returns. Inside a step, ``durable.context`` reads
-and writes the execution's context and waits; ``durable.aio`` is the engine for asyncio
-code; ``durable_testing`` is the test kit.
+and writes the execution's context and waits (``durable.aio`` has the waits as awaitables,
+for ``async def`` steps); ``durable_testing`` is the test kit.
 """
 
 # Importing ``durable`` is cheap: the errors are imported at once, every other public name

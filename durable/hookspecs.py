@@ -63,7 +63,7 @@ class StepCall:
 def durable_step_call(call: StepCall) -> Any:
     """Wrap each step attempt: implement it as ``@hookimpl(wrapper=True)`` generator,
     ``result = yield`` runs the attempt (raising what it raised), and what the wrapper
-    returns is the step's result::
+    returns is the step's result:
 
         @hookimpl(wrapper=True)
         def durable_step_call(call):

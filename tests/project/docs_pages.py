@@ -13,8 +13,9 @@ info string; a block that is none of them fails ``test_every_block_is_accounted_
 * ```` ```console ````: a shell session: its ``$ `` lines (with their ``\\`` continuations)
   are run, in order, by bash with ``set -e`` in the run's folder; ``... &`` keeps running
   until the page's run ends; ``pip install X`` checks that X is installed instead of
-  installing it; ``export NAME=value`` also holds for the page's later blocks. Other lines
-  are the output the reader sees, not checked.
+  installing it; ``export NAME=value`` also holds for the page's later blocks; a
+  PostgreSQL URL stands for a fresh database, and a port in ``PORTS`` for a free one. The
+  other lines are the output the reader sees: see ``Run.console`` for how it is checked.
 * ```` ```text ````: output, not run. ```` ```toml ```` and ```` ```yaml ````: parsed.
 * ```` ```shell ````, ```` ```ini ````, ```` ```dockerfile ````: commands and configuration
   for what the test does not have (a collector, systemd, a container runtime, a fresh
@@ -28,9 +29,12 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import sys
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +47,9 @@ OTHER_TOOLS = {"DBOS", "Temporal", "Celery", "Elixir", "Inngest", "Prefect"}
 # Languages shown for a tool this machine does not run (systemd, docker): not executed.
 UNRUN = {"shell", "ini", "dockerfile"}
 PG_URL = re.compile(r"postgresql://[^\s'\"]+")
+# The ports the pages serve on (the dashboard's and the metrics' defaults): a command's
+# gets a free port of the run's own instead, so that runs side by side do not collide.
+PORTS = re.compile(r"(?<=[ :])(?:8765|9464)\b")
 
 
 @dataclass
@@ -92,18 +99,56 @@ def blocks(page: str) -> list[Block]:
     return found
 
 
-def commands(body: str) -> list[str]:
-    """A console block's commands: its ``$ `` lines, each joined with its continuations."""
-    out: list[str] = []
+def commands(body: str) -> list[tuple[str, list[str]]]:
+    """A console block's commands (its ``$ `` lines, each joined with its ``\\``
+    continuations), each with the output lines shown after it."""
+    out: list[tuple[str, list[str]]] = []
     lines = iter(body.splitlines())
     for line in lines:
         if not line.startswith("$ "):
+            if out and line.strip():
+                out[-1][1].append(line)
             continue
         command = line[2:]
         while command.endswith("\\"):
             command = command[:-1] + " " + next(lines).strip()
-        out.append(command.strip())
+        out.append((command.strip(), []))
     return out
+
+
+BACKGROUND = re.compile(r"(?P<command>.*?)\s&\s*(?:#.*)?")
+# What varies from one run to the next in a shown output line, and what stands for it.
+VARYING = re.compile(
+    r"(?P<skip>\.\.\.|…)"
+    r"|(?P<url>(?:sqlite|postgresql|postgres|memory)://[^\s;,]*[^\s;,:])"
+    r"|(?P<worker>[\w.-]+:\d+:[0-9a-f]{8}\b)"
+    r"|(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"|(?P<hex>\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{6,}\b)"
+    r"|(?P<number>\d+(?:\.\d+)?)"
+    r"|(?P<space>\s+)"
+)
+STANDS_FOR = {
+    "skip": ".*?",
+    "url": r"(?:sqlite|postgresql|postgres|memory)://\S*?",  # the run's own store
+    "worker": r"\S+:\d+:[0-9a-f]{8}",
+    "uuid": r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    "hex": "[0-9a-f]+",
+    "number": r"\d+(?:\.\d+)?",
+    "space": r"\s+",
+}
+
+
+def shown(line: str) -> re.Pattern[str]:
+    """A shown output line as a pattern: ids, numbers and times may differ, ``...`` stands
+    for anything, spacing is free; every other character must be there."""
+    pattern, at = [], 0
+    text = line.strip()
+    for match in VARYING.finditer(text):
+        pattern.append(re.escape(text[at : match.start()]))
+        pattern.append(STANDS_FOR[match.lastgroup or "skip"])
+        at = match.end()
+    pattern.append(re.escape(text[at:]))
+    return re.compile("".join(pattern))
 
 
 @dataclass
@@ -112,10 +157,18 @@ class Run:
 
     folder: Path
     env: dict[str, str]
-    pg_url: str | None  # what a postgresql:// URL in a command stands for
-    background: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    lasting: list[str | None] = field(default_factory=list)  # a block's place if it used &
+    databases: Callable[[str], str] | None  # a fresh database for a URL a command names
+    shells: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    lasting: list[tuple[str, int]] = field(default_factory=list)  # (a block's place, pid)
     log: list[str] = field(default_factory=list)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def port(self, shown: str) -> int:
+        if shown not in self.ports:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.ports[shown] = probe.getsockname()[1]
+        return self.ports[shown]
 
     def write(self, block: Block) -> None:
         path = self.folder / block.attrs["title"]
@@ -123,17 +176,49 @@ class Run:
         path.write_text(block.body)
 
     def console(self, block: Block) -> None:
-        script = ["set -euo pipefail"]
-        for written in commands(block.body):
-            command = PG_URL.sub(self.pg_url, written) if self.pg_url else written
+        """Run the block's commands as one bash script (its variables hold from one line to
+        the next); each must succeed, except one whose shown output starts with
+        ``Error:``, which must fail, and one whose shown output ends with ``(exit status
+        N)``, which must end so; every line shown after a command that does not run in
+        the background must be in what the block printed (see ``shown``)."""
+        pids = self.folder / f".console-{block.line}.pids"
+        script, expected = ["set -euo pipefail"], []
+        fresh = self.databases
+
+        def database(url: re.Match[str]) -> str:
+            assert fresh is not None
+            return fresh(url[0])
+
+        for written, output in commands(block.body):
+            command = PG_URL.sub(database, written) if fresh else written
+            command = PORTS.sub(lambda port: str(self.port(port[0])), command)
+            background = BACKGROUND.fullmatch(command)
             if command.startswith("pip install "):
                 wanted = shlex.split(command, comments=True)[2:]
                 script.append(shlex.join([sys.executable, __file__, "installed", *wanted]))
                 continue
+            if background:  # a session of its own, so that its end alone is noticed
+                inner = shlex.quote(background["command"])
+                script.append(f"setsid bash -c {inner} & echo $! >> {pids.name}")
+                continue
             export = re.fullmatch(r"export (\w+)=(\S+)", command)
             if export:
                 self.env[export[1]] = shlex.split(export[2])[0]
-            script.append(command)
+            status = re.fullmatch(r"\(exit status (\d+)\)", output[-1]) if output else None
+            if status:  # the command must end with that status
+                want = status[1]
+                wrong = shlex.quote(f"should have ended with status {want}: {written}")
+                script.append(
+                    f"set +e\n{command}\nrc=$?\nset -e\n"
+                    f'if [ $rc != {want} ]; then echo {wrong} "(got $rc)"; exit 1; fi\n'
+                    'echo "(exit status $rc)"'
+                )
+            elif output and output[0].startswith("Error:"):  # it must fail
+                refused = shlex.quote(f"this command should have failed: {written}")
+                script.append(f"if {command}\nthen echo {refused}; exit 1; fi")
+            else:
+                script.append(command)
+            expected += [(written, line) for line in output]
         out = self.folder / f".console-{block.line}.log"
         with out.open("wb") as sink:
             proc = subprocess.Popen(
@@ -142,46 +227,58 @@ class Run:
                 env=self.env,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its background jobs are stopped with the run
+                start_new_session=True,
             )
-            self.background.append(proc)
-            lasting = any(c.endswith("&") or " & " in c for c in commands(block.body))
-            self.lasting.append(block.where if lasting else None)
+            self.shells.append(proc)
             try:
                 rc = proc.wait(timeout=180)
             except subprocess.TimeoutExpired:
                 rc = None
-        self.log.append(f"--- {block.where}: rc={rc}\n{out.read_text()}")
+        printed = out.read_text()
+        self.log.append(f"--- {block.where}: rc={rc}\n{printed}")
+        if pids.exists():
+            self.lasting += [(block.where, int(pid)) for pid in pids.read_text().split()]
         if rc != 0:
             raise AssertionError(f"{block.where}: the console block failed:\n" + self.log[-1])
+        lines = printed.splitlines()
+        missing = [
+            f"  after `{command}`: {line.strip()}"
+            for command, line in expected
+            if not any(shown(line).search(got) for got in lines)
+        ]
+        if missing:
+            raise AssertionError(
+                f"{block.where}: output shown on the page but not printed:\n"
+                + "\n".join(missing)
+                + "\n"
+                + self.log[-1]
+            )
 
     def stop(self) -> None:
         """End what the page left running, as a reader's Ctrl-C (SIGINT) would; a command
         started with ``&`` that ended on its own before that fails the run."""
         ended = []
-        for proc, where in zip(self.background, self.lasting, strict=True):
+        for where, pid in self.lasting:
             try:
-                os.killpg(proc.pid, signal.SIGINT)
+                os.killpg(pid, signal.SIGINT)
             except ProcessLookupError:
-                if where:
-                    ended.append(where)
-                continue
-        for proc in self.background:
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                continue
-            try:
-                proc.wait(timeout=30)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
+                ended.append(where)
+        for _, pid in self.lasting:
+            for _ in range(300):  # up to 30 s to stop, as a worker finishing its steps
+                try:
+                    os.killpg(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.1)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        for proc in self.shells:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         if ended:
             raise AssertionError(
-                f"what {', '.join(ended)} started with & ended before the page's run did:\n"
-                + "\n".join(
-                    (self.folder / f".console-{w.rsplit(':', 1)[1]}.log").read_text() for w in ended
-                )
+                f"what {', '.join(sorted(set(ended)))} started with & ended before the "
+                "page's run did:\n" + "\n".join(self.log)
             )
 
 

@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -96,19 +96,29 @@ _databases = itertools.count()
 
 
 @pytest.fixture
-def page_database(request: pytest.FixtureRequest) -> Iterator[str]:
-    """A PostgreSQL database of the page's own (its commands and scripts share it)."""
+def page_databases(request: pytest.FixtureRequest) -> Iterator[Callable[[str], str]]:
+    """Fresh PostgreSQL databases of the page's own, one per name: the store its scripts
+    and commands share ("DURABLE_STORE"), and one for each URL a command names (a reader
+    runs those on a database they just created)."""
     import psycopg
 
     shared = request.getfixturevalue("postgres_url")  # reachable, or fail under CI=true
     server, run_db = shared.rsplit("/", 1)
-    admin, name = f"{server}/postgres", f"{run_db}_docs_{next(_databases)}"
+    admin = f"{server}/postgres"
+    made: dict[str, str] = {}
+
+    def fresh(key: str) -> str:
+        if key not in made:
+            made[key] = f"{run_db}_docs_{next(_databases)}"
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {made[key]} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {made[key]}")
+        return f"{server}/{made[key]}"
+
+    yield fresh
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    yield f"{server}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for name in made.values():
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.mark.slow  # pytest, scripts and commands in processes of their own
@@ -130,13 +140,15 @@ def test_page_runs(pytester, page, store, request):
     shutil.copy(Path(__file__).with_name("docs_given.py"), folder / "docs_given.py")
     env = {k: v for k, v in os.environ.items() if k != "DURABLE_STORE"}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    # A URL of PostgreSQL in a command stands for the page's own database, in both runs.
+    # A URL of PostgreSQL in a command stands for a fresh database, in both runs.
     wants_pg = any(b.kind == "console" and "postgresql://" in b.body for b in found)
-    database = request.getfixturevalue("page_database") if store == "postgres" or wants_pg else None
-    pg_url = database if store == "postgres" else None
+    databases = None
+    if store == "postgres" or wants_pg:
+        databases = request.getfixturevalue("page_databases")
+    pg_url = databases("DURABLE_STORE") if databases and store == "postgres" else None
     if pg_url:
         env["DURABLE_STORE"] = pg_url
-    run = Run(folder, env, database)
+    run = Run(folder, env, databases)
     modules = _modules(page, found)
     names = []
     for n, module in enumerate(modules):  # there from the start: a page may run pytest

@@ -135,3 +135,29 @@ def test_search_finds_the_retry_options(browser, served, tmp_path):
     finally:
         context.close()
     assert problems == []
+
+
+def test_copying_a_shell_session_copies_its_commands_only(browser, served):
+    """A console block's copy button gives what a shell can run: no ``$ `` prompts, no
+    output lines (docs/stylesheets/extra.css hides them while the theme copies)."""
+    context = browser.new_context()
+    origin = served.rstrip("/")
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=origin)
+    page = context.new_page()
+    try:
+        page.goto(served + "tutorial/", wait_until="networkidle")
+        copied = []
+        blocks = ("div.highlight:has(.gp) >> nth=1", "div.highlight:not(:has(.gp)) >> nth=0")
+        for selector in blocks:  # a session with output, then a file's code
+            block = page.locator(selector)
+            block.hover()
+            block.locator("button[title='Copy to clipboard']").click()
+            copied.append(page.evaluate("navigator.clipboard.readText()"))
+        session, code = copied
+        wanted = """durable -i expenses start expense_claim --input '{"employee": "ann", "amount": 42}'
+durable list"""
+        assert [line for line in session.splitlines() if line] == wanted.splitlines()
+        assert "$" not in session and "pending" not in session
+        assert code.startswith('"""A stand-in for your bank')
+    finally:
+        context.close()
