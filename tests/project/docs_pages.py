@@ -237,7 +237,9 @@ class Run:
         printed = out.read_text()
         self.log.append(f"--- {block.where}: rc={rc}\n{printed}")
         if pids.exists():
-            self.lasting += [(block.where, int(pid)) for pid in pids.read_text().split()]
+            for pid in map(int, pids.read_text().split()):
+                _own_session(pid)
+                self.lasting.append((block.where, pid))
         if rc != 0:
             raise AssertionError(f"{block.where}: the console block failed:\n" + self.log[-1])
         lines = printed.splitlines()
@@ -278,8 +280,25 @@ class Run:
         if ended:
             raise AssertionError(
                 f"what {', '.join(sorted(set(ended)))} started with & ended before the "
-                "page's run did:\n" + "\n".join(self.log)
+                "page's run did:\n"
+                + "\n".join(
+                    f"--- {log.name}:\n{log.read_text()}"
+                    for log in sorted(self.folder.glob(".console-*.log"))
+                )
             )
+
+
+def _own_session(pid: int) -> None:
+    """Wait for a background command to be in the session setsid gives it: until then it
+    is in its shell's group, and stopping the run could not reach it by its own."""
+    for _ in range(100):
+        try:
+            if os.getsid(pid) == pid:
+                return
+        except ProcessLookupError:
+            return  # it ended already: stop() says so
+        time.sleep(0.05)
+    raise AssertionError(f"background command {pid} did not start its own session in 5 s")
 
 
 def parse_config(block: Block) -> None:
