@@ -82,14 +82,10 @@ def _modules(page: str, found: list[Block]) -> list[str]:
     mods = [b for b in found if b.kind == "module"]
     if page not in BY_SECTION:
         return ["\n\n".join(b.body for b in mods)] if mods else []
-    text = (ROOT / "docs" / page).read_text()
-    section = {b.line: text.count("\n## ", 0, _offset(text, b.line)) for b in mods}
+    lines = (ROOT / "docs" / page).read_text().splitlines()
+    section = {b.line: sum(x.startswith("## ") for x in lines[: b.line]) for b in mods}
     groups = itertools.groupby(mods, key=lambda b: section[b.line])
     return ["\n\n".join(b.body for b in group) for _, group in groups]
-
-
-def _offset(text: str, line: int) -> int:
-    return sum(len(x) + 1 for x in text.splitlines()[: line - 1])
 
 
 _databases = itertools.count()
@@ -124,7 +120,7 @@ def page_databases(request: pytest.FixtureRequest) -> Iterator[Callable[[str], s
 @pytest.mark.slow  # pytest, scripts and commands in processes of their own
 @pytest.mark.parametrize("store", ["memory", "postgres"])
 @pytest.mark.parametrize("page", RUN)
-def test_page_runs(pytester, page, store, request):
+def test_page_runs(pytester, monkeypatch, page, store, request):
     """The page's blocks in order, as a reader follows it: files written, commands run
     (on the SQLite default for "memory", since commands are processes of their own),
     then its module run by pytest (or python) on the store."""
@@ -162,28 +158,25 @@ def test_page_runs(pytester, page, store, request):
             elif block.kind == "console":
                 run.console(block)
         for name, tests in names:
-            _run_module(pytester, page, name, tests, pg_url)
+            _run_module(pytester, monkeypatch, page, name, tests, pg_url)
     finally:
         run.stop()
 
 
-def _run_module(pytester, page: str, name: str, tests: int, pg_url: str | None) -> None:
-    os.environ["DURABLE_STORE"] = pg_url or "memory://"  # for a module's own Engine()
-    try:
-        if tests:
-            assert tests >= AT_LEAST.get(page, 1)
-            args = ["-p", "no:cacheprovider", f"{name}.py"]
-            if pg_url:
-                args += ["--durable-store", pg_url]
-            result = pytester.runpytest_subprocess(*args)
-            outcomes = result.parseoutcomes()  # (a page's test class may inherit tests)
-            assert outcomes.get("passed", 0) >= tests, outcomes
-            assert set(outcomes) <= {"passed", "warnings", "warning"}, outcomes
-        else:
-            result = pytester.run(sys.executable, f"{name}.py", timeout=120)
-            assert result.ret == 0, result.stderr.str()
-    finally:
-        os.environ.pop("DURABLE_STORE", None)
+def _run_module(pytester, monkeypatch, page: str, name: str, tests: int, pg_url) -> None:
+    monkeypatch.setenv("DURABLE_STORE", pg_url or "memory://")  # for its own Engine()
+    if tests:
+        assert tests >= AT_LEAST.get(page, 1)
+        args = ["-p", "no:cacheprovider", f"{name}.py"]
+        if pg_url:
+            args += ["--durable-store", pg_url]
+        result = pytester.runpytest_subprocess(*args)
+        outcomes = result.parseoutcomes()  # (a page's test class may inherit tests)
+        assert outcomes.get("passed", 0) >= tests, outcomes
+        assert set(outcomes) <= {"passed", "warnings", "warning"}, outcomes
+    else:
+        result = pytester.run(sys.executable, f"{name}.py", timeout=120)
+        assert result.ret == 0, result.stderr.str()
 
 
 @pytest.mark.parametrize("name", ["retry", "workflow timeout"])
