@@ -14,7 +14,11 @@ of its runs:
   calls alone;
 * ``api``: loaded and on, in a process that set up no SDK (OpenTelemetry's no-op
   providers): the plugin's own code and durable's hook calls, without the SDK's work;
-* ``on``: loaded and recording every span and metric through the SDK.
+* ``on``: loaded and recording every span and metric through the SDK;
+* ``floor``: durable-otel not loaded; instead a plugin of four lines opens and ends one
+  bare span per attempt through the same SDK (no attributes, no parent, no context made
+  current, no metrics): the least any tracing of one span per attempt can cost, which
+  bounds from below what ``on`` can reach.
 
 The spans the executions' creation recorded (before the timing: starting is not the
 worker's work) are exported before the worker starts, and every span of a run is
@@ -29,7 +33,7 @@ freezes what its start-up made before it takes work; ``--no-freeze`` leaves it a
 The target: ``on`` at least 90% of ``without``.
 
     python bench/bench_otel.py [--store URL ...] [--runs 5] [--m 2000] [--concurrency 10]
-                               [--variants without,off,api,on] [--no-freeze]
+                               [--variants without,off,api,floor,on] [--no-freeze]
 """
 
 from __future__ import annotations
@@ -40,9 +44,10 @@ import json
 import statistics
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bench_sql import ensure_database, throughput
 from opentelemetry.metrics import NoOpMeterProvider
@@ -57,6 +62,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import NoOpTracerProvider
 
+import durable
 import durable_otel
 from durable import plugins
 
@@ -94,13 +100,30 @@ class DiscardMetrics(MetricExporter):
         pass
 
 
+class BareSpans:
+    """The ``floor`` variant's plugin: one span per attempt, and nothing else."""
+
+    def __init__(self, tracer_provider: TracerProvider) -> None:
+        self.tracer = tracer_provider.get_tracer("bench_otel.floor")
+
+    @durable.hookimpl(wrapper=True)
+    def durable_step_call(self, call: durable.StepCall) -> Generator[None, Any, Any]:
+        span = self.tracer.start_span("durable.step")
+        try:
+            return (yield)
+        finally:
+            span.end()
+
+
 @contextmanager
-def without_the_plugin() -> Iterator[None]:
-    """Engines made in the block do not load durable-otel (as if it were not installed)."""
+def without_the_plugin(instead: object | None = None) -> Iterator[None]:
+    """Engines made in the block do not load durable-otel (as if it were not installed),
+    but ``instead``, if given, in its place."""
     real = plugins.entry_point_plugins
 
     def others(*, refresh: bool = False) -> list[tuple[str, object]]:
-        return [(n, p) for n, p in real(refresh=refresh) if p is not durable_otel.plugin]
+        kept = [(n, p) for n, p in real(refresh=refresh) if p is not durable_otel.plugin]
+        return kept if instead is None else [*kept, ("bench_otel_floor", instead)]
 
     plugins.entry_point_plugins = others  # type: ignore[assignment]
     try:
@@ -123,7 +146,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="without,off,api,on",
-        help="comma-separated, among without, off, api, on (without and on are needed)",
+        help="comma-separated, among without, off, api, floor, on (without and on are needed)",
     )
     parser.add_argument(
         "--no-freeze",
@@ -132,8 +155,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     variants = args.variants.split(",")
-    if not {"without", "on"} <= set(variants) <= {"without", "off", "api", "on"}:
-        parser.error("--variants takes without and on, and optionally off and api")
+    if not {"without", "on"} <= set(variants) <= {"without", "off", "api", "floor", "on"}:
+        parser.error("--variants takes without and on, and optionally off, api and floor")
     tmp = Path(tempfile.mkdtemp())
     stores = args.store or [
         "postgresql://postgres@127.0.0.1:5432/durable_bench",
@@ -148,6 +171,7 @@ def main() -> None:
     )
 
     no_tracer, no_meter = NoOpTracerProvider(), NoOpMeterProvider()
+    floor = BareSpans(tracer_provider)
 
     def run(url: str, variant: str) -> float:
         if variant == "api":
@@ -160,8 +184,8 @@ def main() -> None:
             )
         flush = tracer_provider.force_flush
         try:
-            if variant == "without":
-                with without_the_plugin():
+            if variant in ("without", "floor"):
+                with without_the_plugin(floor if variant == "floor" else None):
                     return throughput(url, args.m, args.concurrency, before=flush)
             return throughput(url, args.m, args.concurrency, before=flush)
         finally:
@@ -176,16 +200,19 @@ def main() -> None:
         if not args.no_freeze:
             gc.collect()
             gc.freeze()
-        spans_before = spans.count
+        on_spans = 0
         k = len(variants)
         for i in range(args.runs):
             order = variants[i % k :] + variants[: i % k]
             if i % 2:
                 order.reverse()
             for variant in order:
+                before = spans.count
                 runs[variant].append(run(url, variant))
+                if variant == "on":
+                    on_spans += spans.count - before
         # (the spans of the executions' creation are counted too: one per execution)
-        per_execution = (spans.count - spans_before) / (args.runs * args.m)
+        per_execution = on_spans / (args.runs * args.m)
         median = {v: statistics.median(r) for v, r in runs.items()}
         paired = [on / without for on, without in zip(runs["on"], runs["without"], strict=True)]
         result = {
@@ -200,7 +227,7 @@ def main() -> None:
             "on_vs_without_paired_median": statistics.median(paired),
             "spans_per_execution": per_execution,
         }
-        for other in ("off", "api"):
+        for other in ("off", "api", "floor"):
             if other in median:
                 result[f"{other}_vs_without"] = median[other] / median["without"]
         results.append(result)
@@ -214,7 +241,7 @@ def main() -> None:
             + ", ".join(f"{r:.1%}" for r in paired)
             + ")"
         )
-        for other in ("off", "api"):
+        for other in ("off", "api", "floor"):
             if other in median:
                 print(f"  {other} / without: {result[f'{other}_vs_without']:.1%}")
         print(f"  {per_execution:.1f} spans exported per execution while on")

@@ -299,9 +299,9 @@ class PluginHost:
 
     def _enter(self, call: hookspecs.StepCall, entered: list[tuple[Any, Any]]) -> None:
         """Run each wrapper up to its ``yield``, outermost first, noting those entered."""
-        asked = {"call": call}
         for impl in self._step_wrappers:
-            gen: Any = impl.function(*[asked[name] for name in impl.argnames])
+            # (the hook's one argument, unless the implementation leaves it out)
+            gen: Any = impl.function(call) if impl.argnames else impl.function()
             try:
                 next(gen)
             except StopIteration:

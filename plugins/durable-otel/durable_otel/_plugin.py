@@ -134,13 +134,9 @@ class DurableOtel:
             span.end()
             t.instruments.step_duration.record(
                 took,
-                {
-                    "durable.workflow": call.workflow,
-                    "durable.step": _metric_step(call.step)
-                    if call.step.endswith("]")
-                    else call.step,
-                    "durable.outcome": outcome,
-                },
+                call.workflow,
+                _metric_step(call.step) if call.step.endswith("]") else call.step,
+                outcome,
             )
 
     # -- the execution's end --------------------------------------------------------------
@@ -216,9 +212,7 @@ class DurableOtel:
             t.instruments.started.add(execution.workflow)
         if due is not None:
             lag = max((claimed_at - due).total_seconds(), 0.0)
-            t.instruments.queue_lag.record(
-                lag, {"durable.workflow": execution.workflow, "durable.queue": execution.queue}
-            )
+            t.instruments.queue_lag.record(lag, execution.workflow, execution.queue)
 
     @durable.hookimpl
     def durable_step_retrying(

@@ -120,3 +120,36 @@ def test_the_histograms_use_buckets_made_for_seconds(engine, durable_clock, metr
     assert duration.unit == "s"
     point = next(p for p in duration.data.data_points if p.attributes["durable.step"] == "fetch")
     assert point.explicit_bounds[:3] == (0.001, 0.005, 0.01)
+
+
+def test_histogram_values_reach_every_reader_once_however_they_are_handed_over(
+    monkeypatch,
+):
+    """Step durations and queue lag wait in the process and are handed to the SDK in a
+    batch: when a reader collects, or once the batch is full. Either way each value is
+    counted once, by every reader of the provider, with nothing lost in between."""
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    import durable_otel
+    from durable_otel import _telemetry
+
+    monkeypatch.setattr(_telemetry, "_DEFERRED_KEPT", 10)
+    first, second = InMemoryMetricReader(), InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[first, second])
+    durable_otel.configure(meter_provider=provider)
+    try:
+        lag = _telemetry.current().instruments.queue_lag
+        for _ in range(3):
+            lag.record(0.5, "w", "q")
+        assert points(first)["durable.queue.lag"] == {attrs(workflow="w", queue="q"): (3, 1.5)}
+        for _ in range(25):  # more than a batch holds: two batches handed over unasked
+            lag.record(1.0, "w", "q")
+        assert len(lag._waiting) == 5
+        # the second reader sees all 28 (the 3 the first reader's collection handed over
+        # went to both), the first the 25 since, on top of its 3: cumulative, both 28
+        assert points(second)["durable.queue.lag"] == {attrs(workflow="w", queue="q"): (28, 26.5)}
+        assert points(first)["durable.queue.lag"] == {attrs(workflow="w", queue="q"): (28, 26.5)}
+        assert not lag._waiting
+    finally:
+        durable_otel.configure()
+        provider.shutdown()
