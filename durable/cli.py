@@ -258,6 +258,8 @@ def _engine(ctx: click.Context, *, wait_for_store: bool = False, migrate: bool =
 CHECK_FAILED = 3
 #: ``durable worker --metrics-port``'s exit status when no plugin serves metrics
 METRICS_UNSERVED = 2
+#: ``durable worker``'s exit status when no workflow is defined (no ``-i MODULE``)
+NO_WORKFLOWS = 2
 
 
 class _Commands(click.Group):
@@ -751,10 +753,20 @@ def _json_option(text: str, option: str) -> Any:
 @click.pass_context
 def cancel(ctx: click.Context, execution_id: str, reason: str | None) -> None:
     """Cancel an execution."""
+    from durable.dsl import registered_workflows
+
     ex = _engine(ctx).cancel(execution_id, reason)
+    compensating = (
+        "compensating (a worker runs the compensations, then it ends)"
+        if ex.workflow in registered_workflows()
+        # (not imported here: the store cannot tell whether it compensates, so a worker
+        # that has its code decides; see Engine.cancel)
+        else f"cancelling: a worker that runs {ex.workflow!r} runs its compensations, if "
+        "it has any, then it ends (import its module with -i to know which)"
+    )
     state = {
         Status.CANCELLED: "cancelled",
-        Status.COMPENSATING: "compensating (a worker runs the compensations, then it ends)",
+        Status.COMPENSATING: compensating,
     }.get(ex.status, "cancel requested (running)")
     click.echo(f"{execution_id}: {state}")
 
@@ -867,7 +879,18 @@ def worker(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from durable.dsl import registered_workflows
+
     engine = _engine(ctx, wait_for_store=True)
+    if not registered_workflows():
+        # A worker claims only the workflows it has the code of: with none, it would
+        # run forever and never take anything.
+        click.echo(
+            "Error: this worker has no workflows to run: import the module that defines "
+            "them with -i MODULE (repeatable), e.g. durable -i myapp.workflows worker",
+            err=True,
+        )
+        ctx.exit(NO_WORKFLOWS)
     if metrics_port is not None:
         where = engine.plugins.serve_metrics(metrics_port, metrics_host)
         if where is None:

@@ -113,11 +113,25 @@ class PluginHost:
     def __init__(self, extra: Iterable[object] = ()) -> None:
         self.pm = pluggy.PluginManager("durable")
         self.pm.add_hookspecs(hookspecs)
+        installed: dict[type, str] = {}
         for name, plugin in entry_point_plugins():
             if self.pm.is_registered(plugin):
                 continue
             self.pm.register(plugin, name=f"entrypoint:{name}")
+            if not isinstance(plugin, ModuleType):
+                installed[type(plugin)] = name
         for plugin in extra:
+            if self.pm.is_registered(plugin):
+                continue  # (installed, or given twice: one plugin object is loaded once)
+            if type(plugin) in installed:
+                # Another instance of an installed plugin's class: both would run every
+                # hook (two spans per attempt, twice the counts).
+                raise ConfigError(
+                    f"plugins=[...] has a {type(plugin).__qualname__}, and the installed "
+                    f"plugin {installed[type(plugin)]!r} (entry point group "
+                    f"{ENTRY_POINT_GROUP!r}) is one too: it is loaded already; leave it "
+                    "out of plugins=[...], or uninstall the package that installs it"
+                )
             self.pm.register(plugin)
         self.hook = self.pm.hook
         names = [n for n in dir(hookspecs) if n.startswith("durable_") and hasattr(self.hook, n)]

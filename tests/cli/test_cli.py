@@ -323,14 +323,31 @@ class Lines:
             return "".join(self.lines)
 
 
+NO_OP_FLOWS = """
+from durable import step, workflow
+
+
+@workflow("cli_no_op")
+class NoOp:
+    @step
+    def one(self):
+        pass
+"""
+
+
 @pytest.mark.processes
 @pytest.mark.slow
-def test_worker_start_line_hides_the_password(postgres_url):
+def test_worker_start_line_hides_the_password(postgres_url, tmp_path):
     url = with_password(postgres_url)
+    (tmp_path / "pw_flows.py").write_text(NO_OP_FLOWS)
     env = {**os.environ}
     env.pop("DURABLE_STORE", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "durable.cli", "--store", url, "worker", "--concurrency", "2"],
+        [
+            *[sys.executable, "-m", "durable.cli", "--store", url, "-i", "pw_flows"],
+            *["worker", "--concurrency", "2"],
+        ],
+        cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -774,3 +791,32 @@ def test_graph_prints_mermaid_or_dot_and_an_executions_states(tmp_path, durable_
     bad = cli("--store", url, "graph", "cli_recover", "--format", "png")
     assert bad.exit_code == 2
     engine.close()
+
+
+def test_a_worker_with_no_workflows_says_so_and_exits_2(tmp_path):
+    """A worker claims only workflows it has the code of: without -i it could never run
+    anything, so it does not start."""
+    run = _run_script(tmp_path, "--store", "sqlite:///w.db", "worker")
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("Error: this worker has no workflows to run"), run.stderr
+    assert "-i MODULE" in run.stderr
+
+
+def test_cancel_says_what_happens_next_with_or_without_the_workflows_code(tmp_path):
+    """Without the workflow's code, the CLI cannot know whether it compensates: it says
+    so rather than promise compensations."""
+    (tmp_path / "noop_flows.py").write_text(NO_OP_FLOWS)
+    store = ("--store", "sqlite:///c.db")
+    ids = [
+        _run_script(tmp_path, *store, "-i", "noop_flows", "start", "cli_no_op").stdout.strip()
+        for _ in range(2)
+    ]
+    known = _run_script(tmp_path, *store, "-i", "noop_flows", "cancel", ids[0])
+    assert known.returncode == 0, known.stderr
+    assert known.stdout == f"{ids[0]}: cancelled\n"
+    unknown = _run_script(tmp_path, *store, "cancel", ids[1])
+    assert unknown.returncode == 0, unknown.stderr
+    assert unknown.stdout == (
+        f"{ids[1]}: cancelling: a worker that runs 'cli_no_op' runs its compensations, if "
+        "it has any, then it ends (import its module with -i to know which)\n"
+    )

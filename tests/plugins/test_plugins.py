@@ -39,6 +39,47 @@ def test_builtins_are_entry_point_plugins():
         PluginHost([Again()]).clocks()
 
 
+@durable.workflow("plugins_short_one")
+class ShortOne:
+    @durable.step
+    def only(self):
+        pass
+
+
+class _Counting:
+    """A plugin class installed through an entry point (stood in for below)."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+
+    @hookimpl
+    def durable_execution_headers(self, workflow, execution_id, created_by):
+        self.created.append(execution_id)
+
+
+def test_an_installed_plugin_passed_again_is_loaded_once_or_refused(monkeypatch):
+    from durable import _builtins, plugins
+
+    installed = _Counting()
+    monkeypatch.setattr(
+        plugins,
+        "entry_point_plugins",
+        lambda refresh=False: [("builtins", _builtins), ("counting", installed)],
+    )
+    # the same object, installed and given (or given twice): loaded once, runs once
+    with durable.Engine("memory://", plugins=[installed, installed]) as engine:
+        wid = engine.start(ShortOne)
+    assert installed.created == [wid]
+    # another instance of its class would run every hook a second time: refused
+    with pytest.raises(durable.ConfigError) as refused:
+        PluginHost([_Counting()])
+    assert str(refused.value) == (
+        "plugins=[...] has a _Counting, and the installed plugin 'counting' (entry point "
+        "group 'durable') is one too: it is loaded already; leave it out of "
+        "plugins=[...], or uninstall the package that installs it"
+    )
+
+
 def test_every_hookspec_is_documented_with_its_signature():
     doc = (ROOT / "docs" / "plugins.md").read_text()
     specs = [name for name in dir(hookspecs) if name.startswith("durable_")]
