@@ -491,7 +491,8 @@ class Executor:
             except Exception as exc:
                 # A condition that raises is the step's failed attempt (retried as such).
                 error = error_info(exc)
-                self._failed(w, w.record(StepStatus.FAILED, now, now, error), now)
+                failed = w.record(StepStatus.FAILED, now, now, error)
+                self._failed(w, failed, now, final=not w.policy.retries(exc))
                 return "stop"
             if not runs:
                 skipped = w.record(StepStatus.SKIPPED, now, now)
@@ -685,6 +686,11 @@ class Executor:
             )
         elif outcome.error is not None:
             error = error_info(outcome.error)
+            if not w.policy.retries(outcome.error):
+                self._failed(
+                    w, w.record(StepStatus.FAILED, started, now, error, logs), now, final=True
+                )
+                return False
         elif w.row.unit is not None:
             try:
                 result, new_context = self._unit_result(w, run, outcome.result)
@@ -1091,10 +1097,14 @@ class Executor:
             until = step_until if until is None else min(until, step_until)
         return until
 
-    def _failed(self, w: _Walk, record: StepExecution, now: datetime) -> None:
+    def _failed(
+        self, w: _Walk, record: StepExecution, now: datetime, *, final: bool = False
+    ) -> None:
+        """Schedule the next attempt, or (none left, or ``final``: the error is not
+        retryable) fail the step: its execution, its group, or into compensations."""
         eid, token, row = w.eid, w.token, w.row
         error = record.error or {}
-        if record.attempt < record.max_attempts:
+        if record.attempt < record.max_attempts and not final:
             retry_at = now + timedelta(milliseconds=w.policy.delay_ms(record.attempt))
             if row.deadline is not None:
                 retry_at = min(retry_at, row.deadline)
@@ -1140,13 +1150,16 @@ class Executor:
                 )
             return
         # (a failed group's error already names the unit that failed, and its attempt)
-        final = {"step": record.name, "attempt": record.attempt, **error}
-        if self._compensate(w, now, final, record):
+        ended = {"step": record.name, "attempt": record.attempt, **error}
+        if final:
+            ended["retryable"] = False  # (why it ended with attempts left)
+        if self._compensate(w, now, ended, record):
             self._notify("durable_step_failed", eid, step=record)
             return
         log.warning(
-            "durable: %s failed with no attempt left (%s: %s); %s",
+            "durable: %s failed %s (%s: %s); %s",
             w.label(),
+            "with an error it does not retry" if final else "with no attempt left",
             error.get("type"),
             error.get("message"),
             "the execution failed" if w.row.unit is None else "its group ends",
@@ -1155,7 +1168,7 @@ class Executor:
             w.claim,
             "failing the execution",
             lambda wid: self.store.fail_attempt(
-                eid, token, now=now, record=record, retry_at=None, error=final, write_id=wid
+                eid, token, now=now, record=record, retry_at=None, error=ended, write_id=wid
             ),
         )
         if status in _STOPPED:
@@ -1163,7 +1176,7 @@ class Executor:
                 self._notify("durable_workflow_cancelled", eid, reason=row.cancel_reason)
             return
         self._notify("durable_step_failed", eid, step=record)
-        self._notify("durable_workflow_failed", eid, error=final)
+        self._notify("durable_workflow_failed", eid, error=ended)
 
     def _too_many_runs(self, w: _Walk, now: datetime) -> bool:
         """Fail the execution when the step run about to begin is one more than the

@@ -369,6 +369,7 @@ def _attempt(s: _Saga, undo: Undo, more: bool) -> bool | None:
     logs = list(run.logs)
     now = ex.clock.now()
     error: dict[str, Any] | None = None
+    retries = True
     new_context: dict[str, Any] = {}
     if outcome.timed_out:
         if until is not None and until < now:
@@ -381,6 +382,7 @@ def _attempt(s: _Saga, undo: Undo, more: bool) -> bool | None:
         )
     elif outcome.error is not None:
         error = error_info(outcome.error)
+        retries = s.policy(undo).retries(outcome.error)
     else:
         try:
             new_context = json.loads(
@@ -394,18 +396,18 @@ def _attempt(s: _Saga, undo: Undo, more: bool) -> bool | None:
             error = error_info(exc)
     if error is not None:
         failed = s.record(undo, StepStatus.FAILED, started, now, error, logs)
-        return _failed_attempt(s, undo, failed, now, more=more)
+        return _failed_attempt(s, undo, failed, now, more=more, final=not retries)
     done = s.record(undo, StepStatus.COMPLETED, started, now, None, logs)
     return _next(s, undo, done, new_context, now, more=more)
 
 
 def _failed_attempt(
-    s: _Saga, undo: Undo, record: StepExecution, now: datetime, *, more: bool
+    s: _Saga, undo: Undo, record: StepExecution, now: datetime, *, more: bool, final: bool = False
 ) -> bool | None:
     ex, eid, token = s.ex, s.row.id, s.row.token
     error = record.error or {}
     policy = s.policy(undo)
-    if record.attempt < policy.max_attempts:
+    if record.attempt < policy.max_attempts and not final:
         retry_at = now + timedelta(milliseconds=policy.delay_ms(record.attempt))
         retried = dataclasses.replace(record, retry_at=retry_at)
         log.warning(
@@ -425,8 +427,9 @@ def _failed_attempt(
         ex._notify("durable_step_retrying", eid, step=retried, retry_at=retry_at)
         return None
     log.error(
-        "durable: %s failed with no attempt left (%s: %s); the other compensations still run",
+        "durable: %s failed %s (%s: %s); the other compensations still run",
         s.label(undo),
+        "with an error it does not retry" if final else "with no attempt left",
         error.get("type"),
         error.get("message"),
     )

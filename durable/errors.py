@@ -44,6 +44,7 @@ __all__ = [
     "InvalidInput",
     "InvalidState",
     "LeaseLost",
+    "NonRetryableError",
     "ParallelFailed",
     "ScheduleNotFound",
     "SerializationError",
@@ -114,6 +115,14 @@ class StoreError(DurableError):
 
 class LeaseLost(StoreError):
     """The claim's fencing token is stale: another worker owns the execution now."""
+
+
+class NonRetryableError(DurableError):
+    """Raised by a step (or a subclass of it) to fail the attempt with no retry, whatever
+    attempts its ``Retry`` has left: a declined card, an invalid address, an error that
+    another try cannot mend. ``raise NonRetryableError("card declined") from exc`` keeps
+    the cause in the stored traceback. For exceptions you do not raise yourself, list
+    their types in ``Retry(non_retryable=...)``."""
 
 
 class StepTimeout(DurableError, TimeoutError):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from durable._limits import check_int32
 from durable.durations import finite, to_ms
-from durable.errors import ConfigError
+from durable.errors import ConfigError, NonRetryableError
 
 __all__ = ["BACKOFFS", "Retry"]
 
@@ -26,6 +26,11 @@ class Retry:
     exponential ``base**n * 1000``, linear ``n * base * 1000``, constant ``base * 1000``;
     capped at ``max_backoff`` and at one year. With ``jitter=True`` the delay is drawn
     uniformly from ``[delay / 2, delay]``.
+
+    ``non_retryable``: exception types (their subclasses too) that fail the step at once,
+    with attempts left: ``Retry(max_attempts=5, non_retryable=(CardDeclined,))``. A
+    ``durable.NonRetryableError`` raised by the step never is retried either. A timed out
+    attempt is retried as before.
     """
 
     max_attempts: int = 3
@@ -33,6 +38,7 @@ class Retry:
     base: float = 2
     max_backoff: int | None = None
     jitter: bool = False
+    non_retryable: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
         check_int32(self.max_attempts, "Retry max_attempts", minimum=1)
@@ -54,6 +60,22 @@ class Retry:
             )
         if not isinstance(self.jitter, bool):
             raise ConfigError(f"Retry jitter must be True or False, got {self.jitter!r}")
+        types = self.non_retryable
+        if isinstance(types, type):
+            types = (types,)
+        if not isinstance(types, tuple | list) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in types
+        ):
+            raise ConfigError(
+                "Retry non_retryable takes exception classes, e.g. "
+                f"non_retryable=(ValueError, CardDeclined), got {self.non_retryable!r}"
+            )
+        object.__setattr__(self, "non_retryable", tuple(types))
+
+    def retries(self, error: BaseException) -> bool:
+        """Whether an attempt that raised ``error`` may be tried again (attempts left
+        permitting): not for a ``NonRetryableError`` nor a ``non_retryable`` type."""
+        return not isinstance(error, (NonRetryableError, *self.non_retryable))
 
     @classmethod
     def coerce(cls, value: Retry | Mapping[str, Any] | None) -> Retry | None:
@@ -61,11 +83,12 @@ class Retry:
         if value is None or isinstance(value, Retry):
             return value
         if isinstance(value, Mapping):
-            unknown = set(value) - {"max_attempts", "backoff", "base", "max_backoff", "jitter"}
+            known = {"max_attempts", "backoff", "base", "max_backoff", "jitter", "non_retryable"}
+            unknown = set(value) - known
             if unknown:
                 raise ConfigError(
                     f"unknown retry option(s) {sorted(unknown)}; "
-                    "use max_attempts, backoff, base, max_backoff, jitter"
+                    "use max_attempts, backoff, base, max_backoff, jitter, non_retryable"
                 )
             return cls(**value)
         raise ConfigError(f"retry= takes a Retry or a dict, got {type(value).__name__}")
