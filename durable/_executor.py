@@ -35,7 +35,7 @@ from durable._runtime import OwnerCalls, StepRun, StoreInterrupt, Suspend
 from durable._saga import plan, run_compensations
 from durable._starts import child_id, new_row, store_new
 from durable.clock import Clock
-from durable.dsl import StepDef, WorkflowDef, get_workflow
+from durable.dsl import StepDef, WorkflowDef, get_workflow, plan_of
 from durable.errors import (
     ContextConflict,
     DurableError,
@@ -74,6 +74,8 @@ _COMMIT_BACKOFF = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _WRITER = uuid.uuid4().hex[:16]
 _writes = itertools.count()
 _ONE_ATTEMPT = Retry(max_attempts=1)
+#: how long an execution handed back to newer code waits before it is claimable again
+HAND_BACK = timedelta(seconds=5)
 # how many executions' input and context a worker keeps for their units (see _parent_data)
 _PARENTS_KEPT = 8
 # what a transition returns when a cancel met it: the execution ended, or its
@@ -219,6 +221,67 @@ class Executor:
         self._claimed: set[str] = set()
         self._cancelled: set[str] = set()
         self._running_lock = threading.Lock()
+        # (workflow, plan) -> when the store first saw that plan (it never changes)
+        self._plans: dict[tuple[str, str], datetime] = {}
+
+    # -- plans: which code started an execution (rolling deploys) -------------------------
+
+    def note_plan(self, wdef: WorkflowDef) -> datetime | None:
+        """Tell the store that this process runs ``wdef`` as it is now (its plan), once
+        per plan; when the store first saw that plan (None: it keeps no plans)."""
+        key = (wdef.name, wdef.plan)
+        found = self._plans.get(key)
+        if found is None:
+            found = self.store.note_plan(wdef.name, wdef.plan, now=self.clock.now())
+            if found is not None:
+                self._plans[key] = found
+        return found
+
+    def _started_by_newer_code(self, row: ExecutionRow, wdef: WorkflowDef) -> datetime | None:
+        """When the plan of the code that started ``row`` was first seen, if that is
+        after this code's was: a newer deploy started it, whose steps this code may not
+        have (it would skip them without a word). None when this code may run it: the
+        same plan, an older one (the deploy rules of ``durable check`` apply), or one
+        the store never saw."""
+        if row.unit is not None or row.shape is None or wdef.same_shape(row.shape):
+            return None
+        key = (wdef.name, plan_of(row.shape))
+        theirs = self._plans.get(key)
+        if theirs is None:
+            theirs = self.store.plan_first_seen(*key)
+            if theirs is None:
+                return None
+            self._plans[key] = theirs
+        mine = self.note_plan(wdef)
+        return theirs if mine is not None and theirs > mine else None
+
+    def _hand_back(
+        self, row: ExecutionRow, claim: Claim, wdef: WorkflowDef, newer: datetime
+    ) -> None:
+        """Give back a claim on an execution that newer code started, untouched, for a
+        worker that has that code (it is claimable again after ``HAND_BACK``)."""
+        now = self.clock.now()
+        later = now + HAND_BACK
+        recorded = [name for name, _ in row.shape.get("steps", [])] if row.shape else []
+        log.warning(
+            "durable: execution %s of workflow %r was started by newer code (steps %s; "
+            "first seen %s) than this worker runs (steps %s): handing it back for a worker "
+            "with that code (claimable again at %s); stop this worker once the deploy is done",
+            row.id,
+            wdef.name,
+            ", ".join(recorded),
+            newer.isoformat(),
+            ", ".join(s.name for s in wdef.steps),
+            later.isoformat(),
+        )
+        eid, token, ran = row.id, row.token, not row.began
+        self._commit(
+            claim,
+            "handing back an execution newer code started",
+            lambda wid: self.store.release(
+                eid, token, now=now, attempt_ran=ran, run_at=later, write_id=wid
+            ),
+        )
 
     def running_ids(self) -> list[str]:
         """The ids of the executions and units claimed (and running) here now."""
@@ -388,10 +451,14 @@ class Executor:
         stop_at: Callable[[str], bool],
         interrupted: Callable[[], None] | None,
     ) -> None:
+        wdef = get_workflow(row.workflow)
+        newer = self._started_by_newer_code(row, wdef)
+        if newer is not None:
+            self._hand_back(row, claim, wdef, newer)
+            return
         if row.phase == StepPhase.COMPENSATE:
             run_compensations(self, row, claim, stop_at)
             return
-        wdef = get_workflow(row.workflow)
         w = _Walk(
             row=row,
             claim=claim,
@@ -1039,6 +1106,7 @@ class Executor:
             parent_step=run.step,
             timeout_ms=timeout_ms,
         )
+        self.note_plan(wdef)
         # (not for a child started already: a resumed or retried step finds it)
         if self.plugins.gives_headers and self.store.get(cid) is None:
             ask = partial(self.plugins.execution_headers, wdef.name, cid, "child")

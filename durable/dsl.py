@@ -12,7 +12,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import hashlib
 import inspect
+import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +43,7 @@ __all__ = [
     "get_workflow",
     "may_compensate",
     "parallel",
+    "plan_of",
     "registered_workflows",
     "registry_version",
     "step",
@@ -174,6 +177,7 @@ class WorkflowDef:
     _after: Mapping[str, StepDef | None] = field(init=False, repr=False, compare=False)
     _branches: Mapping[str, StepDef] = field(init=False, repr=False, compare=False)
     _shape: dict[str, Any] = field(init=False, repr=False, compare=False)
+    _plan: str = field(init=False, repr=False, compare=False)
     _names: Mapping[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -223,6 +227,18 @@ class WorkflowDef:
             },
         }
         object.__setattr__(self, "_shape", shape)
+        object.__setattr__(self, "_plan", plan_of(shape))
+
+    @property
+    def plan(self) -> str:
+        """A fingerprint of ``shape()``: code whose steps (names, kinds, order), branches
+        or compensations differ has another plan; a changed body, retry or timeout does
+        not change it."""
+        return self._plan
+
+    def same_shape(self, shape: Mapping[str, Any] | None) -> bool:
+        """Whether ``shape`` (an execution's, as stored) is this code's."""
+        return shape == self._shape
 
     @property
     def first_step(self) -> StepDef:
@@ -967,6 +983,13 @@ def registry_version() -> int:
     """A number that grows whenever a workflow is registered (or registered again)."""
     with _registry_lock:
         return _registry_version
+
+
+def plan_of(shape: Mapping[str, Any]) -> str:
+    """The fingerprint of a workflow shape (``WorkflowDef.shape()``, or one an execution
+    stored): 16 hex digits of the SHA-256 of its canonical JSON."""
+    text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def registered_workflows() -> dict[str, WorkflowDef]:

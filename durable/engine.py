@@ -195,6 +195,7 @@ class Engine:
         )
         if self.plugins.gives_headers:  # (in the caller's thread: its trace context)
             row.headers = self.plugins.execution_headers(wdef.name, row.id, "start")
+        self.scheduler.note_plan(wdef)
         stored, created = self.store.create(row)
         if not created and (
             stored.workflow != wdef.name or _canonical(stored.input) != _canonical(value)
@@ -717,6 +718,7 @@ class Engine:
         new.origin = {"forked_from": eid, "step": target, "context": start_context}
         if self.plugins.gives_headers:
             new.headers = self.plugins.execution_headers(wdef.name, new.id, "fork")
+        self.scheduler.note_plan(wdef)
         stored, _ = self.store.create(new)
         log.info("durable: %s %s forked from %s at step %r", wdef.name, stored.id, eid, target)
         self._wake_workers()
@@ -819,6 +821,7 @@ class Engine:
         poll_ms = to_ms(poll_interval, what="poll_interval", allow_zero=False)
         # (the worker stores the schedules its workflows declare as it starts claiming)
         self.scheduler.ticker.declares = True
+        self.scheduler.note_plans()
         worker = Worker(
             self.scheduler, queues=_queues(queues), concurrency=concurrency, poll_ms=poll_ms
         )

@@ -19,7 +19,7 @@ from durable._executor import Claim, Executor
 from durable._invoke import AsyncRunner
 from durable._ticks import Ticker
 from durable.clock import Clock, SystemClock
-from durable.dsl import registered_workflows
+from durable.dsl import WorkflowDef, registered_workflows
 from durable.durations import seconds
 from durable.errors import DurableError
 from durable.plugins import PluginHost
@@ -240,6 +240,20 @@ class Scheduler:
     def workflows() -> list[str]:
         """The workflows this process can run: those registered (imported) here."""
         return list(registered_workflows())
+
+    def note_plan(self, wdef: WorkflowDef) -> None:
+        """Tell the store that this process runs ``wdef`` as it is now (see
+        ``Executor.note_plan``): before it creates an execution of it, or runs any."""
+        self._executor.note_plan(wdef)
+
+    def note_plans(self) -> None:
+        """``note_plan`` for every workflow this process can run (a worker starting). A
+        store that fails is logged, not raised: the plan is noted at the first claim."""
+        for wdef in registered_workflows().values():
+            try:
+                self._executor.note_plan(wdef)
+            except DurableError as exc:
+                log.warning("durable: could not note the plan of %r yet: %s", wdef.name, exc)
 
     def next_due(self, queues: Sequence[str] | None = None) -> datetime | None:
         """When the next work this process can run (a start, a retry, a timer, a lease

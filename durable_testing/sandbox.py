@@ -44,6 +44,7 @@ DATA_TABLES = (
     "durable_step_attempts",
     "durable_group_counts",
     "durable_schedules",
+    "durable_plans",
     "durable_executions",
 )
 

@@ -848,6 +848,18 @@ class Store(abc.ABC):
         ``durable migrate`` call it); returns the versions applied."""
         return []
 
+    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> datetime | None:
+        """Optional: record that code whose ``workflow`` has ``plan`` (a fingerprint of its
+        shape, ``WorkflowDef.plan``) is in use, at ``now`` unless it was seen before;
+        return when it was first seen. None: the store keeps no plans, and workers then
+        run every execution with the code they have, whatever code started it."""
+        return None
+
+    def plan_first_seen(self, workflow: str, plan: str) -> datetime | None:
+        """Optional: when ``note_plan`` first saw ``plan`` of ``workflow`` (None: never,
+        or the store keeps no plans)."""
+        return None
+
     def server_time(self) -> datetime | None:
         """Optional: the store server's own clock, for workers to check that their clock
         agrees with it (None: the store has no clock of its own, e.g. in-process)."""

@@ -83,6 +83,7 @@ class MemoryStore(Store):
         self._parked_from: dict[tuple[str, str, int], int] = {}
         self._ended: list[Callable[[str | None], None]] = []
         self._schedules: dict[str, Schedule] = {}
+        self._plans: dict[tuple[str, str], datetime] = {}  # (workflow, plan) -> first seen
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
         # (due, seq, id, version): pending rows by run_at, running rows by lease expiry
@@ -309,6 +310,14 @@ class MemoryStore(Store):
                 row.lease_expires_at = now + timedelta(milliseconds=lease_ms)
                 self._touch(row)
         return lost
+
+    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> datetime | None:
+        with self._lock:
+            return self._plans.setdefault((workflow, plan), now)
+
+    def plan_first_seen(self, workflow: str, plan: str) -> datetime | None:
+        with self._lock:
+            return self._plans.get((workflow, plan))
 
     def release(
         self,

@@ -389,7 +389,7 @@ def test_v16_lists_one_queue_by_an_index_of_its_own(blank_url):
                     meta.tables["durable_executions"],
                     {k: at(v) if isinstance(v, datetime) else v for k, v in values.items()},
                 )
-        assert store.migrate(T0) == [16]
+        assert store.migrate(T0) == list(range(16, SCHEMA_VERSION + 1))
 
         def listed(queue: str) -> list[str]:
             found = store.list_executions(workflows=None, statuses=None, queues=[queue], limit=5)
@@ -414,5 +414,19 @@ def test_v16_lists_one_queue_by_an_index_of_its_own(blank_url):
         plan = " ".join(str(r[-1]) for r in rows)
         assert "durable_executions_queue_created" in plan, plan
         assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan  # in index order
+    finally:
+        store.close()
+
+
+def test_v17_keeps_plans_from_the_upgrade_on(blank_url):
+    """A v16 database upgraded to v17 knows no plan yet (an execution started before
+    reads as started by a plan never seen: any worker runs it), and notes them from then."""
+    store = PluginHost().make_store(blank_url)
+    try:
+        migrations.upgrade(store.engine, now=T0, target=16)
+        assert store.migrate(T0) == [17]
+        assert store.plan_first_seen("w", "p") is None
+        assert store.note_plan("w", "p", now=T0 + timedelta(seconds=1)) == T0 + timedelta(seconds=1)
+        assert store.plan_first_seen("w", "p") == T0 + timedelta(seconds=1)
     finally:
         store.close()

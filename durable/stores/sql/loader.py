@@ -23,6 +23,9 @@ __all__ = ["NAMES", "Queries", "QueryFileError", "from_text", "load", "parse"]
 #: every block a dialect file defines (and the store uses)
 NAMES = frozenset(
     {
+        # the plans of workflows in use (rolling deploys)
+        "plan_note",
+        "plan_get",
         # schedules (cron)
         "schedule_put",
         "schedule_get",

@@ -486,6 +486,21 @@ def _v16_queue_index(conn: sa.Connection) -> None:
     )
 
 
+def _v17_plans(conn: sa.Connection) -> None:
+    """The plans (shape fingerprints) of each workflow's code in use, and since when: a
+    worker hands back an execution started by code newer than its own (a rolling
+    deploy), rather than run it without the steps it does not know."""
+    md = sa.MetaData()
+    table = sa.Table(
+        "durable_plans",
+        md,
+        sa.Column("workflow", sa.String(200), primary_key=True),
+        sa.Column("plan", sa.String(64), primary_key=True),
+        sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    )
+    table.create(conn)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (1, "initial", _v1_initial),
     (2, "claim_index", _v2_claim_index),
@@ -503,6 +518,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[sa.Connection], None]]] = [
     (14, "parent_step", _v14_parent_step),
     (15, "dashboard_lookups", _v15_dashboard_lookups),
     (16, "queue_index", _v16_queue_index),
+    (17, "plans", _v17_plans),
 ]
 
 

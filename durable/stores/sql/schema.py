@@ -21,7 +21,7 @@ __all__ = [
     "waits",
 ]
 
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 17
 
 #: how many rows hold a group's count of open units (v8): a unit counts in the row
 #: ``unit_index % GROUP_SHARDS``. Fixed, as stored counts depend on it.
@@ -372,6 +372,14 @@ schedules = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 sa.Index("durable_schedules_due", schedules.c.next_tick, schedules.c.name)
+
+plans = sa.Table(
+    "durable_plans",
+    metadata,
+    sa.Column("workflow", sa.String(200), primary_key=True),
+    sa.Column("plan", sa.String(64), primary_key=True),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+)
 
 migrations = sa.Table(
     "durable_migrations",

@@ -1080,3 +1080,12 @@ ORDER BY r.n;
 -- A schedule's latest execution, read again by id (see _fire).
 SELECT id, status, phase FROM durable_executions WHERE id = %(id)s
 FOR UPDATE;
+
+-- name: plan_note
+-- Code with this plan of the workflow is in use: first seen now, unless seen before.
+INSERT INTO durable_plans (workflow, plan, first_seen_at)
+VALUES (%(workflow)s, %(plan)s, %(now)s)
+ON CONFLICT (workflow, plan) DO NOTHING;
+
+-- name: plan_get
+SELECT first_seen_at FROM durable_plans WHERE workflow = %(workflow)s AND plan = %(plan)s;

@@ -908,3 +908,12 @@ ORDER BY r.key;
 -- name: schedule_latest_by_id
 -- A schedule's latest execution, read again by id (see _fire).
 SELECT id, status, phase FROM durable_executions WHERE id = :id;
+
+-- name: plan_note
+-- Code with this plan of the workflow is in use: first seen now, unless seen before.
+INSERT INTO durable_plans (workflow, plan, first_seen_at)
+VALUES (:workflow, :plan, :now)
+ON CONFLICT (workflow, plan) DO NOTHING;
+
+-- name: plan_get
+SELECT first_seen_at FROM durable_plans WHERE workflow = :workflow AND plan = :plan;
