@@ -14,6 +14,8 @@ of its runs:
   calls alone;
 * ``api``: loaded and on, in a process that set up no SDK (OpenTelemetry's no-op
   providers): the plugin's own code and durable's hook calls, without the SDK's work;
+* ``metrics``: loaded and on, the metrics through the SDK, the spans through
+  OpenTelemetry's no-op tracer provider (what the metrics alone cost);
 * ``on``: loaded and recording every span and metric through the SDK;
 * ``floor``: durable-otel not loaded; instead a plugin of four lines opens and ends one
   bare span per attempt through the same SDK (no attributes, no parent, no context made
@@ -33,7 +35,7 @@ freezes what its start-up made before it takes work; ``--no-freeze`` leaves it a
 The target: ``on`` at least 90% of ``without``.
 
     python bench/bench_otel.py [--store URL ...] [--runs 5] [--m 2000] [--concurrency 10]
-                               [--variants without,off,api,floor,on] [--no-freeze]
+                               [--variants without,off,api,metrics,floor,on] [--no-freeze]
 """
 
 from __future__ import annotations
@@ -146,7 +148,8 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="without,off,api,on",
-        help="comma-separated, among without, off, api, floor, on (without and on are needed)",
+        help="comma-separated, among without, off, api, metrics, floor, on (without and on "
+        "are needed)",
     )
     parser.add_argument(
         "--no-freeze",
@@ -155,8 +158,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     variants = args.variants.split(",")
-    if not {"without", "on"} <= set(variants) <= {"without", "off", "api", "floor", "on"}:
-        parser.error("--variants takes without and on, and optionally off, api and floor")
+    if (
+        not {"without", "on"}
+        <= set(variants)
+        <= {"without", "off", "api", "metrics", "floor", "on"}
+    ):
+        parser.error("--variants takes without and on, and optionally off, api, metrics, floor")
     tmp = Path(tempfile.mkdtemp())
     stores = args.store or [
         "postgresql://postgres@127.0.0.1:5432/durable_bench",
@@ -176,6 +183,8 @@ def main() -> None:
     def run(url: str, variant: str) -> float:
         if variant == "api":
             durable_otel.configure(tracer_provider=no_tracer, meter_provider=no_meter)
+        elif variant == "metrics":
+            durable_otel.configure(tracer_provider=no_tracer, meter_provider=meter_provider)
         else:
             durable_otel.configure(
                 tracer_provider=tracer_provider,
@@ -227,7 +236,7 @@ def main() -> None:
             "on_vs_without_paired_median": statistics.median(paired),
             "spans_per_execution": per_execution,
         }
-        for other in ("off", "api", "floor"):
+        for other in ("off", "api", "metrics", "floor"):
             if other in median:
                 result[f"{other}_vs_without"] = median[other] / median["without"]
         results.append(result)
@@ -241,7 +250,7 @@ def main() -> None:
             + ", ".join(f"{r:.1%}" for r in paired)
             + ")"
         )
-        for other in ("off", "api", "floor"):
+        for other in ("off", "api", "metrics", "floor"):
             if other in median:
                 print(f"  {other} / without: {result[f'{other}_vs_without']:.1%}")
         print(f"  {per_execution:.1f} spans exported per execution while on")

@@ -195,4 +195,5 @@ def durable_step_suspended(
 
 @hookspec
 def durable_step_failed(execution: Execution, step: StepExecution) -> None:
-    """A step attempt failed with no attempt left (or past the workflow timeout)."""
+    """A step attempt failed with no attempt left, with an error it does not retry
+    (``Retry(non_retryable=...)``, ``NonRetryableError``), or past the workflow timeout."""

@@ -118,8 +118,11 @@ class PluginHost:
             if self.pm.is_registered(plugin):
                 continue
             self.pm.register(plugin, name=f"entrypoint:{name}")
-            if not isinstance(plugin, ModuleType):
-                installed[type(plugin)] = name
+            kind = type(plugin)
+            # (an instance of a plugin's own class: not a module, nor a class given as the
+            # plugin, nor a generic object such as a SimpleNamespace)
+            if kind.__module__ not in ("builtins", "types") and not isinstance(plugin, type):
+                installed[kind] = name
         for plugin in extra:
             if self.pm.is_registered(plugin):
                 continue  # (installed, or given twice: one plugin object is loaded once)

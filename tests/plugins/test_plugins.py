@@ -80,6 +80,40 @@ def test_an_installed_plugin_passed_again_is_loaded_once_or_refused(monkeypatch)
     )
 
 
+def test_plugins_of_a_generic_kind_are_not_taken_for_the_same_plugin(monkeypatch):
+    """Two classes given as plugins, or two namespaces, are as many plugins (each kind is
+    ``type`` or ``SimpleNamespace``, whoever made them)."""
+    from types import SimpleNamespace
+
+    from durable import _builtins, plugins
+
+    class InstalledClass:
+        @staticmethod
+        @hookimpl
+        def durable_execution_headers(workflow, execution_id, created_by):
+            return {"by": "class"}
+
+    class GivenClass:
+        @staticmethod
+        @hookimpl
+        def durable_execution_headers(workflow, execution_id, created_by):
+            return {"also": "class"}
+
+    installed_ns = SimpleNamespace(durable_execution_headers=hookimpl(lambda workflow: None))
+    monkeypatch.setattr(
+        plugins,
+        "entry_point_plugins",
+        lambda refresh=False: [
+            ("builtins", _builtins),
+            ("installed", InstalledClass),
+            ("installed-ns", installed_ns),
+        ],
+    )
+    given_ns = SimpleNamespace(durable_execution_headers=hookimpl(lambda workflow: None))
+    host = PluginHost([GivenClass, given_ns])
+    assert host.execution_headers("w", "id", "start") == {"by": "class", "also": "class"}
+
+
 def test_every_hookspec_is_documented_with_its_signature():
     doc = (ROOT / "docs" / "plugins.md").read_text()
     specs = [name for name in dir(hookspecs) if name.startswith("durable_")]

@@ -127,6 +127,8 @@ class Deferred:
                 return ()
             found = attributes.get(key)
             if found is None:
+                if len(attributes) >= _CONTEXTS_KEPT:  # (step names made at run time)
+                    attributes.clear()
                 found = attributes[key] = dict(zip(self.names, key, strict=True))
             record(value, found)
 
