@@ -94,6 +94,8 @@ def format_execution(ex: Execution, step: str | None = None) -> str:
         lines.append(f"  waiting    in step {p(ex.current_step)}, {wake}")
     if ex.error:
         lines.append(f"  error      {p(ex.error.get('type'))}: {p(ex.error.get('message'))}")
+        if ex.error.get("retryable") is False:
+            lines.append("             (an error its retry policy does not retry)")
     if ex.cancel_reason:
         lines.append(f"  reason     {p(ex.cancel_reason)}")
     for problem in ex.unreadable:

@@ -65,6 +65,21 @@ def test_non_retryable_error_is_never_retried_and_keeps_its_cause(durable_engine
     assert "KeyError: 'zip'" in error["traceback"]  # the cause, raised from
 
 
+def test_durable_show_says_the_error_was_not_retried(durable_engine, durable_store_url):
+    from click.testing import CliRunner
+
+    from durable.cli import main
+
+    wid = durable_engine.start(Charge, {"fail_with": ["give_up"]})
+    durable_engine.run_until(wid)
+    shown = CliRunner().invoke(main, ["--store", durable_store_url, "show", wid])
+    assert shown.exit_code == 0, shown.output
+    assert (
+        "  error      durable.errors.NonRetryableError: address does not exist\n"
+        "             (an error its retry policy does not retry)\n"
+    ) in shown.output
+
+
 def test_other_errors_still_retry_until_success(durable_engine):
     wid = durable_engine.start(Charge, {"fail_with": ["timeout", "timeout", "ok"]})
     ex = durable_engine.run_until(wid)
