@@ -119,7 +119,7 @@ def commands(body: str) -> list[tuple[str, list[str]]]:
 BACKGROUND = re.compile(r"(?P<command>.*?)\s&\s*(?:#.*)?")
 # What varies from one run to the next in a shown output line, and what stands for it.
 VARYING = re.compile(
-    r"(?P<skip>\.\.\.|…)"
+    r"(?P<skip>(?:\.\.\.|…)+)"  # (a run of them is one: pytest's dots, say)
     r"|(?P<url>(?:sqlite|postgresql|postgres|memory)://[^\s;,]*[^\s;,:])"
     r"|(?P<worker>[\w.-]+:\d+:[0-9a-f]{8}\b)"
     r"|(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from docs_pages import ROOT, Block, Run, blocks, pages, parse_config
+from docs_pages import ROOT, Block, Run, blocks, pages, parse_config, shown
 from docs_pages import UNRUN as UNRUN_KINDS
 
 # At least this many tests in a page's module (a floor, so that a page losing its tests
@@ -177,6 +177,16 @@ def _run_module(pytester, monkeypatch, page: str, name: str, tests: int, pg_url)
     else:
         result = pytester.run(sys.executable, f"{name}.py", timeout=120)
         assert result.ret == 0, result.stderr.str()
+
+
+def test_a_shown_line_of_dots_is_one_wildcard_not_thousands_of_backtracks():
+    """pytest's progress line shown on a page (72 dots) once took the harness minutes to
+    compare with a line it did not match: each ``...`` was a wildcard of its own."""
+    dots = "." * 72 + " [100%]"
+    assert shown(dots).pattern.count(".*?") == 1
+    assert shown(dots).search(".             [100%]")
+    assert not shown(dots).search("." * 60 + " [ 98%]")
+    assert shown("72 passed in 9.58s").search("73 passed in 12.1s")
 
 
 @pytest.mark.parametrize("name", ["retry", "workflow timeout"])
