@@ -74,8 +74,13 @@ _COMMIT_BACKOFF = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _WRITER = uuid.uuid4().hex[:16]
 _writes = itertools.count()
 _ONE_ATTEMPT = Retry(max_attempts=1)
-#: how long an execution handed back to newer code waits before it is claimable again
+#: how long an execution handed back to the code that started it waits before it is
+#: claimable again
 HAND_BACK = timedelta(seconds=5)
+#: how often a process tells the store the plans of the code it runs ...
+PLAN_REFRESH = timedelta(seconds=20)
+#: ... and how long after the last time a plan counts as alive
+PLAN_LIVE = timedelta(seconds=60)
 # how many executions' input and context a worker keeps for their units (see _parent_data)
 _PARENTS_KEPT = 8
 # what a transition returns when a cancel met it: the execution ended, or its
@@ -221,63 +226,91 @@ class Executor:
         self._claimed: set[str] = set()
         self._cancelled: set[str] = set()
         self._running_lock = threading.Lock()
-        # (workflow, plan) -> when the store first saw that plan (it never changes)
-        self._plans: dict[tuple[str, str], datetime] = {}
+        # (workflow, plan) -> when this process last told the store it runs that plan
+        self._noted: dict[tuple[str, str], datetime] = {}
+        # the shape each execution whose units ran here started with, by its id
+        self._shapes: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
 
     # -- plans: which code started an execution (rolling deploys) -------------------------
 
-    def note_plan(self, wdef: WorkflowDef) -> datetime | None:
-        """Tell the store that this process runs ``wdef`` as it is now (its plan), once
-        per plan; when the store first saw that plan (None: it keeps no plans)."""
-        key = (wdef.name, wdef.plan)
-        found = self._plans.get(key)
-        if found is None:
-            found = self.store.note_plan(wdef.name, wdef.plan, now=self.clock.now())
-            if found is not None:
-                self._plans[key] = found
-        return found
+    def note_plan(self, wdef: WorkflowDef) -> None:
+        """Tell the store that this process runs ``wdef`` as it is now (its plan): at
+        most once per ``PLAN_REFRESH``, so that the store knows which code is alive."""
+        key, now = (wdef.name, wdef.plan), self.clock.now()
+        told = self._noted.get(key)
+        if told is None or now - told >= PLAN_REFRESH or now < told:
+            self.store.note_plan(wdef.name, wdef.plan, now=now)
+            self._noted[key] = now
 
-    def _started_by_newer_code(self, row: ExecutionRow, wdef: WorkflowDef) -> datetime | None:
-        """When the plan of the code that started ``row`` was first seen, if that is
-        after this code's was: a newer deploy started it, whose steps this code may not
-        have (it would skip them without a word). None when this code may run it: the
-        same plan, an older one (the deploy rules of ``durable check`` apply), or one
-        the store never saw."""
-        if row.unit is not None or row.shape is None or wdef.same_shape(row.shape):
+    def _shape_of(self, row: ExecutionRow) -> dict[str, Any] | None:
+        """The workflow shape ``row``'s execution started with (a unit's: its
+        execution's, read once per execution and kept)."""
+        if row.unit is None:
+            return row.shape
+        parent = row.parent_id or ""
+        if parent not in self._shapes:
+            found = self.store.get(parent)
+            with self._parents_lock:
+                self._shapes[parent] = None if found is None else found.shape
+                while len(self._shapes) > _PARENTS_KEPT:
+                    self._shapes.popitem(last=False)
+        return self._shapes.get(parent)
+
+    def _other_code_alive(self, row: ExecutionRow, wdef: WorkflowDef) -> datetime | None:
+        """When a process that has the code that started ``row`` (a plan that differs
+        from this code's) was last seen, if within ``PLAN_LIVE``: a rolling deploy, where
+        that code's workers should run it (this code would walk its own steps, and skip
+        any it does not have without a word). None when this code runs it: the same
+        plan, or one no other process has run lately (its deploy is over: the deploy
+        rules of ``durable check`` apply)."""
+        shape = self._shape_of(row)
+        if shape is None or wdef.same_shape(shape):
             return None
-        key = (wdef.name, plan_of(row.shape))
-        theirs = self._plans.get(key)
-        if theirs is None:
-            theirs = self.store.plan_first_seen(*key)
-            if theirs is None:
-                return None
-            self._plans[key] = theirs
-        mine = self.note_plan(wdef)
-        return theirs if mine is not None and theirs > mine else None
+        key = (wdef.name, plan_of(shape))
+        seen = self.store.plan_last_seen(*key)
+        now = self.clock.now()
+        own = self._noted.get(key)
+        # (a plan this very process noted, and nobody since: the process ran that code
+        # itself before its workflow was defined again, as in a test or a notebook; it is
+        # not another process's code to wait for)
+        if seen is None or now - seen > PLAN_LIVE or (own is not None and seen <= own):
+            log.info(
+                "durable: running %s of workflow %r, started by other code (steps %s) that "
+                "no process has run since %s, with this code (steps %s)",
+                row.id,
+                wdef.name,
+                ", ".join(name for name, _ in shape.get("steps", [])),
+                "(never seen)" if seen is None else seen.isoformat(),
+                ", ".join(s.name for s in wdef.steps),
+            )
+            return None
+        return seen
 
     def _hand_back(
-        self, row: ExecutionRow, claim: Claim, wdef: WorkflowDef, newer: datetime
+        self, row: ExecutionRow, claim: Claim, wdef: WorkflowDef, seen: datetime
     ) -> None:
-        """Give back a claim on an execution that newer code started, untouched, for a
-        worker that has that code (it is claimable again after ``HAND_BACK``)."""
+        """Give back, untouched, a claim on an execution that other code started while
+        that code is alive (claimable again after ``HAND_BACK``)."""
         now = self.clock.now()
         later = now + HAND_BACK
-        recorded = [name for name, _ in row.shape.get("steps", [])] if row.shape else []
+        shape = self._shape_of(row) or {}
         log.warning(
-            "durable: execution %s of workflow %r was started by newer code (steps %s; "
-            "first seen %s) than this worker runs (steps %s): handing it back for a worker "
-            "with that code (claimable again at %s); stop this worker once the deploy is done",
-            row.id,
+            "durable: %s of workflow %r was started by other code (steps %s), which a "
+            "process ran at %s; this worker's code has steps %s: handing it back for a "
+            "worker with that code (claimable again at %s; after %d s without one, any "
+            "worker runs it)",
+            row.id if row.unit is None else f"{row.parent_id} (its unit {row.unit!r})",
             wdef.name,
-            ", ".join(recorded),
-            newer.isoformat(),
+            ", ".join(name for name, _ in shape.get("steps", [])),
+            seen.isoformat(),
             ", ".join(s.name for s in wdef.steps),
             later.isoformat(),
+            PLAN_LIVE.total_seconds(),
         )
         eid, token, ran = row.id, row.token, not row.began
         self._commit(
             claim,
-            "handing back an execution newer code started",
+            "handing back an execution other code started",
             lambda wid: self.store.release(
                 eid, token, now=now, attempt_ran=ran, run_at=later, write_id=wid
             ),
@@ -452,9 +485,9 @@ class Executor:
         interrupted: Callable[[], None] | None,
     ) -> None:
         wdef = get_workflow(row.workflow)
-        newer = self._started_by_newer_code(row, wdef)
-        if newer is not None:
-            self._hand_back(row, claim, wdef, newer)
+        seen = self._other_code_alive(row, wdef)
+        if seen is not None:
+            self._hand_back(row, claim, wdef, seen)
             return
         if row.phase == StepPhase.COMPENSATE:
             run_compensations(self, row, claim, stop_at)

@@ -82,6 +82,7 @@ class Worker:
         """Claim what fits in the free slots; return when to look again (None: at once)."""
         scheduler = self.scheduler
         now = scheduler.clock.now()
+        scheduler.note_plans()  # (this worker's code is alive: see Executor.note_plan)
         with self._lock:
             free = self.concurrency - self._inflight
         if free > 0:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from durable._executor import Claim, Executor
+from durable._executor import PLAN_REFRESH, Claim, Executor
 from durable._invoke import AsyncRunner
 from durable._ticks import Ticker
 from durable.clock import Clock, SystemClock
@@ -213,6 +213,7 @@ class Scheduler:
         self.heartbeat = Heartbeat(store, clock, lease_ms)
         self._runner = AsyncRunner()
         self._executor = Executor(store, clock, plugins, self._runner, lease_ms)
+        self._plans_due: datetime | None = None  # when a worker notes its plans again
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
         self._subscribed = False
@@ -243,17 +244,24 @@ class Scheduler:
 
     def note_plan(self, wdef: WorkflowDef) -> None:
         """Tell the store that this process runs ``wdef`` as it is now (see
-        ``Executor.note_plan``): before it creates an execution of it, or runs any."""
+        ``Executor.note_plan``): before it creates an execution of it."""
         self._executor.note_plan(wdef)
 
     def note_plans(self) -> None:
-        """``note_plan`` for every workflow this process can run (a worker starting). A
-        store that fails is logged, not raised: the plan is noted at the first claim."""
+        """``note_plan`` for every workflow this process can run: a worker does it as it
+        starts and then every ``PLAN_REFRESH`` (cheap in between). A store that fails is
+        logged, not raised: the next turn tries again."""
+        now = self.clock.now()
+        if self._plans_due is not None and self._plans_due > now >= self._plans_due - PLAN_REFRESH:
+            return
+        self._plans_due = now + PLAN_REFRESH
         for wdef in registered_workflows().values():
             try:
                 self._executor.note_plan(wdef)
             except DurableError as exc:
-                log.warning("durable: could not note the plan of %r yet: %s", wdef.name, exc)
+                log.warning("durable: could not note the plan of %r: %s", wdef.name, exc)
+                self._plans_due = now  # (try again at the next turn)
+                return
 
     def next_due(self, queues: Sequence[str] | None = None) -> datetime | None:
         """When the next work this process can run (a start, a retry, a timer, a lease

@@ -848,16 +848,15 @@ class Store(abc.ABC):
         ``durable migrate`` call it); returns the versions applied."""
         return []
 
-    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> datetime | None:
-        """Optional: record that code whose ``workflow`` has ``plan`` (a fingerprint of its
-        shape, ``WorkflowDef.plan``) is in use, at ``now`` unless it was seen before;
-        return when it was first seen. None: the store keeps no plans, and workers then
-        run every execution with the code they have, whatever code started it."""
-        return None
+    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> None:  # noqa: B027
+        """Optional: code whose ``workflow`` has ``plan`` (a fingerprint of its shape,
+        ``WorkflowDef.plan``) runs in a process at ``now``: keep when that plan was last
+        seen (never moved back). A store that keeps no plans does nothing: its workers
+        then run every execution with the code they have, whatever code started it."""
 
-    def plan_first_seen(self, workflow: str, plan: str) -> datetime | None:
-        """Optional: when ``note_plan`` first saw ``plan`` of ``workflow`` (None: never,
-        or the store keeps no plans)."""
+    def plan_last_seen(self, workflow: str, plan: str) -> datetime | None:
+        """Optional: when ``note_plan`` last heard of ``plan`` of ``workflow`` (None:
+        never, or the store keeps no plans)."""
         return None
 
     def server_time(self) -> datetime | None:

@@ -83,7 +83,7 @@ class MemoryStore(Store):
         self._parked_from: dict[tuple[str, str, int], int] = {}
         self._ended: list[Callable[[str | None], None]] = []
         self._schedules: dict[str, Schedule] = {}
-        self._plans: dict[tuple[str, str], datetime] = {}  # (workflow, plan) -> first seen
+        self._plans: dict[tuple[str, str], datetime] = {}  # (workflow, plan) -> last seen
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
         # (due, seq, id, version): pending rows by run_at, running rows by lease expiry
@@ -311,11 +311,13 @@ class MemoryStore(Store):
                 self._touch(row)
         return lost
 
-    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> datetime | None:
+    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> None:
         with self._lock:
-            return self._plans.setdefault((workflow, plan), now)
+            seen = self._plans.get((workflow, plan))
+            if seen is None or now > seen:
+                self._plans[(workflow, plan)] = now
 
-    def plan_first_seen(self, workflow: str, plan: str) -> datetime | None:
+    def plan_last_seen(self, workflow: str, plan: str) -> datetime | None:
         with self._lock:
             return self._plans.get((workflow, plan))
 

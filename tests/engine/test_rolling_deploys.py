@@ -1,17 +1,38 @@
 """Rolling deploys: while old and new workers run side by side, an old worker must not run
 an execution that new code started, or it walks the old steps and skips the new ones
-without a word. Each code's plan (a fingerprint of its steps) is noted in the store with
-when it was first seen; a worker hands back an execution started by a plan newer than its
-own. One process plays both deploys here, swapping the workflow's definition."""
+without a word. Each process tells the store the plans (fingerprints of the steps) of
+the code it runs, every 20 s; a worker hands back an execution started by another plan
+while another process with that plan was seen in the last minute. Once none has been,
+any worker runs it.
+
+Here ``durable_engine`` is the old deploy's worker and a second engine on the same store
+and clock is a process of the new deploy (each engine keeps its own notes, as processes
+do); the workflow is defined again by version, as a deploy would. The clock travels past
+PLAN_LIVE to play "the other deploy's processes are gone"."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
-from durable import compensation, seconds, step, workflow
-from durable._executor import HAND_BACK
+import pytest
+
+from durable import compensation, parallel, step, workflow
+from durable._executor import HAND_BACK, PLAN_LIVE
 from durable.context import append_context
+from durable.waits import wait_for_event
+from durable_testing import TimeTravelEngine
+
+
+@pytest.fixture
+def other(durable_store_url, durable_clock) -> Iterator[TimeTravelEngine]:
+    """A process of the other deploy: its own engine on the same store and clock."""
+    engine = TimeTravelEngine(store=durable_store_url, clock=durable_clock, migrate=False)
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 def refund(version: int) -> type:
@@ -40,58 +61,65 @@ def refund(version: int) -> type:
     return Refund
 
 
-def test_an_old_worker_hands_back_what_new_code_started(durable_engine, durable_clock, caplog):
-    old = refund(1)
-    before = durable_engine.start(old)  # the old code is in use first
-    durable_clock.advance(seconds(60))
-    new = refund(2)
-    started = durable_engine.start(new)  # the new code starts an execution ...
-    refund(1)  # ... and an old worker, still running, claims it
+def test_an_old_worker_hands_back_what_new_code_started(
+    durable_engine, other, durable_clock, caplog
+):
+    before = durable_engine.start(refund(1))  # the old deploy runs ...
+    started = other.start(refund(2))  # ... and a process of the new one starts one
+    refund(1)  # the old worker claims it
     caplog.set_level(logging.WARNING, logger="durable")
     durable_engine.drain()
     ex = durable_engine.get_execution(started, include_steps=True)
     assert ex.status == "pending"  # untouched: no step ran, no attempt counted
     assert ex.steps == [] and ex.attempt == 0
     assert ex.run_at == durable_clock.now() + HAND_BACK
-    (warning,) = [r.getMessage() for r in caplog.records if "newer code" in r.getMessage()]
-    assert f"execution {started} of workflow 'rolling_refund' was started by newer code" in warning
-    assert "(steps approve, notify, pay;" in warning and "runs (steps approve, pay)" in warning
+    (warning,) = [r.getMessage() for r in caplog.records if "other code" in r.getMessage()]
+    assert f"{started} of workflow 'rolling_refund' was started by other code" in warning
+    assert "(steps approve, notify, pay)" in warning and "has steps approve, pay:" in warning
     # the old code still runs what it started itself
     assert durable_engine.run_until(before).context == {"ran": ["approve", "pay"]}
-    # the deploy ends: a new worker runs it, every step of it
+    # a new worker runs it, every step of it
     refund(2)
-    done = durable_engine.run_until(started)
+    done = other.run_until(started)
     assert done.status == "completed"
     assert done.context == {"ran": ["approve", "notify", "pay"]}
 
 
-def test_new_code_runs_what_old_code_started(durable_engine, durable_clock):
-    refund(1)
-    wid = durable_engine.start("rolling_refund")
-    durable_engine.run_until(wid, step="pay")
-    durable_clock.advance(seconds(60))
-    refund(2)  # (notify was added before the step it is at: it is not run for this one)
+def test_new_code_waits_for_the_old_while_it_is_alive_then_runs_it(
+    durable_engine, other, durable_clock
+):
+    wid = other.start(refund(1))  # an old process started it ...
+    other.run_until(wid, step="pay")
+    refund(2)  # ... a new worker leaves it to the old code while that is alive ...
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).status == "pending"
+    durable_clock.advance(PLAN_LIVE + timedelta(seconds=1))  # ... and runs it once it is gone
+    # (notify was added before the step it is at: it is not run for this one)
     assert durable_engine.run_until(wid).context == {"ran": ["approve", "pay"]}
-    other = durable_engine.start("rolling_refund")  # (one it starts runs them all)
-    refund(1)
-    assert durable_engine.run_until(wid).status == "completed"
-    refund(2)
-    assert durable_engine.run_until(other).context == {"ran": ["approve", "notify", "pay"]}
 
 
-def test_a_handed_back_execution_midway_keeps_what_it_did(durable_engine, durable_clock):
-    refund(1)
-    durable_engine.start("rolling_refund")
-    durable_clock.advance(seconds(60))
+def test_a_handed_back_execution_midway_keeps_what_it_did(durable_engine, other):
     refund(2)
-    wid = durable_engine.start("rolling_refund")
-    durable_engine.run_until(wid, step="notify")  # a new worker ran approve
+    wid = other.start("rolling_refund")
+    other.run_until(wid, step="notify")  # a new worker ran approve
     refund(1)
     durable_engine.drain()
     ex = durable_engine.get_execution(wid)
     assert (ex.status, ex.current_step, ex.context) == ("pending", "notify", {"ran": ["approve"]})
     refund(2)
     assert durable_engine.run_until(wid).context == {"ran": ["approve", "notify", "pay"]}
+
+
+def test_after_a_rollback_the_old_code_runs_what_the_new_started(
+    durable_engine, other, durable_clock
+):
+    wid = other.start(refund(2))
+    refund(1)  # rolled back: the new code's processes are gone
+    durable_engine.drain()
+    assert durable_engine.get_execution(wid).status == "pending"  # (for a minute)
+    # then the old code runs it as its own steps say: notify is not run (nothing can)
+    assert durable_engine.run_until(wid).context == {"ran": ["approve", "pay"]}
+    assert durable_clock.now() - durable_engine.get_execution(wid).created_at > PLAN_LIVE
 
 
 def saga(version: int) -> type:
@@ -120,11 +148,9 @@ def saga(version: int) -> type:
     return Saga
 
 
-def test_an_old_worker_leaves_a_new_executions_compensations_alone(durable_engine, durable_clock):
-    durable_engine.start(saga(1))
-    durable_clock.advance(seconds(60))
-    wid = durable_engine.start(saga(2))
-    durable_engine.run_until(wid, step="pay")
+def test_an_old_worker_leaves_a_new_executions_compensations_alone(durable_engine, other):
+    wid = other.start(saga(2))
+    other.run_until(wid, step="pay")
     saga(1)  # an old worker claims it at pay: it would fail it, or skip unnotify
     durable_engine.drain()
     ex = durable_engine.get_execution(wid)
@@ -139,6 +165,47 @@ def test_an_old_worker_leaves_a_new_executions_compensations_alone(durable_engin
     assert done.context == {"ran": ["approve", "notify", "unnotify"]}
 
 
+def grouped(version: int) -> type:
+    """Version 2 adds a parallel group."""
+
+    @workflow("rolling_grouped")
+    class Grouped:
+        @step
+        def first(self):
+            append_context("ran", "first")
+
+        if version >= 2:
+
+            @parallel
+            class both:
+                @step
+                def x(self):
+                    wait_for_event("go")
+
+                @step
+                def y(self):
+                    return "y"
+
+        @step
+        def last(self):
+            append_context("ran", "last")
+
+    return Grouped
+
+
+def test_an_old_worker_hands_back_a_unit_of_a_group_it_does_not_have(durable_engine, other):
+    wid = other.start(grouped(2))
+    other.run_until(wid, "waiting")  # a new worker forked the units; x waits
+    grouped(1)  # an old worker claims x when it wakes: it would fail the execution
+    durable_engine.send_event(wid, "go")
+    durable_engine.drain()
+    ex = durable_engine.get_execution(wid)
+    assert ex.status in ("pending", "waiting") and ex.error is None
+    grouped(2)
+    done = durable_engine.run_until(wid)
+    assert (done.status, done.context["ran"]) == ("completed", ["first", "last"])
+
+
 def body(label: str) -> type:
     """A one-step workflow whose step's body differs by deploy, not its plan."""
 
@@ -151,22 +218,31 @@ def body(label: str) -> type:
     return Body
 
 
-def test_a_changed_body_is_the_same_plan(durable_engine, durable_clock):
-    durable_engine.start(body("v1"))
-    durable_clock.advance(timedelta(minutes=1))
-    wid = durable_engine.start(body("v2"))
-    body("v1 again")  # an old worker: the same steps, so the same plan, and it runs it
-    assert durable_engine.run_until(wid).context == {"ran": ["v1 again"]}
+def test_a_changed_body_is_the_same_plan(durable_engine, other):
+    wid = other.start(body("v2"))
+    body("v1")  # an old worker: the same steps, so the same plan, and it runs it
+    assert durable_engine.run_until(wid).context == {"ran": ["v1"]}
 
 
-def test_every_store_keeps_when_a_plan_was_first_seen(durable_engine, durable_clock):
+def test_one_process_that_defines_a_workflow_again_runs_it_as_it_is_now(
+    durable_engine, durable_clock
+):
+    """A test (or a notebook) that defines a workflow again in one process is not two
+    deploys: what it started under the earlier definition runs under the new one."""
+    durable_engine.start(refund(2))
+    wid = durable_engine.start("rolling_refund")
+    refund(1)
+    assert durable_engine.run_until(wid).context == {"ran": ["approve", "pay"]}
+
+
+def test_every_store_keeps_when_a_plan_was_last_seen(durable_engine, durable_clock):
     store = durable_engine.store
     t0 = durable_clock.now()
-    assert store.plan_first_seen("rolling_x", "p1") is None
-    assert store.note_plan("rolling_x", "p1", now=t0) == t0
+    assert store.plan_last_seen("rolling_x", "p1") is None
+    store.note_plan("rolling_x", "p1", now=t0)
     later = t0 + timedelta(hours=1)
-    assert store.note_plan("rolling_x", "p1", now=later) == t0  # first seen stays
-    assert store.note_plan("rolling_x", "p2", now=later) == later
-    assert store.note_plan("rolling_y", "p1", now=later) == later  # plans are per workflow
-    assert store.plan_first_seen("rolling_x", "p1") == t0
-    assert store.plan_first_seen("rolling_x", "p2") == later
+    store.note_plan("rolling_x", "p1", now=later)
+    store.note_plan("rolling_x", "p1", now=t0)  # (never moved back)
+    store.note_plan("rolling_y", "p1", now=t0)  # plans are per workflow
+    assert store.plan_last_seen("rolling_x", "p1") == later
+    assert store.plan_last_seen("rolling_y", "p1") == t0

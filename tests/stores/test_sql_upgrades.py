@@ -420,13 +420,14 @@ def test_v16_lists_one_queue_by_an_index_of_its_own(blank_url):
 
 def test_v17_keeps_plans_from_the_upgrade_on(blank_url):
     """A v16 database upgraded to v17 knows no plan yet (an execution started before
-    reads as started by a plan never seen: any worker runs it), and notes them from then."""
+    reads as started by code no process runs: any worker runs it), and keeps them from
+    then on."""
     store = PluginHost().make_store(blank_url)
     try:
         migrations.upgrade(store.engine, now=T0, target=16)
         assert store.migrate(T0) == [17]
-        assert store.plan_first_seen("w", "p") is None
-        assert store.note_plan("w", "p", now=T0 + timedelta(seconds=1)) == T0 + timedelta(seconds=1)
-        assert store.plan_first_seen("w", "p") == T0 + timedelta(seconds=1)
+        assert store.plan_last_seen("w", "p") is None
+        store.note_plan("w", "p", now=T0 + timedelta(seconds=1))
+        assert store.plan_last_seen("w", "p") == T0 + timedelta(seconds=1)
     finally:
         store.close()

@@ -487,9 +487,10 @@ def _v16_queue_index(conn: sa.Connection) -> None:
 
 
 def _v17_plans(conn: sa.Connection) -> None:
-    """The plans (shape fingerprints) of each workflow's code in use, and since when: a
-    worker hands back an execution started by code newer than its own (a rolling
-    deploy), rather than run it without the steps it does not know."""
+    """The plans (shape fingerprints) of each workflow's code in use: first seen when,
+    last seen when. A worker hands back an execution that other code started while a
+    process with that code is alive (a rolling deploy), rather than run it with steps
+    of its own that differ (and skip those it does not know)."""
     md = sa.MetaData()
     table = sa.Table(
         "durable_plans",
@@ -497,6 +498,7 @@ def _v17_plans(conn: sa.Connection) -> None:
         sa.Column("workflow", sa.String(200), primary_key=True),
         sa.Column("plan", sa.String(64), primary_key=True),
         sa.Column("first_seen_at", UTCDateTime, nullable=False),
+        sa.Column("last_seen_at", UTCDateTime, nullable=False),
     )
     table.create(conn)
 

@@ -379,6 +379,7 @@ plans = sa.Table(
     sa.Column("workflow", sa.String(200), primary_key=True),
     sa.Column("plan", sa.String(64), primary_key=True),
     sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("last_seen_at", UTCDateTime, nullable=False),
 )
 
 migrations = sa.Table(

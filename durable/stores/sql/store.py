@@ -147,21 +147,19 @@ class SQLStore(Connections, Store):
                 f"({SCHEMA_VERSION}): another process upgraded it. Upgrade durable-engine here."
             )
 
-    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> datetime | None:
+    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> None:
         params = {"workflow": workflow, "plan": plan, "now": self._ts(now)}
 
-        def note() -> datetime | None:
+        def note() -> None:
             with self._cursor(write=True) as cur:
                 cur.execute(self.SQL["plan_note"], params)
-                cur.execute(self.SQL["plan_get"], params)
-                return self._dt(cur.fetchone()["first_seen_at"])
 
-        return self._retry_deadlock(note)
+        self._retry_deadlock(note)
 
-    def plan_first_seen(self, workflow: str, plan: str) -> datetime | None:
+    def plan_last_seen(self, workflow: str, plan: str) -> datetime | None:
         params = {"workflow": workflow, "plan": plan}
         found = self._retry_once(lambda: self._one("plan_get", params))
-        return None if found is None else self._dt(found["first_seen_at"])
+        return None if found is None else self._dt(found["last_seen_at"])
 
     def server_time(self) -> datetime | None:
         if not self.SQL.steps("server_time"):

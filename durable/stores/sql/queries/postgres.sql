@@ -1082,10 +1082,13 @@ SELECT id, status, phase FROM durable_executions WHERE id = %(id)s
 FOR UPDATE;
 
 -- name: plan_note
--- Code with this plan of the workflow is in use: first seen now, unless seen before.
-INSERT INTO durable_plans (workflow, plan, first_seen_at)
-VALUES (%(workflow)s, %(plan)s, %(now)s)
-ON CONFLICT (workflow, plan) DO NOTHING;
+-- Code with this plan of the workflow runs in a process now: first seen now unless seen
+-- before, last seen now (never moved back, whatever the process's clock says).
+INSERT INTO durable_plans (workflow, plan, first_seen_at, last_seen_at)
+VALUES (%(workflow)s, %(plan)s, %(now)s, %(now)s)
+ON CONFLICT (workflow, plan) DO UPDATE
+SET last_seen_at = GREATEST(durable_plans.last_seen_at, EXCLUDED.last_seen_at);
 
 -- name: plan_get
-SELECT first_seen_at FROM durable_plans WHERE workflow = %(workflow)s AND plan = %(plan)s;
+SELECT first_seen_at, last_seen_at FROM durable_plans
+WHERE workflow = %(workflow)s AND plan = %(plan)s;

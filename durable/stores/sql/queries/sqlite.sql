@@ -910,10 +910,13 @@ ORDER BY r.key;
 SELECT id, status, phase FROM durable_executions WHERE id = :id;
 
 -- name: plan_note
--- Code with this plan of the workflow is in use: first seen now, unless seen before.
-INSERT INTO durable_plans (workflow, plan, first_seen_at)
-VALUES (:workflow, :plan, :now)
-ON CONFLICT (workflow, plan) DO NOTHING;
+-- Code with this plan of the workflow runs in a process now: first seen now unless seen
+-- before, last seen now (never moved back, whatever the process's clock says).
+INSERT INTO durable_plans (workflow, plan, first_seen_at, last_seen_at)
+VALUES (:workflow, :plan, :now, :now)
+ON CONFLICT (workflow, plan) DO UPDATE
+SET last_seen_at = MAX(durable_plans.last_seen_at, excluded.last_seen_at);
 
 -- name: plan_get
-SELECT first_seen_at FROM durable_plans WHERE workflow = :workflow AND plan = :plan;
+SELECT first_seen_at, last_seen_at FROM durable_plans
+WHERE workflow = :workflow AND plan = :plan;
