@@ -19,7 +19,7 @@ import os
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -210,9 +210,9 @@ class Executor:
         self.lease_ms = lease_ms
         # the input and context of the executions whose units ran last, shared by this
         # executor's threads (items only read them): (parent, step, visit) -> (input, ctx)
-        self._parents: OrderedDict[tuple[Any, ...], tuple[Any, dict[str, Any], datetime]] = (
-            OrderedDict()
-        )
+        self._parents: OrderedDict[
+            tuple[Any, ...], tuple[Any, dict[str, Any], datetime, dict[str, Any] | None]
+        ] = OrderedDict()
         self._parents_lock = threading.Lock()
         #: called after a child workflow was started (the scheduler wakes its workers)
         self.wake_workers: Callable[[], None] = lambda: None
@@ -226,65 +226,62 @@ class Executor:
         self._claimed: set[str] = set()
         self._cancelled: set[str] = set()
         self._running_lock = threading.Lock()
-        # (workflow, plan) -> when this process last told the store it runs that plan
-        self._noted: dict[tuple[str, str], datetime] = {}
-        # the shape each execution whose units ran here started with, by its id
-        self._shapes: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
+        # (workflow, plan) -> when this process last told the store it runs that plan,
+        # and whether it said so as a worker
+        self._noted: dict[tuple[str, str], tuple[datetime, bool]] = {}
+        #: who this process is, to the store's plans (the engine's worker id)
+        self.process = ""
 
     # -- plans: which code started an execution (rolling deploys) -------------------------
 
-    def note_plan(self, wdef: WorkflowDef) -> None:
-        """Tell the store that this process runs ``wdef`` as it is now (its plan): at
-        most once per ``PLAN_REFRESH``, so that the store knows which code is alive."""
+    def note_plan(self, wdef: WorkflowDef, *, worker: bool = False) -> None:
+        """Tell the store that this process runs ``wdef`` as it is now (its plan), as a
+        worker or only starting executions: at most once per ``PLAN_REFRESH``, so that
+        the store knows which code is alive where."""
         key, now = (wdef.name, wdef.plan), self.clock.now()
         told = self._noted.get(key)
-        if told is None or now - told >= PLAN_REFRESH or now < told:
-            self.store.note_plan(wdef.name, wdef.plan, now=now)
-            self._noted[key] = now
+        if (
+            told is None
+            or now - told[0] >= PLAN_REFRESH
+            or now < told[0]
+            or (worker and not told[1])
+        ):
+            self.store.note_plan(wdef.name, wdef.plan, process=self.process, worker=worker, now=now)
+            self._noted[key] = (now, worker or (told is not None and told[1]))
 
     def _shape_of(self, row: ExecutionRow) -> dict[str, Any] | None:
         """The workflow shape ``row``'s execution started with (a unit's: its
-        execution's, read once per execution and kept)."""
-        if row.unit is None:
-            return row.shape
-        parent = row.parent_id or ""
-        if parent not in self._shapes:
-            found = self.store.get(parent)
-            with self._parents_lock:
-                self._shapes[parent] = None if found is None else found.shape
-                while len(self._shapes) > _PARENTS_KEPT:
-                    self._shapes.popitem(last=False)
-        return self._shapes.get(parent)
+        execution's, read with its input and context)."""
+        return row.shape if row.unit is None else self._parent_entry(row)[3]
 
     def _other_code_alive(self, row: ExecutionRow, wdef: WorkflowDef) -> datetime | None:
-        """When a process that has the code that started ``row`` (a plan that differs
-        from this code's) was last seen, if within ``PLAN_LIVE``: a rolling deploy, where
-        that code's workers should run it (this code would walk its own steps, and skip
-        any it does not have without a word). None when this code runs it: the same
-        plan, or one no other process has run lately (its deploy is over: the deploy
-        rules of ``durable check`` apply)."""
+        """When another process that has the code that started ``row`` (a plan that
+        differs from this code's) was last seen, if that code should run it: a worker of
+        it seen within ``PLAN_LIVE`` (a rolling deploy: each execution runs on the code
+        that started it), or any process of it, when this code lacks some of its steps
+        (its workers are coming; this code would skip those steps without a word).
+        None when this code runs it: the same plan, a position the starting code does
+        not have (other code moved it on), or code no process has run lately (its
+        deploy is over: the deploy rules of ``durable check`` apply)."""
         shape = self._shape_of(row)
-        if shape is None or wdef.same_shape(shape):
+        if shape is None or wdef.same_shape(shape) or not _has_step(shape, row.step_name):
             return None
-        key = (wdef.name, plan_of(shape))
-        seen = self.store.plan_last_seen(*key)
+        by_worker, by_any = self.store.plan_seen(wdef.name, plan_of(shape), besides=self.process)
         now = self.clock.now()
-        own = self._noted.get(key)
-        # (a plan this very process noted, and nobody since: the process ran that code
-        # itself before its workflow was defined again, as in a test or a notebook; it is
-        # not another process's code to wait for)
-        if seen is None or now - seen > PLAN_LIVE or (own is not None and seen <= own):
-            log.info(
-                "durable: running %s of workflow %r, started by other code (steps %s) that "
-                "no process has run since %s, with this code (steps %s)",
-                row.id,
-                wdef.name,
-                ", ".join(name for name, _ in shape.get("steps", [])),
-                "(never seen)" if seen is None else seen.isoformat(),
-                ", ".join(s.name for s in wdef.steps),
-            )
-            return None
-        return seen
+        if by_worker is not None and now - by_worker <= PLAN_LIVE:
+            return by_worker
+        if by_any is not None and now - by_any <= PLAN_LIVE and _lacks_steps(wdef, shape):
+            return by_any
+        log.info(
+            "durable: running %s of workflow %r, started by other code (steps %s) that no "
+            "worker has run since %s, with this code (steps %s)",
+            row.id,
+            wdef.name,
+            ", ".join(name for name, _ in shape.get("steps", [])),
+            "(never seen)" if by_worker is None else by_worker.isoformat(),
+            ", ".join(s.name for s in wdef.steps),
+        )
+        return None
 
     def _hand_back(
         self, row: ExecutionRow, claim: Claim, wdef: WorkflowDef, seen: datetime
@@ -297,8 +294,8 @@ class Executor:
         log.warning(
             "durable: %s of workflow %r was started by other code (steps %s), which a "
             "process ran at %s; this worker's code has steps %s: handing it back for a "
-            "worker with that code (claimable again at %s; after %d s without one, any "
-            "worker runs it)",
+            "worker with that code (claimable again at %s; once no process has run that "
+            "code for %d s, any worker runs it)",
             row.id if row.unit is None else f"{row.parent_id} (its unit {row.unit!r})",
             wdef.name,
             ", ".join(name for name, _ in shape.get("steps", [])),
@@ -1006,6 +1003,13 @@ class Executor:
         the group meanwhile) and scheduled_at, read once per group run while its units run
         here, and held once for all threads (a foreach's context can be as large as its
         item list)."""
+        found = self._parent_entry(row)
+        return found[0], found[1], found[2]
+
+    def _parent_entry(
+        self, row: ExecutionRow
+    ) -> tuple[Any, dict[str, Any], datetime, dict[str, Any] | None]:
+        """``_parent_data`` and the shape the execution started with."""
         key = (row.parent_id, row.group_step, row.group_visit)
         with self._parents_lock:
             cached = self._parents.get(key)
@@ -1015,11 +1019,12 @@ class Executor:
         parent = self.store.get(row.parent_id or "")
         if parent is None:
             raise ExecutionNotFound(f"unit {row.id} belongs to no execution (purged?)")
+        entry = (parent.input, parent.context, parent.scheduled_at, parent.shape)
         with self._parents_lock:
-            self._parents[key] = (parent.input, parent.context, parent.scheduled_at)
+            self._parents[key] = entry
             while len(self._parents) > _PARENTS_KEPT:
                 self._parents.popitem(last=False)
-        return parent.input, parent.context, parent.scheduled_at
+        return entry
 
     def _unit_result(self, w: _Walk, run: StepRun, value: Any) -> tuple[Any, dict[str, Any]]:
         """What a unit that returned keeps: a branch its writes (and its context), an item
@@ -1503,3 +1508,20 @@ def _group_error(sdef: StepDef, failed: list[UnitOutcome]) -> dict[str, Any]:
         f"{len(failures)} of the units of {sdef.name!r} failed: {listed}", failures
     )
     return {**error_info(exc), "traceback": "", "step": sdef.name, "failures": failures}
+
+
+def _has_step(shape: Mapping[str, Any], name: str | None) -> bool:
+    """Whether code of ``shape`` has the step (or branch, or foreach item's step) an
+    execution is at, by the name it is recorded under."""
+    if name is None:
+        return True
+    names = {step for step, _ in shape.get("steps", [])}
+    names.update(b for branches in shape.get("branches", {}).values() for b in branches)
+    return name in names or name.partition("[")[0] in names
+
+
+def _lacks_steps(wdef: WorkflowDef, shape: Mapping[str, Any]) -> bool:
+    """Whether ``shape`` has a step (or branch) that ``wdef``'s code has under no name."""
+    names = [step for step, _ in shape.get("steps", [])]
+    names += [b for branches in shape.get("branches", {}).values() for b in branches]
+    return any(wdef.current_name(name) is None for name in names)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
+from durable._executor import PLAN_REFRESH
 from durable.scheduler import Failures, Scheduler
 from durable.stores.base import ExecutionRow
 
@@ -106,7 +107,9 @@ class Worker:
                 # Due later: wake exactly then. Due already but not claimed (taken by
                 # another worker meanwhile): look again soon, but never spin.
                 until = min(until, due if due > now else now + _MIN_IDLE)
-        return until
+        # (however long the poll, the store hears at each PLAN_REFRESH that this worker's
+        # code is alive)
+        return min(until, now + PLAN_REFRESH)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until run() has returned; False if it is still running after timeout s."""

@@ -214,6 +214,7 @@ class Scheduler:
         self._runner = AsyncRunner()
         self._executor = Executor(store, clock, plugins, self._runner, lease_ms)
         self._plans_due: datetime | None = None  # when a worker notes its plans again
+        self._executor.process = worker_id
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
         self._subscribed = False
@@ -244,8 +245,12 @@ class Scheduler:
 
     def note_plan(self, wdef: WorkflowDef) -> None:
         """Tell the store that this process runs ``wdef`` as it is now (see
-        ``Executor.note_plan``): before it creates an execution of it."""
-        self._executor.note_plan(wdef)
+        ``Executor.note_plan``): before it creates an execution of it. A store that
+        fails here is logged: the execution's own write says whether the store works."""
+        try:
+            self._executor.note_plan(wdef)
+        except DurableError as exc:
+            log.warning("durable: could not note the plan of %r: %s", wdef.name, exc)
 
     def note_plans(self) -> None:
         """``note_plan`` for every workflow this process can run: a worker does it as it
@@ -257,8 +262,8 @@ class Scheduler:
         self._plans_due = now + PLAN_REFRESH
         for wdef in registered_workflows().values():
             try:
-                self._executor.note_plan(wdef)
-            except DurableError as exc:
+                self._executor.note_plan(wdef, worker=True)
+            except Exception as exc:  # (bookkeeping: never the worker loop's end)
                 log.warning("durable: could not note the plan of %r: %s", wdef.name, exc)
                 self._plans_due = now  # (try again at the next turn)
                 return

@@ -2014,19 +2014,23 @@ class StoreContract:
 
     # -- plans (optional: a store that keeps none answers None) ------------------------
 
-    def test_a_plan_keeps_when_it_was_last_seen(self, store: Store) -> None:
-        store.note_plan("plans_w", "p1", now=T0)
-        if store.plan_last_seen("plans_w", "p1") is None:  # this store keeps no plans
-            return
-        assert store.plan_last_seen("plans_w", "p1") == T0
-        store.note_plan("plans_w", "p1", now=T0 + _ms(5))
-        store.note_plan("plans_w", "p1", now=T0 + _ms(2))  # (a process whose clock is late)
-        store.note_plan("plans_w", "p2", now=T0 + _ms(7))
-        store.note_plan("plans_other", "p1", now=T0 + _ms(9))  # plans are per workflow
-        assert store.plan_last_seen("plans_w", "p1") == T0 + _ms(5)
-        assert store.plan_last_seen("plans_w", "p2") == T0 + _ms(7)
-        assert store.plan_last_seen("plans_other", "p1") == T0 + _ms(9)
-        assert store.plan_last_seen("plans_w", "p3") is None
+    def test_a_plan_keeps_who_ran_it_last_and_when(self, store: Store) -> None:
+        store.note_plan("plans_w", "p1", process="a", worker=True, now=T0)
+        if store.plan_seen("plans_w", "p1", besides="z") == (None, None):
+            return  # this store keeps no plans
+        assert store.plan_seen("plans_w", "p1", besides="z") == (T0, T0)
+        assert store.plan_seen("plans_w", "p1", besides="a") == (None, None)  # (itself)
+        store.note_plan("plans_w", "p1", process="b", worker=False, now=T0 + _ms(5))
+        store.note_plan("plans_w", "p1", process="a", worker=False, now=T0 + _ms(2))
+        store.note_plan("plans_w", "p1", process="a", worker=False, now=T0 + _ms(1))
+        store.note_plan("plans_other", "p1", process="c", worker=True, now=T0 + _ms(9))
+        # a: last seen at 2 ms (never moved back), a worker once; b: 5 ms, never a worker
+        assert store.plan_seen("plans_w", "p1", besides="z") == (T0 + _ms(2), T0 + _ms(5))
+        assert store.plan_seen("plans_w", "p1", besides="b") == (T0 + _ms(2), T0 + _ms(2))
+        assert store.plan_seen("plans_w", "p2", besides="z") == (None, None)
+        # a process not heard of for a day is forgotten as others note
+        store.note_plan("plans_w", "p1", process="c", worker=True, now=T0 + timedelta(days=2))
+        assert store.plan_seen("plans_w", "p1", besides="c") == (None, None)
 
 
 # -- comparison with the memory store ---------------------------------------------------

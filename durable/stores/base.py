@@ -848,16 +848,23 @@ class Store(abc.ABC):
         ``durable migrate`` call it); returns the versions applied."""
         return []
 
-    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> None:  # noqa: B027
-        """Optional: code whose ``workflow`` has ``plan`` (a fingerprint of its shape,
-        ``WorkflowDef.plan``) runs in a process at ``now``: keep when that plan was last
-        seen (never moved back). A store that keeps no plans does nothing: its workers
-        then run every execution with the code they have, whatever code started it."""
+    def note_plan(  # noqa: B027 - optional: a store may keep no plans
+        self, workflow: str, plan: str, *, process: str, worker: bool, now: datetime
+    ) -> None:
+        """Optional: ``process`` runs code whose ``workflow`` has ``plan`` (a fingerprint
+        of its shape, ``WorkflowDef.plan``) at ``now``, as a worker or (``worker=False``)
+        only starting executions. Keep when each process last said so (never moved
+        back), and whether it ever said so as a worker. A store that keeps no plans
+        does nothing: its workers then run every execution with the code they have,
+        whatever code started it."""
 
-    def plan_last_seen(self, workflow: str, plan: str) -> datetime | None:
-        """Optional: when ``note_plan`` last heard of ``plan`` of ``workflow`` (None:
-        never, or the store keeps no plans)."""
-        return None
+    def plan_seen(
+        self, workflow: str, plan: str, *, besides: str
+    ) -> tuple[datetime | None, datetime | None]:
+        """Optional: when a process other than ``besides`` last noted ``plan`` of
+        ``workflow``: as a worker, and as any process (None: never, or the store keeps
+        no plans)."""
+        return None, None
 
     def server_time(self) -> datetime | None:
         """Optional: the store server's own clock, for workers to check that their clock

@@ -83,7 +83,8 @@ class MemoryStore(Store):
         self._parked_from: dict[tuple[str, str, int], int] = {}
         self._ended: list[Callable[[str | None], None]] = []
         self._schedules: dict[str, Schedule] = {}
-        self._plans: dict[tuple[str, str], datetime] = {}  # (workflow, plan) -> last seen
+        # (workflow, plan, process) -> (a worker?, last seen)
+        self._plans: dict[tuple[str, str, str], tuple[bool, datetime]] = {}
         self._version: dict[str, int] = {}
         self._seq = itertools.count()
         # (due, seq, id, version): pending rows by run_at, running rows by lease expiry
@@ -311,15 +312,34 @@ class MemoryStore(Store):
                 self._touch(row)
         return lost
 
-    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> None:
+    def note_plan(
+        self, workflow: str, plan: str, *, process: str, worker: bool, now: datetime
+    ) -> None:
         with self._lock:
-            seen = self._plans.get((workflow, plan))
-            if seen is None or now > seen:
-                self._plans[(workflow, plan)] = now
+            key = (workflow, plan, process)
+            seen = self._plans.get(key)
+            self._plans[key] = (
+                (worker, now) if seen is None else (seen[0] or worker, max(seen[1], now))
+            )
+            stale = now - timedelta(days=1)  # (as the SQL stores: a day unheard of)
+            for gone in [
+                k for k, (_, at) in self._plans.items() if k[0] == workflow and at < stale
+            ]:
+                del self._plans[gone]
 
-    def plan_last_seen(self, workflow: str, plan: str) -> datetime | None:
+    def plan_seen(
+        self, workflow: str, plan: str, *, besides: str
+    ) -> tuple[datetime | None, datetime | None]:
         with self._lock:
-            return self._plans.get((workflow, plan))
+            seen = [
+                (worker, at)
+                for (w, p, process), (worker, at) in self._plans.items()
+                if (w, p) == (workflow, plan) and process != besides
+            ]
+        return (
+            max((at for worker, at in seen if worker), default=None),
+            max((at for _, at in seen), default=None),
+        )
 
     def release(
         self,

@@ -88,8 +88,9 @@ def test_an_old_worker_hands_back_what_new_code_started(
 def test_new_code_waits_for_the_old_while_it_is_alive_then_runs_it(
     durable_engine, other, durable_clock
 ):
-    wid = other.start(refund(1))  # an old process started it ...
+    wid = other.start(refund(1))  # an old worker's process started it ...
     other.run_until(wid, step="pay")
+    other.scheduler.note_plans()
     refund(2)  # ... a new worker leaves it to the old code while that is alive ...
     durable_engine.drain()
     assert durable_engine.get_execution(wid).status == "pending"
@@ -235,14 +236,47 @@ def test_one_process_that_defines_a_workflow_again_runs_it_as_it_is_now(
     assert durable_engine.run_until(wid).context == {"ran": ["approve", "pay"]}
 
 
-def test_every_store_keeps_when_a_plan_was_last_seen(durable_engine, durable_clock):
+def test_a_process_that_only_starts_old_executions_does_not_hold_them(durable_engine, other):
+    """An old web process (it only starts executions) outlives the old workers: the new
+    code, which has every step of the old, runs what it starts."""
+    wid = other.start(refund(1))  # the old web process; no old worker anywhere
+    refund(2)
+    durable_engine.drain()  # at once, not a minute later
+    ex = durable_engine.get_execution(wid)
+    assert (ex.status, ex.context) == ("completed", {"ran": ["approve", "notify", "pay"]})
+
+
+def test_a_live_old_worker_gets_back_what_the_old_code_started(durable_engine, other):
+    wid = other.start(refund(1))
+    other.scheduler.note_plans()  # an old worker is alive
+    refund(2)
+    durable_engine.drain()  # the new worker leaves it to the old one
+    assert durable_engine.get_execution(wid).status == "pending"
+    refund(1)
+    assert other.run_until(wid).context == {"ran": ["approve", "pay"]}
+
+
+def test_an_execution_moved_on_by_other_code_stays_with_it(durable_engine, other, durable_clock):
+    """Old code started it, new code took it to a step the old does not have: an old
+    worker that comes back does not get it (it could not go on from there)."""
+    wid = other.start(refund(1))
+    durable_clock.advance(PLAN_LIVE + timedelta(seconds=1))  # the old code is gone
+    refund(2)
+    durable_engine.run_until(wid, step="notify")  # a new worker ran approve; at notify
+    refund(1)
+    other.scheduler.note_plans()  # an old worker comes back to life ...
+    refund(2)
+    durable_engine.drain()  # ... and the new worker still goes on with it
+    assert durable_engine.get_execution(wid).context == {"ran": ["approve", "notify", "pay"]}
+
+
+def test_every_store_keeps_who_ran_a_plan_last(durable_engine, durable_clock):
     store = durable_engine.store
     t0 = durable_clock.now()
-    assert store.plan_last_seen("rolling_x", "p1") is None
-    store.note_plan("rolling_x", "p1", now=t0)
-    later = t0 + timedelta(hours=1)
-    store.note_plan("rolling_x", "p1", now=later)
-    store.note_plan("rolling_x", "p1", now=t0)  # (never moved back)
-    store.note_plan("rolling_y", "p1", now=t0)  # plans are per workflow
-    assert store.plan_last_seen("rolling_x", "p1") == later
-    assert store.plan_last_seen("rolling_y", "p1") == t0
+    assert store.plan_seen("rolling_x", "p1", besides="me") == (None, None)
+    store.note_plan("rolling_x", "p1", process="web", worker=False, now=t0)
+    later = t0 + timedelta(seconds=30)
+    store.note_plan("rolling_x", "p1", process="worker", worker=True, now=later)
+    store.note_plan("rolling_x", "p1", process="worker", worker=False, now=t0)
+    assert store.plan_seen("rolling_x", "p1", besides="me") == (later, later)
+    assert store.plan_seen("rolling_x", "p1", besides="worker") == (None, t0)

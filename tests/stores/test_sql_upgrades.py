@@ -426,8 +426,9 @@ def test_v17_keeps_plans_from_the_upgrade_on(blank_url):
     try:
         migrations.upgrade(store.engine, now=T0, target=16)
         assert store.migrate(T0) == [17]
-        assert store.plan_last_seen("w", "p") is None
-        store.note_plan("w", "p", now=T0 + timedelta(seconds=1))
-        assert store.plan_last_seen("w", "p") == T0 + timedelta(seconds=1)
+        assert store.plan_seen("w", "p", besides="me") == (None, None)
+        at = T0 + timedelta(seconds=1)
+        store.note_plan("w", "p", process="other", worker=True, now=at)
+        assert store.plan_seen("w", "p", besides="me") == (at, at)
     finally:
         store.close()

@@ -487,17 +487,18 @@ def _v16_queue_index(conn: sa.Connection) -> None:
 
 
 def _v17_plans(conn: sa.Connection) -> None:
-    """The plans (shape fingerprints) of each workflow's code in use: first seen when,
-    last seen when. A worker hands back an execution that other code started while a
-    process with that code is alive (a rolling deploy), rather than run it with steps
-    of its own that differ (and skip those it does not know)."""
+    """The plans (shape fingerprints) of each workflow's code that each process runs,
+    and when it last said so, whether the process is a worker: while a worker with the
+    code that started an execution is alive, other code hands the execution back to it
+    (a rolling deploy) rather than walk its own steps (and skip those it lacks)."""
     md = sa.MetaData()
     table = sa.Table(
         "durable_plans",
         md,
         sa.Column("workflow", sa.String(200), primary_key=True),
         sa.Column("plan", sa.String(64), primary_key=True),
-        sa.Column("first_seen_at", UTCDateTime, nullable=False),
+        sa.Column("process", sa.String(255), primary_key=True),
+        sa.Column("worker", sa.Boolean, nullable=False),
         sa.Column("last_seen_at", UTCDateTime, nullable=False),
     )
     table.create(conn)

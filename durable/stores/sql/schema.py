@@ -378,7 +378,8 @@ plans = sa.Table(
     metadata,
     sa.Column("workflow", sa.String(200), primary_key=True),
     sa.Column("plan", sa.String(64), primary_key=True),
-    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("process", sa.String(255), primary_key=True),
+    sa.Column("worker", sa.Boolean, nullable=False),
     sa.Column("last_seen_at", UTCDateTime, nullable=False),
 )
 

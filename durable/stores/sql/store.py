@@ -147,19 +147,33 @@ class SQLStore(Connections, Store):
                 f"({SCHEMA_VERSION}): another process upgraded it. Upgrade durable-engine here."
             )
 
-    def note_plan(self, workflow: str, plan: str, *, now: datetime) -> None:
-        params = {"workflow": workflow, "plan": plan, "now": self._ts(now)}
+    def note_plan(
+        self, workflow: str, plan: str, *, process: str, worker: bool, now: datetime
+    ) -> None:
+        params = {
+            "workflow": workflow,
+            "plan": plan,
+            "process": process,
+            "worker": worker,
+            "now": self._ts(now),
+            "stale": self._ts(now - timedelta(days=1)),
+        }
 
         def note() -> None:
             with self._cursor(write=True) as cur:
-                cur.execute(self.SQL["plan_note"], params)
+                for sql in self.SQL.steps("plan_note"):
+                    cur.execute(sql, params)
 
         self._retry_deadlock(note)
 
-    def plan_last_seen(self, workflow: str, plan: str) -> datetime | None:
-        params = {"workflow": workflow, "plan": plan}
+    def plan_seen(
+        self, workflow: str, plan: str, *, besides: str
+    ) -> tuple[datetime | None, datetime | None]:
+        params = {"workflow": workflow, "plan": plan, "besides": besides}
         found = self._retry_once(lambda: self._one("plan_get", params))
-        return None if found is None else self._dt(found["last_seen_at"])
+        if found is None:
+            return None, None
+        return self._dt(found["by_worker"]), self._dt(found["by_any"])
 
     def server_time(self) -> datetime | None:
         if not self.SQL.steps("server_time"):

@@ -1082,13 +1082,19 @@ SELECT id, status, phase FROM durable_executions WHERE id = %(id)s
 FOR UPDATE;
 
 -- name: plan_note
--- Code with this plan of the workflow runs in a process now: first seen now unless seen
--- before, last seen now (never moved back, whatever the process's clock says).
-INSERT INTO durable_plans (workflow, plan, first_seen_at, last_seen_at)
-VALUES (%(workflow)s, %(plan)s, %(now)s, %(now)s)
-ON CONFLICT (workflow, plan) DO UPDATE
-SET last_seen_at = GREATEST(durable_plans.last_seen_at, EXCLUDED.last_seen_at);
+-- This process runs this plan of the workflow now (as a worker, or only starting
+-- executions); its row's last_seen never moves back. Rows no process renewed for a day
+-- are dropped on the way.
+INSERT INTO durable_plans (workflow, plan, process, worker, last_seen_at)
+VALUES (%(workflow)s, %(plan)s, %(process)s, %(worker)s, %(now)s)
+ON CONFLICT (workflow, plan, process) DO UPDATE
+SET last_seen_at = GREATEST(durable_plans.last_seen_at, EXCLUDED.last_seen_at),
+    worker = durable_plans.worker OR EXCLUDED.worker;
+DELETE FROM durable_plans WHERE workflow = %(workflow)s AND last_seen_at < %(stale)s;
 
 -- name: plan_get
-SELECT first_seen_at, last_seen_at FROM durable_plans
-WHERE workflow = %(workflow)s AND plan = %(plan)s;
+-- When a process other than this one last said it runs this plan: a worker, and any.
+SELECT max(CASE WHEN worker = TRUE THEN last_seen_at END) AS by_worker,
+       max(last_seen_at) AS by_any
+FROM durable_plans
+WHERE workflow = %(workflow)s AND plan = %(plan)s AND process <> %(besides)s;

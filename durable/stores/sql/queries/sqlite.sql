@@ -910,13 +910,19 @@ ORDER BY r.key;
 SELECT id, status, phase FROM durable_executions WHERE id = :id;
 
 -- name: plan_note
--- Code with this plan of the workflow runs in a process now: first seen now unless seen
--- before, last seen now (never moved back, whatever the process's clock says).
-INSERT INTO durable_plans (workflow, plan, first_seen_at, last_seen_at)
-VALUES (:workflow, :plan, :now, :now)
-ON CONFLICT (workflow, plan) DO UPDATE
-SET last_seen_at = MAX(durable_plans.last_seen_at, excluded.last_seen_at);
+-- This process runs this plan of the workflow now (as a worker, or only starting
+-- executions); its row's last_seen never moves back. Rows no process renewed for a day
+-- are dropped on the way.
+INSERT INTO durable_plans (workflow, plan, process, worker, last_seen_at)
+VALUES (:workflow, :plan, :process, :worker, :now)
+ON CONFLICT (workflow, plan, process) DO UPDATE
+SET last_seen_at = MAX(durable_plans.last_seen_at, excluded.last_seen_at),
+    worker = durable_plans.worker OR excluded.worker;
+DELETE FROM durable_plans WHERE workflow = :workflow AND last_seen_at < :stale;
 
 -- name: plan_get
-SELECT first_seen_at, last_seen_at FROM durable_plans
-WHERE workflow = :workflow AND plan = :plan;
+-- When a process other than this one last said it runs this plan: a worker, and any.
+SELECT max(CASE WHEN worker = 1 THEN last_seen_at END) AS by_worker,
+       max(last_seen_at) AS by_any
+FROM durable_plans
+WHERE workflow = :workflow AND plan = :plan AND process <> :besides;
