@@ -1144,7 +1144,10 @@ class Executor:
             parent_step=run.step,
             timeout_ms=timeout_ms,
         )
-        self.note_plan(wdef)
+        try:
+            self.note_plan(wdef)
+        except DurableError as exc:  # (bookkeeping: the child's own write says more)
+            log.warning("durable: could not note the plan of %r: %s", wdef.name, exc)
         # (not for a child started already: a resumed or retried step finds it)
         if self.plugins.gives_headers and self.store.get(cid) is None:
             ask = partial(self.plugins.execution_headers, wdef.name, cid, "child")

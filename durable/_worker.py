@@ -83,19 +83,23 @@ class Worker:
         """Claim what fits in the free slots; return when to look again (None: at once)."""
         scheduler = self.scheduler
         now = scheduler.clock.now()
-        scheduler.note_plans()  # (this worker's code is alive: see Executor.note_plan)
         with self._lock:
             free = self.concurrency - self._inflight
+        rows: list[ExecutionRow] = []
         if free > 0:
             rows = scheduler.claim(self.queues, limit=free)
             if scheduler.refusing_claims:  # the clock check failed: look again at the poll
                 return now + self.poll
-            if rows:
-                with self._lock:
-                    self._inflight += len(rows)
-                for row in rows:
-                    pool.submit(self._run_one, row)
-                return None
+        # (this worker's code is alive, for the queues it serves: see Executor.note_plan;
+        # not while it refuses claims, its clock disagreeing with the store's)
+        if not scheduler.refusing_claims:
+            scheduler.note_plans(self.queues)
+        if rows:
+            with self._lock:
+                self._inflight += len(rows)
+            for row in rows:
+                pool.submit(self._run_one, row)
+            return None
         until = now + self.poll
         if free <= 0:  # (no slot to claim into: the ticks still fire on time)
             tick = scheduler.fire_due()

@@ -821,7 +821,6 @@ class Engine:
         poll_ms = to_ms(poll_interval, what="poll_interval", allow_zero=False)
         # (the worker stores the schedules its workflows declare as it starts claiming)
         self.scheduler.ticker.declares = True
-        self.scheduler.note_plans()
         worker = Worker(
             self.scheduler, queues=_queues(queues), concurrency=concurrency, poll_ms=poll_ms
         )

@@ -252,15 +252,18 @@ class Scheduler:
         except DurableError as exc:
             log.warning("durable: could not note the plan of %r: %s", wdef.name, exc)
 
-    def note_plans(self) -> None:
-        """``note_plan`` for every workflow this process can run: a worker does it as it
-        starts and then every ``PLAN_REFRESH`` (cheap in between). A store that fails is
-        logged, not raised: the next turn tries again."""
+    def note_plans(self, queues: Sequence[str] | None = None) -> None:
+        """``note_plan`` as a worker for every workflow this process can run whose queue
+        is among ``queues`` (None: all): a worker does it at each turn, cheap but every
+        ``PLAN_REFRESH``. A store that fails is logged, not raised: the next turn tries
+        again."""
         now = self.clock.now()
         if self._plans_due is not None and self._plans_due > now >= self._plans_due - PLAN_REFRESH:
             return
         self._plans_due = now + PLAN_REFRESH
         for wdef in registered_workflows().values():
+            if queues is not None and wdef.queue not in queues:
+                continue
             try:
                 self._executor.note_plan(wdef, worker=True)
             except Exception as exc:  # (bookkeeping: never the worker loop's end)

@@ -256,6 +256,14 @@ def test_a_live_old_worker_gets_back_what_the_old_code_started(durable_engine, o
     assert other.run_until(wid).context == {"ran": ["approve", "pay"]}
 
 
+def test_an_old_worker_of_other_queues_does_not_hold_this_queues_executions(durable_engine, other):
+    wid = other.start(refund(1))
+    other.scheduler.note_plans(["emails"])  # an old worker, but for the emails queue only
+    refund(2)
+    durable_engine.drain()  # the old worker would never claim it: the new one runs it
+    assert durable_engine.get_execution(wid).status == "completed"
+
+
 def test_an_execution_moved_on_by_other_code_stays_with_it(durable_engine, other, durable_clock):
     """Old code started it, new code took it to a step the old does not have: an old
     worker that comes back does not get it (it could not go on from there)."""
