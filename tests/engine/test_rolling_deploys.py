@@ -288,3 +288,27 @@ def test_every_store_keeps_who_ran_a_plan_last(durable_engine, durable_clock):
     store.note_plan("rolling_x", "p1", process="worker", worker=False, now=t0)
     assert store.plan_seen("rolling_x", "p1", besides="me") == (later, later)
     assert store.plan_seen("rolling_x", "p1", besides="worker") == (None, t0)
+
+
+@pytest.mark.parametrize("skew", [timedelta(0), timedelta(hours=1)])
+def test_a_worker_notes_its_plans_only_while_its_clock_agrees_with_the_stores(
+    durable_engine, durable_clock, monkeypatch, skew
+):
+    """A worker whose clock is far from the store's claims nothing, and must not say its
+    code is alive either: its notes would carry its wrong time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from durable._worker import Worker
+    from durable.dsl import get_workflow
+
+    refund(1)
+    scheduler = durable_engine.scheduler
+    monkeypatch.setattr(scheduler, "_checks_skew", True)
+    monkeypatch.setattr(durable_engine.store, "server_time", lambda: durable_clock.now() - skew)
+    worker = Worker(scheduler, queues=None, concurrency=1, poll_ms=1000)
+    with ThreadPoolExecutor(1) as pool:
+        worker._claim_some(pool)  # (one turn of its loop: nothing is due)
+    plan = get_workflow("rolling_refund").plan
+    seen = durable_engine.store.plan_seen("rolling_refund", plan, besides="someone else")
+    assert scheduler.refusing_claims == (skew > timedelta(0))
+    assert seen == ((None, None) if skew else (durable_clock.now(), durable_clock.now()))
