@@ -277,20 +277,24 @@ class Executor:
             "worker has run since %s, with this code (steps %s)",
             row.id,
             wdef.name,
-            ", ".join(name for name, _ in shape.get("steps", [])),
+            ", ".join(_flow_names(shape)),
             "(never seen)" if by_worker is None else by_worker.isoformat(),
             ", ".join(s.name for s in wdef.steps),
         )
         return None
 
     def _hand_back(
-        self, row: ExecutionRow, claim: Claim, wdef: WorkflowDef, seen: datetime
+        self,
+        row: ExecutionRow,
+        claim: Claim,
+        wdef: WorkflowDef,
+        shape: Mapping[str, Any],
+        seen: datetime,
     ) -> None:
-        """Give back, untouched, a claim on an execution that other code started while
-        that code is alive (claimable again after ``HAND_BACK``)."""
+        """Give back, untouched, a claim on an execution that other code (of ``shape``)
+        started while that code is alive (claimable again after ``HAND_BACK``)."""
         now = self.clock.now()
         later = now + HAND_BACK
-        shape = self._shape_of(row) or {}
         log.warning(
             "durable: %s of workflow %r was started by other code (steps %s), which a "
             "process ran at %s; this worker's code has steps %s: handing it back for a "
@@ -298,7 +302,7 @@ class Executor:
             "code for %d s, any worker runs it)",
             row.id if row.unit is None else f"{row.parent_id} (its unit {row.unit!r})",
             wdef.name,
-            ", ".join(name for name, _ in shape.get("steps", [])),
+            ", ".join(_flow_names(shape)),
             seen.isoformat(),
             ", ".join(s.name for s in wdef.steps),
             later.isoformat(),
@@ -484,7 +488,7 @@ class Executor:
         wdef = get_workflow(row.workflow)
         seen = self._other_code_alive(row, wdef)
         if seen is not None:
-            self._hand_back(row, claim, wdef, seen)
+            self._hand_back(row, claim, wdef, self._shape_of(row) or {}, seen)
             return
         if row.phase == StepPhase.COMPENSATE:
             run_compensations(self, row, claim, stop_at)
@@ -1513,18 +1517,26 @@ def _group_error(sdef: StepDef, failed: list[UnitOutcome]) -> dict[str, Any]:
     return {**error_info(exc), "traceback": "", "step": sdef.name, "failures": failures}
 
 
+def _flow_names(shape: Mapping[str, Any]) -> list[str]:
+    """The steps of a workflow shape, in order."""
+    return [step for step, _ in shape.get("steps", [])]
+
+
+def _step_names(shape: Mapping[str, Any]) -> list[str]:
+    """The steps and the branches (``"group.step"``) of a workflow shape."""
+    branches = shape.get("branches", {}).values()
+    return [*_flow_names(shape), *(b for names in branches for b in names)]
+
+
 def _has_step(shape: Mapping[str, Any], name: str | None) -> bool:
     """Whether code of ``shape`` has the step (or branch, or foreach item's step) an
     execution is at, by the name it is recorded under."""
     if name is None:
         return True
-    names = {step for step, _ in shape.get("steps", [])}
-    names.update(b for branches in shape.get("branches", {}).values() for b in branches)
+    names = set(_step_names(shape))
     return name in names or name.partition("[")[0] in names
 
 
 def _lacks_steps(wdef: WorkflowDef, shape: Mapping[str, Any]) -> bool:
     """Whether ``shape`` has a step (or branch) that ``wdef``'s code has under no name."""
-    names = [step for step, _ in shape.get("steps", [])]
-    names += [b for branches in shape.get("branches", {}).values() for b in branches]
-    return any(wdef.current_name(name) is None for name in names)
+    return any(wdef.current_name(name) is None for name in _step_names(shape))
